@@ -1,0 +1,632 @@
+//! Settings: an optional TOML file, overridden by environment variables, validated once at start.
+//!
+//! Every setting is one row of [`SETTINGS`]: its TOML key, its environment variable, whether it
+//! is a secret (then it also accepts `…_FILE` / `…_file`, and its value never appears in errors
+//! or `Debug` output). Later modules add rows; `docs/configuration.md` lists them all (a test
+//! keeps the two in step).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::secrets::SecretKey;
+
+/// One configurable value.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// Dotted TOML key, `section.key`.
+    pub key: &'static str,
+    /// Environment variable that overrides the TOML value.
+    pub env: &'static str,
+    /// Secrets accept a `…_FILE` variant and are never printed.
+    pub secret: bool,
+    /// Default as written in the docs; `None` when the setting is optional.
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+}
+
+const fn setting(
+    key: &'static str,
+    env: &'static str,
+    default: Option<&'static str>,
+    help: &'static str,
+) -> Setting {
+    Setting {
+        key,
+        env,
+        secret: false,
+        default,
+        help,
+    }
+}
+
+const fn secret(key: &'static str, env: &'static str, help: &'static str) -> Setting {
+    Setting {
+        key,
+        env,
+        secret: true,
+        default: None,
+        help,
+    }
+}
+
+/// Every setting Tollgate reads.
+pub const SETTINGS: &[Setting] = &[
+    setting(
+        "server.bind",
+        "TOLLGATE_BIND",
+        Some("127.0.0.1:8080"),
+        "Address the HTTP server listens on (port 0 picks a free port).",
+    ),
+    setting(
+        "server.base_url",
+        "TOLLGATE_BASE_URL",
+        Some("http://localhost:8080"),
+        "Public URL at which Atlassian reaches this service.",
+    ),
+    setting(
+        "server.request_timeout",
+        "TOLLGATE_SERVER_REQUEST_TIMEOUT",
+        Some("30s"),
+        "Longest time one HTTP request may take before it is answered with 408.",
+    ),
+    setting(
+        "server.shutdown_timeout",
+        "TOLLGATE_SERVER_SHUTDOWN_TIMEOUT",
+        Some("30s"),
+        "On SIGTERM/SIGINT, how long in-flight requests and jobs may take to finish.",
+    ),
+    setting(
+        "database.url",
+        "DATABASE_URL",
+        Some("sqlite://tollgate.db"),
+        "`sqlite://PATH` (created if missing) or `postgres://…`.",
+    ),
+    setting(
+        "database.max_connections",
+        "TOLLGATE_DATABASE_MAX_CONNECTIONS",
+        Some("10"),
+        "Size of the connection pool.",
+    ),
+    setting(
+        "database.connect_timeout",
+        "TOLLGATE_DATABASE_CONNECT_TIMEOUT",
+        Some("10s"),
+        "How long to wait for the database at start before giving up.",
+    ),
+    setting(
+        "workflows.dir",
+        "TOLLGATE_WORKFLOWS_DIR",
+        Some("./workflows"),
+        "Directory holding the resource catalog and workflow files.",
+    ),
+    secret(
+        "secrets.key",
+        "TOLLGATE_SECRET_KEY",
+        "Key that encrypts secrets at rest: 32 bytes, base64. Generated beside a SQLite database if unset; required with PostgreSQL.",
+    ),
+    setting(
+        "log.filter",
+        "TOLLGATE_LOG",
+        Some("info"),
+        "Log filter in `tracing` syntax, e.g. `info,tollgate=debug`.",
+    ),
+    setting(
+        "log.format",
+        "TOLLGATE_LOG_FORMAT",
+        Some("pretty"),
+        "`pretty` for people, `json` for log collectors.",
+    ),
+    setting(
+        "jobs.poll_interval",
+        "TOLLGATE_JOBS_POLL_INTERVAL",
+        Some("1s"),
+        "How often an idle worker looks for due jobs.",
+    ),
+    setting(
+        "jobs.concurrency",
+        "TOLLGATE_JOBS_CONCURRENCY",
+        Some("4"),
+        "Jobs one worker process runs at the same time.",
+    ),
+];
+
+/// Environment variable naming the TOML file when `--config` is not given.
+pub const CONFIG_FILE_ENV: &str = "TOLLGATE_CONFIG";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("unknown setting `{key}` in {path}")]
+    UnknownKey { key: String, path: PathBuf },
+    #[error("cannot read {setting} from file {path}: {source}")]
+    SecretFile {
+        setting: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid {setting}: {reason}")]
+    Invalid { setting: String, reason: String },
+}
+
+/// Where a raw value came from, for error messages.
+#[derive(Debug, Clone)]
+enum Origin {
+    File(PathBuf),
+    Env(&'static str),
+    Default,
+}
+
+#[derive(Debug, Clone)]
+struct RawValue {
+    value: String,
+    origin: Origin,
+}
+
+/// All raw values by TOML key, after overlaying the environment on the file.
+#[derive(Debug, Default)]
+pub struct RawSettings {
+    values: BTreeMap<&'static str, RawValue>,
+}
+
+impl RawSettings {
+    /// Reads the file (if any) and the environment through `env` (injectable for tests).
+    pub fn gather(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw = RawSettings::default();
+        if let Some(path) = file {
+            raw.read_file(path)?;
+        }
+        for s in SETTINGS {
+            if let Some(value) = env(s.env) {
+                raw.put(s, value, Origin::Env(s.env));
+            } else if s.secret {
+                let file_var = format!("{}_FILE", s.env);
+                if let Some(path) = env(&file_var) {
+                    let value = read_secret_file(s, Path::new(&path))?;
+                    raw.put(s, value, Origin::Env(s.env));
+                }
+            }
+        }
+        for s in SETTINGS {
+            if let (None, Some(default)) = (raw.values.get(s.key), s.default) {
+                raw.put(s, default.to_string(), Origin::Default);
+            }
+        }
+        Ok(raw)
+    }
+
+    fn put(&mut self, s: &Setting, value: String, origin: Origin) {
+        self.values.insert(s.key, RawValue { value, origin });
+    }
+
+    fn read_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Toml {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut leaves = Vec::new();
+        flatten("", &toml::Value::Table(table), &mut leaves);
+        for (key, value) in leaves {
+            let unknown = || ConfigError::UnknownKey {
+                key: key.clone(),
+                path: path.to_owned(),
+            };
+            if let Some(s) = SETTINGS.iter().find(|s| s.key == key) {
+                self.put(s, value, Origin::File(path.to_owned()));
+            } else if let Some(base) = key.strip_suffix("_file") {
+                let s = SETTINGS
+                    .iter()
+                    .find(|s| s.secret && s.key == base)
+                    .ok_or_else(unknown)?;
+                let secret = read_secret_file(s, Path::new(&value))?;
+                self.put(s, secret, Origin::File(path.to_owned()));
+            } else {
+                return Err(unknown());
+            }
+        }
+        Ok(())
+    }
+
+    /// The raw text of a setting, if set or defaulted.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(|v| v.value.as_str())
+    }
+
+    /// Parses one setting; the error names the variable, the TOML key and where the value came from.
+    pub fn parse<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(raw) = self.values.get(key) else {
+            return Ok(None);
+        };
+        parse(&raw.value)
+            .map(Some)
+            .map_err(|reason| ConfigError::Invalid {
+                setting: describe(key, &raw.origin),
+                reason: if setting_for(key).is_some_and(|s| s.secret) {
+                    // The reason may quote the value; a secret's value never reaches a log.
+                    "the value is malformed (not shown: it is a secret)".into()
+                } else {
+                    reason
+                },
+            })
+    }
+
+    /// Like [`Self::parse`] for a setting that has a default, so it is always present.
+    pub fn require<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        self.parse(key, parse)?.ok_or_else(|| ConfigError::Invalid {
+            setting: describe(key, &Origin::Default),
+            reason: "is required".into(),
+        })
+    }
+}
+
+fn setting_for(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+fn describe(key: &str, origin: &Origin) -> String {
+    let env = setting_for(key).map(|s| s.env).unwrap_or("?");
+    match origin {
+        Origin::File(path) => format!("{env} (`{key}` in {})", path.display()),
+        Origin::Env(var) => format!("{var} (`{key}`, from the environment)"),
+        Origin::Default => format!("{env} (`{key}`, default)"),
+    }
+}
+
+fn read_secret_file(s: &Setting, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
+        .map_err(|source| ConfigError::SecretFile {
+            setting: format!("{}_FILE", s.env),
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        toml::Value::Integer(n) => out.push((prefix.to_string(), n.to_string())),
+        toml::Value::Float(n) => out.push((prefix.to_string(), n.to_string())),
+        toml::Value::Boolean(b) => out.push((prefix.to_string(), b.to_string())),
+        toml::Value::Datetime(d) => out.push((prefix.to_string(), d.to_string())),
+        // Lists are kept as their JSON text; a setting that takes a list parses that.
+        toml::Value::Array(items) => out.push((
+            prefix.to_string(),
+            serde_json::to_string(items).unwrap_or_default(),
+        )),
+    }
+}
+
+/// The database the deployment uses; the URL decides.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(url.to_string()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_string()))
+        } else {
+            Err("expected `sqlite://PATH` or `postgres://USER@HOST/DB`".into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Sqlite(url) | Self::Postgres(url) => url,
+        }
+    }
+
+    /// The database file of a SQLite URL, if it names one (not `:memory:`).
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let Self::Sqlite(url) = self else { return None };
+        let rest = url
+            .trim_start_matches("sqlite:")
+            .trim_start_matches("//")
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        (!rest.is_empty() && !rest.contains(":memory:")).then(|| PathBuf::from(rest))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    /// A PostgreSQL URL may carry a password: show only the scheme and host part after `@`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(url) => write!(f, "{url}"),
+            Self::Postgres(url) => match url.rsplit_once('@') {
+                Some((_, host)) => write!(f, "postgres://…@{host}"),
+                None => write!(f, "{url}"),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    pub base_url: String,
+    pub request_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    pub poll_interval: Duration,
+    pub concurrency: usize,
+}
+
+/// The validated configuration. `Debug` never shows a secret.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub workflows_dir: PathBuf,
+    pub secret_key: Option<SecretKey>,
+    pub log: LogConfig,
+    pub jobs: JobsConfig,
+}
+
+impl Config {
+    /// Loads from the process environment and the file named by `--config` or `TOLLGATE_CONFIG`.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env(CONFIG_FILE_ENV).map(PathBuf::from));
+        Self::from_sources(file.as_deref(), &env)
+    }
+
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::from_raw(&RawSettings::gather(file, env)?)
+    }
+
+    pub fn from_raw(raw: &RawSettings) -> Result<Self, ConfigError> {
+        Ok(Config {
+            server: ServerConfig {
+                bind: raw.require("server.bind", |v| {
+                    v.parse::<SocketAddr>()
+                        .map_err(|_| format!("`{v}` is not an address like 127.0.0.1:8080"))
+                })?,
+                base_url: raw.require("server.base_url", parse_base_url)?,
+                request_timeout: raw.require("server.request_timeout", parse_positive_duration)?,
+                shutdown_timeout: raw.require("server.shutdown_timeout", crate::duration::parse)?,
+            },
+            database: DatabaseConfig {
+                url: raw.require("database.url", DatabaseUrl::parse)?,
+                max_connections: raw.require("database.max_connections", parse_positive)?,
+                connect_timeout: raw
+                    .require("database.connect_timeout", parse_positive_duration)?,
+            },
+            workflows_dir: raw.require("workflows.dir", |v| Ok(PathBuf::from(v)))?,
+            secret_key: raw.parse("secrets.key", SecretKey::from_base64)?,
+            log: LogConfig {
+                filter: raw.require("log.filter", |v| {
+                    tracing_subscriber::EnvFilter::try_new(v)
+                        .map(|_| v.to_string())
+                        .map_err(|e| e.to_string())
+                })?,
+                format: raw.require("log.format", |v| match v {
+                    "pretty" => Ok(LogFormat::Pretty),
+                    "json" => Ok(LogFormat::Json),
+                    _ => Err(format!("`{v}` is neither `pretty` nor `json`")),
+                })?,
+            },
+            jobs: JobsConfig {
+                poll_interval: raw.require("jobs.poll_interval", parse_positive_duration)?,
+                concurrency: raw.require("jobs.concurrency", parse_positive)?,
+            },
+        })
+    }
+}
+
+fn parse_base_url(v: &str) -> Result<String, String> {
+    let trimmed = v.trim_end_matches('/');
+    let ok = (trimmed.starts_with("https://") || trimmed.starts_with("http://"))
+        && trimmed
+            .split("://")
+            .nth(1)
+            .is_some_and(|rest| !rest.is_empty())
+        && !trimmed.contains(['?', '#', ' ']);
+    if ok {
+        Ok(trimmed.to_string())
+    } else {
+        Err(format!(
+            "`{v}` is not an absolute http(s) URL without query or fragment"
+        ))
+    }
+}
+
+fn parse_positive<T: std::str::FromStr + Default + PartialOrd>(v: &str) -> Result<T, String> {
+    match v.parse::<T>() {
+        Ok(n) if n > T::default() => Ok(n),
+        _ => Err(format!("`{v}` is not a positive whole number")),
+    }
+}
+
+fn parse_positive_duration(v: &str) -> Result<Duration, String> {
+    match crate::duration::parse(v)? {
+        d if d.is_zero() => Err("must be longer than zero".into()),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let config = Config::from_sources(None, &env_of(&[])).expect("defaults are valid");
+        assert_eq!(config.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.base_url, "http://localhost:8080");
+        assert_eq!(
+            config.database.url,
+            DatabaseUrl::Sqlite("sqlite://tollgate.db".into())
+        );
+        assert_eq!(config.workflows_dir, PathBuf::from("./workflows"));
+        assert!(config.secret_key.is_none());
+        assert_eq!(config.log.format, LogFormat::Pretty);
+        assert_eq!(config.jobs.poll_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tollgate.toml");
+        std::fs::write(
+            &path,
+            "[server]\nbind = \"0.0.0.0:9000\"\nbase_url = \"https://file.example\"\n[log]\nformat = \"json\"\n[jobs]\nconcurrency = 8\n",
+        )
+        .expect("write");
+        let config = Config::from_sources(
+            Some(&path),
+            &env_of(&[("TOLLGATE_BASE_URL", "https://env.example/")]),
+        )
+        .expect("valid");
+        assert_eq!(config.server.bind.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.server.base_url, "https://env.example");
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.jobs.concurrency, 8);
+    }
+
+    #[test]
+    fn an_invalid_value_names_the_setting_and_its_source() {
+        let err = Config::from_sources(None, &env_of(&[("TOLLGATE_BIND", "localhost")]))
+            .expect_err("invalid bind");
+        let text = err.to_string();
+        assert!(text.contains("TOLLGATE_BIND"), "{text}");
+        assert!(text.contains("server.bind"), "{text}");
+        assert!(text.contains("localhost"), "{text}");
+
+        let err = Config::from_sources(None, &env_of(&[("DATABASE_URL", "mysql://x")]))
+            .expect_err("unsupported database");
+        assert!(err.to_string().contains("DATABASE_URL"));
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tollgate.toml");
+        std::fs::write(&path, "[server]\nbnid = \"0.0.0.0:9000\"\n").expect("write");
+        let err = Config::from_sources(Some(&path), &env_of(&[])).expect_err("typo");
+        assert!(err.to_string().contains("server.bnid"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_show_in_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key_path = dir.path().join("key");
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        std::fs::write(&key_path, format!("{key}\n")).expect("write");
+        let config = Config::from_sources(
+            None,
+            &env_of(&[("TOLLGATE_SECRET_KEY_FILE", key_path.to_str().expect("utf8"))]),
+        )
+        .expect("valid");
+        assert!(config.secret_key.is_some());
+        assert!(!format!("{config:?}").contains(key));
+
+        let err = Config::from_sources(None, &env_of(&[("TOLLGATE_SECRET_KEY", "c2hvcnQ=")]))
+            .expect_err("short key");
+        let text = err.to_string();
+        assert!(text.contains("TOLLGATE_SECRET_KEY"), "{text}");
+        assert!(!text.contains("c2hvcnQ="), "{text}");
+    }
+
+    #[test]
+    fn database_url_hides_passwords_in_debug() {
+        let url = DatabaseUrl::parse("postgres://app:hunter2@db.internal/tollgate").expect("ok");
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn sqlite_file_is_found_in_the_url() {
+        let url = DatabaseUrl::parse("sqlite://data/tollgate.db?mode=rwc").expect("ok");
+        assert_eq!(url.sqlite_file(), Some(PathBuf::from("data/tollgate.db")));
+        let memory = DatabaseUrl::parse("sqlite::memory:").expect("ok");
+        assert_eq!(memory.sqlite_file(), None);
+    }
+
+    #[test]
+    fn docs_list_every_setting() {
+        let docs = include_str!("../docs/configuration.md");
+        for s in SETTINGS {
+            assert!(
+                docs.contains(&format!("`{}`", s.env)) && docs.contains(&format!("`{}`", s.key)),
+                "docs/configuration.md does not document {} / {}",
+                s.env,
+                s.key
+            );
+        }
+    }
+}

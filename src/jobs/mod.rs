@@ -1,0 +1,250 @@
+//! Durable background jobs on apalis, stored in the same database as everything else.
+//!
+//! This is the only module that knows apalis. Every job is one variant of [`Job`], stored as
+//! JSON on the one named queue [`QUEUE`]; adding a job type means adding a variant and its arm
+//! in [`run`]. Jobs are delivered at least once, so every handler must be idempotent.
+//! A job is enqueued inside the caller's transaction ([`schedule`]), so a state change and its
+//! follow-up job commit or roll back together.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use apalis::prelude::{BackendExt, WorkerBuilderExt, WorkerContext};
+use apalis::prelude::{BoxDynError, Data, Event, Monitor, TaskBuilder, WorkerBuilder};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::shutdown::Shutdown;
+use crate::state::AppState;
+use crate::store::{Db, StoreError, Tx, selfcheck};
+
+/// The queue's name is fixed here, not derived from a Rust type name, so renaming a type never
+/// orphans jobs already queued.
+pub const QUEUE: &str = "tollgate.jobs";
+
+/// How often a job is tried before it stays failed.
+const MAX_ATTEMPTS: usize = 5;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Job {
+    /// Diagnostic: proves the worker runs what was queued, also across restarts.
+    SelfCheck { id: Uuid },
+}
+
+impl Job {
+    /// The label used in logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::SelfCheck { .. } => "self_check",
+        }
+    }
+
+    /// A job with a key is enqueued at most once per key.
+    pub fn idempotency_key(&self) -> Option<String> {
+        match self {
+            Job::SelfCheck { id } => Some(format!("self_check:{id}")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("cannot encode job: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("cannot enqueue job: {0}")]
+    Queue(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether [`schedule`] added the job or found it already queued under its idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Added,
+    AlreadyScheduled,
+}
+
+/// Enqueues `job` to run at `run_at` (1-second resolution) inside the open transaction.
+pub async fn schedule(tx: &mut Tx, job: &Job, run_at: DateTime<Utc>) -> Result<Enqueued, JobError> {
+    let payload = serde_json::to_vec(job)?;
+    // apalis stores whole seconds: round up, so a job never runs before its time.
+    let seconds = run_at.timestamp() + i64::from(run_at.timestamp_subsec_nanos() > 0);
+    let mut builder = TaskBuilder::new(payload)
+        .run_at_timestamp(u64::try_from(seconds).unwrap_or(0))
+        .max_attempts(MAX_ATTEMPTS);
+    if let Some(key) = job.idempotency_key() {
+        builder = builder.idempotency_key(key);
+    }
+    let task = builder.build();
+    match tx {
+        Tx::Sqlite(tx) => {
+            // SQLite ignores a duplicate idempotency key (ON CONFLICT DO NOTHING): compare counts.
+            let before = count_with_key(tx, job).await?;
+            apalis_sqlite::queries::push_tasks(&mut **tx, QUEUE, &[task])
+                .await
+                .map_err(|e| JobError::Queue(e.to_string()))?;
+            let after = count_with_key(tx, job).await?;
+            Ok(if job.idempotency_key().is_some() && before == after {
+                Enqueued::AlreadyScheduled
+            } else {
+                Enqueued::Added
+            })
+        }
+        Tx::Postgres(tx) => {
+            // PostgreSQL raises a unique violation instead, which would abort the caller's
+            // transaction: a savepoint confines it.
+            let mut savepoint = sqlx::Acquire::begin(&mut **tx)
+                .await
+                .map_err(StoreError::from)?;
+            match apalis_postgres::queries::push_tasks(&mut *savepoint, QUEUE, vec![task]).await {
+                Ok(()) => {
+                    savepoint.commit().await.map_err(StoreError::from)?;
+                    Ok(Enqueued::Added)
+                }
+                Err(apalis_postgres::Error::Database(sqlx::Error::Database(e)))
+                    if e.is_unique_violation() =>
+                {
+                    savepoint.rollback().await.map_err(StoreError::from)?;
+                    Ok(Enqueued::AlreadyScheduled)
+                }
+                Err(e) => Err(JobError::Queue(e.to_string())),
+            }
+        }
+    }
+}
+
+async fn count_with_key(conn: &mut sqlx::SqliteConnection, job: &Job) -> Result<i64, JobError> {
+    let Some(key) = job.idempotency_key() else {
+        return Ok(0);
+    };
+    Ok(
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM Jobs WHERE job_type = $1 AND idempotency_key = $2",
+        )
+        .bind(QUEUE)
+        .bind(key)
+        .fetch_one(conn)
+        .await
+        .map_err(StoreError::from)?,
+    )
+}
+
+/// Whether this process's worker is up, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct WorkerStatus {
+    running: AtomicUsize,
+}
+
+impl WorkerStatus {
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// Runs the job worker until `shutdown` fires, then lets in-flight jobs finish (bounded by the
+/// configured shutdown timeout).
+pub async fn run_worker(state: AppState, shutdown: Shutdown) -> Result<(), BoxDynError> {
+    let config = state.config.jobs.clone();
+    let status = state.worker_status.clone();
+    // A fresh name per process and per restart: apalis refuses a worker name that was seen
+    // alive in the last minute, which would kill a quickly restarted process's worker.
+    let name = move |restarts: usize| format!("tollgate-{}-{restarts}", Uuid::now_v7());
+    let monitor = Monitor::new()
+        .should_restart(|ctx, error| {
+            tracing::warn!(worker = ctx.name(), %error, "job worker stopped; restarting");
+            true
+        })
+        .on_event(move |ctx: &WorkerContext, event: &Event| match event {
+            Event::Start => {
+                status.running.fetch_add(1, Ordering::SeqCst);
+                tracing::info!(worker = ctx.name(), "job worker started");
+            }
+            Event::Stop | Event::Exit => {
+                // Saturating: Stop and Exit may both arrive for one worker.
+                let _ = status
+                    .running
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            }
+            Event::Error(error) => tracing::warn!(worker = ctx.name(), %error, "job worker error"),
+            _ => {}
+        })
+        .shutdown_timeout(state.config.server.shutdown_timeout);
+
+    let monitor = match state.store.db().clone() {
+        Db::Sqlite(pool) => {
+            let queue = apalis_sqlite::Config::default().queue(QUEUE);
+            monitor.register(move |restarts| {
+                let backend = apalis_sqlite::SqliteStorage::<Job>::new(&pool)
+                    .with_config(queue.clone())
+                    .poll_with_interval(config.poll_interval);
+                WorkerBuilder::new(name(restarts))
+                    .backend(backend)
+                    .concurrency(config.concurrency)
+                    .data(state.clone())
+                    .build(run)
+            })
+        }
+        Db::Postgres(pool) => {
+            let queue = apalis_postgres::Config::default().queue(QUEUE);
+            monitor.register(move |restarts| {
+                let backend = apalis_postgres::PostgresStorage::<Job>::new(&pool)
+                    .with_config(queue.clone())
+                    .poll_with_interval(config.poll_interval);
+                WorkerBuilder::new(name(restarts))
+                    .backend(backend)
+                    .concurrency(config.concurrency)
+                    .data(state.clone())
+                    .build(run)
+            })
+        }
+    };
+    monitor
+        .run_with_signal(async move {
+            shutdown.wait().await;
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// Runs one job and records its outcome.
+async fn run(job: Job, state: Data<AppState>) -> Result<(), BoxDynError> {
+    let kind = job.kind();
+    let started = Instant::now();
+    let result = dispatch(&job, &state).await;
+    let outcome = if result.is_ok() { "success" } else { "failure" };
+    state
+        .metrics
+        .record_job(kind, outcome, started.elapsed().as_secs_f64());
+    match &result {
+        Ok(()) => tracing::debug!(job = kind, "job done"),
+        Err(error) => tracing::warn!(job = kind, %error, "job failed"),
+    }
+    result
+}
+
+async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
+    match job {
+        Job::SelfCheck { id } => {
+            let first = selfcheck::record_run(&state.store, *id, state.clock.now()).await?;
+            if !first {
+                tracing::info!(%id, "self-check delivered again; already recorded");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Schedules a self-check to run after `delay`, returning its id.
+pub async fn schedule_self_check(state: &AppState, delay: Duration) -> Result<Uuid, JobError> {
+    let id = Uuid::now_v7();
+    let now = state.clock.now();
+    let due = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+    let mut tx = state.store.begin().await?;
+    selfcheck::insert(&mut tx, id, now, due).await?;
+    schedule(&mut tx, &Job::SelfCheck { id }, due).await?;
+    tx.commit().await?;
+    Ok(id)
+}

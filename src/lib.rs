@@ -1,0 +1,18 @@
+//! Tollgate: access requests from Jira Service Management, routed to the right approvers,
+//! granted in the identity provider and in Atlassian, removed when they expire, and recorded in
+//! a tamper-evident audit log.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod http;
+pub mod jobs;
+pub mod metrics;
+pub mod secrets;
+pub mod shutdown;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,99 @@
+//! The `tollgate` command line: a thin layer over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use tollgate::app::{Application, Mode};
+use tollgate::config::Config;
+use tollgate::store::Store;
+
+/// Access-request workflows for Jira Service Management: route each request to the right
+/// approvers, grant the access in the identity provider and in Atlassian, remove it when it
+/// expires, and keep a tamper-evident record of every step.
+///
+/// Settings come from an optional TOML file and from environment variables (which win);
+/// see docs/configuration.md for every one of them.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about, long_about)]
+struct Cli {
+    /// TOML configuration file; environment variables override what it says.
+    #[arg(long, global = true, env = "TOLLGATE_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (Connect app, webhooks, API) with an embedded job worker.
+    ///
+    /// Applies pending database migrations first. Stops gracefully on SIGTERM or SIGINT,
+    /// finishing in-flight requests and jobs.
+    Serve {
+        /// Serve HTTP only, for web replicas when separate `tollgate worker` processes run jobs.
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run background jobs only (grants, expiries, reminders, syncs), without the HTTP server.
+    Worker,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("tollgate: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tollgate::telemetry::init(&config.log);
+    // reqwest is built without a default crypto provider; install ring once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let result = match cli.command {
+        Command::Serve { no_worker } => {
+            let mode = if no_worker { Mode::WebOnly } else { Mode::All };
+            run(config, mode).await
+        }
+        Command::Worker => run(config, Mode::WorkerOnly).await,
+        Command::Migrate => migrate(&config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "tollgate failed");
+            eprintln!("tollgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config, mode: Mode) -> Result<(), Box<dyn std::error::Error>> {
+    let app = Application::build(config, mode).await?;
+    app.shutdown_handle().trigger_on_signals();
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Store::connect(&config.database).await?;
+    store.migrate().await?;
+    let pending = store.pending_migrations().await?;
+    store.close().await;
+    if pending.is_empty() {
+        println!(
+            "migrations applied: the {} database is up to date",
+            store.backend().as_str()
+        );
+        Ok(())
+    } else {
+        Err(format!("migrations still pending after migrate: {pending:?}").into())
+    }
+}

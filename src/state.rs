@@ -1,0 +1,22 @@
+//! What every handler and job can reach. Cheap to clone: everything inside is shared.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::jobs::WorkerStatus;
+use crate::metrics::Metrics;
+use crate::secrets::SecretKey;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub secret_key: Arc<SecretKey>,
+    /// Whether this process runs a job worker (`serve` without `--no-worker`, or `worker`).
+    pub worker_enabled: bool,
+    pub worker_status: Arc<WorkerStatus>,
+}

@@ -1,0 +1,241 @@
+//! Storage: one interface over SQLite (the embedded default) and PostgreSQL.
+//!
+//! SQL is written once with `$1…$N` binds, which both drivers accept; [`on_db!`] and [`on_tx!`]
+//! run the same statement against whichever pool or transaction is live. Column types differ,
+//! so the two migration folders mirror each other (`migrations/sqlite`, `migrations/postgres`).
+
+pub mod selfcheck;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+use crate::config::{DatabaseConfig, DatabaseUrl};
+
+/// Our migrations live in their own table: apalis's SQLite migrations use `_sqlx_migrations`,
+/// and two migrators sharing one table each see the other's rows as unknown versions.
+const MIGRATIONS_TABLE: &str = "_tollgate_migrations";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database ({url:?}): {source}")]
+    Connect {
+        url: DatabaseUrl,
+        source: sqlx::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("job queue setup failed: {0}")]
+    JobQueueSetup(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// A unique-constraint violation, which callers often treat as "already done".
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An open transaction on either backend. Dropping it without [`Tx::commit`] rolls back.
+#[derive(Debug)]
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$conn` bound to the live pool, whichever backend it is.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($conn) => $body,
+            $crate::store::Db::Postgres($conn) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the open transaction's connection.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::store::Tx::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    /// Opens the pool and checks the database answers, so a wrong URL fails at start.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let connect_error = |source| StoreError::Connect {
+            url: config.url.clone(),
+            source,
+        };
+        let db = match &config.url {
+            DatabaseUrl::Sqlite(url) => {
+                // WAL with synchronous=NORMAL is durable across process crashes; the audit log
+                // needs that, so apalis's own `setup()` (synchronous=OFF) is never called.
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(connect_error)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(config.connect_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                Db::Sqlite(pool)
+            }
+            DatabaseUrl::Postgres(url) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(config.connect_timeout)
+                    .connect(url)
+                    .await
+                    .map_err(connect_error)?;
+                Db::Postgres(pool)
+            }
+        };
+        Ok(Self { db })
+    }
+
+    pub fn from_db(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    fn migrator(&self) -> Migrator {
+        let mut migrator = match self.db {
+            Db::Sqlite(_) => sqlx::migrate!("./migrations/sqlite"),
+            Db::Postgres(_) => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+        migrator
+    }
+
+    /// Applies our migrations and the job queue's. Safe to run on every start and from several
+    /// processes at once (sqlx takes an advisory lock on PostgreSQL).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = self.migrator();
+        on_db!(&self.db, |pool| migrator.run(pool).await)?;
+        match &self.db {
+            Db::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations()
+                .run(pool)
+                .await
+                .map_err(|e| StoreError::JobQueueSetup(e.to_string()))?,
+            Db::Postgres(pool) => apalis_postgres::PostgresStorage::setup(pool)
+                .await
+                .map_err(|e| StoreError::JobQueueSetup(e.to_string()))?,
+        }
+        Ok(())
+    }
+
+    /// Versions this build knows that the database has not applied (successfully).
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let applied: Vec<i64> = on_db!(&self.db, |pool| {
+            sqlx::query_scalar("SELECT version FROM _tollgate_migrations WHERE success = $1")
+                .bind(true)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(self
+            .migrator()
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_db!(&self.db, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match &self.db {
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    pub async fn close(&self) {
+        on_db!(&self.db, |pool| pool.close().await);
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => tx.rollback().await?,
+            Tx::Postgres(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,228 @@
+//! The real `tollgate` binary: start-up failures, migrations, and a scheduled job surviving
+//! `kill -9` and a restart.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tollgate::app::{Application, Mode};
+use tollgate::jobs;
+use tollgate::store::selfcheck;
+
+use crate::support::{TestDatabase, eventually, init, test_config, test_secret_key};
+
+fn tollgate(envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    command.env_clear();
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_ready(port: u16) {
+    let client = reqwest::Client::new();
+    let ready = eventually(Duration::from_secs(30), || async {
+        let response = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "tollgate on port {port} never became ready"
+    );
+}
+
+#[test]
+fn help_describes_the_commands() {
+    let output = tollgate(&[]).arg("--help").output().expect("runs");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    for command in ["serve", "worker", "migrate", "--config"] {
+        assert!(text.contains(command), "--help lacks {command}: {text}");
+    }
+    let output = tollgate(&[])
+        .args(["serve", "--help"])
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("--no-worker"));
+}
+
+#[test]
+fn an_unsupported_database_url_fails_fast_naming_the_setting() {
+    let output = tollgate(&[("DATABASE_URL", "mysql://localhost/x")])
+        .arg("serve")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_database_fails_fast() {
+    let started = std::time::Instant::now();
+    let output = tollgate(&[
+        ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+        ("TOLLGATE_SECRET_KEY", &test_secret_key()),
+        ("TOLLGATE_DATABASE_CONNECT_TIMEOUT", "2s"),
+    ])
+    .arg("serve")
+    .output()
+    .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot open the database"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn postgres_without_a_secret_key_refuses_to_start() {
+    let output = tollgate(&[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")])
+        .arg("serve")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("TOLLGATE_SECRET_KEY is required"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_bind_address_fails_fast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let output = tollgate(&[("DATABASE_URL", &db), ("TOLLGATE_BIND", "not-an-address")])
+        .arg("serve")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("TOLLGATE_BIND"));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let output = tollgate(&[("DATABASE_URL", &db), ("TOLLGATE_BIND", &addr)])
+        .arg("serve")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+}
+
+#[test]
+fn migrate_brings_a_fresh_sqlite_database_up_to_date_and_generates_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fresh.db");
+    let db = format!("sqlite://{}", path.display());
+    for _ in 0..2 {
+        let output = tollgate(&[("DATABASE_URL", &db)])
+            .arg("migrate")
+            .output()
+            .expect("runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(String::from_utf8_lossy(&output.stdout).contains("up to date"));
+    }
+    assert!(path.exists());
+}
+
+/// A job scheduled for the future survives `kill -9` of the process that would have run it.
+#[tokio::test]
+async fn a_scheduled_job_survives_kill_9_and_a_restart() {
+    init();
+    let db = TestDatabase::create().await;
+    let key = test_secret_key();
+    let port = free_port();
+    let port_text = port.to_string();
+    let bind = format!("127.0.0.1:{port_text}");
+    let mut envs: Vec<(&str, &str)> = vec![
+        ("DATABASE_URL", db.url()),
+        ("TOLLGATE_BIND", &bind),
+        ("TOLLGATE_JOBS_POLL_INTERVAL", "200ms"),
+        ("TOLLGATE_LOG", "warn"),
+    ];
+    if db.is_postgres() {
+        envs.push(("TOLLGATE_SECRET_KEY", &key));
+    }
+
+    let first = Running(
+        tollgate(&envs)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starts"),
+    );
+    wait_ready(port).await;
+
+    // Schedule through the library against the same database, as the engine would; this
+    // second instance is built but never run, so it only writes.
+    let scheduler = Application::build(
+        test_config(&db, &[("TOLLGATE_SECRET_KEY", &key)]),
+        Mode::WebOnly,
+    )
+    .await
+    .expect("builds");
+    let state = scheduler.state().clone();
+    let store = state.store.clone();
+    let id = jobs::schedule_self_check(&state, Duration::from_secs(4))
+        .await
+        .expect("scheduled");
+
+    // SIGKILL: no graceful anything.
+    drop(first);
+    let row = selfcheck::get(&store, id)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(
+        row.ran_at, None,
+        "the job must not have run before its time"
+    );
+
+    let _second = Running(
+        tollgate(&envs)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("restarts"),
+    );
+    let ran = eventually(Duration::from_secs(40), || async {
+        selfcheck::get(&store, id)
+            .await
+            .expect("read")
+            .filter(|c| c.ran_at.is_some())
+    })
+    .await
+    .expect("the job ran after the restart");
+    assert_eq!(ran.runs, 1);
+    assert!(
+        ran.ran_at.expect("ran") >= ran.due_at,
+        "ran before it was due"
+    );
+    store.close().await;
+}

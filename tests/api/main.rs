@@ -1,0 +1,9 @@
+//! Integration tests, one binary: each test spawns the real application on a random port with a
+//! fresh database (a temporary SQLite file, or a fresh PostgreSQL database when
+//! `TEST_DATABASE_URL` is set).
+
+mod support;
+
+mod cli;
+mod health;
+mod jobs;

@@ -1,0 +1,157 @@
+//! The test harness shared by every integration test.
+
+pub mod database;
+pub mod env;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tollgate::app::{Application, Mode};
+use tollgate::clock::{Clock, SystemClock};
+use tollgate::config::Config;
+use tollgate::shutdown::Shutdown;
+use tollgate::state::AppState;
+
+pub use database::TestDatabase;
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub shutdown: Shutdown,
+    pub task: tokio::task::JoinHandle<Result<(), tollgate::app::StartError>>,
+    // Dropped last: the database outlives the app that uses it.
+    pub db: TestDatabase,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches the app")
+    }
+
+    /// Stops the app gracefully and waits for it.
+    pub async fn stop(self) -> TestDatabase {
+        self.shutdown.trigger();
+        let result = tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("app stops within the timeout")
+            .expect("app task did not panic");
+        assert!(result.is_ok(), "app stopped with an error: {result:?}");
+        self.db
+    }
+
+    /// Waits until `/readyz` reports the worker running (it starts asynchronously).
+    pub async fn wait_until_ready(&self) {
+        for _ in 0..100 {
+            let response = self.get("/readyz").await;
+            if response.status() == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("app never became ready");
+    }
+}
+
+/// Settings a test app starts from; `overrides` wins over them.
+pub fn test_config(db: &TestDatabase, overrides: &[(&str, &str)]) -> Config {
+    let mut vars: Vec<(String, String)> = vec![
+        ("TOLLGATE_BIND".into(), "127.0.0.1:0".into()),
+        ("DATABASE_URL".into(), db.url().to_string()),
+        ("TOLLGATE_SECRET_KEY".into(), test_secret_key()),
+        ("TOLLGATE_JOBS_POLL_INTERVAL".into(), "200ms".into()),
+        ("TOLLGATE_SERVER_SHUTDOWN_TIMEOUT".into(), "5s".into()),
+        ("TOLLGATE_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
+    ];
+    for (k, v) in overrides {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k.to_string(), v.to_string()));
+    }
+    let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    Config::from_sources(None, &lookup).expect("test configuration is valid")
+}
+
+pub fn test_secret_key() -> String {
+    tollgate::secrets::SecretKey::generate()
+        .expect("random")
+        .to_base64()
+}
+
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if std::env::var_os("TEST_LOG").is_some() {
+        tollgate::telemetry::init(&tollgate::config::LogConfig {
+            filter: "debug,sqlx=warn".into(),
+            format: tollgate::config::LogFormat::Pretty,
+        });
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Mode::All, &[]).await
+}
+
+pub async fn spawn_app_with(mode: Mode, overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(
+        TestDatabase::create().await,
+        mode,
+        overrides,
+        Arc::new(SystemClock),
+    )
+    .await
+}
+
+pub async fn spawn_app_on(
+    db: TestDatabase,
+    mode: Mode,
+    overrides: &[(&str, &str)],
+    clock: Arc<dyn Clock>,
+) -> TestApp {
+    init();
+    let config = test_config(&db, overrides);
+    let app = Application::build_with_clock(config, mode, clock)
+        .await
+        .expect("app builds");
+    let address = app.local_addr().expect("listening");
+    let state = app.state().clone();
+    let shutdown = app.shutdown_handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        state,
+        shutdown,
+        task,
+        db,
+    }
+}
+
+/// Polls `check` until it returns `Some`, for up to `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
