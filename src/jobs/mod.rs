@@ -9,11 +9,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use apalis::prelude::{BackendExt, WorkerBuilderExt, WorkerContext};
 use apalis::prelude::{BoxDynError, Data, Event, Monitor, TaskBuilder, WorkerBuilder};
+use apalis::prelude::{PollWith, WorkerBuilderExt, WorkerContext};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+mod tick;
 
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
@@ -176,9 +178,10 @@ pub async fn run_worker(state: AppState, shutdown: Shutdown) -> Result<(), BoxDy
         Db::Sqlite(pool) => {
             let queue = apalis_sqlite::Config::default().queue(QUEUE);
             monitor.register(move |restarts| {
-                let backend = apalis_sqlite::SqliteStorage::<Job>::new(&pool)
-                    .with_config(queue.clone())
-                    .poll_with_interval(config.poll_interval);
+                let backend = PollWith::new(
+                    apalis_sqlite::SqliteStorage::<Job>::new(&pool).with_config(queue.clone()),
+                    tick::Tick::every(config.poll_interval),
+                );
                 WorkerBuilder::new(name(restarts))
                     .backend(backend)
                     .concurrency(config.concurrency)
@@ -189,9 +192,10 @@ pub async fn run_worker(state: AppState, shutdown: Shutdown) -> Result<(), BoxDy
         Db::Postgres(pool) => {
             let queue = apalis_postgres::Config::default().queue(QUEUE);
             monitor.register(move |restarts| {
-                let backend = apalis_postgres::PostgresStorage::<Job>::new(&pool)
-                    .with_config(queue.clone())
-                    .poll_with_interval(config.poll_interval);
+                let backend = PollWith::new(
+                    apalis_postgres::PostgresStorage::<Job>::new(&pool).with_config(queue.clone()),
+                    tick::Tick::every(config.poll_interval),
+                );
                 WorkerBuilder::new(name(restarts))
                     .backend(backend)
                     .concurrency(config.concurrency)

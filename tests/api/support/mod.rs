@@ -88,9 +88,15 @@ pub fn test_secret_key() -> String {
 
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if std::env::var_os("TEST_LOG").is_some() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        // TEST_LOG=1 for debug logs, or a filter such as TEST_LOG=apalis_core=trace.
+        let filter = if filter == "1" {
+            "debug,sqlx=warn".into()
+        } else {
+            filter
+        };
         tollgate::telemetry::init(&tollgate::config::LogConfig {
-            filter: "debug,sqlx=warn".into(),
+            filter,
             format: tollgate::config::LogFormat::Pretty,
         });
     }

@@ -1,0 +1,177 @@
+//! The organisation: people, their managers, groups and group owners.
+//!
+//! A source (the static `org.yaml`, later the IdP connectors) produces an [`OrgSnapshot`];
+//! [`OrgIndex`] turns one into the lookups routing needs. Both are plain data: no I/O here
+//! except reading a file in [`file`].
+
+pub mod file;
+mod index;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use index::{OrgIndex, PersonIdx};
+
+/// An email address, lower-cased so lookups do not depend on how someone typed it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        let valid = trimmed.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !trimmed.contains(char::is_whitespace)
+        });
+        if valid {
+            Ok(Self(trimmed.to_lowercase()))
+        } else {
+            Err(format!("`{text}` is not an email address"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Email> for String {
+    fn from(value: Email) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The identity provider's stable id for a person (never the email: emails change).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PersonId(pub String);
+
+/// An Atlassian account id (`5b10a2844c20165700ede21g`), which is not an email.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AccountId(pub String);
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmploymentType {
+    FullTime,
+    PartTime,
+    Contractor,
+    Intern,
+    Other(String),
+}
+
+impl EmploymentType {
+    pub fn parse(text: &str) -> Self {
+        match text.trim().to_lowercase().replace(['-', ' '], "_").as_str() {
+            "full_time" | "fulltime" | "employee" => Self::FullTime,
+            "part_time" | "parttime" => Self::PartTime,
+            "contractor" | "contract" | "contingent" => Self::Contractor,
+            "intern" => Self::Intern,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::FullTime => "full_time",
+            Self::PartTime => "part_time",
+            Self::Contractor => "contractor",
+            Self::Intern => "intern",
+            Self::Other(other) => other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: PersonId,
+    pub email: Email,
+    pub display_name: String,
+    pub title: Option<String>,
+    pub department: Option<String>,
+    pub cost_center: Option<String>,
+    /// The manager's id; it may name nobody in the snapshot (a dangling reference).
+    pub manager: Option<PersonId>,
+    pub active: bool,
+    pub employment_type: EmploymentType,
+    pub atlassian_account_id: Option<AccountId>,
+    /// Anything else the source knows (location, level, …), available to conditions.
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub members: Vec<PersonId>,
+    pub owners: Vec<PersonId>,
+}
+
+/// A department whose head is stated by the source rather than derived from the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Department {
+    pub name: String,
+    pub head: PersonId,
+}
+
+/// One consistent picture of the organisation, as a source delivered it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgSnapshot {
+    pub people: Vec<Person>,
+    pub groups: Vec<Group>,
+    #[serde(default)]
+    pub departments: Vec<Department>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_validated_and_lower_cased() {
+        assert_eq!(
+            Email::parse(" Ada@Acme.Example ").map(|e| e.0),
+            Ok("ada@acme.example".into())
+        );
+        for bad in ["", "ada", "@acme", "ada@", "a b@x.y", "a@b@c"] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn employment_types_accept_common_spellings() {
+        assert_eq!(EmploymentType::parse("Full-Time"), EmploymentType::FullTime);
+        assert_eq!(
+            EmploymentType::parse("contractor"),
+            EmploymentType::Contractor
+        );
+        assert_eq!(
+            EmploymentType::parse("Vendor").as_str(),
+            "vendor",
+            "unknown kinds are kept"
+        );
+    }
+}
