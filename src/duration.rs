@@ -55,7 +55,8 @@ pub fn parse(input: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// Formats a duration in the largest units that represent it exactly (`90m` → `1h30m`).
+/// Formats a duration in days, hours, minutes and seconds (`90m` → `1h30m`, `14d` → `14d`);
+/// weeks are accepted on input but never printed, since `12w6d` reads worse than `90d`.
 pub fn format(duration: Duration) -> String {
     let millis = duration.as_millis();
     if millis == 0 {
@@ -66,13 +67,7 @@ pub fn format(duration: Duration) -> String {
     }
     let mut secs = duration.as_secs();
     let mut out = String::new();
-    for (unit, size) in [
-        ("w", 604_800),
-        ("d", 86_400),
-        ("h", 3_600),
-        ("m", 60),
-        ("s", 1),
-    ] {
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
         if secs >= size {
             out.push_str(&format!("{}{unit}", secs / size));
             secs %= size;
@@ -113,7 +108,7 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for text in ["1h30m", "6d", "250ms", "2w1d", "45s"] {
+        for text in ["1h30m", "6d", "250ms", "15d", "90d", "45s"] {
             let parsed = parse(text).expect("valid");
             assert_eq!(format(parsed), text);
         }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod duration;
@@ -11,8 +12,11 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod orgchart;
 pub mod secrets;
 pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod workflow;
+pub mod yamlfile;

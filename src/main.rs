@@ -41,6 +41,53 @@ enum Command {
     Worker,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Check and try out the workflow files (resource catalog, workflows, intake mapping).
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkflowsCommand {
+    /// Validate every file: YAML syntax, unknown keys, types, durations, CEL conditions,
+    /// selectors, references between files, overlapping workflows, and (with an org chart)
+    /// unknown people and groups. Prints each problem as `file:line:column: message`; exits 1
+    /// if there are errors.
+    Check {
+        /// Directory to check [default: TOLLGATE_WORKFLOWS_DIR, else ./workflows].
+        dir: Option<PathBuf>,
+        /// Org chart to check people and groups against [default: DIR/org.yaml if present].
+        #[arg(long, value_name = "ORG.yaml")]
+        org: Option<PathBuf>,
+    },
+    /// Show how a request would be routed, without touching anything.
+    Simulate {
+        /// Workflows directory [default: TOLLGATE_WORKFLOWS_DIR, else ./workflows].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Org chart [default: DIR/org.yaml if present].
+        #[arg(long, value_name = "ORG.yaml")]
+        org: Option<PathBuf>,
+        /// Email of the person filing the request.
+        #[arg(long)]
+        requester: String,
+        /// Resource id from the catalog.
+        #[arg(long)]
+        resource: String,
+        /// Access level, for resources that have levels.
+        #[arg(long)]
+        level: Option<String>,
+        /// How long, e.g. `14d` or `8h`, or `permanent` [default: the resource's default].
+        #[arg(long)]
+        duration: Option<String>,
+        /// Why the access is needed.
+        #[arg(long, default_value = "")]
+        justification: String,
+        /// Email of the person the access is for, when filing for someone else.
+        #[arg(long)]
+        on_behalf_of: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: tollgate::cli::Format,
+    },
 }
 
 #[tokio::main]
@@ -64,6 +111,7 @@ async fn main() -> ExitCode {
         }
         Command::Worker => run(config, Mode::WorkerOnly).await,
         Command::Migrate => migrate(&config).await,
+        Command::Workflows(command) => return workflows(command, &config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -95,5 +143,47 @@ async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     } else {
         Err(format!("migrations still pending after migrate: {pending:?}").into())
+    }
+}
+
+fn workflows(command: WorkflowsCommand, config: &Config) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let result = match command {
+        WorkflowsCommand::Check { dir, org } => {
+            let dir = dir.unwrap_or_else(|| config.workflows_dir.clone());
+            tollgate::cli::check(&dir, org.as_deref(), &mut out)
+        }
+        WorkflowsCommand::Simulate {
+            dir,
+            org,
+            requester,
+            resource,
+            level,
+            duration,
+            justification,
+            on_behalf_of,
+            format,
+        } => {
+            let args = tollgate::cli::SimulateArgs {
+                dir: dir.unwrap_or_else(|| config.workflows_dir.clone()),
+                org,
+                requester,
+                resource,
+                level,
+                duration,
+                justification,
+                on_behalf_of,
+                format,
+            };
+            tollgate::cli::simulate(&args, &mut out, &mut std::io::stderr())
+        }
+    };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

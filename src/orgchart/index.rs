@@ -54,9 +54,10 @@ impl OrgIndex {
         for person in people {
             let idx = PersonIdx(index.people.len() as u32);
             if index.by_id.contains_key(&person.id) {
-                index
-                    .problems
-                    .push(format!("person id `{}` appears twice; the first is kept", person.id.0));
+                index.problems.push(format!(
+                    "person id `{}` appears twice; the first is kept",
+                    person.id.0
+                ));
                 continue;
             }
             if index.by_email.contains_key(&person.email) {
@@ -126,9 +127,10 @@ impl OrgIndex {
             index.problems.extend(problems);
             let gi = index.groups.len() as u32;
             if index.group_by_name.insert(fold(&group.name), gi).is_some() {
-                index
-                    .problems
-                    .push(format!("group name `{}` appears twice; the last is kept", group.name));
+                index.problems.push(format!(
+                    "group name `{}` appears twice; the last is kept",
+                    group.name
+                ));
             }
             if fold(&group.id) != fold(&group.name) {
                 index.group_by_name.entry(fold(&group.id)).or_insert(gi);
@@ -340,7 +342,12 @@ pub(crate) mod tests {
         OrgIndex::build(OrgSnapshot {
             people: vec![
                 person("ceo@x.io", None, "CEO", "Executive"),
-                person("cfo@x.io", Some("ceo@x.io"), "Chief Financial Officer", "Finance"),
+                person(
+                    "cfo@x.io",
+                    Some("ceo@x.io"),
+                    "Chief Financial Officer",
+                    "Finance",
+                ),
                 person("ctl@x.io", Some("cfo@x.io"), "Controller", "Finance"),
                 person("acc@x.io", Some("ctl@x.io"), "Accountant", "Finance"),
                 person("eng@x.io", Some("ceo@x.io"), "Engineer", "Engineering"),
@@ -365,8 +372,16 @@ pub(crate) mod tests {
         assert_eq!(chain, ["ctl@x.io", "cfo@x.io", "ceo@x.io"]);
         assert_eq!(index.with_title("chief financial officer").len(), 1);
         assert_eq!(index.in_department("finance").len(), 3);
-        assert_eq!(index.group_members("finance owners").map(<[_]>::len), Some(1));
-        assert_eq!(index.groups_of(index.by_id(&PersonId("ctl@x.io".into())).expect("ctl")).collect::<Vec<_>>(), ["Finance Owners"]);
+        assert_eq!(
+            index.group_members("finance owners").map(<[_]>::len),
+            Some(1)
+        );
+        assert_eq!(
+            index
+                .groups_of(index.by_id(&PersonId("ctl@x.io".into())).expect("ctl"))
+                .collect::<Vec<_>>(),
+            ["Finance Owners"]
+        );
         assert!(index.problems().iter().any(|p| p.contains("ghost@x.io")));
         let ceo = index.by_id(&PersonId("ceo@x.io".into())).expect("ceo");
         assert_eq!(index.reports_of(ceo).len(), 2);
@@ -392,7 +407,10 @@ pub(crate) mod tests {
         });
         let index = OrgIndex::build(snapshot);
         let a = index.by_id(&PersonId("a@x.io".into())).expect("a");
-        assert_eq!(email(&index, index.department_head(a).expect("head")), "b@x.io");
+        assert_eq!(
+            email(&index, index.department_head(a).expect("head")),
+            "b@x.io"
+        );
     }
 
     #[test]

@@ -1,0 +1,213 @@
+//! Command implementations that do not need the server: `workflows check` and
+//! `workflows simulate`. Output goes to the writers given, so tests can read it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use crate::orgchart::{Email, OrgIndex, file as org_file};
+use crate::workflow::{self, Decision, RequestedDuration, RouteRequest, Routing};
+use crate::yamlfile::{Diagnostic, Severity, has_errors};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Exit status of `workflows check`: 0 clean (warnings allowed), 1 with errors.
+pub fn check(dir: &Path, org: Option<&Path>, out: &mut dyn Write) -> std::io::Result<i32> {
+    let mut diagnostics = Vec::new();
+    let org_path = org.map(Path::to_path_buf).or_else(|| find_org_file(dir));
+    let index = match &org_path {
+        Some(path) => match org_file::load(path) {
+            Ok((snapshot, warnings)) => {
+                diagnostics.extend(warnings);
+                Some(OrgIndex::build(snapshot))
+            }
+            Err(errors) => {
+                diagnostics.extend(errors);
+                None
+            }
+        },
+        None => None,
+    };
+    let outcome = workflow::load_dir(dir, index.as_ref());
+    diagnostics.extend(outcome.diagnostics);
+    for d in &diagnostics {
+        writeln!(out, "{d}")?;
+    }
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = diagnostics.len() - errors;
+    match (&outcome.workflows, errors) {
+        (Some(w), 0) => writeln!(
+            out,
+            "{}: {} resources, {} workflows, {} intake mapping(s){}: OK, version {} ({warnings} warning(s))",
+            dir.display(),
+            w.catalog.resources().len(),
+            w.workflows.len(),
+            w.intake.len(),
+            org_path
+                .as_ref()
+                .map(|p| format!(", checked against {}", p.display()))
+                .unwrap_or_default(),
+            w.version,
+        )?,
+        _ => writeln!(
+            out,
+            "{}: {errors} error(s), {warnings} warning(s)",
+            dir.display()
+        )?,
+    }
+    Ok(if errors == 0 { 0 } else { 1 })
+}
+
+/// `org.yaml` in the workflows directory, used when `--org` is not given.
+fn find_org_file(dir: &Path) -> Option<PathBuf> {
+    ["org.yaml", "org.yml"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+#[derive(Debug, Clone)]
+pub struct SimulateArgs {
+    pub dir: PathBuf,
+    pub org: Option<PathBuf>,
+    pub requester: String,
+    pub resource: String,
+    pub level: Option<String>,
+    pub duration: Option<String>,
+    pub justification: String,
+    pub on_behalf_of: Option<String>,
+    pub format: Format,
+}
+
+/// Exit status of `workflows simulate`: 0 when a routing decision was made (whatever it is),
+/// 1 when the inputs or the files are invalid.
+pub fn simulate(
+    args: &SimulateArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<i32> {
+    let fail = |err: &mut dyn Write, message: String| -> std::io::Result<i32> {
+        writeln!(err, "tollgate: {message}")?;
+        Ok(1)
+    };
+    let Some(org_path) = args.org.clone().or_else(|| find_org_file(&args.dir)) else {
+        return fail(err, "an org chart is needed: pass --org ORG.yaml".into());
+    };
+    let index = match org_file::load(&org_path) {
+        Ok((snapshot, _)) => OrgIndex::build(snapshot),
+        Err(diagnostics) => return fail(err, render(&diagnostics)),
+    };
+    let outcome = workflow::load_dir(&args.dir, Some(&index));
+    let Some(workflows) = outcome.workflows else {
+        return fail(
+            err,
+            format!(
+                "the workflows are invalid (run `tollgate workflows check`):\n{}",
+                render(&outcome.diagnostics)
+            ),
+        );
+    };
+    let requester = match Email::parse(&args.requester) {
+        Ok(e) => e,
+        Err(message) => return fail(err, format!("--requester: {message}")),
+    };
+    let on_behalf_of = match args.on_behalf_of.as_deref().map(Email::parse).transpose() {
+        Ok(e) => e,
+        Err(message) => return fail(err, format!("--on-behalf-of: {message}")),
+    };
+    let duration = match args.duration.as_deref() {
+        None => RequestedDuration::Unspecified,
+        Some("permanent") => RequestedDuration::Permanent,
+        Some(text) => match crate::duration::parse(text) {
+            Ok(d) => RequestedDuration::For(d),
+            Err(message) => return fail(err, format!("--duration: {message}")),
+        },
+    };
+    let request = RouteRequest {
+        filed_by: &requester,
+        on_behalf_of: on_behalf_of.as_ref(),
+        resource: &args.resource,
+        level: args.level.as_deref(),
+        duration,
+        justification: &args.justification,
+        now: Utc::now(),
+    };
+    let routing = match workflow::route(&workflows, &index, &request) {
+        Ok(routing) => routing,
+        Err(e) => return fail(err, e.to_string()),
+    };
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &routing).map_err(std::io::Error::other)?;
+            writeln!(out)?;
+        }
+        Format::Text => write_text(&routing, out)?,
+    }
+    Ok(0)
+}
+
+fn render(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error || !has_errors(diagnostics))
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn write_text(routing: &Routing, out: &mut dyn Write) -> std::io::Result<()> {
+    let decision = match routing.decision {
+        Decision::Pending => "pending approval",
+        Decision::AutoApproved => "approved automatically",
+        Decision::Denied => "denied",
+    };
+    let level = routing
+        .level
+        .as_ref()
+        .map(|l| format!(" (level {l})"))
+        .unwrap_or_default();
+    writeln!(out, "resource: {}{level}", routing.resource)?;
+    writeln!(
+        out,
+        "workflow: {} (version {})",
+        routing.workflow.as_deref().unwrap_or("none"),
+        routing.workflow_version
+    )?;
+    writeln!(out, "decision: {decision}")?;
+    let duration = match routing.duration_seconds {
+        Some(s) => crate::duration::format(std::time::Duration::from_secs(s)),
+        None => "permanent".into(),
+    };
+    writeln!(
+        out,
+        "duration: {duration}{}",
+        if routing.capped { " (capped)" } else { "" }
+    )?;
+    for (i, stage) in routing.stages.iter().enumerate() {
+        if stage.skipped {
+            writeln!(out, "stage {}: {} — {}", i + 1, stage.name, stage.why)?;
+        } else {
+            writeln!(
+                out,
+                "stage {}: {} — {} of: {}",
+                i + 1,
+                stage.name,
+                stage.required,
+                stage.approvers.join(", ")
+            )?;
+            writeln!(out, "  why: {}", stage.why)?;
+        }
+    }
+    for reason in &routing.reasons {
+        writeln!(out, "reason: {reason}")?;
+    }
+    Ok(())
+}
