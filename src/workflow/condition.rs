@@ -43,11 +43,13 @@ impl Condition {
         let program = ENV.compile(source).map_err(|e| {
             // The parser's message repeats the source with a caret; keep the first line.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("syntax error").to_string();
-            format!(
-                "invalid CEL expression: {}",
-                first.trim_start_matches("ERROR: ")
-            )
+            let first = text.lines().next().unwrap_or("syntax error");
+            // The parser lists every token it would have accepted; the position says enough.
+            let first = first.split(" expecting ").next().unwrap_or(first);
+            let first = first
+                .trim_start_matches("ERROR: ")
+                .trim_start_matches("<input>:");
+            format!("invalid CEL expression at {first}")
         })?;
         let references = program.references();
         let bound = bound_variables(source);

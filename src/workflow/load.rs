@@ -192,16 +192,18 @@ pub fn load_sources(sources: &[(PathBuf, String)], org: Option<&OrgIndex>) -> Lo
                     }
             }
             keys if keys.contains(&"workflow") => {
-                if let Some(file) = report.parse::<WorkflowYaml>()
-                    && let Some(workflow) = convert_workflow(&mut report, &file) {
-                        for stage in &file.stages {
-                            let pos = Pos::of_spanned(&stage.approvers);
-                            for s in selectors_of(&workflow, &stage.name.value) {
-                                parts.selectors.push((file_no, pos, s.clone()));
-                            }
-                        }
+                if let Some(file) = report.parse::<WorkflowYaml>() {
+                    let mut selectors = Vec::new();
+                    let workflow = convert_workflow(&mut report, &file, &mut selectors);
+                    // Checked against the org chart even when the workflow has other errors,
+                    // so one run reports every problem.
+                    parts
+                        .selectors
+                        .extend(selectors.into_iter().map(|(pos, s)| (file_no, pos, s)));
+                    if let Some(workflow) = workflow {
                         parts.workflows.push((file_no, file, workflow));
                     }
+                }
             }
             keys if keys
                 .iter()
@@ -227,14 +229,6 @@ pub fn load_sources(sources: &[(PathBuf, String)], org: Option<&OrgIndex>) -> Lo
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn selectors_of<'a>(workflow: &'a Workflow, stage: &str) -> impl Iterator<Item = &'a Selector> {
-    workflow
-        .stages
-        .iter()
-        .filter(move |s| s.name == stage)
-        .flat_map(|s| s.approvers.iter().chain(&s.fallback))
 }
 
 fn duration(report: &mut Reporter, value: &Option<Spanned<String>>) -> Option<Duration> {
@@ -500,7 +494,11 @@ fn condition(report: &mut Reporter, source: &Spanned<String>) -> Option<Conditio
         .ok()
 }
 
-fn convert_workflow(report: &mut Reporter, w: &WorkflowYaml) -> Option<Workflow> {
+fn convert_workflow(
+    report: &mut Reporter,
+    w: &WorkflowYaml,
+    selectors: &mut Vec<(Pos, Selector)>,
+) -> Option<Workflow> {
     let before = report.diagnostics.len();
     let pos = Pos::of_spanned(&w.workflow);
     let applies = &w.applies_to.value;
@@ -562,11 +560,17 @@ fn convert_workflow(report: &mut Reporter, w: &WorkflowYaml) -> Option<Workflow>
             }
         };
         let approvers = convert_selectors(report, &s.approvers);
-        let fallback = s
-            .fallback
-            .as_ref()
-            .map(|f| convert_selectors(report, f))
-            .unwrap_or_default();
+        let approvers_pos = Pos::of_spanned(&s.approvers);
+        selectors.extend(approvers.iter().map(|a| (approvers_pos, a.clone())));
+        let fallback = match &s.fallback {
+            Some(f) => {
+                let converted = convert_selectors(report, f);
+                let pos = Pos::of_spanned(f);
+                selectors.extend(converted.iter().map(|a| (pos, a.clone())));
+                converted
+            }
+            None => Vec::new(),
+        };
         let when = s.when.as_ref().and_then(|c| condition(report, c));
         stages.push(Stage {
             name: s.name.value.clone(),

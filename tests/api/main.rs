@@ -7,3 +7,4 @@ mod support;
 mod cli;
 mod health;
 mod jobs;
+mod workflows_cli;
