@@ -194,9 +194,9 @@ fn main() {
         .map(|(name, text)| (PathBuf::from(name), text.to_string()))
         .collect();
     let outcome = load_sources(&sources, Some(&index));
-    let workflows = outcome.workflows.unwrap_or_else(|| {
-        panic!("benchmark workflows invalid: {:#?}", outcome.diagnostics)
-    });
+    let workflows = outcome
+        .workflows
+        .unwrap_or_else(|| panic!("benchmark workflows invalid: {:#?}", outcome.diagnostics));
 
     let cases: Vec<(Email, &str, Option<&str>, RequestedDuration)> = (0..DECISIONS)
         .map(|_| {
@@ -244,7 +244,11 @@ fn main() {
     }
     timings.sort();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!("org chart: {} people, {} groups, depth 8", index.len(), index.group_count());
+    println!(
+        "org chart: {} people, {} groups, depth 8",
+        index.len(),
+        index.group_count()
+    );
     println!("index build: {:.0} ms", build.as_secs_f64() * 1000.0);
     println!(
         "memory (RSS): snapshot {:.1} MiB, snapshot + index {:.1} MiB",

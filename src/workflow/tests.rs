@@ -920,3 +920,19 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn group_owner_and_group_selectors_resolve_their_people() {
+    let text = "workflow: g\napplies_to: { tags: [finance] }\nstages:\n  - { name: owners, approvers: { group_owner: Owners } }\n  - { name: admins, approvers: { group: IT Admins }, require: 2 }\n";
+    let workflows = load(&[("g.yaml", text), ("d.yaml", DEFAULT), ("k.yaml", SKIP)]);
+    let routing = route_for(
+        &workflows,
+        "acc@x.io",
+        "ledger",
+        None,
+        RequestedDuration::Unspecified,
+    );
+    assert_eq!(approvers(&routing, 0), ["cfo@x.io"]);
+    assert_eq!(approvers(&routing, 1), ["it1@x.io", "it2@x.io"]);
+    assert_eq!(routing.stages[1].required, 2);
+}
