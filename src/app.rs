@@ -99,6 +99,7 @@ impl Application {
         };
 
         let state = AppState {
+            connect: Arc::new(crate::connect::Connect::new(&config)),
             config: Arc::new(config),
             store,
             clock,

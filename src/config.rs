@@ -126,6 +126,30 @@ pub const SETTINGS: &[Setting] = &[
         "How often an idle worker looks for due jobs.",
     ),
     setting(
+        "connect.key",
+        "TOLLGATE_CONNECT_KEY",
+        Some("io.tollgate.access"),
+        "Atlassian Connect app key (the Confluence descriptor appends `.confluence`).",
+    ),
+    setting(
+        "connect.keys_url",
+        "TOLLGATE_CONNECT_KEYS_URL",
+        Some("https://connect-install-keys.atlassian.com"),
+        "Where the public keys of signed installs are fetched (`/{kid}` is appended).",
+    ),
+    setting(
+        "connect.webhook_jql",
+        "TOLLGATE_CONNECT_WEBHOOK_JQL",
+        None,
+        "JQL filter on the descriptor's webhooks, e.g. `project = IT`; unset sends all.",
+    ),
+    setting(
+        "connect.jwt_leeway",
+        "TOLLGATE_CONNECT_JWT_LEEWAY",
+        Some("30s"),
+        "Clock skew allowed when checking a token's `exp`.",
+    ),
+    setting(
         "jobs.concurrency",
         "TOLLGATE_JOBS_CONCURRENCY",
         Some("4"),
@@ -408,6 +432,14 @@ pub struct LogConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct ConnectConfig {
+    pub key: String,
+    pub keys_url: String,
+    pub webhook_jql: Option<String>,
+    pub jwt_leeway: Duration,
+}
+
+#[derive(Debug, Clone)]
 pub struct JobsConfig {
     pub poll_interval: Duration,
     pub concurrency: usize,
@@ -422,6 +454,7 @@ pub struct Config {
     pub secret_key: Option<SecretKey>,
     pub log: LogConfig,
     pub jobs: JobsConfig,
+    pub connect: ConnectConfig,
 }
 
 impl Config {
@@ -475,6 +508,20 @@ impl Config {
             jobs: JobsConfig {
                 poll_interval: raw.require("jobs.poll_interval", parse_positive_duration)?,
                 concurrency: raw.require("jobs.concurrency", parse_positive)?,
+            },
+            connect: ConnectConfig {
+                key: raw.require("connect.key", |v| {
+                    let ok = !v.is_empty()
+                        && v.len() <= 64
+                        && v.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+                    ok.then(|| v.to_string()).ok_or_else(|| {
+                        format!("`{v}` is not an app key (letters, digits, - . _; at most 64)")
+                    })
+                })?,
+                keys_url: raw.require("connect.keys_url", parse_base_url)?,
+                webhook_jql: raw.parse("connect.webhook_jql", |v| Ok(v.to_string()))?,
+                jwt_leeway: raw.require("connect.jwt_leeway", crate::duration::parse)?,
             },
         })
     }

@@ -7,9 +7,13 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connect;
 pub mod duration;
 pub mod error;
+#[cfg(feature = "fakes")]
+pub mod fakes;
 pub mod http;
+pub mod intake;
 pub mod jobs;
 pub mod metrics;
 pub mod orgchart;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::connect::Connect;
 use crate::jobs::WorkerStatus;
 use crate::metrics::Metrics;
 use crate::secrets::SecretKey;
@@ -19,4 +20,5 @@ pub struct AppState {
     /// Whether this process runs a job worker (`serve` without `--no-worker`, or `worker`).
     pub worker_enabled: bool,
     pub worker_status: Arc<WorkerStatus>,
+    pub connect: Arc<Connect>,
 }

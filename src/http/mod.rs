@@ -1,6 +1,7 @@
 //! The HTTP surface: routes and the middleware every request passes through.
 //! Handlers are thin: parse, authorize, call one engine function, map the result.
 
+mod connect;
 mod health;
 
 use std::any::Any;
@@ -12,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -34,6 +35,18 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/atlassian-connect.json", get(connect::jira_descriptor))
+        .route(
+            "/confluence/atlassian-connect.json",
+            get(connect::confluence_descriptor),
+        )
+        .route("/connect/installed", post(connect::installed))
+        .route("/connect/uninstalled", post(connect::uninstalled))
+        .route("/connect/enabled", post(connect::enabled))
+        .route("/connect/disabled", post(connect::disabled))
+        .route("/connect/webhooks/{event}", post(connect::webhook))
+        .route("/connect/admin", get(connect::admin_page))
+        .route("/connect/api/context", get(connect::context))
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()

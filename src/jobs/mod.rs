@@ -19,7 +19,7 @@ mod tick;
 
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
-use crate::store::{Db, StoreError, Tx, selfcheck};
+use crate::store::{Db, StoreError, Tx, inbound, selfcheck};
 
 /// The queue's name is fixed here, not derived from a Rust type name, so renaming a type never
 /// orphans jobs already queued.
@@ -33,6 +33,8 @@ const MAX_ATTEMPTS: usize = 5;
 pub enum Job {
     /// Diagnostic: proves the worker runs what was queued, also across restarts.
     SelfCheck { id: Uuid },
+    /// Process an inbound event (a webhook) stored by intake.
+    ProcessInbound { id: Uuid },
 }
 
 impl Job {
@@ -40,6 +42,7 @@ impl Job {
     pub fn kind(&self) -> &'static str {
         match self {
             Job::SelfCheck { .. } => "self_check",
+            Job::ProcessInbound { .. } => "process_inbound",
         }
     }
 
@@ -47,6 +50,7 @@ impl Job {
     pub fn idempotency_key(&self) -> Option<String> {
         match self {
             Job::SelfCheck { id } => Some(format!("self_check:{id}")),
+            Job::ProcessInbound { id } => Some(format!("inbound:{id}")),
         }
     }
 }
@@ -235,6 +239,23 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             let first = selfcheck::record_run(&state.store, *id, state.clock.now()).await?;
             if !first {
                 tracing::info!(%id, "self-check delivered again; already recorded");
+            }
+            Ok(())
+        }
+        Job::ProcessInbound { id } => {
+            // The request engine (routing, approvals) takes events from here; until it exists
+            // an event is only marked processed, so the queue drains.
+            let Some(event) = inbound::get(&state.store, *id).await? else {
+                tracing::warn!(%id, "inbound event vanished; nothing to process");
+                return Ok(());
+            };
+            if inbound::mark_processed(&state.store, event.id, state.clock.now()).await? {
+                tracing::info!(
+                    tenant = event.tenant,
+                    event = event.event_type,
+                    delivery = event.delivery_id,
+                    "inbound event processed"
+                );
             }
             Ok(())
         }

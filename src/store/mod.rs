@@ -4,7 +4,9 @@
 //! run the same statement against whichever pool or transaction is live. Column types differ,
 //! so the two migration folders mirror each other (`migrations/sqlite`, `migrations/postgres`).
 
+pub mod inbound;
 pub mod selfcheck;
+pub mod tenants;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -210,9 +212,12 @@ impl Store {
         Ok(())
     }
 
+    /// Starts a transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes fails at once with
+    /// SQLITE_BUSY when another connection wrote in between, which busy_timeout cannot help.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match &self.db {
-            Db::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }

@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod connect;
 mod health;
 mod jobs;
 mod workflows_cli;

@@ -1,6 +1,5 @@
 //! Tests that need something beyond the Rust toolchain skip with a printed reason when it is
 //! missing, and fail instead when `CI=true`, so nothing is silently skipped in CI.
-#![allow(dead_code)] // not every test binary build uses every helper
 
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

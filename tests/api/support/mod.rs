@@ -2,6 +2,7 @@
 
 pub mod database;
 pub mod env;
+pub mod oracle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,241 @@
+//! Lifecycle callbacks: `installed` and `uninstalled` (RS256 signed installs), `enabled` and
+//! `disabled` (HS256 with the tenant's secret).
+
+use serde::Deserialize;
+
+use super::auth::{self, AuthError, Checks, QshRule, RequestParts};
+use super::jwt::TokenError;
+use super::tenant::{Product, Tenant, TenantState, host_of};
+use crate::state::AppState;
+use crate::store::{StoreError, tenants};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("invalid lifecycle payload: {0}")]
+    Payload(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot seal the shared secret: {0}")]
+    Seal(String),
+}
+
+/// The lifecycle body (ACE's `ClientInfo`); fields Tollgate does not use are ignored.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload {
+    key: String,
+    client_key: String,
+    shared_secret: Option<String>,
+    base_url: String,
+    display_url: Option<String>,
+    product_type: String,
+    event_type: Option<String>,
+}
+
+fn parse(body: &[u8]) -> Result<Payload, LifecycleError> {
+    let payload: Payload =
+        serde_json::from_slice(body).map_err(|e| LifecycleError::Payload(e.to_string()))?;
+    if payload.client_key.is_empty() || payload.client_key.len() > 255 {
+        return Err(LifecycleError::Payload(
+            "clientKey is empty or too long".into(),
+        ));
+    }
+    Ok(payload)
+}
+
+fn checks(state: &AppState) -> Checks<'_> {
+    Checks {
+        base_path: &state.connect.base_path,
+        leeway_seconds: state.connect.leeway_seconds,
+        now: state.clock.now(),
+    }
+}
+
+/// What an `installed` callback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    New,
+    Reinstalled,
+    /// The same token and body again: nothing changed.
+    Retry,
+}
+
+pub async fn installed(
+    state: &AppState,
+    request: &RequestParts<'_>,
+    body: &[u8],
+) -> Result<Installed, LifecycleError> {
+    let payload = parse(body)?;
+    let verified = auth::verify_install(
+        &state.connect.keys,
+        request,
+        body,
+        &payload.client_key,
+        &state.connect.base_url,
+        &checks(state),
+    )
+    .await?;
+    if !state.connect.descriptors.is_our_key(&payload.key) {
+        return Err(LifecycleError::Payload(format!(
+            "`{}` is not this app's key",
+            payload.key
+        )));
+    }
+    let product = Product::parse(&payload.product_type).ok_or_else(|| {
+        LifecycleError::Payload(format!("unknown productType `{}`", payload.product_type))
+    })?;
+    let secret = payload
+        .shared_secret
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| LifecycleError::Payload("sharedSecret is missing".into()))?;
+    let host = host_of(&payload.base_url).ok_or_else(|| {
+        LifecycleError::Payload(format!("baseUrl `{}` is not a URL", payload.base_url))
+    })?;
+
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    match tenants::record_install_token(
+        &mut tx,
+        &verified.token_hash,
+        &verified.client_key,
+        &verified.body_hash,
+        now,
+    )
+    .await?
+    {
+        tenants::TokenUse::Retry => return Ok(Installed::Retry),
+        tenants::TokenUse::Replay => return Err(AuthError::Token(TokenError::Replayed).into()),
+        tenants::TokenUse::First => {}
+    }
+    let existing = tenants::get(&state.store, &verified.client_key).await?;
+    let sealed = state
+        .secret_key
+        .seal(
+            secret.as_bytes(),
+            &Tenant::secret_context(&verified.client_key),
+        )
+        .map_err(|e| LifecycleError::Seal(e.to_string()))?;
+    let tenant = Tenant {
+        client_key: verified.client_key.clone(),
+        product,
+        app_key: payload.key,
+        base_url: payload.base_url.trim_end_matches('/').to_string(),
+        host,
+        display_url: payload.display_url,
+        shared_secret_sealed: sealed,
+        state: TenantState::Installed,
+        installed_at: existing.as_ref().map_or(now, |t| t.installed_at),
+        updated_at: now,
+        uninstalled_at: None,
+    };
+    tenants::upsert_install(&mut tx, &tenant).await?;
+    tx.commit().await?;
+    tracing::info!(
+        client_key = tenant.client_key,
+        product = product.as_str(),
+        base_url = tenant.base_url,
+        reinstall = existing.is_some(),
+        "app installed"
+    );
+    Ok(if existing.is_some() {
+        Installed::Reinstalled
+    } else {
+        Installed::New
+    })
+}
+
+pub async fn uninstalled(
+    state: &AppState,
+    request: &RequestParts<'_>,
+    body: &[u8],
+) -> Result<(), LifecycleError> {
+    let payload = parse(body)?;
+    let verified = auth::verify_install(
+        &state.connect.keys,
+        request,
+        body,
+        &payload.client_key,
+        &state.connect.base_url,
+        &checks(state),
+    )
+    .await?;
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    match tenants::record_install_token(
+        &mut tx,
+        &verified.token_hash,
+        &verified.client_key,
+        &verified.body_hash,
+        now,
+    )
+    .await?
+    {
+        tenants::TokenUse::Retry => return Ok(()),
+        tenants::TokenUse::Replay => return Err(AuthError::Token(TokenError::Replayed).into()),
+        tenants::TokenUse::First => {}
+    }
+    // The tenant's data and audit history stay; a reinstall picks them up again.
+    tenants::set_state(&mut tx, &verified.client_key, TenantState::Uninstalled, now).await?;
+    tx.commit().await?;
+    tracing::info!(client_key = verified.client_key, "app uninstalled");
+    Ok(())
+}
+
+/// `enabled` / `disabled`. They may arrive after `uninstalled` (even without a token): an
+/// uninstalled tenant stays uninstalled.
+pub async fn set_enabled(
+    state: &AppState,
+    request: &RequestParts<'_>,
+    body: &[u8],
+    enabled: bool,
+) -> Result<(), LifecycleError> {
+    let payload = parse(body)?;
+    let existing = tenants::get(&state.store, &payload.client_key).await?;
+    if request.authorization.is_none()
+        && existing
+            .as_ref()
+            .is_some_and(|t| t.state == TenantState::Uninstalled)
+    {
+        tracing::debug!(
+            client_key = payload.client_key,
+            "late unsigned lifecycle call for an uninstalled tenant; ignored"
+        );
+        return Ok(());
+    }
+    let verified = auth::verify_request(
+        &state.store,
+        &state.secret_key,
+        request,
+        &checks(state),
+        QshRule::Exact,
+    )
+    .await?;
+    if verified.tenant.client_key != payload.client_key {
+        return Err(AuthError::Token(TokenError::ClientKeyMismatch {
+            body: payload.client_key,
+            iss: verified.tenant.client_key,
+        })
+        .into());
+    }
+    if verified.tenant.state == TenantState::Uninstalled {
+        return Ok(());
+    }
+    let target = if enabled {
+        TenantState::Enabled
+    } else {
+        TenantState::Disabled
+    };
+    let mut tx = state.store.begin().await?;
+    tenants::set_state(&mut tx, &payload.client_key, target, state.clock.now()).await?;
+    tx.commit().await?;
+    tracing::info!(
+        client_key = payload.client_key,
+        state = target.as_str(),
+        event = payload.event_type.as_deref().unwrap_or("-"),
+        "app lifecycle"
+    );
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! A tenant: one product install (Jira or Confluence) of one Atlassian site.
+
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    Jira,
+    Confluence,
+}
+
+impl Product {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "jira" => Some(Self::Jira),
+            "confluence" => Some(Self::Confluence),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jira => "jira",
+            Self::Confluence => "confluence",
+        }
+    }
+}
+
+/// Lifecycle state. `disabled` and `uninstalled` may arrive in either order; `uninstalled`
+/// wins until the next install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantState {
+    Installed,
+    Enabled,
+    Disabled,
+    Uninstalled,
+}
+
+impl TenantState {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "installed" => Some(Self::Installed),
+            "enabled" => Some(Self::Enabled),
+            "disabled" => Some(Self::Disabled),
+            "uninstalled" => Some(Self::Uninstalled),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Installed => "installed",
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+            Self::Uninstalled => "uninstalled",
+        }
+    }
+
+    /// Whether the tenant's webhooks and calls are accepted.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Installed | Self::Enabled)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub client_key: String,
+    pub product: Product,
+    /// The app key this install used: `iss` of our outbound tokens for it.
+    pub app_key: String,
+    pub base_url: String,
+    /// The site's host: Jira and Confluence tenants of one site share it.
+    pub host: String,
+    pub display_url: Option<String>,
+    /// The shared secret, sealed with `TOLLGATE_SECRET_KEY`.
+    pub shared_secret_sealed: String,
+    pub state: TenantState,
+    pub installed_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub uninstalled_at: Option<DateTime<Utc>>,
+}
+
+impl Tenant {
+    /// The context in which its secret is sealed, so a sealed secret copied onto another
+    /// tenant's row does not decrypt.
+    pub fn secret_context(client_key: &str) -> String {
+        format!("tenant:{client_key}:shared_secret")
+    }
+
+    /// The path of the base URL (`/wiki` for Confluence), which outbound qsh strips.
+    pub fn base_path(&self) -> &str {
+        base_path(&self.base_url)
+    }
+}
+
+/// The host of an absolute URL, lower-cased, without port.
+pub fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?.split(':').next()?;
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// The path part of an absolute URL (`https://x/wiki` → `/wiki`), empty when there is none.
+pub fn base_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    match rest.find('/') {
+        Some(i) => rest[i..].trim_end_matches('/'),
+        None => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_paths_of_base_urls() {
+        assert_eq!(
+            host_of("https://Acme.atlassian.net/wiki").as_deref(),
+            Some("acme.atlassian.net")
+        );
+        assert_eq!(
+            host_of("http://localhost:2990/jira").as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(host_of("not a url"), None);
+        assert_eq!(base_path("https://acme.atlassian.net/wiki/"), "/wiki");
+        assert_eq!(base_path("https://acme.atlassian.net"), "");
+    }
+}

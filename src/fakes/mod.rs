@@ -1,0 +1,4 @@
+//! Stateful fakes of the vendor APIs, faithful to their documented behaviour; shared by tests,
+//! benchmarks and a later "try it without Jira" mode. Built with the `fakes` feature.
+
+pub mod jira;

@@ -1,0 +1,273 @@
+//! Connect routes: descriptors, lifecycle callbacks, webhooks, and the admin page.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+
+use crate::connect::auth::{self, AuthError, Checks, QshRule, RequestParts, Verified};
+use crate::connect::lifecycle::{self, LifecycleError};
+use crate::connect::tenant::Product;
+use crate::error::ApiError;
+use crate::intake::{self, Accepted, Delivery, Ingress};
+use crate::state::AppState;
+
+pub async fn jira_descriptor(State(state): State<AppState>) -> Response {
+    descriptor(&state.connect.descriptors.jira)
+}
+
+pub async fn confluence_descriptor(State(state): State<AppState>) -> Response {
+    descriptor(&state.connect.descriptors.confluence)
+}
+
+fn descriptor(value: &serde_json::Value) -> Response {
+    ([(header::CACHE_CONTROL, "no-cache")], Json(value.clone())).into_response()
+}
+
+fn parts<'a>(
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    form_body: Option<&'a str>,
+) -> RequestParts<'a> {
+    RequestParts {
+        method: method.as_str(),
+        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        form_body,
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Token(reason) => {
+                // The caller learns nothing that helps forge a better token; the log says why.
+                tracing::warn!(%reason, "Connect request refused");
+                ApiError::Unauthorized("authentication failed".into())
+            }
+            AuthError::Store(e) => ApiError::Store(e),
+            AuthError::Keys(e) => {
+                tracing::warn!(error = %e, "install key server unavailable");
+                ApiError::Unavailable(
+                    "the install key server is unavailable; retry the install".into(),
+                )
+            }
+        }
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::Auth(e) => e.into(),
+            LifecycleError::Payload(message) => {
+                tracing::warn!(%message, "lifecycle payload refused");
+                ApiError::BadRequest(message)
+            }
+            LifecycleError::Store(e) => ApiError::Store(e),
+            LifecycleError::Seal(message) => ApiError::Internal(anyhow::anyhow!(message)),
+        }
+    }
+}
+
+pub async fn installed(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    lifecycle::installed(&state, &parts(&method, &uri, &headers, None), &body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn uninstalled(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    lifecycle::uninstalled(&state, &parts(&method, &uri, &headers, None), &body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn enabled(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    lifecycle::set_enabled(&state, &parts(&method, &uri, &headers, None), &body, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn disabled(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    lifecycle::set_enabled(&state, &parts(&method, &uri, &headers, None), &body, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A request verified with a Connect token bound to it (exact qsh), from an active tenant.
+pub struct ConnectAuth(pub Verified);
+
+/// Like [`ConnectAuth`], also accepting context tokens from our own pages.
+pub struct ConnectContextAuth(pub Verified);
+
+async fn verify_parts(
+    parts: &Parts,
+    state: &AppState,
+    rule: QshRule,
+) -> Result<Verified, ApiError> {
+    let request = RequestParts {
+        method: parts.method.as_str(),
+        path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        authorization: parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        form_body: None,
+    };
+    let checks = Checks {
+        base_path: &state.connect.base_path,
+        leeway_seconds: state.connect.leeway_seconds,
+        now: state.clock.now(),
+    };
+    let verified =
+        auth::verify_request(&state.store, &state.secret_key, &request, &checks, rule).await?;
+    if !verified.tenant.state.is_active() {
+        tracing::warn!(
+            client_key = verified.tenant.client_key,
+            state = verified.tenant.state.as_str(),
+            "request from an inactive tenant refused"
+        );
+        return Err(ApiError::Forbidden(
+            "the app is not enabled for this site".into(),
+        ));
+    }
+    Ok(verified)
+}
+
+impl FromRequestParts<AppState> for ConnectAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        verify_parts(parts, state, QshRule::Exact).await.map(Self)
+    }
+}
+
+impl FromRequestParts<AppState> for ConnectContextAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        verify_parts(parts, state, QshRule::AllowContext)
+            .await
+            .map(Self)
+    }
+}
+
+/// The webhook header whose value is stable across a delivery's retries.
+const WEBHOOK_IDENTIFIER: &str = "x-atlassian-webhook-identifier";
+
+pub async fn webhook(
+    State(state): State<AppState>,
+    ConnectAuth(verified): ConnectAuth,
+    Path(_slug): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    if verified.tenant.product != Product::Jira {
+        return Err(ApiError::BadRequest(
+            "webhooks come from Jira tenants".into(),
+        ));
+    }
+    let payload = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::BadRequest("the webhook body is not UTF-8".into()))?;
+    let event_type = webhook_event(payload)?;
+    let body_hash;
+    let delivery_id = match headers
+        .get(WEBHOOK_IDENTIFIER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id) if !id.is_empty() && id.len() <= 200 => id,
+        _ => {
+            // Without the header, identical bodies are the same delivery.
+            body_hash = format!("sha256:{}", auth::sha256_hex(&body));
+            &body_hash
+        }
+    };
+    let accepted = intake::accept(
+        &state.store,
+        &Delivery {
+            tenant: &verified.tenant.client_key,
+            ingress: Ingress::Connect,
+            delivery_id,
+            event_type: &event_type,
+            payload,
+            received_at: state.clock.now(),
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        intake::IntakeError::Store(e) => ApiError::Store(e),
+        other => ApiError::Internal(other.into()),
+    })?;
+    if accepted == Accepted::Duplicate {
+        tracing::debug!(delivery_id, "webhook delivered again; ignored");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `webhookEvent` of a webhook body, which must be a JSON object.
+fn webhook_event(payload: &str) -> Result<String, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(rename = "webhookEvent")]
+        webhook_event: String,
+    }
+    serde_json::from_str::<Envelope>(payload)
+        .map(|e| e.webhook_event)
+        .map_err(|e| ApiError::BadRequest(format!("the webhook body is not a Jira event: {e}")))
+}
+
+/// The admin page, loaded by Jira in an iframe with a request-bound token in `?jwt=`.
+pub async fn admin_page(ConnectAuth(verified): ConnectAuth) -> Html<String> {
+    let tenant = &verified.tenant;
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Tollgate</title>\
+         <script src=\"https://connect-cdn.atl-paas.net/all.js\" async></script></head>\
+         <body><h1>Tollgate</h1><p>Installed on {} since {}.</p>\
+         <p>Workflows are managed as code: see the Tollgate documentation.</p></body></html>",
+        html_escape(&tenant.base_url),
+        tenant.installed_at.format("%Y-%m-%d")
+    ))
+}
+
+/// Who is calling, for scripts on our pages (context tokens accepted).
+pub async fn context(ConnectContextAuth(verified): ConnectContextAuth) -> Json<serde_json::Value> {
+    Json(json!({
+        "client_key": verified.tenant.client_key,
+        "product": verified.tenant.product.as_str(),
+        "base_url": verified.tenant.base_url,
+        "account_id": verified.account_id.map(|a| a.0),
+    }))
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

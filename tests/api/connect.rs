@@ -1,0 +1,799 @@
+//! The Connect app, inbound: descriptors, signed installs, lifecycle, webhooks, and every
+//! forged case the issue lists.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use tollgate::app::Mode;
+use tollgate::clock::SystemClock;
+use tollgate::connect::jwt::{Audience, Claims, sign_hs256};
+use tollgate::connect::qsh;
+use tollgate::connect::tenant::{Product, TenantState};
+use tollgate::fakes::jira::{FakeSite, InstallKeyServer, TEST_KEY_1, TEST_KEY_2, issue_created};
+use tollgate::store::{inbound, tenants};
+
+use crate::support::{TestApp, TestDatabase, eventually, spawn_app_on};
+
+const BASE_URL: &str = "https://tollgate.example.com";
+const KID: &str = "key-1";
+
+struct Env {
+    app: TestApp,
+    keys: InstallKeyServer,
+}
+
+async fn start() -> Env {
+    let keys = InstallKeyServer::start().await.expect("key server");
+    keys.publish(KID, TEST_KEY_1.1);
+    let keys_url = keys.url();
+    let app = spawn_app_on(
+        TestDatabase::create().await,
+        Mode::All,
+        &[
+            ("TOLLGATE_BASE_URL", BASE_URL),
+            ("TOLLGATE_CONNECT_KEYS_URL", &keys_url),
+        ],
+        Arc::new(SystemClock),
+    )
+    .await;
+    Env { app, keys }
+}
+
+fn app_url(app: &TestApp) -> String {
+    format!("http://{}", app.address)
+}
+
+async fn installed_site(env: &Env) -> FakeSite {
+    let site = FakeSite::jira(&app_url(&env.app), "acme.atlassian.net", KID);
+    let response = site.install().await.expect("sent");
+    assert_eq!(
+        response.status(),
+        204,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    site
+}
+
+async fn tenant_count(app: &TestApp) -> i64 {
+    tenants::count(&app.state.store).await.expect("count")
+}
+
+/// Posts `body` to `path` with an `Authorization: JWT` header.
+async fn post_with_token(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .header("authorization", format!("JWT {token}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent")
+}
+
+async fn assert_unauthorized(response: reqwest::Response) {
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.expect("json error body");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(body["error"]["message"], "authentication failed");
+}
+
+#[tokio::test]
+async fn descriptors_name_only_urls_that_are_served() {
+    let env = start().await;
+    let jira: Value = env
+        .app
+        .get("/atlassian-connect.json")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(jira["baseUrl"], BASE_URL);
+    assert_eq!(jira["key"], "io.tollgate.access");
+    let confluence: Value = env
+        .app
+        .get("/confluence/atlassian-connect.json")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(confluence["key"], "io.tollgate.access.confluence");
+    for url in env.app.state.connect.descriptors.urls() {
+        let get = env.app.get(&url).await.status();
+        let post = env
+            .app
+            .client
+            .post(env.app.url(&url))
+            .send()
+            .await
+            .expect("sent")
+            .status();
+        assert!(
+            get != 404 || post != 404,
+            "{url} is named in a descriptor but not served"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_genuine_install_stores_the_tenant_with_its_secret_sealed() {
+    let env = start().await;
+    let site = installed_site(&env).await;
+    let tenant = tenants::get(&env.app.state.store, &site.client_key)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(tenant.product, Product::Jira);
+    assert_eq!(tenant.state, TenantState::Installed);
+    assert_eq!(tenant.base_url, site.base_url);
+    assert!(!tenant.shared_secret_sealed.contains(&site.shared_secret));
+    let secret = env
+        .app
+        .state
+        .secret_key
+        .unseal(
+            &tenant.shared_secret_sealed,
+            &format!("tenant:{}:shared_secret", site.client_key),
+        )
+        .expect("unseals");
+    assert_eq!(secret, site.shared_secret.as_bytes());
+
+    // A reinstall (new token, new secret) updates it; the key is fetched once.
+    let mut again = site.clone();
+    again.shared_secret = "rotated-secret".into();
+    assert_eq!(again.install().await.expect("sent").status(), 204);
+    let tenant = tenants::get(&env.app.state.store, &site.client_key)
+        .await
+        .expect("read")
+        .expect("stored");
+    let secret = env
+        .app
+        .state
+        .secret_key
+        .unseal(
+            &tenant.shared_secret_sealed,
+            &format!("tenant:{}:shared_secret", site.client_key),
+        )
+        .expect("unseals");
+    assert_eq!(secret, b"rotated-secret");
+    assert_eq!(env.keys.requests(), 1, "keys are cached by kid");
+    assert_eq!(tenant_count(&env.app).await, 1);
+}
+
+#[tokio::test]
+async fn confluence_installs_separately_and_links_by_host() {
+    let env = start().await;
+    let jira = installed_site(&env).await;
+    let confluence = FakeSite::confluence(&app_url(&env.app), "acme.atlassian.net", KID);
+    assert_eq!(confluence.install().await.expect("sent").status(), 204);
+    let stored = tenants::get(&env.app.state.store, &confluence.client_key)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.product, Product::Confluence);
+    assert!(stored.base_url.ends_with("/wiki"));
+    assert_eq!(stored.app_key, "io.tollgate.access.confluence");
+    let linked = tenants::linked(
+        &env.app.state.store,
+        "acme.atlassian.net",
+        Product::Confluence,
+    )
+    .await
+    .expect("read")
+    .expect("linked");
+    assert_eq!(linked.client_key, confluence.client_key);
+    assert_ne!(linked.client_key, jira.client_key);
+}
+
+#[tokio::test]
+async fn genuine_webhooks_are_accepted_exactly_once_and_processed() {
+    let env = start().await;
+    let site = installed_site(&env).await;
+    let body = issue_created("IT-42", "557058:erin");
+    for _ in 0..3 {
+        let response = site
+            .send_webhook("/connect/webhooks/issue-created", "delivery-1", &body)
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 204);
+    }
+    let events = inbound::list_for_tenant(&env.app.state.store, &site.client_key)
+        .await
+        .expect("read");
+    assert_eq!(events.len(), 1, "a retried delivery is ignored");
+    assert_eq!(events[0].event_type, "jira:issue_created");
+    assert_eq!(events[0].delivery_id, "delivery-1");
+    let stored: Value = serde_json::from_str(&events[0].payload).expect("json");
+    assert_eq!(stored, body, "the body is kept as it arrived");
+    let id = events[0].id;
+    let processed = eventually(Duration::from_secs(15), || async {
+        inbound::get(&env.app.state.store, id)
+            .await
+            .expect("read")
+            .and_then(|e| e.processed_at)
+    })
+    .await;
+    assert!(processed.is_some(), "the job processed the event");
+
+    // Unknown event types are accepted and ignored.
+    let other = json!({"webhookEvent": "jira:worklog_updated", "timestamp": 1});
+    let response = site
+        .send_webhook("/connect/webhooks/issue-updated", "delivery-2", &other)
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        inbound::list_for_tenant(&env.app.state.store, &site.client_key)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn malformed_webhook_bodies_get_a_clear_error_and_store_nothing() {
+    let env = start().await;
+    let site = installed_site(&env).await;
+    for body in [
+        json!("just a string"),
+        json!({"no": "event"}),
+        json!([1, 2]),
+    ] {
+        let response = site
+            .send_webhook("/connect/webhooks/issue-created", "bad", &body)
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 400);
+        let error: Value = response.json().await.expect("json");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains("not a Jira event")
+        );
+    }
+    assert!(
+        inbound::list_for_tenant(&env.app.state.store, &site.client_key)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn disabled_and_uninstalled_tenants_are_refused_and_reinstall_resumes() {
+    let env = start().await;
+    let site = installed_site(&env).await;
+    let body = issue_created("IT-1", "557058:erin");
+    assert_eq!(site.lifecycle("enabled").await.expect("sent").status(), 204);
+    assert_eq!(
+        site.lifecycle("disabled").await.expect("sent").status(),
+        204
+    );
+    let response = site
+        .send_webhook("/connect/webhooks/issue-created", "d-1", &body)
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 403);
+
+    assert_eq!(site.lifecycle("enabled").await.expect("sent").status(), 204);
+    let first = tenants::get(&env.app.state.store, &site.client_key)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(first.state, TenantState::Enabled);
+    assert_eq!(
+        site.lifecycle("uninstalled").await.expect("sent").status(),
+        204
+    );
+    // A late `disabled` (even unsigned) does not resurrect or change it.
+    let late = env
+        .app
+        .client
+        .post(env.app.url("/connect/disabled"))
+        .body(
+            site.lifecycle_body("io.tollgate.access", "disabled")
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(late.status(), 204);
+    let gone = tenants::get(&env.app.state.store, &site.client_key)
+        .await
+        .expect("read")
+        .expect("the row is kept");
+    assert_eq!(gone.state, TenantState::Uninstalled);
+    let refused = site
+        .send_webhook("/connect/webhooks/issue-created", "d-2", &body)
+        .await
+        .expect("sent");
+    assert_eq!(refused.status(), 403);
+
+    assert_eq!(site.install().await.expect("sent").status(), 204);
+    let back = tenants::get(&env.app.state.store, &site.client_key)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(back.state, TenantState::Installed);
+    assert_eq!(
+        back.installed_at, first.installed_at,
+        "history is picked up again"
+    );
+    assert_eq!(back.uninstalled_at, None);
+}
+
+#[tokio::test]
+async fn page_loads_need_a_request_bound_token_and_context_calls_accept_context_tokens() {
+    let env = start().await;
+    let site = installed_site(&env).await;
+    let page = "/connect/admin?lic=none&xdm_e=https%3A%2F%2Facme.atlassian.net";
+    let token = site.hs256_token("GET", page);
+    let response = env.app.get(&format!("{page}&jwt={token}")).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("html")
+            .contains("acme.atlassian.net")
+    );
+
+    let now = Utc::now().timestamp();
+    let context_claims = Claims {
+        iss: Some(site.client_key.clone()),
+        sub: Some("557058:viewer".into()),
+        qsh: Some(qsh::CONTEXT_QSH.into()),
+        exp: Some(now + 60),
+        iat: Some(now),
+        ..Default::default()
+    };
+    let context = sign_hs256(&context_claims, site.shared_secret.as_bytes()).expect("signs");
+    let response = env
+        .app
+        .client
+        .get(env.app.url("/connect/api/context"))
+        .header("authorization", format!("JWT {context}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let who: Value = response.json().await.expect("json");
+    assert_eq!(who["account_id"], "557058:viewer");
+    assert_eq!(who["client_key"], site.client_key.as_str());
+    assert_unauthorized(env.app.get(&format!("/connect/admin?jwt={context}")).await).await;
+}
+
+// ---- forged and replayed requests: none accepted, none a 5xx ----
+
+#[tokio::test]
+async fn forged_installs_are_refused_and_store_nothing() {
+    let env = start().await;
+    let site = FakeSite::jira(&app_url(&env.app), "evil.atlassian.net", KID);
+    let body = site.lifecycle_body("io.tollgate.access", "installed");
+    let path = "/connect/installed";
+    let genuine = || site.install_claims(BASE_URL, path);
+
+    // Unsigned.
+    let response = env
+        .app
+        .client
+        .post(env.app.url(path))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_unauthorized(response).await;
+
+    // Unknown kid.
+    let mut unknown = site.clone();
+    unknown.kid = "no-such-key".into();
+    assert_unauthorized(
+        post_with_token(&env.app, path, &unknown.sign_install(&genuine()), &body).await,
+    )
+    .await;
+
+    // Signed by another key under a known kid.
+    let mut other_key = site.clone();
+    other_key.private_key_pem = TEST_KEY_2.0.to_string();
+    assert_unauthorized(
+        post_with_token(&env.app, path, &other_key.sign_install(&genuine()), &body).await,
+    )
+    .await;
+
+    // Wrong audience.
+    let mut claims = genuine();
+    claims.aud = Some(Audience::One("https://someone-else.example".into()));
+    assert_unauthorized(post_with_token(&env.app, path, &site.sign_install(&claims), &body).await)
+        .await;
+
+    // clientKey in the body is not the token's iss.
+    let mut claims = genuine();
+    claims.iss = Some("another-client".into());
+    assert_unauthorized(post_with_token(&env.app, path, &site.sign_install(&claims), &body).await)
+        .await;
+
+    // Expired.
+    let mut claims = genuine();
+    claims.exp = Some(Utc::now().timestamp() - 3600);
+    assert_unauthorized(post_with_token(&env.app, path, &site.sign_install(&claims), &body).await)
+        .await;
+
+    // qsh for another path.
+    let mut claims = genuine();
+    claims.qsh = Some(qsh::qsh("POST", "/connect/uninstalled", ""));
+    assert_unauthorized(post_with_token(&env.app, path, &site.sign_install(&claims), &body).await)
+        .await;
+
+    // alg: none.
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": KID})),
+        b64(&serde_json::to_value(genuine()).expect("claims"))
+    );
+    assert_unauthorized(post_with_token(&env.app, path, &none, &body).await).await;
+
+    // HS256 signed with the public key (RS/HS confusion).
+    let confused = sign_hs256(&genuine(), TEST_KEY_1.1.as_bytes()).expect("signs");
+    assert_unauthorized(post_with_token(&env.app, path, &confused, &body).await).await;
+
+    // Garbage.
+    assert_unauthorized(post_with_token(&env.app, path, "not.a.token", &body).await).await;
+    let response = env
+        .app
+        .client
+        .post(env.app.url(path))
+        .header(
+            "authorization",
+            format!("JWT {}", site.sign_install(&genuine())),
+        )
+        .body("{not json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+
+    assert_eq!(tenant_count(&env.app).await, 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_replayed_install_token_with_another_body_is_refused() {
+    let env = start().await;
+    let site = FakeSite::jira(&app_url(&env.app), "acme.atlassian.net", KID);
+    let path = "/connect/installed";
+    let token = site.sign_install(&site.install_claims(BASE_URL, path));
+    let body = site.lifecycle_body("io.tollgate.access", "installed");
+    assert_eq!(
+        post_with_token(&env.app, path, &token, &body)
+            .await
+            .status(),
+        204
+    );
+    // An exact retry is accepted idempotently.
+    assert_eq!(
+        post_with_token(&env.app, path, &token, &body)
+            .await
+            .status(),
+        204
+    );
+    // The same token with the attacker's sharedSecret is not.
+    let mut stolen = body.clone();
+    stolen["sharedSecret"] = json!("attacker-knows-this");
+    assert_unauthorized(post_with_token(&env.app, path, &token, &stolen).await).await;
+    let tenant = tenants::get(&env.app.state.store, &site.client_key)
+        .await
+        .expect("read")
+        .expect("row");
+    let secret = env
+        .app
+        .state
+        .secret_key
+        .unseal(
+            &tenant.shared_secret_sealed,
+            &format!("tenant:{}:shared_secret", site.client_key),
+        )
+        .expect("unseals");
+    assert_eq!(secret, site.shared_secret.as_bytes());
+}
+
+#[tokio::test]
+async fn forged_webhooks_are_refused() {
+    let env = start().await;
+    let a = installed_site(&env).await;
+    let b = FakeSite::jira(&app_url(&env.app), "other.atlassian.net", KID);
+    assert_eq!(b.install().await.expect("sent").status(), 204);
+    let path = "/connect/webhooks/issue-created";
+    let body = issue_created("IT-7", "557058:erin");
+    let now = Utc::now().timestamp();
+    let claims = |iss: &str, qsh_value: String, exp: i64| Claims {
+        iss: Some(iss.into()),
+        qsh: Some(qsh_value),
+        exp: Some(exp),
+        iat: Some(now),
+        ..Default::default()
+    };
+    let good_qsh = qsh::qsh("POST", path, "");
+
+    // Signed with the wrong secret.
+    let token =
+        sign_hs256(&claims(&a.client_key, good_qsh.clone(), now + 60), b"guess").expect("signs");
+    assert_unauthorized(post_with_token(&env.app, path, &token, &body).await).await;
+    // Tenant A's secret, tenant B's clientKey.
+    let token = sign_hs256(
+        &claims(&b.client_key, good_qsh.clone(), now + 60),
+        a.shared_secret.as_bytes(),
+    )
+    .expect("signs");
+    assert_unauthorized(post_with_token(&env.app, path, &token, &body).await).await;
+    // Expired.
+    let token = sign_hs256(
+        &claims(&a.client_key, good_qsh.clone(), now - 600),
+        a.shared_secret.as_bytes(),
+    )
+    .expect("signs");
+    assert_unauthorized(post_with_token(&env.app, path, &token, &body).await).await;
+    // qsh for another path.
+    let token = sign_hs256(
+        &claims(
+            &a.client_key,
+            qsh::qsh("POST", "/connect/webhooks/comment-created", ""),
+            now + 60,
+        ),
+        a.shared_secret.as_bytes(),
+    )
+    .expect("signs");
+    assert_unauthorized(post_with_token(&env.app, path, &token, &body).await).await;
+    // A context token where a request-bound one is needed.
+    let token = sign_hs256(
+        &claims(&a.client_key, qsh::CONTEXT_QSH.into(), now + 60),
+        a.shared_secret.as_bytes(),
+    )
+    .expect("signs");
+    assert_unauthorized(post_with_token(&env.app, path, &token, &body).await).await;
+    // Unknown tenant.
+    let token = sign_hs256(&claims("nobody", good_qsh.clone(), now + 60), b"x").expect("signs");
+    assert_unauthorized(post_with_token(&env.app, path, &token, &body).await).await;
+    // No token at all.
+    let response = env
+        .app
+        .client
+        .post(env.app.url(path))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_unauthorized(response).await;
+    // Token both in the query and in a form body.
+    let token = a.hs256_token("POST", path);
+    let response = env
+        .app
+        .client
+        .post(env.app.url(&format!("{path}?jwt={token}")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("jwt={token}"))
+        .send()
+        .await
+        .expect("sent");
+    assert!(response.status().is_client_error(), "{}", response.status());
+
+    for site in [&a, &b] {
+        assert!(
+            inbound::list_for_tenant(&env.app.state.store, &site.client_key)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+    }
+}
+
+// ---- the oracle: Atlassian's own atlassian-jwt ----
+
+#[tokio::test]
+async fn tokens_made_by_atlassian_jwt_are_accepted() {
+    if !crate::support::oracle::available() {
+        return;
+    }
+    let env = start().await;
+    let site = FakeSite::jira(&app_url(&env.app), "oracle.atlassian.net", KID);
+    let now = Utc::now().timestamp();
+    // An install token signed by atlassian-jwt's encodeAsymmetric, qsh by createQueryStringHash.
+    let install_qsh = crate::support::oracle::ask(&json!({
+        "op": "qsh", "cases": [{"method": "POST", "url": "/connect/installed"}]
+    }))[0]
+        .as_str()
+        .expect("qsh")
+        .to_string();
+    let install = crate::support::oracle::ask(&json!({
+        "op": "sign_install",
+        "kid": KID,
+        "privateKey": TEST_KEY_1.0,
+        "claims": {"iss": site.client_key, "aud": [BASE_URL], "qsh": install_qsh, "iat": now, "exp": now + 180}
+    }));
+    let body = site.lifecycle_body("io.tollgate.access", "installed");
+    let response = post_with_token(
+        &env.app,
+        "/connect/installed",
+        install.as_str().expect("token"),
+        &body,
+    )
+    .await;
+    assert_eq!(response.status(), 204);
+
+    // A webhook and a page load signed by encodeSymmetric.
+    let path = "/connect/webhooks/issue-created";
+    let page = "/connect/admin?xdm_e=https%3A%2F%2Foracle.atlassian.net&cp=&lic=none";
+    let hashes = crate::support::oracle::ask(&json!({
+        "op": "qsh", "cases": [{"method": "POST", "url": path}, {"method": "GET", "url": page}]
+    }));
+    let sign = |qsh_value: &Value| {
+        crate::support::oracle::ask(&json!({
+            "op": "sign",
+            "secret": site.shared_secret,
+            "claims": {"iss": site.client_key, "qsh": qsh_value, "iat": now, "exp": now + 180, "sub": "557058:x"}
+        }))
+        .as_str()
+        .expect("token")
+        .to_string()
+    };
+    let response = env
+        .app
+        .client
+        .post(env.app.url(path))
+        .header("authorization", format!("JWT {}", sign(&hashes[0])))
+        .header("x-atlassian-webhook-identifier", "oracle-1")
+        .body(issue_created("IT-9", "557058:x").to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+    let response = env
+        .app
+        .get(&format!("{page}&jwt={}", sign(&hashes[1])))
+        .await;
+    assert_eq!(response.status(), 200);
+}
+
+/// Our qsh equals atlassian-jwt's on generated requests: spaces, `+`, repeated keys, unicode,
+/// `&` in paths, reserved characters, base URL prefixes.
+#[test]
+fn our_qsh_matches_atlassian_jwt_on_generated_requests() {
+    if !crate::support::oracle::available() {
+        return;
+    }
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    let pieces = [
+        "a",
+        "B",
+        "z9",
+        "_x",
+        "~t",
+        "-",
+        ".",
+        "%20",
+        "+",
+        " ",
+        "%2B",
+        "é",
+        "ü",
+        "日本",
+        "%E2%82%AC",
+        "!",
+        "'",
+        "(",
+        ")",
+        "*",
+        "%21",
+        ":",
+        "@",
+        "$",
+        ",",
+        ";",
+        "%3D",
+        "%26",
+        "/",
+        "%2F",
+        "😀",
+        "{",
+        "}",
+        "|",
+        "^",
+        "`",
+        "<",
+        ">",
+        "\"",
+    ];
+    let methods = ["GET", "POST", "put", "DELETE"];
+    let bases = [
+        "",
+        "https://acme.atlassian.net/wiki",
+        "http://localhost:2990/jira",
+    ];
+    let word = |next: &mut dyn FnMut(usize) -> usize, max: usize| {
+        (0..1 + next(max))
+            .map(|_| pieces[next(pieces.len())])
+            .collect::<String>()
+    };
+    let mut cases = Vec::new();
+    for _ in 0..1200 {
+        let base = bases[next(bases.len())];
+        let prefix = base
+            .split_once("://")
+            .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
+            .unwrap_or("");
+        let mut path = String::from(prefix);
+        for _ in 0..1 + next(3) {
+            path.push('/');
+            let segment: String = word(&mut next, 3).replace(['/', '?', '#', ' ', '+', '%'], "x");
+            path.push_str(&segment);
+            if next(6) == 0 {
+                path.push_str("&amp");
+            }
+        }
+        if next(8) == 0 {
+            path.push('/');
+        }
+        let mut query = Vec::new();
+        let keys = ["a", "A", "b", "_b", "Z", "jwt", "é", "k y", "x+y"];
+        for _ in 0..next(5) {
+            let key = keys[next(keys.len())].to_string();
+            let value = word(&mut next, 4).replace(['&', '#', '='], "q");
+            query.push(format!("{key}={value}"));
+        }
+        let url = if query.is_empty() {
+            path
+        } else {
+            format!("{path}?{}", query.join("&"))
+        };
+        cases.push(json!({"method": methods[next(methods.len())], "url": url, "baseUrl": base}));
+    }
+    let theirs = crate::support::oracle::ask(&json!({"op": "qsh", "cases": cases}));
+    let mut mismatches = Vec::new();
+    for (case, expected) in cases.iter().zip(theirs.as_array().expect("list")) {
+        let base = case["baseUrl"].as_str().unwrap_or_default();
+        let base_path = tollgate::connect::tenant::base_path(base);
+        let ours = qsh::qsh(
+            case["method"].as_str().unwrap_or_default(),
+            case["url"].as_str().unwrap_or_default(),
+            base_path,
+        );
+        if ours != expected.as_str().unwrap_or_default() {
+            let canonical = qsh::canonical_request(
+                case["method"].as_str().unwrap_or_default(),
+                case["url"].as_str().unwrap_or_default(),
+                base_path,
+            );
+            mismatches.push((case.clone(), canonical));
+        }
+    }
+    if !mismatches.is_empty() {
+        let sample: Vec<Value> = mismatches.iter().take(5).map(|(c, _)| c.clone()).collect();
+        let theirs = crate::support::oracle::ask(&json!({"op": "canonical", "cases": sample}));
+        let report: Vec<String> = mismatches
+            .iter()
+            .zip(theirs.as_array().expect("list"))
+            .map(|((case, ours), theirs)| format!("{case}\n  ours:   {ours}\n  theirs: {theirs}"))
+            .collect();
+        panic!(
+            "{} of {} differ, e.g.\n{}",
+            mismatches.len(),
+            cases.len(),
+            report.join("\n")
+        );
+    }
+}
