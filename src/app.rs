@@ -100,6 +100,7 @@ impl Application {
 
         let state = AppState {
             connect: Arc::new(crate::connect::Connect::new(&config)),
+            intake: crate::intake::Intake::start(store.clone()),
             config: Arc::new(config),
             store,
             clock,

@@ -21,4 +21,5 @@ pub struct AppState {
     pub worker_enabled: bool,
     pub worker_status: Arc<WorkerStatus>,
     pub connect: Arc<Connect>,
+    pub intake: crate::intake::Intake,
 }

@@ -7,9 +7,10 @@ use super::jwt::{self, Claims, TokenError};
 use super::keys::KeyError;
 use super::qsh;
 use super::tenant::Tenant;
+use super::tenant_cache::TenantCache;
 use crate::orgchart::AccountId;
 use crate::secrets::SecretKey;
-use crate::store::{Store, StoreError, tenants};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -80,6 +81,7 @@ pub struct Checks<'a> {
 pub async fn verify_request(
     store: &Store,
     secret_key: &SecretKey,
+    cache: &TenantCache,
     request: &RequestParts<'_>,
     checks: &Checks<'_>,
     rule: QshRule,
@@ -96,16 +98,23 @@ pub async fn verify_request(
     let client_key = unverified
         .client_key()
         .ok_or(TokenError::MissingClaim("iss"))?;
-    let tenant = tenants::get(store, &client_key)
+    let unknown = || TokenError::UnknownTenant(client_key.clone());
+    let mut found = cache
+        .get(store, secret_key, &client_key, false)
         .await?
-        .ok_or_else(|| TokenError::UnknownTenant(client_key.clone()))?;
-    let secret = secret_key
-        .unseal(
-            &tenant.shared_secret_sealed,
-            &Tenant::secret_context(&client_key),
-        )
-        .map_err(|_| TokenError::Signature)?;
-    let claims = jwt::verify_hs256(&token, &secret)?;
+        .ok_or_else(unknown)?;
+    let claims = match jwt::verify_hs256(&token, &found.secret) {
+        // The secret may have been rotated by a reinstall seen by another replica.
+        Err(TokenError::Signature) if found.from_cache => {
+            found = cache
+                .get(store, secret_key, &client_key, true)
+                .await?
+                .ok_or_else(unknown)?;
+            jwt::verify_hs256(&token, &found.secret)?
+        }
+        other => other?,
+    };
+    let tenant = found.tenant;
     jwt::check_expiry(&claims, checks.now, checks.leeway_seconds)?;
     check_qsh(&claims, request, checks, rule)?;
     // Whether the tenant's state allows the request is the caller's decision: lifecycle

@@ -133,6 +133,7 @@ pub async fn installed(
     };
     tenants::upsert_install(&mut tx, &tenant).await?;
     tx.commit().await?;
+    state.connect.tenants.forget(&tenant.client_key);
     tracing::info!(
         client_key = tenant.client_key,
         product = product.as_str(),
@@ -180,6 +181,7 @@ pub async fn uninstalled(
     // The tenant's data and audit history stay; a reinstall picks them up again.
     tenants::set_state(&mut tx, &verified.client_key, TenantState::Uninstalled, now).await?;
     tx.commit().await?;
+    state.connect.tenants.forget(&verified.client_key);
     tracing::info!(client_key = verified.client_key, "app uninstalled");
     Ok(())
 }
@@ -208,6 +210,7 @@ pub async fn set_enabled(
     let verified = auth::verify_request(
         &state.store,
         &state.secret_key,
+        &state.connect.tenants,
         request,
         &checks(state),
         QshRule::Exact,
@@ -231,6 +234,7 @@ pub async fn set_enabled(
     let mut tx = state.store.begin().await?;
     tenants::set_state(&mut tx, &payload.client_key, target, state.clock.now()).await?;
     tx.commit().await?;
+    state.connect.tenants.forget(&payload.client_key);
     tracing::info!(
         client_key = payload.client_key,
         state = target.as_str(),

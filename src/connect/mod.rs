@@ -8,6 +8,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod qsh;
 pub mod tenant;
+pub mod tenant_cache;
 
 use crate::config::Config;
 
@@ -20,6 +21,7 @@ pub struct Connect {
     /// The path of our base URL, stripped before computing qsh.
     pub base_path: String,
     pub leeway_seconds: i64,
+    pub tenants: tenant_cache::TenantCache,
 }
 
 impl Connect {
@@ -35,6 +37,7 @@ impl Connect {
             base_path: tenant::base_path(&base_url).to_string(),
             base_url,
             leeway_seconds: i64::try_from(config.connect.jwt_leeway.as_secs()).unwrap_or(60),
+            tenants: tenant_cache::TenantCache::default(),
         }
     }
 }

@@ -145,8 +145,15 @@ async fn verify_parts(
         leeway_seconds: state.connect.leeway_seconds,
         now: state.clock.now(),
     };
-    let verified =
-        auth::verify_request(&state.store, &state.secret_key, &request, &checks, rule).await?;
+    let verified = auth::verify_request(
+        &state.store,
+        &state.secret_key,
+        &state.connect.tenants,
+        &request,
+        &checks,
+        rule,
+    )
+    .await?;
     if !verified.tenant.state.is_active() {
         tracing::warn!(
             client_key = verified.tenant.client_key,
@@ -196,36 +203,31 @@ pub async fn webhook(
     let payload = std::str::from_utf8(&body)
         .map_err(|_| ApiError::BadRequest("the webhook body is not UTF-8".into()))?;
     let event_type = webhook_event(payload)?;
-    let body_hash;
     let delivery_id = match headers
         .get(WEBHOOK_IDENTIFIER)
         .and_then(|v| v.to_str().ok())
     {
-        Some(id) if !id.is_empty() && id.len() <= 200 => id,
-        _ => {
-            // Without the header, identical bodies are the same delivery.
-            body_hash = format!("sha256:{}", auth::sha256_hex(&body));
-            &body_hash
-        }
+        Some(id) if !id.is_empty() && id.len() <= 200 => id.to_string(),
+        // Without the header, identical bodies are the same delivery.
+        _ => format!("sha256:{}", auth::sha256_hex(&body)),
     };
-    let accepted = intake::accept(
-        &state.store,
-        &Delivery {
-            tenant: &verified.tenant.client_key,
+    let accepted = state
+        .intake
+        .accept(Delivery {
+            tenant: verified.tenant.client_key,
             ingress: Ingress::Connect,
-            delivery_id,
-            event_type: &event_type,
-            payload,
+            delivery_id: delivery_id.clone(),
+            event_type,
+            payload: payload.to_string(),
             received_at: state.clock.now(),
-        },
-    )
-    .await
-    .map_err(|e| match e {
-        intake::IntakeError::Store(e) => ApiError::Store(e),
-        other => ApiError::Internal(other.into()),
-    })?;
+        })
+        .await
+        .map_err(|e| match e {
+            intake::IntakeError::Store(e) => ApiError::Store(e),
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
     if accepted == Accepted::Duplicate {
-        tracing::debug!(delivery_id, "webhook delivered again; ignored");
+        tracing::debug!(%delivery_id, "webhook delivered again; ignored");
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,8 +1,13 @@
 //! Intake: events from Atlassian, whichever door they came through (Connect webhooks today;
 //! Forge remote calls and plain Jira webhooks later), written durably and deduplicated, then
 //! handed to a job. Nothing here knows about Connect.
+//!
+//! Writes are grouped: concurrent deliveries wait on one writer that commits them together
+//! (group commit), because one commit per request is what limits a webhook burst — each
+//! caller still gets its answer only after its delivery is durable.
 
 use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::jobs::{self, Job, JobError};
@@ -14,6 +19,9 @@ pub const HANDLED_EVENTS: &[&str] = &[
     "jira:issue_updated",
     "comment_created",
 ];
+
+/// Most deliveries one transaction commits.
+const MAX_BATCH: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingress {
@@ -34,15 +42,15 @@ impl Ingress {
 
 /// One delivery, as received.
 #[derive(Debug, Clone)]
-pub struct Delivery<'a> {
+pub struct Delivery {
     /// The tenant it was authenticated as.
-    pub tenant: &'a str,
+    pub tenant: String,
     pub ingress: Ingress,
     /// The sender's id for this delivery, stable across its retries.
-    pub delivery_id: &'a str,
-    pub event_type: &'a str,
+    pub delivery_id: String,
+    pub event_type: String,
     /// The body exactly as it arrived.
-    pub payload: &'a str,
+    pub payload: String,
     pub received_at: DateTime<Utc>,
 }
 
@@ -62,26 +70,100 @@ pub enum IntakeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Job(#[from] JobError),
+    #[error("the intake writer has stopped")]
+    Stopped,
+    /// The batch this delivery was in could not be stored; nothing of it was.
+    #[error("could not store the delivery: {0}")]
+    Batch(String),
 }
 
-/// Stores the delivery and queues its processing in one transaction; a delivery id seen before
-/// for the tenant is a duplicate and changes nothing.
-pub async fn accept(store: &Store, delivery: &Delivery<'_>) -> Result<Accepted, IntakeError> {
-    if !HANDLED_EVENTS.contains(&delivery.event_type) {
-        tracing::debug!(
-            event = delivery.event_type,
-            tenant = delivery.tenant,
-            "event type not handled; ignored"
-        );
-        return Ok(Accepted::Ignored);
-    }
-    let id = Uuid::now_v7();
+/// Stores deliveries and queues their processing in one transaction. A delivery id the tenant
+/// sent before (in an earlier batch or earlier in this one) is a duplicate and changes nothing.
+pub async fn accept_batch(
+    store: &Store,
+    deliveries: &[Delivery],
+) -> Result<Vec<Accepted>, IntakeError> {
     let mut tx = store.begin().await?;
-    if !inbound::insert(&mut tx, id, delivery).await? {
-        tx.rollback().await?;
-        return Ok(Accepted::Duplicate);
+    let mut outcomes = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        if !HANDLED_EVENTS.contains(&delivery.event_type.as_str()) {
+            tracing::debug!(
+                event = delivery.event_type,
+                tenant = delivery.tenant,
+                "event type not handled; ignored"
+            );
+            outcomes.push(Accepted::Ignored);
+            continue;
+        }
+        let id = Uuid::now_v7();
+        if inbound::insert(&mut tx, id, delivery).await? {
+            jobs::schedule(&mut tx, &Job::ProcessInbound { id }, delivery.received_at).await?;
+            outcomes.push(Accepted::New(id));
+        } else {
+            outcomes.push(Accepted::Duplicate);
+        }
     }
-    jobs::schedule(&mut tx, &Job::ProcessInbound { id }, delivery.received_at).await?;
     tx.commit().await?;
-    Ok(Accepted::New(id))
+    Ok(outcomes)
+}
+
+type Reply = oneshot::Sender<Result<Accepted, String>>;
+
+/// The group-commit writer's front door; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    tx: mpsc::Sender<(Delivery, Reply)>,
+}
+
+impl Intake {
+    /// Starts the writer task for `store`.
+    pub fn start(store: Store) -> Self {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        tokio::spawn(writer(store, rx));
+        Self { tx }
+    }
+
+    /// Returns once the delivery is durable (or known to be a duplicate).
+    pub async fn accept(&self, delivery: Delivery) -> Result<Accepted, IntakeError> {
+        if !HANDLED_EVENTS.contains(&delivery.event_type.as_str()) {
+            tracing::debug!(
+                event = delivery.event_type,
+                "event type not handled; ignored"
+            );
+            return Ok(Accepted::Ignored);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((delivery, reply))
+            .await
+            .map_err(|_| IntakeError::Stopped)?;
+        match answer.await {
+            Ok(Ok(accepted)) => Ok(accepted),
+            Ok(Err(message)) => Err(IntakeError::Batch(message)),
+            Err(_) => Err(IntakeError::Stopped),
+        }
+    }
+}
+
+/// Takes whatever is waiting (at least one, at most [`MAX_BATCH`]) and commits it together. No
+/// timer: under light load a batch is one delivery, under a burst it is everything queued.
+async fn writer(store: Store, mut rx: mpsc::Receiver<(Delivery, Reply)>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (deliveries, replies): (Vec<Delivery>, Vec<Reply>) = batch.drain(..).unzip();
+        match accept_batch(&store, &deliveries).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, count = deliveries.len(), "intake batch not stored");
+                let message = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ use crate::intake::Delivery;
 use crate::{on_db, on_tx};
 
 /// Inserts the delivery; `false` when the tenant already sent this delivery id.
-pub async fn insert(tx: &mut Tx, id: Uuid, d: &Delivery<'_>) -> Result<bool, StoreError> {
+pub async fn insert(tx: &mut Tx, id: Uuid, d: &Delivery) -> Result<bool, StoreError> {
     let inserted = on_tx!(tx, |conn| {
         sqlx::query(
             "INSERT INTO inbound_events (id, tenant, ingress, delivery_id, event_type, payload, \
@@ -16,11 +16,11 @@ pub async fn insert(tx: &mut Tx, id: Uuid, d: &Delivery<'_>) -> Result<bool, Sto
              ON CONFLICT (tenant, delivery_id) DO NOTHING",
         )
         .bind(id)
-        .bind(d.tenant)
+        .bind(&d.tenant)
         .bind(d.ingress.as_str())
-        .bind(d.delivery_id)
-        .bind(d.event_type)
-        .bind(d.payload)
+        .bind(&d.delivery_id)
+        .bind(&d.event_type)
+        .bind(&d.payload)
         .bind(d.received_at)
         .execute(conn)
         .await

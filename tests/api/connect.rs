@@ -797,3 +797,53 @@ fn our_qsh_matches_atlassian_jwt_on_generated_requests() {
         );
     }
 }
+
+/// Another replica stored a reinstall with a new secret: this replica's cached secret fails,
+/// and the check retries against the database instead of refusing the tenant.
+#[tokio::test]
+async fn a_secret_rotated_elsewhere_is_picked_up_despite_the_cache() {
+    let env = start().await;
+    let site = installed_site(&env).await;
+    let path = "/connect/webhooks/issue-created";
+    let body = issue_created("IT-3", "557058:erin");
+    assert_eq!(
+        site.send_webhook(path, "r-1", &body)
+            .await
+            .expect("sent")
+            .status(),
+        204
+    );
+
+    let store = &env.app.state.store;
+    let mut tenant = tenants::get(store, &site.client_key)
+        .await
+        .expect("read")
+        .expect("row");
+    tenant.shared_secret_sealed = env
+        .app
+        .state
+        .secret_key
+        .seal(
+            b"rotated-elsewhere",
+            &format!("tenant:{}:shared_secret", site.client_key),
+        )
+        .expect("seals");
+    let mut tx = store.begin().await.expect("begin");
+    tenants::upsert_install(&mut tx, &tenant)
+        .await
+        .expect("store");
+    tx.commit().await.expect("commit");
+
+    let mut rotated = site.clone();
+    rotated.shared_secret = "rotated-elsewhere".into();
+    assert_eq!(
+        rotated
+            .send_webhook(path, "r-2", &body)
+            .await
+            .expect("sent")
+            .status(),
+        204
+    );
+    // The old secret no longer works.
+    assert_unauthorized(site.send_webhook(path, "r-3", &body).await.expect("sent")).await;
+}
