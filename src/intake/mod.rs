@@ -85,6 +85,7 @@ pub async fn accept_batch(
 ) -> Result<Vec<Accepted>, IntakeError> {
     let mut tx = store.begin().await?;
     let mut outcomes = Vec::with_capacity(deliveries.len());
+    let mut queued = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         if !HANDLED_EVENTS.contains(&delivery.event_type.as_str()) {
             tracing::debug!(
@@ -97,12 +98,13 @@ pub async fn accept_batch(
         }
         let id = Uuid::now_v7();
         if inbound::insert(&mut tx, id, delivery).await? {
-            jobs::schedule(&mut tx, &Job::ProcessInbound { id }, delivery.received_at).await?;
+            queued.push((Job::ProcessInbound { id }, delivery.received_at));
             outcomes.push(Accepted::New(id));
         } else {
             outcomes.push(Accepted::Duplicate);
         }
     }
+    jobs::schedule_new(&mut tx, &queued).await?;
     tx.commit().await?;
     Ok(outcomes)
 }

@@ -72,8 +72,7 @@ pub enum Enqueued {
     AlreadyScheduled,
 }
 
-/// Enqueues `job` to run at `run_at` (1-second resolution) inside the open transaction.
-pub async fn schedule(tx: &mut Tx, job: &Job, run_at: DateTime<Utc>) -> Result<Enqueued, JobError> {
+fn task(job: &Job, run_at: DateTime<Utc>) -> Result<apalis::prelude::Task<Vec<u8>>, JobError> {
     let payload = serde_json::to_vec(job)?;
     // apalis stores whole seconds: round up, so a job never runs before its time.
     let seconds = run_at.timestamp() + i64::from(run_at.timestamp_subsec_nanos() > 0);
@@ -83,7 +82,32 @@ pub async fn schedule(tx: &mut Tx, job: &Job, run_at: DateTime<Utc>) -> Result<E
     if let Some(key) = job.idempotency_key() {
         builder = builder.idempotency_key(key);
     }
-    let task = builder.build();
+    Ok(builder.build())
+}
+
+/// Enqueues jobs whose idempotency keys were minted in this transaction (so none can exist
+/// yet), in one statement: the intake's group commit uses it for a whole batch.
+pub async fn schedule_new(tx: &mut Tx, jobs: &[(Job, DateTime<Utc>)]) -> Result<(), JobError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let tasks = jobs
+        .iter()
+        .map(|(job, at)| task(job, *at))
+        .collect::<Result<Vec<_>, _>>()?;
+    match tx {
+        Tx::Sqlite(tx) => apalis_sqlite::queries::push_tasks(&mut **tx, QUEUE, &tasks)
+            .await
+            .map_err(|e| JobError::Queue(e.to_string())),
+        Tx::Postgres(tx) => apalis_postgres::queries::push_tasks(&mut **tx, QUEUE, tasks)
+            .await
+            .map_err(|e| JobError::Queue(e.to_string())),
+    }
+}
+
+/// Enqueues `job` to run at `run_at` (1-second resolution) inside the open transaction.
+pub async fn schedule(tx: &mut Tx, job: &Job, run_at: DateTime<Utc>) -> Result<Enqueued, JobError> {
+    let task = task(job, run_at)?;
     match tx {
         Tx::Sqlite(tx) => {
             // SQLite ignores a duplicate idempotency key (ON CONFLICT DO NOTHING): compare counts.
