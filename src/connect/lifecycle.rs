@@ -62,11 +62,21 @@ pub enum Installed {
     Retry,
 }
 
-pub async fn installed(
+/// A verified signed lifecycle call, its transaction open with the token recorded.
+struct Signed {
+    payload: Payload,
+    client_key: String,
+    tx: crate::store::Tx,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+/// Verifies a signed-install token and records it: `None` for an exact retry (the token with
+/// the same body seen before), an error for a replay with another body.
+async fn verify_signed(
     state: &AppState,
     request: &RequestParts<'_>,
     body: &[u8],
-) -> Result<Installed, LifecycleError> {
+) -> Result<Option<Signed>, LifecycleError> {
     let payload = parse(body)?;
     let verified = auth::verify_install(
         &state.connect.keys,
@@ -77,6 +87,42 @@ pub async fn installed(
         &checks(state),
     )
     .await?;
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    match tenants::record_install_token(
+        &mut tx,
+        &verified.token_hash,
+        &verified.client_key,
+        &verified.body_hash,
+        now,
+    )
+    .await?
+    {
+        tenants::TokenUse::Retry => Ok(None),
+        tenants::TokenUse::Replay => Err(AuthError::Token(TokenError::Replayed).into()),
+        tenants::TokenUse::First => Ok(Some(Signed {
+            payload,
+            client_key: verified.client_key,
+            tx,
+            now,
+        })),
+    }
+}
+
+pub async fn installed(
+    state: &AppState,
+    request: &RequestParts<'_>,
+    body: &[u8],
+) -> Result<Installed, LifecycleError> {
+    let Some(Signed {
+        payload,
+        client_key,
+        mut tx,
+        now,
+    }) = verify_signed(state, request, body).await?
+    else {
+        return Ok(Installed::Retry);
+    };
     if !state.connect.descriptors.is_our_key(&payload.key) {
         return Err(LifecycleError::Payload(format!(
             "`{}` is not this app's key",
@@ -94,32 +140,13 @@ pub async fn installed(
     let host = host_of(&payload.base_url).ok_or_else(|| {
         LifecycleError::Payload(format!("baseUrl `{}` is not a URL", payload.base_url))
     })?;
-
-    let now = state.clock.now();
-    let mut tx = state.store.begin().await?;
-    match tenants::record_install_token(
-        &mut tx,
-        &verified.token_hash,
-        &verified.client_key,
-        &verified.body_hash,
-        now,
-    )
-    .await?
-    {
-        tenants::TokenUse::Retry => return Ok(Installed::Retry),
-        tenants::TokenUse::Replay => return Err(AuthError::Token(TokenError::Replayed).into()),
-        tenants::TokenUse::First => {}
-    }
-    let existing = tenants::get(&state.store, &verified.client_key).await?;
+    let existing = tenants::get(&state.store, &client_key).await?;
     let sealed = state
         .secret_key
-        .seal(
-            secret.as_bytes(),
-            &Tenant::secret_context(&verified.client_key),
-        )
+        .seal(secret.as_bytes(), &Tenant::secret_context(&client_key))
         .map_err(|e| LifecycleError::Seal(e.to_string()))?;
     let tenant = Tenant {
-        client_key: verified.client_key.clone(),
+        client_key: client_key.clone(),
         product,
         app_key: payload.key,
         base_url: payload.base_url.trim_end_matches('/').to_string(),
@@ -153,36 +180,20 @@ pub async fn uninstalled(
     request: &RequestParts<'_>,
     body: &[u8],
 ) -> Result<(), LifecycleError> {
-    let payload = parse(body)?;
-    let verified = auth::verify_install(
-        &state.connect.keys,
-        request,
-        body,
-        &payload.client_key,
-        &state.connect.base_url,
-        &checks(state),
-    )
-    .await?;
-    let now = state.clock.now();
-    let mut tx = state.store.begin().await?;
-    match tenants::record_install_token(
-        &mut tx,
-        &verified.token_hash,
-        &verified.client_key,
-        &verified.body_hash,
+    let Some(Signed {
+        client_key,
+        mut tx,
         now,
-    )
-    .await?
-    {
-        tenants::TokenUse::Retry => return Ok(()),
-        tenants::TokenUse::Replay => return Err(AuthError::Token(TokenError::Replayed).into()),
-        tenants::TokenUse::First => {}
-    }
+        ..
+    }) = verify_signed(state, request, body).await?
+    else {
+        return Ok(());
+    };
     // The tenant's data and audit history stay; a reinstall picks them up again.
-    tenants::set_state(&mut tx, &verified.client_key, TenantState::Uninstalled, now).await?;
+    tenants::set_state(&mut tx, &client_key, TenantState::Uninstalled, now).await?;
     tx.commit().await?;
-    state.connect.tenants.forget(&verified.client_key);
-    tracing::info!(client_key = verified.client_key, "app uninstalled");
+    state.connect.tenants.forget(&client_key);
+    tracing::info!(client_key, "app uninstalled");
     Ok(())
 }
 

@@ -76,47 +76,27 @@ impl From<LifecycleError> for ApiError {
     }
 }
 
-pub async fn installed(
+/// `POST /connect/{installed|uninstalled|enabled|disabled}`: the lifecycle callbacks.
+pub async fn lifecycle_event(
     State(state): State<AppState>,
+    Path(event): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    lifecycle::installed(&state, &parts(&method, &uri, &headers, None), &body).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn uninstalled(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    lifecycle::uninstalled(&state, &parts(&method, &uri, &headers, None), &body).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn enabled(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    lifecycle::set_enabled(&state, &parts(&method, &uri, &headers, None), &body, true).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn disabled(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    lifecycle::set_enabled(&state, &parts(&method, &uri, &headers, None), &body, false).await?;
+    let request = parts(&method, &uri, &headers, None);
+    match event.as_str() {
+        "installed" => {
+            lifecycle::installed(&state, &request, &body).await?;
+        }
+        "uninstalled" => lifecycle::uninstalled(&state, &request, &body).await?,
+        "enabled" => lifecycle::set_enabled(&state, &request, &body, true).await?,
+        "disabled" => lifecycle::set_enabled(&state, &request, &body, false).await?,
+        other => {
+            return Err(ApiError::NotFound(format!("no lifecycle event `{other}`")));
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -40,10 +40,7 @@ pub fn router(state: AppState) -> Router {
             "/confluence/atlassian-connect.json",
             get(connect::confluence_descriptor),
         )
-        .route("/connect/installed", post(connect::installed))
-        .route("/connect/uninstalled", post(connect::uninstalled))
-        .route("/connect/enabled", post(connect::enabled))
-        .route("/connect/disabled", post(connect::disabled))
+        .route("/connect/{event}", post(connect::lifecycle_event))
         .route("/connect/webhooks/{event}", post(connect::webhook))
         .route("/connect/admin", get(connect::admin_page))
         .route("/connect/api/context", get(connect::context))

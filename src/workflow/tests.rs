@@ -132,6 +132,24 @@ fn route_for(
     .expect("routes")
 }
 
+fn route_on_behalf(workflows: &Workflows, filer: &str, subject: &str, resource: &str) -> Routing {
+    let (filer, subject) = (email(filer), email(subject));
+    route(
+        workflows,
+        &org(),
+        &RouteRequest {
+            filed_by: &filer,
+            on_behalf_of: Some(&subject),
+            resource,
+            level: None,
+            duration: RequestedDuration::Unspecified,
+            justification: "",
+            now: now(),
+        },
+    )
+    .expect("routes")
+}
+
 fn approvers(routing: &Routing, stage: usize) -> Vec<&str> {
     routing.stages[stage]
         .approvers
@@ -394,21 +412,7 @@ fn the_requester_never_approves_and_fallbacks_apply_in_order() {
 fn the_person_it_is_for_never_approves_either() {
     let owner = "workflow: o\napplies_to: { tags: [finance] }\nstages:\n  - { name: owners, approvers: { group: Owners } }\n";
     let workflows = load(&[("o.yaml", owner), ("d.yaml", DEFAULT), ("k.yaml", SKIP)]);
-    let (filer, subject) = (email("ctl@x.io"), email("acc@x.io"));
-    let routing = route(
-        &workflows,
-        &org(),
-        &RouteRequest {
-            filed_by: &filer,
-            on_behalf_of: Some(&subject),
-            resource: "ledger",
-            level: None,
-            duration: RequestedDuration::Unspecified,
-            justification: "",
-            now: now(),
-        },
-    )
-    .expect("routes");
+    let routing = route_on_behalf(&workflows, "ctl@x.io", "acc@x.io", "ledger");
     // Both group members are excluded: one filed it, the other receives it.
     assert_eq!(routing.decision, Decision::Denied);
     let why = &routing.stages[0].why;
@@ -422,21 +426,7 @@ fn the_person_it_is_for_never_approves_either() {
 #[test]
 fn on_behalf_of_routes_to_the_subjects_manager() {
     let workflows = load(&[("d.yaml", DEFAULT), ("k.yaml", SKIP)]);
-    let (filer, subject) = (email("it1@x.io"), email("acc@x.io"));
-    let routing = route(
-        &workflows,
-        &org(),
-        &RouteRequest {
-            filed_by: &filer,
-            on_behalf_of: Some(&subject),
-            resource: "ledger",
-            level: None,
-            duration: RequestedDuration::Unspecified,
-            justification: "",
-            now: now(),
-        },
-    )
-    .expect("routes");
+    let routing = route_on_behalf(&workflows, "it1@x.io", "acc@x.io", "ledger");
     assert_eq!(approvers(&routing, 0), ["ctl@x.io"]);
 }
 

@@ -57,6 +57,17 @@ async fn installed_site(env: &Env) -> FakeSite {
     site
 }
 
+/// The tenant's shared secret as stored (unsealed).
+fn stored_secret(app: &TestApp, tenant: &tollgate::connect::tenant::Tenant) -> Vec<u8> {
+    app.state
+        .secret_key
+        .unseal(
+            &tenant.shared_secret_sealed,
+            &tollgate::connect::tenant::Tenant::secret_context(&tenant.client_key),
+        )
+        .expect("unseals")
+}
+
 async fn tenant_count(app: &TestApp) -> i64 {
     tenants::count(&app.state.store).await.expect("count")
 }
@@ -134,15 +145,7 @@ async fn a_genuine_install_stores_the_tenant_with_its_secret_sealed() {
     assert_eq!(tenant.state, TenantState::Installed);
     assert_eq!(tenant.base_url, site.base_url);
     assert!(!tenant.shared_secret_sealed.contains(&site.shared_secret));
-    let secret = env
-        .app
-        .state
-        .secret_key
-        .unseal(
-            &tenant.shared_secret_sealed,
-            &format!("tenant:{}:shared_secret", site.client_key),
-        )
-        .expect("unseals");
+    let secret = stored_secret(&env.app, &tenant);
     assert_eq!(secret, site.shared_secret.as_bytes());
 
     // A reinstall (new token, new secret) updates it; the key is fetched once.
@@ -153,15 +156,7 @@ async fn a_genuine_install_stores_the_tenant_with_its_secret_sealed() {
         .await
         .expect("read")
         .expect("stored");
-    let secret = env
-        .app
-        .state
-        .secret_key
-        .unseal(
-            &tenant.shared_secret_sealed,
-            &format!("tenant:{}:shared_secret", site.client_key),
-        )
-        .expect("unseals");
+    let secret = stored_secret(&env.app, &tenant);
     assert_eq!(secret, b"rotated-secret");
     assert_eq!(env.keys.requests(), 1, "keys are cached by kid");
     assert_eq!(tenant_count(&env.app).await, 1);
@@ -494,15 +489,7 @@ async fn a_replayed_install_token_with_another_body_is_refused() {
         .await
         .expect("read")
         .expect("row");
-    let secret = env
-        .app
-        .state
-        .secret_key
-        .unseal(
-            &tenant.shared_secret_sealed,
-            &format!("tenant:{}:shared_secret", site.client_key),
-        )
-        .expect("unseals");
+    let secret = stored_secret(&env.app, &tenant);
     assert_eq!(secret, site.shared_secret.as_bytes());
 }
 
