@@ -100,7 +100,7 @@ impl Application {
 
         let state = AppState {
             connect: Arc::new(crate::connect::Connect::new(&config)),
-            intake: crate::intake::Intake::start(store.clone()),
+            intake: crate::intake::Intake::start(store.dedicated_writer().await?),
             config: Arc::new(config),
             store,
             clock,

@@ -151,6 +151,28 @@ impl Store {
         Self { db }
     }
 
+    /// A store for one busy writer (the intake's group commit). On SQLite it has its own
+    /// connection that does not sleep in SQLite's busy handler (which backs off in steps of up
+    /// to 100 ms while another connection writes): [`Self::begin`] retries every millisecond
+    /// instead, so the writer gets the lock as soon as it is free. On PostgreSQL it is this store.
+    pub async fn dedicated_writer(&self) -> Result<Self, StoreError> {
+        match &self.db {
+            Db::Postgres(_) => Ok(self.clone()),
+            Db::Sqlite(pool) => {
+                let options = (*pool.connect_options())
+                    .clone()
+                    .busy_timeout(Duration::ZERO);
+                let writer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await?;
+                Ok(Self {
+                    db: Db::Sqlite(writer),
+                })
+            }
+        }
+    }
+
     pub fn db(&self) -> &Db {
         &self.db
     }
@@ -217,7 +239,7 @@ impl Store {
     /// SQLITE_BUSY when another connection wrote in between, which busy_timeout cannot help.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match &self.db {
-            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(pool) => Tx::Sqlite(begin_immediate(pool).await?),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
@@ -225,6 +247,29 @@ impl Store {
     pub async fn close(&self) {
         on_db!(&self.db, |pool| pool.close().await);
     }
+}
+
+/// `BEGIN IMMEDIATE`, retried every millisecond while another connection holds the write lock
+/// (only a connection without a busy timeout sees that), for at most ten seconds.
+async fn begin_immediate(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match pool.begin_with("BEGIN IMMEDIATE").await {
+            Err(sqlx::Error::Database(e))
+                if is_busy(e.as_ref()) && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// SQLITE_BUSY or one of its extended codes (`code & 0xff == 5`).
+fn is_busy(e: &dyn sqlx::error::DatabaseError) -> bool {
+    e.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
 }
 
 impl Tx {
