@@ -85,7 +85,7 @@ pub async fn accept_batch(
 ) -> Result<Vec<Accepted>, IntakeError> {
     let mut tx = store.begin().await?;
     let mut outcomes = Vec::with_capacity(deliveries.len());
-    let mut queued = Vec::with_capacity(deliveries.len());
+    let mut stored = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         if !HANDLED_EVENTS.contains(&delivery.event_type.as_str()) {
             tracing::debug!(
@@ -98,13 +98,18 @@ pub async fn accept_batch(
         }
         let id = Uuid::now_v7();
         if inbound::insert(&mut tx, id, delivery).await? {
-            queued.push((Job::ProcessInbound { id }, delivery.received_at));
+            stored.push(id);
             outcomes.push(Accepted::New(id));
         } else {
             outcomes.push(Accepted::Duplicate);
         }
     }
-    jobs::schedule_new(&mut tx, &queued).await?;
+    if let Some(last) = deliveries.last()
+        && !stored.is_empty()
+    {
+        let job = Job::ProcessInbound { ids: stored };
+        jobs::schedule_new(&mut tx, &[(job, last.received_at)]).await?;
+    }
     tx.commit().await?;
     Ok(outcomes)
 }

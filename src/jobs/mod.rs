@@ -33,8 +33,9 @@ const MAX_ATTEMPTS: usize = 5;
 pub enum Job {
     /// Diagnostic: proves the worker runs what was queued, also across restarts.
     SelfCheck { id: Uuid },
-    /// Process an inbound event (a webhook) stored by intake.
-    ProcessInbound { id: Uuid },
+    /// Process inbound events (webhooks) stored by intake, in order: one job per committed
+    /// intake batch, so a burst costs the queue one job per batch rather than per event.
+    ProcessInbound { ids: Vec<Uuid> },
 }
 
 impl Job {
@@ -50,7 +51,8 @@ impl Job {
     pub fn idempotency_key(&self) -> Option<String> {
         match self {
             Job::SelfCheck { id } => Some(format!("self_check:{id}")),
-            Job::ProcessInbound { id } => Some(format!("inbound:{id}")),
+            // Event ids are fresh UUIDs, so the first names the batch.
+            Job::ProcessInbound { ids } => ids.first().map(|id| format!("inbound:{id}")),
         }
     }
 }
@@ -266,21 +268,32 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             }
             Ok(())
         }
-        Job::ProcessInbound { id } => {
+        Job::ProcessInbound { ids } => {
             // The request engine (routing, approvals) takes events from here; until it exists
-            // an event is only marked processed, so the queue drains.
-            let Some(event) = inbound::get(&state.store, *id).await? else {
-                tracing::warn!(%id, "inbound event vanished; nothing to process");
-                return Ok(());
-            };
-            if inbound::mark_processed(&state.store, event.id, state.clock.now()).await? {
-                tracing::info!(
+            // an event is only marked processed, so the queue drains. Each event is handled on
+            // its own, so a redelivered job redoes nothing that was done.
+            let now = state.clock.now();
+            for id in ids {
+                let Some(event) = inbound::get(&state.store, *id).await? else {
+                    tracing::warn!(%id, "inbound event vanished; nothing to process");
+                    continue;
+                };
+                if event.processed_at.is_some() {
+                    continue;
+                }
+                tracing::debug!(
                     tenant = event.tenant,
                     event = event.event_type,
                     delivery = event.delivery_id,
-                    "inbound event processed"
+                    "inbound event"
                 );
             }
+            let marked = inbound::mark_processed(&state.store, ids, now).await?;
+            tracing::info!(
+                events = ids.len(),
+                newly = marked,
+                "inbound events processed"
+            );
             Ok(())
         }
     }

@@ -92,21 +92,27 @@ pub async fn list_for_tenant(store: &Store, tenant: &str) -> Result<Vec<InboundE
     Ok(rows.into_iter().map(from_row).collect())
 }
 
-/// Marks the event processed (once: a second delivery of its job keeps the first time).
+/// Marks the events processed, in one transaction; an event already marked keeps its first
+/// time. Returns how many were newly marked.
 pub async fn mark_processed(
     store: &Store,
-    id: Uuid,
+    ids: &[Uuid],
     at: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let changed = on_db!(store.db(), |pool| {
-        sqlx::query(
-            "UPDATE inbound_events SET processed_at = $2 WHERE id = $1 AND processed_at IS NULL",
-        )
-        .bind(id)
-        .bind(at)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected() == 1)
-    })?;
-    Ok(changed)
+) -> Result<u64, StoreError> {
+    let mut tx = store.begin().await?;
+    let mut marked = 0;
+    for id in ids {
+        marked += on_tx!(&mut tx, |conn| {
+            sqlx::query(
+                "UPDATE inbound_events SET processed_at = $2 WHERE id = $1 AND processed_at IS NULL",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+    }
+    tx.commit().await?;
+    Ok(marked)
 }
