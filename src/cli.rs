@@ -74,16 +74,33 @@ fn find_org_file(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
-    pub dir: PathBuf,
+    /// Workflows directory [default: TOLLGATE_WORKFLOWS_DIR, else ./workflows].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Org chart [default: DIR/org.yaml if present].
+    #[arg(long, value_name = "ORG.yaml")]
     pub org: Option<PathBuf>,
+    /// Email of the person filing the request.
+    #[arg(long)]
     pub requester: String,
+    /// Resource id from the catalog.
+    #[arg(long)]
     pub resource: String,
+    /// Access level, for resources that have levels.
+    #[arg(long)]
     pub level: Option<String>,
+    /// How long, e.g. `14d` or `8h`, or `permanent` [default: the resource's default].
+    #[arg(long)]
     pub duration: Option<String>,
+    /// Why the access is needed.
+    #[arg(long, default_value = "")]
     pub justification: String,
+    /// Email of the person the access is for, when filing for someone else.
+    #[arg(long)]
     pub on_behalf_of: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
 
@@ -91,21 +108,23 @@ pub struct SimulateArgs {
 /// 1 when the inputs or the files are invalid.
 pub fn simulate(
     args: &SimulateArgs,
+    default_dir: &Path,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<i32> {
+    let dir = args.dir.as_deref().unwrap_or(default_dir);
     let fail = |err: &mut dyn Write, message: String| -> std::io::Result<i32> {
         writeln!(err, "tollgate: {message}")?;
         Ok(1)
     };
-    let Some(org_path) = args.org.clone().or_else(|| find_org_file(&args.dir)) else {
+    let Some(org_path) = args.org.clone().or_else(|| find_org_file(dir)) else {
         return fail(err, "an org chart is needed: pass --org ORG.yaml".into());
     };
     let index = match org_file::load(&org_path) {
         Ok((snapshot, _)) => OrgIndex::build(snapshot),
         Err(diagnostics) => return fail(err, render(&diagnostics)),
     };
-    let outcome = workflow::load_dir(&args.dir, Some(&index));
+    let outcome = workflow::load_dir(dir, Some(&index));
     let Some(workflows) = outcome.workflows else {
         return fail(
             err,

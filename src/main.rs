@@ -60,34 +60,7 @@ enum WorkflowsCommand {
         org: Option<PathBuf>,
     },
     /// Show how a request would be routed, without touching anything.
-    Simulate {
-        /// Workflows directory [default: TOLLGATE_WORKFLOWS_DIR, else ./workflows].
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Org chart [default: DIR/org.yaml if present].
-        #[arg(long, value_name = "ORG.yaml")]
-        org: Option<PathBuf>,
-        /// Email of the person filing the request.
-        #[arg(long)]
-        requester: String,
-        /// Resource id from the catalog.
-        #[arg(long)]
-        resource: String,
-        /// Access level, for resources that have levels.
-        #[arg(long)]
-        level: Option<String>,
-        /// How long, e.g. `14d` or `8h`, or `permanent` [default: the resource's default].
-        #[arg(long)]
-        duration: Option<String>,
-        /// Why the access is needed.
-        #[arg(long, default_value = "")]
-        justification: String,
-        /// Email of the person the access is for, when filing for someone else.
-        #[arg(long)]
-        on_behalf_of: Option<String>,
-        #[arg(long, value_enum, default_value = "text")]
-        format: tollgate::cli::Format,
-    },
+    Simulate(tollgate::cli::SimulateArgs),
 }
 
 #[tokio::main]
@@ -153,30 +126,12 @@ fn workflows(command: WorkflowsCommand, config: &Config) -> ExitCode {
             let dir = dir.unwrap_or_else(|| config.workflows_dir.clone());
             tollgate::cli::check(&dir, org.as_deref(), &mut out)
         }
-        WorkflowsCommand::Simulate {
-            dir,
-            org,
-            requester,
-            resource,
-            level,
-            duration,
-            justification,
-            on_behalf_of,
-            format,
-        } => {
-            let args = tollgate::cli::SimulateArgs {
-                dir: dir.unwrap_or_else(|| config.workflows_dir.clone()),
-                org,
-                requester,
-                resource,
-                level,
-                duration,
-                justification,
-                on_behalf_of,
-                format,
-            };
-            tollgate::cli::simulate(&args, &mut out, &mut std::io::stderr())
-        }
+        WorkflowsCommand::Simulate(args) => tollgate::cli::simulate(
+            &args,
+            &config.workflows_dir,
+            &mut out,
+            &mut std::io::stderr(),
+        ),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,
