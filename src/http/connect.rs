@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -12,6 +12,7 @@ use crate::connect::auth::{self, AuthError, Checks, QshRule, RequestParts, Verif
 use crate::connect::lifecycle::{self, LifecycleError};
 use crate::connect::tenant::Product;
 use crate::error::ApiError;
+use crate::http::BODY_LIMIT;
 use crate::intake::{self, Accepted, Delivery, Ingress};
 use crate::state::AppState;
 
@@ -110,16 +111,9 @@ async fn verify_parts(
     parts: &Parts,
     state: &AppState,
     rule: QshRule,
+    form_body: Option<&str>,
 ) -> Result<Verified, ApiError> {
-    let request = RequestParts {
-        method: parts.method.as_str(),
-        path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-        authorization: parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-        form_body: None,
-    };
+    let request = self::parts(&parts.method, &parts.uri, &parts.headers, form_body);
     let checks = Checks {
         base_path: &state.connect.base_path,
         leeway_seconds: state.connect.leeway_seconds,
@@ -151,7 +145,9 @@ impl FromRequestParts<AppState> for ConnectAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        verify_parts(parts, state, QshRule::Exact).await.map(Self)
+        verify_parts(parts, state, QshRule::Exact, None)
+            .await
+            .map(Self)
     }
 }
 
@@ -159,9 +155,31 @@ impl FromRequestParts<AppState> for ConnectContextAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        verify_parts(parts, state, QshRule::AllowContext)
+        verify_parts(parts, state, QshRule::AllowContext, None)
             .await
             .map(Self)
+    }
+}
+
+/// A verified request with its body: a form-encoded body is searched for a `jwt` field too
+/// (and a token in both the query and the body is refused).
+pub struct ConnectBody(pub Verified, pub Bytes);
+
+impl FromRequest<AppState> for ConnectBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge { limit: BODY_LIMIT })?;
+        let is_form = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes()
+                .starts_with(b"application/x-www-form-urlencoded")
+        });
+        let form = is_form.then(|| std::str::from_utf8(&bytes).ok()).flatten();
+        let verified = verify_parts(&parts, state, QshRule::Exact, form).await?;
+        Ok(Self(verified, bytes))
     }
 }
 
@@ -170,10 +188,9 @@ const WEBHOOK_IDENTIFIER: &str = "x-atlassian-webhook-identifier";
 
 pub async fn webhook(
     State(state): State<AppState>,
-    ConnectAuth(verified): ConnectAuth,
     Path(_slug): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    ConnectBody(verified, body): ConnectBody,
 ) -> Result<StatusCode, ApiError> {
     if verified.tenant.product != Product::Jira {
         return Err(ApiError::BadRequest(
