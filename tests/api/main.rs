@@ -4,6 +4,7 @@
 
 mod support;
 
+mod atlassian_client;
 mod cli;
 mod connect;
 mod health;
