@@ -11,8 +11,7 @@ use tollgate::store::selfcheck;
 use crate::support::{TestDatabase, eventually, init, test_config, test_secret_key};
 
 fn tollgate(envs: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    command.env_clear();
+    let mut command = crate::support::binary();
     for (key, value) in envs {
         command.env(key, value);
     }

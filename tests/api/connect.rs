@@ -68,6 +68,12 @@ fn stored_secret(app: &TestApp, tenant: &tollgate::connect::tenant::Tenant) -> V
         .expect("unseals")
 }
 
+async fn events_of(app: &TestApp, client_key: &str) -> Vec<inbound::InboundEvent> {
+    inbound::list_for_tenant(&app.state.store, client_key)
+        .await
+        .expect("read")
+}
+
 async fn tenant_count(app: &TestApp) -> i64 {
     tenants::count(&app.state.store).await.expect("count")
 }
@@ -199,9 +205,7 @@ async fn genuine_webhooks_are_accepted_exactly_once_and_processed() {
             .expect("sent");
         assert_eq!(response.status(), 204);
     }
-    let events = inbound::list_for_tenant(&env.app.state.store, &site.client_key)
-        .await
-        .expect("read");
+    let events = events_of(&env.app, &site.client_key).await;
     assert_eq!(events.len(), 1, "a retried delivery is ignored");
     assert_eq!(events[0].event_type, "jira:issue_created");
     assert_eq!(events[0].delivery_id, "delivery-1");
@@ -224,13 +228,7 @@ async fn genuine_webhooks_are_accepted_exactly_once_and_processed() {
         .await
         .expect("sent");
     assert_eq!(response.status(), 204);
-    assert_eq!(
-        inbound::list_for_tenant(&env.app.state.store, &site.client_key)
-            .await
-            .expect("read")
-            .len(),
-        1
-    );
+    assert_eq!(events_of(&env.app, &site.client_key).await.len(), 1);
 }
 
 #[tokio::test]
@@ -255,12 +253,7 @@ async fn malformed_webhook_bodies_get_a_clear_error_and_store_nothing() {
                 .contains("not a Jira event")
         );
     }
-    assert!(
-        inbound::list_for_tenant(&env.app.state.store, &site.client_key)
-            .await
-            .expect("read")
-            .is_empty()
-    );
+    assert!(events_of(&env.app, &site.client_key).await.is_empty());
 }
 
 #[tokio::test]
@@ -574,12 +567,7 @@ async fn forged_webhooks_are_refused() {
     assert_unauthorized(response).await;
 
     for site in [&a, &b] {
-        assert!(
-            inbound::list_for_tenant(&env.app.state.store, &site.client_key)
-                .await
-                .expect("read")
-                .is_empty()
-        );
+        assert!(events_of(&env.app, &site.client_key).await.is_empty());
     }
 }
 

@@ -1,13 +1,8 @@
 //! `tollgate workflows check` and `simulate`, through the real binary, on the shipped examples.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-fn tollgate() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    command.env_clear().current_dir(env!("CARGO_MANIFEST_DIR"));
-    command
-}
+use crate::support::binary as tollgate;
 
 fn shipped() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workflows")

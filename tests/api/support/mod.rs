@@ -145,6 +145,13 @@ pub async fn spawn_app_on(
     }
 }
 
+/// The real `tollgate` binary with an empty environment, run from the repository root.
+pub fn binary() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    command.env_clear().current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
 /// Polls `check` until it returns `Some`, for up to `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
 where
