@@ -77,25 +77,14 @@ pub enum IntakeError {
     Batch(String),
 }
 
-/// Stores deliveries and queues their processing in one transaction. A delivery id the tenant
-/// sent before (in an earlier batch or earlier in this one) is a duplicate and changes nothing.
-pub async fn accept_batch(
-    store: &Store,
-    deliveries: &[Delivery],
-) -> Result<Vec<Accepted>, IntakeError> {
+/// Stores deliveries (of handled event types: [`Intake::accept`] filters) and queues their
+/// processing in one transaction. A delivery id the tenant sent before (in an earlier batch or
+/// earlier in this one) is a duplicate and changes nothing.
+async fn store_batch(store: &Store, deliveries: &[Delivery]) -> Result<Vec<Accepted>, IntakeError> {
     let mut tx = store.begin().await?;
     let mut outcomes = Vec::with_capacity(deliveries.len());
     let mut stored = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
-        if !HANDLED_EVENTS.contains(&delivery.event_type.as_str()) {
-            tracing::debug!(
-                event = delivery.event_type,
-                tenant = delivery.tenant,
-                "event type not handled; ignored"
-            );
-            outcomes.push(Accepted::Ignored);
-            continue;
-        }
         let id = Uuid::now_v7();
         if inbound::insert(&mut tx, id, delivery).await? {
             stored.push(id);
@@ -158,7 +147,7 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<(Delivery, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (deliveries, replies): (Vec<Delivery>, Vec<Reply>) = batch.drain(..).unzip();
-        match accept_batch(&store, &deliveries).await {
+        match store_batch(&store, &deliveries).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));

@@ -223,12 +223,6 @@ pub struct Workflow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldRef(pub String);
 
-impl FieldRef {
-    pub fn is_id(&self) -> bool {
-        self.0.starts_with("customfield_") || self.0.chars().all(|c| c.is_ascii_lowercase())
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IntakeFields {
     pub resource: FieldRef,

@@ -926,3 +926,35 @@ fn group_owner_and_group_selectors_resolve_their_people() {
     assert_eq!(approvers(&routing, 1), ["it1@x.io", "it2@x.io"]);
     assert_eq!(routing.stages[1].required, 2);
 }
+
+#[test]
+fn a_site_gets_its_own_intake_mapping_else_the_default() {
+    let default =
+        "intake:\n  request_types: [Request access]\n  fields: { resource: customfield_1 }\n";
+    let sandbox = "intake:\n  sites: [Sandbox.Atlassian.net]\n  request_types: [Access (test)]\n  fields: { resource: customfield_9 }\n";
+    let workflows = load(&[
+        ("d.yaml", DEFAULT),
+        ("k.yaml", SKIP),
+        ("i1.yaml", default),
+        ("i2.yaml", sandbox),
+    ]);
+    let pick = |host| {
+        workflows
+            .intake_for(host)
+            .map(|m| m.fields.resource.0.as_str())
+    };
+    assert_eq!(pick("sandbox.atlassian.net"), Some("customfield_9"));
+    assert_eq!(pick("acme.atlassian.net"), Some("customfield_1"));
+    let twice = errors(&[
+        ("d.yaml", DEFAULT),
+        ("k.yaml", SKIP),
+        ("i1.yaml", default),
+        ("i3.yaml", default),
+    ]);
+    assert!(
+        twice
+            .iter()
+            .any(|e| e.contains("second default intake mapping")),
+        "{twice:#?}"
+    );
+}

@@ -95,6 +95,15 @@ async fn post_with_token(
         .expect("sent")
 }
 
+async fn post_unsigned(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent")
+}
+
 async fn assert_unauthorized(response: reqwest::Response) {
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.expect("json error body");
@@ -371,15 +380,7 @@ async fn forged_installs_are_refused_and_store_nothing() {
     let genuine = || site.install_claims(BASE_URL, path);
 
     // Unsigned.
-    let response = env
-        .app
-        .client
-        .post(env.app.url(path))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("sent");
-    assert_unauthorized(response).await;
+    assert_unauthorized(post_unsigned(&env.app, path, &body).await).await;
 
     // Unknown kid.
     let mut unknown = site.clone();
@@ -544,15 +545,7 @@ async fn forged_webhooks_are_refused() {
     let token = sign_hs256(&claims("nobody", good_qsh.clone(), now + 60), b"x").expect("signs");
     assert_unauthorized(post_with_token(&env.app, path, &token, &body).await).await;
     // No token at all.
-    let response = env
-        .app
-        .client
-        .post(env.app.url(path))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("sent");
-    assert_unauthorized(response).await;
+    assert_unauthorized(post_unsigned(&env.app, path, &body).await).await;
     // Token both in the query and in a form body.
     let token = a.hs256_token("POST", path);
     let response = env
