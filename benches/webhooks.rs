@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tollgate::fakes::jira::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
+use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
 
 const BASE_URL: &str = "https://tollgate.bench";
 const CONNECTIONS: &str = "32";

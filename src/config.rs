@@ -155,6 +155,45 @@ pub const SETTINGS: &[Setting] = &[
         Some("4"),
         "Jobs one worker process runs at the same time.",
     ),
+    setting(
+        "atlassian.api_url",
+        "TOLLGATE_ATLASSIAN_API_URL",
+        Some("https://api.atlassian.com"),
+        "Base URL of the organization Admin API and the Atlassian SCIM directory.",
+    ),
+    setting(
+        "atlassian.org_id",
+        "TOLLGATE_ATLASSIAN_ORG_ID",
+        None,
+        "Atlassian organization id, for the Admin API (group membership, product access, users).",
+    ),
+    secret(
+        "atlassian.admin_api_key",
+        "TOLLGATE_ATLASSIAN_ADMIN_API_KEY",
+        "Organization Admin API key (sent as a bearer token).",
+    ),
+    setting(
+        "atlassian.scim_directory_id",
+        "TOLLGATE_ATLASSIAN_SCIM_DIRECTORY_ID",
+        None,
+        "Atlassian SCIM directory id, to map people to accounts and detect SCIM-synced groups.",
+    ),
+    secret(
+        "atlassian.scim_api_key",
+        "TOLLGATE_ATLASSIAN_SCIM_API_KEY",
+        "API key of that SCIM directory (not the organization key).",
+    ),
+    setting(
+        "atlassian.site_admin_email",
+        "TOLLGATE_ATLASSIAN_SITE_ADMIN_EMAIL",
+        None,
+        "Email of a site-admin service account, for Jira group membership without the Admin API.",
+    ),
+    secret(
+        "atlassian.site_admin_token",
+        "TOLLGATE_ATLASSIAN_SITE_ADMIN_TOKEN",
+        "API token of that service account (basic auth).",
+    ),
 ];
 
 /// Environment variable naming the TOML file when `--config` is not given.
@@ -439,6 +478,19 @@ pub struct ConnectConfig {
     pub jwt_leeway: Duration,
 }
 
+/// Credentials beyond Connect (API-NOTES §1.7): each is optional, and an operation that needs a
+/// missing one is refused when a grant is planned (`atlassian::credentials`).
+#[derive(Debug, Clone)]
+pub struct AtlassianConfig {
+    pub api_url: String,
+    pub org_id: Option<String>,
+    pub admin_api_key: Option<Secret>,
+    pub scim_directory_id: Option<String>,
+    pub scim_api_key: Option<Secret>,
+    pub site_admin_email: Option<String>,
+    pub site_admin_token: Option<Secret>,
+}
+
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
     pub poll_interval: Duration,
@@ -455,6 +507,7 @@ pub struct Config {
     pub log: LogConfig,
     pub jobs: JobsConfig,
     pub connect: ConnectConfig,
+    pub atlassian: AtlassianConfig,
 }
 
 impl Config {
@@ -523,6 +576,19 @@ impl Config {
                 webhook_jql: raw.parse("connect.webhook_jql", |v| Ok(v.to_string()))?,
                 jwt_leeway: raw.require("connect.jwt_leeway", crate::duration::parse)?,
             },
+            atlassian: AtlassianConfig {
+                api_url: raw.require("atlassian.api_url", parse_base_url)?,
+                org_id: raw.parse("atlassian.org_id", parse_identifier)?,
+                admin_api_key: raw.parse("atlassian.admin_api_key", Secret::parse)?,
+                scim_directory_id: raw.parse("atlassian.scim_directory_id", parse_identifier)?,
+                scim_api_key: raw.parse("atlassian.scim_api_key", Secret::parse)?,
+                site_admin_email: raw.parse("atlassian.site_admin_email", |v| {
+                    (v.contains('@') && !v.contains(char::is_whitespace))
+                        .then(|| v.to_string())
+                        .ok_or_else(|| format!("`{v}` is not an email address"))
+                })?,
+                site_admin_token: raw.parse("atlassian.site_admin_token", Secret::parse)?,
+            },
         })
     }
 }
@@ -541,6 +607,43 @@ fn parse_base_url(v: &str) -> Result<String, String> {
         Err(format!(
             "`{v}` is not an absolute http(s) URL without query or fragment"
         ))
+    }
+}
+
+/// An id that goes into a URL path: no separators or spaces.
+fn parse_identifier(v: &str) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c));
+    ok.then(|| v.to_string())
+        .ok_or_else(|| format!("`{v}` is not an id (letters, digits, - _ : .)"))
+}
+
+/// A secret value (API key, token): never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    fn parse(v: &str) -> Result<Self, String> {
+        let v = v.trim();
+        if v.is_empty() || v.contains(char::is_whitespace) {
+            return Err("is empty or contains white space".into());
+        }
+        Ok(Self(v.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
     }
 }
 

@@ -1,7 +1,18 @@
-//! Outbound calls to Atlassian (Jira, JSM, Confluence, the Admin API): credentials, retries and
-//! typed errors. Operations (issues, comments, roles, groups, …) build on [`client`].
+//! Outbound calls to Atlassian (Jira, JSM, Confluence, the Admin API, the SCIM directory):
+//! [`client`] sends one call with its credential, retries and typed errors; [`api`] holds the
+//! [`api::Atlassian`] handle that the operation modules extend.
 
+pub mod adf;
+pub mod admin;
+pub mod api;
 pub mod client;
+pub mod confluence;
+pub mod credentials;
 pub mod errors;
+pub mod jira;
+pub mod jsm;
 pub mod pages;
 pub mod retry;
+
+pub use api::{Atlassian, AtlassianError, Change, Site};
+pub use credentials::{CredentialKind, Credentials, MissingCredential, Operation};

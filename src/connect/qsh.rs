@@ -164,7 +164,7 @@ fn form_decode(text: &str) -> String {
 }
 
 /// Strict RFC 3986 percent-encoding: everything but `A-Za-z0-9-._~`, upper-case hex.
-fn rfc3986(text: &str) -> String {
+pub fn rfc3986(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for &b in text.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

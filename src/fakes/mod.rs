@@ -1,4 +1,5 @@
 //! Stateful fakes of the vendor APIs, faithful to their documented behaviour; shared by tests,
 //! benchmarks and a later "try it without Jira" mode. Built with the `fakes` feature.
 
-pub mod jira;
+pub mod atlassian;
+pub mod contract;

@@ -11,7 +11,9 @@ use tollgate::clock::SystemClock;
 use tollgate::connect::jwt::{Audience, Claims, sign_hs256};
 use tollgate::connect::qsh;
 use tollgate::connect::tenant::{Product, TenantState};
-use tollgate::fakes::jira::{FakeSite, InstallKeyServer, TEST_KEY_1, TEST_KEY_2, issue_created};
+use tollgate::fakes::atlassian::connect::{
+    FakeSite, InstallKeyServer, TEST_KEY_1, TEST_KEY_2, issue_created,
+};
 use tollgate::store::{inbound, tenants};
 
 use crate::support::{TestApp, TestDatabase, eventually, spawn_app_on};

@@ -5,6 +5,7 @@
 mod support;
 
 mod atlassian_client;
+mod atlassian_ops;
 mod cli;
 mod connect;
 mod health;

@@ -20,12 +20,12 @@ use crate::connect::qsh;
 
 /// Test-only RSA key pairs (see `src/fakes/keys/README.md`).
 pub const TEST_KEY_1: (&str, &str) = (
-    include_str!("keys/test-install-1.key.pem"),
-    include_str!("keys/test-install-1.pub.pem"),
+    include_str!("../keys/test-install-1.key.pem"),
+    include_str!("../keys/test-install-1.pub.pem"),
 );
 pub const TEST_KEY_2: (&str, &str) = (
-    include_str!("keys/test-install-2.key.pem"),
-    include_str!("keys/test-install-2.pub.pem"),
+    include_str!("../keys/test-install-2.key.pem"),
+    include_str!("../keys/test-install-2.pub.pem"),
 );
 
 /// Serves public keys at `/{kid}` like `connect-install-keys.atlassian.com`.

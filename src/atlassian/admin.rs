@@ -1,0 +1,212 @@
+//! The organization Admin API and the Atlassian SCIM directory, on `api.atlassian.com`:
+//! accounts by email, site group membership and product access, which Connect tokens cannot
+//! reach. Paths follow API-NOTES §2.4–§2.5; the Admin API has no published OpenAPI here, so
+//! the paths used are listed in `fakes::contract::ADMIN_API_OPERATIONS`.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::api::{Atlassian, AtlassianError, Change, segment, with_query};
+use super::client::Credential;
+use super::credentials::{CredentialKind, Operation};
+use super::jira::AtlassianUser;
+use crate::orgchart::{AccountId, Email};
+
+/// The Atlassian SCIM extension carrying the account id of a provisioned user.
+const ATLASSIAN_SCIM_EXTENSION: &str = "urn:scim:schemas:extension:atlassian-external:1.0";
+const MAX_PAGES: usize = 10_000;
+
+impl Atlassian {
+    /// Every item of an Admin API listing: `{data: [...], links: {next: CURSOR}}`.
+    async fn admin_pages(
+        &self,
+        credential: &Credential,
+        path: &str,
+    ) -> Result<Vec<Value>, AtlassianError> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let url = match &cursor {
+                None => path.to_string(),
+                Some(c) => with_query(path, &[("cursor", c)]),
+            };
+            let page: Value = self
+                .on_api(credential.clone(), Method::GET, &url, None)
+                .await?
+                .json()?;
+            items.extend(page["data"].as_array().cloned().unwrap_or_default());
+            match page.pointer("/links/next").and_then(Value::as_str) {
+                Some(next) if !next.is_empty() && cursor.as_deref() != Some(next) => {
+                    cursor = Some(next.to_string());
+                }
+                _ => return Ok(items),
+            }
+        }
+        Err(AtlassianError::Refused(format!(
+            "listing {path} did not end after {MAX_PAGES} pages"
+        )))
+    }
+
+    /// Every managed account of the organization, with its email.
+    pub async fn org_users(&self) -> Result<Vec<AtlassianUser>, AtlassianError> {
+        let (org, credential) = self.credentials().admin_api(Operation::OrganizationUsers)?;
+        let path = format!("/admin/v1/orgs/{}/users", segment(org));
+        let values = self.admin_pages(&credential, &path).await?;
+        Ok(values
+            .iter()
+            .filter_map(|u| {
+                Some(AtlassianUser {
+                    account_id: AccountId(u.get("account_id")?.as_str()?.to_string()),
+                    email: u
+                        .get("email")
+                        .and_then(Value::as_str)
+                        .and_then(|e| Email::parse(e).ok()),
+                    display_name: u
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .into(),
+                    active: u.get("account_status").and_then(Value::as_str) != Some("inactive"),
+                })
+            })
+            .collect())
+    }
+
+    fn group_memberships_path(org: &str, group_id: &str) -> String {
+        format!(
+            "/admin/v1/orgs/{}/directory/groups/{}/memberships",
+            segment(org),
+            segment(group_id)
+        )
+    }
+
+    pub async fn site_group_members(
+        &self,
+        group_id: &str,
+    ) -> Result<Vec<AccountId>, AtlassianError> {
+        let (org, credential) = self
+            .credentials()
+            .admin_api(Operation::SiteGroupMembership)?;
+        let path = Self::group_memberships_path(org, group_id);
+        let values = self.admin_pages(&credential, &path).await?;
+        Ok(values
+            .iter()
+            .filter_map(|m| m.get("account_id")?.as_str())
+            .map(|id| AccountId(id.to_string()))
+            .collect())
+    }
+
+    /// Adds to or removes from a site group through the Admin API. The membership is written
+    /// first and confirmed by a listing only when the write is refused: listing a group of
+    /// thousands before every grant would be the expensive path.
+    pub async fn set_site_group_member(
+        &self,
+        group_id: &str,
+        account: &AccountId,
+        member: bool,
+    ) -> Result<Change, AtlassianError> {
+        let (org, credential) = self
+            .credentials()
+            .admin_api(Operation::SiteGroupMembership)?;
+        let path = Self::group_memberships_path(org, group_id);
+        let write = async {
+            if member {
+                let body = json!({"account_id": account.0});
+                self.on_api(credential.clone(), Method::POST, &path, Some(body))
+                    .await?;
+            } else {
+                let path = format!("{path}/{}", segment(&account.0));
+                self.on_api(credential.clone(), Method::DELETE, &path, None)
+                    .await?;
+            }
+            Ok::<_, AtlassianError>(())
+        };
+        match write.await {
+            Ok(()) => Ok(Change::Applied),
+            Err(e) if e.is_retryable() => Err(e),
+            Err(e) => {
+                let members = self.site_group_members(group_id).await?;
+                if members.contains(account) == member {
+                    Ok(Change::AlreadyInPlace)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Grants or revokes a product role (`atlassian/user` on a site's product resource).
+    pub async fn set_product_role(
+        &self,
+        account: &AccountId,
+        role: &str,
+        resource: &str,
+        granted: bool,
+    ) -> Result<Change, AtlassianError> {
+        let (org, credential) = self.credentials().admin_api(Operation::ProductAccess)?;
+        let verb = if granted { "assign" } else { "revoke" };
+        let path = format!(
+            "/admin/v1/orgs/{}/users/{}/roles/{verb}",
+            segment(org),
+            segment(&account.0)
+        );
+        let body = json!({"roles": [{"role": role, "resource": {"id": resource}}]});
+        self.on_api(credential, Method::POST, &path, Some(body))
+            .await?;
+        Ok(Change::Applied)
+    }
+
+    /// The account id the SCIM directory holds for a provisioned user, by email (`userName`).
+    pub async fn scim_account_id(
+        &self,
+        email: &Email,
+    ) -> Result<Option<AccountId>, AtlassianError> {
+        let (directory, credential) = self.credentials().scim(Operation::ScimUserLookup)?;
+        let filter = format!("userName eq \"{}\"", email.as_str().replace('"', ""));
+        let path = with_query(
+            &format!("/scim/directory/{}/Users", segment(directory)),
+            &[("filter", &filter)],
+        );
+        let page: Value = self
+            .on_api(credential, Method::GET, &path, None)
+            .await?
+            .json()?;
+        Ok(page["Resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|u| {
+                u.pointer(&format!("/{ATLASSIAN_SCIM_EXTENSION}/atlassianAccountId"))?
+                    .as_str()
+            })
+            .map(|id| AccountId(id.to_string())))
+    }
+
+    /// Resolves an email to an account through whatever this deployment permits: the SCIM
+    /// directory, then the Admin API's user list, then the site's user search.
+    pub async fn account_by_email(
+        &self,
+        site: &super::api::Site,
+        email: &Email,
+    ) -> Result<Option<AccountId>, AtlassianError> {
+        if self.credentials().has(CredentialKind::ScimDirectory)
+            && let Some(id) = self.scim_account_id(email).await?
+        {
+            return Ok(Some(id));
+        }
+        if self.credentials().has(CredentialKind::AdminApi)
+            && let Some(user) = self
+                .org_users()
+                .await?
+                .into_iter()
+                .find(|u| u.email.as_ref() == Some(email))
+        {
+            return Ok(Some(user.account_id));
+        }
+        let found = self.users_by_email(site, email).await?;
+        Ok(match found.as_slice() {
+            [one] => Some(one.account_id.clone()),
+            _ => None,
+        })
+    }
+}

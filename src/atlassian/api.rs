@@ -1,0 +1,339 @@
+//! The operations layer's common ground: a tenant's site, the [`Atlassian`] handle that every
+//! operation module (`jira`, `jsm`, `confluence`, `admin`) extends, the result of an idempotent
+//! change, and collecting every page of a listing.
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::client::{AtlassianClient, Call, Credential, Reply};
+use super::credentials::{Credentials, MissingCredential, Operation};
+use super::errors::CallError;
+use super::pages::{self, Next};
+use crate::connect::qsh::rfc3986;
+use crate::connect::tenant::Tenant;
+use crate::secrets::{SecretError, SecretKey};
+
+/// Listings stop here even if the vendor keeps offering pages (a loop in its cursors).
+const MAX_PAGES: usize = 10_000;
+
+/// One installed product of a site, as far as calling it goes.
+#[derive(Clone)]
+pub struct Site {
+    pub app_key: String,
+    pub client_key: String,
+    pub shared_secret: Arc<Vec<u8>>,
+    /// `https://acme.atlassian.net`, or `…/wiki` for Confluence.
+    pub base_url: String,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Site({}, {})", self.client_key, self.base_url)
+    }
+}
+
+impl Site {
+    pub fn from_tenant(tenant: &Tenant, key: &SecretKey) -> Result<Self, SecretError> {
+        let secret = key.unseal(
+            &tenant.shared_secret_sealed,
+            &Tenant::secret_context(&tenant.client_key),
+        )?;
+        Ok(Self {
+            app_key: tenant.app_key.clone(),
+            client_key: tenant.client_key.clone(),
+            shared_secret: Arc::new(secret),
+            base_url: tenant.base_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn connect(&self) -> Credential {
+        Credential::Connect {
+            app_key: self.app_key.clone(),
+            client_key: self.client_key.clone(),
+            shared_secret: self.shared_secret.clone(),
+            base_url: self.base_url.clone(),
+        }
+    }
+
+    /// `scheme://host[:port]` of the base URL: Confluence's cursor links start at the host.
+    fn origin(&self) -> &str {
+        let after_scheme = self.base_url.find("://").map_or(0, |i| i + 3);
+        match self.base_url[after_scheme..].find('/') {
+            Some(i) => &self.base_url[..after_scheme + i],
+            None => &self.base_url,
+        }
+    }
+}
+
+/// What an idempotent change did: a re-run after a crash finds its effect in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Applied,
+    AlreadyInPlace,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AtlassianError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Credential(#[from] MissingCredential),
+    /// The vendor answered, but what was asked cannot be done (no such transition, …).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl AtlassianError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Call(e) if e.is_retryable())
+    }
+}
+
+/// `path?k=v&…` with each key and value percent-encoded the way Atlassian canonicalizes them.
+pub fn with_query(path: &str, params: &[(&str, &str)]) -> String {
+    let mut out = path.to_string();
+    for (i, (k, v)) in params.iter().enumerate() {
+        out.push(if i == 0 && !path.contains('?') {
+            '?'
+        } else {
+            '&'
+        });
+        out.push_str(&rfc3986(k));
+        out.push('=');
+        out.push_str(&rfc3986(v));
+    }
+    out
+}
+
+/// A path segment from outside (an issue key, a group id): encoded so it stays one segment.
+pub fn segment(text: &str) -> String {
+    rfc3986(text)
+}
+
+/// The handle every operation hangs off: one HTTP client, the organization credentials.
+#[derive(Debug, Clone)]
+pub struct Atlassian {
+    client: Arc<AtlassianClient>,
+    credentials: Arc<Credentials>,
+}
+
+impl Atlassian {
+    pub fn new(client: Arc<AtlassianClient>, credentials: Credentials) -> Self {
+        Self {
+            client,
+            credentials: Arc::new(credentials),
+        }
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// `Ok` when `operation` can run in this deployment (grant plans ask before any step runs).
+    pub fn check(&self, operation: Operation) -> Result<(), MissingCredential> {
+        self.credentials.check(operation)
+    }
+
+    /// A call to the site, with its Connect token, `path` relative to the base URL.
+    pub(crate) async fn on_site(
+        &self,
+        site: &Site,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Reply, CallError> {
+        self.on_site_as(site, site.connect(), method, path, body)
+            .await
+    }
+
+    /// A call to the site with another credential (the site-admin token).
+    pub(crate) async fn on_site_as(
+        &self,
+        site: &Site,
+        credential: Credential,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Reply, CallError> {
+        self.send(
+            method,
+            format!("{}{path}", site.base_url),
+            credential,
+            &site.client_key,
+            body,
+        )
+        .await
+    }
+
+    /// A call to `api.atlassian.com` (Admin API, SCIM directory).
+    pub(crate) async fn on_api(
+        &self,
+        credential: Credential,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Reply, CallError> {
+        let url = format!("{}{path}", self.credentials.api_url);
+        self.send(method, url, credential, "api.atlassian.com", body)
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: String,
+        credential: Credential,
+        limit_key: &str,
+        body: Option<Value>,
+    ) -> Result<Reply, CallError> {
+        let call = Call {
+            method,
+            url,
+            credential,
+            body,
+            limit_key: limit_key.to_string(),
+            headers: Vec::new(),
+        };
+        self.client.send(&call).await
+    }
+
+    /// Every item of a Jira `startAt`/`maxResults` listing.
+    pub(crate) async fn jira_pages(
+        &self,
+        site: &Site,
+        credential: Option<Credential>,
+        path: &str,
+        items_key: &str,
+    ) -> Result<Vec<Value>, CallError> {
+        const PAGE: u64 = 50;
+        let mut items = Vec::new();
+        let mut start = 0;
+        for _ in 0..MAX_PAGES {
+            let (start_at, max) = (start.to_string(), PAGE.to_string());
+            let url = with_query(path, &[("startAt", &start_at), ("maxResults", &max)]);
+            let credential = credential.clone().unwrap_or_else(|| site.connect());
+            let reply = self
+                .on_site_as(site, credential, Method::GET, &url, None)
+                .await?;
+            let (page, next) = pages::jira(&reply.json::<Value>()?, items_key, start, PAGE);
+            items.extend(page);
+            match next {
+                Next::Offset(n) => start = n,
+                _ => return Ok(items),
+            }
+        }
+        Err(endless(path))
+    }
+
+    /// Every item of a JSM `start`/`limit`/`isLastPage` listing.
+    pub(crate) async fn jsm_pages(&self, site: &Site, path: &str) -> Result<Vec<Value>, CallError> {
+        let mut items = Vec::new();
+        let mut start = 0;
+        for _ in 0..MAX_PAGES {
+            let url = with_query(path, &[("start", &start.to_string()), ("limit", "50")]);
+            let reply = self.on_site(site, Method::GET, &url, None).await?;
+            let (page, next) = pages::jsm(&reply.json::<Value>()?);
+            items.extend(page);
+            match next {
+                Next::Offset(n) => start = n,
+                _ => return Ok(items),
+            }
+        }
+        Err(endless(path))
+    }
+
+    /// Every item of a Confluence v2 cursor listing; `path` is relative to the base URL.
+    pub(crate) async fn confluence_pages(
+        &self,
+        site: &Site,
+        path: &str,
+    ) -> Result<Vec<Value>, CallError> {
+        let mut items = Vec::new();
+        let mut url = format!("{}{path}", site.base_url);
+        for _ in 0..MAX_PAGES {
+            let reply = self
+                .send(
+                    Method::GET,
+                    url.clone(),
+                    site.connect(),
+                    &site.client_key,
+                    None,
+                )
+                .await?;
+            let link = reply.headers.get("link").and_then(|v| v.to_str().ok());
+            let (page, next) = pages::confluence(&reply.json::<Value>()?, link);
+            items.extend(page);
+            match next {
+                // Links are relative to the host (`/wiki/api/v2/…?cursor=…`) or absolute.
+                Next::Link(link) if link.starts_with('/') => {
+                    url = format!("{}{link}", site.origin());
+                }
+                Next::Link(link) => url = link,
+                _ => return Ok(items),
+            }
+        }
+        Err(endless(path))
+    }
+}
+
+/// Brings a membership to `wanted` idempotently: read first (a re-run after a crash is a
+/// no-op), change, and if the change fails look again, since vendors answer "already a member"
+/// in different ways and a concurrent writer may have done it for us.
+pub(crate) async fn converge<R, C>(
+    wanted: bool,
+    is_member: impl Fn() -> R,
+    change: impl FnOnce() -> C,
+) -> Result<Change, AtlassianError>
+where
+    R: Future<Output = Result<bool, AtlassianError>>,
+    C: Future<Output = Result<(), AtlassianError>>,
+{
+    if is_member().await? == wanted {
+        return Ok(Change::AlreadyInPlace);
+    }
+    match change().await {
+        Ok(()) => Ok(Change::Applied),
+        Err(e) if !e.is_retryable() && matches!(is_member().await, Ok(m) if m == wanted) => {
+            tracing::debug!(error = %e, "membership already as wanted");
+            Ok(Change::AlreadyInPlace)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn endless(path: &str) -> CallError {
+    CallError::Transient(format!(
+        "listing {path} did not end after {MAX_PAGES} pages"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_encoded_as_atlassian_canonicalizes_them() {
+        assert_eq!(
+            with_query(
+                "/rest/api/3/user/search",
+                &[("query", "erin evans+x@acme.io")]
+            ),
+            "/rest/api/3/user/search?query=erin%20evans%2Bx%40acme.io"
+        );
+        assert_eq!(with_query("/a?x=1", &[("y", "2")]), "/a?x=1&y=2");
+        assert_eq!(segment("IT-1/../x"), "IT-1%2F..%2Fx");
+    }
+
+    #[test]
+    fn the_origin_of_a_confluence_site_leaves_out_wiki() {
+        let site = Site {
+            app_key: "k".into(),
+            client_key: "c".into(),
+            shared_secret: Arc::new(b"s".to_vec()),
+            base_url: "http://127.0.0.1:9/wiki".into(),
+        };
+        assert_eq!(site.origin(), "http://127.0.0.1:9");
+    }
+}

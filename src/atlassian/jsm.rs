@@ -1,0 +1,223 @@
+//! Jira Service Management operations (`/rest/servicedeskapi`): requests, comments with
+//! public/internal visibility, participants, approvals, organization members.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::api::{Atlassian, AtlassianError, Change, Site, converge, segment, with_query};
+use crate::orgchart::AccountId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Seen by the customer (the requester).
+    Public,
+    /// Agents only.
+    Internal,
+}
+
+/// A JSM request as the service desk API shows it.
+#[derive(Debug, Clone)]
+pub struct CustomerRequest {
+    pub issue_key: String,
+    pub request_type_id: Option<String>,
+    pub service_desk_id: Option<String>,
+    pub reporter: Option<AccountId>,
+    /// `[{fieldId, label, value}]` as JSM returned them.
+    pub field_values: Vec<Value>,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approved,
+    Declined,
+    Pending,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub id: String,
+    pub name: String,
+    pub decision: Decision,
+    /// Approvers with their own decision.
+    pub approvers: Vec<(AccountId, Decision)>,
+    pub completed: Option<String>,
+}
+
+fn decision(text: Option<&str>) -> Decision {
+    match text {
+        Some("approved") => Decision::Approved,
+        Some("declined") => Decision::Declined,
+        _ => Decision::Pending,
+    }
+}
+
+fn request_path(key: &str) -> String {
+    format!("/rest/servicedeskapi/request/{}", segment(key))
+}
+
+fn organization_path(organization_id: u64) -> String {
+    format!("/rest/servicedeskapi/organization/{organization_id}/user")
+}
+
+fn account_ids(values: &[Value], pointer: &str) -> Vec<AccountId> {
+    values
+        .iter()
+        .filter_map(|v| v.pointer(pointer)?.as_str())
+        .map(|id| AccountId(id.to_string()))
+        .collect()
+}
+
+impl Atlassian {
+    pub async fn customer_request(
+        &self,
+        site: &Site,
+        key: &str,
+    ) -> Result<CustomerRequest, AtlassianError> {
+        let path = with_query(&request_path(key), &[("expand", "requestType,status")]);
+        let value: Value = self.on_site(site, Method::GET, &path, None).await?.json()?;
+        let text = |pointer: &str| {
+            value
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        Ok(CustomerRequest {
+            issue_key: text("/issueKey").unwrap_or_else(|| key.to_string()),
+            request_type_id: text("/requestTypeId"),
+            service_desk_id: text("/serviceDeskId"),
+            reporter: text("/reporter/accountId").map(AccountId),
+            field_values: value["requestFieldValues"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+            status: text("/currentStatus/status"),
+        })
+    }
+
+    /// A request comment in JSM's own format (plain text / wiki markup, not ADF).
+    pub async fn request_comment(
+        &self,
+        site: &Site,
+        key: &str,
+        text: &str,
+        visibility: Visibility,
+    ) -> Result<String, AtlassianError> {
+        let body = json!({"body": text, "public": visibility == Visibility::Public});
+        let path = format!("{}/comment", request_path(key));
+        let value: Value = self
+            .on_site(site, Method::POST, &path, Some(body))
+            .await?
+            .json()?;
+        Ok(value["id"].as_str().unwrap_or_default().to_string())
+    }
+
+    pub async fn participants(
+        &self,
+        site: &Site,
+        key: &str,
+    ) -> Result<Vec<AccountId>, AtlassianError> {
+        let path = format!("{}/participant", request_path(key));
+        let values = self.jsm_pages(site, &path).await?;
+        Ok(account_ids(&values, "/accountId"))
+    }
+
+    /// Adds request participants (approvers, so they see the request); adding one already
+    /// there is no change.
+    pub async fn add_participants(
+        &self,
+        site: &Site,
+        key: &str,
+        accounts: &[AccountId],
+    ) -> Result<Change, AtlassianError> {
+        let present = self.participants(site, key).await?;
+        let missing: Vec<&str> = accounts
+            .iter()
+            .filter(|a| !present.contains(a))
+            .map(|a| a.0.as_str())
+            .collect();
+        if missing.is_empty() {
+            return Ok(Change::AlreadyInPlace);
+        }
+        let path = format!("{}/participant", request_path(key));
+        let body = json!({"accountIds": missing});
+        self.on_site(site, Method::POST, &path, Some(body)).await?;
+        Ok(Change::Applied)
+    }
+
+    pub async fn approvals(&self, site: &Site, key: &str) -> Result<Vec<Approval>, AtlassianError> {
+        let path = format!("{}/approval", request_path(key));
+        let values = self.jsm_pages(site, &path).await?;
+        Ok(values
+            .iter()
+            .filter_map(|a| {
+                Some(Approval {
+                    id: match a.get("id")? {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                    name: a
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .into(),
+                    decision: decision(a.get("finalDecision").and_then(Value::as_str)),
+                    approvers: a["approvers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| {
+                            let id = p.pointer("/approver/accountId")?.as_str()?;
+                            let d = decision(p.get("approverDecision").and_then(Value::as_str));
+                            Some((AccountId(id.to_string()), d))
+                        })
+                        .collect(),
+                    completed: a
+                        .pointer("/completedDate/iso8601")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                })
+            })
+            .collect())
+    }
+
+    pub async fn organization_users(
+        &self,
+        site: &Site,
+        organization_id: u64,
+    ) -> Result<Vec<AccountId>, AtlassianError> {
+        let values = self
+            .jsm_pages(site, &organization_path(organization_id))
+            .await?;
+        Ok(account_ids(&values, "/accountId"))
+    }
+
+    /// Adds to or removes from a JSM customer organization (Connect, ADMIN / DELETE).
+    pub async fn set_organization_user(
+        &self,
+        site: &Site,
+        organization_id: u64,
+        account: &AccountId,
+        member: bool,
+    ) -> Result<Change, AtlassianError> {
+        let is_member = || async {
+            Ok(self
+                .organization_users(site, organization_id)
+                .await?
+                .contains(account))
+        };
+        converge(member, is_member, || async {
+            let method = if member { Method::POST } else { Method::DELETE };
+            let body = json!({"accountIds": [account.0]});
+            self.on_site(
+                site,
+                method,
+                &organization_path(organization_id),
+                Some(body),
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+}

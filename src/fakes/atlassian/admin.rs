@@ -1,0 +1,280 @@
+//! `api.atlassian.com`: the organization Admin API (users, group memberships, product roles)
+//! and the SCIM directory (users filtered by one `eq` on `userName` or `externalId`).
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{Access, Ops, SharedWorld, World, page};
+
+type Params = Query<HashMap<String, String>>;
+type St = State<SharedWorld>;
+
+pub fn ops() -> Ops {
+    use Access::{AdminApiKey, ScimKey};
+    const M: &str = "/admin/v1/orgs/{orgId}/directory/groups/{groupId}/memberships";
+    Ops::default()
+        .op(
+            Method::GET,
+            "/admin/v1/orgs/{orgId}/users",
+            AdminApiKey,
+            org_users,
+        )
+        .op(Method::GET, M, AdminApiKey, memberships)
+        .op(Method::POST, M, AdminApiKey, add_membership)
+        .op(
+            Method::DELETE,
+            "/admin/v1/orgs/{orgId}/directory/groups/{groupId}/memberships/{accountId}",
+            AdminApiKey,
+            remove_membership,
+        )
+        .op(
+            Method::POST,
+            "/admin/v1/orgs/{orgId}/users/{accountId}/roles/{verb}",
+            AdminApiKey,
+            product_role,
+        )
+        .op(
+            Method::GET,
+            "/scim/directory/{directoryId}/Users",
+            ScimKey,
+            scim_users,
+        )
+}
+
+fn admin_error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"code": status.as_u16(), "message": message})),
+    )
+        .into_response()
+}
+
+fn unknown_org() -> Response {
+    admin_error(StatusCode::NOT_FOUND, "Organization not found")
+}
+
+/// `{data, links: {next}}` with an opaque cursor.
+fn cursor_page(world: &World, values: &[Value], q: &HashMap<String, String>) -> Value {
+    let start = q
+        .get("cursor")
+        .and_then(|c| c.strip_prefix("c-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let (slice, last) = page(values, start, world.page_size(None, 100, 100));
+    let mut body = json!({"data": slice, "links": {}});
+    if !last {
+        body["links"]["next"] = json!(format!("c-{}", start + slice.len()));
+    }
+    body
+}
+
+async fn org_users(State(w): St, Path(org): Path<String>, Query(q): Params) -> Response {
+    let world = w.world();
+    if org != world.org_id {
+        return unknown_org();
+    }
+    let users: Vec<Value> = world
+        .users
+        .iter()
+        .map(|u| {
+            json!({
+                "account_id": u.account_id, "account_type": "atlassian",
+                "account_status": if u.active { "active" } else { "inactive" },
+                "name": u.display_name, "email": u.email,
+            })
+        })
+        .collect();
+    Json(cursor_page(&world, &users, &q)).into_response()
+}
+
+async fn memberships(
+    State(w): St,
+    Path((org, group)): Path<(String, String)>,
+    Query(q): Params,
+) -> Response {
+    let world = w.world();
+    if org != world.org_id {
+        return unknown_org();
+    }
+    let Some(members) = world.groups.get(&group) else {
+        return admin_error(StatusCode::NOT_FOUND, "Group not found");
+    };
+    let values: Vec<Value> = members.iter().map(|a| json!({"account_id": a})).collect();
+    Json(cursor_page(&world, &values, &q)).into_response()
+}
+
+async fn add_membership(
+    State(w): St,
+    Path((org, group)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut world = w.world();
+    if org != world.org_id {
+        return unknown_org();
+    }
+    let account = body["account_id"].as_str().unwrap_or_default().to_string();
+    if world.user(&account).is_none() {
+        return admin_error(
+            StatusCode::BAD_REQUEST,
+            "The user does not exist in this organization",
+        );
+    }
+    let Some(members) = world.groups.get_mut(&group) else {
+        return admin_error(StatusCode::NOT_FOUND, "Group not found");
+    };
+    if members.insert(account) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        admin_error(
+            StatusCode::CONFLICT,
+            "The user is already a member of the group",
+        )
+    }
+}
+
+async fn remove_membership(
+    State(w): St,
+    Path((org, group, account)): Path<(String, String, String)>,
+) -> Response {
+    let mut world = w.world();
+    if org != world.org_id {
+        return unknown_org();
+    }
+    let Some(members) = world.groups.get_mut(&group) else {
+        return admin_error(StatusCode::NOT_FOUND, "Group not found");
+    };
+    if members.remove(&account) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        admin_error(
+            StatusCode::NOT_FOUND,
+            "The user is not a member of the group",
+        )
+    }
+}
+
+async fn product_role(
+    State(w): St,
+    Path((org, account, verb)): Path<(String, String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut world = w.world();
+    if org != world.org_id {
+        return unknown_org();
+    }
+    if world.user(&account).is_none() {
+        return admin_error(StatusCode::NOT_FOUND, "User not found");
+    }
+    let roles: Vec<(String, String)> = body["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            Some((
+                r["role"].as_str()?.to_string(),
+                r.pointer("/resource/id")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    if roles.is_empty() {
+        return admin_error(
+            StatusCode::BAD_REQUEST,
+            "roles must name a role and a resource",
+        );
+    }
+    for (role, resource) in roles {
+        let entry = (account.clone(), role, resource);
+        match verb.as_str() {
+            "assign" => {
+                world.product_roles.insert(entry);
+            }
+            "revoke" => {
+                world.product_roles.remove(&entry);
+            }
+            _ => return admin_error(StatusCode::NOT_FOUND, "Not found"),
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn scim_error(status: StatusCode, scim_type: Option<&str>, detail: &str) -> Response {
+    let mut body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+        "status": status.as_u16().to_string(),
+        "detail": detail,
+    });
+    if let Some(t) = scim_type {
+        body["scimType"] = json!(t);
+    }
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/scim+json"),
+    );
+    response
+}
+
+/// Atlassian's SCIM filters only one `eq` on `userName` or `externalId`.
+fn parse_filter(filter: &str) -> Option<(&str, String)> {
+    let (attribute, rest) = filter.trim().split_once(' ')?;
+    let value = rest.trim().strip_prefix("eq ")?.trim();
+    let value = value.strip_prefix('"')?.strip_suffix('"')?;
+    matches!(attribute, "userName" | "externalId").then(|| (attribute, value.to_string()))
+}
+
+async fn scim_users(State(w): St, Path(directory): Path<String>, Query(q): Params) -> Response {
+    let world = w.world();
+    if directory != world.scim_directory_id {
+        return scim_error(StatusCode::NOT_FOUND, None, "Directory not found");
+    }
+    let filter = match q.get("filter").map(|f| parse_filter(f)) {
+        Some(None) => {
+            return scim_error(
+                StatusCode::BAD_REQUEST,
+                Some("invalidFilter"),
+                "Only 'userName eq' and 'externalId eq' filters are supported",
+            );
+        }
+        Some(Some(f)) => Some(f),
+        None => None,
+    };
+    let resources: Vec<Value> = world
+        .scim_users
+        .iter()
+        .filter(|(name, _)| filter.as_ref().is_none_or(|(_, v)| v.eq_ignore_ascii_case(name)))
+        .map(|(name, account)| {
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:scim:schemas:extension:atlassian-external:1.0"],
+                "id": format!("scim-{account}"),
+                "userName": name,
+                "active": true,
+                "urn:scim:schemas:extension:atlassian-external:1.0": {"atlassianAccountId": account},
+            })
+        })
+        .collect();
+    let start = q
+        .get("startIndex")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let count = world.page_size(q.get("count").and_then(|v| v.parse().ok()), 100, 100);
+    let (slice, _) = page(&resources, start - 1, count);
+    let mut response = Json(json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": resources.len(),
+        "itemsPerPage": slice.len(),
+        "startIndex": start,
+        "Resources": slice,
+    }))
+    .into_response();
+    response.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/scim+json"),
+    );
+    response
+}

@@ -1,0 +1,398 @@
+//! Jira platform v3: issues, comments, transitions, users, project roles, groups.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{Access, FakeComment, FakeUser, Ops, Scope, SharedWorld, World, jira_error, page};
+
+type Params = Query<HashMap<String, String>>;
+type St = State<SharedWorld>;
+
+pub fn ops() -> Ops {
+    use Access::*;
+    Ops::default()
+        .op(
+            Method::GET,
+            "/rest/api/3/issue/{issueIdOrKey}",
+            Connect(Scope::Read),
+            get_issue,
+        )
+        .op(
+            Method::POST,
+            "/rest/api/3/issue/{issueIdOrKey}/comment",
+            Connect(Scope::Write),
+            add_comment,
+        )
+        .op(
+            Method::GET,
+            "/rest/api/3/issue/{issueIdOrKey}/transitions",
+            Connect(Scope::Read),
+            get_transitions,
+        )
+        .op(
+            Method::POST,
+            "/rest/api/3/issue/{issueIdOrKey}/transitions",
+            Connect(Scope::Write),
+            do_transition,
+        )
+        .op(
+            Method::GET,
+            "/rest/api/3/user",
+            Connect(Scope::Read),
+            get_user,
+        )
+        .op(
+            Method::GET,
+            "/rest/api/3/user/search",
+            Connect(Scope::Read),
+            search_users,
+        )
+        .op(
+            Method::GET,
+            "/rest/api/3/project/{projectIdOrKey}/role/{id}",
+            Connect(Scope::Read),
+            get_role,
+        )
+        .op(
+            Method::POST,
+            "/rest/api/3/project/{projectIdOrKey}/role/{id}",
+            Connect(Scope::ProjectAdmin),
+            add_role_actors,
+        )
+        .op(
+            Method::DELETE,
+            "/rest/api/3/project/{projectIdOrKey}/role/{id}",
+            Connect(Scope::ProjectAdmin),
+            remove_role_actor,
+        )
+        .op(
+            Method::GET,
+            "/rest/api/3/group/member",
+            Connect(Scope::Admin),
+            group_members,
+        )
+        .op(
+            Method::POST,
+            "/rest/api/3/group/user",
+            SiteAdminOnly,
+            add_group_user,
+        )
+        .op(
+            Method::DELETE,
+            "/rest/api/3/group/user",
+            SiteAdminOnly,
+            remove_group_user,
+        )
+}
+
+fn no_issue() -> Response {
+    jira_error(
+        StatusCode::NOT_FOUND,
+        "Issue does not exist or you do not have permission to see it.",
+    )
+}
+
+/// A user as Jira shows it to apps: the email only if the profile lets it be seen.
+pub fn user_json(user: &FakeUser) -> Value {
+    let mut value = json!({
+        "accountId": user.account_id,
+        "accountType": "atlassian",
+        "displayName": user.display_name,
+        "active": user.active,
+    });
+    if user.email_visible {
+        value["emailAddress"] = json!(user.email);
+    }
+    value
+}
+
+fn issue_json(world: &World, key: &str, only: Option<&str>) -> Option<Value> {
+    let issue = world
+        .issues
+        .values()
+        .find(|i| i.key == key || i.id == key)?;
+    let reporter = world
+        .user(&issue.reporter)
+        .map(user_json)
+        .unwrap_or(json!({"accountId": issue.reporter}));
+    let mut fields = serde_json::Map::new();
+    fields.insert("summary".into(), json!(issue.summary));
+    fields.insert("status".into(), json!({"name": issue.status}));
+    fields.insert("reporter".into(), reporter);
+    fields.insert("project".into(), json!({"key": issue.project_key}));
+    fields.insert("issuetype".into(), json!({"name": "Access request"}));
+    for (k, v) in &issue.custom {
+        fields.insert(k.clone(), v.clone());
+    }
+    if let Some(only) = only {
+        let wanted: Vec<&str> = only.split(',').collect();
+        fields.retain(|k, _| wanted.contains(&k.as_str()));
+    }
+    Some(json!({"id": issue.id, "key": issue.key, "fields": fields}))
+}
+
+async fn get_issue(State(w): St, Path(key): Path<String>, Query(q): Params) -> Response {
+    match issue_json(&w.world(), &key, q.get("fields").map(String::as_str)) {
+        Some(issue) => Json(issue).into_response(),
+        None => no_issue(),
+    }
+}
+
+async fn add_comment(State(w): St, Path(key): Path<String>, Json(body): Json<Value>) -> Response {
+    if body.pointer("/body/type").and_then(Value::as_str) != Some("doc") {
+        return jira_error(
+            StatusCode::BAD_REQUEST,
+            "Comment body is not valid! Operation value must be an Atlassian Document",
+        );
+    }
+    let internal = body["properties"].as_array().is_some_and(|ps| {
+        ps.iter().any(|p| {
+            p["key"] == "sd.public.comment" && p.pointer("/value/internal") == Some(&json!(true))
+        })
+    });
+    let mut world = w.world();
+    let id = world.next_id();
+    let Some(issue) = world.issues.get_mut(&key) else {
+        return no_issue();
+    };
+    issue.comments.push(FakeComment {
+        id: id.clone(),
+        body: body["body"].clone(),
+        public: !internal,
+    });
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "body": body["body"], "jsdPublic": !internal})),
+    )
+        .into_response()
+}
+
+async fn get_transitions(State(w): St, Path(key): Path<String>) -> Response {
+    let world = w.world();
+    let Some(issue) = world.issues.get(&key) else {
+        return no_issue();
+    };
+    let transitions: Vec<Value> = world
+        .transitions
+        .iter()
+        .filter(|t| t.to_status != issue.status)
+        .map(|t| json!({"id": t.id, "name": t.name, "to": {"name": t.to_status}}))
+        .collect();
+    Json(json!({"transitions": transitions})).into_response()
+}
+
+async fn do_transition(State(w): St, Path(key): Path<String>, Json(body): Json<Value>) -> Response {
+    let id = body
+        .pointer("/transition/id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut world = w.world();
+    let target = world
+        .transitions
+        .iter()
+        .find(|t| t.id == id)
+        .map(|t| t.to_status.clone());
+    let Some(issue) = world.issues.get_mut(&key) else {
+        return no_issue();
+    };
+    match target {
+        Some(status) if status != issue.status => {
+            issue.status = status;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => jira_error(
+            StatusCode::BAD_REQUEST,
+            &format!("Transition id '{id}' is not valid for this issue."),
+        ),
+    }
+}
+
+async fn get_user(State(w): St, Query(q): Params) -> Response {
+    let world = w.world();
+    match q.get("accountId").and_then(|id| world.user(id)) {
+        Some(user) => Json(user_json(user)).into_response(),
+        None => jira_error(
+            StatusCode::NOT_FOUND,
+            "Specified user does not exist or you do not have required permissions",
+        ),
+    }
+}
+
+/// `startAt` and the page size; Jira caps `maxResults` silently.
+fn offset(world: &World, q: &HashMap<String, String>) -> (usize, usize) {
+    let start = q.get("startAt").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let asked = q.get("maxResults").and_then(|v| v.parse().ok());
+    (start, world.page_size(asked, 50, 50))
+}
+
+/// A plain array, as Jira's user search returns; matches email (where visible) or a display
+/// name prefix.
+async fn search_users(State(w): St, Query(q): Params) -> Response {
+    let query = q.get("query").map(|s| s.to_lowercase()).unwrap_or_default();
+    let world = w.world();
+    let (start, limit) = offset(&world, &q);
+    let matched: Vec<Value> = world
+        .users
+        .iter()
+        .filter(|u| {
+            (u.email_visible && u.email.to_lowercase().starts_with(&query))
+                || u.display_name.to_lowercase().starts_with(&query)
+        })
+        .map(user_json)
+        .collect();
+    Json(page(&matched, start, limit).0).into_response()
+}
+
+fn role_json(world: &World, project: &str, id: u64) -> Option<Value> {
+    let (users, groups) = world.project_roles.get(&(project.to_string(), id))?;
+    let mut actors: Vec<Value> = users
+        .iter()
+        .map(|u| json!({"type": "atlassian-user-role-actor", "actorUser": {"accountId": u}}))
+        .collect();
+    actors.extend(
+        groups
+            .iter()
+            .map(|g| json!({"type": "atlassian-group-role-actor", "actorGroup": {"groupId": g}})),
+    );
+    Some(json!({"id": id, "name": "Service Desk Team", "actors": actors}))
+}
+
+fn no_role() -> Response {
+    jira_error(
+        StatusCode::NOT_FOUND,
+        "No project could be found with key or the role does not exist.",
+    )
+}
+
+async fn get_role(State(w): St, Path((project, id)): Path<(String, u64)>) -> Response {
+    match role_json(&w.world(), &project, id) {
+        Some(role) => Json(role).into_response(),
+        None => no_role(),
+    }
+}
+
+async fn add_role_actors(
+    State(w): St,
+    Path((project, id)): Path<(String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut world = w.world();
+    let users: Vec<String> = body["user"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.as_str().map(str::to_string))
+        .collect();
+    if let Some(unknown) = users.iter().find(|u| world.user(u).is_none()) {
+        return jira_error(
+            StatusCode::BAD_REQUEST,
+            &format!("Could not find a user with accountId {unknown}"),
+        );
+    }
+    let Some((members, _)) = world.project_roles.get_mut(&(project.clone(), id)) else {
+        return no_role();
+    };
+    // Jira refuses the whole request when one user already holds the role.
+    if let Some(present) = users.iter().find(|u| members.contains(*u)) {
+        return jira_error(
+            StatusCode::BAD_REQUEST,
+            &format!("User '{present}' is already a member of the project role."),
+        );
+    }
+    members.extend(users);
+    match role_json(&world, &project, id) {
+        Some(role) => Json(role).into_response(),
+        None => no_role(),
+    }
+}
+
+async fn remove_role_actor(
+    State(w): St,
+    Path((project, id)): Path<(String, u64)>,
+    Query(q): Params,
+) -> Response {
+    let mut world = w.world();
+    let Some((members, _)) = world.project_roles.get_mut(&(project, id)) else {
+        return no_role();
+    };
+    match q.get("user") {
+        Some(user) if members.remove(user) => StatusCode::NO_CONTENT.into_response(),
+        _ => jira_error(
+            StatusCode::NOT_FOUND,
+            "The actor is not in the project role.",
+        ),
+    }
+}
+
+fn no_group() -> Response {
+    jira_error(StatusCode::NOT_FOUND, "Specified group does not exist.")
+}
+
+async fn group_members(State(w): St, Query(q): Params) -> Response {
+    let world = w.world();
+    let (start, limit) = offset(&world, &q);
+    let Some(members) = q.get("groupId").and_then(|g| world.groups.get(g)) else {
+        return no_group();
+    };
+    let values: Vec<Value> = members
+        .iter()
+        .map(|id| {
+            world
+                .user(id)
+                .map(user_json)
+                .unwrap_or(json!({"accountId": id}))
+        })
+        .collect();
+    let (slice, is_last) = page(&values, start, limit);
+    Json(json!({
+        "startAt": start, "maxResults": limit, "total": values.len(),
+        "isLast": is_last, "values": slice,
+    }))
+    .into_response()
+}
+
+async fn add_group_user(State(w): St, Query(q): Params, Json(body): Json<Value>) -> Response {
+    let account = body["accountId"].as_str().unwrap_or_default().to_string();
+    let mut world = w.world();
+    if world.user(&account).is_none() {
+        return jira_error(
+            StatusCode::BAD_REQUEST,
+            "Cannot add user. User does not exist.",
+        );
+    }
+    let Some(members) = q.get("groupId").and_then(|g| world.groups.get_mut(g)) else {
+        return no_group();
+    };
+    if !members.insert(account) {
+        return jira_error(
+            StatusCode::BAD_REQUEST,
+            "Cannot add user. User is already a member of the group.",
+        );
+    }
+    (
+        StatusCode::CREATED,
+        Json(json!({"groupId": q.get("groupId")})),
+    )
+        .into_response()
+}
+
+async fn remove_group_user(State(w): St, Query(q): Params) -> Response {
+    let mut world = w.world();
+    let account = q.get("accountId").cloned().unwrap_or_default();
+    let Some(members) = q.get("groupId").and_then(|g| world.groups.get_mut(g)) else {
+        return no_group();
+    };
+    if members.remove(&account) {
+        StatusCode::OK.into_response()
+    } else {
+        jira_error(
+            StatusCode::BAD_REQUEST,
+            "Cannot remove user. User is not a member of the group.",
+        )
+    }
+}

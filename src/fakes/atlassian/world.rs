@@ -1,0 +1,193 @@
+//! The fake cloud's data: one site's issues, accounts, roles, groups and spaces.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub struct FakeUser {
+    pub account_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub active: bool,
+    /// Whether the person's profile visibility lets apps see the email.
+    pub email_visible: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeComment {
+    pub id: String,
+    /// ADF (Jira v3) or plain text (JSM).
+    pub body: Value,
+    pub public: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeIssue {
+    pub id: String,
+    pub key: String,
+    pub project_key: String,
+    pub status: String,
+    pub reporter: String,
+    pub summary: String,
+    /// Custom fields (`customfield_…`) and anything else a test wants Jira to return.
+    pub custom: serde_json::Map<String, Value>,
+    pub comments: Vec<FakeComment>,
+    pub participants: Vec<String>,
+    /// JSM approvals as `ApprovalDTO`s.
+    pub approvals: Vec<Value>,
+    pub request_type_id: String,
+    pub service_desk_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeTransition {
+    pub id: String,
+    pub name: String,
+    pub to_status: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    pub issues: BTreeMap<String, FakeIssue>,
+    /// The workflow: each transition is available from every other status.
+    pub transitions: Vec<FakeTransition>,
+    pub users: Vec<FakeUser>,
+    /// (project key, role id) → account ids and group ids.
+    pub project_roles: BTreeMap<(String, u64), (BTreeSet<String>, BTreeSet<String>)>,
+    /// Site groups by group id (one set: Jira and the Admin API see the same groups).
+    pub groups: BTreeMap<String, BTreeSet<String>>,
+    /// JSM customer organizations by id.
+    pub organizations: BTreeMap<u64, BTreeSet<String>>,
+    /// Confluence space roles: (id, display name).
+    pub space_roles: Vec<(String, String)>,
+    /// Space id → (principal id, role id).
+    pub space_assignments: BTreeMap<u64, Vec<(String, String)>>,
+    /// (account id, role, resource) product roles granted through the Admin API.
+    pub product_roles: BTreeSet<(String, String, String)>,
+    /// SCIM directory users: (userName, atlassianAccountId).
+    pub scim_users: Vec<(String, String)>,
+    /// The organization and SCIM directory ids the Admin API answers for.
+    pub org_id: String,
+    pub scim_directory_id: String,
+    /// Overrides every listing's page size (tests set 1 to page through everything).
+    pub page_size: Option<usize>,
+    next_id: u64,
+}
+
+impl World {
+    pub fn next_id(&mut self) -> String {
+        self.next_id += 1;
+        (10_000 + self.next_id).to_string()
+    }
+
+    /// The page size of a listing: the test's override, else the vendor's (`asked`, capped).
+    pub fn page_size(&self, asked: Option<usize>, default: usize, max: usize) -> usize {
+        self.page_size
+            .unwrap_or_else(|| asked.unwrap_or(default).clamp(1, max))
+    }
+
+    pub fn user(&self, account_id: &str) -> Option<&FakeUser> {
+        self.users.iter().find(|u| u.account_id == account_id)
+    }
+
+    /// A small site: a service desk project `IT` with a few people, roles, groups and a space.
+    pub fn sample() -> Self {
+        let mut world = World {
+            org_id: "org-acme".into(),
+            scim_directory_id: "dir-acme".into(),
+            ..World::default()
+        };
+        for (id, email, name, visible) in [
+            (
+                "5b10ac8d82e05b22cc7d4e01",
+                "erin.evans@acme.io",
+                "Erin Evans",
+                true,
+            ),
+            (
+                "5b10ac8d82e05b22cc7d4e02",
+                "dan.diaz@acme.io",
+                "Dan Diaz",
+                true,
+            ),
+            (
+                "5b10ac8d82e05b22cc7d4e03",
+                "ola.olsen@acme.io",
+                "Ola Olsen",
+                false,
+            ),
+        ] {
+            world.users.push(FakeUser {
+                account_id: id.into(),
+                email: email.into(),
+                display_name: name.into(),
+                active: true,
+                email_visible: visible,
+            });
+        }
+        world.transitions = vec![
+            transition("11", "Start progress", "In Progress"),
+            transition("21", "Approve", "Approved"),
+            transition("31", "Decline", "Declined"),
+            transition("41", "Resolve", "Done"),
+        ];
+        world
+            .project_roles
+            .insert(("IT".into(), 10002), Default::default());
+        world.groups.insert(
+            "c1d2e3f4-0000-4000-8000-00000000a001".into(),
+            BTreeSet::new(),
+        );
+        world.organizations.insert(7, BTreeSet::new());
+        world.space_roles = vec![
+            ("role-viewer".into(), "Viewer".into()),
+            ("role-editor".into(), "Editor".into()),
+            ("role-admin".into(), "Admin".into()),
+        ];
+        world.space_assignments.insert(98_305, Vec::new());
+        world.scim_users.push((
+            "erin.evans@acme.io".into(),
+            "5b10ac8d82e05b22cc7d4e01".into(),
+        ));
+        world.add_issue("IT-1", "5b10ac8d82e05b22cc7d4e01");
+        world
+    }
+
+    /// Adds a JSM request in project `IT`, waiting for approval.
+    pub fn add_issue(&mut self, key: &str, reporter: &str) -> &mut FakeIssue {
+        let id = self.next_id();
+        let mut custom = serde_json::Map::new();
+        custom.insert(
+            "customfield_10050".into(),
+            json!({"id": "10100", "value": "netsuite"}),
+        );
+        custom.insert("customfield_10052".into(), json!("14d"));
+        self.issues.insert(
+            key.to_string(),
+            FakeIssue {
+                id,
+                key: key.into(),
+                project_key: key.split('-').next().unwrap_or("IT").into(),
+                status: "Waiting for approval".into(),
+                reporter: reporter.into(),
+                summary: "Access to NetSuite for quarter close".into(),
+                custom,
+                comments: Vec::new(),
+                participants: Vec::new(),
+                approvals: Vec::new(),
+                request_type_id: "12".into(),
+                service_desk_id: "1".into(),
+            },
+        );
+        self.issues.get_mut(key).expect("just inserted")
+    }
+}
+
+fn transition(id: &str, name: &str, to: &str) -> FakeTransition {
+    FakeTransition {
+        id: id.into(),
+        name: name.into(),
+        to_status: to.into(),
+    }
+}
