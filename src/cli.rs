@@ -230,3 +230,74 @@ fn write_text(routing: &Routing, out: &mut dyn Write) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Progress on stderr: one line rewritten in place on a terminal, a line per 10 pages otherwise.
+struct StderrProgress {
+    terminal: bool,
+}
+
+impl crate::orgchart::sync::Progress for StderrProgress {
+    fn page(&self, pages: i64, people: usize, groups: usize) {
+        if self.terminal {
+            eprint!("\r  {pages} pages · {people} people · {groups} groups   ");
+        } else if pages % 10 == 0 {
+            eprintln!("  {pages} pages · {people} people · {groups} groups");
+        }
+    }
+}
+
+/// `tollgate org sync [--full]`.
+pub async fn org_sync(config: &crate::config::Config, full: bool) -> Result<(), String> {
+    use std::io::IsTerminal;
+
+    use crate::idp::{Connector, Directory};
+    use crate::orgchart::sync;
+    use crate::store::Store;
+    use crate::store::org::RunKind;
+
+    let store = Store::connect(&config.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let connector = Connector::new(&config.idp.source);
+    let source = connector.source();
+    eprintln!("syncing the org chart from {source}…");
+    let progress = StderrProgress {
+        terminal: std::io::stderr().is_terminal(),
+    };
+    let clock = crate::clock::SystemClock;
+    let result = sync::sync(&store, &connector, &clock, full, &progress).await;
+    if progress.terminal {
+        eprintln!();
+    }
+    store.close().await;
+    let report = result.map_err(|e| format!("org sync from {source} failed: {e}"))?;
+    let kind = match report.kind {
+        RunKind::Full => "full",
+        RunKind::Incremental => "incremental",
+    };
+    let mut notes = Vec::new();
+    if report.fell_back_to_full {
+        notes.push("the incremental cursor was refused, so everything was read");
+    }
+    if report.resumed {
+        notes.push("resumed an interrupted run");
+    }
+    let outcome = match report.version {
+        Some(v) => format!("snapshot {v} is now current"),
+        None => "nothing changed".to_string(),
+    };
+    println!(
+        "{kind} sync: {} people, {} groups, {} pages in {:.1} s; {outcome}{}",
+        report.people,
+        report.groups,
+        report.pages,
+        report.millis as f64 / 1000.0,
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
+        }
+    );
+    Ok(())
+}

@@ -194,6 +194,88 @@ pub const SETTINGS: &[Setting] = &[
         "TOLLGATE_ATLASSIAN_SITE_ADMIN_TOKEN",
         "API token of that service account (basic auth).",
     ),
+    setting(
+        "idp.kind",
+        "TOLLGATE_IDP_KIND",
+        Some("file"),
+        "Where the org chart comes from: `file` (org.yaml), `scim` or `ldap`.",
+    ),
+    setting(
+        "idp.file",
+        "TOLLGATE_IDP_FILE",
+        None,
+        "The org chart file for `file`; default `org.yaml` in the workflows directory.",
+    ),
+    setting(
+        "idp.sync_interval",
+        "TOLLGATE_IDP_SYNC_INTERVAL",
+        Some("15m"),
+        "How often `serve` runs an incremental org sync (a full one at least daily).",
+    ),
+    setting(
+        "idp.scim_url",
+        "TOLLGATE_IDP_SCIM_URL",
+        None,
+        "SCIM 2.0 base URL (the one `/Users` is appended to), for `scim`.",
+    ),
+    secret(
+        "idp.scim_token",
+        "TOLLGATE_IDP_SCIM_TOKEN",
+        "Bearer token for the SCIM service provider.",
+    ),
+    setting(
+        "idp.scim_page_size",
+        "TOLLGATE_IDP_SCIM_PAGE_SIZE",
+        Some("100"),
+        "`count` asked per SCIM page.",
+    ),
+    setting(
+        "idp.ldap_url",
+        "TOLLGATE_IDP_LDAP_URL",
+        None,
+        "`ldap://host:389` or `ldaps://host:636`, for `ldap`.",
+    ),
+    setting(
+        "idp.ldap_bind_dn",
+        "TOLLGATE_IDP_LDAP_BIND_DN",
+        None,
+        "DN Tollgate binds as (it needs read access, and write access to `member` of granted groups).",
+    ),
+    secret(
+        "idp.ldap_bind_password",
+        "TOLLGATE_IDP_LDAP_BIND_PASSWORD",
+        "Password of that DN.",
+    ),
+    setting(
+        "idp.ldap_base_dn",
+        "TOLLGATE_IDP_LDAP_BASE_DN",
+        None,
+        "Where people and groups are searched, e.g. `dc=example,dc=com`.",
+    ),
+    setting(
+        "idp.ldap_flavor",
+        "TOLLGATE_IDP_LDAP_FLAVOR",
+        Some("openldap"),
+        "`openldap` (inetOrgPerson, groupOfNames, modifyTimestamp) or `ad` (users, groups, uSNChanged).",
+    ),
+    setting(
+        "idp.ldap_people_filter",
+        "TOLLGATE_IDP_LDAP_PEOPLE_FILTER",
+        None,
+        "Filter selecting people; default `(objectClass=inetOrgPerson)`, or AD's user filter.",
+    ),
+    setting(
+        "idp.ldap_group_filter",
+        "TOLLGATE_IDP_LDAP_GROUP_FILTER",
+        None,
+        "Filter selecting groups; default `(objectClass=groupOfNames)`, or `(objectClass=group)` on AD.",
+    ),
+    setting(
+        "idp.ldap_page_size",
+        "TOLLGATE_IDP_LDAP_PAGE_SIZE",
+        Some("500"),
+        "Entries per paged-search page (keep it at or under the server's size limit).",
+    ),
 ];
 
 /// Environment variable naming the TOML file when `--config` is not given.
@@ -491,6 +573,20 @@ pub struct AtlassianConfig {
     pub site_admin_token: Option<Secret>,
 }
 
+/// Which identity source the org chart is synced from, with its settings.
+#[derive(Debug, Clone)]
+pub enum IdpSource {
+    File(PathBuf),
+    Scim(crate::idp::scim::ScimConfig),
+    Ldap(crate::idp::ldap::LdapConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct IdpConfig {
+    pub source: IdpSource,
+    pub sync_interval: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
     pub poll_interval: Duration,
@@ -508,6 +604,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub connect: ConnectConfig,
     pub atlassian: AtlassianConfig,
+    pub idp: IdpConfig,
 }
 
 impl Config {
@@ -528,7 +625,9 @@ impl Config {
     }
 
     pub fn from_raw(raw: &RawSettings) -> Result<Self, ConfigError> {
+        let workflows_dir = raw.require("workflows.dir", |v| Ok(PathBuf::from(v)))?;
         Ok(Config {
+            idp: idp_config(raw, &workflows_dir)?,
             server: ServerConfig {
                 bind: raw.require("server.bind", |v| {
                     v.parse::<SocketAddr>()
@@ -544,7 +643,7 @@ impl Config {
                 connect_timeout: raw
                     .require("database.connect_timeout", parse_positive_duration)?,
             },
-            workflows_dir: raw.require("workflows.dir", |v| Ok(PathBuf::from(v)))?,
+            workflows_dir,
             secret_key: raw.parse("secrets.key", SecretKey::from_base64)?,
             log: LogConfig {
                 filter: raw.require("log.filter", |v| {
@@ -608,6 +707,76 @@ fn parse_base_url(v: &str) -> Result<String, String> {
             "`{v}` is not an absolute http(s) URL without query or fragment"
         ))
     }
+}
+
+fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, ConfigError> {
+    use crate::idp::ldap::{Flavor, LdapConfig};
+    use crate::idp::scim::ScimConfig;
+    let kind = raw.require("idp.kind", |v| match v {
+        "file" | "scim" | "ldap" => Ok(v.to_string()),
+        "okta" | "entra" | "google" => {
+            Err(format!("`{v}` is not supported yet (file, scim, ldap)"))
+        }
+        _ => Err(format!("`{v}` is not one of file, scim, ldap")),
+    })?;
+    // A setting the chosen kind needs: its absence names the variable.
+    let missing = |key: &str| ConfigError::Invalid {
+        setting: describe(key, &Origin::Default),
+        reason: format!("is required when TOLLGATE_IDP_KIND is `{kind}`"),
+    };
+    let needed = |key: &str| -> Result<String, ConfigError> {
+        raw.get(key).map(str::to_string).ok_or_else(|| missing(key))
+    };
+    let source = match kind.as_str() {
+        "scim" => IdpSource::Scim(ScimConfig {
+            url: raw
+                .parse("idp.scim_url", parse_base_url)?
+                .ok_or_else(|| missing("idp.scim_url"))?,
+            token: Secret::new(needed("idp.scim_token")?),
+            page_size: raw.require("idp.scim_page_size", parse_positive)?,
+        }),
+        "ldap" => {
+            let flavor = raw.require("idp.ldap_flavor", Flavor::parse)?;
+            let (people, groups) = match flavor {
+                Flavor::OpenLdap => ("(objectClass=inetOrgPerson)", "(objectClass=groupOfNames)"),
+                Flavor::ActiveDirectory => (
+                    "(&(objectCategory=person)(objectClass=user))",
+                    "(objectClass=group)",
+                ),
+            };
+            IdpSource::Ldap(LdapConfig {
+                url: raw
+                    .parse("idp.ldap_url", |v| {
+                        (v.starts_with("ldap://") || v.starts_with("ldaps://"))
+                            .then(|| v.to_string())
+                            .ok_or_else(|| format!("`{v}` is not an ldap:// or ldaps:// URL"))
+                    })?
+                    .ok_or_else(|| missing("idp.ldap_url"))?,
+                bind_dn: needed("idp.ldap_bind_dn")?,
+                bind_password: Secret::new(needed("idp.ldap_bind_password")?),
+                base_dn: needed("idp.ldap_base_dn")?,
+                people_filter: raw
+                    .get("idp.ldap_people_filter")
+                    .unwrap_or(people)
+                    .to_string(),
+                group_filter: raw
+                    .get("idp.ldap_group_filter")
+                    .unwrap_or(groups)
+                    .to_string(),
+                flavor,
+                page_size: raw.require("idp.ldap_page_size", parse_positive)?,
+            })
+        }
+        _ => IdpSource::File(
+            raw.get("idp.file")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workflows_dir.join("org.yaml")),
+        ),
+    };
+    Ok(IdpConfig {
+        source,
+        sync_interval: raw.require("idp.sync_interval", parse_positive_duration)?,
+    })
 }
 
 /// An id that goes into a URL path: no separators or spaces.

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod atlassian;
+pub mod change;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod error;
 #[cfg(feature = "fakes")]
 pub mod fakes;
 pub mod http;
+pub mod idp;
 pub mod intake;
 pub mod jobs;
 pub mod metrics;

@@ -44,6 +44,21 @@ enum Command {
     /// Check and try out the workflow files (resource catalog, workflows, intake mapping).
     #[command(subcommand)]
     Workflows(WorkflowsCommand),
+    /// The org chart: people, managers and groups from the identity provider.
+    #[command(subcommand)]
+    Org(OrgCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Sync the org chart from the configured identity source (TOLLGATE_IDP_KIND) now:
+    /// incremental from the stored cursor, or everything with --full (also when the source
+    /// refuses the cursor). Shows progress on stderr and a summary on stdout.
+    Sync {
+        /// Read everything instead of the changes since the last sync.
+        #[arg(long)]
+        full: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +100,9 @@ async fn main() -> ExitCode {
         Command::Worker => run(config, Mode::WorkerOnly).await,
         Command::Migrate => migrate(&config).await,
         Command::Workflows(command) => return workflows(command, &config),
+        Command::Org(OrgCommand::Sync { full }) => tollgate::cli::org_sync(&config, full)
+            .await
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -67,12 +67,7 @@ impl Site {
     }
 }
 
-/// What an idempotent change did: a re-run after a crash finds its effect in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Applied,
-    AlreadyInPlace,
-}
+pub use crate::change::Change;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AtlassianError {

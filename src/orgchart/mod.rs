@@ -4,8 +4,10 @@
 //! [`OrgIndex`] turns one into the lookups routing needs. Both are plain data: no I/O here
 //! except reading a file in [`file`].
 
+pub mod cache;
 pub mod file;
 mod index;
+pub mod sync;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -5,6 +5,7 @@
 //! so the two migration folders mirror each other (`migrations/sqlite`, `migrations/postgres`).
 
 pub mod inbound;
+pub mod org;
 pub mod selfcheck;
 pub mod tenants;
 

@@ -1,0 +1,165 @@
+//! Identity provider connectors behind two small traits: reading the directory
+//! ([`Directory`]) and changing group membership ([`GroupWriter`]). One module per IdP; the
+//! sync machinery (`orgchart::sync`) and grants use only the traits, through [`Connector`].
+
+use std::time::Duration;
+
+pub mod file;
+pub mod ldap;
+pub mod scim;
+
+use crate::change::Change;
+use crate::orgchart::{Department, Group, Person, PersonId};
+
+/// One page of a full read. `next` is where the read goes on (`None`: it is complete); it is
+/// stored with the page, so a crash resumes there.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub people: Vec<Person>,
+    pub groups: Vec<Group>,
+    /// Department heads, where the source states them (org.yaml).
+    pub departments: Vec<Department>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delta {
+    Person(Person),
+    PersonGone(PersonId),
+    Group(Group),
+    GroupGone(String),
+}
+
+/// What changed since a cursor, and the cursor to ask from next time.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    pub deltas: Vec<Delta>,
+    pub cursor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdpError {
+    #[error("identity provider configuration: {0}")]
+    Config(String),
+    /// Worth trying again later: the source is down, slow or throttling.
+    #[error("identity provider unavailable: {0}")]
+    Unavailable(String),
+    #[error("identity provider throttled us (retry after {retry_after:?})")]
+    Throttled { retry_after: Option<Duration> },
+    /// The incremental cursor is not accepted any more: a full sync is needed.
+    #[error("incremental cursor no longer valid: {0}")]
+    CursorExpired(String),
+    #[error("the {0} identity source is read-only: grants to it are not possible")]
+    ReadOnly(&'static str),
+    #[error("group `{group}` cannot be changed: {reason}")]
+    GroupNotWritable { group: String, reason: String },
+    #[error("not found in the identity provider: {0}")]
+    NotFound(String),
+    #[error("identity provider refused: {0}")]
+    Refused(String),
+}
+
+impl IdpError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Throttled { .. })
+    }
+}
+
+/// Reading people, managers, groups and owners.
+pub trait Directory {
+    /// A stable name for this source (cursors and runs are kept per source).
+    fn source(&self) -> String;
+
+    /// The incremental cursor as of now; taken before a full read starts, so changes made
+    /// during the read are picked up by the next incremental sync.
+    fn start_cursor(&self) -> impl Future<Output = Result<String, IdpError>> + Send;
+
+    /// One page of a full read, from `resume` (`None`: the beginning).
+    fn read_page(
+        &self,
+        resume: Option<&str>,
+    ) -> impl Future<Output = Result<Page, IdpError>> + Send;
+
+    /// Changes since `cursor`; [`IdpError::CursorExpired`] when only a full read will do.
+    fn changes_since(&self, cursor: &str)
+    -> impl Future<Output = Result<Changes, IdpError>> + Send;
+}
+
+/// Changing group membership. "Already a member" / "not a member" are success.
+pub trait GroupWriter {
+    /// `group` is the group's name as workflows write it.
+    fn set_member(
+        &self,
+        group: &str,
+        person: &PersonId,
+        member: bool,
+    ) -> impl Future<Output = Result<Change, IdpError>> + Send;
+}
+
+/// The configured connector.
+#[derive(Debug)]
+pub enum Connector {
+    File(file::FileDirectory),
+    Scim(scim::ScimDirectory),
+    Ldap(ldap::LdapDirectory),
+}
+
+impl Connector {
+    pub fn new(source: &crate::config::IdpSource) -> Self {
+        use crate::config::IdpSource;
+        match source {
+            IdpSource::File(path) => Self::File(file::FileDirectory { path: path.clone() }),
+            IdpSource::Scim(config) => Self::Scim(scim::ScimDirectory::new(config.clone())),
+            IdpSource::Ldap(config) => Self::Ldap(ldap::LdapDirectory::new(config.clone())),
+        }
+    }
+}
+
+impl Directory for Connector {
+    fn source(&self) -> String {
+        match self {
+            Self::File(c) => c.source(),
+            Self::Scim(c) => c.source(),
+            Self::Ldap(c) => c.source(),
+        }
+    }
+
+    async fn start_cursor(&self) -> Result<String, IdpError> {
+        match self {
+            Self::File(c) => c.start_cursor().await,
+            Self::Scim(c) => c.start_cursor().await,
+            Self::Ldap(c) => c.start_cursor().await,
+        }
+    }
+
+    async fn read_page(&self, resume: Option<&str>) -> Result<Page, IdpError> {
+        match self {
+            Self::File(c) => c.read_page(resume).await,
+            Self::Scim(c) => c.read_page(resume).await,
+            Self::Ldap(c) => c.read_page(resume).await,
+        }
+    }
+
+    async fn changes_since(&self, cursor: &str) -> Result<Changes, IdpError> {
+        match self {
+            Self::File(c) => c.changes_since(cursor).await,
+            Self::Scim(c) => c.changes_since(cursor).await,
+            Self::Ldap(c) => c.changes_since(cursor).await,
+        }
+    }
+}
+
+impl GroupWriter for Connector {
+    async fn set_member(
+        &self,
+        group: &str,
+        person: &PersonId,
+        member: bool,
+    ) -> Result<Change, IdpError> {
+        match self {
+            Self::File(_) => Err(IdpError::ReadOnly("file (org.yaml)")),
+            Self::Scim(c) => c.set_member(group, person, member).await,
+            Self::Ldap(c) => c.set_member(group, person, member).await,
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Org chart snapshots, the sync runs that produce them (with their staged pages, so a crash
+//! resumes), incremental cursors, and the people → Atlassian account mapping.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Store, StoreError, Tx};
+use crate::orgchart::{AccountId, Email, OrgSnapshot};
+use crate::{on_db, on_tx};
+
+/// Snapshots kept besides the newest, for a look back after a bad sync.
+const SNAPSHOTS_KEPT: i64 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub version: i64,
+    pub source: String,
+    pub taken_at: DateTime<Utc>,
+    pub people: i64,
+    pub groups: i64,
+}
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(what.into()))
+}
+
+pub async fn latest_version(store: &Store) -> Result<Option<i64>, StoreError> {
+    let row: (Option<i64>,) = on_db!(store.db(), |pool| {
+        sqlx::query_as("SELECT MAX(version) FROM org_snapshots")
+            .fetch_one(pool)
+            .await
+    })?;
+    Ok(row.0)
+}
+
+type SnapshotRow = (i64, String, DateTime<Utc>, i64, i64, String);
+
+/// The newest snapshot, parsed.
+pub async fn latest(store: &Store) -> Result<Option<(SnapshotInfo, OrgSnapshot)>, StoreError> {
+    let row: Option<SnapshotRow> = on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT version, source, taken_at, people_count, group_count, body FROM org_snapshots \
+             ORDER BY version DESC LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await
+    })?;
+    let Some((version, source, taken_at, people, groups, body)) = row else {
+        return Ok(None);
+    };
+    let snapshot: OrgSnapshot =
+        serde_json::from_str(&body).map_err(|e| corrupt(format!("org snapshot {version}: {e}")))?;
+    let info = SnapshotInfo {
+        version,
+        source,
+        taken_at,
+        people,
+        groups,
+    };
+    Ok(Some((info, snapshot)))
+}
+
+/// Writes a new snapshot; it becomes the newest when the transaction commits. Old ones beyond
+/// the few kept are removed.
+pub async fn save_snapshot(
+    tx: &mut Tx,
+    source: &str,
+    taken_at: DateTime<Utc>,
+    snapshot: &OrgSnapshot,
+) -> Result<i64, StoreError> {
+    let body =
+        serde_json::to_string(snapshot).map_err(|e| corrupt(format!("org snapshot: {e}")))?;
+    let (people, groups) = (snapshot.people.len() as i64, snapshot.groups.len() as i64);
+    let (version,): (i64,) = on_tx!(tx, |conn| {
+        sqlx::query_as(
+            "INSERT INTO org_snapshots (source, taken_at, people_count, group_count, body) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING version",
+        )
+        .bind(source)
+        .bind(taken_at)
+        .bind(people)
+        .bind(groups)
+        .bind(&body)
+        .fetch_one(&mut *conn)
+        .await
+    })?;
+    on_tx!(tx, |conn| {
+        sqlx::query("DELETE FROM org_snapshots WHERE version < $1")
+            .bind(version - SNAPSHOTS_KEPT)
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(version)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Full,
+    Incremental,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Incremental => "incremental",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    pub id: String,
+    pub source: String,
+    /// Where the interrupted read goes on from (the source's own page token).
+    pub resume: Option<String>,
+    pub pages: i64,
+    /// The incremental cursor taken when the run started.
+    pub start_cursor: Option<String>,
+    /// Whether this run picks up one a crash interrupted.
+    pub resumed: bool,
+}
+
+/// The unfinished full run of `source` if there is one (a crash interrupted it), else a new one.
+pub async fn open_full_run(
+    store: &Store,
+    source: &str,
+    start_cursor: &str,
+    now: DateTime<Utc>,
+) -> Result<SyncRun, StoreError> {
+    let running: Option<(String, Option<String>, i64, Option<String>)> = on_db!(
+        store.db(),
+        |pool| {
+            sqlx::query_as(
+            "SELECT id, resume, pages, start_cursor FROM org_sync_runs WHERE source = $1 AND kind = 'full' \
+             AND state = 'running' ORDER BY started_at DESC LIMIT 1",
+        )
+        .bind(source)
+        .fetch_optional(pool)
+        .await
+        }
+    )?;
+    if let Some((id, resume, pages, start_cursor)) = running {
+        return Ok(SyncRun {
+            id,
+            source: source.to_string(),
+            resume,
+            pages,
+            start_cursor,
+            resumed: true,
+        });
+    }
+    let id = Uuid::now_v7().to_string();
+    on_db!(store.db(), |pool| {
+        sqlx::query(
+            "INSERT INTO org_sync_runs (id, source, kind, state, pages, started_at, start_cursor) \
+             VALUES ($1, $2, 'full', 'running', 0, $3, $4)",
+        )
+        .bind(&id)
+        .bind(source)
+        .bind(now)
+        .bind(start_cursor)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(SyncRun {
+        id,
+        source: source.to_string(),
+        resume: None,
+        pages: 0,
+        start_cursor: Some(start_cursor.to_string()),
+        resumed: false,
+    })
+}
+
+/// Stages one page and where to go on from, together: a crash after this resumes after it.
+pub async fn stage_page(
+    store: &Store,
+    run_id: &str,
+    page: &crate::idp::Page,
+) -> Result<(), StoreError> {
+    let (people, groups, resume) = (&page.people, &page.groups, page.next.as_deref());
+    let mut items = Vec::with_capacity(people.len() + groups.len());
+    for p in people {
+        let body =
+            serde_json::to_string(p).map_err(|e| corrupt(format!("staging {}: {e}", p.id.0)))?;
+        items.push(("person", p.id.0.as_str(), body));
+    }
+    for g in groups {
+        let body =
+            serde_json::to_string(g).map_err(|e| corrupt(format!("staging {}: {e}", g.id)))?;
+        items.push(("group", g.id.as_str(), body));
+    }
+    for d in &page.departments {
+        let body =
+            serde_json::to_string(d).map_err(|e| corrupt(format!("staging {}: {e}", d.name)))?;
+        items.push(("department", d.name.as_str(), body));
+    }
+    let mut tx = store.begin().await?;
+    // Multi-row inserts: one round trip per few hundred items, not per item.
+    for chunk in items.chunks(500) {
+        on_tx!(&mut tx, |conn| {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO org_sync_items (run_id, kind, item_id, body) ",
+            );
+            insert.push_values(chunk, |mut row, (kind, id, body)| {
+                row.push_bind(run_id)
+                    .push_bind(*kind)
+                    .push_bind(*id)
+                    .push_bind(body);
+            });
+            insert.push(" ON CONFLICT (run_id, kind, item_id) DO UPDATE SET body = excluded.body");
+            insert.build().execute(&mut *conn).await.map(|_| ())
+        })?;
+    }
+    on_tx!(&mut tx, |conn| {
+        sqlx::query("UPDATE org_sync_runs SET resume = $1, pages = pages + 1 WHERE id = $2")
+            .bind(resume)
+            .bind(run_id)
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+    })?;
+    tx.commit().await
+}
+
+/// Everything a run staged, as a snapshot.
+pub async fn staged(store: &Store, run_id: &str) -> Result<OrgSnapshot, StoreError> {
+    let rows: Vec<(String, String, String)> = on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT kind, item_id, body FROM org_sync_items WHERE run_id = $1 ORDER BY kind, item_id",
+        )
+        .bind(run_id)
+        .fetch_all(pool)
+        .await
+    })?;
+    let mut snapshot = OrgSnapshot::default();
+    for (kind, id, body) in rows {
+        let bad = |e: serde_json::Error| corrupt(format!("staged {kind} {id}: {e}"));
+        match kind.as_str() {
+            "person" => snapshot
+                .people
+                .push(serde_json::from_str(&body).map_err(bad)?),
+            "department" => snapshot
+                .departments
+                .push(serde_json::from_str(&body).map_err(bad)?),
+            _ => snapshot
+                .groups
+                .push(serde_json::from_str(&body).map_err(bad)?),
+        }
+    }
+    Ok(snapshot)
+}
+
+/// Ends a run (`done` or `failed`) and drops what it staged.
+pub async fn finish_run(
+    tx: &mut Tx,
+    run_id: &str,
+    failed: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, |conn| {
+        sqlx::query("DELETE FROM org_sync_items WHERE run_id = $1")
+            .bind(run_id)
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+    })?;
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE org_sync_runs SET state = $1, error = $2, finished_at = $3 WHERE id = $4",
+        )
+        .bind(if failed.is_some() { "failed" } else { "done" })
+        .bind(failed)
+        .bind(now)
+        .bind(run_id)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// Records a finished incremental run (they stage nothing: their deltas apply in one go).
+pub async fn record_incremental(
+    tx: &mut Tx,
+    source: &str,
+    started_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO org_sync_runs (id, source, kind, state, pages, started_at, finished_at) \
+             VALUES ($1, $2, 'incremental', 'done', 1, $3, $4)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(source)
+        .bind(started_at)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
+}
+
+pub async fn cursor(store: &Store, source: &str) -> Result<Option<String>, StoreError> {
+    let row: Option<(String,)> = on_db!(store.db(), |pool| {
+        sqlx::query_as("SELECT cursor FROM org_sync_cursors WHERE source = $1")
+            .bind(source)
+            .fetch_optional(pool)
+            .await
+    })?;
+    Ok(row.map(|r| r.0))
+}
+
+pub async fn set_cursor(
+    tx: &mut Tx,
+    source: &str,
+    cursor: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO org_sync_cursors (source, cursor, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+        )
+        .bind(source)
+        .bind(cursor)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
+}
+
+pub async fn account_for(store: &Store, email: &Email) -> Result<Option<AccountId>, StoreError> {
+    let row: Option<(String,)> = on_db!(store.db(), |pool| {
+        sqlx::query_as("SELECT account_id FROM atlassian_accounts WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(pool)
+            .await
+    })?;
+    Ok(row.map(|r| AccountId(r.0)))
+}
+
+pub async fn remember_account(
+    store: &Store,
+    email: &Email,
+    account: &AccountId,
+    found_by: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_db!(store.db(), |pool| {
+        sqlx::query(
+            "INSERT INTO atlassian_accounts (email, account_id, found_by, resolved_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO UPDATE SET \
+             account_id = excluded.account_id, found_by = excluded.found_by, \
+             resolved_at = excluded.resolved_at",
+        )
+        .bind(email.as_str())
+        .bind(&account.0)
+        .bind(found_by)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
+}
