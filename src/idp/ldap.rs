@@ -30,6 +30,7 @@ const RC_NO_SUCH_OBJECT: u32 = 32;
 const RC_INSUFFICIENT_ACCESS: u32 = 50;
 const RC_UNWILLING: u32 = 53;
 const RC_CONSTRAINT: u32 = 19;
+const RC_SIZE_LIMIT: u32 = 4;
 /// Clock skew allowed between us and the directory for `modifyTimestamp` cursors.
 const SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
@@ -64,8 +65,10 @@ pub struct LdapConfig {
 #[derive(Debug)]
 pub struct LdapDirectory {
     config: LdapConfig,
-    /// One bound connection, reused: paged-search cookies only live on their connection.
-    session: Mutex<Option<Ldap>>,
+    /// One bound connection, reused: paged-search cookies only live on their connection. The
+    /// number names the connection, so a cookie from another one (before a crash) is known
+    /// to be stale without asking the server.
+    session: Mutex<Option<(u64, Ldap)>>,
 }
 
 /// `uid=Dan, OU=People,dc=example` → `uid=dan,ou=people,dc=example`.
@@ -170,10 +173,12 @@ impl LdapDirectory {
     }
 
     /// The bound connection, reconnecting when it was lost.
-    async fn session(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Ldap>>, IdpError> {
+    async fn session(&self) -> Result<tokio::sync::MutexGuard<'_, Option<(u64, Ldap)>>, IdpError> {
         let mut session = self.session.lock().await;
-        if session.as_mut().is_none_or(|l| l.is_closed()) {
-            *session = Some(self.connect().await?);
+        if session.as_mut().is_none_or(|(_, l)| l.is_closed()) {
+            let mut id = [0u8; 8];
+            let _ = getrandom::fill(&mut id);
+            *session = Some((u64::from_le_bytes(id), self.connect().await?));
         }
         Ok(session)
     }
@@ -210,22 +215,36 @@ impl LdapDirectory {
         }
     }
 
-    /// One page of `phase` from `cookie`; returns the entries and the next cookie (empty: done).
+    /// One page of `phase` from `cookie` (made on connection `connection`; a cookie of another
+    /// connection is stale and the phase starts over). Returns the entries, the next cookie
+    /// (empty: done) and the connection it belongs to.
     async fn search_page(
         &self,
         phase: Phase,
         since: Option<&str>,
+        connection: u64,
         cookie: Vec<u8>,
-    ) -> Result<(Vec<SearchEntry>, Vec<u8>), IdpError> {
+    ) -> Result<(Vec<SearchEntry>, Vec<u8>, u64), IdpError> {
         let filter = self.filter(phase, since);
         let attrs = match phase {
             Phase::People => Self::people_attrs(),
             Phase::Groups => vec!["cn", "member", "owner", "managedBy"],
         };
         let mut session = self.session().await?;
-        let ldap = session
+        let (current, ldap) = session
             .as_mut()
             .ok_or_else(|| IdpError::Unavailable("LDAP: no connection".into()))?;
+        let current = *current;
+        let cookie = if current == connection {
+            cookie
+        } else {
+            if !cookie.is_empty() {
+                tracing::info!(
+                    "LDAP paging cookie from an earlier connection; rereading this part"
+                );
+            }
+            Vec::new()
+        };
         let control: RawControl = PagedResults {
             size: self.config.page_size,
             cookie,
@@ -252,6 +271,14 @@ impl LdapDirectory {
                     self.config.base_dn
                 )));
             }
+            RC_SIZE_LIMIT => {
+                return Err(IdpError::Config(format!(
+                    "the LDAP server's size limit for {} stopped the paged search; allow paged \
+                     results past it (OpenLDAP: `limits dn.exact=\"{}\" size.prtotal=unlimited`; \
+                     AD: MaxPageSize at or above TOLLGATE_IDP_LDAP_PAGE_SIZE)",
+                    self.config.bind_dn, self.config.bind_dn
+                )));
+            }
             rc => {
                 return Err(IdpError::Unavailable(format!(
                     "LDAP search refused (code {rc}): {}",
@@ -263,6 +290,7 @@ impl LdapDirectory {
         Ok((
             entries.into_iter().map(SearchEntry::construct).collect(),
             cookie,
+            current,
         ))
     }
 
@@ -308,21 +336,23 @@ impl LdapDirectory {
     /// Every entry of `phase` changed since `since`, through all pages.
     async fn search_all(&self, phase: Phase, since: &str) -> Result<Vec<SearchEntry>, IdpError> {
         let mut out = Vec::new();
-        let mut cookie = Vec::new();
+        let (mut connection, mut cookie) = (0, Vec::new());
         loop {
-            let (entries, next) = self.search_page(phase, Some(since), cookie).await?;
+            let (entries, next, on) = self
+                .search_page(phase, Some(since), connection, cookie)
+                .await?;
             out.extend(entries);
             if next.is_empty() {
                 return Ok(out);
             }
-            cookie = next;
+            (connection, cookie) = (on, next);
         }
     }
 
     async fn group_dn(&self, name: &str) -> Result<String, IdpError> {
         let filter = format!("(&{}(cn={}))", self.config.group_filter, ldap_escape(name));
         let mut session = self.session().await?;
-        let ldap = session
+        let (_, ldap) = session
             .as_mut()
             .ok_or_else(|| IdpError::Unavailable("LDAP: no connection".into()))?;
         let ldap3::SearchResult(entries, _) = ldap
@@ -344,27 +374,31 @@ impl LdapDirectory {
     }
 }
 
-fn encode_cookie(phase: Phase, cookie: &[u8]) -> String {
+/// `phase:connection:cookie-hex`, the resume token stored with each staged page.
+fn encode_cookie(phase: Phase, connection: u64, cookie: &[u8]) -> String {
     let hex: String = cookie.iter().map(|b| format!("{b:02x}")).collect();
-    match phase {
-        Phase::People => format!("people:{hex}"),
-        Phase::Groups => format!("groups:{hex}"),
-    }
+    let phase = match phase {
+        Phase::People => "people",
+        Phase::Groups => "groups",
+    };
+    format!("{phase}:{connection:x}:{hex}")
 }
 
-fn decode_cookie(resume: Option<&str>) -> (Phase, Vec<u8>) {
-    let Some((phase, hex)) = resume.and_then(|r| r.split_once(':')) else {
-        return (Phase::People, Vec::new());
+fn decode_cookie(resume: Option<&str>) -> (Phase, u64, Vec<u8>) {
+    let mut parts = resume.unwrap_or_default().splitn(3, ':');
+    let phase = match parts.next() {
+        Some("groups") => Phase::Groups,
+        _ => Phase::People,
     };
-    let phase = if phase == "groups" {
-        Phase::Groups
-    } else {
-        Phase::People
-    };
+    let connection = parts
+        .next()
+        .and_then(|c| u64::from_str_radix(c, 16).ok())
+        .unwrap_or(0);
+    let hex = parts.next().unwrap_or_default();
     let bytes = (0..hex.len() / 2)
         .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
         .collect();
-    (phase, bytes)
+    (phase, connection, bytes)
 }
 
 impl Directory for LdapDirectory {
@@ -383,7 +417,7 @@ impl Directory for LdapDirectory {
                 .to_string()),
             Flavor::ActiveDirectory => {
                 let mut session = self.session().await?;
-                let ldap = session
+                let (_, ldap) = session
                     .as_mut()
                     .ok_or_else(|| IdpError::Unavailable("LDAP: no connection".into()))?;
                 let ldap3::SearchResult(entries, _) = ldap
@@ -405,26 +439,18 @@ impl Directory for LdapDirectory {
     }
 
     async fn read_page(&self, resume: Option<&str>) -> Result<Page, IdpError> {
-        let (phase, cookie) = decode_cookie(resume);
-        let resumed = !cookie.is_empty();
-        let (entries, next) = match self.search_page(phase, None, cookie).await {
-            Ok(found) => found,
-            // A cookie from a connection that is gone (a crash, a restart): the staged pages
-            // are kept and this part is read again from its start.
-            Err(IdpError::Unavailable(e)) if resumed => {
-                tracing::info!(error = %e, "LDAP paged search cookie expired, rereading this part");
-                self.search_page(phase, None, Vec::new()).await?
-            }
-            Err(e) => return Err(e),
-        };
+        // A cookie from a connection that is gone (a crash, a restart) cannot be used: the
+        // staged pages are kept, and this part is read again from its start.
+        let (phase, connection, cookie) = decode_cookie(resume);
+        let (entries, next, on) = self.search_page(phase, None, connection, cookie).await?;
         let mut page = Page::default();
         match phase {
             Phase::People => page.people = entries.iter().filter_map(|e| self.person(e)).collect(),
             Phase::Groups => page.groups = entries.iter().map(Self::group).collect(),
         }
         page.next = match (phase, next.is_empty()) {
-            (_, false) => Some(encode_cookie(phase, &next)),
-            (Phase::People, true) => Some(encode_cookie(Phase::Groups, &[])),
+            (_, false) => Some(encode_cookie(phase, on, &next)),
+            (Phase::People, true) => Some(encode_cookie(Phase::Groups, 0, &[])),
             (Phase::Groups, true) => None,
         };
         Ok(page)
@@ -465,7 +491,7 @@ impl GroupWriter for LdapDirectory {
             Mod::Delete("member", values)
         };
         let mut session = self.session().await?;
-        let ldap = session
+        let (_, ldap) = session
             .as_mut()
             .ok_or_else(|| IdpError::Unavailable("LDAP: no connection".into()))?;
         let result = ldap.modify(&dn, vec![change]).await.map_err(unavailable)?;
@@ -527,9 +553,9 @@ mod tests {
             assert_eq!(paged_cookie(&[control(bad)]), None);
         }
         assert_eq!(
-            decode_cookie(Some(&encode_cookie(Phase::Groups, b"\x01\xff"))),
-            (Phase::Groups, vec![1, 255])
+            decode_cookie(Some(&encode_cookie(Phase::Groups, 77, b"\x01\xff"))),
+            (Phase::Groups, 77, vec![1, 255])
         );
-        assert_eq!(decode_cookie(None), (Phase::People, vec![]));
+        assert_eq!(decode_cookie(None), (Phase::People, 0, vec![]));
     }
 }

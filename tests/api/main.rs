@@ -9,5 +9,6 @@ mod atlassian_ops;
 mod cli;
 mod connect;
 mod health;
+mod idp;
 mod jobs;
 mod workflows_cli;

@@ -3,6 +3,8 @@
 pub mod database;
 pub mod env;
 pub mod oracle;
+pub mod scim_server;
+pub mod slapd;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -168,4 +170,15 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A migrated store on the test database, for tests that drive the library directly.
+pub async fn store(db: &TestDatabase) -> tollgate::store::Store {
+    init();
+    let config = test_config(db, &[]);
+    let store = tollgate::store::Store::connect(&config.database)
+        .await
+        .expect("store connects");
+    store.migrate().await.expect("migrations");
+    store
 }

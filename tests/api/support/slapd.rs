@@ -1,0 +1,162 @@
+//! A throwaway OpenLDAP `slapd` (API-NOTES §7.2): configured in a temp dir, loaded offline with
+//! `slapadd`, listening on a free loopback port, killed on drop.
+
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BASE: &str = "dc=example,dc=com";
+pub const SERVICE_DN: &str = "cn=tollgate,dc=example,dc=com";
+pub const READER_DN: &str = "cn=reader,dc=example,dc=com";
+pub const PASSWORD: &str = "secret";
+
+pub struct Slapd {
+    pub url: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+pub fn available() -> bool {
+    PathBuf::from("/usr/sbin/slapd").exists() && PathBuf::from("/usr/sbin/slapadd").exists()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Slapd {
+    /// Starts slapd holding `ldif` (loaded offline, so even 100,000 entries take seconds).
+    pub fn start(ldif: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path().display().to_string();
+        std::fs::create_dir_all(format!("{d}/db")).expect("db dir");
+        let config = format!(
+            r#"include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload refint
+pidfile {d}/slapd.pid
+database mdb
+maxsize 2147483648
+suffix "{BASE}"
+rootdn "cn=admin,{BASE}"
+rootpw {PASSWORD}
+directory {d}/db
+limits dn.exact="{SERVICE_DN}" size.soft=500 size.hard=500 size.prtotal=unlimited
+index objectClass eq
+index uid,mail,cn eq
+index manager,member eq
+index modifyTimestamp eq
+access to attrs=userPassword
+    by anonymous auth
+    by * none
+access to dn.subtree="ou=groups,{BASE}" attrs=member
+    by dn.exact="{SERVICE_DN}" write
+    by * read
+access to *
+    by * read
+overlay refint
+refint_attributes member manager
+"#
+        );
+        let conf = format!("{d}/slapd.conf");
+        std::fs::write(&conf, config).expect("write config");
+        let seed = format!("{d}/seed.ldif");
+        std::fs::write(&seed, ldif).expect("write seed");
+        let loaded = Command::new("/usr/sbin/slapadd")
+            .args(["-q", "-f", &conf, "-l", &seed])
+            .output()
+            .expect("slapadd runs");
+        assert!(
+            loaded.status.success(),
+            "slapadd: {}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
+        let port = free_port();
+        let url = format!("ldap://127.0.0.1:{port}");
+        let log = std::fs::File::create(format!("{d}/slapd.log")).expect("log");
+        let child = Command::new("/usr/sbin/slapd")
+            .args(["-f", &conf, "-h", &format!("{url}/"), "-d", "0"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("slapd starts");
+        let slapd = Self { url, child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "slapd did not listen: {}",
+                slapd.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        slapd
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A person entry; `manager` is a uid.
+pub fn person(uid: &str, manager: Option<&str>, title: &str, department: &str) -> String {
+    let mut entry = format!(
+        "dn: uid={uid},ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\
+         mail: {uid}@example.com\ntitle: {title}\ndepartmentNumber: {department}\nemployeeType: full-time\n"
+    );
+    if let Some(m) = manager {
+        let _ = writeln!(entry, "manager: uid={m},ou=people,{BASE}");
+    }
+    entry
+}
+
+pub fn group(cn: &str, members: &[&str]) -> String {
+    let mut entry = format!(
+        "dn: cn={cn},ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: {cn}\nowner: uid=ceo,ou=people,{BASE}\n"
+    );
+    for m in members {
+        let _ = writeln!(entry, "member: uid={m},ou=people,{BASE}");
+    }
+    entry
+}
+
+/// The base entries, the service and reader accounts, ceo → vp → dev, two groups, and
+/// `extra` more people reporting to dev.
+pub fn seed(extra: usize) -> String {
+    let mut ldif = format!(
+        "dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+         dn: ou=people,{BASE}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=groups,{BASE}\nobjectClass: organizationalUnit\nou: groups\n\n\
+         dn: {SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: tollgate\nuserPassword: {PASSWORD}\n\n\
+         dn: {READER_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: {PASSWORD}\n\n"
+    );
+    ldif.push_str(&person("ceo", None, "CEO", "EXEC"));
+    ldif.push('\n');
+    ldif.push_str(&person("vp", Some("ceo"), "VP Engineering", "ENG"));
+    ldif.push('\n');
+    ldif.push_str(&person("dev", Some("vp"), "Engineer", "ENG"));
+    ldif.push('\n');
+    for i in 0..extra {
+        ldif.push_str(&person(&format!("p{i:06}"), Some("dev"), "Engineer", "ENG"));
+        ldif.push('\n');
+    }
+    ldif.push_str(&group("jira-admins", &["ceo"]));
+    ldif.push('\n');
+    ldif.push_str(&group("netsuite-users", &["ceo", "vp"]));
+    ldif
+}
