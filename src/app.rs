@@ -12,6 +12,9 @@ use crate::metrics::Metrics;
 use crate::secrets::{self, KeySource, SecretError};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
+
+/// How often a replica checks for an org chart newer than the one it routes with.
+const ORG_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::store::{Store, StoreError};
 
 /// Which parts this process runs.
@@ -108,7 +111,12 @@ impl Application {
             secret_key: Arc::new(secret_key),
             worker_enabled: mode.worker(),
             worker_status: Arc::new(WorkerStatus::default()),
+            org: Arc::new(crate::orgchart::cache::OrgCache::new()),
         };
+        // The newest org chart, if any sync ever ran; a broken one must not stop the start.
+        if let Err(e) = state.org.refresh(&state.store).await {
+            tracing::error!(error = %e, "cannot load the stored org chart");
+        }
         Ok(Self {
             state,
             listener,
@@ -145,8 +153,32 @@ impl Application {
         let worker = mode.worker().then(|| {
             let state = state.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(async move { jobs::run_worker(state, shutdown).await })
+            tokio::spawn(async move {
+                if let Err(e) = jobs::schedule_org_sync(&state).await {
+                    tracing::error!(error = %e, "cannot schedule the org sync");
+                }
+                jobs::run_worker(state, shutdown).await
+            })
         });
+        // Every replica notices a snapshot written by any other.
+        let org_poller = {
+            let state = state.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(ORG_POLL_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.wait() => break,
+                        _ = tick.tick() => {
+                            if let Err(e) = state.org.refresh(&state.store).await {
+                                tracing::warn!(error = %e, "checking for a newer org chart failed");
+                            }
+                        }
+                    }
+                }
+            })
+        };
 
         let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let server = listener.map(|listener| {
@@ -201,6 +233,7 @@ impl Application {
                 Err(_) => tracing::warn!("job worker did not stop within the shutdown timeout"),
             }
         }
+        let _ = org_poller.await;
         state.store.close().await;
         tracing::info!("tollgate stopped");
         result

@@ -22,4 +22,6 @@ pub struct AppState {
     pub worker_status: Arc<WorkerStatus>,
     pub connect: Arc<Connect>,
     pub intake: crate::intake::Intake,
+    /// The org chart routing uses, refreshed from the newest stored snapshot.
+    pub org: Arc<crate::orgchart::cache::OrgCache>,
 }

@@ -36,6 +36,9 @@ pub enum Job {
     /// Process inbound events (webhooks) stored by intake, in order: one job per committed
     /// intake batch, so a burst costs the queue one job per batch rather than per event.
     ProcessInbound { ids: Vec<Uuid> },
+    /// Sync the org chart for one slot of `idp.sync_interval` (slots count from the epoch, so
+    /// every replica names the same slot and only one job runs per slot).
+    OrgSync { slot: i64 },
 }
 
 impl Job {
@@ -44,6 +47,7 @@ impl Job {
         match self {
             Job::SelfCheck { .. } => "self_check",
             Job::ProcessInbound { .. } => "process_inbound",
+            Job::OrgSync { .. } => "org_sync",
         }
     }
 
@@ -53,6 +57,7 @@ impl Job {
             Job::SelfCheck { id } => Some(format!("self_check:{id}")),
             // Event ids are fresh UUIDs, so the first names the batch.
             Job::ProcessInbound { ids } => ids.first().map(|id| format!("inbound:{id}")),
+            Job::OrgSync { slot } => Some(format!("org_sync:{slot}")),
         }
     }
 }
@@ -268,6 +273,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             }
             Ok(())
         }
+        Job::OrgSync { slot } => org_sync(state, *slot).await,
         Job::ProcessInbound { ids } => {
             // The request engine (routing, approvals) takes events from here; until it exists
             // an event is only marked processed, so the queue drains. Each event is handled on
@@ -294,6 +300,63 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
                 newly = marked,
                 "inbound events processed"
             );
+            Ok(())
+        }
+    }
+}
+
+/// A full read at least this often: incremental reads do not see removals.
+const FULL_SYNC_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+fn sync_slot(state: &AppState, at: DateTime<Utc>) -> (i64, i64) {
+    let interval = i64::try_from(state.config.idp.sync_interval.as_secs())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    (at.timestamp().div_euclid(interval), interval)
+}
+
+/// Schedules the org sync of the next slot, and of the current one when no org chart exists
+/// yet (a new deployment syncs right away). Idempotent across replicas.
+pub async fn schedule_org_sync(state: &AppState) -> Result<(), JobError> {
+    let now = state.clock.now();
+    let (slot, interval) = sync_slot(state, now);
+    let mut tx = state.store.begin().await?;
+    if crate::store::org::latest_version(&state.store)
+        .await?
+        .is_none()
+    {
+        schedule(&mut tx, &Job::OrgSync { slot }, now).await?;
+    }
+    let next = DateTime::from_timestamp((slot + 1) * interval, 0).unwrap_or(now);
+    schedule(&mut tx, &Job::OrgSync { slot: slot + 1 }, next).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
+    use crate::idp::{Connector, Directory};
+    // The next slot is queued first, so a sync that fails for good does not end the schedule.
+    let (_, interval) = sync_slot(state, state.clock.now());
+    let next = DateTime::from_timestamp((slot + 1) * interval, 0).unwrap_or(state.clock.now());
+    let mut tx = state.store.begin().await?;
+    schedule(&mut tx, &Job::OrgSync { slot: slot + 1 }, next).await?;
+    tx.commit().await?;
+
+    let connector = Connector::new(&state.config.idp.source);
+    let last_full = crate::store::org::last_full_sync(&state.store, &connector.source()).await?;
+    let full = last_full.is_none_or(|at| state.clock.now() - at > FULL_SYNC_EVERY);
+    let quiet = crate::orgchart::sync::Quiet;
+    match crate::orgchart::sync::sync(&state.store, &connector, &*state.clock, full, &quiet).await {
+        Ok(report) => {
+            tracing::info!(?report, "org chart synced");
+            state.org.refresh(&state.store).await?;
+            Ok(())
+        }
+        Err(e) if e.is_retryable() => Err(e.into()),
+        Err(e) => {
+            // Retrying will not help (bad configuration, an empty source): say so loudly and
+            // wait for the next slot.
+            tracing::error!(error = %e, "org sync failed; the current org chart is kept");
             Ok(())
         }
     }

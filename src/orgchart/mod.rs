@@ -4,6 +4,7 @@
 //! [`OrgIndex`] turns one into the lookups routing needs. Both are plain data: no I/O here
 //! except reading a file in [`file`].
 
+pub mod accounts;
 pub mod cache;
 pub mod file;
 mod index;

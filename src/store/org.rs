@@ -306,6 +306,23 @@ pub async fn record_incremental(
     Ok(())
 }
 
+/// When the last full sync of `source` finished.
+pub async fn last_full_sync(
+    store: &Store,
+    source: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let row: Option<(DateTime<Utc>,)> = on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT finished_at FROM org_sync_runs WHERE source = $1 AND kind = 'full' \
+             AND state = 'done' ORDER BY finished_at DESC LIMIT 1",
+        )
+        .bind(source)
+        .fetch_optional(pool)
+        .await
+    })?;
+    Ok(row.map(|r| r.0))
+}
+
 pub async fn cursor(store: &Store, source: &str) -> Result<Option<String>, StoreError> {
     let row: Option<(String,)> = on_db!(store.db(), |pool| {
         sqlx::query_as("SELECT cursor FROM org_sync_cursors WHERE source = $1")

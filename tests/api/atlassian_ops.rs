@@ -686,3 +686,47 @@ async fn outbound_connect_tokens_verify_with_atlassian_jwt() {
         );
     }
 }
+
+#[tokio::test]
+async fn people_are_matched_to_accounts_once_and_the_match_is_stored() {
+    use tollgate::clock::SystemClock;
+    use tollgate::orgchart::accounts::account_for;
+    use tollgate::orgchart::{EmploymentType, Person, PersonId};
+
+    let cloud = cloud_with(World::sample(), all_credentials).await;
+    let db = crate::support::TestDatabase::create().await;
+    let store = crate::support::store(&db).await;
+    let person = |email: &str, account: Option<&str>| Person {
+        id: PersonId(email.into()),
+        email: Email::parse(email).expect("email"),
+        display_name: email.into(),
+        title: None,
+        department: None,
+        cost_center: None,
+        manager: None,
+        active: true,
+        employment_type: EmploymentType::FullTime,
+        atlassian_account_id: account.map(id),
+        attributes: Default::default(),
+    };
+    let erin = person("erin.evans@acme.io", None);
+    let found = account_for(&store, &cloud.atlassian, &cloud.jira, &erin, &SystemClock).await;
+    assert_eq!(found.expect("lookup"), Some(id(ERIN)));
+    let calls = cloud.fake.recorded().len();
+    assert!(calls > 0);
+    let again = account_for(&store, &cloud.atlassian, &cloud.jira, &erin, &SystemClock).await;
+    assert_eq!(again.expect("stored"), Some(id(ERIN)));
+    assert_eq!(
+        cloud.fake.recorded().len(),
+        calls,
+        "the stored match answered"
+    );
+
+    // The source's own account id wins without any call; an unknown email is None.
+    let stated = person("x@acme.io", Some(DAN));
+    let found = account_for(&store, &cloud.atlassian, &cloud.jira, &stated, &SystemClock).await;
+    assert_eq!(found.expect("stated"), Some(id(DAN)));
+    let nobody = person("nobody@acme.io", None);
+    let found = account_for(&store, &cloud.atlassian, &cloud.jira, &nobody, &SystemClock).await;
+    assert_eq!(found.expect("no error"), None);
+}

@@ -342,3 +342,33 @@ async fn scim_sync_and_grant() {
         other => panic!("expected a configuration error, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn serve_syncs_the_org_on_start_and_replicas_notice_new_snapshots() {
+    // A web-only replica with no org chart yet…
+    let replica = support::spawn_app_with(tollgate::app::Mode::WebOnly, &[]).await;
+    assert!(replica.state.org.index().is_none());
+    // …and a worker process on the same database: its first org sync runs at once.
+    let store = support::store(&replica.db).await;
+    let worker = tollgate::idp::Connector::new(&replica.state.config.idp.source);
+    sync::sync(&store, &worker, &SystemClock, false, &Quiet)
+        .await
+        .expect("sync from org.yaml");
+    let seen = support::eventually(std::time::Duration::from_secs(15), || async {
+        replica.state.org.index().map(|index| index.len())
+    })
+    .await;
+    assert_eq!(
+        seen,
+        Some(34),
+        "the replica loaded the shipped org.yaml's 34 people"
+    );
+
+    // A full process schedules and runs the sync itself.
+    let app = support::spawn_app().await;
+    let synced = support::eventually(std::time::Duration::from_secs(15), || async {
+        app.state.org.index().map(|index| index.len())
+    })
+    .await;
+    assert_eq!(synced, Some(34));
+}
