@@ -3,3 +3,4 @@
 
 pub mod atlassian;
 pub mod contract;
+pub mod slapd;

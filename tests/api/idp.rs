@@ -17,7 +17,9 @@ use tollgate::orgchart::sync::{self, Quiet, SyncError};
 use tollgate::store::Store;
 use tollgate::store::org::RunKind;
 
-use crate::support::{self, TestDatabase, env, scim_server, slapd};
+use tollgate::fakes::slapd;
+
+use crate::support::{self, TestDatabase, env, scim_server};
 
 struct People {
     ceo: PersonId,

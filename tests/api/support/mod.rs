@@ -4,7 +4,6 @@ pub mod database;
 pub mod env;
 pub mod oracle;
 pub mod scim_server;
-pub mod slapd;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

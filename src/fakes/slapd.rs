@@ -1,8 +1,9 @@
-//! A throwaway OpenLDAP `slapd` (API-NOTES §7.2): configured in a temp dir, loaded offline with
-//! `slapadd`, listening on a free loopback port, killed on drop.
+//! A throwaway OpenLDAP `slapd` (API-NOTES §7.2), the real LDAP server of the identity tests
+//! and benchmarks: configured in a temp dir, loaded offline with `slapadd`, listening on a free
+//! loopback port, killed (and its directory removed) on drop.
 
 use std::fmt::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ pub const PASSWORD: &str = "secret";
 pub struct Slapd {
     pub url: String,
     child: Child,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 pub fn available() -> bool {
@@ -31,8 +32,16 @@ fn free_port() -> u16 {
 impl Slapd {
     /// Starts slapd holding `ldif` (loaded offline, so even 100,000 entries take seconds).
     pub fn start(ldif: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let d = dir.path().display().to_string();
+        let dir = std::env::temp_dir().join(format!("tollgate-slapd-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("slapd dir");
+        let seed = dir.join("seed.ldif");
+        std::fs::write(&seed, ldif).expect("write seed");
+        Self::start_from(dir, &seed)
+    }
+
+    /// Starts slapd loaded from an LDIF file already written into `dir`.
+    pub fn start_from(dir: PathBuf, seed: &Path) -> Self {
+        let d = dir.display().to_string();
         std::fs::create_dir_all(format!("{d}/db")).expect("db dir");
         let config = format!(
             r#"include /etc/ldap/schema/core.schema
@@ -68,8 +77,7 @@ refint_attributes member manager
         );
         let conf = format!("{d}/slapd.conf");
         std::fs::write(&conf, config).expect("write config");
-        let seed = format!("{d}/seed.ldif");
-        std::fs::write(&seed, ldif).expect("write seed");
+        let seed = seed.display().to_string();
         let loaded = Command::new("/usr/sbin/slapadd")
             .args(["-q", "-f", &conf, "-l", &seed])
             .output()
@@ -102,7 +110,7 @@ refint_attributes member manager
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("slapd.log")).unwrap_or_default()
     }
 }
 
@@ -110,6 +118,7 @@ impl Drop for Slapd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
