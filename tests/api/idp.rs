@@ -374,3 +374,95 @@ async fn serve_syncs_the_org_on_start_and_replicas_notice_new_snapshots() {
     .await;
     assert_eq!(synced, Some(34));
 }
+
+#[tokio::test]
+async fn a_changed_org_file_falls_back_to_a_full_read_and_an_empty_one_is_refused() {
+    use tollgate::idp::file::FileDirectory;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("org.yaml");
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/org.yaml"))
+            .expect("shipped org.yaml");
+    std::fs::write(&path, &shipped).expect("write");
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let file = FileDirectory { path: path.clone() };
+
+    let first = sync::sync(&store, &file, &SystemClock, false, &Quiet)
+        .await
+        .expect("first");
+    assert_eq!((first.kind, first.people), (RunKind::Full, 34));
+    let unchanged = sync::sync(&store, &file, &SystemClock, false, &Quiet)
+        .await
+        .expect("again");
+    assert_eq!(
+        (unchanged.kind, unchanged.version),
+        (RunKind::Incremental, None)
+    );
+
+    let fewer: String = shipped.replace("title: Controller,", "title: Chief Controller,");
+    std::fs::write(&path, fewer).expect("edit");
+    let reloaded = sync::sync(&store, &file, &SystemClock, false, &Quiet)
+        .await
+        .expect("reload");
+    assert!(reloaded.fell_back_to_full, "{reloaded:?}");
+    assert!(reloaded.version > first.version);
+
+    std::fs::write(&path, "people: []\n").expect("empty");
+    match sync::sync(&store, &file, &SystemClock, true, &Quiet).await {
+        Err(SyncError::Empty) => {}
+        other => panic!("expected the empty org to be refused, got {other:?}"),
+    }
+    assert_eq!(
+        tollgate::store::org::latest_version(&store)
+            .await
+            .expect("version"),
+        reloaded.version,
+        "the previous org chart stays current"
+    );
+    let connector = tollgate::idp::Connector::File(file.clone());
+    let refused = connector
+        .set_member("finance", &PersonId("x".into()), true)
+        .await;
+    assert!(refused.is_err_and(|e| matches!(e, IdpError::ReadOnly(_))));
+}
+
+#[test]
+fn org_sync_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let run = |args: &[&str]| {
+        support::binary()
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("TOLLGATE_WORKFLOWS_DIR", "workflows")
+            .output()
+            .expect("runs")
+    };
+    let out = run(&["org", "sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("full sync: 34 people, "), "{stdout}");
+    assert!(stdout.contains("snapshot 1 is now current"), "{stdout}");
+    let out = run(&["org", "sync"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("incremental sync: 0 people"));
+    let out = run(&["org", "sync", "--full"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("snapshot 2 is now current"));
+
+    let bad = support::binary()
+        .args(["org", "sync"])
+        .env("DATABASE_URL", &url)
+        .env("TOLLGATE_IDP_KIND", "ldap")
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("TOLLGATE_IDP_LDAP_URL"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
