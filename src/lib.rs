@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod atlassian;
+pub mod audit;
 pub mod change;
 pub mod cli;
 pub mod clock;

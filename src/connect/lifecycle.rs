@@ -159,6 +159,21 @@ pub async fn installed(
         uninstalled_at: None,
     };
     tenants::upsert_install(&mut tx, &tenant).await?;
+    let action = if existing.is_some() {
+        "tenant.reinstalled"
+    } else {
+        "tenant.installed"
+    };
+    audit_lifecycle(
+        &mut tx,
+        &tenant.client_key,
+        action,
+        now,
+        serde_json::json!({
+            "product": product.as_str(), "base_url": tenant.base_url, "app_key": tenant.app_key,
+        }),
+    )
+    .await?;
     tx.commit().await?;
     state.connect.tenants.forget(&tenant.client_key);
     tracing::info!(
@@ -191,6 +206,14 @@ pub async fn uninstalled(
     };
     // The tenant's data and audit history stay; a reinstall picks them up again.
     tenants::set_state(&mut tx, &client_key, TenantState::Uninstalled, now).await?;
+    audit_lifecycle(
+        &mut tx,
+        &client_key,
+        "tenant.uninstalled",
+        now,
+        serde_json::json!({}),
+    )
+    .await?;
     tx.commit().await?;
     state.connect.tenants.forget(&client_key);
     tracing::info!(client_key, "app uninstalled");
@@ -243,7 +266,21 @@ pub async fn set_enabled(
         TenantState::Disabled
     };
     let mut tx = state.store.begin().await?;
-    tenants::set_state(&mut tx, &payload.client_key, target, state.clock.now()).await?;
+    let now = state.clock.now();
+    tenants::set_state(&mut tx, &payload.client_key, target, now).await?;
+    let action = if enabled {
+        "tenant.enabled"
+    } else {
+        "tenant.disabled"
+    };
+    audit_lifecycle(
+        &mut tx,
+        &payload.client_key,
+        action,
+        now,
+        serde_json::json!({}),
+    )
+    .await?;
     tx.commit().await?;
     state.connect.tenants.forget(&payload.client_key);
     tracing::info!(
@@ -253,4 +290,26 @@ pub async fn set_enabled(
         "app lifecycle"
     );
     Ok(())
+}
+
+/// A lifecycle change on the tenant's own chain, in the transaction that makes it.
+async fn audit_lifecycle(
+    tx: &mut crate::store::Tx,
+    client_key: &str,
+    action: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    details: serde_json::Value,
+) -> Result<(), StoreError> {
+    let event = crate::audit::Event {
+        at: now,
+        tenant: Some(client_key.to_string()),
+        request_id: None,
+        ticket_key: None,
+        actor: crate::audit::Actor::System("atlassian".into()),
+        action: action.to_string(),
+        target: Some(client_key.to_string()),
+        details,
+        workflow_version: None,
+    };
+    crate::audit::append(tx, &event).await.map(|_| ())
 }

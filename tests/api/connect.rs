@@ -328,6 +328,13 @@ async fn disabled_and_uninstalled_tenants_are_refused_and_reinstall_resumes() {
         "history is picked up again"
     );
     assert_eq!(back.uninstalled_at, None);
+    // installed, enabled, disabled, enabled, uninstalled, reinstalled: each on the tenant's chain.
+    assert_eq!(
+        tollgate::audit::verify_chain(&env.app.state.store, &site.client_key)
+            .await
+            .expect("read"),
+        Ok(6)
+    );
 }
 
 #[tokio::test]

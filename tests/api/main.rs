@@ -6,6 +6,7 @@ mod support;
 
 mod atlassian_client;
 mod atlassian_ops;
+mod audit;
 mod cli;
 mod connect;
 mod health;
