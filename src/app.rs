@@ -13,6 +13,27 @@ use crate::secrets::{self, KeySource, SecretError};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
+/// Concurrent calls to one Atlassian site.
+const ATLASSIAN_CONCURRENCY_PER_TENANT: usize = 4;
+
+/// The workflows as `workflows check` sees them; errors are logged and requests wait for a fix.
+fn load_workflows(dir: &std::path::Path) -> Option<Arc<crate::workflow::Workflows>> {
+    let outcome = crate::workflow::load_dir(dir, None);
+    for d in &outcome.diagnostics {
+        tracing::warn!(file = %d.file.display(), line = d.pos.line, message = d.message, "workflows");
+    }
+    match outcome.workflows {
+        Some(w) => {
+            tracing::info!(version = w.version, dir = %dir.display(), "workflows loaded");
+            Some(Arc::new(w))
+        }
+        None => {
+            tracing::error!(dir = %dir.display(), "workflows have errors: access requests wait until they are fixed (`tollgate workflows check`)");
+            None
+        }
+    }
+}
+
 /// How often a replica checks for an org chart newer than the one it routes with.
 const ORG_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::store::{Store, StoreError};
@@ -101,6 +122,8 @@ impl Application {
             None
         };
 
+        let config_atlassian = config.atlassian.clone();
+        let workflows = load_workflows(&config.workflows_dir);
         let state = AppState {
             connect: Arc::new(crate::connect::Connect::new(&config)),
             intake: crate::intake::Intake::start(store.dedicated_writer().await?),
@@ -112,6 +135,14 @@ impl Application {
             worker_enabled: mode.worker(),
             worker_status: Arc::new(WorkerStatus::default()),
             org: Arc::new(crate::orgchart::cache::OrgCache::new()),
+            atlassian: crate::atlassian::Atlassian::new(
+                Arc::new(crate::atlassian::client::AtlassianClient::new(
+                    crate::atlassian::retry::RetryPolicy::default(),
+                    ATLASSIAN_CONCURRENCY_PER_TENANT,
+                )),
+                crate::atlassian::Credentials::from_config(&config_atlassian),
+            ),
+            workflows,
         };
         // The newest org chart, if any sync ever ran; a broken one must not stop the start.
         if let Err(e) = state.org.refresh(&state.store).await {

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod duration;
+pub mod engine;
 pub mod error;
 #[cfg(feature = "fakes")]
 pub mod fakes;

@@ -24,4 +24,14 @@ pub struct AppState {
     pub intake: crate::intake::Intake,
     /// The org chart routing uses, refreshed from the newest stored snapshot.
     pub org: Arc<crate::orgchart::cache::OrgCache>,
+    /// Outbound calls to Atlassian with this deployment's credentials.
+    pub atlassian: crate::atlassian::Atlassian,
+    /// The workflows loaded at start (`None` when they have errors: requests wait).
+    pub workflows: Option<Arc<crate::workflow::Workflows>>,
+}
+
+impl AppState {
+    pub fn workflows(&self) -> Option<Arc<crate::workflow::Workflows>> {
+        self.workflows.clone()
+    }
 }

@@ -32,6 +32,41 @@ pub fn render(text: &str) -> Value {
     json!({"type": "doc", "version": 1, "content": content})
 }
 
+/// The text of an ADF document (or plain text as is): paragraphs and list items on their own
+/// lines. Webhooks and v3 reads give ADF; commands and justifications are read from this.
+pub fn plain_text(value: &Value) -> String {
+    fn walk(node: &Value, out: &mut String) {
+        match node {
+            Value::String(s) => out.push_str(s),
+            Value::Object(map) => {
+                if let Some(text) = map.get("text").and_then(Value::as_str) {
+                    out.push_str(text);
+                }
+                if map.get("type").and_then(Value::as_str) == Some("hardBreak") {
+                    out.push('\n');
+                }
+                if let Some(children) = map.get("content").and_then(Value::as_array) {
+                    for child in children {
+                        walk(child, out);
+                    }
+                }
+                if matches!(
+                    map.get("type").and_then(Value::as_str),
+                    Some("paragraph" | "heading" | "listItem" | "codeBlock")
+                ) && !out.ends_with('\n')
+                {
+                    out.push('\n');
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    walk(value, &mut out);
+    out.trim().to_string()
+}
+
 fn bullet(line: &str) -> Option<&str> {
     let line = line.trim_start();
     line.strip_prefix("- ").or_else(|| line.strip_prefix("* "))
@@ -180,6 +215,13 @@ mod tests {
         );
         assert_eq!(content[3]["text"], "https://x.example/a");
         assert_eq!(content[4]["text"], ".");
+    }
+
+    #[test]
+    fn plain_text_reads_back_what_render_wrote() {
+        let doc = render("/approve looks fine\nsecond line\n\n- a\n- b");
+        assert_eq!(plain_text(&doc), "/approve looks fine\nsecond line\na\nb");
+        assert_eq!(plain_text(&json!("  plain  ")), "plain");
     }
 
     #[test]

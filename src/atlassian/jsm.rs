@@ -20,6 +20,7 @@ pub enum Visibility {
 pub struct CustomerRequest {
     pub issue_key: String,
     pub request_type_id: Option<String>,
+    pub request_type_name: Option<String>,
     pub service_desk_id: Option<String>,
     pub reporter: Option<AccountId>,
     /// `[{fieldId, label, value}]` as JSM returned them.
@@ -85,6 +86,7 @@ impl Atlassian {
         Ok(CustomerRequest {
             issue_key: text("/issueKey").unwrap_or_else(|| key.to_string()),
             request_type_id: text("/requestTypeId"),
+            request_type_name: text("/requestType/name"),
             service_desk_id: text("/serviceDeskId"),
             reporter: text("/reporter/accountId").map(AccountId),
             field_values: value["requestFieldValues"]

@@ -39,6 +39,13 @@ pub enum Job {
     /// Sync the org chart for one slot of `idp.sync_interval` (slots count from the epoch, so
     /// every replica names the same slot and only one job runs per slot).
     OrgSync { slot: i64 },
+    /// Tell a ticket about a change (comment, participants, transition); `key` makes it once-only.
+    TicketNotice {
+        tenant: String,
+        ticket_key: String,
+        notice: crate::engine::notices::Notice,
+        key: String,
+    },
 }
 
 impl Job {
@@ -48,6 +55,7 @@ impl Job {
             Job::SelfCheck { .. } => "self_check",
             Job::ProcessInbound { .. } => "process_inbound",
             Job::OrgSync { .. } => "org_sync",
+            Job::TicketNotice { .. } => "ticket_notice",
         }
     }
 
@@ -58,6 +66,7 @@ impl Job {
             // Event ids are fresh UUIDs, so the first names the batch.
             Job::ProcessInbound { ids } => ids.first().map(|id| format!("inbound:{id}")),
             Job::OrgSync { slot } => Some(format!("org_sync:{slot}")),
+            Job::TicketNotice { key, .. } => Some(format!("notice:{key}")),
         }
     }
 }
@@ -274,10 +283,22 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             Ok(())
         }
         Job::OrgSync { slot } => org_sync(state, *slot).await,
+        Job::TicketNotice {
+            tenant,
+            ticket_key,
+            notice,
+            ..
+        } => match crate::engine::notices::deliver(state, tenant, ticket_key, notice).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_retryable() => Err(e.into()),
+            Err(e) => {
+                tracing::error!(ticket_key, error = %e, "the ticket could not be told; giving up");
+                Ok(())
+            }
+        },
         Job::ProcessInbound { ids } => {
-            // The request engine (routing, approvals) takes events from here; until it exists
-            // an event is only marked processed, so the queue drains. Each event is handled on
-            // its own, so a redelivered job redoes nothing that was done.
+            // Each event goes to the request engine on its own; a redelivered job redoes
+            // nothing that was done.
             let now = state.clock.now();
             for id in ids {
                 let Some(event) = inbound::get(&state.store, *id).await? else {
@@ -286,6 +307,14 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
                 };
                 if event.processed_at.is_some() {
                     continue;
+                }
+                match crate::engine::handle(state, &event).await {
+                    Ok(()) => {}
+                    // The whole batch is retried; what was done is not done twice.
+                    Err(e) if e.is_retryable() => return Err(e.into()),
+                    Err(e) => {
+                        tracing::error!(%id, error = %e, "inbound event could not be handled")
+                    }
                 }
                 tracing::debug!(
                     tenant = event.tenant,

@@ -36,3 +36,40 @@ pub async fn account_for(
     org_store::remember_account(store, &person.email, &found, "email lookup", clock.now()).await?;
     Ok(Some(found))
 }
+
+/// The org chart person behind an Atlassian account: the id the source states, a stored match,
+/// the account's email where Jira shows it, or the Admin API's user list. A match found by a
+/// lookup is stored.
+pub async fn person_for_account(
+    store: &Store,
+    atlassian: &Atlassian,
+    site: &Site,
+    org: &crate::orgchart::OrgIndex,
+    account: &AccountId,
+    clock: &dyn Clock,
+) -> Result<Option<crate::orgchart::PersonIdx>, AccountError> {
+    if let Some(idx) = org.by_account(account) {
+        return Ok(Some(idx));
+    }
+    if let Some(email) = org_store::email_for_account(store, account).await? {
+        return Ok(org.by_email(&email));
+    }
+    let mut email = atlassian.user(site, account).await?.email;
+    if email.is_none()
+        && atlassian
+            .credentials()
+            .has(crate::atlassian::CredentialKind::AdminApi)
+    {
+        email = atlassian
+            .org_users()
+            .await?
+            .into_iter()
+            .find(|u| &u.account_id == account)
+            .and_then(|u| u.email);
+    }
+    let Some(email) = email else {
+        return Ok(None);
+    };
+    org_store::remember_account(store, &email, account, "account lookup", clock.now()).await?;
+    Ok(org.by_email(&email))
+}

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{Email, Group, OrgSnapshot, Person, PersonId};
+use super::{AccountId, Email, Group, OrgSnapshot, Person, PersonId};
 
 /// A person's position in the index. Only valid for the index that produced it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,6 +24,7 @@ pub struct OrgIndex {
     groups_of: Vec<Vec<u32>>,
     by_id: HashMap<PersonId, PersonIdx>,
     by_email: HashMap<Email, PersonIdx>,
+    by_account: HashMap<AccountId, PersonIdx>,
     by_title: HashMap<String, Vec<PersonIdx>>,
     by_department: HashMap<String, Vec<PersonIdx>>,
     department_heads: HashMap<String, PersonIdx>,
@@ -69,6 +70,9 @@ impl OrgIndex {
             }
             index.by_id.insert(person.id.clone(), idx);
             index.by_email.insert(person.email.clone(), idx);
+            if let Some(account) = &person.atlassian_account_id {
+                index.by_account.insert(account.clone(), idx);
+            }
             if let Some(title) = &person.title {
                 index.by_title.entry(fold(title)).or_default().push(idx);
             }
@@ -216,6 +220,11 @@ impl OrgIndex {
 
     pub fn by_email(&self, email: &Email) -> Option<PersonIdx> {
         self.by_email.get(email).copied()
+    }
+
+    /// The person whose source states this Atlassian account.
+    pub fn by_account(&self, account: &AccountId) -> Option<PersonIdx> {
+        self.by_account.get(account).copied()
     }
 
     pub fn by_id(&self, id: &PersonId) -> Option<PersonIdx> {

@@ -6,6 +6,7 @@
 
 pub mod inbound;
 pub mod org;
+pub mod requests;
 pub mod selfcheck;
 pub mod tenants;
 

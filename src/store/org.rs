@@ -364,6 +364,20 @@ pub async fn account_for(store: &Store, email: &Email) -> Result<Option<AccountI
     Ok(row.map(|r| AccountId(r.0)))
 }
 
+/// The email a stored match gives an account.
+pub async fn email_for_account(
+    store: &Store,
+    account: &AccountId,
+) -> Result<Option<Email>, StoreError> {
+    let row: Option<(String,)> = on_db!(store.db(), |pool| {
+        sqlx::query_as("SELECT email FROM atlassian_accounts WHERE account_id = $1 LIMIT 1")
+            .bind(&account.0)
+            .fetch_optional(pool)
+            .await
+    })?;
+    Ok(row.and_then(|r| Email::parse(&r.0).ok()))
+}
+
 pub async fn remember_account(
     store: &Store,
     email: &Email,

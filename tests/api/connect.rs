@@ -24,6 +24,8 @@ const KID: &str = "key-1";
 struct Env {
     app: TestApp,
     keys: InstallKeyServer,
+    /// Where the installed site lives, so the engine's calls back are answered.
+    cloud: tollgate::fakes::atlassian::FakeAtlassian,
 }
 
 async fn start() -> Env {
@@ -40,7 +42,13 @@ async fn start() -> Env {
         Arc::new(SystemClock),
     )
     .await;
-    Env { app, keys }
+    let cloud = tollgate::fakes::atlassian::FakeAtlassian::start(
+        tollgate::fakes::atlassian::World::sample(),
+        Default::default(),
+    )
+    .await
+    .expect("fake cloud");
+    Env { app, keys, cloud }
 }
 
 fn app_url(app: &TestApp) -> String {
@@ -48,7 +56,10 @@ fn app_url(app: &TestApp) -> String {
 }
 
 async fn installed_site(env: &Env) -> FakeSite {
-    let site = FakeSite::jira(&app_url(&env.app), "acme.atlassian.net", KID);
+    let site =
+        FakeSite::jira(&app_url(&env.app), "acme.atlassian.net", KID).at(&env.cloud.site_url());
+    let descriptor = site.descriptor().await.expect("descriptor");
+    env.cloud.install(site.fake_tenant(&descriptor));
     let response = site.install().await.expect("sent");
     assert_eq!(
         response.status(),
@@ -350,7 +361,7 @@ async fn page_loads_need_a_request_bound_token_and_context_calls_accept_context_
             .text()
             .await
             .expect("html")
-            .contains("acme.atlassian.net")
+            .contains(&site.base_url)
     );
 
     let now = Utc::now().timestamp();

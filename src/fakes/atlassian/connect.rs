@@ -124,6 +124,28 @@ impl FakeSite {
         }
     }
 
+    /// The same site served from `base_url` (a [`super::FakeAtlassian`]'s), so the app's
+    /// calls back reach the fake.
+    pub fn at(mut self, base_url: &str) -> Self {
+        self.base_url = base_url.trim_end_matches('/').to_string();
+        self
+    }
+
+    /// This install as the fake cloud must know it to check the app's calls.
+    pub fn fake_tenant(&self, descriptor: &Value) -> super::FakeTenant {
+        let base_path = if self.product == "confluence" {
+            "/wiki"
+        } else {
+            ""
+        };
+        super::FakeTenant::from_descriptor(
+            descriptor,
+            &self.client_key,
+            &self.shared_secret,
+            base_path,
+        )
+    }
+
     /// The descriptor the app serves for this product.
     pub async fn descriptor(&self) -> reqwest::Result<Value> {
         let path = if self.product == "confluence" {

@@ -101,6 +101,7 @@ async fn get_request(State(w): St, Path(key): Path<String>) -> Response {
         "issueId": issue.id,
         "issueKey": issue.key,
         "requestTypeId": issue.request_type_id,
+        "requestType": {"id": issue.request_type_id, "name": issue.request_type_name},
         "serviceDeskId": issue.service_desk_id,
         "reporter": reporter,
         "requestFieldValues": fields,

@@ -37,6 +37,7 @@ pub struct FakeIssue {
     /// JSM approvals as `ApprovalDTO`s.
     pub approvals: Vec<Value>,
     pub request_type_id: String,
+    pub request_type_name: String,
     pub service_desk_id: String,
 }
 
@@ -177,6 +178,7 @@ impl World {
                 participants: Vec::new(),
                 approvals: Vec::new(),
                 request_type_id: "12".into(),
+                request_type_name: "Request access".into(),
                 service_desk_id: "1".into(),
             },
         );

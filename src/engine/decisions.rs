@@ -1,0 +1,292 @@
+//! Decisions made in the ticket: JSM approvals answered by an approver, or `/approve` and
+//! `/decline` comments. Only a current-stage approver who is not the requester decides, once;
+//! a refused attempt is answered in the ticket and recorded in the audit log.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::machine::{self, Next, Refusal, Verdict};
+use super::{EngineError, notices, site};
+use crate::atlassian::adf;
+use crate::atlassian::jsm::Decision as JsmDecision;
+use crate::audit::{self, Actor, Event};
+use crate::state::AppState;
+use crate::store::requests;
+
+/// `/approve [reason]` or `/decline [reason]` on the comment's first line; anything else is
+/// conversation and ignored.
+pub fn command(text: &str) -> Option<(Verdict, Option<String>)> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let verdict = match word.to_ascii_lowercase().as_str() {
+        "/approve" => Verdict::Approve,
+        "/decline" => Verdict::Decline,
+        _ => return None,
+    };
+    let reason = rest.trim();
+    Some((verdict, (!reason.is_empty()).then(|| reason.to_string())))
+}
+
+pub async fn from_comment(
+    state: &AppState,
+    tenant: &str,
+    ticket_key: &str,
+    comment: &Value,
+    event: Uuid,
+) -> Result<(), EngineError> {
+    let Some((verdict, reason)) = command(&adf::plain_text(&comment["body"])) else {
+        return Ok(());
+    };
+    let Some(account) = comment.pointer("/author/accountId").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let who = comment
+        .pointer("/author/displayName")
+        .and_then(Value::as_str)
+        .unwrap_or(account);
+    let ballot = Ballot {
+        account,
+        who,
+        verdict,
+        reason: reason.as_deref(),
+        via: "comment",
+    };
+    apply(state, tenant, ticket_key, &ballot, event).await
+}
+
+/// Reads the request's JSM approvals and applies the answered ones.
+pub async fn from_jsm_approvals(
+    state: &AppState,
+    tenant: &str,
+    ticket_key: &str,
+    event: Uuid,
+) -> Result<(), EngineError> {
+    let (_, site) = site(state, tenant).await?;
+    let approvals = state.atlassian.approvals(&site, ticket_key).await?;
+    for approval in approvals {
+        for (account, decision) in &approval.approvers {
+            let verdict = match decision {
+                JsmDecision::Approved => Verdict::Approve,
+                JsmDecision::Declined => Verdict::Decline,
+                JsmDecision::Pending => continue,
+            };
+            let ballot = Ballot {
+                account: &account.0,
+                who: &account.0,
+                verdict,
+                reason: None,
+                via: "jsm_approval",
+            };
+            apply(state, tenant, ticket_key, &ballot, event).await?;
+        }
+    }
+    Ok(())
+}
+
+struct Ballot<'a> {
+    account: &'a str,
+    who: &'a str,
+    verdict: Verdict,
+    reason: Option<&'a str>,
+    via: &'static str,
+}
+
+/// Applies one decision: the request row is locked first, then (through the audit append)
+/// the chain head.
+async fn apply(
+    state: &AppState,
+    tenant: &str,
+    ticket_key: &str,
+    ballot: &Ballot<'_>,
+    event: Uuid,
+) -> Result<(), EngineError> {
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let Some(mut request) = requests::lock(&mut tx, tenant, ticket_key).await? else {
+        tx.rollback().await?;
+        return Ok(());
+    };
+    let plan = request.plan.clone().unwrap_or_default();
+    let stage = request.stage as usize;
+    let decided = requests::decided(&mut tx, request.id, request.stage).await?;
+    let decided: Vec<&str> = decided.iter().map(String::as_str).collect();
+    // The requester, and whoever the access is for, cannot approve it.
+    let mut requesters = vec![request.requester_account.as_str()];
+    let subject = request
+        .subject_email
+        .as_deref()
+        .or(request.requester_email.as_deref());
+    requesters.extend(
+        plan.stages
+            .iter()
+            .flat_map(|s| &s.approvers)
+            .filter(|a| Some(a.email.as_str()) == subject)
+            .filter_map(|a| a.account.as_deref()),
+    );
+    let approver = plan.stages.get(stage).and_then(|s| {
+        s.approvers
+            .iter()
+            .find(|a| a.account.as_deref() == Some(ballot.account))
+    });
+    let name = approver.map_or(ballot.who, |a| a.name.as_str()).to_string();
+    let email = approver.map(|a| a.email.clone()).unwrap_or_default();
+    let audit_event = |action: &str, details: Value| Event {
+        at: now,
+        tenant: Some(tenant.to_string()),
+        request_id: Some(request.id),
+        ticket_key: Some(ticket_key.to_string()),
+        actor: Actor::Approver(ballot.account.to_string()),
+        action: action.to_string(),
+        target: request.resource.clone(),
+        details,
+        workflow_version: request.workflow_version.clone(),
+    };
+
+    let outcome = machine::decide(
+        request.state,
+        &plan,
+        stage,
+        &requesters,
+        &decided,
+        ballot.account,
+        ballot.verdict,
+    );
+    let next = match outcome {
+        Ok(next) => next,
+        Err(Refusal::AlreadyDecided) => {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        Err(Refusal::NotPending) if ballot.via != "comment" => {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        Err(refusal) => {
+            let why = match &refusal {
+                Refusal::SelfApproval => {
+                    "you cannot approve access you asked for, or that is for you; an approver of this stage must.".to_string()
+                }
+                Refusal::NotAnApprover { stage: name, approvers } => format!(
+                    "only {} may decide stage {} ({name}).",
+                    if approvers.is_empty() { "the stage's approvers".to_string() } else { approvers.join(", ") },
+                    stage + 1
+                ),
+                _ => format!("this request is already {}.", request.state.as_str()),
+            };
+            audit::append(
+                &mut tx,
+                &audit_event(
+                    "decision.refused",
+                    json!({"verdict": ballot.verdict.as_str(), "via": ballot.via, "why": why, "stage": stage}),
+                ),
+            )
+            .await?;
+            notices::enqueue(
+                &mut tx,
+                &request,
+                notices::refused(ballot.who, &why),
+                format!("{}:refused:{event}:{}", request.id, ballot.account),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+    };
+
+    requests::record_decision(
+        &mut tx,
+        request.id,
+        request.stage,
+        ballot.account,
+        &email,
+        ballot.verdict,
+        ballot.via,
+        ballot.reason,
+        now,
+    )
+    .await?;
+    let (action, notice) = match next {
+        Next::Waiting {
+            approvals,
+            required,
+        } => (
+            "decision.approved",
+            notices::waiting(&request, &name, ballot.reason, approvals, required),
+        ),
+        Next::Stage(open) => {
+            request.stage = open as i64;
+            request.stage_started_at = Some(now);
+            (
+                "decision.approved",
+                notices::stage_approved(&request, &name, ballot.reason, stage),
+            )
+        }
+        Next::Approved => {
+            request.state = machine::State::Approved;
+            (
+                "decision.approved",
+                notices::approved(&request, &name, ballot.reason),
+            )
+        }
+        Next::Declined => {
+            request.state = machine::State::Declined;
+            request.reason = Some(ballot.reason.map_or_else(
+                || format!("declined by {name}"),
+                |r| format!("declined by {name}: {r}"),
+            ));
+            (
+                "decision.declined",
+                notices::declined(&request, Some(&name), ballot.reason),
+            )
+        }
+    };
+    request.updated_at = now;
+    if !requests::update(&mut tx, &request).await? {
+        // The row is locked, so only a bug gets here; nothing half-applied is kept.
+        tx.rollback().await?;
+        return Err(EngineError::Store(crate::store::StoreError::Database(
+            sqlx::Error::Protocol(format!("request {} changed under its lock", request.id)),
+        )));
+    }
+    audit::append(
+        &mut tx,
+        &audit_event(
+            action,
+            json!({
+                "stage": stage, "stage_name": plan.stages.get(stage).map(|s| &s.name),
+                "via": ballot.via, "reason": ballot.reason, "approver_email": email,
+                "state": request.state.as_str(), "open_stage": request.stage,
+            }),
+        ),
+    )
+    .await?;
+    let key = format!("{}:v{}", request.id, request.version + 1);
+    notices::enqueue(&mut tx, &request, notice, key, now).await?;
+    tx.commit().await?;
+    tracing::info!(
+        ticket_key,
+        verdict = ballot.verdict.as_str(),
+        via = ballot.via,
+        state = request.state.as_str(),
+        "decision recorded"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_the_first_line_only() {
+        assert_eq!(command("/approve"), Some((Verdict::Approve, None)));
+        assert_eq!(
+            command("  /Decline   not for contractors \nmore"),
+            Some((Verdict::Decline, Some("not for contractors".into())))
+        );
+        assert_eq!(command("I will /approve later"), None);
+        assert_eq!(command("/approved"), None);
+        assert_eq!(command(""), None);
+    }
+}

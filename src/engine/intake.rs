@@ -1,0 +1,458 @@
+//! A new ticket becomes a request: read it back through REST (webhook payloads are incomplete),
+//! map its fields with the intake mapping, find the requester in the org chart, route it, and
+//! store the outcome with its audit events and the ticket notice, in one transaction.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::machine::{Approver, Plan, PlannedStage, State};
+use super::{EngineError, notices, site};
+use crate::atlassian::adf;
+use crate::audit::{self, Actor, Event};
+use crate::orgchart::accounts;
+use crate::orgchart::{AccountId, Email, OrgIndex};
+use crate::state::AppState;
+use crate::store::requests::{self, Request};
+use crate::workflow::{
+    Decision, FieldRef, IntakeMapping, RequestedDuration, RouteRequest, Workflows, route,
+};
+
+/// A field's value as text: option fields (`{value}`), users (`{accountId}`), ADF, strings.
+fn text_of(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::Null => return None,
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(items) => return items.first().and_then(text_of),
+        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("doc") {
+                adf::plain_text(value)
+            } else if let Some(v) = ["value", "accountId", "name", "key", "id"]
+                .iter()
+                .find_map(|k| map.get(*k).and_then(Value::as_str))
+            {
+                v.to_string()
+            } else {
+                return None;
+            }
+        }
+        Value::Bool(b) => b.to_string(),
+    };
+    let text = text.trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+/// A mapped field: by id in the issue's fields, else by id or label among JSM's field values.
+fn field(issue_fields: &Value, request_fields: &[Value], field: &FieldRef) -> Option<String> {
+    if let Some(v) = issue_fields.get(&field.0).and_then(text_of) {
+        return Some(v);
+    }
+    request_fields
+        .iter()
+        .find(|f| {
+            f["fieldId"] == field.0.as_str()
+                || f["label"]
+                    .as_str()
+                    .is_some_and(|l| l.eq_ignore_ascii_case(&field.0))
+        })
+        .and_then(|f| text_of(&f["value"]))
+}
+
+fn parse_duration(text: Option<&str>) -> Result<RequestedDuration, String> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(RequestedDuration::Unspecified),
+        Some(t) if t.eq_ignore_ascii_case("permanent") => Ok(RequestedDuration::Permanent),
+        Some(t) => crate::duration::parse(t)
+            .map(RequestedDuration::For)
+            .map_err(|e| {
+                format!("the duration `{t}` is not understood ({e}); write it like 8h, 14d or 2w")
+            }),
+    }
+}
+
+pub fn duration_words(seconds: Option<i64>) -> Option<String> {
+    seconds.map(|s| crate::duration::format(Duration::from_secs(s.max(0) as u64)))
+}
+
+/// What the ticket asked for, before routing.
+struct Asked {
+    resource: Option<String>,
+    level: Option<String>,
+    duration: Option<String>,
+    justification: String,
+    on_behalf_of: Option<String>,
+}
+
+fn is_access_request(
+    mapping: &IntakeMapping,
+    type_id: Option<&str>,
+    type_name: Option<&str>,
+) -> bool {
+    mapping.request_types.iter().any(|t| {
+        type_id.is_some_and(|id| id == t) || type_name.is_some_and(|n| n.eq_ignore_ascii_case(t))
+    })
+}
+
+/// The ticket's request, taking it in first if it is new. `None` when the ticket is not an
+/// access request (or no workflows are loaded to say what one is).
+pub async fn ensure_request(
+    state: &AppState,
+    tenant_key: &str,
+    ticket_key: &str,
+) -> Result<Option<Request>, EngineError> {
+    if let Some(existing) = requests::by_ticket(&state.store, tenant_key, ticket_key).await? {
+        return Ok(Some(existing));
+    }
+    let Some(workflows) = state.workflows() else {
+        tracing::error!(ticket_key, "no workflows are loaded: ticket not taken in");
+        return Ok(None);
+    };
+    let (tenant, site) = site(state, tenant_key).await?;
+    let Some(mapping) = workflows.intake_for(&tenant.host) else {
+        return Ok(None);
+    };
+    let atlassian = &state.atlassian;
+    let customer = atlassian.customer_request(&site, ticket_key).await?;
+    if !is_access_request(
+        mapping,
+        customer.request_type_id.as_deref(),
+        customer.request_type_name.as_deref(),
+    ) {
+        tracing::debug!(ticket_key, "not an access request type; ignored");
+        return Ok(None);
+    }
+    let issue = atlassian.issue(&site, ticket_key).await?;
+    let fields = &mapping.fields;
+    let get = |f: &FieldRef| field(&issue.fields, &customer.field_values, f);
+    let asked = Asked {
+        resource: get(&fields.resource),
+        level: fields.level.as_ref().and_then(get),
+        duration: fields.duration.as_ref().and_then(get),
+        justification: fields
+            .justification
+            .as_ref()
+            .and_then(get)
+            .unwrap_or_default(),
+        on_behalf_of: fields.on_behalf_of.as_ref().and_then(get),
+    };
+    let reporter = customer
+        .reporter
+        .clone()
+        .or(issue.reporter.clone())
+        .unwrap_or_else(|| AccountId("unknown".into()));
+
+    let now = state.clock.now();
+    let mut request = Request {
+        id: Uuid::now_v7(),
+        tenant: tenant_key.to_string(),
+        ticket_key: ticket_key.to_string(),
+        issue_id: issue.id.clone(),
+        state: State::Received,
+        stage: 0,
+        requester_account: reporter.0.clone(),
+        requester_email: None,
+        subject_email: None,
+        resource: asked.resource.clone(),
+        level: asked.level.clone(),
+        duration_seconds: None,
+        justification: asked.justification.clone(),
+        workflow: None,
+        workflow_version: Some(workflows.version.clone()),
+        plan: None,
+        reason: None,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        stage_started_at: None,
+    };
+    let outcome = decide(state, &site, &workflows, &reporter, &asked, &mut request).await?;
+
+    let mut tx = state.store.begin().await?;
+    if !requests::insert(&mut tx, &request).await? {
+        // Another worker took the ticket in meanwhile.
+        tx.rollback().await?;
+        return Ok(requests::by_ticket(&state.store, tenant_key, ticket_key).await?);
+    }
+    let event = |actor: Actor, action: &str, details: Value| Event {
+        at: now,
+        tenant: Some(tenant_key.to_string()),
+        request_id: Some(request.id),
+        ticket_key: Some(ticket_key.to_string()),
+        actor,
+        action: action.to_string(),
+        target: request.resource.clone(),
+        details,
+        workflow_version: request.workflow_version.clone(),
+    };
+    audit::append(
+        &mut tx,
+        &event(
+            Actor::Person(reporter.0.clone()),
+            "request.received",
+            json!({
+                "resource": asked.resource, "level": asked.level, "duration": asked.duration,
+                "justification": asked.justification, "on_behalf_of": asked.on_behalf_of,
+                "requester_email": request.requester_email,
+            }),
+        ),
+    )
+    .await?;
+    let (action, notice) = match &outcome {
+        Outcome::Invalid(reason) => ("request.invalid", notices::invalid(&request, reason)),
+        Outcome::Routed => match request.state {
+            State::Approved => ("request.auto_approved", notices::auto_approved(&request)),
+            State::Declined => (
+                "request.denied",
+                notices::declined(&request, None, request.reason.as_deref()),
+            ),
+            _ => ("request.routed", notices::routed(state, &request)),
+        },
+    };
+    audit::append(
+        &mut tx,
+        &event(
+            Actor::System("engine".into()),
+            action,
+            json!({"state": request.state.as_str(), "workflow": request.workflow, "plan": request.plan, "reason": request.reason}),
+        ),
+    )
+    .await?;
+    notices::enqueue(
+        &mut tx,
+        &request,
+        notice,
+        format!("{}:{action}", request.id),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        ticket_key,
+        state = request.state.as_str(),
+        "request taken in"
+    );
+    Ok(Some(request))
+}
+
+enum Outcome {
+    Routed,
+    /// Declined before routing, with what the requester must fix.
+    Invalid(String),
+}
+
+/// Resolves the people, routes, and fills in the request's state and plan.
+async fn decide(
+    state: &AppState,
+    site: &crate::atlassian::Site,
+    workflows: &Workflows,
+    reporter: &AccountId,
+    asked: &Asked,
+    request: &mut Request,
+) -> Result<Outcome, EngineError> {
+    let invalid = |request: &mut Request, reason: String| {
+        request.state = State::Declined;
+        request.reason = Some(reason.clone());
+        Ok(Outcome::Invalid(reason))
+    };
+    let Some(org) = state.org.index() else {
+        return invalid(
+            request,
+            "the org chart has not been synced yet, so nobody can approve".into(),
+        );
+    };
+    let clock = &*state.clock;
+    let Some(filer) =
+        accounts::person_for_account(&state.store, &state.atlassian, site, &org, reporter, clock)
+            .await
+            .map_err(account_error)?
+    else {
+        return invalid(
+            request,
+            "your Atlassian account could not be matched to a person in the org chart".into(),
+        );
+    };
+    let filer_email = org.person(filer).email.clone();
+    request.requester_email = Some(filer_email.to_string());
+    let subject_email = match &asked.on_behalf_of {
+        None => None,
+        Some(account) => {
+            let found = accounts::person_for_account(
+                &state.store,
+                &state.atlassian,
+                site,
+                &org,
+                &AccountId(account.clone()),
+                clock,
+            )
+            .await
+            .map_err(account_error)?;
+            match found {
+                Some(p) => Some(org.person(p).email.clone()),
+                None => {
+                    return invalid(
+                        request,
+                        "the person this request is for is not in the org chart".into(),
+                    );
+                }
+            }
+        }
+    };
+    request.subject_email = subject_email.as_ref().map(Email::to_string);
+    let Some(resource) = asked.resource.as_deref() else {
+        return invalid(request, "no resource was chosen".into());
+    };
+    let duration = match parse_duration(asked.duration.as_deref()) {
+        Ok(d) => d,
+        Err(reason) => return invalid(request, reason),
+    };
+    let routing = match route(
+        workflows,
+        &org,
+        &RouteRequest {
+            filed_by: &filer_email,
+            on_behalf_of: subject_email.as_ref(),
+            resource,
+            level: asked.level.as_deref(),
+            duration,
+            justification: &asked.justification,
+            now: state.clock.now(),
+        },
+    ) {
+        Ok(r) => r,
+        Err(e) => return invalid(request, e.to_string()),
+    };
+    request.workflow = routing.workflow.clone();
+    request.workflow_version = Some(routing.workflow_version.clone());
+    request.duration_seconds = routing.duration_seconds.map(|s| s as i64);
+    request.level = routing.level.clone();
+    let plan = plan_of(state, site, &org, &routing).await?;
+    match routing.decision {
+        Decision::AutoApproved => request.state = State::Approved,
+        Decision::Denied => {
+            request.state = State::Declined;
+            request.reason = Some(routing.reasons.join("; "));
+        }
+        Decision::Pending => match plan.open_stage(0) {
+            Some(stage) => {
+                request.state = State::Pending;
+                request.stage = stage as i64;
+                request.stage_started_at = Some(state.clock.now());
+            }
+            None => {
+                request.state = State::Declined;
+                request.reason = Some("no stage has anyone who may approve".into());
+            }
+        },
+    }
+    request.plan = Some(plan);
+    Ok(Outcome::Routed)
+}
+
+fn account_error(e: accounts::AccountError) -> EngineError {
+    match e {
+        accounts::AccountError::Store(e) => EngineError::Store(e),
+        accounts::AccountError::Atlassian(e) => EngineError::Atlassian(e),
+    }
+}
+
+/// The routing's stages with each approver's name and Atlassian account.
+async fn plan_of(
+    state: &AppState,
+    site: &crate::atlassian::Site,
+    org: &OrgIndex,
+    routing: &crate::workflow::Routing,
+) -> Result<Plan, EngineError> {
+    let mut stages = Vec::new();
+    for stage in &routing.stages {
+        let mut approvers = Vec::new();
+        for email in &stage.approvers {
+            let person = Email::parse(email).ok().and_then(|e| org.by_email(&e));
+            let (name, account) = match person {
+                Some(p) => {
+                    let person = org.person(p);
+                    let account = accounts::account_for(
+                        &state.store,
+                        &state.atlassian,
+                        site,
+                        person,
+                        &*state.clock,
+                    )
+                    .await
+                    .map_err(account_error)?;
+                    (person.display_name.clone(), account.map(|a| a.0))
+                }
+                None => (email.clone(), None),
+            };
+            approvers.push(Approver {
+                email: email.clone(),
+                name,
+                account,
+            });
+        }
+        stages.push(PlannedStage {
+            name: stage.name.clone(),
+            approvers,
+            required: stage.required,
+            skipped: stage.skipped,
+            why: stage.why.clone(),
+        });
+    }
+    Ok(Plan {
+        stages,
+        reasons: routing.reasons.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_values_read_from_every_shape() {
+        assert_eq!(
+            text_of(&json!({"id": "1", "value": "netsuite"})).as_deref(),
+            Some("netsuite")
+        );
+        assert_eq!(
+            text_of(&json!({"accountId": "abc"})).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            text_of(&json!([{"value": "a"}, {"value": "b"}])).as_deref(),
+            Some("a")
+        );
+        assert_eq!(text_of(&json!("  ")), None);
+        assert_eq!(
+            text_of(&adf::render("Quarter close")).as_deref(),
+            Some("Quarter close")
+        );
+        let request_fields = vec![
+            json!({"fieldId": "customfield_1", "label": "Access level", "value": {"value": "admin"}}),
+        ];
+        assert_eq!(
+            field(
+                &json!({}),
+                &request_fields,
+                &FieldRef("Access level".into())
+            )
+            .as_deref(),
+            Some("admin")
+        );
+    }
+
+    #[test]
+    fn durations_are_checked() {
+        assert_eq!(parse_duration(None), Ok(RequestedDuration::Unspecified));
+        assert_eq!(
+            parse_duration(Some("Permanent")),
+            Ok(RequestedDuration::Permanent)
+        );
+        assert_eq!(
+            parse_duration(Some("14d")),
+            Ok(RequestedDuration::For(Duration::from_secs(14 * 86_400)))
+        );
+        assert!(parse_duration(Some("a fortnight")).is_err_and(|e| e.contains("8h, 14d or 2w")));
+    }
+}

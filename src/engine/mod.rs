@@ -1,0 +1,106 @@
+//! The request engine: from a JSM ticket to a decision.
+//!
+//! Inbound events (stored by intake, processed by a job) come here. Each state change is one
+//! transaction: the request row (compare-and-set on its version), the decision, the audit
+//! event, and a [`crate::jobs::Job::TicketNotice`] that tells the ticket — so the ticket is told
+//! at least once even if Jira is down when it happens.
+
+pub mod decisions;
+pub mod intake;
+pub mod machine;
+pub mod notices;
+pub mod templates;
+
+use serde_json::Value;
+
+use crate::atlassian::{AtlassianError, Site};
+use crate::connect::tenant::Tenant;
+use crate::jobs::JobError;
+use crate::state::AppState;
+use crate::store::inbound::InboundEvent;
+use crate::store::{StoreError, tenants};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Atlassian(#[from] AtlassianError),
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error("tenant {0} is not installed or its secret does not unseal")]
+    Tenant(String),
+}
+
+impl EngineError {
+    /// Whether trying the event again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(_) | Self::Job(_) => true,
+            Self::Atlassian(e) => e.is_retryable(),
+            Self::Tenant(_) => false,
+        }
+    }
+}
+
+/// The tenant row and the site to call back.
+pub async fn site(state: &AppState, client_key: &str) -> Result<(Tenant, Site), EngineError> {
+    let tenant = tenants::get(&state.store, client_key)
+        .await?
+        .filter(|t| t.state.is_active())
+        .ok_or_else(|| EngineError::Tenant(client_key.to_string()))?;
+    let site = Site::from_tenant(&tenant, &state.secret_key)
+        .map_err(|_| EngineError::Tenant(client_key.to_string()))?;
+    Ok((tenant, site))
+}
+
+/// Webhooks caused by an app (Tollgate's own comments and transitions) are not decisions.
+fn by_an_app(user: &Value) -> bool {
+    user.get("accountType").and_then(Value::as_str) == Some("app")
+}
+
+/// Applies one inbound event. Idempotent: a redelivered event changes nothing twice.
+pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), EngineError> {
+    let payload: Value = match serde_json::from_str(&event.payload) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(id = %event.id, error = %e, "inbound event is not JSON; skipped");
+            return Ok(());
+        }
+    };
+    let Some(key) = payload.pointer("/issue/key").and_then(Value::as_str) else {
+        tracing::debug!(id = %event.id, "event without an issue; nothing to do");
+        return Ok(());
+    };
+    match event.event_type.as_str() {
+        "jira:issue_created" => {
+            intake::ensure_request(state, &event.tenant, key).await?;
+        }
+        "comment_created" => {
+            let comment = &payload["comment"];
+            if by_an_app(&comment["author"]) {
+                return Ok(());
+            }
+            // Out of order: a comment may arrive before its ticket was taken in.
+            if intake::ensure_request(state, &event.tenant, key)
+                .await?
+                .is_some()
+            {
+                decisions::from_comment(state, &event.tenant, key, comment, event.id).await?;
+            }
+        }
+        "jira:issue_updated" => {
+            if by_an_app(&payload["user"]) {
+                return Ok(());
+            }
+            if intake::ensure_request(state, &event.tenant, key)
+                .await?
+                .is_some()
+            {
+                decisions::from_jsm_approvals(state, &event.tenant, key, event.id).await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! What the ticket is told: a comment from a template, request participants, and a
+//! transition where the JSM workflow has one by that name. Built inside the transaction that
+//! makes the change, delivered by a durable job (retried while Jira is unavailable).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::intake::duration_words;
+use super::machine::Plan;
+use super::{EngineError, site, templates};
+use crate::atlassian::{AtlassianError, Change};
+use crate::jobs::{self, Job, JobError};
+use crate::orgchart::AccountId;
+use crate::state::AppState;
+use crate::store::Tx;
+use crate::store::requests::Request;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub template: String,
+    pub context: Value,
+    /// Accounts to add as request participants (the open stage's approvers).
+    pub participants: Vec<String>,
+    /// A JSM transition (or target status) to move the ticket by, if the workflow has it.
+    pub transition: Option<String>,
+}
+
+fn names(plan: &Plan, stage: usize) -> String {
+    plan.stages
+        .get(stage)
+        .map(|s| {
+            s.approvers
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+fn participants(plan: &Plan, stage: usize) -> Vec<String> {
+    plan.stages
+        .get(stage)
+        .map(|s| {
+            s.approvers
+                .iter()
+                .filter_map(|a| a.account.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn base(request: &Request) -> Value {
+    json!({
+        "resource": request.resource,
+        "level": request.level,
+        "duration": duration_words(request.duration_seconds),
+        "workflow_version": request.workflow_version,
+    })
+}
+
+pub fn routed(_state: &AppState, request: &Request) -> Notice {
+    let plan = request.plan.clone().unwrap_or_default();
+    let current = request.stage as usize;
+    let stages: Vec<Value> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({
+                "number": i + 1, "name": s.name, "skipped": s.skipped, "why": s.why,
+                "required": s.required, "approver_names": names(&plan, i), "current": i == current,
+            })
+        })
+        .collect();
+    let mut context = base(request);
+    context["requester"] = json!(request.requester_email);
+    context["stages"] = json!(stages);
+    context["reasons"] = json!(plan.reasons.join("; "));
+    Notice {
+        template: "routed".into(),
+        context,
+        participants: participants(&plan, current),
+        transition: None,
+    }
+}
+
+pub fn invalid(request: &Request, reason: &str) -> Notice {
+    let mut context = base(request);
+    context["reason"] = json!(reason);
+    Notice {
+        template: "invalid".into(),
+        context,
+        participants: Vec::new(),
+        transition: Some("Declined".into()),
+    }
+}
+
+pub fn auto_approved(request: &Request) -> Notice {
+    let mut context = base(request);
+    let reasons = request.plan.as_ref().map(|p| p.reasons.join("; "));
+    context["reasons"] = json!(reasons.unwrap_or_default());
+    Notice {
+        template: "auto_approved".into(),
+        context,
+        participants: Vec::new(),
+        transition: Some("Approved".into()),
+    }
+}
+
+pub fn declined(request: &Request, approver: Option<&str>, reason: Option<&str>) -> Notice {
+    let mut context = base(request);
+    context["approver"] = json!(approver);
+    context["reason"] = json!(reason);
+    Notice {
+        template: "declined".into(),
+        context,
+        participants: Vec::new(),
+        transition: Some("Declined".into()),
+    }
+}
+
+pub fn approved(request: &Request, approver: &str, reason: Option<&str>) -> Notice {
+    let mut context = base(request);
+    context["approver"] = json!(approver);
+    context["reason"] = json!(reason);
+    Notice {
+        template: "approved".into(),
+        context,
+        participants: Vec::new(),
+        transition: Some("Approved".into()),
+    }
+}
+
+pub fn stage_approved(
+    request: &Request,
+    approver: &str,
+    reason: Option<&str>,
+    done: usize,
+) -> Notice {
+    let plan = request.plan.clone().unwrap_or_default();
+    let next = request.stage as usize;
+    let mut context = base(request);
+    context["approver"] = json!(approver);
+    context["reason"] = json!(reason);
+    context["stage"] = json!(plan.stages.get(done).map(|s| &s.name));
+    context["stage_number"] = json!(done + 1);
+    context["next"] = json!(plan.stages.get(next).map(|s| &s.name));
+    context["next_number"] = json!(next + 1);
+    context["next_approvers"] = json!(names(&plan, next));
+    Notice {
+        template: "stage_approved".into(),
+        context,
+        participants: participants(&plan, next),
+        transition: None,
+    }
+}
+
+pub fn waiting(
+    request: &Request,
+    approver: &str,
+    reason: Option<&str>,
+    approvals: usize,
+    required: usize,
+) -> Notice {
+    let plan = request.plan.clone().unwrap_or_default();
+    let stage = request.stage as usize;
+    let mut context = base(request);
+    context["approver"] = json!(approver);
+    context["reason"] = json!(reason);
+    context["stage"] = json!(plan.stages.get(stage).map(|s| &s.name));
+    context["stage_number"] = json!(stage + 1);
+    context["approvals"] = json!(approvals);
+    context["required"] = json!(required);
+    Notice {
+        template: "waiting".into(),
+        context,
+        participants: Vec::new(),
+        transition: None,
+    }
+}
+
+pub fn refused(who: &str, why: &str) -> Notice {
+    Notice {
+        template: "refused".into(),
+        context: json!({"who": who, "why": why}),
+        participants: Vec::new(),
+        transition: None,
+    }
+}
+
+/// Queues the notice in the caller's transaction; `key` makes it once-only.
+pub async fn enqueue(
+    tx: &mut Tx,
+    request: &Request,
+    notice: Notice,
+    key: String,
+    now: DateTime<Utc>,
+) -> Result<(), JobError> {
+    let job = Job::TicketNotice {
+        tenant: request.tenant.clone(),
+        ticket_key: request.ticket_key.clone(),
+        notice,
+        key,
+    };
+    jobs::schedule(tx, &job, now).await.map(|_| ())
+}
+
+/// Tells the ticket. A re-delivery may repeat the comment (at least once), never skip it.
+pub async fn deliver(
+    state: &AppState,
+    tenant: &str,
+    ticket_key: &str,
+    notice: &Notice,
+) -> Result<(), EngineError> {
+    let (_, site) = site(state, tenant).await?;
+    let text = templates::render(&notice.template, &notice.context)
+        .map_err(|e| EngineError::Atlassian(AtlassianError::Refused(e)))?;
+    state
+        .atlassian
+        .comment(&site, ticket_key, &text, false)
+        .await?;
+    if !notice.participants.is_empty() {
+        let accounts: Vec<AccountId> = notice.participants.iter().cloned().map(AccountId).collect();
+        state
+            .atlassian
+            .add_participants(&site, ticket_key, &accounts)
+            .await?;
+    }
+    if let Some(name) = &notice.transition {
+        match state.atlassian.transition(&site, ticket_key, name).await {
+            Ok(Change::Applied | Change::AlreadyInPlace) => {}
+            // The JSM workflow has no such transition: the comment says it all.
+            Err(AtlassianError::Refused(why)) => tracing::debug!(ticket_key, %why, "no transition"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Access requests and their decisions. Every change goes through [`update`], a compare-and-set
+//! on `version`, inside a transaction that also appends the audit event.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Store, StoreError, Tx};
+use crate::engine::machine::{Plan, State, Verdict};
+use crate::{on_db, on_tx};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: Uuid,
+    pub tenant: String,
+    pub ticket_key: String,
+    pub issue_id: String,
+    pub state: State,
+    /// Index of the open stage in `plan`.
+    pub stage: i64,
+    pub requester_account: String,
+    pub requester_email: Option<String>,
+    /// Whom the access is for, when not the requester.
+    pub subject_email: Option<String>,
+    pub resource: Option<String>,
+    pub level: Option<String>,
+    pub duration_seconds: Option<i64>,
+    pub justification: String,
+    pub workflow: Option<String>,
+    pub workflow_version: Option<String>,
+    pub plan: Option<Plan>,
+    /// Why it was declined or failed, in words for the ticket.
+    pub reason: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub stage_started_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: String,
+    tenant: String,
+    ticket_key: String,
+    issue_id: String,
+    state: String,
+    stage: i64,
+    requester_account: String,
+    requester_email: Option<String>,
+    subject_email: Option<String>,
+    resource: Option<String>,
+    level: Option<String>,
+    duration_seconds: Option<i64>,
+    justification: String,
+    workflow: Option<String>,
+    workflow_version: Option<String>,
+    routing: Option<String>,
+    reason: Option<String>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    stage_started_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, tenant, ticket_key, issue_id, state, stage, requester_account, \
+    requester_email, subject_email, resource, level, duration_seconds, justification, workflow, \
+    workflow_version, routing, reason, version, created_at, updated_at, stage_started_at";
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(what.into()))
+}
+
+impl TryFrom<Row> for Request {
+    type Error = StoreError;
+    fn try_from(r: Row) -> Result<Self, StoreError> {
+        Ok(Request {
+            id: Uuid::parse_str(&r.id).map_err(|e| corrupt(format!("request id {}: {e}", r.id)))?,
+            state: State::parse(&r.state)
+                .ok_or_else(|| corrupt(format!("request {}: state `{}`", r.id, r.state)))?,
+            plan: match &r.routing {
+                Some(text) => Some(
+                    serde_json::from_str(text)
+                        .map_err(|e| corrupt(format!("request {} routing: {e}", r.id)))?,
+                ),
+                None => None,
+            },
+            tenant: r.tenant,
+            ticket_key: r.ticket_key,
+            issue_id: r.issue_id,
+            stage: r.stage,
+            requester_account: r.requester_account,
+            requester_email: r.requester_email,
+            subject_email: r.subject_email,
+            resource: r.resource,
+            level: r.level,
+            duration_seconds: r.duration_seconds,
+            justification: r.justification,
+            workflow: r.workflow,
+            workflow_version: r.workflow_version,
+            reason: r.reason,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            stage_started_at: r.stage_started_at,
+        })
+    }
+}
+
+fn routing_json(request: &Request) -> Result<Option<String>, StoreError> {
+    request
+        .plan
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| corrupt(format!("routing: {e}")))
+}
+
+/// Inserts a new request; `false` when the ticket already has one.
+pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
+    let routing = routing_json(r)?;
+    let inserted = on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, stage, requester_account, \
+             requester_email, subject_email, resource, level, duration_seconds, justification, \
+             workflow, workflow_version, routing, reason, version, created_at, updated_at, \
+             stage_started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             $15, $16, $17, $18, $19, $20, $21) ON CONFLICT (tenant, ticket_key) DO NOTHING",
+        )
+        .bind(r.id.to_string())
+        .bind(&r.tenant)
+        .bind(&r.ticket_key)
+        .bind(&r.issue_id)
+        .bind(r.state.as_str())
+        .bind(r.stage)
+        .bind(&r.requester_account)
+        .bind(&r.requester_email)
+        .bind(&r.subject_email)
+        .bind(&r.resource)
+        .bind(&r.level)
+        .bind(r.duration_seconds)
+        .bind(&r.justification)
+        .bind(&r.workflow)
+        .bind(&r.workflow_version)
+        .bind(&routing)
+        .bind(&r.reason)
+        .bind(r.version)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .bind(r.stage_started_at)
+        .execute(&mut *conn)
+        .await
+        .map(|done| done.rows_affected() == 1)
+    })?;
+    Ok(inserted)
+}
+
+pub async fn by_ticket(
+    store: &Store,
+    tenant: &str,
+    ticket_key: &str,
+) -> Result<Option<Request>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM requests WHERE tenant = $1 AND ticket_key = $2");
+    let row: Option<Row> = on_db!(store.db(), |pool| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(tenant)
+            .bind(ticket_key)
+            .fetch_optional(pool)
+            .await
+    })?;
+    row.map(Request::try_from).transpose()
+}
+
+/// The request, its row locked until the transaction ends (the first lock of the documented
+/// order: request row, then audit chain head).
+pub async fn lock(
+    tx: &mut Tx,
+    tenant: &str,
+    ticket_key: &str,
+) -> Result<Option<Request>, StoreError> {
+    let row: Option<Row> = match tx {
+        Tx::Postgres(tx) => {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM requests WHERE tenant = $1 AND ticket_key = $2 FOR UPDATE"
+            );
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(tenant)
+                .bind(ticket_key)
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+        Tx::Sqlite(tx) => {
+            let sql =
+                format!("SELECT {COLUMNS} FROM requests WHERE tenant = $1 AND ticket_key = $2");
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(tenant)
+                .bind(ticket_key)
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+    };
+    row.map(Request::try_from).transpose()
+}
+
+/// Writes the changed request if nobody changed it since it was read (`version` compared and
+/// bumped); `false` when someone did, and nothing was written.
+pub async fn update(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
+    let routing = routing_json(r)?;
+    let updated = on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE requests SET state = $1, stage = $2, requester_email = $3, subject_email = $4, \
+             resource = $5, level = $6, duration_seconds = $7, justification = $8, workflow = $9, \
+             workflow_version = $10, routing = $11, reason = $12, updated_at = $13, \
+             stage_started_at = $14, version = version + 1 WHERE id = $15 AND version = $16",
+        )
+        .bind(r.state.as_str())
+        .bind(r.stage)
+        .bind(&r.requester_email)
+        .bind(&r.subject_email)
+        .bind(&r.resource)
+        .bind(&r.level)
+        .bind(r.duration_seconds)
+        .bind(&r.justification)
+        .bind(&r.workflow)
+        .bind(&r.workflow_version)
+        .bind(&routing)
+        .bind(&r.reason)
+        .bind(r.updated_at)
+        .bind(r.stage_started_at)
+        .bind(r.id.to_string())
+        .bind(r.version)
+        .execute(&mut *conn)
+        .await
+        .map(|done| done.rows_affected() == 1)
+    })?;
+    Ok(updated)
+}
+
+/// Accounts that decided stage `stage`.
+pub async fn decided(tx: &mut Tx, request: Uuid, stage: i64) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = on_tx!(tx, |conn| {
+        sqlx::query_as(
+            "SELECT approver_account FROM decisions WHERE request_id = $1 AND stage = $2",
+        )
+        .bind(request.to_string())
+        .bind(stage)
+        .fetch_all(&mut *conn)
+        .await
+    })?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn record_decision(
+    tx: &mut Tx,
+    request: Uuid,
+    stage: i64,
+    account: &str,
+    email: &str,
+    verdict: Verdict,
+    via: &str,
+    reason: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let inserted = on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO decisions (request_id, stage, approver_account, approver_email, verdict, \
+             via, reason, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (request_id, stage, approver_account) DO NOTHING",
+        )
+        .bind(request.to_string())
+        .bind(stage)
+        .bind(account)
+        .bind(email)
+        .bind(verdict.as_str())
+        .bind(via)
+        .bind(reason)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map(|done| done.rows_affected() == 1)
+    })?;
+    Ok(inserted)
+}
