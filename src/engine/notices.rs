@@ -60,7 +60,7 @@ fn base(request: &Request) -> Value {
     })
 }
 
-pub fn routed(_state: &AppState, request: &Request) -> Notice {
+pub fn routed(state: &AppState, request: &Request) -> Notice {
     let plan = request.plan.clone().unwrap_or_default();
     let current = request.stage as usize;
     let stages: Vec<Value> = plan
@@ -75,7 +75,16 @@ pub fn routed(_state: &AppState, request: &Request) -> Notice {
         })
         .collect();
     let mut context = base(request);
-    context["requester"] = json!(request.requester_email);
+    // The requester by name, as the org chart has it.
+    let name = request
+        .requester_email
+        .as_deref()
+        .and_then(|e| crate::orgchart::Email::parse(e).ok())
+        .and_then(|e| {
+            let org = state.org.index()?;
+            org.by_email(&e).map(|p| org.person(p).display_name.clone())
+        });
+    context["requester"] = json!(name.or(request.requester_email.clone()));
     context["stages"] = json!(stages);
     context["reasons"] = json!(plan.reasons.join("; "));
     Notice {
@@ -215,7 +224,14 @@ pub async fn deliver(
     notice: &Notice,
 ) -> Result<(), EngineError> {
     let (_, site) = site(state, tenant).await?;
-    let text = templates::render(&notice.template, &notice.context)
+    // Resources by the name the catalog gives them.
+    let mut context = notice.context.clone();
+    if let (Some(id), Some(workflows)) = (context["resource"].as_str(), state.workflows())
+        && let Some(resource) = workflows.catalog.get(id)
+    {
+        context["resource"] = json!(resource.name);
+    }
+    let text = templates::render(&notice.template, &context)
         .map_err(|e| EngineError::Atlassian(AtlassianError::Refused(e)))?;
     state
         .atlassian

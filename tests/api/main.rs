@@ -9,6 +9,7 @@ mod atlassian_ops;
 mod audit;
 mod cli;
 mod connect;
+mod engine;
 mod health;
 mod idp;
 mod jobs;

@@ -315,3 +315,33 @@ pub fn issue_created(issue_key: &str, reporter_account_id: &str) -> Value {
         }
     })
 }
+
+/// A `comment_created` body: `author` is (account id, display name).
+pub fn comment_created(issue_key: &str, author: (&str, &str), body: &str) -> Value {
+    json!({
+        "timestamp": Utc::now().timestamp_millis(),
+        "webhookEvent": "comment_created",
+        "issue": {"id": "10042", "key": issue_key, "fields": {"summary": "Access request"}},
+        "comment": {
+            "id": uuid::Uuid::new_v4().simple().to_string(),
+            "body": body,
+            "author": {"accountId": author.0, "displayName": author.1, "accountType": "atlassian", "active": true},
+            "updateAuthor": {"accountId": author.0, "displayName": author.1},
+            "created": "2026-11-28T09:20:00.000+0000",
+            "updated": "2026-11-28T09:20:00.000+0000",
+            "jsdPublic": true
+        }
+    })
+}
+
+/// A `jira:issue_updated` body, as an approval answered in JSM produces.
+pub fn issue_updated(issue_key: &str, user: (&str, &str)) -> Value {
+    json!({
+        "timestamp": Utc::now().timestamp_millis(),
+        "webhookEvent": "jira:issue_updated",
+        "issue_event_type_name": "issue_generic",
+        "user": {"accountId": user.0, "displayName": user.1, "accountType": "atlassian"},
+        "issue": {"id": "10042", "key": issue_key, "fields": {"summary": "Access request"}},
+        "changelog": {"id": "1", "items": [{"field": "Approvals", "fieldtype": "custom", "from": null, "to": null}]}
+    })
+}

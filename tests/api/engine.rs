@@ -1,0 +1,333 @@
+//! End to end through the real app and the fake Jira/JSM: a signed install, signed webhooks,
+//! the request routed through two stages (manager, CFO) from the shipped workflows and org
+//! chart, approved once through a JSM approval and once by a comment; refusals for a
+//! non-approver and for the requester; duplicates that change nothing; the audit chain intact.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tollgate::app::Mode;
+use tollgate::clock::SystemClock;
+use tollgate::engine::machine::State;
+use tollgate::fakes::atlassian::connect::{
+    FakeSite, InstallKeyServer, TEST_KEY_1, comment_created, issue_created, issue_updated,
+};
+use tollgate::fakes::atlassian::{FakeAtlassian, FakeUser, World};
+use tollgate::store::requests;
+
+use crate::support::{self, TestApp, TestDatabase, eventually};
+
+const ERIN: (&str, &str) = ("acc-erin", "Erin Evans");
+const DAN: (&str, &str) = ("acc-dan", "Dan Diaz");
+const CAROL: (&str, &str) = ("acc-carol", "Carol Chen");
+const FRANK: (&str, &str) = ("acc-frank", "Frank Fox");
+
+fn world() -> World {
+    let mut world = World::sample();
+    for (account, name) in [ERIN, DAN, CAROL, FRANK] {
+        let email = format!("{}@acme.example", name.to_lowercase().replace(' ', "."));
+        world.users.push(FakeUser {
+            account_id: account.into(),
+            email,
+            display_name: name.into(),
+            active: true,
+            email_visible: true,
+        });
+    }
+    world.add_issue("IT-7", ERIN.0);
+    world
+}
+
+struct Env {
+    app: TestApp,
+    cloud: FakeAtlassian,
+    site: FakeSite,
+    _keys: InstallKeyServer,
+}
+
+async fn start(db: TestDatabase) -> Env {
+    let keys = InstallKeyServer::start().await.expect("key server");
+    keys.publish("k1", TEST_KEY_1.1);
+    let cloud = FakeAtlassian::start(world(), Default::default())
+        .await
+        .expect("cloud");
+    let app = support::spawn_app_on(
+        db,
+        Mode::All,
+        &[
+            ("TOLLGATE_BASE_URL", "https://tollgate.example.com"),
+            ("TOLLGATE_CONNECT_KEYS_URL", &keys.url()),
+        ],
+        Arc::new(SystemClock),
+    )
+    .await;
+    let site = FakeSite::jira(&app.url(""), "acme.atlassian.net", "k1").at(&cloud.site_url());
+    let descriptor = site.descriptor().await.expect("descriptor");
+    cloud.install(site.fake_tenant(&descriptor));
+    assert_eq!(site.install().await.expect("install").status(), 204);
+    let synced = eventually(Duration::from_secs(15), || async { app.state.org.index() }).await;
+    assert!(synced.is_some(), "the org chart was synced");
+    Env {
+        app,
+        cloud,
+        site,
+        _keys: keys,
+    }
+}
+
+impl Env {
+    async fn webhook(&self, path: &str, delivery: &str, body: &serde_json::Value) {
+        let response = self
+            .site
+            .send_webhook(path, delivery, body)
+            .await
+            .expect("sent");
+        assert_eq!(
+            response.status(),
+            204,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Waits until the ticket has `n` comments; returns their text.
+    async fn comments(&self, n: usize) -> Vec<String> {
+        let found = eventually(Duration::from_secs(20), || async {
+            let world = self.cloud.world();
+            let comments = &world.issues["IT-7"].comments;
+            (comments.len() >= n).then(|| {
+                comments
+                    .iter()
+                    .map(|c| tollgate::atlassian::adf::plain_text(&c.body))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "expected {n} comments, have {:?}",
+                self.cloud.world().issues["IT-7"].comments
+            )
+        })
+    }
+
+    async fn request(&self) -> requests::Request {
+        requests::by_ticket(&self.app.state.store, &self.site.client_key, "IT-7")
+            .await
+            .expect("read")
+            .expect("a request for IT-7")
+    }
+}
+
+#[tokio::test]
+async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
+    let env = start(TestDatabase::create().await).await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    let comments = env.comments(1).await;
+    assert!(comments[0].contains("NetSuite"), "{}", comments[0]);
+    assert!(
+        comments[0].contains("Stage 1, manager: 1 of Dan Diaz (now)"),
+        "{}",
+        comments[0]
+    );
+    assert!(
+        comments[0].contains("Stage 2, cfo: 1 of Carol Chen"),
+        "{}",
+        comments[0]
+    );
+    assert_eq!(
+        env.cloud.world().issues["IT-7"].participants,
+        vec![DAN.0.to_string()]
+    );
+    let request = env.request().await;
+    assert_eq!((request.state, request.stage), (State::Pending, 0));
+    assert_eq!(
+        request.requester_email.as_deref(),
+        Some("erin.evans@acme.example")
+    );
+    assert_eq!(request.duration_seconds, Some(14 * 86_400));
+
+    // The same delivery again is dropped at intake; the ticket is told nothing new.
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+
+    // Frank is nobody's approver here; Erin asked for it.
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-2",
+        &comment_created("IT-7", FRANK, "/approve"),
+    )
+    .await;
+    let comments = env.comments(2).await;
+    assert!(
+        comments[1].contains(
+            "Frank Fox, your decision was not counted: only Dan Diaz may decide stage 1 (manager)."
+        ),
+        "{}",
+        comments[1]
+    );
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-3",
+        &comment_created("IT-7", ERIN, "/approve I need it"),
+    )
+    .await;
+    let comments = env.comments(3).await;
+    assert!(
+        comments[2].contains("Erin Evans, your decision was not counted"),
+        "{}",
+        comments[2]
+    );
+    // Ordinary conversation is not a decision.
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-4",
+        &comment_created("IT-7", DAN, "Looking at it"),
+    )
+    .await;
+
+    // Dan approves in JSM's approval panel.
+    env.cloud
+        .world()
+        .issues
+        .get_mut("IT-7")
+        .expect("IT-7")
+        .approvals = vec![json!({
+        "id": "1", "name": "Manager", "finalDecision": "approved",
+        "approvers": [{"approver": {"accountId": DAN.0}, "approverDecision": "approved"}],
+    })];
+    env.webhook(
+        "/connect/webhooks/issue-updated",
+        "d-5",
+        &issue_updated("IT-7", DAN),
+    )
+    .await;
+    let comments = env.comments(4).await;
+    assert!(
+        comments[3]
+            .contains("Dan Diaz approved stage 1 (manager). Next: stage 2, cfo, with Carol Chen."),
+        "{}",
+        comments[3]
+    );
+    assert_eq!(env.request().await.stage, 1);
+    // Jira sends more updates for the same answered approval: nothing is counted twice.
+    env.webhook(
+        "/connect/webhooks/issue-updated",
+        "d-6",
+        &issue_updated("IT-7", DAN),
+    )
+    .await;
+
+    // Carol approves by comment.
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-7",
+        &comment_created("IT-7", CAROL, "/approve within policy"),
+    )
+    .await;
+    let comments = env.comments(5).await;
+    assert!(
+        comments[4].starts_with("Approved. Carol Chen gave the last approval: \"within policy\""),
+        "{}",
+        comments[4]
+    );
+    let request = env.request().await;
+    assert_eq!(request.state, State::Approved);
+    assert_eq!(
+        env.cloud.world().issues["IT-7"].status,
+        "Approved",
+        "the ticket was transitioned"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        env.cloud.world().issues["IT-7"].comments.len(),
+        5,
+        "no comment for the ignored events"
+    );
+
+    // install, received, routed, two refusals, two approvals.
+    let chain = tollgate::audit::verify_chain(&env.app.state.store, &env.site.client_key)
+        .await
+        .expect("read");
+    assert_eq!(chain, Ok(7));
+}
+
+#[tokio::test]
+async fn a_decline_by_comment_ends_the_request_with_its_reason() {
+    let env = start(TestDatabase::create().await).await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    env.comments(1).await;
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-2",
+        &comment_created("IT-7", DAN, "/decline not during the freeze"),
+    )
+    .await;
+    let comments = env.comments(2).await;
+    assert_eq!(
+        comments[1],
+        "Declined by Dan Diaz: \"not during the freeze\"."
+    );
+    let request = env.request().await;
+    assert_eq!(request.state, State::Declined);
+    assert_eq!(
+        request.reason.as_deref(),
+        Some("declined by Dan Diaz: not during the freeze")
+    );
+    // A late approval changes nothing but is answered.
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-3",
+        &comment_created("IT-7", DAN, "/approve"),
+    )
+    .await;
+    let comments = env.comments(3).await;
+    assert!(
+        comments[2].contains("this request is already declined"),
+        "{}",
+        comments[2]
+    );
+    assert_eq!(env.request().await.state, State::Declined);
+}
+
+#[tokio::test]
+async fn an_invalid_request_is_declined_with_what_to_fix() {
+    let env = start(TestDatabase::create().await).await;
+    env.cloud
+        .world()
+        .issues
+        .get_mut("IT-7")
+        .expect("IT-7")
+        .custom
+        .insert("customfield_10052".into(), json!("a fortnight"));
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    let comments = env.comments(1).await;
+    assert!(
+        comments[0]
+            .contains("cannot go ahead as filed: the duration `a fortnight` is not understood"),
+        "{}",
+        comments[0]
+    );
+    assert_eq!(env.request().await.state, State::Declined);
+    assert_eq!(env.cloud.world().issues["IT-7"].status, "Declined");
+}
