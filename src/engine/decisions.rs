@@ -50,8 +50,9 @@ pub async fn from_comment(
         verdict,
         reason: reason.as_deref(),
         via: "comment",
+        answer: event.to_string(),
     };
-    apply(state, tenant, ticket_key, &ballot, event).await
+    apply(state, tenant, ticket_key, &ballot).await
 }
 
 /// Reads the request's JSM approvals and applies the answered ones.
@@ -59,7 +60,6 @@ pub async fn from_jsm_approvals(
     state: &AppState,
     tenant: &str,
     ticket_key: &str,
-    event: Uuid,
 ) -> Result<(), EngineError> {
     let (_, site) = site(state, tenant).await?;
     let approvals = state.atlassian.approvals(&site, ticket_key).await?;
@@ -70,14 +70,16 @@ pub async fn from_jsm_approvals(
                 JsmDecision::Declined => Verdict::Decline,
                 JsmDecision::Pending => continue,
             };
+            // Every later update re-reads the same answered approval: it is one answer.
             let ballot = Ballot {
                 account: &account.0,
                 who: &account.0,
                 verdict,
                 reason: None,
                 via: "jsm_approval",
+                answer: format!("jsm:{}", approval.id),
             };
-            apply(state, tenant, ticket_key, &ballot, event).await?;
+            apply(state, tenant, ticket_key, &ballot).await?;
         }
     }
     Ok(())
@@ -89,6 +91,8 @@ struct Ballot<'a> {
     verdict: Verdict,
     reason: Option<&'a str>,
     via: &'static str,
+    /// Names this answer, so the same answer seen again is answered (refused) once.
+    answer: String,
 }
 
 /// Applies one decision: the request row is locked first, then (through the audit append)
@@ -98,7 +102,6 @@ async fn apply(
     tenant: &str,
     ticket_key: &str,
     ballot: &Ballot<'_>,
-    event: Uuid,
 ) -> Result<(), EngineError> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
@@ -108,6 +111,13 @@ async fn apply(
     };
     let plan = request.plan.clone().unwrap_or_default();
     let stage = request.stage as usize;
+    if ballot.via == "jsm_approval"
+        && requests::has_decided(&mut tx, request.id, ballot.account).await?
+    {
+        // An approval answered for an earlier stage, seen again on a later update.
+        tx.rollback().await?;
+        return Ok(());
+    }
     let decided = requests::decided(&mut tx, request.id, request.stage).await?;
     let decided: Vec<&str> = decided.iter().map(String::as_str).collect();
     // The requester, and whoever the access is for, cannot approve it.
@@ -185,7 +195,10 @@ async fn apply(
                 &mut tx,
                 &request,
                 notices::refused(ballot.who, &why),
-                format!("{}:refused:{event}:{}", request.id, ballot.account),
+                format!(
+                    "{}:refused:{}:{}",
+                    request.id, ballot.answer, ballot.account
+                ),
                 now,
             )
             .await?;
@@ -263,6 +276,9 @@ async fn apply(
     .await?;
     let key = format!("{}:v{}", request.id, request.version + 1);
     notices::enqueue(&mut tx, &request, notice, key, now).await?;
+    if matches!(next, Next::Stage(_)) {
+        super::timers::schedule(&mut tx, state, &request, false).await?;
+    }
     tx.commit().await?;
     tracing::info!(
         ticket_key,

@@ -227,6 +227,7 @@ pub async fn ensure_request(
         now,
     )
     .await?;
+    super::timers::schedule(&mut tx, state, &request, false).await?;
     tx.commit().await?;
     tracing::info!(
         ticket_key,
@@ -265,8 +266,7 @@ async fn decide(
     let clock = &*state.clock;
     let Some(filer) =
         accounts::person_for_account(&state.store, &state.atlassian, site, &org, reporter, clock)
-            .await
-            .map_err(account_error)?
+            .await?
     else {
         return invalid(
             request,
@@ -286,8 +286,7 @@ async fn decide(
                 &AccountId(account.clone()),
                 clock,
             )
-            .await
-            .map_err(account_error)?;
+            .await?;
             match found {
                 Some(p) => Some(org.person(p).email.clone()),
                 None => {
@@ -350,13 +349,6 @@ async fn decide(
     Ok(Outcome::Routed)
 }
 
-fn account_error(e: accounts::AccountError) -> EngineError {
-    match e {
-        accounts::AccountError::Store(e) => EngineError::Store(e),
-        accounts::AccountError::Atlassian(e) => EngineError::Atlassian(e),
-    }
-}
-
 /// The routing's stages with each approver's name and Atlassian account.
 async fn plan_of(
     state: &AppState,
@@ -379,8 +371,7 @@ async fn plan_of(
                         person,
                         &*state.clock,
                     )
-                    .await
-                    .map_err(account_error)?;
+                    .await?;
                     (person.display_name.clone(), account.map(|a| a.0))
                 }
                 None => (email.clone(), None),

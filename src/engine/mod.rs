@@ -10,6 +10,7 @@ pub mod intake;
 pub mod machine;
 pub mod notices;
 pub mod templates;
+pub mod timers;
 
 use serde_json::Value;
 
@@ -30,6 +31,15 @@ pub enum EngineError {
     Job(#[from] JobError),
     #[error("tenant {0} is not installed or its secret does not unseal")]
     Tenant(String),
+}
+
+impl From<crate::orgchart::accounts::AccountError> for EngineError {
+    fn from(e: crate::orgchart::accounts::AccountError) -> Self {
+        match e {
+            crate::orgchart::accounts::AccountError::Store(e) => Self::Store(e),
+            crate::orgchart::accounts::AccountError::Atlassian(e) => Self::Atlassian(e),
+        }
+    }
 }
 
 impl EngineError {
@@ -97,7 +107,7 @@ pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), Engine
                 .await?
                 .is_some()
             {
-                decisions::from_jsm_approvals(state, &event.tenant, key, event.id).await?;
+                decisions::from_jsm_approvals(state, &event.tenant, key).await?;
             }
         }
         _ => {}

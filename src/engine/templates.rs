@@ -22,6 +22,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("declined", include_str!("../../templates/declined.hbs")),
     ("refused", include_str!("../../templates/refused.hbs")),
+    ("reminder", include_str!("../../templates/reminder.hbs")),
+    ("escalated", include_str!("../../templates/escalated.hbs")),
 ];
 
 fn registry() -> &'static Handlebars<'static> {
@@ -79,6 +81,7 @@ mod tests {
             "workflow_version": "abc", "approver": "Dan Diaz", "stage": "manager", "stage_number": 1,
             "next": "owner", "next_number": 2, "next_approvers": "Ola Olsen", "approvals": 1, "required": 2,
             "who": "Ola Olsen", "why": "only Dan Diaz may decide stage 1 (manager).",
+            "approvers": "Carol Chen", "previous": "Dan Diaz", "after": "2 days",
         });
         for (name, _) in TEMPLATES {
             let text = render(name, &context).unwrap_or_else(|e| panic!("{e}"));

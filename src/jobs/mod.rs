@@ -39,6 +39,16 @@ pub enum Job {
     /// Sync the org chart for one slot of `idp.sync_interval` (slots count from the epoch, so
     /// every replica names the same slot and only one job runs per slot).
     OrgSync { slot: i64 },
+    /// A pending stage's reminder, escalation or decline (see `engine::timers`).
+    StageTimer {
+        tenant: String,
+        ticket_key: String,
+        request: Uuid,
+        stage: i64,
+        /// When the stage (re)started, in microseconds: a timer from before an escalation is stale.
+        epoch: i64,
+        kind: crate::engine::timers::TimerKind,
+    },
     /// Tell a ticket about a change (comment, participants, transition); `key` makes it once-only.
     TicketNotice {
         tenant: String,
@@ -56,6 +66,7 @@ impl Job {
             Job::ProcessInbound { .. } => "process_inbound",
             Job::OrgSync { .. } => "org_sync",
             Job::TicketNotice { .. } => "ticket_notice",
+            Job::StageTimer { .. } => "stage_timer",
         }
     }
 
@@ -67,6 +78,13 @@ impl Job {
             Job::ProcessInbound { ids } => ids.first().map(|id| format!("inbound:{id}")),
             Job::OrgSync { slot } => Some(format!("org_sync:{slot}")),
             Job::TicketNotice { key, .. } => Some(format!("notice:{key}")),
+            Job::StageTimer {
+                request,
+                stage,
+                epoch,
+                kind,
+                ..
+            } => Some(format!("timer:{request}:{stage}:{epoch}:{kind:?}")),
         }
     }
 }
@@ -283,6 +301,23 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             Ok(())
         }
         Job::OrgSync { slot } => org_sync(state, *slot).await,
+        Job::StageTimer {
+            tenant,
+            ticket_key,
+            stage,
+            epoch,
+            kind,
+            ..
+        } => match crate::engine::timers::fire(state, tenant, ticket_key, *stage, *epoch, *kind)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_retryable() => Err(e.into()),
+            Err(e) => {
+                tracing::error!(ticket_key, error = %e, "stage timer failed");
+                Ok(())
+            }
+        },
         Job::TicketNotice {
             tenant,
             ticket_key,

@@ -248,6 +248,20 @@ pub async fn decided(tx: &mut Tx, request: Uuid, stage: i64) -> Result<Vec<Strin
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
+/// Whether `account` decided any stage of the request.
+pub async fn has_decided(tx: &mut Tx, request: Uuid, account: &str) -> Result<bool, StoreError> {
+    let row: Option<(String,)> = on_tx!(tx, |conn| {
+        sqlx::query_as(
+            "SELECT approver_account FROM decisions WHERE request_id = $1 AND approver_account = $2 LIMIT 1",
+        )
+        .bind(request.to_string())
+        .bind(account)
+        .fetch_optional(&mut *conn)
+        .await
+    })?;
+    Ok(row.is_some())
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn record_decision(
     tx: &mut Tx,

@@ -47,21 +47,22 @@ struct Env {
 }
 
 async fn start(db: TestDatabase) -> Env {
+    start_with(db, &[]).await
+}
+
+async fn start_with(db: TestDatabase, overrides: &[(&str, &str)]) -> Env {
     let keys = InstallKeyServer::start().await.expect("key server");
     keys.publish("k1", TEST_KEY_1.1);
     let cloud = FakeAtlassian::start(world(), Default::default())
         .await
         .expect("cloud");
-    let app = support::spawn_app_on(
-        db,
-        Mode::All,
-        &[
-            ("TOLLGATE_BASE_URL", "https://tollgate.example.com"),
-            ("TOLLGATE_CONNECT_KEYS_URL", &keys.url()),
-        ],
-        Arc::new(SystemClock),
-    )
-    .await;
+    let keys_url = keys.url();
+    let mut settings = vec![
+        ("TOLLGATE_BASE_URL", "https://tollgate.example.com"),
+        ("TOLLGATE_CONNECT_KEYS_URL", keys_url.as_str()),
+    ];
+    settings.extend_from_slice(overrides);
+    let app = support::spawn_app_on(db, Mode::All, &settings, Arc::new(SystemClock)).await;
     let site = FakeSite::jira(&app.url(""), "acme.atlassian.net", "k1").at(&cloud.site_url());
     let descriptor = site.descriptor().await.expect("descriptor");
     cloud.install(site.fake_tenant(&descriptor));
@@ -330,4 +331,102 @@ async fn an_invalid_request_is_declined_with_what_to_fix() {
     );
     assert_eq!(env.request().await.state, State::Declined);
     assert_eq!(env.cloud.world().issues["IT-7"].status, "Declined");
+}
+
+/// The shipped workflows with the finance workflow's clock shortened to seconds.
+fn fast_workflows() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("dir");
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+    for entry in std::fs::read_dir(&shipped).expect("workflows") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let text = text.replace(
+            "timeouts: { remind_after: 24h, escalate_after: 48h, decline_after: 7d }",
+            "timeouts: { remind_after: 1s, escalate_after: 2s, decline_after: 9s }",
+        );
+        std::fs::write(dir.path().join(path.file_name().expect("name")), text).expect("write");
+    }
+    dir
+}
+
+#[tokio::test]
+async fn reminders_escalation_and_the_deadline_survive_a_restart() {
+    let workflows = fast_workflows();
+    let dir = workflows.path().display().to_string();
+    let env = start_with(
+        TestDatabase::create().await,
+        &[("TOLLGATE_WORKFLOWS_DIR", &dir)],
+    )
+    .await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    env.comments(1).await;
+
+    // The process stops while the request is pending; a new one takes over its timers.
+    let Env {
+        app,
+        cloud,
+        site,
+        _keys,
+    } = env;
+    let key = app.state.secret_key.to_base64();
+    let db = app.stop().await;
+    let app = support::spawn_app_on(
+        db,
+        Mode::All,
+        &[
+            ("TOLLGATE_WORKFLOWS_DIR", &dir),
+            ("TOLLGATE_SECRET_KEY", &key),
+        ],
+        Arc::new(SystemClock),
+    )
+    .await;
+    let env = Env {
+        app,
+        cloud,
+        site,
+        _keys,
+    };
+
+    let declined = eventually(Duration::from_secs(30), || async {
+        let request = env.request().await;
+        (request.state == State::Declined).then_some(request)
+    })
+    .await
+    .expect("declined when the deadline passed");
+    assert_eq!(declined.reason.as_deref(), Some("no decision within 9s"));
+    let all = eventually(Duration::from_secs(20), || async {
+        let comments = env.comments(1).await.join("\n");
+        (comments.contains("Declined:") && comments.contains("Grace Hopper")).then_some(comments)
+    })
+    .await
+    .expect("the ticket was told it was declined");
+    assert!(
+        all.contains("Reminder: this request is waiting for Dan Diaz to decide stage 1 (manager)."),
+        "{all}"
+    );
+    assert!(
+        all.contains("within 2s: it now goes to Carol Chen, instead of Dan Diaz."),
+        "{all}"
+    );
+    assert!(
+        all.contains("Declined: \"no decision within 9s\"."),
+        "{all}"
+    );
+    // Escalated up the chain every 2 s until nobody is above (Grace is the CEO), then the
+    // 9 s deadline.
+    assert!(
+        all.contains("it now goes to Grace Hopper, instead of Carol Chen."),
+        "{all}"
+    );
+    let plan = declined.plan.expect("plan");
+    assert_eq!(plan.stages[0].approvers[0].name, "Grace Hopper", "{plan:?}");
+    let chain = tollgate::audit::verify_chain(&env.app.state.store, &env.site.client_key)
+        .await
+        .expect("read");
+    assert!(chain.as_ref().is_ok_and(|n| *n >= 6), "{chain:?}");
 }

@@ -1,0 +1,258 @@
+//! A pending stage's clock: a reminder after `remind_after`, escalation to the approvers'
+//! managers after `escalate_after`, and a decline after `decline_after` (counted from when the
+//! stage opened; an escalation restarts the reminder and escalation clocks, not the decline).
+//!
+//! Each is a durable job scheduled in the transaction that opens the stage, naming the stage
+//! and when it (re)started; a job that finds the request moved on does nothing.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::EngineError;
+use super::machine::{Approver, State};
+use super::notices::{self, Notice};
+use crate::audit::{self, Actor, Event};
+use crate::jobs::{self, Job, JobError};
+use crate::orgchart::{Email, accounts};
+use crate::state::AppState;
+use crate::store::Tx;
+use crate::store::requests::{self, Request};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    Remind,
+    Escalate,
+    Decline,
+}
+
+impl TimerKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Remind => "remind",
+            Self::Escalate => "escalate",
+            Self::Decline => "decline",
+        }
+    }
+}
+
+fn timeouts(state: &AppState, request: &Request) -> crate::workflow::Timeouts {
+    state
+        .workflows()
+        .and_then(|w| {
+            request
+                .workflow
+                .as_deref()
+                .and_then(|id| w.workflow(id))
+                .map(|w| w.timeouts)
+        })
+        .unwrap_or_default()
+}
+
+fn at(start: DateTime<Utc>, after: Duration) -> DateTime<Utc> {
+    start + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Schedules the open stage's timers (`escalated`: only the reminder and escalation restart).
+pub async fn schedule(
+    tx: &mut Tx,
+    state: &AppState,
+    request: &Request,
+    escalated: bool,
+) -> Result<(), JobError> {
+    let Some(started) = request.stage_started_at else {
+        return Ok(());
+    };
+    if request.state != State::Pending {
+        return Ok(());
+    }
+    let t = timeouts(state, request);
+    let mut due = vec![
+        (TimerKind::Remind, t.remind_after),
+        (TimerKind::Escalate, t.escalate_after),
+    ];
+    if !escalated {
+        due.push((TimerKind::Decline, t.decline_after));
+    }
+    for (kind, after) in due {
+        let Some(after) = after else { continue };
+        let job = Job::StageTimer {
+            tenant: request.tenant.clone(),
+            ticket_key: request.ticket_key.clone(),
+            request: request.id,
+            stage: request.stage,
+            epoch: started.timestamp_micros(),
+            kind,
+        };
+        jobs::schedule(tx, &job, at(started, after)).await?;
+    }
+    Ok(())
+}
+
+/// Runs one timer, if the request is still where it was when the timer was set.
+pub async fn fire(
+    state: &AppState,
+    tenant: &str,
+    ticket_key: &str,
+    stage: i64,
+    epoch: i64,
+    kind: TimerKind,
+) -> Result<(), EngineError> {
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let Some(mut request) = requests::lock(&mut tx, tenant, ticket_key).await? else {
+        tx.rollback().await?;
+        return Ok(());
+    };
+    let current_epoch = request.stage_started_at.map(|s| s.timestamp_micros());
+    let stale = request.state != State::Pending
+        || request.stage != stage
+        || (kind != TimerKind::Decline && current_epoch != Some(epoch));
+    if stale {
+        tx.rollback().await?;
+        return Ok(());
+    }
+    let mut plan = request.plan.clone().unwrap_or_default();
+    let index = request.stage as usize;
+    let Some(open) = plan.stages.get(index).cloned() else {
+        tx.rollback().await?;
+        return Ok(());
+    };
+    let t = timeouts(state, &request);
+    let names = |list: &[Approver]| {
+        list.iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (action, notice, details) = match kind {
+        TimerKind::Remind => {
+            let notice = Notice {
+                template: "reminder".into(),
+                context: json!({"approvers": names(&open.approvers), "stage": open.name, "stage_number": index + 1}),
+                participants: Vec::new(),
+                transition: None,
+            };
+            ("request.reminded", notice, json!({"stage": index}))
+        }
+        TimerKind::Escalate => {
+            let managers = managers_of(state, tenant, &request, &open.approvers).await?;
+            if managers.is_empty() {
+                tx.rollback().await?;
+                tracing::info!(ticket_key, "nobody above the approvers to escalate to");
+                return Ok(());
+            }
+            let previous = names(&open.approvers);
+            plan.stages[index].approvers = managers.clone();
+            plan.stages[index].why = format!("escalated from {previous}");
+            request.plan = Some(plan);
+            request.stage_started_at = Some(now);
+            let notice = Notice {
+                template: "escalated".into(),
+                context: json!({
+                    "stage": open.name, "stage_number": index + 1, "approvers": names(&managers),
+                    "previous": previous, "after": t.escalate_after.map(crate::duration::format),
+                }),
+                participants: managers.iter().filter_map(|a| a.account.clone()).collect(),
+                transition: None,
+            };
+            (
+                "request.escalated",
+                notice,
+                json!({"stage": index, "from": previous, "to": names(&managers)}),
+            )
+        }
+        TimerKind::Decline => {
+            let after = t
+                .decline_after
+                .map(crate::duration::format)
+                .unwrap_or_default();
+            let reason = format!("no decision within {after}");
+            request.state = State::Declined;
+            request.reason = Some(reason.clone());
+            let notice = notices::declined(&request, None, Some(&reason));
+            (
+                "request.timed_out",
+                notice,
+                json!({"stage": index, "after": after}),
+            )
+        }
+    };
+    if kind != TimerKind::Remind {
+        request.updated_at = now;
+        if !requests::update(&mut tx, &request).await? {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        if kind == TimerKind::Escalate {
+            schedule(&mut tx, state, &request, true).await?;
+        }
+    }
+    audit::append(
+        &mut tx,
+        &Event {
+            at: now,
+            tenant: Some(tenant.to_string()),
+            request_id: Some(request.id),
+            ticket_key: Some(ticket_key.to_string()),
+            actor: Actor::System("timer".into()),
+            action: action.to_string(),
+            target: request.resource.clone(),
+            details,
+            workflow_version: request.workflow_version.clone(),
+        },
+    )
+    .await?;
+    let key = format!("{}:{}:{stage}:{epoch}", request.id, kind.as_str());
+    notices::enqueue(&mut tx, &request, notice, key, now).await?;
+    tx.commit().await?;
+    tracing::info!(ticket_key, timer = kind.as_str(), "stage timer fired");
+    Ok(())
+}
+
+/// The approvers' managers (without the requester), resolved to accounts.
+async fn managers_of(
+    state: &AppState,
+    tenant: &str,
+    request: &Request,
+    approvers: &[Approver],
+) -> Result<Vec<Approver>, EngineError> {
+    let Some(org) = state.org.index() else {
+        return Ok(Vec::new());
+    };
+    let (_, site) = super::site(state, tenant).await?;
+    let requester = request
+        .subject_email
+        .as_deref()
+        .or(request.requester_email.as_deref());
+    let mut out: Vec<Approver> = Vec::new();
+    for approver in approvers {
+        let Some(idx) = Email::parse(&approver.email)
+            .ok()
+            .and_then(|e| org.by_email(&e))
+        else {
+            continue;
+        };
+        let Some(manager) = org.manager_of(idx) else {
+            continue;
+        };
+        let person = org.person(manager);
+        if Some(person.email.as_str()) == requester
+            || out.iter().any(|a| a.email == person.email.as_str())
+        {
+            continue;
+        }
+        let account =
+            accounts::account_for(&state.store, &state.atlassian, &site, person, &*state.clock)
+                .await?;
+        out.push(Approver {
+            email: person.email.to_string(),
+            name: person.display_name.clone(),
+            account: account.map(|a| a.0),
+        });
+    }
+    Ok(out)
+}
