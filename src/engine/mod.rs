@@ -5,6 +5,7 @@
 //! event, and a [`crate::jobs::Job::TicketNotice`] that tells the ticket — so the ticket is told
 //! at least once even if Jira is down when it happens.
 
+pub mod cancel;
 pub mod decisions;
 pub mod intake;
 pub mod machine;
@@ -108,6 +109,7 @@ pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), Engine
                 .is_some()
             {
                 decisions::from_jsm_approvals(state, &event.tenant, key).await?;
+                cancel::if_ticket_cancelled(state, &event.tenant, key).await?;
             }
         }
         _ => {}

@@ -435,3 +435,50 @@ async fn reminders_escalation_and_the_deadline_survive_a_restart() {
         .expect("read");
     assert!(chain.as_ref().is_ok_and(|n| *n >= 6), "{chain:?}");
 }
+
+#[tokio::test]
+async fn cancelling_the_ticket_cancels_the_request() {
+    let env = start(TestDatabase::create().await).await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    env.comments(1).await;
+    env.cloud
+        .world()
+        .issues
+        .get_mut("IT-7")
+        .expect("IT-7")
+        .status = "Canceled".into();
+    env.webhook(
+        "/connect/webhooks/issue-updated",
+        "d-2",
+        &issue_updated("IT-7", ERIN),
+    )
+    .await;
+    let cancelled = eventually(Duration::from_secs(10), || async {
+        let request = env.request().await;
+        (request.state == State::Cancelled).then_some(request)
+    })
+    .await;
+    assert!(
+        cancelled.is_some(),
+        "the request was cancelled with its ticket"
+    );
+    // A decision afterwards changes nothing.
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-3",
+        &comment_created("IT-7", DAN, "/approve"),
+    )
+    .await;
+    let comments = env.comments(2).await;
+    assert!(
+        comments[1].contains("this request is already cancelled"),
+        "{}",
+        comments[1]
+    );
+    assert_eq!(env.request().await.state, State::Cancelled);
+}

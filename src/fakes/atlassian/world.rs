@@ -132,6 +132,7 @@ impl World {
             transition("21", "Approve", "Approved"),
             transition("31", "Decline", "Declined"),
             transition("41", "Resolve", "Done"),
+            transition("51", "Cancel request", "Canceled"),
         ];
         world
             .project_roles

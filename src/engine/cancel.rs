@@ -1,0 +1,81 @@
+//! A ticket moved to a cancelled status (or resolved as cancelled) cancels its pending request.
+
+use serde_json::json;
+
+use super::machine::State;
+use super::{EngineError, site};
+use crate::audit::{self, Actor, Event};
+use crate::state::AppState;
+use crate::store::requests;
+
+/// Status and resolution names that mean the requester withdrew the request.
+const CANCELLED: &[&str] = &["cancelled", "canceled", "withdrawn", "won't do"];
+
+fn means_cancelled(name: Option<&str>) -> bool {
+    name.is_some_and(|n| CANCELLED.iter().any(|c| n.eq_ignore_ascii_case(c)))
+}
+
+/// Cancels the request if the ticket (read back through REST) says it was cancelled.
+pub async fn if_ticket_cancelled(
+    state: &AppState,
+    tenant: &str,
+    ticket_key: &str,
+) -> Result<(), EngineError> {
+    let (_, site) = site(state, tenant).await?;
+    let issue = state.atlassian.issue(&site, ticket_key).await?;
+    let resolution = issue
+        .fields
+        .pointer("/resolution/name")
+        .and_then(serde_json::Value::as_str);
+    if !means_cancelled(issue.status.as_deref()) && !means_cancelled(resolution) {
+        return Ok(());
+    }
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let Some(mut request) = requests::lock(&mut tx, tenant, ticket_key).await? else {
+        tx.rollback().await?;
+        return Ok(());
+    };
+    if request.state.is_final() {
+        tx.rollback().await?;
+        return Ok(());
+    }
+    request.state = State::Cancelled;
+    request.reason = Some("the ticket was cancelled".into());
+    request.updated_at = now;
+    if !requests::update(&mut tx, &request).await? {
+        tx.rollback().await?;
+        return Ok(());
+    }
+    audit::append(
+        &mut tx,
+        &Event {
+            at: now,
+            tenant: Some(tenant.to_string()),
+            request_id: Some(request.id),
+            ticket_key: Some(ticket_key.to_string()),
+            actor: Actor::Person(request.requester_account.clone()),
+            action: "request.cancelled".into(),
+            target: request.resource.clone(),
+            details: json!({"status": issue.status, "resolution": resolution}),
+            workflow_version: request.workflow_version.clone(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(ticket_key, "request cancelled with its ticket");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancelled_statuses_are_recognised() {
+        assert!(means_cancelled(Some("Canceled")));
+        assert!(means_cancelled(Some("Won't Do")));
+        assert!(!means_cancelled(Some("Waiting for approval")));
+        assert!(!means_cancelled(None));
+    }
+}
