@@ -33,6 +33,7 @@ CREATE TABLE decisions (
     approver_email TEXT NOT NULL,
     verdict TEXT NOT NULL,
     via TEXT NOT NULL,
+    answer TEXT NOT NULL,
     reason TEXT,
     decided_at TEXT NOT NULL,
     PRIMARY KEY (request_id, stage, approver_account)

@@ -50,7 +50,13 @@ pub async fn from_comment(
         verdict,
         reason: reason.as_deref(),
         via: "comment",
-        answer: event.to_string(),
+        // The comment's id: the same comment delivered twice is one answer.
+        answer: format!(
+            "comment:{}",
+            comment["id"]
+                .as_str()
+                .map_or_else(|| event.to_string(), str::to_string)
+        ),
     };
     apply(state, tenant, ticket_key, &ballot).await
 }
@@ -77,7 +83,7 @@ pub async fn from_jsm_approvals(
                 verdict,
                 reason: None,
                 via: "jsm_approval",
-                answer: format!("jsm:{}", approval.id),
+                answer: format!("jsm:{}:{}", approval.id, account.0),
             };
             apply(state, tenant, ticket_key, &ballot).await?;
         }
@@ -111,10 +117,9 @@ async fn apply(
     };
     let plan = request.plan.clone().unwrap_or_default();
     let stage = request.stage as usize;
-    if ballot.via == "jsm_approval"
-        && requests::has_decided(&mut tx, request.id, ballot.account).await?
-    {
-        // An approval answered for an earlier stage, seen again on a later update.
+    if requests::answered(&mut tx, request.id, &ballot.answer).await? {
+        // The same answer seen again: a JSM approval re-read on a later update, a comment
+        // delivered twice (to two replicas).
         tx.rollback().await?;
         return Ok(());
     }
@@ -215,6 +220,7 @@ async fn apply(
         &email,
         ballot.verdict,
         ballot.via,
+        &ballot.answer,
         ballot.reason,
         now,
     )

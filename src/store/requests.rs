@@ -248,14 +248,14 @@ pub async fn decided(tx: &mut Tx, request: Uuid, stage: i64) -> Result<Vec<Strin
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
-/// Whether `account` decided any stage of the request.
-pub async fn has_decided(tx: &mut Tx, request: Uuid, account: &str) -> Result<bool, StoreError> {
+/// Whether this answer (a comment, a JSM approval) was already counted for the request.
+pub async fn answered(tx: &mut Tx, request: Uuid, answer: &str) -> Result<bool, StoreError> {
     let row: Option<(String,)> = on_tx!(tx, |conn| {
         sqlx::query_as(
-            "SELECT approver_account FROM decisions WHERE request_id = $1 AND approver_account = $2 LIMIT 1",
+            "SELECT approver_account FROM decisions WHERE request_id = $1 AND answer = $2 LIMIT 1",
         )
         .bind(request.to_string())
-        .bind(account)
+        .bind(answer)
         .fetch_optional(&mut *conn)
         .await
     })?;
@@ -271,13 +271,14 @@ pub async fn record_decision(
     email: &str,
     verdict: Verdict,
     via: &str,
+    answer: &str,
     reason: Option<&str>,
     at: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let inserted = on_tx!(tx, |conn| {
         sqlx::query(
             "INSERT INTO decisions (request_id, stage, approver_account, approver_email, verdict, \
-             via, reason, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             via, answer, reason, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (request_id, stage, approver_account) DO NOTHING",
         )
         .bind(request.to_string())
@@ -286,6 +287,7 @@ pub async fn record_decision(
         .bind(email)
         .bind(verdict.as_str())
         .bind(via)
+        .bind(answer)
         .bind(reason)
         .bind(at)
         .execute(&mut *conn)

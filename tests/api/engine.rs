@@ -482,3 +482,58 @@ async fn cancelling_the_ticket_cancels_the_request() {
     );
     assert_eq!(env.request().await.state, State::Cancelled);
 }
+
+#[tokio::test]
+async fn two_replicas_receiving_the_same_decision_apply_it_once() {
+    let env = start(TestDatabase::create().await).await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    env.comments(1).await;
+    // A second replica (web and worker) on the same database and secret key.
+    let key = env.app.state.secret_key.to_base64();
+    let replica = support::spawn_app_on(
+        env.app.db.share(),
+        Mode::All,
+        &[("TOLLGATE_SECRET_KEY", &key)],
+        Arc::new(SystemClock),
+    )
+    .await;
+    let mut via_replica = env.site.clone();
+    via_replica.app_url = replica.url("").trim_end_matches('/').to_string();
+    // Jira delivers the decision to both (two deliveries of one comment, as after a retry
+    // that reached the other replica), at the same moment.
+    let body = comment_created("IT-7", DAN, "/approve");
+    let (a, b) = tokio::join!(
+        env.site
+            .send_webhook("/connect/webhooks/comment-created", "d-2", &body),
+        via_replica.send_webhook("/connect/webhooks/comment-created", "d-3", &body),
+    );
+    assert_eq!(a.expect("sent").status(), 204);
+    assert_eq!(b.expect("sent").status(), 204);
+    let advanced = eventually(Duration::from_secs(15), || async {
+        let request = env.request().await;
+        (request.stage == 1).then_some(request)
+    })
+    .await;
+    assert!(
+        advanced.is_some(),
+        "the decision moved the request to stage 2"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let comments = env.comments(2).await;
+    assert_eq!(
+        comments.len(),
+        2,
+        "one routing comment, one stage comment: {comments:?}"
+    );
+    // install, received, routed, one approval: no fork, no second approval.
+    let chain = tollgate::audit::verify_chain(&env.app.state.store, &env.site.client_key)
+        .await
+        .expect("read");
+    assert_eq!(chain, Ok(4));
+    drop(replica);
+}

@@ -14,6 +14,8 @@ pub enum TestDatabase {
         admin_url: String,
         name: String,
     },
+    /// Another handle to a database some other handle owns (a second replica's view).
+    Shared { url: String },
 }
 
 /// The PostgreSQL server tests should use, if any.
@@ -56,7 +58,14 @@ impl TestDatabase {
 
     pub fn url(&self) -> &str {
         match self {
-            Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+            Self::Sqlite { url, .. } | Self::Postgres { url, .. } | Self::Shared { url } => url,
+        }
+    }
+
+    /// A handle for a second process on the same database; the original keeps owning it.
+    pub fn share(&self) -> Self {
+        Self::Shared {
+            url: self.url().to_string(),
         }
     }
 
