@@ -301,3 +301,28 @@ pub async fn org_sync(config: &crate::config::Config, full: bool) -> Result<(), 
     );
     Ok(())
 }
+
+/// `tollgate workflows jsm-options`: the Resource field's options, then the levels.
+pub fn jsm_options(dir: &Path, out: &mut dyn Write) -> std::io::Result<i32> {
+    let outcome = crate::workflow::load_dir(dir, None);
+    let Some(workflows) = outcome.workflows else {
+        for d in &outcome.diagnostics {
+            writeln!(out, "{}:{}: {}", d.file.display(), d.pos.line, d.message)?;
+        }
+        return Ok(1);
+    };
+    let resources = workflows.catalog.resources();
+    for resource in resources {
+        writeln!(out, "{}", resource.name)?;
+    }
+    let with_levels: Vec<_> = resources.iter().filter(|r| !r.levels.is_empty()).collect();
+    if !with_levels.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "# Access levels (for the Access level field)")?;
+        for resource in with_levels {
+            let levels: Vec<&str> = resource.levels.iter().map(|l| l.id.as_str()).collect();
+            writeln!(out, "# {}: {}", resource.name, levels.join(", "))?;
+        }
+    }
+    Ok(0)
+}

@@ -76,6 +76,12 @@ enum WorkflowsCommand {
     },
     /// Show how a request would be routed, without touching anything.
     Simulate(tollgate::cli::SimulateArgs),
+    /// Print the options for the JSM request type's Resource field (the catalog's resource
+    /// names, one per line), then each resource's access levels.
+    JsmOptions {
+        /// Directory to read [default: TOLLGATE_WORKFLOWS_DIR, else ./workflows].
+        dir: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -143,6 +149,10 @@ fn workflows(command: WorkflowsCommand, config: &Config) -> ExitCode {
         WorkflowsCommand::Check { dir, org } => {
             let dir = dir.unwrap_or_else(|| config.workflows_dir.clone());
             tollgate::cli::check(&dir, org.as_deref(), &mut out)
+        }
+        WorkflowsCommand::JsmOptions { dir } => {
+            let dir = dir.unwrap_or_else(|| config.workflows_dir.clone());
+            tollgate::cli::jsm_options(&dir, &mut out)
         }
         WorkflowsCommand::Simulate(args) => tollgate::cli::simulate(
             &args,

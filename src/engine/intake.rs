@@ -299,9 +299,17 @@ async fn decide(
         }
     };
     request.subject_email = subject_email.as_ref().map(Email::to_string);
-    let Some(resource) = asked.resource.as_deref() else {
+    let Some(asked_resource) = asked.resource.as_deref() else {
         return invalid(request, "no resource was chosen".into());
     };
+    // The Resource field's options are the catalog's names (`workflows jsm-options`); ids work too.
+    let resource = workflows
+        .catalog
+        .resources()
+        .iter()
+        .find(|r| r.name.eq_ignore_ascii_case(asked_resource.trim()))
+        .map_or(asked_resource, |r| r.id.0.as_str());
+    request.resource = Some(resource.to_string());
     let duration = match parse_duration(asked.duration.as_deref()) {
         Ok(d) => d,
         Err(reason) => return invalid(request, reason),

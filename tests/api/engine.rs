@@ -266,6 +266,17 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
 #[tokio::test]
 async fn a_decline_by_comment_ends_the_request_with_its_reason() {
     let env = start(TestDatabase::create().await).await;
+    // The Resource field offers the catalog's names (`workflows jsm-options`).
+    env.cloud
+        .world()
+        .issues
+        .get_mut("IT-7")
+        .expect("IT-7")
+        .custom
+        .insert(
+            "customfield_10050".into(),
+            json!({"id": "10100", "value": "NetSuite (finance ERP)"}),
+        );
     env.webhook(
         "/connect/webhooks/issue-created",
         "d-1",

@@ -127,3 +127,16 @@ fn simulate_explains_a_bad_request() {
         "{stderr}"
     );
 }
+
+#[test]
+fn jsm_options_list_the_catalog_for_the_resource_field() {
+    let output = crate::support::binary()
+        .args(["workflows", "jsm-options", "workflows"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let options: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
+    assert!(options.contains(&"NetSuite (finance ERP)"), "{text}");
+    assert!(text.contains("# Datadog: read, admin"), "{text}");
+}
