@@ -185,8 +185,8 @@ impl Application {
             let state = state.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                if let Err(e) = jobs::schedule_org_sync(&state).await {
-                    tracing::error!(error = %e, "cannot schedule the org sync");
+                if let Err(e) = jobs::schedule_periodic(&state).await {
+                    tracing::error!(error = %e, "cannot schedule the periodic jobs");
                 }
                 jobs::run_worker(state, shutdown).await
             })

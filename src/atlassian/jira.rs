@@ -64,6 +64,17 @@ pub struct RoleActors {
     pub group_ids: Vec<String>,
 }
 
+/// A webhook Jira gave up delivering (kept about 72 hours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedWebhook {
+    /// The delivery id it was sent with (`X-Atlassian-Webhook-Identifier`).
+    pub id: String,
+    pub body: Option<String>,
+    pub url: String,
+    /// Epoch milliseconds of its last failed retry.
+    pub failure_time: i64,
+}
+
 fn issue_path(key: &str) -> String {
     format!("/rest/api/3/issue/{}", segment(key))
 }
@@ -178,6 +189,51 @@ impl Atlassian {
         let path = format!("{}/transitions", issue_path(key));
         self.on_site(site, Method::POST, &path, Some(body)).await?;
         Ok(Change::Applied)
+    }
+
+    /// Webhooks that failed after every retry, oldest first, after `after` (epoch ms).
+    pub async fn failed_webhooks(
+        &self,
+        site: &Site,
+        after: Option<i64>,
+    ) -> Result<Vec<FailedWebhook>, AtlassianError> {
+        const PAGE: usize = 100;
+        let mut out: Vec<FailedWebhook> = Vec::new();
+        let mut after = after;
+        for _ in 0..1_000 {
+            let page_size = PAGE.to_string();
+            let after_text = after.map(|a| a.to_string());
+            let mut params = vec![("maxResults", page_size.as_str())];
+            if let Some(a) = after_text.as_deref() {
+                params.push(("after", a));
+            }
+            let path = with_query("/rest/api/3/webhook/failed", &params);
+            let page: Value = self.on_site(site, Method::GET, &path, None).await?.json()?;
+            let values: Vec<FailedWebhook> = page["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| {
+                    Some(FailedWebhook {
+                        id: v.get("id")?.as_str()?.to_string(),
+                        body: v.get("body").and_then(Value::as_str).map(str::to_string),
+                        url: v
+                            .get("url")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .into(),
+                        failure_time: v.get("failureTime")?.as_i64()?,
+                    })
+                })
+                .collect();
+            let short = values.len() < PAGE;
+            after = values.last().map(|v| v.failure_time).or(after);
+            out.extend(values);
+            if short {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The account, with its email where its privacy settings show it.

@@ -10,6 +10,7 @@ pub mod decisions;
 pub mod intake;
 pub mod machine;
 pub mod notices;
+pub mod recovery;
 pub mod templates;
 pub mod timers;
 

@@ -39,6 +39,8 @@ pub enum Job {
     /// Sync the org chart for one slot of `idp.sync_interval` (slots count from the epoch, so
     /// every replica names the same slot and only one job runs per slot).
     OrgSync { slot: i64 },
+    /// Read back webhooks Jira gave up delivering, for one 10-minute slot.
+    RecoverWebhooks { slot: i64 },
     /// A pending stage's reminder, escalation or decline (see `engine::timers`).
     StageTimer {
         tenant: String,
@@ -65,6 +67,7 @@ impl Job {
             Job::SelfCheck { .. } => "self_check",
             Job::ProcessInbound { .. } => "process_inbound",
             Job::OrgSync { .. } => "org_sync",
+            Job::RecoverWebhooks { .. } => "recover_webhooks",
             Job::TicketNotice { .. } => "ticket_notice",
             Job::StageTimer { .. } => "stage_timer",
         }
@@ -77,6 +80,7 @@ impl Job {
             // Event ids are fresh UUIDs, so the first names the batch.
             Job::ProcessInbound { ids } => ids.first().map(|id| format!("inbound:{id}")),
             Job::OrgSync { slot } => Some(format!("org_sync:{slot}")),
+            Job::RecoverWebhooks { slot } => Some(format!("recover_webhooks:{slot}")),
             Job::TicketNotice { key, .. } => Some(format!("notice:{key}")),
             Job::StageTimer {
                 request,
@@ -301,6 +305,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             Ok(())
         }
         Job::OrgSync { slot } => org_sync(state, *slot).await,
+        Job::RecoverWebhooks { slot } => recover_webhooks(state, *slot).await,
         Job::StageTimer {
             tenant,
             ticket_key,
@@ -372,39 +377,95 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
 /// A full read at least this often: incremental reads do not see removals.
 const FULL_SYNC_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
-fn sync_slot(state: &AppState, at: DateTime<Utc>) -> (i64, i64) {
-    let interval = i64::try_from(state.config.idp.sync_interval.as_secs())
-        .unwrap_or(i64::MAX)
-        .max(1);
-    (at.timestamp().div_euclid(interval), interval)
+/// How often failed webhooks are read back from Jira (it keeps them about 72 hours).
+const RECOVERY_EVERY_SECONDS: i64 = 600;
+
+/// Periodic jobs run once per slot of their interval; slots count from the epoch, so every
+/// replica names the same slot and its idempotency key keeps it to one job.
+#[derive(Debug, Clone, Copy)]
+enum Periodic {
+    OrgSync,
+    RecoverWebhooks,
 }
 
-/// Schedules the org sync of the next slot, and of the current one when no org chart exists
-/// yet (a new deployment syncs right away). Idempotent across replicas.
-pub async fn schedule_org_sync(state: &AppState) -> Result<(), JobError> {
-    let now = state.clock.now();
-    let (slot, interval) = sync_slot(state, now);
-    let mut tx = state.store.begin().await?;
-    if crate::store::org::latest_version(&state.store)
-        .await?
-        .is_none()
-    {
-        schedule(&mut tx, &Job::OrgSync { slot }, now).await?;
+impl Periodic {
+    fn interval(self, state: &AppState) -> i64 {
+        match self {
+            Self::OrgSync => i64::try_from(state.config.idp.sync_interval.as_secs())
+                .unwrap_or(i64::MAX)
+                .max(1),
+            Self::RecoverWebhooks => RECOVERY_EVERY_SECONDS,
+        }
     }
-    let next = DateTime::from_timestamp((slot + 1) * interval, 0).unwrap_or(now);
-    schedule(&mut tx, &Job::OrgSync { slot: slot + 1 }, next).await?;
+
+    fn job(self, slot: i64) -> Job {
+        match self {
+            Self::OrgSync => Job::OrgSync { slot },
+            Self::RecoverWebhooks => Job::RecoverWebhooks { slot },
+        }
+    }
+
+    /// Queues the slot after `slot`, at its start.
+    async fn queue_next(self, state: &AppState, tx: &mut Tx, slot: i64) -> Result<(), JobError> {
+        let interval = self.interval(state);
+        let at = DateTime::from_timestamp((slot + 1) * interval, 0).unwrap_or(state.clock.now());
+        schedule(tx, &self.job(slot + 1), at).await.map(|_| ())
+    }
+
+    fn current_slot(self, state: &AppState) -> i64 {
+        state
+            .clock
+            .now()
+            .timestamp()
+            .div_euclid(self.interval(state))
+    }
+}
+
+/// Schedules the periodic jobs: the next slot of each, and right away an org sync when no
+/// org chart exists yet and a webhook recovery (a process that starts may have been down).
+pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    for periodic in [Periodic::OrgSync, Periodic::RecoverWebhooks] {
+        let slot = periodic.current_slot(state);
+        let run_now = match periodic {
+            Periodic::OrgSync => crate::store::org::latest_version(&state.store)
+                .await?
+                .is_none(),
+            Periodic::RecoverWebhooks => true,
+        };
+        if run_now {
+            schedule(&mut tx, &periodic.job(slot), now).await?;
+        }
+        periodic.queue_next(state, &mut tx, slot).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
 
+/// Queues the following slot first, so a run that fails for good does not end the schedule.
+async fn queue_following(state: &AppState, periodic: Periodic, slot: i64) -> Result<(), JobError> {
+    let mut tx = state.store.begin().await?;
+    periodic.queue_next(state, &mut tx, slot).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn recover_webhooks(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
+    queue_following(state, Periodic::RecoverWebhooks, slot).await?;
+    match crate::engine::recovery::recover(state).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_retryable() => Err(e.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "reading failed webhooks failed");
+            Ok(())
+        }
+    }
+}
+
 async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
     use crate::idp::{Connector, Directory};
-    // The next slot is queued first, so a sync that fails for good does not end the schedule.
-    let (_, interval) = sync_slot(state, state.clock.now());
-    let next = DateTime::from_timestamp((slot + 1) * interval, 0).unwrap_or(state.clock.now());
-    let mut tx = state.store.begin().await?;
-    schedule(&mut tx, &Job::OrgSync { slot: slot + 1 }, next).await?;
-    tx.commit().await?;
+    queue_following(state, Periodic::OrgSync, slot).await?;
 
     let connector = Connector::new(&state.config.idp.source);
     let last_full = crate::store::org::last_full_sync(&state.store, &connector.source()).await?;

@@ -197,3 +197,48 @@ pub async fn count(store: &Store) -> Result<i64, StoreError> {
             .await
     })?)
 }
+
+/// Client keys of the Jira tenants that are installed and active.
+pub async fn active_jira(store: &Store) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT client_key FROM tenants WHERE product = 'jira' \
+             AND state IN ('installed', 'enabled') ORDER BY client_key",
+        )
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Where reading a tenant's failed webhooks goes on from (epoch milliseconds).
+pub async fn recovery_after(store: &Store, client_key: &str) -> Result<Option<i64>, StoreError> {
+    let row: Option<(i64,)> = on_db!(store.db(), |pool| {
+        sqlx::query_as("SELECT after_ms FROM webhook_recovery WHERE tenant = $1")
+            .bind(client_key)
+            .fetch_optional(pool)
+            .await
+    })?;
+    Ok(row.map(|r| r.0))
+}
+
+pub async fn set_recovery_after(
+    store: &Store,
+    client_key: &str,
+    after_ms: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_db!(store.db(), |pool| {
+        sqlx::query(
+            "INSERT INTO webhook_recovery (tenant, after_ms, checked_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant) DO UPDATE SET after_ms = excluded.after_ms, checked_at = excluded.checked_at",
+        )
+        .bind(client_key)
+        .bind(after_ms)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
+}

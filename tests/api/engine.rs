@@ -142,10 +142,13 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
         "{}",
         comments[0]
     );
-    assert_eq!(
-        env.cloud.world().issues["IT-7"].participants,
-        vec![DAN.0.to_string()]
-    );
+    // Participants follow the comment in the same notice.
+    let participants = eventually(Duration::from_secs(5), || async {
+        let p = env.cloud.world().issues["IT-7"].participants.clone();
+        (!p.is_empty()).then_some(p)
+    })
+    .await;
+    assert_eq!(participants, Some(vec![DAN.0.to_string()]));
     let request = env.request().await;
     assert_eq!((request.state, request.stage), (State::Pending, 0));
     assert_eq!(
@@ -244,11 +247,12 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     );
     let request = env.request().await;
     assert_eq!(request.state, State::Approved);
-    assert_eq!(
-        env.cloud.world().issues["IT-7"].status,
-        "Approved",
-        "the ticket was transitioned"
-    );
+    let status = eventually(Duration::from_secs(5), || async {
+        let status = env.cloud.world().issues["IT-7"].status.clone();
+        (status == "Approved").then_some(status)
+    })
+    .await;
+    assert!(status.is_some(), "the ticket was transitioned");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
         env.cloud.world().issues["IT-7"].comments.len(),
@@ -547,4 +551,36 @@ async fn two_replicas_receiving_the_same_decision_apply_it_once() {
         .expect("read");
     assert_eq!(chain, Ok(4));
     drop(replica);
+}
+
+#[tokio::test]
+async fn a_ticket_whose_webhook_failed_is_recovered() {
+    let env = start(TestDatabase::create().await).await;
+    // Jira gave up delivering IT-7's creation (Tollgate was down for its retries).
+    let body = issue_created("IT-7", ERIN.0).to_string();
+    let url = format!("{}/connect/webhooks/issue-created", env.app.url(""));
+    env.cloud
+        .world()
+        .failed_webhooks
+        .push(("failed-1".into(), body, url, 1_764_300_000_000));
+    assert_eq!(
+        tollgate::engine::recovery::recover(&env.app.state)
+            .await
+            .expect("recover"),
+        1
+    );
+    let comments = env.comments(1).await;
+    assert!(
+        comments[0].contains("Stage 1, manager: 1 of Dan Diaz"),
+        "{}",
+        comments[0]
+    );
+    assert_eq!(env.request().await.state, State::Pending);
+    // The next read starts after it.
+    assert_eq!(
+        tollgate::engine::recovery::recover(&env.app.state)
+            .await
+            .expect("again"),
+        0
+    );
 }

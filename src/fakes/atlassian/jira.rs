@@ -42,6 +42,12 @@ pub fn ops() -> Ops {
         )
         .op(
             Method::GET,
+            "/rest/api/3/webhook/failed",
+            Connect(Scope::Read),
+            failed_webhooks,
+        )
+        .op(
+            Method::GET,
             "/rest/api/3/user",
             Connect(Scope::Read),
             get_user,
@@ -395,4 +401,29 @@ async fn remove_group_user(State(w): St, Query(q): Params) -> Response {
             "Cannot remove user. User is not a member of the group.",
         )
     }
+}
+
+/// `{values, maxResults, next?}`: failures after `after`, oldest first.
+async fn failed_webhooks(State(w): St, Query(q): Params) -> Response {
+    let world = w.world();
+    let after: i64 = q
+        .get("after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(i64::MIN);
+    let max = world.page_size(q.get("maxResults").and_then(|v| v.parse().ok()), 100, 100);
+    let values: Vec<Value> = world
+        .failed_webhooks
+        .iter()
+        .filter(|(_, _, _, at)| *at > after)
+        .take(max)
+        .map(|(id, body, url, at)| json!({"id": id, "body": body, "url": url, "failureTime": at}))
+        .collect();
+    let mut page = json!({"values": values, "maxResults": max});
+    if let Some(last) = values.last() {
+        page["next"] = json!(format!(
+            "/rest/api/3/webhook/failed?after={}",
+            last["failureTime"]
+        ));
+    }
+    Json(page).into_response()
 }

@@ -66,6 +66,8 @@ pub struct World {
     pub space_assignments: BTreeMap<u64, Vec<(String, String)>>,
     /// (account id, role, resource) product roles granted through the Admin API.
     pub product_roles: BTreeSet<(String, String, String)>,
+    /// Webhooks Jira gave up on: (id, body, url, failure time in epoch ms), oldest first.
+    pub failed_webhooks: Vec<(String, String, String, i64)>,
     /// SCIM directory users: (userName, atlassianAccountId).
     pub scim_users: Vec<(String, String)>,
     /// The organization and SCIM directory ids the Admin API answers for.
