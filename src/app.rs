@@ -123,10 +123,12 @@ impl Application {
         };
 
         let config_atlassian = config.atlassian.clone();
+        let job_wake = Arc::new(jobs::WakeSignal::default());
         let workflows = load_workflows(&config.workflows_dir);
         let state = AppState {
             connect: Arc::new(crate::connect::Connect::new(&config)),
-            intake: crate::intake::Intake::start(store.dedicated_writer().await?),
+            intake: crate::intake::Intake::start(store.dedicated_writer().await?, job_wake.clone()),
+            job_wake,
             config: Arc::new(config),
             store,
             clock,

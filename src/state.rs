@@ -28,6 +28,8 @@ pub struct AppState {
     pub atlassian: crate::atlassian::Atlassian,
     /// The workflows loaded at start (`None` when they have errors: requests wait).
     pub workflows: Option<Arc<crate::workflow::Workflows>>,
+    /// Wakes this process's job worker when work was just committed.
+    pub job_wake: Arc<crate::jobs::WakeSignal>,
 }
 
 impl AppState {

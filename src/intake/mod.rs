@@ -112,10 +112,10 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Starts the writer task for `store`.
-    pub fn start(store: Store) -> Self {
+    /// Starts the writer task for `store`; `wake` tells this process's worker a batch is in.
+    pub fn start(store: Store, wake: std::sync::Arc<crate::jobs::WakeSignal>) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(writer(store, rx));
+        tokio::spawn(writer(store, rx, wake));
         Self { tx }
     }
 
@@ -143,12 +143,17 @@ impl Intake {
 
 /// Takes whatever is waiting (at least one, at most [`MAX_BATCH`]) and commits it together. No
 /// timer: under light load a batch is one delivery, under a burst it is everything queued.
-async fn writer(store: Store, mut rx: mpsc::Receiver<(Delivery, Reply)>) {
+async fn writer(
+    store: Store,
+    mut rx: mpsc::Receiver<(Delivery, Reply)>,
+    wake: std::sync::Arc<crate::jobs::WakeSignal>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (deliveries, replies): (Vec<Delivery>, Vec<Reply>) = batch.drain(..).unzip();
         match store_batch(&store, &deliveries).await {
             Ok(outcomes) => {
+                wake.wake();
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }

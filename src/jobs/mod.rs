@@ -17,6 +17,8 @@ use uuid::Uuid;
 
 mod tick;
 
+pub use tick::WakeSignal;
+
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::store::{Db, StoreError, Tx, inbound, selfcheck};
@@ -112,8 +114,10 @@ pub enum Enqueued {
 
 fn task(job: &Job, run_at: DateTime<Utc>) -> Result<apalis::prelude::Task<Vec<u8>>, JobError> {
     let payload = serde_json::to_vec(job)?;
-    // apalis stores whole seconds: round up, so a job never runs before its time.
-    let seconds = run_at.timestamp() + i64::from(run_at.timestamp_subsec_nanos() > 0);
+    // apalis stores whole seconds: a future job is rounded up, so it never runs before its
+    // time; a job due now is rounded down, so it does not wait up to a second for nothing.
+    let due_now = run_at <= Utc::now();
+    let seconds = run_at.timestamp() + i64::from(!due_now && run_at.timestamp_subsec_nanos() > 0);
     let mut builder = TaskBuilder::new(payload)
         .run_at_timestamp(u64::try_from(seconds).unwrap_or(0))
         .max_attempts(MAX_ATTEMPTS);
@@ -216,6 +220,7 @@ impl WorkerStatus {
 pub async fn run_worker(state: AppState, shutdown: Shutdown) -> Result<(), BoxDynError> {
     let config = state.config.jobs.clone();
     let status = state.worker_status.clone();
+    let wake = state.job_wake.clone();
     // A fresh name per process and per restart: apalis refuses a worker name that was seen
     // alive in the last minute, which would kill a quickly restarted process's worker.
     let name = move |restarts: usize| format!("tollgate-{}-{restarts}", Uuid::now_v7());
@@ -246,7 +251,7 @@ pub async fn run_worker(state: AppState, shutdown: Shutdown) -> Result<(), BoxDy
             monitor.register(move |restarts| {
                 let backend = PollWith::new(
                     apalis_sqlite::SqliteStorage::<Job>::new(&pool).with_config(queue.clone()),
-                    tick::Tick::every(config.poll_interval),
+                    tick::Tick::every(config.poll_interval).woken_by(wake.clone()),
                 );
                 WorkerBuilder::new(name(restarts))
                     .backend(backend)
@@ -260,7 +265,7 @@ pub async fn run_worker(state: AppState, shutdown: Shutdown) -> Result<(), BoxDy
             monitor.register(move |restarts| {
                 let backend = PollWith::new(
                     apalis_postgres::PostgresStorage::<Job>::new(&pool).with_config(queue.clone()),
-                    tick::Tick::every(config.poll_interval),
+                    tick::Tick::every(config.poll_interval).woken_by(wake.clone()),
                 );
                 WorkerBuilder::new(name(restarts))
                     .backend(backend)
@@ -284,6 +289,8 @@ async fn run(job: Job, state: Data<AppState>) -> Result<(), BoxDynError> {
     let kind = job.kind();
     let started = Instant::now();
     let result = dispatch(&job, &state).await;
+    // What the job committed (notices, timers, the next slot) is picked up at once.
+    state.job_wake.wake();
     let outcome = if result.is_ok() { "success" } else { "failure" };
     state
         .metrics

@@ -6,15 +6,45 @@
 //! like the same loss). This strategy always leaves a timer armed before it returns.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use apalis::prelude::{PollSnapshot, PollStrategy};
 use tokio::time::{Instant, Sleep};
 
+/// Wakes this process's worker now instead of at its next tick: work was just committed
+/// (an intake batch, a job's follow-ups). Other processes still find it on their tick.
+#[derive(Debug, Default)]
+pub struct WakeSignal {
+    pending: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl WakeSignal {
+    pub fn wake(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+        let waker = self
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn take(&self, cx: &Context<'_>) -> bool {
+        *self.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+        self.pending.swap(false, Ordering::SeqCst)
+    }
+}
+
 pub struct Tick {
     every: Duration,
     sleep: Pin<Box<Sleep>>,
+    wake: Option<Arc<WakeSignal>>,
 }
 
 impl Tick {
@@ -22,7 +52,14 @@ impl Tick {
         Self {
             every,
             sleep: Box::pin(tokio::time::sleep(every)),
+            wake: None,
         }
+    }
+
+    /// Also polls as soon as `signal` is woken.
+    pub fn woken_by(mut self, signal: Arc<WakeSignal>) -> Self {
+        self.wake = Some(signal);
+        self
     }
 }
 
@@ -35,7 +72,8 @@ impl PollStrategy for Tick {
             let next = Instant::now() + self.every;
             self.sleep.as_mut().reset(next);
         }
-        if fired {
+        let woken = self.wake.as_ref().is_some_and(|w| w.take(cx));
+        if fired || woken {
             Poll::Ready(Some(()))
         } else {
             Poll::Pending
@@ -61,6 +99,28 @@ mod tests {
 
     /// After every tick the next one is armed: the waker fires again without anyone polling
     /// in between, which is exactly what apalis's own interval strategy fails to do.
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_polls_at_once() {
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let signal = Arc::new(WakeSignal::default());
+        let mut tick = Tick::every(Duration::from_secs(60)).woken_by(signal.clone());
+        let snapshot = PollSnapshot::default();
+        assert!(tick.poll_drive(&mut cx, &snapshot).is_pending());
+        signal.wake();
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "the worker's waker was called"
+        );
+        assert!(tick.poll_drive(&mut cx, &snapshot).is_ready());
+        assert!(
+            tick.poll_drive(&mut cx, &snapshot).is_pending(),
+            "one wake, one poll"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_tick_always_arms_the_next_one() {
         let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
