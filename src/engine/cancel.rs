@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::machine::State;
 use super::{EngineError, site};
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Actor};
 use crate::state::AppState;
 use crate::store::requests;
 
@@ -47,19 +47,11 @@ pub async fn if_ticket_cancelled(
         tx.rollback().await?;
         return Ok(());
     }
+    let actor = Actor::Person(request.requester_account.clone());
+    let details = json!({"status": issue.status, "resolution": resolution});
     audit::append(
         &mut tx,
-        &Event {
-            at: now,
-            tenant: Some(tenant.to_string()),
-            request_id: Some(request.id),
-            ticket_key: Some(ticket_key.to_string()),
-            actor: Actor::Person(request.requester_account.clone()),
-            action: "request.cancelled".into(),
-            target: request.resource.clone(),
-            details: json!({"status": issue.status, "resolution": resolution}),
-            workflow_version: request.workflow_version.clone(),
-        },
+        &super::request_event(&request, now, actor, "request.cancelled", details),
     )
     .await?;
     tx.commit().await?;

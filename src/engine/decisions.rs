@@ -9,7 +9,7 @@ use super::machine::{self, Next, Refusal, Verdict};
 use super::{EngineError, notices, site};
 use crate::atlassian::adf;
 use crate::atlassian::jsm::Decision as JsmDecision;
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Actor};
 use crate::state::AppState;
 use crate::store::requests;
 
@@ -145,16 +145,14 @@ async fn apply(
     });
     let name = approver.map_or(ballot.who, |a| a.name.as_str()).to_string();
     let email = approver.map(|a| a.email.clone()).unwrap_or_default();
-    let audit_event = |action: &str, details: Value| Event {
-        at: now,
-        tenant: Some(tenant.to_string()),
-        request_id: Some(request.id),
-        ticket_key: Some(ticket_key.to_string()),
-        actor: Actor::Approver(ballot.account.to_string()),
-        action: action.to_string(),
-        target: request.resource.clone(),
-        details,
-        workflow_version: request.workflow_version.clone(),
+    let approver_event = |request: &requests::Request, action: &str, details: Value| {
+        super::request_event(
+            request,
+            now,
+            Actor::Approver(ballot.account.to_string()),
+            action,
+            details,
+        )
     };
 
     let outcome = machine::decide(
@@ -190,7 +188,7 @@ async fn apply(
             };
             audit::append(
                 &mut tx,
-                &audit_event(
+                &approver_event(&request,
                     "decision.refused",
                     json!({"verdict": ballot.verdict.as_str(), "via": ballot.via, "why": why, "stage": stage}),
                 ),
@@ -270,7 +268,8 @@ async fn apply(
     }
     audit::append(
         &mut tx,
-        &audit_event(
+        &approver_event(
+            &request,
             action,
             json!({
                 "stage": stage, "stage_name": plan.stages.get(stage).map(|s| &s.name),

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::machine::{Approver, Plan, PlannedStage, State};
 use super::{EngineError, notices, site};
 use crate::atlassian::adf;
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Actor};
 use crate::orgchart::accounts;
 use crate::orgchart::{AccountId, Email, OrgIndex};
 use crate::state::AppState;
@@ -175,16 +175,8 @@ pub async fn ensure_request(
         tx.rollback().await?;
         return Ok(requests::by_ticket(&state.store, tenant_key, ticket_key).await?);
     }
-    let event = |actor: Actor, action: &str, details: Value| Event {
-        at: now,
-        tenant: Some(tenant_key.to_string()),
-        request_id: Some(request.id),
-        ticket_key: Some(ticket_key.to_string()),
-        actor,
-        action: action.to_string(),
-        target: request.resource.clone(),
-        details,
-        workflow_version: request.workflow_version.clone(),
+    let event = |actor: Actor, action: &str, details: Value| {
+        super::request_event(&request, now, actor, action, details)
     };
     audit::append(
         &mut tx,

@@ -66,6 +66,28 @@ pub async fn site(state: &AppState, client_key: &str) -> Result<(Tenant, Site), 
     Ok((tenant, site))
 }
 
+/// An audit event about `request`, on its tenant's chain, naming the workflow version that
+/// routed it.
+pub(crate) fn request_event(
+    request: &crate::store::requests::Request,
+    at: chrono::DateTime<chrono::Utc>,
+    actor: crate::audit::Actor,
+    action: &str,
+    details: Value,
+) -> crate::audit::Event {
+    crate::audit::Event {
+        at,
+        tenant: Some(request.tenant.clone()),
+        request_id: Some(request.id),
+        ticket_key: Some(request.ticket_key.clone()),
+        actor,
+        action: action.to_string(),
+        target: request.resource.clone(),
+        details,
+        workflow_version: request.workflow_version.clone(),
+    }
+}
+
 /// Webhooks caused by an app (Tollgate's own comments and transitions) are not decisions.
 fn by_an_app(user: &Value) -> bool {
     user.get("accountType").and_then(Value::as_str) == Some("app")

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::EngineError;
 use super::machine::{Approver, State};
 use super::notices::{self, Notice};
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Actor};
 use crate::jobs::{self, Job, JobError};
 use crate::orgchart::{Email, accounts};
 use crate::state::AppState;
@@ -193,17 +193,13 @@ pub async fn fire(
     }
     audit::append(
         &mut tx,
-        &Event {
-            at: now,
-            tenant: Some(tenant.to_string()),
-            request_id: Some(request.id),
-            ticket_key: Some(ticket_key.to_string()),
-            actor: Actor::System("timer".into()),
-            action: action.to_string(),
-            target: request.resource.clone(),
+        &super::request_event(
+            &request,
+            now,
+            Actor::System("timer".into()),
+            action,
             details,
-            workflow_version: request.workflow_version.clone(),
-        },
+        ),
     )
     .await?;
     let key = format!("{}:{}:{stage}:{epoch}", request.id, kind.as_str());
