@@ -11,6 +11,7 @@ pub mod intake;
 pub mod machine;
 pub mod notices;
 pub mod recovery;
+pub mod reresolve;
 pub mod templates;
 pub mod timers;
 

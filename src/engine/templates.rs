@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("refused", include_str!("../../templates/refused.hbs")),
     ("reminder", include_str!("../../templates/reminder.hbs")),
     ("escalated", include_str!("../../templates/escalated.hbs")),
+    ("rerouted", include_str!("../../templates/rerouted.hbs")),
 ];
 
 fn registry() -> &'static Handlebars<'static> {

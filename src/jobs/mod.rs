@@ -481,7 +481,15 @@ async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
     match crate::orgchart::sync::sync(&state.store, &connector, &*state.clock, full, &quiet).await {
         Ok(report) => {
             tracing::info!(?report, "org chart synced");
-            state.org.refresh(&state.store).await?;
+            if state.org.refresh(&state.store).await? {
+                let changed = crate::engine::reresolve::after_org_change(state).await?;
+                if changed > 0 {
+                    tracing::info!(
+                        changed,
+                        "open stages re-resolved after the org chart changed"
+                    );
+                }
+            }
             Ok(())
         }
         Err(e) if e.is_retryable() => Err(e.into()),

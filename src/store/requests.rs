@@ -169,6 +169,17 @@ pub async fn by_ticket(
     row.map(Request::try_from).transpose()
 }
 
+/// Every pending request (for re-resolving open stages after the org chart changed).
+pub async fn pending(store: &Store) -> Result<Vec<Request>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM requests WHERE state = 'pending' ORDER BY created_at");
+    let rows: Vec<Row> = on_db!(store.db(), |pool| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_all(pool)
+            .await
+    })?;
+    rows.into_iter().map(Request::try_from).collect()
+}
+
 /// The request, its row locked until the transaction ends (the first lock of the documented
 /// order: request row, then audit chain head).
 pub async fn lock(

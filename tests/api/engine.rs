@@ -584,3 +584,67 @@ async fn a_ticket_whose_webhook_failed_is_recovered() {
         0
     );
 }
+
+#[tokio::test]
+async fn an_org_change_while_pending_re_resolves_the_open_stage() {
+    let workflows = fast_workflows();
+    let dir = workflows.path().display().to_string();
+    let env = start_with(
+        TestDatabase::create().await,
+        &[("TOLLGATE_WORKFLOWS_DIR", &dir)],
+    )
+    .await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    env.comments(1).await;
+    // Erin moves to Frank's team.
+    let org = workflows.path().join("org.yaml");
+    let text = std::fs::read_to_string(&org).expect("org");
+    let moved = text.replace(
+        "email: erin.evans@acme.example, name: Erin Evans, title: Accountant, department: Finance, cost_center: CC-210, manager: dan.diaz@acme.example",
+        "email: erin.evans@acme.example, name: Erin Evans, title: Accountant, department: Finance, cost_center: CC-210, manager: frank.fox@acme.example",
+    );
+    assert_ne!(moved, text, "the test edits Erin's manager");
+    std::fs::write(&org, moved).expect("write");
+    let state = &env.app.state;
+    let connector = tollgate::idp::Connector::new(&state.config.idp.source);
+    tollgate::orgchart::sync::sync(
+        &state.store,
+        &connector,
+        &SystemClock,
+        false,
+        &tollgate::orgchart::sync::Quiet,
+    )
+    .await
+    .expect("sync");
+    assert!(state.org.refresh(&state.store).await.expect("refresh"));
+    assert_eq!(
+        tollgate::engine::reresolve::after_org_change(state)
+            .await
+            .expect("re-resolve"),
+        1
+    );
+    let comments = env.comments(2).await;
+    assert!(
+        comments.iter().any(|c| c.contains(
+            "The org chart changed: stage 1 (manager) now goes to Frank Fox, instead of Dan Diaz."
+        )),
+        "{comments:?}"
+    );
+    // Frank decides now; Dan no longer can.
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-2",
+        &comment_created("IT-7", FRANK, "/approve"),
+    )
+    .await;
+    let advanced = eventually(Duration::from_secs(10), || async {
+        (env.request().await.stage == 1).then_some(())
+    })
+    .await;
+    assert!(advanced.is_some(), "Frank's approval counted");
+}
