@@ -191,6 +191,32 @@ impl Atlassian {
         Ok(Change::Applied)
     }
 
+    /// Keys of the issues `jql` finds, through every page (`nextPageToken`).
+    pub async fn search_keys(&self, site: &Site, jql: &str) -> Result<Vec<String>, AtlassianError> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..1_000 {
+            let mut params = vec![("jql", jql), ("maxResults", "100"), ("fields", "key")];
+            if let Some(t) = token.as_deref() {
+                params.push(("nextPageToken", t));
+            }
+            let path = with_query("/rest/api/3/search/jql", &params);
+            let page: Value = self.on_site(site, Method::GET, &path, None).await?.json()?;
+            keys.extend(
+                page["issues"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i["key"].as_str().map(str::to_string)),
+            );
+            match page["nextPageToken"].as_str() {
+                Some(next) if page["isLast"] != true => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(keys)
+    }
+
     /// Webhooks that failed after every retry, oldest first, after `after` (epoch ms).
     pub async fn failed_webhooks(
         &self,

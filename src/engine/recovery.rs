@@ -1,6 +1,8 @@
 //! Nothing missed: webhooks Jira gave up delivering (Tollgate was down for longer than Jira
 //! retries) are read back from `/rest/api/3/webhook/failed` and fed through the same intake,
-//! where their delivery ids make them count once.
+//! where their delivery ids make them count once. As a safety net, tickets created in the last
+//! two days but more than ten minutes ago (within the webhook JQL filter, if one is set) that
+//! have no request are taken in.
 
 use serde_json::Value;
 
@@ -53,6 +55,22 @@ pub async fn recover(state: &AppState) -> Result<usize, EngineError> {
         }
         if let Some(newest) = newest {
             tenants::set_recovery_after(&state.store, &tenant, newest, state.clock.now()).await?;
+        }
+        // Tickets younger than ten minutes may have their webhook on the way.
+        let window = "created >= -2d AND created <= -10m ORDER BY created ASC";
+        let jql = match state.config.connect.webhook_jql.as_deref() {
+            Some(filter) if !filter.trim().is_empty() => format!("({filter}) AND {window}"),
+            _ => window.to_string(),
+        };
+        for key in state.atlassian.search_keys(&site, &jql).await? {
+            let known = crate::store::requests::by_ticket(&state.store, &tenant, &key).await?;
+            if known.is_none()
+                && super::intake::ensure_request(state, &tenant, &key)
+                    .await?
+                    .is_some()
+            {
+                recovered += 1;
+            }
         }
     }
     if recovered > 0 {

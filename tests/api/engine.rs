@@ -563,6 +563,7 @@ async fn a_ticket_whose_webhook_failed_is_recovered() {
         .world()
         .failed_webhooks
         .push(("failed-1".into(), body, url, 1_764_300_000_000));
+    // IT-7's failed webhook.
     assert_eq!(
         tollgate::engine::recovery::recover(&env.app.state)
             .await
@@ -576,13 +577,24 @@ async fn a_ticket_whose_webhook_failed_is_recovered() {
         comments[0]
     );
     assert_eq!(env.request().await.state, State::Pending);
-    // The next read starts after it.
+    // The next read starts after it; the site's other tickets are too new for the safety net.
     assert_eq!(
         tollgate::engine::recovery::recover(&env.app.state)
             .await
             .expect("again"),
         0
     );
+    // A ticket an hour old whose webhook never reached even the failed list: the safety net.
+    env.cloud.world().add_issue("IT-8", ERIN.0).created =
+        chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(
+        tollgate::engine::recovery::recover(&env.app.state)
+            .await
+            .expect("net"),
+        1
+    );
+    let taken = requests::by_ticket(&env.app.state.store, &env.site.client_key, "IT-8").await;
+    assert_eq!(taken.expect("read").map(|r| r.state), Some(State::Pending));
 }
 
 #[tokio::test]

@@ -42,6 +42,12 @@ pub fn ops() -> Ops {
         )
         .op(
             Method::GET,
+            "/rest/api/3/search/jql",
+            Connect(Scope::Read),
+            search_jql,
+        )
+        .op(
+            Method::GET,
             "/rest/api/3/webhook/failed",
             Connect(Scope::Read),
             failed_webhooks,
@@ -426,4 +432,50 @@ async fn failed_webhooks(State(w): St, Query(q): Params) -> Response {
         ));
     }
     Json(page).into_response()
+}
+
+/// `created >= -Nd` / `created <= -Nm` clauses of a JQL query, as (at least, at most) ages.
+fn created_window(jql: &str) -> (Option<chrono::Duration>, Option<chrono::Duration>) {
+    let age = |op: &str| {
+        let rest = jql.split(&format!("created {op} -")).nth(1)?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let n: i64 = digits.parse().ok()?;
+        match rest[digits.len()..].chars().next()? {
+            'm' => Some(chrono::Duration::minutes(n)),
+            'h' => Some(chrono::Duration::hours(n)),
+            'd' => Some(chrono::Duration::days(n)),
+            _ => None,
+        }
+    };
+    (age(">="), age("<="))
+}
+
+/// JQL search, understanding only what recovery asks (a `created` window), paged with an
+/// opaque `nextPageToken`.
+async fn search_jql(State(w): St, Query(q): Params) -> Response {
+    let Some(jql) = q.get("jql").filter(|j| !j.trim().is_empty()) else {
+        return jira_error(StatusCode::BAD_REQUEST, "The JQL query is required.");
+    };
+    let (newer_than, older_than) = created_window(jql);
+    let now = chrono::Utc::now();
+    let world = w.world();
+    let start: usize = q
+        .get("nextPageToken")
+        .and_then(|t| t.strip_prefix("p"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let size = world.page_size(q.get("maxResults").and_then(|v| v.parse().ok()), 50, 100);
+    let issues: Vec<Value> = world
+        .issues
+        .values()
+        .filter(|i| newer_than.is_none_or(|age| i.created >= now - age))
+        .filter(|i| older_than.is_none_or(|age| i.created <= now - age))
+        .map(|i| json!({"id": i.id, "key": i.key}))
+        .collect();
+    let (slice, last) = page(&issues, start, size);
+    let mut body = json!({"issues": slice, "isLast": last});
+    if !last {
+        body["nextPageToken"] = json!(format!("p{}", start + size));
+    }
+    Json(body).into_response()
 }

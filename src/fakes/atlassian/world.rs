@@ -38,6 +38,7 @@ pub struct FakeIssue {
     pub approvals: Vec<Value>,
     pub request_type_id: String,
     pub request_type_name: String,
+    pub created: chrono::DateTime<chrono::Utc>,
     pub service_desk_id: String,
 }
 
@@ -182,6 +183,7 @@ impl World {
                 approvals: Vec::new(),
                 request_type_id: "12".into(),
                 request_type_name: "Request access".into(),
+                created: chrono::Utc::now(),
                 service_desk_id: "1".into(),
             },
         );
