@@ -191,6 +191,23 @@ impl Atlassian {
         Ok(Change::Applied)
     }
 
+    /// Sets a user-picker field (JSM's Approvers) to exactly these accounts.
+    pub async fn set_users_field(
+        &self,
+        site: &Site,
+        key: &str,
+        field: &str,
+        accounts: &[AccountId],
+    ) -> Result<(), AtlassianError> {
+        let users: Vec<Value> = accounts.iter().map(|a| json!({"accountId": a.0})).collect();
+        let mut fields = serde_json::Map::new();
+        fields.insert(field.to_string(), Value::Array(users));
+        let body = json!({ "fields": fields });
+        self.on_site(site, Method::PUT, &issue_path(key), Some(body))
+            .await?;
+        Ok(())
+    }
+
     /// Keys of the issues `jql` finds, through every page (`nextPageToken`).
     pub async fn search_keys(&self, site: &Site, jql: &str) -> Result<Vec<String>, AtlassianError> {
         let mut keys = Vec::new();

@@ -223,7 +223,8 @@ pub async fn deliver(
     ticket_key: &str,
     notice: &Notice,
 ) -> Result<(), EngineError> {
-    let (_, site) = site(state, tenant).await?;
+    let (tenant_row, site) = site(state, tenant).await?;
+    let tenant_host = tenant_row.host.clone();
     // Resources by the name the catalog gives them.
     let mut context = notice.context.clone();
     if let (Some(id), Some(workflows)) = (context["resource"].as_str(), state.workflows())
@@ -243,7 +244,20 @@ pub async fn deliver(
             .atlassian
             .add_participants(&site, ticket_key, &accounts)
             .await?;
+        // JSM's Approvers field, where the intake mapping names one, shows the open stage.
+        let field = state.workflows().and_then(|w| {
+            w.intake_for(&tenant_host)
+                .and_then(|m| m.fields.approvers.as_ref())
+                .map(|f| f.0.clone())
+        });
+        if let Some(field) = field {
+            state
+                .atlassian
+                .set_users_field(&site, ticket_key, &field, &accounts)
+                .await?;
+        }
     }
+
     if let Some(name) = &notice.transition {
         match state.atlassian.transition(&site, ticket_key, name).await {
             Ok(Change::Applied | Change::AlreadyInPlace) => {}

@@ -230,6 +230,8 @@ pub struct IntakeFields {
     pub duration: Option<FieldRef>,
     pub justification: Option<FieldRef>,
     pub on_behalf_of: Option<FieldRef>,
+    /// The JSM Approvers field (a multi-user picker) to fill with the open stage's approvers.
+    pub approvers: Option<FieldRef>,
 }
 
 /// How JSM tickets of one or more sites become access requests.

@@ -445,6 +445,7 @@ fn convert_intake(i: &IntakeYaml) -> IntakeMapping {
             duration: field(&i.fields.duration),
             justification: field(&i.fields.justification),
             on_behalf_of: field(&i.fields.on_behalf_of),
+            approvers: field(&i.fields.approvers),
         },
     }
 }

@@ -97,6 +97,7 @@ pub struct IntakeFieldsYaml {
     pub duration: Option<String>,
     pub justification: Option<String>,
     pub on_behalf_of: Option<String>,
+    pub approvers: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

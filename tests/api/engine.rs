@@ -149,6 +149,15 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     })
     .await;
     assert_eq!(participants, Some(vec![DAN.0.to_string()]));
+    // The JSM Approvers field (mapped in intake.yaml) holds the open stage's approvers.
+    let approvers_field = || {
+        env.cloud.world().issues["IT-7"]
+            .custom
+            .get("customfield_10054")
+            .cloned()
+    };
+    let shown = eventually(Duration::from_secs(5), || async { approvers_field() }).await;
+    assert_eq!(shown, Some(json!([{"accountId": DAN.0}])));
     let request = env.request().await;
     assert_eq!((request.state, request.stage), (State::Pending, 0));
     assert_eq!(
@@ -224,6 +233,14 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
         comments[3]
     );
     assert_eq!(env.request().await.stage, 1);
+    let moved_on = eventually(Duration::from_secs(5), || async {
+        approvers_field().filter(|v| *v == json!([{"accountId": CAROL.0}]))
+    })
+    .await;
+    assert!(
+        moved_on.is_some(),
+        "the Approvers field follows the open stage"
+    );
     // Jira sends more updates for the same answered approval: nothing is counted twice.
     env.webhook(
         "/connect/webhooks/issue-updated",

@@ -23,6 +23,12 @@ pub fn ops() -> Ops {
             get_issue,
         )
         .op(
+            Method::PUT,
+            "/rest/api/3/issue/{issueIdOrKey}",
+            Connect(Scope::Write),
+            edit_issue,
+        )
+        .op(
             Method::POST,
             "/rest/api/3/issue/{issueIdOrKey}/comment",
             Connect(Scope::Write),
@@ -478,4 +484,27 @@ async fn search_jql(State(w): St, Query(q): Params) -> Response {
         body["nextPageToken"] = json!(format!("p{}", start + size));
     }
     Json(body).into_response()
+}
+
+/// Edits fields; only custom fields are kept (what Tollgate sets).
+async fn edit_issue(State(w): St, Path(key): Path<String>, Json(body): Json<Value>) -> Response {
+    let mut world = w.world();
+    let Some(issue) = world.issues.get_mut(&key) else {
+        return no_issue();
+    };
+    let Some(fields) = body["fields"].as_object() else {
+        return jira_error(StatusCode::BAD_REQUEST, "No fields to edit.");
+    };
+    for (name, value) in fields {
+        if !name.starts_with("customfield_") {
+            return jira_error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
+                ),
+            );
+        }
+        issue.custom.insert(name.clone(), value.clone());
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
