@@ -258,7 +258,18 @@ pub async fn deliver(
         }
     }
 
-    if let Some(name) = &notice.transition {
+    // The notice names the outcome; the intake mapping names the JSM transition for it.
+    let transition = notice.transition.as_deref().map(|outcome| {
+        let mapping = state
+            .workflows()
+            .and_then(|w| w.intake_for(&tenant_host).cloned());
+        match (outcome, mapping) {
+            ("Approved", Some(m)) => m.approved_transition,
+            ("Declined", Some(m)) => m.declined_transition,
+            (other, _) => other.to_string(),
+        }
+    });
+    if let Some(name) = &transition {
         match state.atlassian.transition(&site, ticket_key, name).await {
             Ok(Change::Applied | Change::AlreadyInPlace) => {}
             // The JSM workflow has no such transition: the comment says it all.

@@ -242,4 +242,7 @@ pub struct IntakeMapping {
     /// Request type names or ids that are access requests.
     pub request_types: Vec<String>,
     pub fields: IntakeFields,
+    /// Transition (or status) names for an approved and a declined request.
+    pub approved_transition: String,
+    pub declined_transition: String,
 }

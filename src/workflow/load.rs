@@ -447,6 +447,16 @@ fn convert_intake(i: &IntakeYaml) -> IntakeMapping {
             on_behalf_of: field(&i.fields.on_behalf_of),
             approvers: field(&i.fields.approvers),
         },
+        approved_transition: i
+            .transitions
+            .approved
+            .clone()
+            .unwrap_or_else(|| "Approved".into()),
+        declined_transition: i
+            .transitions
+            .declined
+            .clone()
+            .unwrap_or_else(|| "Declined".into()),
     }
 }
 

@@ -87,6 +87,16 @@ pub struct IntakeYaml {
     pub sites: Vec<Spanned<String>>,
     pub request_types: Vec<String>,
     pub fields: IntakeFieldsYaml,
+    /// The JSM workflow's transitions (or target statuses) for Tollgate's outcomes.
+    #[serde(default)]
+    pub transitions: TransitionsYaml,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionsYaml {
+    pub approved: Option<String>,
+    pub declined: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

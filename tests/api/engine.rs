@@ -113,6 +113,15 @@ impl Env {
         })
     }
 
+    /// Waits for the ticket to reach `status` (transitions follow a notice's comment).
+    async fn ticket_reaches(&self, status: &str) -> bool {
+        eventually(Duration::from_secs(5), || async {
+            (self.cloud.world().issues["IT-7"].status == status).then_some(())
+        })
+        .await
+        .is_some()
+    }
+
     async fn request(&self) -> requests::Request {
         requests::by_ticket(&self.app.state.store, &self.site.client_key, "IT-7")
             .await
@@ -676,4 +685,54 @@ async fn an_org_change_while_pending_re_resolves_the_open_stage() {
     })
     .await;
     assert!(advanced.is_some(), "Frank's approval counted");
+}
+
+#[tokio::test]
+async fn a_decision_arriving_before_its_ticket_is_applied_after_taking_it_in() {
+    let workflows = fast_workflows();
+    let dir = workflows.path().display().to_string();
+    // This deployment's JSM workflow calls its approving transition "Start progress".
+    let intake = workflows.path().join("intake.yaml");
+    let text = std::fs::read_to_string(&intake)
+        .expect("intake")
+        .replace("approved: Approved", "approved: Start progress");
+    std::fs::write(&intake, text).expect("write");
+    let env = start_with(
+        TestDatabase::create().await,
+        &[("TOLLGATE_WORKFLOWS_DIR", &dir)],
+    )
+    .await;
+    // Out of order: Dan's approval comes before Jira's issue_created for the ticket.
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-1",
+        &comment_created("IT-7", DAN, "/approve"),
+    )
+    .await;
+    let advanced = eventually(Duration::from_secs(10), || async {
+        requests::by_ticket(&env.app.state.store, &env.site.client_key, "IT-7")
+            .await
+            .expect("read")
+            .filter(|r| r.stage == 1)
+    })
+    .await;
+    assert!(advanced.is_some(), "taken in, then Dan's approval applied");
+    // The late issue_created changes nothing.
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-2",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-3",
+        &comment_created("IT-7", CAROL, "/approve"),
+    )
+    .await;
+    assert!(
+        env.ticket_reaches("In Progress").await,
+        "the configured transition was used"
+    );
+    assert_eq!(env.request().await.state, State::Approved);
 }
