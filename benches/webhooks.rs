@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
+use tollgate::fakes::atlassian::{FakeAtlassian, World};
 
 const BASE_URL: &str = "https://tollgate.bench";
 const CONNECTIONS: &str = "32";
@@ -73,7 +74,13 @@ fn line<'a>(report: &'a str, prefix: &str) -> &'a str {
         .unwrap_or("?")
 }
 
-async fn run(name: &str, database_url: &str, keys: &InstallKeyServer, worker: bool) {
+async fn run(
+    name: &str,
+    database_url: &str,
+    keys: &InstallKeyServer,
+    cloud: &FakeAtlassian,
+    worker: bool,
+) {
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let key = tollgate::secrets::SecretKey::generate()
@@ -110,7 +117,11 @@ async fn run(name: &str, database_url: &str, keys: &InstallKeyServer, worker: bo
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let site = FakeSite::jira(&app, "bench.atlassian.net", "bench-key");
+    // The site lives in the fake cloud, so the worker's calls back (re-reading the ticket) are
+    // answered as Jira would.
+    let site = FakeSite::jira(&app, "bench.atlassian.net", "bench-key").at(&cloud.site_url());
+    let descriptor = site.descriptor().await.expect("descriptor");
+    cloud.install(site.fake_tenant(&descriptor));
     let installed = site.install().await.expect("install sent");
     assert_eq!(installed.status(), 204, "install failed");
 
@@ -163,11 +174,21 @@ async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let keys = InstallKeyServer::start().await.expect("key server");
     keys.publish("bench-key", TEST_KEY_1.1);
+    let cloud = FakeAtlassian::start(World::sample(), Default::default())
+        .await
+        .expect("fake cloud");
     let dir = tempfile::tempdir().expect("tempdir");
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
     for worker in [true, false] {
         let sqlite = format!("{sqlite}-{worker}");
-        run("SQLite (WAL, synchronous=NORMAL)", &sqlite, &keys, worker).await;
+        run(
+            "SQLite (WAL, synchronous=NORMAL)",
+            &sqlite,
+            &keys,
+            &cloud,
+            worker,
+        )
+        .await;
     }
     if let Ok(admin) = std::env::var("TEST_DATABASE_URL") {
         use sqlx::Connection;
@@ -184,7 +205,14 @@ async fn main() {
                 .map_or(admin.as_str(), |(base, _)| base)
         );
         for worker in [true, false] {
-            run("PostgreSQL (synchronous_commit=on)", &url, &keys, worker).await;
+            run(
+                "PostgreSQL (synchronous_commit=on)",
+                &url,
+                &keys,
+                &cloud,
+                worker,
+            )
+            .await;
         }
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE \"{name}\" WITH (FORCE)"
