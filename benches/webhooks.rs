@@ -99,6 +99,10 @@ async fn run(
         .env("TOLLGATE_CONNECT_KEYS_URL", keys.url())
         .env("TOLLGATE_SECRET_KEY", &key)
         .env("TOLLGATE_LOG", "warn")
+        .env(
+            "TOLLGATE_WORKFLOWS_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/workflows"),
+        )
         .current_dir(dir.path())
         .stdout(Stdio::null())
         .spawn()
