@@ -349,6 +349,31 @@ async fn decide(
     Ok(Outcome::Routed)
 }
 
+/// An approver by email: their name from the org chart and their Atlassian account, when
+/// either can be found (someone outside the org chart keeps their email as name).
+pub(crate) async fn approver(
+    state: &AppState,
+    site: &crate::atlassian::Site,
+    org: &OrgIndex,
+    email: &str,
+) -> Result<Approver, EngineError> {
+    let Some(idx) = Email::parse(email).ok().and_then(|e| org.by_email(&e)) else {
+        return Ok(Approver {
+            email: email.to_string(),
+            name: email.to_string(),
+            account: None,
+        });
+    };
+    let person = org.person(idx);
+    let account =
+        accounts::account_for(&state.store, &state.atlassian, site, person, &*state.clock).await?;
+    Ok(Approver {
+        email: email.to_string(),
+        name: person.display_name.clone(),
+        account: account.map(|a| a.0),
+    })
+}
+
 /// The routing's stages with each approver's name and Atlassian account.
 async fn plan_of(
     state: &AppState,
@@ -360,27 +385,7 @@ async fn plan_of(
     for stage in &routing.stages {
         let mut approvers = Vec::new();
         for email in &stage.approvers {
-            let person = Email::parse(email).ok().and_then(|e| org.by_email(&e));
-            let (name, account) = match person {
-                Some(p) => {
-                    let person = org.person(p);
-                    let account = accounts::account_for(
-                        &state.store,
-                        &state.atlassian,
-                        site,
-                        person,
-                        &*state.clock,
-                    )
-                    .await?;
-                    (person.display_name.clone(), account.map(|a| a.0))
-                }
-                None => (email.clone(), None),
-            };
-            approvers.push(Approver {
-                email: email.clone(),
-                name,
-                account,
-            });
+            approvers.push(approver(state, site, org, email).await?);
         }
         stages.push(PlannedStage {
             name: stage.name.clone(),

@@ -9,7 +9,7 @@ use super::machine::{Approver, State};
 use super::notices::{self, Notice};
 use super::{EngineError, request_event, site};
 use crate::audit::{self, Actor};
-use crate::orgchart::{Email, accounts};
+use crate::orgchart::Email;
 use crate::state::AppState;
 use crate::store::requests::{self, Request};
 use crate::workflow::{RequestedDuration, RouteRequest, route};
@@ -71,27 +71,7 @@ pub async fn after_org_change(state: &AppState) -> Result<usize, EngineError> {
         let (_, site) = site(state, &pending.tenant).await?;
         let mut approvers = Vec::new();
         for email in &fresh.approvers {
-            let person = Email::parse(email).ok().and_then(|e| org.by_email(&e));
-            let (name, account) = match person {
-                Some(p) => {
-                    let person = org.person(p);
-                    let account = accounts::account_for(
-                        &state.store,
-                        &state.atlassian,
-                        &site,
-                        person,
-                        &*state.clock,
-                    )
-                    .await?;
-                    (person.display_name.clone(), account.map(|a| a.0))
-                }
-                None => (email.clone(), None),
-            };
-            approvers.push(Approver {
-                email: email.clone(),
-                name,
-                account,
-            });
+            approvers.push(super::intake::approver(state, &site, &org, email).await?);
         }
         if replace(state, &pending, approvers, state.clock.now()).await? {
             changed += 1;

@@ -16,7 +16,7 @@ use super::machine::{Approver, State};
 use super::notices::{self, Notice};
 use crate::audit::{self, Actor};
 use crate::jobs::{self, Job, JobError};
-use crate::orgchart::{Email, accounts};
+use crate::orgchart::Email;
 use crate::state::AppState;
 use crate::store::Tx;
 use crate::store::requests::{self, Request};
@@ -241,14 +241,7 @@ async fn managers_of(
         {
             continue;
         }
-        let account =
-            accounts::account_for(&state.store, &state.atlassian, &site, person, &*state.clock)
-                .await?;
-        out.push(Approver {
-            email: person.email.to_string(),
-            name: person.display_name.clone(),
-            account: account.map(|a| a.0),
-        });
+        out.push(super::intake::approver(state, &site, &org, person.email.as_str()).await?);
     }
     Ok(out)
 }
