@@ -195,6 +195,36 @@ pub const SETTINGS: &[Setting] = &[
         "API token of that service account (basic auth).",
     ),
     setting(
+        "atlassian.cloud_id",
+        "TOLLGATE_ATLASSIAN_CLOUD_ID",
+        None,
+        "The site's cloud id: product access grants (`atlassian_product`) name the site's product by it.",
+    ),
+    setting(
+        "atlassian.synced_groups",
+        "TOLLGATE_ATLASSIAN_SYNCED_GROUPS",
+        None,
+        "Comma-separated Atlassian groups fed from the IdP by SCIM (also detected through the SCIM directory): granted through the IdP group of the same name.",
+    ),
+    setting(
+        "grants.remind_before",
+        "TOLLGATE_GRANTS_REMIND_BEFORE",
+        Some("24h,1h"),
+        "When, before temporary access expires, the ticket reminds the requester (comma-separated; `none` for no reminders).",
+    ),
+    setting(
+        "grants.reconcile_interval",
+        "TOLLGATE_GRANTS_RECONCILE_INTERVAL",
+        Some("5m"),
+        "How often the reconcile sweep revokes overdue grants, retries failed revocations and checks membership.",
+    ),
+    setting(
+        "grants.admin_group",
+        "TOLLGATE_GRANTS_ADMIN_GROUP",
+        None,
+        "IdP group whose members may `/revoke` any grant (approvers and the resource owner always may).",
+    ),
+    setting(
         "idp.kind",
         "TOLLGATE_IDP_KIND",
         Some("file"),
@@ -571,6 +601,9 @@ pub struct AtlassianConfig {
     pub scim_api_key: Option<Secret>,
     pub site_admin_email: Option<String>,
     pub site_admin_token: Option<Secret>,
+    pub cloud_id: Option<String>,
+    /// Atlassian groups SCIM keeps in step with the IdP's group of the same name.
+    pub synced_groups: Vec<String>,
 }
 
 /// Which identity source the org chart is synced from, with its settings.
@@ -593,6 +626,14 @@ pub struct JobsConfig {
     pub concurrency: usize,
 }
 
+#[derive(Debug, Clone)]
+pub struct GrantsConfig {
+    /// Reminders before expiry, longest first.
+    pub remind_before: Vec<Duration>,
+    pub reconcile_interval: Duration,
+    pub admin_group: Option<String>,
+}
+
 /// The validated configuration. `Debug` never shows a secret.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -605,6 +646,7 @@ pub struct Config {
     pub connect: ConnectConfig,
     pub atlassian: AtlassianConfig,
     pub idp: IdpConfig,
+    pub grants: GrantsConfig,
 }
 
 impl Config {
@@ -687,6 +729,27 @@ impl Config {
                         .ok_or_else(|| format!("`{v}` is not an email address"))
                 })?,
                 site_admin_token: raw.parse("atlassian.site_admin_token", Secret::parse)?,
+                cloud_id: raw.parse("atlassian.cloud_id", parse_identifier)?,
+                synced_groups: raw
+                    .parse("atlassian.synced_groups", |v| Ok(comma_list(v)))?
+                    .unwrap_or_default(),
+            },
+            grants: GrantsConfig {
+                remind_before: raw.require("grants.remind_before", |v| {
+                    if v.trim().eq_ignore_ascii_case("none") {
+                        return Ok(Vec::new());
+                    }
+                    let mut all = comma_list(v)
+                        .iter()
+                        .map(|d| parse_positive_duration(d))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    all.sort_by(|a, b| b.cmp(a));
+                    all.dedup();
+                    Ok(all)
+                })?,
+                reconcile_interval: raw
+                    .require("grants.reconcile_interval", parse_positive_duration)?,
+                admin_group: raw.parse("grants.admin_group", |v| Ok(v.trim().to_string()))?,
             },
         })
     }
@@ -777,6 +840,14 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
         source,
         sync_interval: raw.require("idp.sync_interval", parse_positive_duration)?,
     })
+}
+
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// An id that goes into a URL path: no separators or spaces.

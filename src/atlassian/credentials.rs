@@ -74,6 +74,7 @@ pub enum Operation {
     SiteGroupMembership,
     ProductAccess,
     ScimUserLookup,
+    ScimGroupLookup,
 }
 
 impl Operation {
@@ -83,7 +84,7 @@ impl Operation {
             Self::OrganizationUsers | Self::SiteGroupMembership | Self::ProductAccess => {
                 CredentialKind::AdminApi
             }
-            Self::ScimUserLookup => CredentialKind::ScimDirectory,
+            Self::ScimUserLookup | Self::ScimGroupLookup => CredentialKind::ScimDirectory,
             _ => CredentialKind::Connect,
         }
     }
@@ -108,6 +109,7 @@ impl fmt::Display for Operation {
             Self::SiteGroupMembership => "changing a site group's members",
             Self::ProductAccess => "changing product access",
             Self::ScimUserLookup => "looking up an account in the SCIM directory",
+            Self::ScimGroupLookup => "looking up a group in the SCIM directory",
         })
     }
 }
@@ -232,6 +234,8 @@ mod tests {
             scim_api_key: Some(Secret::new("k")),
             site_admin_email: None,
             site_admin_token: None,
+            cloud_id: None,
+            synced_groups: Vec::new(),
         };
         let credentials = Credentials::from_config(&config);
         assert!(!credentials.has(CredentialKind::AdminApi));

@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod errors;
 pub mod jira;
 pub mod jsm;
+pub mod lookup;
 pub mod pages;
 pub mod retry;
 

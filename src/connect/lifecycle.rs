@@ -140,7 +140,7 @@ pub async fn installed(
     let host = host_of(&payload.base_url).ok_or_else(|| {
         LifecycleError::Payload(format!("baseUrl `{}` is not a URL", payload.base_url))
     })?;
-    let existing = tenants::get(&state.store, &client_key).await?;
+    let existing = tenants::get_in(&mut tx, &client_key).await?;
     let sealed = state
         .secret_key
         .seal(secret.as_bytes(), &Tenant::secret_context(&client_key))

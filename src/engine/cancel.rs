@@ -21,12 +21,27 @@ pub async fn if_ticket_cancelled(
     tenant: &str,
     ticket_key: &str,
 ) -> Result<(), EngineError> {
-    let (_, site) = site(state, tenant).await?;
+    let (tenant_row, site) = site(state, tenant).await?;
     let issue = state.atlassian.issue(&site, ticket_key).await?;
     let resolution = issue
         .fields
         .pointer("/resolution/name")
         .and_then(serde_json::Value::as_str);
+    // A resolution the intake mapping names as revoking ends an active grant now.
+    let revoking = state.workflows().is_some_and(|w| {
+        w.intake_for(&tenant_row.host).is_some_and(|m| {
+            resolution.is_some_and(|r| {
+                m.revoke_resolutions
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(r))
+            })
+        })
+    });
+    if revoking && let Some(resolution) = resolution {
+        crate::grants::commands::revoke_for_resolution(state, tenant, ticket_key, resolution, None)
+            .await?;
+        return Ok(());
+    }
     if !means_cancelled(issue.status.as_deref()) && !means_cancelled(resolution) {
         return Ok(());
     }
@@ -36,7 +51,7 @@ pub async fn if_ticket_cancelled(
         tx.rollback().await?;
         return Ok(());
     };
-    if request.state.is_final() {
+    if !request.state.is_open() {
         tx.rollback().await?;
         return Ok(());
     }

@@ -111,7 +111,7 @@ async fn apply(
 ) -> Result<(), EngineError> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
-    let Some(mut request) = requests::lock(&mut tx, tenant, ticket_key).await? else {
+    let Some(mut request) = requests::lock_deciding(&mut tx, tenant, ticket_key).await? else {
         tx.rollback().await?;
         return Ok(());
     };
@@ -283,6 +283,9 @@ async fn apply(
     notices::enqueue(&mut tx, &request, notice, key, now).await?;
     if matches!(next, Next::Stage(_)) {
         super::timers::schedule(&mut tx, state, &request, false).await?;
+    }
+    if matches!(next, Next::Approved) {
+        crate::grants::run::on_approved(&mut tx, &request, now).await?;
     }
     tx.commit().await?;
     tracing::info!(

@@ -77,12 +77,12 @@ pub fn duration_words(seconds: Option<i64>) -> Option<String> {
 }
 
 /// What the ticket asked for, before routing.
-struct Asked {
-    resource: Option<String>,
-    level: Option<String>,
-    duration: Option<String>,
-    justification: String,
-    on_behalf_of: Option<String>,
+pub(crate) struct Asked {
+    pub resource: Option<String>,
+    pub level: Option<String>,
+    pub duration: Option<String>,
+    pub justification: String,
+    pub on_behalf_of: Option<String>,
 }
 
 fn is_access_request(
@@ -166,6 +166,13 @@ pub async fn ensure_request(
         created_at: now,
         updated_at: now,
         stage_started_at: None,
+        parent_id: None,
+        subject_account: None,
+        granted_at: None,
+        expires_at: None,
+        ended_at: None,
+        end_cause: None,
+        partial: false,
     };
     let outcome = decide(state, &site, &workflows, &reporter, &asked, &mut request).await?;
 
@@ -220,6 +227,9 @@ pub async fn ensure_request(
     )
     .await?;
     super::timers::schedule(&mut tx, state, &request, false).await?;
+    if request.state == State::Approved {
+        crate::grants::run::on_approved(&mut tx, &request, now).await?;
+    }
     tx.commit().await?;
     tracing::info!(
         ticket_key,
@@ -229,14 +239,14 @@ pub async fn ensure_request(
     Ok(Some(request))
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Routed,
     /// Declined before routing, with what the requester must fix.
     Invalid(String),
 }
 
 /// Resolves the people, routes, and fills in the request's state and plan.
-async fn decide(
+pub(crate) async fn decide(
     state: &AppState,
     site: &crate::atlassian::Site,
     workflows: &Workflows,

@@ -13,6 +13,16 @@ pub enum State {
     Declined,
     Cancelled,
     Failed,
+    /// Approved; the grant's steps are being applied.
+    Provisioning,
+    /// Every step applied (or, with `partial`, those the policy kept).
+    Active,
+    /// The steps are being undone (expiry, revocation, a leaver, or a failed grant's rollback).
+    Revoking,
+    Expired,
+    Revoked,
+    /// A step could not be undone: alerted, and retried by the reconcile sweep.
+    RevokeFailed,
 }
 
 impl State {
@@ -25,6 +35,12 @@ impl State {
             Self::Declined => "declined",
             Self::Cancelled => "cancelled",
             Self::Failed => "failed",
+            Self::Provisioning => "provisioning",
+            Self::Active => "active",
+            Self::Revoking => "revoking",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::RevokeFailed => "revoke_failed",
         }
     }
 
@@ -37,15 +53,79 @@ impl State {
             "declined" => Self::Declined,
             "cancelled" => Self::Cancelled,
             "failed" => Self::Failed,
+            "provisioning" => Self::Provisioning,
+            "active" => Self::Active,
+            "revoking" => Self::Revoking,
+            "expired" => Self::Expired,
+            "revoked" => Self::Revoked,
+            "revoke_failed" => Self::RevokeFailed,
             _ => return None,
         })
     }
 
+    /// Nothing more happens to a request in this state.
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Approved | Self::Declined | Self::Cancelled | Self::Failed
+            Self::Declined | Self::Cancelled | Self::Failed | Self::Expired | Self::Revoked
         )
+    }
+
+    /// Still being decided: a cancelled ticket cancels it.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Received | Self::Routing | Self::Pending)
+    }
+
+    /// Access was (at least partly) granted and is not yet gone.
+    pub fn holds_access(self) -> bool {
+        matches!(
+            self,
+            Self::Provisioning | Self::Active | Self::Revoking | Self::RevokeFailed
+        )
+    }
+}
+
+/// Why a grant's access ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndCause {
+    /// It reached `expires_at`.
+    Expired,
+    /// Revoked early: `/revoke`, a revoking resolution.
+    Revoked,
+    /// The person left (inactive in, or gone from, the org chart).
+    Leaver,
+    /// A step failed for good and the policy is all-or-nothing: what was applied is undone.
+    Rollback,
+}
+
+impl EndCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Leaver => "leaver",
+            Self::Rollback => "rollback",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "expired" => Self::Expired,
+            "revoked" => Self::Revoked,
+            "leaver" => Self::Leaver,
+            "rollback" => Self::Rollback,
+            _ => return None,
+        })
+    }
+
+    /// The request's state once every step is undone.
+    pub fn final_state(self) -> State {
+        match self {
+            Self::Expired => State::Expired,
+            Self::Revoked | Self::Leaver => State::Revoked,
+            Self::Rollback => State::Failed,
+        }
     }
 }
 

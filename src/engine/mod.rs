@@ -121,7 +121,36 @@ pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), Engine
                 .await?
                 .is_some()
             {
-                decisions::from_comment(state, &event.tenant, key, comment, event.id).await?;
+                let text = crate::atlassian::adf::plain_text(&comment["body"]);
+                match crate::grants::commands::command(&text) {
+                    Some(command) => {
+                        let account = comment.pointer("/author/accountId").and_then(Value::as_str);
+                        let who = comment
+                            .pointer("/author/displayName")
+                            .and_then(Value::as_str)
+                            .or(account)
+                            .unwrap_or("someone");
+                        let answer = comment["id"]
+                            .as_str()
+                            .map_or_else(|| event.id.to_string(), str::to_string);
+                        if let Some(account) = account {
+                            crate::grants::commands::handle(
+                                state,
+                                &event.tenant,
+                                key,
+                                account,
+                                who,
+                                command,
+                                &format!("comment:{answer}"),
+                            )
+                            .await?;
+                        }
+                    }
+                    None => {
+                        decisions::from_comment(state, &event.tenant, key, comment, event.id)
+                            .await?
+                    }
+                }
             }
         }
         "jira:issue_updated" => {

@@ -25,6 +25,26 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("reminder", include_str!("../../templates/reminder.hbs")),
     ("escalated", include_str!("../../templates/escalated.hbs")),
     ("rerouted", include_str!("../../templates/rerouted.hbs")),
+    ("granted", include_str!("../../templates/granted.hbs")),
+    (
+        "grant_failed",
+        include_str!("../../templates/grant_failed.hbs"),
+    ),
+    ("ended", include_str!("../../templates/ended.hbs")),
+    (
+        "revoke_failed",
+        include_str!("../../templates/revoke_failed.hbs"),
+    ),
+    (
+        "expiry_reminder",
+        include_str!("../../templates/expiry_reminder.hbs"),
+    ),
+    (
+        "extension_routed",
+        include_str!("../../templates/extension_routed.hbs"),
+    ),
+    ("extended", include_str!("../../templates/extended.hbs")),
+    ("drift", include_str!("../../templates/drift.hbs")),
 ];
 
 fn registry() -> &'static Handlebars<'static> {
@@ -83,6 +103,10 @@ mod tests {
             "next": "owner", "next_number": 2, "next_approvers": "Ola Olsen", "approvals": 1, "required": 2,
             "who": "Ola Olsen", "why": "only Dan Diaz may decide stage 1 (manager).",
             "approvers": "Carol Chen", "previous": "Dan Diaz", "after": "2 days",
+            "expired": true, "done": ["IdP group NetSuite Users"], "failed": ["Jira group x: refused"],
+            "kept": ["role Administrators in Jira project FIN: still granted by IT-9"],
+            "expires": "2026-12-05 10:00", "left": "1 hour", "extra": "7 days", "target": "IdP group X",
+            "rolled_back": true,
         });
         for (name, _) in TEMPLATES {
             let text = render(name, &context).unwrap_or_else(|e| panic!("{e}"));

@@ -53,6 +53,27 @@ pub enum Job {
         epoch: i64,
         kind: crate::engine::timers::TimerKind,
     },
+    /// Plan an approved request's grant and start its steps (or apply an approved extension).
+    Provision { request: Uuid },
+    /// Apply or undo one step of a grant; `attempt` counts tries, so a stale job is a no-op.
+    GrantStep {
+        request: Uuid,
+        step: i64,
+        phase: crate::store::grants::Phase,
+        attempt: i64,
+    },
+    /// End temporary access that expires at `at` (microseconds since the epoch).
+    Expire { request: Uuid, at: i64 },
+    /// Remind the requester `before_seconds` before access expiring at `expires_at` ends.
+    ExpiryReminder {
+        request: Uuid,
+        expires_at: i64,
+        before_seconds: i64,
+    },
+    /// Queue the expiries and reminders of the next window, for one slot of a minute.
+    ExpiryWindow { slot: i64 },
+    /// The reconcile sweep, for one slot of `grants.reconcile_interval`.
+    Reconcile { slot: i64 },
     /// Tell a ticket about a change (comment, participants, transition); `key` makes it once-only.
     TicketNotice {
         tenant: String,
@@ -72,6 +93,12 @@ impl Job {
             Job::RecoverWebhooks { .. } => "recover_webhooks",
             Job::TicketNotice { .. } => "ticket_notice",
             Job::StageTimer { .. } => "stage_timer",
+            Job::Provision { .. } => "provision",
+            Job::GrantStep { .. } => "grant_step",
+            Job::Expire { .. } => "expire",
+            Job::ExpiryReminder { .. } => "expiry_reminder",
+            Job::ExpiryWindow { .. } => "expiry_window",
+            Job::Reconcile { .. } => "reconcile",
         }
     }
 
@@ -91,6 +118,24 @@ impl Job {
                 kind,
                 ..
             } => Some(format!("timer:{request}:{stage}:{epoch}:{kind:?}")),
+            Job::Provision { request } => Some(format!("provision:{request}")),
+            Job::GrantStep {
+                request,
+                step,
+                phase,
+                attempt,
+            } => Some(format!(
+                "step:{request}:{step}:{}:{attempt}",
+                phase.as_str()
+            )),
+            Job::Expire { request, at } => Some(format!("expire:{request}:{at}")),
+            Job::ExpiryReminder {
+                request,
+                expires_at,
+                before_seconds,
+            } => Some(format!("remind:{request}:{expires_at}:{before_seconds}")),
+            Job::ExpiryWindow { slot } => Some(format!("expiry_window:{slot}")),
+            Job::Reconcile { slot } => Some(format!("reconcile:{slot}")),
         }
     }
 }
@@ -312,6 +357,37 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             Ok(())
         }
         Job::OrgSync { slot } => org_sync(state, *slot).await,
+        Job::Provision { request } => {
+            engine_job(crate::grants::run::provision(state, *request).await)
+        }
+        Job::GrantStep {
+            request,
+            step,
+            phase,
+            attempt,
+        } => engine_job(crate::grants::run::step(state, *request, *step, *phase, *attempt).await),
+        Job::Expire { request, at } => {
+            engine_job(crate::grants::expiry::expire(state, *request, *at).await)
+        }
+        Job::ExpiryReminder {
+            request,
+            expires_at,
+            before_seconds,
+        } => engine_job(
+            crate::grants::expiry::remind(state, *request, *expires_at, *before_seconds).await,
+        ),
+        Job::ExpiryWindow { slot } => {
+            queue_following(state, Periodic::ExpiryWindow, *slot).await?;
+            engine_job(crate::grants::expiry::queue_window(state).await.map(|_| ()))
+        }
+        Job::Reconcile { slot } => {
+            queue_following(state, Periodic::Reconcile, *slot).await?;
+            engine_job(crate::grants::sweep::sweep(state).await.map(|report| {
+                if report != Default::default() {
+                    tracing::info!(?report, "reconcile sweep");
+                }
+            }))
+        }
         Job::RecoverWebhooks { slot } => recover_webhooks(state, *slot).await,
         Job::StageTimer {
             tenant,
@@ -381,6 +457,19 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
     }
 }
 
+/// A job's engine result: retryable errors are retried by the queue, others logged and
+/// dropped (retrying cannot help; the sweep is the safety net).
+fn engine_job(result: Result<(), crate::engine::EngineError>) -> Result<(), BoxDynError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_retryable() => Err(e.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "job failed for good");
+            Ok(())
+        }
+    }
+}
+
 /// A full read at least this often: incremental reads do not see removals.
 const FULL_SYNC_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
@@ -393,6 +482,8 @@ const RECOVERY_EVERY_SECONDS: i64 = 600;
 enum Periodic {
     OrgSync,
     RecoverWebhooks,
+    ExpiryWindow,
+    Reconcile,
 }
 
 impl Periodic {
@@ -402,6 +493,10 @@ impl Periodic {
                 .unwrap_or(i64::MAX)
                 .max(1),
             Self::RecoverWebhooks => RECOVERY_EVERY_SECONDS,
+            Self::ExpiryWindow => 60,
+            Self::Reconcile => i64::try_from(state.config.grants.reconcile_interval.as_secs())
+                .unwrap_or(i64::MAX)
+                .max(1),
         }
     }
 
@@ -409,6 +504,8 @@ impl Periodic {
         match self {
             Self::OrgSync => Job::OrgSync { slot },
             Self::RecoverWebhooks => Job::RecoverWebhooks { slot },
+            Self::ExpiryWindow => Job::ExpiryWindow { slot },
+            Self::Reconcile => Job::Reconcile { slot },
         }
     }
 
@@ -416,7 +513,9 @@ impl Periodic {
     async fn queue_next(self, state: &AppState, tx: &mut Tx, slot: i64) -> Result<(), JobError> {
         let interval = self.interval(state);
         let at = DateTime::from_timestamp((slot + 1) * interval, 0).unwrap_or(state.clock.now());
-        schedule(tx, &self.job(slot + 1), at).await.map(|_| ())
+        schedule(tx, &self.job(slot + 1), crate::grants::wall(state, at))
+            .await
+            .map(|_| ())
     }
 
     fn current_slot(self, state: &AppState) -> i64 {
@@ -432,14 +531,21 @@ impl Periodic {
 /// org chart exists yet and a webhook recovery (a process that starts may have been down).
 pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
     let now = state.clock.now();
+    let no_org_chart = crate::store::org::latest_version(&state.store)
+        .await?
+        .is_none();
     let mut tx = state.store.begin().await?;
-    for periodic in [Periodic::OrgSync, Periodic::RecoverWebhooks] {
+    for periodic in [
+        Periodic::OrgSync,
+        Periodic::RecoverWebhooks,
+        Periodic::ExpiryWindow,
+        Periodic::Reconcile,
+    ] {
         let slot = periodic.current_slot(state);
         let run_now = match periodic {
-            Periodic::OrgSync => crate::store::org::latest_version(&state.store)
-                .await?
-                .is_none(),
-            Periodic::RecoverWebhooks => true,
+            Periodic::OrgSync => no_org_chart,
+            // A process that starts may have been down: catch up at once.
+            Periodic::RecoverWebhooks | Periodic::ExpiryWindow | Periodic::Reconcile => true,
         };
         if run_now {
             schedule(&mut tx, &periodic.job(slot), now).await?;
@@ -482,6 +588,11 @@ async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
         Ok(report) => {
             tracing::info!(?report, "org chart synced");
             if state.org.refresh(&state.store).await? {
+                // Leavers first: a person who left loses access before anything is re-routed.
+                let leavers = crate::grants::leavers::revoke_leavers(state).await?;
+                if leavers > 0 {
+                    tracing::info!(leavers, "leavers' grants revoked and requests cancelled");
+                }
                 let changed = crate::engine::reresolve::after_org_change(state).await?;
                 if changed > 0 {
                     tracing::info!(

@@ -267,6 +267,13 @@ impl OrgIndex {
         self.group(name).map(|g| g.members.as_slice())
     }
 
+    /// Whether the person with IdP id `person` is in group `group`; `None` when either is
+    /// unknown to the org chart.
+    pub fn is_member_by_id(&self, group: &str, person: &PersonId) -> Option<bool> {
+        let idx = self.by_id(person)?;
+        Some(self.group_members(group)?.contains(&idx))
+    }
+
     pub fn group_owners(&self, name: &str) -> Option<&[PersonIdx]> {
         self.group(name).map(|g| g.owners.as_slice())
     }

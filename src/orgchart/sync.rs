@@ -180,15 +180,23 @@ async fn incremental<D: Directory + Sync>(
         Delta::Person(_) | Delta::PersonGone(_) => (p + 1, g),
         Delta::Group(_) | Delta::GroupGone(_) => (p, g + 1),
     });
-    let mut tx = store.begin().await?;
-    let version = if changes.deltas.is_empty() {
+    // Read before the write transaction: a read on a second connection while holding the
+    // write lock can wait on a pool that the lock's other waiters have drained.
+    let base = if changes.deltas.is_empty() {
         None
     } else {
         let Some((_, mut snapshot)) = org_store::latest(store).await? else {
             return Err(IdpError::CursorExpired("no snapshot to apply changes to".into()).into());
         };
         apply(&mut snapshot, changes.deltas);
-        Some(org_store::save_snapshot(&mut tx, source, clock.now(), &snapshot).await?)
+        Some(snapshot)
+    };
+    let mut tx = store.begin().await?;
+    let version = match &base {
+        None => None,
+        Some(snapshot) => {
+            Some(org_store::save_snapshot(&mut tx, source, clock.now(), snapshot).await?)
+        }
     };
     org_store::set_cursor(&mut tx, source, &changes.cursor, clock.now()).await?;
     org_store::record_incremental(&mut tx, source, started_at, clock.now()).await?;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Store, StoreError, Tx};
-use crate::engine::machine::{Plan, State, Verdict};
+use crate::engine::machine::{EndCause, Plan, State, Verdict};
 use crate::{on_db, on_tx};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +34,27 @@ pub struct Request {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub stage_started_at: Option<DateTime<Utc>>,
+    /// For an extension: the grant it extends (same ticket).
+    pub parent_id: Option<Uuid>,
+    /// The Atlassian account of whom the access is for, once resolved for the grant.
+    pub subject_account: Option<String>,
+    /// When every step was applied: the clock of temporary access starts here.
+    pub granted_at: Option<DateTime<Utc>>,
+    /// `None` while not granted, or for permanent access.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_cause: Option<EndCause>,
+    /// Active with only some steps applied (the resource's policy keeps partial access).
+    pub partial: bool,
+}
+
+impl Request {
+    /// Whether the access is for someone other than who filed it, by email.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject_email
+            .as_deref()
+            .or(self.requester_email.as_deref())
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -59,11 +80,20 @@ struct Row {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     stage_started_at: Option<DateTime<Utc>>,
+    parent_id: Option<String>,
+    subject_account: Option<String>,
+    granted_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    end_cause: Option<String>,
+    partial: bool,
 }
 
-const COLUMNS: &str = "id, tenant, ticket_key, issue_id, state, stage, requester_account, \
-    requester_email, subject_email, resource, level, duration_seconds, justification, workflow, \
-    workflow_version, routing, reason, version, created_at, updated_at, stage_started_at";
+pub(crate) const COLUMNS: &str = "id, tenant, ticket_key, issue_id, state, stage, \
+    requester_account, requester_email, subject_email, resource, level, duration_seconds, \
+    justification, workflow, workflow_version, routing, reason, version, created_at, updated_at, \
+    stage_started_at, parent_id, subject_account, granted_at, expires_at, ended_at, end_cause, \
+    partial";
 
 fn corrupt(what: String) -> StoreError {
     StoreError::Database(sqlx::Error::Decode(what.into()))
@@ -83,6 +113,24 @@ impl TryFrom<Row> for Request {
                 ),
                 None => None,
             },
+            parent_id: r
+                .parent_id
+                .as_deref()
+                .map(Uuid::parse_str)
+                .transpose()
+                .map_err(|e| corrupt(format!("request {} parent: {e}", r.id)))?,
+            end_cause: match &r.end_cause {
+                Some(text) => Some(
+                    EndCause::parse(text)
+                        .ok_or_else(|| corrupt(format!("request {}: end cause `{text}`", r.id)))?,
+                ),
+                None => None,
+            },
+            subject_account: r.subject_account,
+            granted_at: r.granted_at,
+            expires_at: r.expires_at,
+            ended_at: r.ended_at,
+            partial: r.partial,
             tenant: r.tenant,
             ticket_key: r.ticket_key,
             issue_id: r.issue_id,
@@ -122,8 +170,9 @@ pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
             "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, stage, requester_account, \
              requester_email, subject_email, resource, level, duration_seconds, justification, \
              workflow, workflow_version, routing, reason, version, created_at, updated_at, \
-             stage_started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-             $15, $16, $17, $18, $19, $20, $21) ON CONFLICT (tenant, ticket_key) DO NOTHING",
+             stage_started_at, parent_id, subject_account) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+             ON CONFLICT (tenant, ticket_key) WHERE parent_id IS NULL DO NOTHING",
         )
         .bind(r.id.to_string())
         .bind(&r.tenant)
@@ -146,6 +195,8 @@ pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
         .bind(r.created_at)
         .bind(r.updated_at)
         .bind(r.stage_started_at)
+        .bind(r.parent_id.map(|p| p.to_string()))
+        .bind(&r.subject_account)
         .execute(&mut *conn)
         .await
         .map(|done| done.rows_affected() == 1)
@@ -158,7 +209,9 @@ pub async fn by_ticket(
     tenant: &str,
     ticket_key: &str,
 ) -> Result<Option<Request>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM requests WHERE tenant = $1 AND ticket_key = $2");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM requests WHERE tenant = $1 AND ticket_key = $2 AND parent_id IS NULL"
+    );
     let row: Option<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
             .bind(tenant)
@@ -180,35 +233,153 @@ pub async fn pending(store: &Store) -> Result<Vec<Request>, StoreError> {
     rows.into_iter().map(Request::try_from).collect()
 }
 
-/// The request, its row locked until the transaction ends (the first lock of the documented
-/// order: request row, then audit chain head).
+/// The first request matching `condition` (binds `$1`, `$2`… in order), its row locked until
+/// the transaction ends (the first lock of the documented order: request row, then audit
+/// chain head).
+async fn lock_where(
+    tx: &mut Tx,
+    condition: &str,
+    binds: &[&str],
+) -> Result<Option<Request>, StoreError> {
+    let row: Option<Row> = match tx {
+        Tx::Postgres(tx) => {
+            let sql = format!("SELECT {COLUMNS} FROM requests WHERE {condition} FOR UPDATE");
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for b in binds {
+                query = query.bind(*b);
+            }
+            query.fetch_optional(&mut **tx).await?
+        }
+        Tx::Sqlite(tx) => {
+            // SQLite's write transaction already holds the database.
+            let sql = format!("SELECT {COLUMNS} FROM requests WHERE {condition}");
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for b in binds {
+                query = query.bind(*b);
+            }
+            query.fetch_optional(&mut **tx).await?
+        }
+    };
+    row.map(Request::try_from).transpose()
+}
+
+/// The ticket's request (not an extension of it), locked.
 pub async fn lock(
     tx: &mut Tx,
     tenant: &str,
     ticket_key: &str,
 ) -> Result<Option<Request>, StoreError> {
-    let row: Option<Row> = match tx {
-        Tx::Postgres(tx) => {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM requests WHERE tenant = $1 AND ticket_key = $2 FOR UPDATE"
-            );
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(tenant)
-                .bind(ticket_key)
-                .fetch_optional(&mut **tx)
-                .await?
+    lock_where(
+        tx,
+        "tenant = $1 AND ticket_key = $2 AND parent_id IS NULL",
+        &[tenant, ticket_key],
+    )
+    .await
+}
+
+/// The request a decision in the ticket is about, locked: an extension waiting for approval,
+/// else the ticket's request.
+pub async fn lock_deciding(
+    tx: &mut Tx,
+    tenant: &str,
+    ticket_key: &str,
+) -> Result<Option<Request>, StoreError> {
+    lock_where(
+        tx,
+        "tenant = $1 AND ticket_key = $2 AND (parent_id IS NULL OR state = 'pending') \
+         ORDER BY CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END, created_at DESC LIMIT 1",
+        &[tenant, ticket_key],
+    )
+    .await
+}
+
+pub async fn lock_id(tx: &mut Tx, id: Uuid) -> Result<Option<Request>, StoreError> {
+    lock_where(tx, "id = $1", &[&id.to_string()]).await
+}
+
+async fn select(
+    store: &Store,
+    condition: &str,
+    binds: &[&str],
+) -> Result<Vec<Request>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM requests WHERE {condition}");
+    let rows: Vec<Row> = on_db!(store.db(), |pool| {
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+        for b in binds {
+            query = query.bind(*b);
         }
-        Tx::Sqlite(tx) => {
-            let sql =
-                format!("SELECT {COLUMNS} FROM requests WHERE tenant = $1 AND ticket_key = $2");
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(tenant)
-                .bind(ticket_key)
-                .fetch_optional(&mut **tx)
-                .await?
-        }
-    };
-    row.map(Request::try_from).transpose()
+        query.fetch_all(pool).await
+    })?;
+    rows.into_iter().map(Request::try_from).collect()
+}
+
+pub async fn get(store: &Store, id: Uuid) -> Result<Option<Request>, StoreError> {
+    Ok(select(store, "id = $1", &[&id.to_string()]).await?.pop())
+}
+
+/// The extensions asked for on a grant, oldest first.
+pub async fn children(store: &Store, parent: Uuid) -> Result<Vec<Request>, StoreError> {
+    select(
+        store,
+        "parent_id = $1 ORDER BY created_at",
+        &[&parent.to_string()],
+    )
+    .await
+}
+
+/// Requests in any of `states`, oldest first.
+pub async fn in_states(store: &Store, states: &[State]) -> Result<Vec<Request>, StoreError> {
+    let list = states
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    select(
+        store,
+        &format!("state IN ({list}) ORDER BY created_at"),
+        &[],
+    )
+    .await
+}
+
+/// Active grants whose expiry is at or before `until` (overdue ones included), soonest first.
+pub async fn active_expiring_by(
+    store: &Store,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Request>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM requests WHERE state = 'active' AND expires_at IS NOT NULL \
+         AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+    );
+    let rows: Vec<Row> = on_db!(store.db(), |pool| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(until)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+    })?;
+    rows.into_iter().map(Request::try_from).collect()
+}
+
+/// Active grants expiring in `(after, until]`.
+pub async fn active_expiring_between(
+    store: &Store,
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<Request>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM requests WHERE state = 'active' AND expires_at > $1 \
+         AND expires_at <= $2 ORDER BY expires_at"
+    );
+    let rows: Vec<Row> = on_db!(store.db(), |pool| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(after)
+            .bind(until)
+            .fetch_all(pool)
+            .await
+    })?;
+    rows.into_iter().map(Request::try_from).collect()
 }
 
 /// Writes the changed request if nobody changed it since it was read (`version` compared and
@@ -220,7 +391,9 @@ pub async fn update(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
             "UPDATE requests SET state = $1, stage = $2, requester_email = $3, subject_email = $4, \
              resource = $5, level = $6, duration_seconds = $7, justification = $8, workflow = $9, \
              workflow_version = $10, routing = $11, reason = $12, updated_at = $13, \
-             stage_started_at = $14, version = version + 1 WHERE id = $15 AND version = $16",
+             stage_started_at = $14, subject_account = $15, granted_at = $16, expires_at = $17, \
+             ended_at = $18, end_cause = $19, partial = $20, version = version + 1 \
+             WHERE id = $21 AND version = $22",
         )
         .bind(r.state.as_str())
         .bind(r.stage)
@@ -236,6 +409,12 @@ pub async fn update(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
         .bind(&r.reason)
         .bind(r.updated_at)
         .bind(r.stage_started_at)
+        .bind(&r.subject_account)
+        .bind(r.granted_at)
+        .bind(r.expires_at)
+        .bind(r.ended_at)
+        .bind(r.end_cause.map(EndCause::as_str))
+        .bind(r.partial)
         .bind(r.id.to_string())
         .bind(r.version)
         .execute(&mut *conn)

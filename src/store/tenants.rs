@@ -65,6 +65,18 @@ fn from_row(row: Row) -> Result<Tenant, StoreError> {
     })
 }
 
+/// The tenant, read inside an open transaction (a read on another pooled connection while
+/// holding SQLite's write lock can deadlock against writers waiting for that lock).
+pub async fn get_in(tx: &mut Tx, client_key: &str) -> Result<Option<Tenant>, StoreError> {
+    let row: Option<Row> = crate::on_tx!(tx, |conn| {
+        sqlx::query_as(select_tenants!("WHERE client_key = $1"))
+            .bind(client_key)
+            .fetch_optional(&mut *conn)
+            .await
+    })?;
+    row.map(from_row).transpose()
+}
+
 pub async fn get(store: &Store, client_key: &str) -> Result<Option<Tenant>, StoreError> {
     let row: Option<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(select_tenants!("WHERE client_key = $1"))

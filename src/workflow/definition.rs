@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::condition::Condition;
 use crate::orgchart::Email;
@@ -27,7 +27,7 @@ pub enum Owner {
 }
 
 /// Where granting a resource takes effect. Executed by the grants layer; here only described.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantTarget {
     IdpGroup { group: String },
@@ -70,6 +70,18 @@ pub struct Resource {
     pub default_duration: Option<Duration>,
     pub permanent_allowed: bool,
     pub grants: Vec<GrantTarget>,
+    pub on_failure: FailurePolicy,
+}
+
+/// What happens to the steps that worked when one step of a grant fails for good.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Undo them: the person gets everything or nothing.
+    #[default]
+    AllOrNothing,
+    /// Keep them, and flag the grant as partial.
+    KeepPartial,
 }
 
 impl Resource {
@@ -245,4 +257,6 @@ pub struct IntakeMapping {
     /// Transition (or status) names for an approved and a declined request.
     pub approved_transition: String,
     pub declined_transition: String,
+    /// Resolutions that mean "take the access away now" (distinct from the normal Done).
+    pub revoke_resolutions: Vec<String>,
 }

@@ -424,6 +424,7 @@ fn convert_resource(report: &mut Reporter, r: &ResourceYaml) -> Option<(Resource
                 default_duration,
                 permanent_allowed: r.permanent_allowed,
                 grants,
+                on_failure: r.on_failure,
             },
             level_refs,
         )
@@ -457,6 +458,7 @@ fn convert_intake(i: &IntakeYaml) -> IntakeMapping {
             .declined
             .clone()
             .unwrap_or_else(|| "Declined".into()),
+        revoke_resolutions: i.revoke_resolutions.clone(),
     }
 }
 

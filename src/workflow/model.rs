@@ -33,6 +33,9 @@ pub struct ResourceYaml {
     pub permanent_allowed: bool,
     #[serde(default)]
     pub grants: Vec<Spanned<GrantYaml>>,
+    /// `all_or_nothing` (default) or `keep_partial`.
+    #[serde(default)]
+    pub on_failure: crate::workflow::definition::FailurePolicy,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +93,9 @@ pub struct IntakeYaml {
     /// The JSM workflow's transitions (or target statuses) for Tollgate's outcomes.
     #[serde(default)]
     pub transitions: TransitionsYaml,
+    /// Resolutions that revoke an active grant at once (e.g. `Access revoked`).
+    #[serde(default)]
+    pub revoke_resolutions: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

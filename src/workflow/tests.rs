@@ -838,6 +838,7 @@ mod properties {
                 default_duration: None,
                 permanent_allowed: true,
                 grants: vec![GrantTarget::IdpGroup { group: "X".into() }],
+                on_failure: Default::default(),
             }]),
             workflows: vec![Workflow {
                 id: "w".into(),

@@ -98,6 +98,8 @@ pub fn all_credentials(api_url: &str) -> AtlassianConfig {
         scim_api_key: Some(Secret::new("scim-key")),
         site_admin_email: Some("bot@acme.io".into()),
         site_admin_token: Some(Secret::new("site-token")),
+        cloud_id: None,
+        synced_groups: Vec::new(),
     }
 }
 
@@ -294,7 +296,7 @@ async fn confluence_space_roles_with_the_confluence_install() {
     let roles = a.space_roles(wiki).await.expect("roles");
     assert_eq!(
         roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-        ["Viewer", "Editor", "Admin"]
+        ["Viewer", "Editor", "Collaborator", "Admin"]
     );
 
     assert_eq!(
@@ -336,8 +338,8 @@ async fn confluence_space_roles_with_the_confluence_install() {
         .filter(|r| r.path.ends_with("/space-roles"))
         .count();
     assert_eq!(
-        role_pages, 3,
-        "three roles, one per page, followed through the cursor"
+        role_pages, 4,
+        "four roles, one per page, followed through the cursor"
     );
 }
 
@@ -458,6 +460,8 @@ async fn a_missing_credential_is_a_clear_error_before_any_call() {
         scim_api_key: None,
         site_admin_email: None,
         site_admin_token: None,
+        cloud_id: None,
+        synced_groups: Vec::new(),
     })
     .await;
     let a = &cloud.atlassian;

@@ -40,6 +40,12 @@ pub fn ops() -> Ops {
         )
         .op(
             Method::GET,
+            "/scim/directory/{directoryId}/Groups",
+            ScimKey,
+            scim_groups,
+        )
+        .op(
+            Method::GET,
             "/scim/directory/{directoryId}/Users",
             ScimKey,
             scim_users,
@@ -225,6 +231,60 @@ fn parse_filter(filter: &str) -> Option<(&str, String)> {
     let value = rest.trim().strip_prefix("eq ")?.trim();
     let value = value.strip_prefix('"')?.strip_suffix('"')?;
     matches!(attribute, "userName" | "externalId").then(|| (attribute, value.to_string()))
+}
+
+/// The directory's groups; a `displayName eq` filter is honoured (Atlassian's SCIM filters
+/// groups by display name only).
+async fn scim_groups(State(w): St, Path(directory): Path<String>, Query(q): Params) -> Response {
+    let world = w.world();
+    if directory != world.scim_directory_id {
+        return scim_error(StatusCode::NOT_FOUND, None, "Directory not found");
+    }
+    let wanted = match q.get("filter") {
+        None => None,
+        Some(f) => {
+            let value = f
+                .trim()
+                .strip_prefix("displayName eq ")
+                .and_then(|v| v.trim().strip_prefix('"')?.strip_suffix('"'));
+            match value {
+                Some(v) => Some(v.to_string()),
+                None => {
+                    return scim_error(
+                        StatusCode::BAD_REQUEST,
+                        Some("invalidFilter"),
+                        "Only 'displayName eq' filters are supported for groups",
+                    );
+                }
+            }
+        }
+    };
+    let resources: Vec<Value> = world
+        .scim_groups
+        .iter()
+        .filter(|name| wanted.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(name)))
+        .map(|name| {
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "id": format!("scim-group-{}", name.to_lowercase().replace(' ', "-")),
+                "displayName": name,
+                "members": [],
+            })
+        })
+        .collect();
+    let mut response = Json(json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": resources.len(),
+        "itemsPerPage": resources.len(),
+        "startIndex": 1,
+        "Resources": resources,
+    }))
+    .into_response();
+    response.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/scim+json"),
+    );
+    response
 }
 
 async fn scim_users(State(w): St, Path(directory): Path<String>, Query(q): Params) -> Response {

@@ -26,6 +26,12 @@ pub fn ops() -> Ops {
             Connect(Scope::Read),
             space_roles,
         )
+        .op(
+            Method::GET,
+            "/wiki/api/v2/spaces",
+            Connect(Scope::Read),
+            spaces,
+        )
         .op(Method::GET, A, Connect(Scope::Read), assignments)
         .op(Method::POST, A, Connect(Scope::SpaceAdmin), set_assignment)
 }
@@ -85,6 +91,19 @@ async fn space_roles(State(w): St, Query(q): Params) -> Response {
         .map(|(id, name)| json!({"id": id, "type": "SYSTEM", "displayName": name, "description": name, "spacePermissions": []}))
         .collect();
     cursor_page(&world, &roles, &q, "/wiki/api/v2/space-roles")
+}
+
+/// Spaces, filtered by `keys` (comma-separated) when given.
+async fn spaces(State(w): St, Query(q): Params) -> Response {
+    let world = w.world();
+    let keys: Option<Vec<&str>> = q.get("keys").map(|k| k.split(',').collect());
+    let values: Vec<Value> = world
+        .space_keys
+        .iter()
+        .filter(|(_, key)| keys.as_ref().is_none_or(|ks| ks.contains(&key.as_str())))
+        .map(|(id, key)| json!({"id": id.to_string(), "key": key, "name": key, "type": "global", "status": "current"}))
+        .collect();
+    cursor_page(&world, &values, &q, "/wiki/api/v2/spaces")
 }
 
 fn assignment_json(principal: &str, role: &str) -> Value {

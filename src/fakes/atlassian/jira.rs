@@ -72,9 +72,21 @@ pub fn ops() -> Ops {
         )
         .op(
             Method::GET,
+            "/rest/api/3/project/{projectIdOrKey}/role",
+            Connect(Scope::Read),
+            project_roles,
+        )
+        .op(
+            Method::GET,
             "/rest/api/3/project/{projectIdOrKey}/role/{id}",
             Connect(Scope::Read),
             get_role,
+        )
+        .op(
+            Method::GET,
+            "/rest/api/3/groups/picker",
+            Connect(Scope::Read),
+            groups_picker,
         )
         .op(
             Method::POST,
@@ -285,6 +297,55 @@ fn no_role() -> Response {
         StatusCode::NOT_FOUND,
         "No project could be found with key or the role does not exist.",
     )
+}
+
+/// The project's roles: name → the role's URL (which ends in its id).
+async fn project_roles(State(w): St, Path(project): Path<String>) -> Response {
+    let world = w.world();
+    let roles: serde_json::Map<String, Value> = world
+        .project_roles
+        .keys()
+        .filter(|(p, _)| *p == project)
+        .filter_map(|(_, id)| {
+            let name = world.role_names.get(id)?;
+            Some((
+                name.clone(),
+                json!(format!(
+                    "https://fake.atlassian.net/rest/api/3/project/{project}/role/{id}"
+                )),
+            ))
+        })
+        .collect();
+    if roles.is_empty() {
+        return jira_error(
+            StatusCode::NOT_FOUND,
+            &format!("No project could be found with key '{project}'."),
+        );
+    }
+    Json(Value::Object(roles)).into_response()
+}
+
+/// Groups whose name contains the query (case-insensitively), at most `maxResults`.
+async fn groups_picker(State(w): St, Query(q): Params) -> Response {
+    let world = w.world();
+    let query = q.get("query").map(|s| s.to_lowercase()).unwrap_or_default();
+    let max = q
+        .get("maxResults")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(20);
+    let found: Vec<Value> = world
+        .group_names
+        .iter()
+        .filter(|(_, name)| name.to_lowercase().contains(&query))
+        .take(max)
+        .map(|(id, name)| json!({"name": name, "groupId": id, "html": name, "labels": []}))
+        .collect();
+    Json(json!({
+        "header": format!("Showing {} of {} matching groups", found.len(), found.len()),
+        "total": found.len(),
+        "groups": found,
+    }))
+    .into_response()
 }
 
 async fn get_role(State(w): St, Path((project, id)): Path<(String, u64)>) -> Response {

@@ -45,6 +45,12 @@ pub fn ops() -> Ops {
             Connect(Scope::Read),
             approvals,
         )
+        .op(
+            Method::GET,
+            "/rest/servicedeskapi/organization",
+            Connect(Scope::Read),
+            organizations,
+        )
         .op(Method::GET, O, Connect(Scope::Read), organization_users)
         .op(
             Method::POST,
@@ -189,6 +195,23 @@ async fn approvals(State(w): St, Path(key): Path<String>, Query(q): Params) -> R
 
 fn no_organization() -> Response {
     jsm_error(StatusCode::NOT_FOUND, "The organization does not exist.")
+}
+
+async fn organizations(State(w): St, Query(q): Params) -> Response {
+    let world = w.world();
+    let values: Vec<Value> = world
+        .organizations
+        .keys()
+        .map(|id| {
+            let name = world
+                .organization_names
+                .get(id)
+                .cloned()
+                .unwrap_or_default();
+            json!({"id": id.to_string(), "name": name})
+        })
+        .collect();
+    Json(paged(&world, &values, &q)).into_response()
 }
 
 async fn organization_users(State(w): St, Path(id): Path<u64>, Query(q): Params) -> Response {

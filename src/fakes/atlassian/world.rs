@@ -74,6 +74,16 @@ pub struct World {
     /// The organization and SCIM directory ids the Admin API answers for.
     pub org_id: String,
     pub scim_directory_id: String,
+    /// Project role names by role id (roles are site-wide; a project uses some of them).
+    pub role_names: BTreeMap<u64, String>,
+    /// Site group names by group id.
+    pub group_names: BTreeMap<String, String>,
+    /// Confluence space keys by space id.
+    pub space_keys: BTreeMap<u64, String>,
+    /// JSM organization names by id.
+    pub organization_names: BTreeMap<u64, String>,
+    /// Groups the SCIM directory provisions (fed from the IdP): their display names.
+    pub scim_groups: Vec<String>,
     /// Overrides every listing's page size (tests set 1 to page through everything).
     pub page_size: Option<usize>,
     next_id: u64,
@@ -140,23 +150,54 @@ impl World {
         world
             .project_roles
             .insert(("IT".into(), 10002), Default::default());
+        world
+            .project_roles
+            .insert(("FIN".into(), 10002), Default::default());
+        world.role_names.insert(10002, "Administrators".into());
+        world.role_names.insert(10001, "Developers".into());
         world.groups.insert(
             "c1d2e3f4-0000-4000-8000-00000000a001".into(),
             BTreeSet::new(),
         );
+        world.group_names.insert(
+            "c1d2e3f4-0000-4000-8000-00000000a001".into(),
+            "fin-project-admins".into(),
+        );
         world.organizations.insert(7, BTreeSet::new());
+        world.organization_names.insert(7, "Acme Finance".into());
         world.space_roles = vec![
             ("role-viewer".into(), "Viewer".into()),
             ("role-editor".into(), "Editor".into()),
+            ("role-collaborator".into(), "Collaborator".into()),
             ("role-admin".into(), "Admin".into()),
         ];
         world.space_assignments.insert(98_305, Vec::new());
+        world.space_keys.insert(98_305, "ENG".into());
         world.scim_users.push((
             "erin.evans@acme.io".into(),
             "5b10ac8d82e05b22cc7d4e01".into(),
         ));
         world.add_issue("IT-1", "5b10ac8d82e05b22cc7d4e01");
         world
+    }
+
+    /// Adds a site group by name; returns its id.
+    pub fn add_group(&mut self, name: &str) -> String {
+        let id = format!(
+            "c1d2e3f4-0000-4000-8000-{:012}",
+            self.group_names.len() + 0xb000
+        );
+        self.groups.insert(id.clone(), BTreeSet::new());
+        self.group_names.insert(id.clone(), name.into());
+        id
+    }
+
+    /// The id of the site group called `name`.
+    pub fn group_id(&self, name: &str) -> Option<String> {
+        self.group_names
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| id.clone())
     }
 
     /// Adds a JSM request in project `IT`, waiting for approval.

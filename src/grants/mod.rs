@@ -1,0 +1,29 @@
+//! Grants: an approved request becomes access in the IdP and in Atlassian, and temporary
+//! access ends.
+//!
+//! `approved` → a [`crate::jobs::Job::Provision`] job plans the steps ([`plan`]) and stores
+//! them (`provisioning`); each step is its own job ([`run::step`]), claimed before it calls
+//! the vendor, retried with backoff on transient errors; when every step has settled the
+//! request is `active` (its expiry counted from then), or rolled back and `failed` — never left
+//! `provisioning`. Expiry, early revocation, leavers and rollbacks all go through
+//! [`run::begin_revoke`] → `revoking` → `expired | revoked | failed`, or `revoke_failed`, which
+//! the reconcile sweep ([`sweep`]) retries. Every transition commits with its audit event.
+
+pub mod apply;
+pub mod commands;
+pub mod expiry;
+pub mod leavers;
+pub mod notices;
+pub mod plan;
+pub mod run;
+pub mod sweep;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::state::AppState;
+
+/// The job queue runs on wall time; the app's clock may be a test's. A moment on the app's
+/// clock is this far from now on the wall.
+pub(crate) fn wall(state: &AppState, at: DateTime<Utc>) -> DateTime<Utc> {
+    Utc::now() + (at - state.clock.now()).max(TimeDelta::zero())
+}

@@ -1,0 +1,344 @@
+//! From a resource's grant targets to the steps that apply them: which system each step goes
+//! through and with which credential. Pure: what needs I/O (whether a group is SCIM-synced,
+//! whether Confluence is installed, who the person is in the IdP) is looked up before and
+//! passed in, so every rule here is a unit test.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::atlassian::{CredentialKind, Credentials, Operation};
+use crate::workflow::GrantTarget;
+
+/// The system a step changes, and how Tollgate authenticates to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// The identity provider's group, through its connector (`ldap`, `scim`).
+    Idp { source: String },
+    /// The tenant's Connect install (project roles, space roles, JSM organizations).
+    Connect,
+    /// The organization Admin API key (site groups, product access).
+    AdminApi,
+    /// A site-admin service account's API token (Jira groups without the Admin API).
+    SiteAdmin,
+}
+
+impl Via {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Idp { source } => format!("the identity provider ({source})"),
+            Self::Connect => "the Connect app".into(),
+            Self::AdminApi => "the organization Admin API".into(),
+            Self::SiteAdmin => "the site-admin account".into(),
+        }
+    }
+}
+
+/// One step of a grant: what the catalog asked for, what is applied, and through what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// As the catalog wrote it.
+    pub asked: GrantTarget,
+    /// What is changed: differs from `asked` when a synced Atlassian group is granted through
+    /// the IdP group that feeds it.
+    pub applied: GrantTarget,
+    pub via: Via,
+    /// The person's id in the IdP, for IdP steps (kept so a leaver can still be removed after
+    /// they vanished from the org chart).
+    pub idp_person: Option<String>,
+    /// Why the step is what it is, when that is not obvious (in the plan and the ticket).
+    pub note: Option<String>,
+}
+
+impl Step {
+    /// `kind:name`, the same for two grants of the same thing (to find overlapping grants).
+    pub fn target_key(&self) -> String {
+        target_key(&self.applied)
+    }
+}
+
+pub fn target_key(target: &GrantTarget) -> String {
+    match target {
+        GrantTarget::IdpGroup { group } => format!("idp_group:{group}"),
+        GrantTarget::JiraGroup { group } => format!("jira_group:{group}"),
+        GrantTarget::JiraProjectRole { project, role } => {
+            format!("jira_project_role:{project}:{role}")
+        }
+        GrantTarget::ConfluenceSpace { space, role } => format!("confluence_space:{space}:{role}"),
+        GrantTarget::JsmOrganization { organization } => format!("jsm_organization:{organization}"),
+        GrantTarget::AtlassianProduct { product, role } => {
+            format!("atlassian_product:{product}:{role}")
+        }
+    }
+}
+
+/// A target in words, for the ticket.
+pub fn describe(target: &GrantTarget) -> String {
+    match target {
+        GrantTarget::IdpGroup { group } => format!("IdP group {group}"),
+        GrantTarget::JiraGroup { group } => format!("Jira group {group}"),
+        GrantTarget::JiraProjectRole { project, role } => {
+            format!("role {role} in Jira project {project}")
+        }
+        GrantTarget::ConfluenceSpace { space, role } => {
+            format!("role {role} in Confluence space {space}")
+        }
+        GrantTarget::JsmOrganization { organization } => {
+            format!("JSM organization {organization}")
+        }
+        GrantTarget::AtlassianProduct { product, role } => format!("{product} ({role})"),
+    }
+}
+
+/// What the plan needs to know about this deployment.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub credentials: &'a Credentials,
+    /// The IdP connector's name when it can change groups, else why it cannot.
+    pub idp: Result<String, String>,
+    /// The person's id in the IdP, when they are in the org chart.
+    pub idp_person: Option<String>,
+    /// Atlassian groups fed from the IdP by SCIM (configured or detected), lowercased.
+    pub synced_groups: &'a HashSet<String>,
+    pub confluence_installed: bool,
+    pub cloud_id: Option<&'a str>,
+}
+
+/// The steps for `targets`, or every reason they cannot all be applied (nothing is applied
+/// then: a plan that would fail halfway is refused whole).
+pub fn plan(targets: &[GrantTarget], ctx: &Context) -> Result<Vec<Step>, Vec<String>> {
+    let mut steps = Vec::new();
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+    for target in targets {
+        match step(target, ctx) {
+            Ok(step) => {
+                // A level repeating its resource's grant is one step.
+                if seen.insert(step.target_key()) {
+                    steps.push(step);
+                }
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() {
+        Ok(steps)
+    } else {
+        Err(problems)
+    }
+}
+
+fn needs(ctx: &Context, operation: Operation, what: &str) -> Result<(), String> {
+    ctx.credentials
+        .check(operation)
+        .map_err(|missing| format!("{what}: {missing}"))
+}
+
+fn idp_step(
+    group: &str,
+    asked: &GrantTarget,
+    ctx: &Context,
+    note: Option<String>,
+) -> Result<Step, String> {
+    let what = describe(asked);
+    let source = ctx.idp.clone().map_err(|why| format!("{what}: {why}"))?;
+    let person = ctx
+        .idp_person
+        .clone()
+        .ok_or_else(|| format!("{what}: the person is not in the org chart"))?;
+    Ok(Step {
+        asked: asked.clone(),
+        applied: GrantTarget::IdpGroup {
+            group: group.to_string(),
+        },
+        via: Via::Idp { source },
+        idp_person: Some(person),
+        note,
+    })
+}
+
+fn step(target: &GrantTarget, ctx: &Context) -> Result<Step, String> {
+    let simple = |via: Via| Step {
+        asked: target.clone(),
+        applied: target.clone(),
+        via,
+        idp_person: None,
+        note: None,
+    };
+    let what = describe(target);
+    match target {
+        GrantTarget::IdpGroup { group } => idp_step(group, target, ctx, None),
+        GrantTarget::JiraGroup { group } if ctx.synced_groups.contains(&group.to_lowercase()) => {
+            // Writing to a SCIM-synced group from the Atlassian side is undone (or refused) by
+            // the next sync: the IdP owns its members.
+            let note = format!(
+                "{group} is synced from the identity provider by SCIM, so it is granted through the IdP group {group}"
+            );
+            idp_step(group, target, ctx, Some(note))
+        }
+        GrantTarget::JiraGroup { .. } => {
+            if ctx.credentials.has(CredentialKind::AdminApi) {
+                Ok(simple(Via::AdminApi))
+            } else if ctx.credentials.has(CredentialKind::SiteAdmin) {
+                Ok(simple(Via::SiteAdmin))
+            } else {
+                Err(format!(
+                    "{what}: Jira group membership is closed to Connect apps; set {} (Admin API) or {} (site-admin account)",
+                    CredentialKind::AdminApi.settings().join(" and "),
+                    CredentialKind::SiteAdmin.settings().join(" and ")
+                ))
+            }
+        }
+        GrantTarget::JiraProjectRole { .. } => {
+            needs(ctx, Operation::ProjectRoleActors, &what)?;
+            Ok(simple(Via::Connect))
+        }
+        GrantTarget::ConfluenceSpace { .. } => {
+            if !ctx.confluence_installed {
+                return Err(format!(
+                    "{what}: Tollgate is not installed in Confluence on this site"
+                ));
+            }
+            needs(ctx, Operation::SpaceRoles, &what)?;
+            Ok(simple(Via::Connect))
+        }
+        GrantTarget::JsmOrganization { .. } => {
+            needs(ctx, Operation::OrganizationMembership, &what)?;
+            Ok(simple(Via::Connect))
+        }
+        GrantTarget::AtlassianProduct { .. } => {
+            needs(ctx, Operation::ProductAccess, &what)?;
+            if ctx.cloud_id.is_none() {
+                return Err(format!(
+                    "{what}: product access names the site by its cloud id; set TOLLGATE_ATLASSIAN_CLOUD_ID"
+                ));
+            }
+            Ok(simple(Via::AdminApi))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AtlassianConfig, Secret};
+
+    fn credentials(admin: bool) -> Credentials {
+        Credentials::from_config(&AtlassianConfig {
+            api_url: "https://api.atlassian.com".into(),
+            org_id: admin.then(|| "org".into()),
+            admin_api_key: admin.then(|| Secret::new("k")),
+            scim_directory_id: None,
+            scim_api_key: None,
+            site_admin_email: None,
+            site_admin_token: None,
+            cloud_id: None,
+            synced_groups: Vec::new(),
+        })
+    }
+
+    fn ctx<'a>(credentials: &'a Credentials, synced: &'a HashSet<String>) -> Context<'a> {
+        Context {
+            credentials,
+            idp: Ok("ldap".into()),
+            idp_person: Some("uid=erin".into()),
+            synced_groups: synced,
+            confluence_installed: true,
+            cloud_id: None,
+        }
+    }
+
+    fn group(name: &str) -> GrantTarget {
+        GrantTarget::JiraGroup { group: name.into() }
+    }
+
+    #[test]
+    fn each_target_goes_through_the_system_that_can_change_it() {
+        let creds = credentials(true);
+        let synced = HashSet::new();
+        let steps = plan(
+            &[
+                GrantTarget::IdpGroup {
+                    group: "NetSuite Users".into(),
+                },
+                group("fin-admins"),
+                GrantTarget::JiraProjectRole {
+                    project: "FIN".into(),
+                    role: "Administrators".into(),
+                },
+                GrantTarget::ConfluenceSpace {
+                    space: "ENG".into(),
+                    role: "Collaborator".into(),
+                },
+            ],
+            &ctx(&creds, &synced),
+        )
+        .expect("plan");
+        let vias: Vec<&Via> = steps.iter().map(|s| &s.via).collect();
+        assert_eq!(
+            vias,
+            [
+                &Via::Idp {
+                    source: "ldap".into()
+                },
+                &Via::AdminApi,
+                &Via::Connect,
+                &Via::Connect
+            ]
+        );
+        assert_eq!(steps[0].idp_person.as_deref(), Some("uid=erin"));
+    }
+
+    #[test]
+    fn a_synced_group_is_granted_through_the_idp_and_the_plan_says_so() {
+        let creds = credentials(false);
+        let synced: HashSet<String> = ["fin-admins".to_string()].into();
+        let steps = plan(&[group("FIN-Admins")], &ctx(&creds, &synced)).expect("plan");
+        assert_eq!(
+            steps[0].applied,
+            GrantTarget::IdpGroup {
+                group: "FIN-Admins".into()
+            }
+        );
+        assert!(steps[0].note.as_deref().is_some_and(|n| n.contains("SCIM")));
+    }
+
+    #[test]
+    fn every_missing_credential_is_named_before_anything_is_applied() {
+        let creds = credentials(false);
+        let synced = HashSet::new();
+        let mut c = ctx(&creds, &synced);
+        c.idp = Err("the org chart comes from org.yaml, which Tollgate cannot change".into());
+        c.confluence_installed = false;
+        let problems = plan(
+            &[
+                GrantTarget::IdpGroup { group: "G".into() },
+                group("fin-admins"),
+                GrantTarget::ConfluenceSpace {
+                    space: "ENG".into(),
+                    role: "Viewer".into(),
+                },
+                GrantTarget::AtlassianProduct {
+                    product: "confluence".into(),
+                    role: "user".into(),
+                },
+            ],
+            &c,
+        )
+        .expect_err("refused");
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].contains("org.yaml"));
+        assert!(problems[1].contains("TOLLGATE_ATLASSIAN_SITE_ADMIN_TOKEN"));
+        assert!(problems[2].contains("not installed in Confluence"));
+        assert!(problems[3].contains("TOLLGATE_ATLASSIAN_ADMIN_API_KEY"));
+    }
+
+    #[test]
+    fn the_same_target_twice_is_one_step() {
+        let creds = credentials(true);
+        let synced = HashSet::new();
+        let steps = plan(&[group("a"), group("a")], &ctx(&creds, &synced)).expect("plan");
+        assert_eq!(steps.len(), 1);
+    }
+}

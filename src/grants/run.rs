@@ -1,0 +1,721 @@
+//! Running a grant: provisioning (plan, then one job per step), settling the request when
+//! every step has settled, and revoking. Each transition is one transaction with its audit
+//! event and the ticket notice; vendor calls happen outside any transaction, under a claim.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::apply::{self, StepFailure, Subject};
+use super::plan::{self, Context, describe};
+use super::{notices, wall};
+use crate::atlassian::{Change, CredentialKind};
+use crate::audit::{self, Actor};
+use crate::connect::tenant::Product;
+use crate::engine::machine::{EndCause, State};
+use crate::engine::{EngineError, notices as ticket};
+use crate::jobs::{self, Job};
+use crate::orgchart::{AccountId, Email, accounts};
+use crate::state::AppState;
+use crate::store::grants::{self as steps, Claim, Phase, Status, StepRow};
+use crate::store::requests::{self, Request};
+use crate::store::{StoreError, Tx, tenants};
+use crate::workflow::{FailurePolicy, GrantTarget};
+
+/// How often a step is tried before it fails for good (backoff doubles from 2 s to 10 min:
+/// about 40 minutes in all, enough to ride out a vendor's short outage).
+pub const MAX_STEP_ATTEMPTS: i64 = 12;
+
+/// How long a claimed step is leased to its claimer.
+const LEASE: TimeDelta = TimeDelta::minutes(5);
+
+/// Expiries this close are scheduled as soon as the grant is active (the expiry window job
+/// picks up the later ones).
+pub const EXPIRY_WINDOW: TimeDelta = TimeDelta::minutes(2);
+
+fn system() -> Actor {
+    Actor::System("grants".into())
+}
+
+/// The wait before attempt `attempt + 1`: doubling from 2 s, capped at 10 min, and never
+/// sooner than the vendor asked.
+pub fn backoff(attempt: i64, asked: Option<Duration>) -> Duration {
+    let doubling = Duration::from_secs(2u64 << attempt.clamp(0, 9) as u32);
+    doubling
+        .min(Duration::from_secs(600))
+        .max(asked.unwrap_or_default())
+}
+
+/// Writes the request (compare-and-set) and keeps the in-memory version in step.
+pub(crate) async fn save(tx: &mut Tx, request: &mut Request) -> Result<(), EngineError> {
+    if !requests::update(tx, request).await? {
+        return Err(EngineError::Store(StoreError::Database(
+            sqlx::Error::Protocol(format!("request {} changed under its lock", request.id)),
+        )));
+    }
+    request.version += 1;
+    Ok(())
+}
+
+pub(crate) async fn event(
+    tx: &mut Tx,
+    request: &Request,
+    now: DateTime<Utc>,
+    actor: Actor,
+    action: &str,
+    details: Value,
+) -> Result<(), EngineError> {
+    audit::append(
+        tx,
+        &crate::engine::request_event(request, now, actor, action, details),
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn tell(
+    tx: &mut Tx,
+    request: &Request,
+    notice: crate::engine::notices::Notice,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    let key = format!("{}:v{}", request.id, request.version);
+    ticket::enqueue(tx, request, notice, key, now).await?;
+    Ok(())
+}
+
+/// Called in the transaction that approves a request: the grant starts once it commits.
+pub async fn on_approved(
+    tx: &mut Tx,
+    request: &Request,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    jobs::schedule(
+        tx,
+        &Job::Provision {
+            request: request.id,
+        },
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// What a plan needs to know, looked up before it is made.
+async fn context_inputs(
+    state: &AppState,
+    request: &Request,
+    targets: &[GrantTarget],
+) -> Result<(Option<String>, Option<AccountId>, HashSet<String>, bool), EngineError> {
+    let (tenant, site) = crate::engine::site(state, &request.tenant).await?;
+    let org = state.org.index();
+    let person = request
+        .subject()
+        .and_then(|e| Email::parse(e).ok())
+        .and_then(|e| {
+            org.as_ref()?
+                .by_email(&e)
+                .map(|p| org.as_ref().map(|o| o.person(p).clone()))
+        })
+        .flatten();
+    let account = match (&request.subject_email, &person) {
+        // Filed for themselves: the reporter's account is theirs.
+        (None, _) => Some(AccountId(request.requester_account.clone())),
+        (Some(_), Some(person)) => {
+            accounts::account_for(&state.store, &state.atlassian, &site, person, &*state.clock)
+                .await?
+        }
+        (Some(_), None) => None,
+    };
+    let mut synced: HashSet<String> = state
+        .config
+        .atlassian
+        .synced_groups
+        .iter()
+        .map(|g| g.to_lowercase())
+        .collect();
+    if state
+        .atlassian
+        .credentials()
+        .has(CredentialKind::ScimDirectory)
+    {
+        for target in targets {
+            if let GrantTarget::JiraGroup { group } = target
+                && !synced.contains(&group.to_lowercase())
+                && state.atlassian.scim_provisions_group(group).await?
+            {
+                synced.insert(group.to_lowercase());
+            }
+        }
+    }
+    let confluence = targets
+        .iter()
+        .any(|t| matches!(t, GrantTarget::ConfluenceSpace { .. }))
+        && tenants::linked(&state.store, &tenant.host, Product::Confluence)
+            .await?
+            .is_some_and(|t| t.state.is_active());
+    Ok((person.map(|p| p.id.0), account, synced, confluence))
+}
+
+/// The `Provision` job: plans the grant of an approved request and starts its steps (or, for
+/// an extension, moves the grant's expiry).
+pub async fn provision(state: &AppState, id: Uuid) -> Result<(), EngineError> {
+    let Some(request) = requests::get(&state.store, id).await? else {
+        return Ok(());
+    };
+    if request.state != State::Approved {
+        return Ok(());
+    }
+    if request.parent_id.is_some() {
+        return super::commands::apply_extension(state, id).await;
+    }
+    let workflows = state.workflows();
+    let resource = request
+        .resource
+        .as_deref()
+        .and_then(|r| workflows.as_ref()?.catalog.get(r).cloned());
+    let planned = match &resource {
+        None => Err(vec![format!(
+            "the resource `{}` is no longer in the catalog",
+            request.resource.as_deref().unwrap_or("?")
+        )]),
+        Some(resource) => {
+            let targets = resource.grants_for(request.level.as_deref());
+            let (idp_person, account, synced, confluence) =
+                context_inputs(state, &request, &targets).await?;
+            let idp = match &state.config.idp.source {
+                crate::config::IdpSource::File(_) => Err(
+                    "the org chart comes from org.yaml, which Tollgate cannot change; connect an IdP (TOLLGATE_IDP_KIND=scim or ldap)"
+                        .to_string(),
+                ),
+                other => {
+                    use crate::idp::Directory;
+                    Ok(crate::idp::Connector::new(other).source())
+                }
+            };
+            let ctx = Context {
+                credentials: state.atlassian.credentials(),
+                idp,
+                idp_person,
+                synced_groups: &synced,
+                confluence_installed: confluence,
+                cloud_id: state.config.atlassian.cloud_id.as_deref(),
+            };
+            let planned = plan::plan(&targets, &ctx).and_then(|steps| {
+                let needs_account = steps
+                    .iter()
+                    .any(|s| !matches!(s.via, plan::Via::Idp { .. }));
+                if needs_account && account.is_none() {
+                    Err(vec![format!(
+                        "the Atlassian account of {} could not be found",
+                        request.subject().unwrap_or("the person")
+                    )])
+                } else {
+                    Ok(steps)
+                }
+            });
+            planned.map(|steps| (steps, account))
+        }
+    };
+
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let Some(mut request) = requests::lock_id(&mut tx, id).await? else {
+        tx.rollback().await?;
+        return Ok(());
+    };
+    if request.state != State::Approved {
+        tx.rollback().await?;
+        return Ok(());
+    }
+    match planned {
+        Err(problems) => {
+            let reason = problems.join("; ");
+            request.state = State::Failed;
+            request.reason = Some(reason.clone());
+            request.updated_at = now;
+            save(&mut tx, &mut request).await?;
+            event(
+                &mut tx,
+                &request,
+                now,
+                system(),
+                "grant.refused",
+                json!({"problems": problems}),
+            )
+            .await?;
+            tell(
+                &mut tx,
+                &request,
+                notices::failed(&request, &[], Some(&reason)),
+                now,
+            )
+            .await?;
+        }
+        Ok((planned, account)) => {
+            steps::insert(&mut tx, request.id, &planned, now).await?;
+            request.state = State::Provisioning;
+            request.subject_account = account.map(|a| a.0);
+            request.updated_at = now;
+            save(&mut tx, &mut request).await?;
+            let described: Vec<Value> = planned
+                .iter()
+                .map(|s| json!({"target": s.asked, "applied": s.applied, "via": s.via, "note": s.note}))
+                .collect();
+            event(
+                &mut tx,
+                &request,
+                now,
+                system(),
+                "grant.planned",
+                json!({"steps": described}),
+            )
+            .await?;
+            for i in 0..planned.len() {
+                let job = Job::GrantStep {
+                    request: request.id,
+                    step: i as i64,
+                    phase: Phase::Grant,
+                    attempt: 0,
+                };
+                jobs::schedule(&mut tx, &job, now).await?;
+            }
+            settle(&mut tx, state, &mut request, now).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What happened to one step this time.
+enum Outcome {
+    Changed(&'static str),
+    Skipped(String),
+    Failed(StepFailure),
+}
+
+/// The `GrantStep` job: applies or undoes one step, once, then settles the request.
+pub async fn step(
+    state: &AppState,
+    id: Uuid,
+    index: i64,
+    phase: Phase,
+    attempt: i64,
+) -> Result<(), EngineError> {
+    let now = state.clock.now();
+    let claim = steps::claim(&state.store, id, index, phase, attempt, now, now + LEASE).await?;
+    let Claim::Taken { retaken } = claim else {
+        return Ok(());
+    };
+    let Some(request) = requests::get(&state.store, id).await? else {
+        return Ok(());
+    };
+    let rows = steps::read(&state.store, id).await?;
+    let Some(row) = rows.iter().find(|r| r.step == index) else {
+        return Ok(());
+    };
+    let outcome = run_one(state, &request, row, phase, attempt, retaken).await?;
+
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let Some(mut request) = requests::lock_id(&mut tx, id).await? else {
+        tx.rollback().await?;
+        return Ok(());
+    };
+    let target = json!({"step": index, "target": row.plan.applied, "via": row.plan.via});
+    match outcome {
+        Outcome::Changed(change) => {
+            steps::settle(
+                &mut tx,
+                id,
+                index,
+                phase,
+                Status::Done,
+                Some(change),
+                None,
+                now,
+            )
+            .await?;
+            let mut details = target;
+            details["change"] = json!(change);
+            event(
+                &mut tx,
+                &request,
+                now,
+                system(),
+                &format!("{}.step_done", phase.as_str()),
+                details,
+            )
+            .await?;
+        }
+        Outcome::Skipped(why) => {
+            steps::settle(
+                &mut tx,
+                id,
+                index,
+                phase,
+                Status::Skipped,
+                None,
+                Some(&why),
+                now,
+            )
+            .await?;
+            let mut details = target;
+            details["why"] = json!(why);
+            event(
+                &mut tx,
+                &request,
+                now,
+                system(),
+                &format!("{}.step_skipped", phase.as_str()),
+                details,
+            )
+            .await?;
+        }
+        Outcome::Failed(StepFailure::Retry { after, why }) if attempt + 1 < MAX_STEP_ATTEMPTS => {
+            steps::retry(&mut tx, id, index, phase, attempt + 1, &why, now).await?;
+            let wait = backoff(attempt, after);
+            let due = now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::minutes(10));
+            let job = Job::GrantStep {
+                request: id,
+                step: index,
+                phase,
+                attempt: attempt + 1,
+            };
+            jobs::schedule(&mut tx, &job, wall(state, due)).await?;
+            tracing::info!(ticket = request.ticket_key, step = index, ?wait, %why, "step will be retried");
+        }
+        Outcome::Failed(failure) => {
+            let why = failure.message().to_string();
+            steps::settle(
+                &mut tx,
+                id,
+                index,
+                phase,
+                Status::Failed,
+                None,
+                Some(&why),
+                now,
+            )
+            .await?;
+            let mut details = target;
+            details["error"] = json!(why);
+            details["attempts"] = json!(attempt + 1);
+            event(
+                &mut tx,
+                &request,
+                now,
+                system(),
+                &format!("{}.step_failed", phase.as_str()),
+                details,
+            )
+            .await?;
+        }
+    }
+    settle(&mut tx, state, &mut request, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn run_one(
+    state: &AppState,
+    request: &Request,
+    row: &StepRow,
+    phase: Phase,
+    attempt: i64,
+    retaken: bool,
+) -> Result<Outcome, EngineError> {
+    if phase == Phase::Revoke {
+        if row.granted_change.as_deref() == Some("pre_existing") {
+            return Ok(Outcome::Skipped(
+                "held before this request granted it".into(),
+            ));
+        }
+        if let Some(subject) = request.subject() {
+            let other = steps::held_elsewhere(
+                &state.store,
+                &row.plan.target_key(),
+                &request.tenant,
+                subject,
+                request.id,
+            )
+            .await?;
+            if let Some(ticket) = other {
+                return Ok(Outcome::Skipped(format!("still granted by {ticket}")));
+            }
+        }
+    }
+    let account = request.subject_account.clone().map(AccountId);
+    let subject = Subject {
+        tenant: &request.tenant,
+        account: account.as_ref(),
+    };
+    Ok(
+        match apply::apply(state, &row.plan, &subject, phase == Phase::Grant).await {
+            Ok(Change::Applied) => Outcome::Changed("applied"),
+            // In place on the very first try, and nobody tried before: the person had it
+            // already, and revoking must not take away what Tollgate did not give.
+            Ok(Change::AlreadyInPlace) if phase == Phase::Grant && attempt == 0 && !retaken => {
+                Outcome::Changed("pre_existing")
+            }
+            Ok(Change::AlreadyInPlace) => Outcome::Changed("already_in_place"),
+            Err(failure) => Outcome::Failed(failure),
+        },
+    )
+}
+
+/// Moves the request on once every step of its phase has settled.
+pub(crate) async fn settle(
+    tx: &mut Tx,
+    state: &AppState,
+    request: &mut Request,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    let rows = steps::of_request(tx, request.id).await?;
+    match request.state {
+        State::Provisioning => {
+            if rows.iter().any(|r| !r.grant_status.is_settled()) {
+                return Ok(());
+            }
+            let done = rows
+                .iter()
+                .filter(|r| r.grant_status == Status::Done)
+                .count();
+            let failed = rows
+                .iter()
+                .filter(|r| r.grant_status == Status::Failed)
+                .count();
+            let policy = state
+                .workflows()
+                .and_then(|w| {
+                    request
+                        .resource
+                        .as_deref()
+                        .and_then(|r| w.catalog.get(r).map(|r| r.on_failure))
+                })
+                .unwrap_or_default();
+            if failed == 0 || (policy == FailurePolicy::KeepPartial && done > 0) {
+                activate(tx, state, request, &rows, failed > 0, now).await
+            } else if done == 0 {
+                request.state = State::Failed;
+                request.reason = Some("no step of the grant could be applied".into());
+                request.updated_at = now;
+                save(tx, request).await?;
+                event(
+                    tx,
+                    request,
+                    now,
+                    system(),
+                    "grant.failed",
+                    json!({"failed": failed}),
+                )
+                .await?;
+                tell(tx, request, notices::failed(request, &rows, None), now).await
+            } else {
+                let reason = format!(
+                    "{failed} of {} steps failed, and {} is all-or-nothing",
+                    rows.len(),
+                    request.resource.as_deref().unwrap_or("the resource")
+                );
+                Box::pin(begin_revoke(
+                    tx,
+                    state,
+                    request,
+                    EndCause::Rollback,
+                    &reason,
+                    system(),
+                    now,
+                ))
+                .await
+            }
+        }
+        State::Revoking => {
+            if rows
+                .iter()
+                .any(|r| r.revoke_status.is_some_and(|s| !s.is_settled()))
+            {
+                return Ok(());
+            }
+            let cause = request.end_cause.unwrap_or(EndCause::Revoked);
+            let failed = rows
+                .iter()
+                .filter(|r| r.revoke_status == Some(Status::Failed))
+                .count();
+            request.updated_at = now;
+            if failed > 0 {
+                request.state = State::RevokeFailed;
+                save(tx, request).await?;
+                tracing::error!(
+                    ticket = request.ticket_key,
+                    failed,
+                    "ALERT: access could not be removed; the reconcile sweep will retry"
+                );
+                event(
+                    tx,
+                    request,
+                    now,
+                    system(),
+                    "grant.revoke_failed",
+                    json!({"failed": failed}),
+                )
+                .await?;
+                return tell(tx, request, notices::revoke_failed(request, &rows), now).await;
+            }
+            request.state = cause.final_state();
+            request.ended_at = Some(now);
+            save(tx, request).await?;
+            let action = match cause {
+                EndCause::Expired => "grant.expired",
+                EndCause::Rollback => "grant.rolled_back",
+                EndCause::Revoked | EndCause::Leaver => "grant.revoked",
+            };
+            event(
+                tx,
+                request,
+                now,
+                system(),
+                action,
+                json!({"cause": cause.as_str(), "reason": request.reason}),
+            )
+            .await?;
+            let notice = match cause {
+                EndCause::Rollback => notices::failed(request, &rows, request.reason.as_deref()),
+                EndCause::Expired => notices::ended(request, &rows, true),
+                EndCause::Revoked | EndCause::Leaver => notices::ended(request, &rows, false),
+            };
+            tell(tx, request, notice, now).await
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn activate(
+    tx: &mut Tx,
+    state: &AppState,
+    request: &mut Request,
+    rows: &[StepRow],
+    partial: bool,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    request.state = State::Active;
+    request.partial = partial;
+    // The clock of temporary access starts now, not when it was asked for.
+    request.granted_at = Some(now);
+    request.expires_at = request
+        .duration_seconds
+        .map(|s| now + TimeDelta::seconds(s));
+    request.updated_at = now;
+    save(tx, request).await?;
+    event(
+        tx,
+        request,
+        now,
+        system(),
+        if partial { "grant.partial" } else { "grant.active" },
+        json!({"expires_at": request.expires_at, "steps": rows.iter().map(|r| json!({"target": r.plan.applied, "status": r.grant_status.as_str(), "change": r.granted_change})).collect::<Vec<_>>()}),
+    )
+    .await?;
+    tell(tx, request, notices::granted(request, rows), now).await?;
+    if let Some(at) = request.expires_at
+        && at <= now + EXPIRY_WINDOW
+    {
+        super::expiry::schedule_expiry(tx, state, request.id, at).await?;
+    }
+    Ok(())
+}
+
+/// Starts taking the access away: every applied step is undone by its own job.
+pub async fn begin_revoke(
+    tx: &mut Tx,
+    state: &AppState,
+    request: &mut Request,
+    cause: EndCause,
+    reason: &str,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    request.state = State::Revoking;
+    request.end_cause = Some(cause);
+    request.reason = Some(reason.to_string());
+    request.updated_at = now;
+    save(tx, request).await?;
+    event(
+        tx,
+        request,
+        now,
+        actor,
+        "grant.revoking",
+        json!({"cause": cause.as_str(), "reason": reason}),
+    )
+    .await?;
+    let todo = steps::start_revoke(tx, request.id, now).await?;
+    for (step, attempt) in &todo {
+        let job = Job::GrantStep {
+            request: request.id,
+            step: *step,
+            phase: Phase::Revoke,
+            attempt: *attempt,
+        };
+        jobs::schedule(tx, &job, now).await?;
+    }
+    settle(tx, state, request, now).await
+}
+
+/// Revokes the request's access now, if it holds any that is not already being removed.
+/// `false` when there was nothing to revoke.
+pub async fn revoke_now(
+    state: &AppState,
+    id: Uuid,
+    cause: EndCause,
+    reason: &str,
+    actor: Actor,
+) -> Result<bool, EngineError> {
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let Some(mut request) = requests::lock_id(&mut tx, id).await? else {
+        tx.rollback().await?;
+        return Ok(false);
+    };
+    if !matches!(request.state, State::Active | State::RevokeFailed) {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    // A retried revocation keeps the cause it started with.
+    let cause = if request.state == State::RevokeFailed {
+        request.end_cause.unwrap_or(cause)
+    } else {
+        cause
+    };
+    let reason = if request.state == State::RevokeFailed {
+        request.reason.clone().unwrap_or_else(|| reason.to_string())
+    } else {
+        reason.to_string()
+    };
+    begin_revoke(&mut tx, state, &mut request, cause, &reason, actor, now).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Steps as a human reads them (for `/revoke` answers and reports).
+pub fn summary(rows: &[StepRow]) -> Vec<String> {
+    rows.iter().map(|r| describe(&r.plan.applied)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_honours_the_vendor() {
+        assert_eq!(backoff(0, None), Duration::from_secs(2));
+        assert_eq!(backoff(3, None), Duration::from_secs(16));
+        assert_eq!(backoff(11, None), Duration::from_secs(600));
+        assert_eq!(
+            backoff(0, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+    }
+}
