@@ -202,7 +202,6 @@ async fn apply(
                     "{}:refused:{}:{}",
                     request.id, ballot.answer, ballot.account
                 ),
-                now,
             )
             .await?;
             tx.commit().await?;
@@ -280,12 +279,12 @@ async fn apply(
     )
     .await?;
     let key = format!("{}:v{}", request.id, request.version + 1);
-    notices::enqueue(&mut tx, &request, notice, key, now).await?;
+    notices::enqueue(&mut tx, &request, notice, key).await?;
     if matches!(next, Next::Stage(_)) {
         super::timers::schedule(&mut tx, state, &request, false).await?;
     }
     if matches!(next, Next::Approved) {
-        crate::grants::run::on_approved(&mut tx, &request, now).await?;
+        crate::grants::run::on_approved(&mut tx, &request).await?;
     }
     tx.commit().await?;
     tracing::info!(

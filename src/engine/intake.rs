@@ -223,12 +223,11 @@ pub async fn ensure_request(
         &request,
         notice,
         format!("{}:{action}", request.id),
-        now,
     )
     .await?;
     super::timers::schedule(&mut tx, state, &request, false).await?;
     if request.state == State::Approved {
-        crate::grants::run::on_approved(&mut tx, &request, now).await?;
+        crate::grants::run::on_approved(&mut tx, &request).await?;
     }
     tx.commit().await?;
     tracing::info!(

@@ -2,7 +2,7 @@
 //! transition where the JSM workflow has one by that name. Built inside the transaction that
 //! makes the change, delivered by a durable job (retried while Jira is unavailable).
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -205,7 +205,6 @@ pub async fn enqueue(
     request: &Request,
     notice: Notice,
     key: String,
-    now: DateTime<Utc>,
 ) -> Result<(), JobError> {
     let job = Job::TicketNotice {
         tenant: request.tenant.clone(),
@@ -213,7 +212,8 @@ pub async fn enqueue(
         notice,
         key,
     };
-    jobs::schedule(tx, &job, now).await.map(|_| ())
+    // Due at once, on the wall clock the queue runs on.
+    jobs::schedule(tx, &job, Utc::now()).await.map(|_| ())
 }
 
 /// Tells the ticket. A re-delivery may repeat the comment (at least once), never skip it.

@@ -145,7 +145,6 @@ async fn replace(
         &request,
         notice,
         format!("{}:v{}", request.id, request.version + 1),
-        now,
     )
     .await?;
     tx.commit().await?;

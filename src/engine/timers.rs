@@ -87,7 +87,7 @@ pub async fn schedule(
             epoch: started.timestamp_micros(),
             kind,
         };
-        jobs::schedule(tx, &job, at(started, after)).await?;
+        jobs::schedule(tx, &job, jobs::wall(state, at(started, after))).await?;
     }
     Ok(())
 }
@@ -203,7 +203,7 @@ pub async fn fire(
     )
     .await?;
     let key = format!("{}:{}:{stage}:{epoch}", request.id, kind.as_str());
-    notices::enqueue(&mut tx, &request, notice, key, now).await?;
+    notices::enqueue(&mut tx, &request, notice, key).await?;
     tx.commit().await?;
     tracing::info!(ticket_key, timer = kind.as_str(), "stage timer fired");
     Ok(())

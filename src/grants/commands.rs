@@ -81,7 +81,7 @@ async fn refuse(
     )
     .await?;
     let key = format!("{}:refused:{answer}", request.id);
-    ticket::enqueue(&mut tx, request, ticket::refused(who, why), key, now).await?;
+    ticket::enqueue(&mut tx, request, ticket::refused(who, why), key).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -329,7 +329,7 @@ async fn extend(
     let notice = match (&outcome, child.state) {
         (Outcome::Invalid(why), _) => ticket::declined(&child, None, Some(why)),
         (_, State::Approved) => {
-            run::on_approved(&mut tx, &child, now).await?;
+            run::on_approved(&mut tx, &child).await?;
             ticket::auto_approved(&child)
         }
         (_, State::Declined) => ticket::declined(&child, None, child.reason.as_deref()),
@@ -342,7 +342,7 @@ async fn extend(
             notice
         }
     };
-    run::tell(&mut tx, &child, notice, now).await?;
+    run::tell(&mut tx, &child, notice).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -409,7 +409,7 @@ pub async fn apply_extension(state: &AppState, child_id: Uuid) -> Result<(), Eng
         json!({"extension": child.id, "from": current, "to": expires, "total_seconds": total}),
     )
     .await?;
-    run::tell(&mut tx, &parent, notices::extended(&parent, None), now).await?;
+    run::tell(&mut tx, &parent, notices::extended(&parent, None)).await?;
     if expires <= now + EXPIRY_WINDOW {
         super::expiry::schedule_expiry(&mut tx, state, parent.id, expires).await?;
     }

@@ -146,7 +146,7 @@ pub async fn remind(
     .await?;
     let notice = notices::reminder(&request, expires, left);
     let key = format!("{}:remind:{expires_at}:{before_seconds}", request.id);
-    crate::engine::notices::enqueue(&mut tx, &request, notice, key, now).await?;
+    crate::engine::notices::enqueue(&mut tx, &request, notice, key).await?;
     tx.commit().await?;
     Ok(())
 }

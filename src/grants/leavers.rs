@@ -83,7 +83,7 @@ async fn cancel(state: &AppState, request: &Request) -> Result<bool, EngineError
     )
     .await?;
     let notice = crate::engine::notices::declined(&request, None, request.reason.as_deref());
-    run::tell(&mut tx, &request, notice, now).await?;
+    run::tell(&mut tx, &request, notice).await?;
     tx.commit().await?;
     Ok(true)
 }

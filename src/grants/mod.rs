@@ -18,12 +18,4 @@ pub mod plan;
 pub mod run;
 pub mod sweep;
 
-use chrono::{DateTime, TimeDelta, Utc};
-
-use crate::state::AppState;
-
-/// The job queue runs on wall time; the app's clock may be a test's. A moment on the app's
-/// clock is this far from now on the wall.
-pub(crate) fn wall(state: &AppState, at: DateTime<Utc>) -> DateTime<Utc> {
-    Utc::now() + (at - state.clock.now()).max(TimeDelta::zero())
-}
+pub(crate) use crate::jobs::wall;

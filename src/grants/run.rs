@@ -80,25 +80,20 @@ pub(crate) async fn tell(
     tx: &mut Tx,
     request: &Request,
     notice: crate::engine::notices::Notice,
-    now: DateTime<Utc>,
 ) -> Result<(), EngineError> {
     let key = format!("{}:v{}", request.id, request.version);
-    ticket::enqueue(tx, request, notice, key, now).await?;
+    ticket::enqueue(tx, request, notice, key).await?;
     Ok(())
 }
 
 /// Called in the transaction that approves a request: the grant starts once it commits.
-pub async fn on_approved(
-    tx: &mut Tx,
-    request: &Request,
-    now: DateTime<Utc>,
-) -> Result<(), EngineError> {
+pub async fn on_approved(tx: &mut Tx, request: &Request) -> Result<(), EngineError> {
     jobs::schedule(
         tx,
         &Job::Provision {
             request: request.id,
         },
-        now,
+        Utc::now(),
     )
     .await?;
     Ok(())
@@ -251,7 +246,6 @@ pub async fn provision(state: &AppState, id: Uuid) -> Result<(), EngineError> {
                 &mut tx,
                 &request,
                 notices::failed(&request, &[], Some(&reason)),
-                now,
             )
             .await?;
         }
@@ -281,7 +275,7 @@ pub async fn provision(state: &AppState, id: Uuid) -> Result<(), EngineError> {
                     phase: Phase::Grant,
                     attempt: 0,
                 };
-                jobs::schedule(&mut tx, &job, now).await?;
+                jobs::schedule(&mut tx, &job, Utc::now()).await?;
             }
             settle(&mut tx, state, &mut request, now).await?;
         }
@@ -513,7 +507,7 @@ pub(crate) async fn settle(
                     json!({"failed": failed}),
                 )
                 .await?;
-                tell(tx, request, notices::failed(request, &rows, None), now).await
+                tell(tx, request, notices::failed(request, &rows, None)).await
             } else {
                 let reason = format!(
                     "{failed} of {} steps failed, and {} is all-or-nothing",
@@ -562,7 +556,7 @@ pub(crate) async fn settle(
                     json!({"failed": failed}),
                 )
                 .await?;
-                return tell(tx, request, notices::revoke_failed(request, &rows), now).await;
+                return tell(tx, request, notices::revoke_failed(request, &rows)).await;
             }
             request.state = cause.final_state();
             request.ended_at = Some(now);
@@ -586,7 +580,7 @@ pub(crate) async fn settle(
                 EndCause::Expired => notices::ended(request, &rows, true),
                 EndCause::Revoked | EndCause::Leaver => notices::ended(request, &rows, false),
             };
-            tell(tx, request, notice, now).await
+            tell(tx, request, notice).await
         }
         _ => Ok(()),
     }
@@ -618,7 +612,7 @@ async fn activate(
         json!({"expires_at": request.expires_at, "steps": rows.iter().map(|r| json!({"target": r.plan.applied, "status": r.grant_status.as_str(), "change": r.granted_change})).collect::<Vec<_>>()}),
     )
     .await?;
-    tell(tx, request, notices::granted(request, rows), now).await?;
+    tell(tx, request, notices::granted(request, rows)).await?;
     if let Some(at) = request.expires_at
         && at <= now + EXPIRY_WINDOW
     {
@@ -659,7 +653,7 @@ pub async fn begin_revoke(
             phase: Phase::Revoke,
             attempt: *attempt,
         };
-        jobs::schedule(tx, &job, now).await?;
+        jobs::schedule(tx, &job, Utc::now()).await?;
     }
     settle(tx, state, request, now).await
 }

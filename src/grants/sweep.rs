@@ -117,14 +117,8 @@ async fn drift(state: &AppState) -> Result<usize, EngineError> {
             )
             .await?;
             let key = format!("{}:drift:{}", request.id, row.step);
-            crate::engine::notices::enqueue(
-                &mut tx,
-                &request,
-                notices::drift(&request, row),
-                key,
-                now,
-            )
-            .await?;
+            crate::engine::notices::enqueue(&mut tx, &request, notices::drift(&request, row), key)
+                .await?;
             tx.commit().await?;
             flagged += 1;
         }

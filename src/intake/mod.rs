@@ -93,11 +93,10 @@ async fn store_batch(store: &Store, deliveries: &[Delivery]) -> Result<Vec<Accep
             outcomes.push(Accepted::Duplicate);
         }
     }
-    if let Some(last) = deliveries.last()
-        && !stored.is_empty()
-    {
+    if !stored.is_empty() {
         let job = Job::ProcessInbound { ids: stored };
-        jobs::schedule_new(&mut tx, &[(job, last.received_at)]).await?;
+        // Due at once on the wall clock the queue runs on (the app's clock may be a test's).
+        jobs::schedule_new(&mut tx, &[(job, chrono::Utc::now())]).await?;
     }
     tx.commit().await?;
     Ok(outcomes)

@@ -150,6 +150,12 @@ pub enum JobError {
     Store(#[from] StoreError),
 }
 
+/// The queue runs on wall time, the app on its clock (a test's may be days ahead): the wall
+/// time at which the app's clock shows `at` (now, if that has passed).
+pub fn wall(state: &AppState, at: DateTime<Utc>) -> DateTime<Utc> {
+    Utc::now() + (at - state.clock.now()).max(chrono::TimeDelta::zero())
+}
+
 /// Whether [`schedule`] added the job or found it already queued under its idempotency key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -513,7 +519,7 @@ impl Periodic {
     async fn queue_next(self, state: &AppState, tx: &mut Tx, slot: i64) -> Result<(), JobError> {
         let interval = self.interval(state);
         let at = DateTime::from_timestamp((slot + 1) * interval, 0).unwrap_or(state.clock.now());
-        schedule(tx, &self.job(slot + 1), crate::grants::wall(state, at))
+        schedule(tx, &self.job(slot + 1), wall(state, at))
             .await
             .map(|_| ())
     }
@@ -530,7 +536,6 @@ impl Periodic {
 /// Schedules the periodic jobs: the next slot of each, and right away an org sync when no
 /// org chart exists yet and a webhook recovery (a process that starts may have been down).
 pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
-    let now = state.clock.now();
     let no_org_chart = crate::store::org::latest_version(&state.store)
         .await?
         .is_none();
@@ -548,7 +553,7 @@ pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
             Periodic::RecoverWebhooks | Periodic::ExpiryWindow | Periodic::Reconcile => true,
         };
         if run_now {
-            schedule(&mut tx, &periodic.job(slot), now).await?;
+            schedule(&mut tx, &periodic.job(slot), Utc::now()).await?;
         }
         periodic.queue_next(state, &mut tx, slot).await?;
     }
@@ -620,7 +625,7 @@ pub async fn schedule_self_check(state: &AppState, delay: Duration) -> Result<Uu
     let due = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
     let mut tx = state.store.begin().await?;
     selfcheck::insert(&mut tx, id, now, due).await?;
-    schedule(&mut tx, &Job::SelfCheck { id }, due).await?;
+    schedule(&mut tx, &Job::SelfCheck { id }, wall(state, due)).await?;
     tx.commit().await?;
     Ok(id)
 }

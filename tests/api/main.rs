@@ -10,6 +10,7 @@ mod audit;
 mod cli;
 mod connect;
 mod engine;
+mod grants;
 mod health;
 mod idp;
 mod jobs;

@@ -99,10 +99,24 @@ pub struct FakeSite {
     pub product: &'static str,
     pub kid: String,
     pub private_key_pem: String,
+    /// How far the site's clock is ahead of the wall clock (tests that move the app's clock
+    /// move the site's with it, or its tokens would look expired).
+    pub skew: std::sync::Arc<std::sync::atomic::AtomicI64>,
     http: reqwest::Client,
 }
 
 impl FakeSite {
+    /// The site's clock, in seconds since the epoch.
+    fn now(&self) -> i64 {
+        Utc::now().timestamp() + self.skew.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Moves the site's clock forward.
+    pub fn advance(&self, by: chrono::TimeDelta) {
+        self.skew
+            .fetch_add(by.num_seconds(), std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn jira(app_url: &str, site: &str, kid: &str) -> Self {
         Self::new(app_url, site, kid, "jira", "")
     }
@@ -120,6 +134,7 @@ impl FakeSite {
             product,
             kid: kid.to_string(),
             private_key_pem: TEST_KEY_1.0.to_string(),
+            skew: Default::default(),
             http: reqwest::Client::new(),
         }
     }
@@ -179,7 +194,7 @@ impl FakeSite {
 
     /// Claims as Atlassian puts them in a signed install token for `path`.
     pub fn install_claims(&self, app_base_url: &str, path: &str) -> Claims {
-        let now = Utc::now().timestamp();
+        let now = self.now();
         Claims {
             iss: Some(self.client_key.clone()),
             sub: None,
@@ -237,7 +252,7 @@ impl FakeSite {
 
     /// A request-bound HS256 token for `method path_and_query`, as the product signs calls.
     pub fn hs256_token(&self, method: &str, path_and_query: &str) -> String {
-        let now = Utc::now().timestamp();
+        let now = self.now();
         let claims = Claims {
             iss: Some(self.client_key.clone()),
             sub: Some("557058:f1c0ffee-0000-4000-8000-000000000001".into()),

@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 pub use world::*;
@@ -144,6 +144,8 @@ pub struct Recorded {
     pub authorization: Option<String>,
     pub body: Option<Value>,
     pub status: u16,
+    /// When the call arrived.
+    pub at: DateTime<Utc>,
 }
 
 /// An injected failure for the next calls whose path starts with `path_prefix`.
@@ -414,6 +416,7 @@ async fn front(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         authorization,
         body: body_json.clone(),
         status: 0,
+        at: Utc::now(),
     };
 
     let response = if let Some(fault) = take_fault(&shared, &path) {

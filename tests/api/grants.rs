@@ -1,0 +1,639 @@
+//! Grants end to end: a real app with a real `slapd` as the IdP, the fake Jira, JSM,
+//! Confluence and Admin API, and a manual clock. A request approved in the ticket becomes an
+//! LDAP group membership, a project role, a site group membership and a Confluence space
+//! role; it expires after a restart; steps retry through 429s; a permanent failure rolls back;
+//! extensions, early revocation, the sweep and leavers end access as they should.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use serde_json::{Value, json};
+use tollgate::app::Mode;
+use tollgate::clock::ManualClock;
+use tollgate::engine::machine::State;
+use tollgate::fakes::atlassian::connect::{
+    FakeSite, InstallKeyServer, TEST_KEY_1, comment_created, issue_created, issue_updated,
+};
+use tollgate::fakes::atlassian::{FakeAtlassian, FakeKeys, FakeUser, Fault, World};
+use tollgate::fakes::slapd;
+use tollgate::store::grants::{Phase, Status};
+use tollgate::store::requests;
+
+use crate::support::{self, TestApp, TestDatabase, env, eventually};
+
+const DEV: (&str, &str) = ("acc-dev", "Dev Dean");
+const VP: (&str, &str) = ("acc-vp", "Vera Vance");
+const CEO: (&str, &str) = ("acc-ceo", "Cleo Chase");
+const GROUP_ID: &str = "c1d2e3f4-0000-4000-8000-00000000a001";
+
+const CATALOG: &str = r#"
+resources:
+  - id: fin-tools
+    name: FIN tools
+    owner: { user: ceo@example.com }
+    default_duration: 7d
+    max_duration: 30d
+    grants:
+      - idp_group: fin-tools
+      - jira_project_role: { project: FIN, role: Administrators }
+      - jira_group: fin-project-admins
+      - confluence_space: { space: ENG, role: Collaborator }
+  - id: strict-tools
+    name: Strict tools
+    owner: { user: ceo@example.com }
+    default_duration: 7d
+    grants:
+      - idp_group: fin-tools
+      - jira_group: no-such-group
+  - id: lenient-tools
+    name: Lenient tools
+    owner: { user: ceo@example.com }
+    default_duration: 7d
+    on_failure: keep_partial
+    grants:
+      - idp_group: fin-tools
+      - jira_group: no-such-group
+"#;
+
+const WORKFLOW: &str = "workflow: default\napplies_to: { default: true }\nstages:\n  - name: manager\n    approvers: manager\n";
+
+fn workflows() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("dir");
+    let intake = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/intake.yaml");
+    std::fs::copy(intake, dir.path().join("intake.yaml")).expect("intake");
+    std::fs::write(dir.path().join("catalog.yaml"), CATALOG).expect("catalog");
+    std::fs::write(dir.path().join("default.yaml"), WORKFLOW).expect("workflow");
+    dir
+}
+
+fn world(resource: &str) -> World {
+    let mut world = World::sample();
+    for ((account, name), uid) in [(DEV, "dev"), (VP, "vp"), (CEO, "ceo")] {
+        world.users.push(FakeUser {
+            account_id: account.into(),
+            email: format!("{uid}@example.com"),
+            display_name: name.into(),
+            active: true,
+            email_visible: true,
+        });
+    }
+    let issue = world.add_issue("IT-7", DEV.0);
+    issue
+        .custom
+        .insert("customfield_10050".into(), json!({"value": resource}));
+    issue.custom.insert("customfield_10052".into(), json!("7d"));
+    world
+}
+
+fn directory() -> String {
+    let mut ldif = slapd::seed(0);
+    ldif.push('\n');
+    ldif.push_str(&slapd::group("fin-tools", &["ceo"]));
+    ldif
+}
+
+struct Env {
+    app: TestApp,
+    cloud: FakeAtlassian,
+    site: FakeSite,
+    clock: ManualClock,
+    ldap: slapd::Slapd,
+    settings: Vec<(String, String)>,
+    _workflows: tempfile::TempDir,
+    _keys: InstallKeyServer,
+}
+
+async fn start(resource: &str) -> Option<Env> {
+    if !env::require(
+        slapd::available(),
+        "OpenLDAP slapd (apt-get install slapd ldap-utils)",
+    ) {
+        return None;
+    }
+    let ldap = slapd::Slapd::start(&directory());
+    let keys = InstallKeyServer::start().await.expect("key server");
+    keys.publish("k1", TEST_KEY_1.1);
+    let fake_keys = FakeKeys {
+        admin_api_key: Some("admin-key".into()),
+        scim_key: None,
+        site_admin: None,
+    };
+    let cloud = FakeAtlassian::start(world(resource), fake_keys)
+        .await
+        .expect("cloud");
+    let workflows = workflows();
+    let settings: Vec<(String, String)> = [
+        (
+            "TOLLGATE_BASE_URL",
+            "https://tollgate.example.com".to_string(),
+        ),
+        ("TOLLGATE_CONNECT_KEYS_URL", keys.url()),
+        (
+            "TOLLGATE_WORKFLOWS_DIR",
+            workflows.path().display().to_string(),
+        ),
+        ("TOLLGATE_ATLASSIAN_API_URL", cloud.api_url()),
+        ("TOLLGATE_ATLASSIAN_ORG_ID", "org-acme".into()),
+        ("TOLLGATE_ATLASSIAN_ADMIN_API_KEY", "admin-key".into()),
+        ("TOLLGATE_IDP_KIND", "ldap".into()),
+        ("TOLLGATE_IDP_LDAP_URL", ldap.url.clone()),
+        ("TOLLGATE_IDP_LDAP_BIND_DN", slapd::SERVICE_DN.into()),
+        ("TOLLGATE_IDP_LDAP_BIND_PASSWORD", slapd::PASSWORD.into()),
+        ("TOLLGATE_IDP_LDAP_BASE_DN", slapd::BASE.into()),
+        ("TOLLGATE_SECRET_KEY", support::test_secret_key()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    // Whole seconds: PostgreSQL keeps microseconds, and the tests compare times it stored.
+    let clock =
+        ManualClock::new(chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("now"));
+    let app = spawn(TestDatabase::create().await, &settings, &clock).await;
+    let site = FakeSite::jira(&app.url(""), "acme.atlassian.net", "k1").at(&cloud.site_url());
+    let descriptor = site.descriptor().await.expect("descriptor");
+    cloud.install(site.fake_tenant(&descriptor));
+    assert_eq!(site.install().await.expect("install").status(), 204);
+    let wiki =
+        FakeSite::confluence(&app.url(""), "acme.atlassian.net", "k1").at(&cloud.confluence_url());
+    let descriptor = wiki.descriptor().await.expect("descriptor");
+    cloud.install(wiki.fake_tenant(&descriptor));
+    assert_eq!(wiki.install().await.expect("install").status(), 204);
+    let synced = eventually(Duration::from_secs(15), || async { app.state.org.index() }).await;
+    assert!(synced.is_some(), "the org chart was synced from slapd");
+    Some(Env {
+        app,
+        cloud,
+        site,
+        clock,
+        ldap,
+        settings,
+        _workflows: workflows,
+        _keys: keys,
+    })
+}
+
+async fn spawn(db: TestDatabase, settings: &[(String, String)], clock: &ManualClock) -> TestApp {
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    support::spawn_app_on(db, Mode::All, &pairs, Arc::new(clock.clone())).await
+}
+
+impl Env {
+    async fn webhook(&self, path: &str, delivery: &str, body: &Value) {
+        let response = self
+            .site
+            .send_webhook(path, delivery, body)
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 204);
+    }
+
+    async fn comment(&self, delivery: &str, who: (&str, &str), text: &str) {
+        self.webhook(
+            "/connect/webhooks/comment-created",
+            delivery,
+            &comment_created("IT-7", who, text),
+        )
+        .await;
+    }
+
+    /// Moves time on for the app and for the site that signs its webhooks.
+    fn advance(&self, by: TimeDelta) {
+        self.clock.advance(by);
+        self.site.advance(by);
+    }
+
+    async fn request(&self) -> requests::Request {
+        requests::by_ticket(&self.app.state.store, &self.site.client_key, "IT-7")
+            .await
+            .expect("read")
+            .expect("a request for IT-7")
+    }
+
+    async fn reaches(&self, state: State) -> requests::Request {
+        let found = eventually(Duration::from_secs(30), || async {
+            let request = self.request().await;
+            (request.state == state).then_some(request)
+        })
+        .await;
+        match found {
+            Some(request) => request,
+            None => {
+                let now = self.request().await;
+                panic!(
+                    "IT-7 never became {state:?}; it is {:?} ({:?}); comments {:#?}",
+                    now.state,
+                    now.reason,
+                    self.comments()
+                )
+            }
+        }
+    }
+
+    /// Waits for a comment containing `text`; returns it.
+    async fn comment_with(&self, text: &str) -> String {
+        let found = eventually(Duration::from_secs(20), || async {
+            self.comments().into_iter().find(|c| c.contains(text))
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("no comment with {text:?} in {:#?}", self.comments()))
+    }
+
+    fn comments(&self) -> Vec<String> {
+        self.cloud.world().issues["IT-7"]
+            .comments
+            .iter()
+            .map(|c| tollgate::atlassian::adf::plain_text(&c.body))
+            .collect()
+    }
+
+    /// Files IT-7 and, an hour later, has Dev's manager approve it; waits until the grant is
+    /// active.
+    async fn approved_and_active(&self) -> requests::Request {
+        self.webhook(
+            "/connect/webhooks/issue-created",
+            "d-1",
+            &issue_created("IT-7", DEV.0),
+        )
+        .await;
+        self.comment_with("Stage 1").await;
+        self.advance(TimeDelta::hours(1));
+        self.comment("d-2", VP, "/approve").await;
+        self.reaches(State::Active).await
+    }
+
+    async fn ldap_members(&self, group: &str) -> Vec<String> {
+        let (conn, mut ldap) = ldap3::LdapConnAsync::new(&self.ldap.url)
+            .await
+            .expect("connect");
+        ldap3::drive!(conn);
+        ldap.simple_bind(&format!("cn=admin,{}", slapd::BASE), slapd::PASSWORD)
+            .await
+            .expect("bind")
+            .success()
+            .expect("bound");
+        let (entries, _) = ldap
+            .search(
+                &format!("cn={group},ou=groups,{}", slapd::BASE),
+                ldap3::Scope::Base,
+                "(objectClass=*)",
+                vec!["member"],
+            )
+            .await
+            .expect("search")
+            .success()
+            .expect("found");
+        let mut members: Vec<String> = entries
+            .into_iter()
+            .flat_map(|e| {
+                ldap3::SearchEntry::construct(e)
+                    .attrs
+                    .remove("member")
+                    .unwrap_or_default()
+            })
+            .filter_map(|dn| {
+                dn.strip_prefix("uid=")
+                    .and_then(|r| r.split(',').next())
+                    .map(str::to_string)
+            })
+            .collect();
+        members.sort();
+        members
+    }
+
+    fn holds_atlassian_access(&self) -> [bool; 3] {
+        let world = self.cloud.world();
+        [
+            world.project_roles[&("FIN".to_string(), 10002)]
+                .0
+                .contains(DEV.0),
+            world.groups[GROUP_ID].contains(DEV.0),
+            world.space_assignments[&98_305]
+                .iter()
+                .any(|(p, r)| p == DEV.0 && r == "role-collaborator"),
+        ]
+    }
+}
+
+#[tokio::test]
+async fn a_grant_reaches_every_system_and_expires_after_a_restart() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    let active = env.approved_and_active().await;
+    // The clock starts at the grant (approved an hour after the request), not at the request.
+    let granted = active.granted_at.expect("granted");
+    assert_eq!(granted, active.created_at + TimeDelta::hours(1));
+    assert_eq!(active.expires_at, Some(granted + TimeDelta::days(7)));
+    assert_eq!(env.ldap_members("fin-tools").await, ["ceo", "dev"]);
+    assert_eq!(env.holds_atlassian_access(), [true, true, true]);
+    let comment = env.comment_with("Access granted").await;
+    for part in [
+        "IdP group fin-tools",
+        "role Administrators in Jira project FIN",
+        "Jira group fin-project-admins",
+        "role Collaborator in Confluence space ENG",
+    ] {
+        assert!(comment.contains(part), "{part} in {comment}");
+    }
+
+    // Down over the expiry: the restarted app finds it and removes the access.
+    let Env {
+        app,
+        cloud,
+        site,
+        clock,
+        ldap,
+        settings,
+        _workflows,
+        _keys,
+    } = env;
+    let db = app.stop().await;
+    clock.advance(TimeDelta::days(7) + TimeDelta::minutes(1));
+    site.advance(TimeDelta::days(7) + TimeDelta::minutes(1));
+    let app = spawn(db, &settings, &clock).await;
+    let env = Env {
+        app,
+        cloud,
+        site,
+        clock,
+        ldap,
+        settings,
+        _workflows,
+        _keys,
+    };
+    let ended = env.reaches(State::Expired).await;
+    assert!(ended.ended_at.is_some());
+    assert_eq!(env.ldap_members("fin-tools").await, ["ceo"]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    let comment = env.comment_with("expired and has been removed").await;
+    assert!(
+        comment.contains("Jira group fin-project-admins"),
+        "{comment}"
+    );
+    let chain = tollgate::audit::verify_chain(&env.app.state.store, &env.site.client_key)
+        .await
+        .expect("read");
+    assert!(chain.is_ok(), "{chain:?}");
+    let cloud_violations = env.cloud.take_violations();
+    assert!(cloud_violations.is_empty(), "{cloud_violations:#?}");
+}
+
+#[tokio::test]
+async fn a_rate_limited_step_waits_and_then_succeeds() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    // More 429s than one call retries: the step job itself backs off and tries again.
+    env.cloud
+        .inject(Fault::rate_limited("/rest/api/3/project/FIN/role", 6, 1));
+    env.approved_and_active().await;
+    assert_eq!(env.holds_atlassian_access(), [true, true, true]);
+    let steps = tollgate::store::grants::read(&env.app.state.store, env.request().await.id)
+        .await
+        .expect("steps");
+    let role = steps
+        .iter()
+        .find(|s| s.plan.target_key().starts_with("jira_project_role"))
+        .expect("role step");
+    assert_eq!(role.grant_status, Status::Done);
+    assert!(role.attempts >= 1, "the step was retried: {role:?}");
+    // No call during a back-off window: every call after a 429 waited out its Retry-After.
+    let calls: Vec<_> = env
+        .cloud
+        .recorded()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/rest/api/3/project/FIN/role"))
+        .collect();
+    for pair in calls.windows(2) {
+        if pair[0].status == 429 {
+            let gap = pair[1].at - pair[0].at;
+            assert!(gap >= TimeDelta::milliseconds(950), "{gap:?} after a 429");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_permanent_failure_rolls_back_what_was_granted() {
+    let Some(env) = start("strict-tools").await else {
+        return;
+    };
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", DEV.0),
+    )
+    .await;
+    env.comment_with("Stage 1").await;
+    env.comment("d-2", VP, "/approve").await;
+    let failed = env.reaches(State::Failed).await;
+    assert!(
+        failed
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("all-or-nothing")),
+        "{failed:?}"
+    );
+    assert_eq!(env.ldap_members("fin-tools").await, ["ceo"], "rolled back");
+    let comment = env.comment_with("could not be granted").await;
+    assert!(comment.contains("taken back"), "{comment}");
+    assert!(comment.contains("no-such-group"), "{comment}");
+    assert!(comment.contains("IdP group fin-tools"), "{comment}");
+}
+
+#[tokio::test]
+async fn keep_partial_keeps_what_worked_and_flags_the_grant() {
+    let Some(env) = start("lenient-tools").await else {
+        return;
+    };
+    let active = env.approved_and_active().await;
+    assert!(active.partial);
+    assert_eq!(env.ldap_members("fin-tools").await, ["ceo", "dev"]);
+    let comment = env.comment_with("Access granted").await;
+    assert!(comment.contains("partial access"), "{comment}");
+    assert!(comment.contains("no-such-group"), "{comment}");
+}
+
+#[tokio::test]
+async fn extensions_are_routed_and_move_the_expiry_only_when_approved() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    let active = env.approved_and_active().await;
+    let first = active.expires_at.expect("expires");
+
+    // Declined: nothing moves.
+    env.comment("d-3", DEV, "/extend 7d quarter close").await;
+    env.comment_with("Extension requested").await;
+    env.comment("d-4", VP, "/decline not this time").await;
+    env.comment_with("not this time").await;
+    assert_eq!(env.request().await.expires_at, Some(first));
+
+    // Approved: the expiry moves by the extension, counted from the grant.
+    env.comment("d-5", DEV, "/extend 7d audit prep").await;
+    let waiting = eventually(Duration::from_secs(10), || async {
+        let kids = requests::children(&env.app.state.store, active.id)
+            .await
+            .ok()?;
+        (kids.len() == 2 && kids[1].state == State::Pending).then_some(())
+    })
+    .await;
+    assert!(waiting.is_some(), "the second extension waits for approval");
+    env.comment("d-6", VP, "/approve").await;
+    let extended = eventually(Duration::from_secs(20), || async {
+        let r = env.request().await;
+        (r.expires_at != Some(first)).then_some(r)
+    })
+    .await
+    .expect("extended");
+    assert_eq!(extended.expires_at, Some(first + TimeDelta::days(7)));
+    assert_eq!(extended.state, State::Active);
+    env.comment_with("Extension approved").await;
+
+    // The same /extend delivered again is one extension.
+    env.comment("d-5", DEV, "/extend 7d audit prep").await;
+    let kids = requests::children(&env.app.state.store, active.id)
+        .await
+        .expect("children");
+    assert_eq!(kids.len(), 2);
+}
+
+#[tokio::test]
+async fn an_approver_may_revoke_early_and_the_requester_may_not() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    env.approved_and_active().await;
+    env.comment("d-3", DEV, "/revoke no longer needed").await;
+    env.comment_with("only an approver of this request").await;
+    assert_eq!(env.request().await.state, State::Active);
+
+    env.comment("d-4", VP, "/revoke moved teams").await;
+    let revoked = env.reaches(State::Revoked).await;
+    assert!(
+        revoked
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("moved teams")),
+        "{revoked:?}"
+    );
+    assert_eq!(env.ldap_members("fin-tools").await, ["ceo"]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    env.comment_with("has been revoked").await;
+}
+
+#[tokio::test]
+async fn a_revoking_resolution_revokes_at_once() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    env.approved_and_active().await;
+    env.cloud
+        .world()
+        .issues
+        .get_mut("IT-7")
+        .expect("issue")
+        .custom
+        .insert("resolution".into(), json!({"name": "Access revoked"}));
+    env.webhook(
+        "/connect/webhooks/issue-updated",
+        "d-3",
+        &issue_updated("IT-7", VP),
+    )
+    .await;
+    env.reaches(State::Revoked).await;
+    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+}
+
+#[tokio::test]
+async fn the_sweep_revokes_an_expiry_whose_job_was_lost() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    env.approved_and_active().await;
+    env.advance(TimeDelta::days(8));
+    // No expiry job exists (the window has not run since, and would have been lost anyway).
+    let report = tollgate::grants::sweep::sweep(&env.app.state)
+        .await
+        .expect("sweep");
+    assert_eq!(report.overdue, 1, "{report:?}");
+    env.reaches(State::Expired).await;
+    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+}
+
+#[tokio::test]
+async fn a_step_claimed_twice_is_applied_once() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    let active = env.approved_and_active().await;
+    // Revoke by hand, then run one revocation step from two "replicas" at once.
+    let state = &env.app.state;
+    let id = active.id;
+    let mut tx = state.store.begin().await.expect("tx");
+    let todo = tollgate::store::grants::start_revoke(&mut tx, id, state.clock.now())
+        .await
+        .expect("start");
+    tx.commit().await.expect("commit");
+    let (step, attempt) = todo[1];
+    let before = env.cloud.recorded().len();
+    let (a, b) = tokio::join!(
+        tollgate::grants::run::step(state, id, step, Phase::Revoke, attempt),
+        tollgate::grants::run::step(state, id, step, Phase::Revoke, attempt),
+    );
+    a.expect("a");
+    b.expect("b");
+    let deletes = env.cloud.recorded()[before..]
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert_eq!(deletes, 1, "one replica applied the step");
+}
+
+#[tokio::test]
+async fn a_leaver_loses_access_after_an_org_sync() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    env.approved_and_active().await;
+    // Dev leaves: the directory deletes the entry (refint drops the group membership too).
+    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&env.ldap.url)
+        .await
+        .expect("connect");
+    ldap3::drive!(conn);
+    ldap.simple_bind(&format!("cn=admin,{}", slapd::BASE), slapd::PASSWORD)
+        .await
+        .expect("bind")
+        .success()
+        .expect("bound");
+    ldap.delete(&format!("uid=dev,ou=people,{}", slapd::BASE))
+        .await
+        .expect("delete")
+        .success()
+        .expect("deleted");
+    let state = &env.app.state;
+    let connector = tollgate::idp::Connector::new(&state.config.idp.source);
+    tollgate::orgchart::sync::sync(
+        &state.store,
+        &connector,
+        &*state.clock,
+        true,
+        &tollgate::orgchart::sync::Quiet,
+    )
+    .await
+    .expect("sync");
+    assert!(state.org.refresh(&state.store).await.expect("refresh"));
+    let touched = tollgate::grants::leavers::revoke_leavers(state)
+        .await
+        .expect("leavers");
+    assert_eq!(touched, 1);
+    let revoked = env.reaches(State::Revoked).await;
+    assert_eq!(
+        revoked.end_cause,
+        Some(tollgate::engine::machine::EndCause::Leaver)
+    );
+    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+}
