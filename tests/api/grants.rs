@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 use tollgate::app::Mode;
-use tollgate::clock::ManualClock;
+use tollgate::clock::{Clock, ManualClock};
 use tollgate::engine::machine::State;
 use tollgate::fakes::atlassian::connect::{
     FakeSite, InstallKeyServer, TEST_KEY_1, comment_created, issue_created, issue_updated,
@@ -20,6 +20,7 @@ use tollgate::fakes::slapd;
 use tollgate::store::grants::{Phase, Status};
 use tollgate::store::requests;
 
+use crate::support::scim_server::{self, ScimServer};
 use crate::support::{self, TestApp, TestDatabase, env, eventually};
 
 const DEV: (&str, &str) = ("acc-dev", "Dev Dean");
@@ -93,25 +94,83 @@ fn directory() -> String {
     ldif
 }
 
+/// The identity provider a test grants IdP groups in: a real server either way.
+enum Idp {
+    Ldap(slapd::Slapd),
+    Scim(ScimServer),
+}
+
+impl Idp {
+    async fn start(kind: &str) -> Option<Self> {
+        match kind {
+            "scim" => {
+                if !env::require(
+                    scim_server::available(),
+                    "scim2-server (pip install scim2-server into .venv-scim)",
+                ) {
+                    return None;
+                }
+                let server = ScimServer::start().await;
+                let ceo = server.user("ceo", None, "CEO").await;
+                let vp = server.user("vp", Some(&ceo), "VP Engineering").await;
+                server.user("dev", Some(&vp), "Engineer").await;
+                server.group("fin-tools", &[&ceo]).await;
+                Some(Self::Scim(server))
+            }
+            _ => {
+                if !env::require(
+                    slapd::available(),
+                    "OpenLDAP slapd (apt-get install slapd ldap-utils)",
+                ) {
+                    return None;
+                }
+                Some(Self::Ldap(slapd::Slapd::start(&directory())))
+            }
+        }
+    }
+
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Ldap(ldap) => vec![
+                ("TOLLGATE_IDP_KIND", "ldap".into()),
+                ("TOLLGATE_IDP_LDAP_URL", ldap.url.clone()),
+                ("TOLLGATE_IDP_LDAP_BIND_DN", slapd::SERVICE_DN.into()),
+                ("TOLLGATE_IDP_LDAP_BIND_PASSWORD", slapd::PASSWORD.into()),
+                ("TOLLGATE_IDP_LDAP_BASE_DN", slapd::BASE.into()),
+            ],
+            Self::Scim(server) => vec![
+                ("TOLLGATE_IDP_KIND", "scim".into()),
+                ("TOLLGATE_IDP_SCIM_URL", server.url.clone()),
+                ("TOLLGATE_IDP_SCIM_TOKEN", scim_server::TOKEN.into()),
+            ],
+        }
+    }
+
+    fn ldap(&self) -> &slapd::Slapd {
+        match self {
+            Self::Ldap(ldap) => ldap,
+            Self::Scim(_) => panic!("this test needs the LDAP directory"),
+        }
+    }
+}
+
 struct Env {
     app: TestApp,
     cloud: FakeAtlassian,
     site: FakeSite,
     clock: ManualClock,
-    ldap: slapd::Slapd,
+    idp: Idp,
     settings: Vec<(String, String)>,
     _workflows: tempfile::TempDir,
     _keys: InstallKeyServer,
 }
 
 async fn start(resource: &str) -> Option<Env> {
-    if !env::require(
-        slapd::available(),
-        "OpenLDAP slapd (apt-get install slapd ldap-utils)",
-    ) {
-        return None;
-    }
-    let ldap = slapd::Slapd::start(&directory());
+    start_on("ldap", resource).await
+}
+
+async fn start_on(idp: &str, resource: &str) -> Option<Env> {
+    let idp = Idp::start(idp).await?;
     let keys = InstallKeyServer::start().await.expect("key server");
     keys.publish("k1", TEST_KEY_1.1);
     let fake_keys = FakeKeys {
@@ -123,11 +182,9 @@ async fn start(resource: &str) -> Option<Env> {
         .await
         .expect("cloud");
     let workflows = workflows();
-    let settings: Vec<(String, String)> = [
-        (
-            "TOLLGATE_BASE_URL",
-            "https://tollgate.example.com".to_string(),
-        ),
+    let mut settings: Vec<(&str, String)> = idp.settings();
+    settings.extend([
+        ("TOLLGATE_BASE_URL", "https://tollgate.example.com".into()),
         ("TOLLGATE_CONNECT_KEYS_URL", keys.url()),
         (
             "TOLLGATE_WORKFLOWS_DIR",
@@ -136,16 +193,12 @@ async fn start(resource: &str) -> Option<Env> {
         ("TOLLGATE_ATLASSIAN_API_URL", cloud.api_url()),
         ("TOLLGATE_ATLASSIAN_ORG_ID", "org-acme".into()),
         ("TOLLGATE_ATLASSIAN_ADMIN_API_KEY", "admin-key".into()),
-        ("TOLLGATE_IDP_KIND", "ldap".into()),
-        ("TOLLGATE_IDP_LDAP_URL", ldap.url.clone()),
-        ("TOLLGATE_IDP_LDAP_BIND_DN", slapd::SERVICE_DN.into()),
-        ("TOLLGATE_IDP_LDAP_BIND_PASSWORD", slapd::PASSWORD.into()),
-        ("TOLLGATE_IDP_LDAP_BASE_DN", slapd::BASE.into()),
         ("TOLLGATE_SECRET_KEY", support::test_secret_key()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    ]);
+    let settings: Vec<(String, String)> = settings
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     // Whole seconds: PostgreSQL keeps microseconds, and the tests compare times it stored.
     let clock =
         ManualClock::new(chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("now"));
@@ -166,7 +219,7 @@ async fn start(resource: &str) -> Option<Env> {
         cloud,
         site,
         clock,
-        ldap,
+        idp,
         settings,
         _workflows: workflows,
         _keys: keys,
@@ -265,10 +318,13 @@ impl Env {
         self.reaches(State::Active).await
     }
 
-    async fn ldap_members(&self, group: &str) -> Vec<String> {
-        let (conn, mut ldap) = ldap3::LdapConnAsync::new(&self.ldap.url)
-            .await
-            .expect("connect");
+    /// The members of the IdP group, by uid / userName.
+    async fn members(&self, group: &str) -> Vec<String> {
+        let ldap = match &self.idp {
+            Idp::Scim(server) => return server.members(group).await,
+            Idp::Ldap(ldap) => ldap,
+        };
+        let (conn, mut ldap) = ldap3::LdapConnAsync::new(&ldap.url).await.expect("connect");
         ldap3::drive!(conn);
         ldap.simple_bind(&format!("cn=admin,{}", slapd::BASE), slapd::PASSWORD)
             .await
@@ -328,7 +384,7 @@ async fn a_grant_reaches_every_system_and_expires_after_a_restart() {
     let granted = active.granted_at.expect("granted");
     assert_eq!(granted, active.created_at + TimeDelta::hours(1));
     assert_eq!(active.expires_at, Some(granted + TimeDelta::days(7)));
-    assert_eq!(env.ldap_members("fin-tools").await, ["ceo", "dev"]);
+    assert_eq!(env.members("fin-tools").await, ["ceo", "dev"]);
     assert_eq!(env.holds_atlassian_access(), [true, true, true]);
     let comment = env.comment_with("Access granted").await;
     for part in [
@@ -346,7 +402,7 @@ async fn a_grant_reaches_every_system_and_expires_after_a_restart() {
         cloud,
         site,
         clock,
-        ldap,
+        idp,
         settings,
         _workflows,
         _keys,
@@ -360,14 +416,14 @@ async fn a_grant_reaches_every_system_and_expires_after_a_restart() {
         cloud,
         site,
         clock,
-        ldap,
+        idp,
         settings,
         _workflows,
         _keys,
     };
     let ended = env.reaches(State::Expired).await;
     assert!(ended.ended_at.is_some());
-    assert_eq!(env.ldap_members("fin-tools").await, ["ceo"]);
+    assert_eq!(env.members("fin-tools").await, ["ceo"]);
     assert_eq!(env.holds_atlassian_access(), [false, false, false]);
     let comment = env.comment_with("expired and has been removed").await;
     assert!(
@@ -437,7 +493,7 @@ async fn a_permanent_failure_rolls_back_what_was_granted() {
             .is_some_and(|r| r.contains("all-or-nothing")),
         "{failed:?}"
     );
-    assert_eq!(env.ldap_members("fin-tools").await, ["ceo"], "rolled back");
+    assert_eq!(env.members("fin-tools").await, ["ceo"], "rolled back");
     let comment = env.comment_with("could not be granted").await;
     assert!(comment.contains("taken back"), "{comment}");
     assert!(comment.contains("no-such-group"), "{comment}");
@@ -451,7 +507,7 @@ async fn keep_partial_keeps_what_worked_and_flags_the_grant() {
     };
     let active = env.approved_and_active().await;
     assert!(active.partial);
-    assert_eq!(env.ldap_members("fin-tools").await, ["ceo", "dev"]);
+    assert_eq!(env.members("fin-tools").await, ["ceo", "dev"]);
     let comment = env.comment_with("Access granted").await;
     assert!(comment.contains("partial access"), "{comment}");
     assert!(comment.contains("no-such-group"), "{comment}");
@@ -520,7 +576,7 @@ async fn an_approver_may_revoke_early_and_the_requester_may_not() {
             .is_some_and(|r| r.contains("moved teams")),
         "{revoked:?}"
     );
-    assert_eq!(env.ldap_members("fin-tools").await, ["ceo"]);
+    assert_eq!(env.members("fin-tools").await, ["ceo"]);
     assert_eq!(env.holds_atlassian_access(), [false, false, false]);
     env.comment_with("has been revoked").await;
 }
@@ -600,7 +656,7 @@ async fn a_leaver_loses_access_after_an_org_sync() {
     };
     env.approved_and_active().await;
     // Dev leaves: the directory deletes the entry (refint drops the group membership too).
-    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&env.ldap.url)
+    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&env.idp.ldap().url)
         .await
         .expect("connect");
     ldap3::drive!(conn);
@@ -636,4 +692,46 @@ async fn a_leaver_loses_access_after_an_org_sync() {
         Some(tollgate::engine::machine::EndCause::Leaver)
     );
     assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+}
+
+#[tokio::test]
+async fn a_scim_idp_group_is_granted_and_revoked_in_a_real_scim_server() {
+    let Some(env) = start_on("scim", "fin-tools").await else {
+        return;
+    };
+    env.approved_and_active().await;
+    assert_eq!(env.members("fin-tools").await, ["ceo", "dev"]);
+    assert_eq!(env.holds_atlassian_access(), [true, true, true]);
+    env.comment("d-3", VP, "/revoke").await;
+    env.reaches(State::Revoked).await;
+    assert_eq!(env.members("fin-tools").await, ["ceo"]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+}
+
+#[tokio::test]
+async fn the_requester_is_reminded_before_expiry() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    let active = env.approved_and_active().await;
+    let expires = active.expires_at.expect("expires");
+    // A day before: the 24-hour reminder is queued by the expiry window and posted.
+    env.advance(expires - TimeDelta::hours(24) - env.clock.now());
+    tollgate::grants::expiry::queue_window(&env.app.state)
+        .await
+        .expect("window");
+    let reminder = env.comment_with("Reminder: access to").await;
+    assert!(reminder.contains("ends in 1d"), "{reminder}");
+    assert!(reminder.contains("/extend"), "{reminder}");
+    // The window running again does not remind twice.
+    tollgate::grants::expiry::queue_window(&env.app.state)
+        .await
+        .expect("window");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reminders = env
+        .comments()
+        .iter()
+        .filter(|c| c.starts_with("Reminder: access to"))
+        .count();
+    assert_eq!(reminders, 1);
 }

@@ -92,6 +92,39 @@ impl ScimServer {
         );
     }
 
+    pub async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}/{path}", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// The `userName`s of the members of group `name`, sorted.
+    pub async fn members(&self, name: &str) -> Vec<String> {
+        let groups = self.get("Groups").await;
+        let group = groups["Resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|g| g["displayName"] == name)
+            .cloned()
+            .unwrap_or_default();
+        let mut names = Vec::new();
+        for member in group["members"].as_array().into_iter().flatten() {
+            if let Some(id) = member["value"].as_str() {
+                let user = self.get(&format!("Users/{id}")).await;
+                names.extend(user["userName"].as_str().map(str::to_string));
+            }
+        }
+        names.sort();
+        names
+    }
+
     /// A user with the enterprise extension; returns its id.
     pub async fn user(&self, name: &str, manager: Option<&str>, title: &str) -> String {
         let mut enterprise = json!({"department": "ENG"});
