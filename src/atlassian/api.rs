@@ -112,14 +112,48 @@ pub fn segment(text: &str) -> String {
 pub struct Atlassian {
     client: Arc<AtlassianClient>,
     credentials: Arc<Credentials>,
+    /// Names looked up as ids (project roles, groups, spaces, organizations), briefly kept:
+    /// a thousand grants of one resource are one lookup, not a thousand.
+    lookups: Arc<std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>>,
 }
+
+/// How long a name → id lookup is trusted.
+const LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Atlassian {
     pub fn new(client: Arc<AtlassianClient>, credentials: Credentials) -> Self {
         Self {
             client,
             credentials: Arc::new(credentials),
+            lookups: Arc::default(),
         }
+    }
+
+    /// `lookup`'s answer for `key`, from the cache while fresh; only found ids are kept (a name
+    /// created a minute from now must be found then).
+    pub(crate) async fn cached<F>(
+        &self,
+        key: String,
+        lookup: F,
+    ) -> Result<Option<String>, AtlassianError>
+    where
+        F: Future<Output = Result<Option<String>, AtlassianError>>,
+    {
+        let lock = || {
+            self.lookups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some((at, id)) = lock().get(&key)
+            && at.elapsed() < LOOKUP_TTL
+        {
+            return Ok(Some(id.clone()));
+        }
+        let found = lookup.await?;
+        if let Some(id) = &found {
+            lock().insert(key, (std::time::Instant::now(), id.clone()));
+        }
+        Ok(found)
     }
 
     pub fn credentials(&self) -> &Credentials {
@@ -285,7 +319,10 @@ where
     R: Future<Output = Result<bool, AtlassianError>>,
     C: Future<Output = Result<(), AtlassianError>>,
 {
-    if is_member().await? == wanted {
+    // Adding reads first: "already there" before Tollgate acted is worth knowing (access held
+    // before a grant is not taken away at its expiry). Removing writes first: at expiry
+    // thousands of removals meet a vendor's rate limit, and the read only matters on refusal.
+    if wanted && is_member().await? {
         return Ok(Change::AlreadyInPlace);
     }
     match change().await {

@@ -83,6 +83,9 @@ pub struct AtlassianClient {
     policy: RetryPolicy,
     per_key: usize,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Per limit key: no call before this instant. A 429's `Retry-After` holds back every
+    /// caller of that tenant (or of the organization APIs), not just the one it answered.
+    not_before: Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 impl AtlassianClient {
@@ -96,6 +99,37 @@ impl AtlassianClient {
             policy,
             per_key: per_key_concurrency.max(1),
             limits: Mutex::new(HashMap::new()),
+            not_before: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits out a back-off another call to `key` was told to keep.
+    async fn wait_turn(&self, key: &str) {
+        loop {
+            let until = self
+                .not_before
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(key)
+                .copied();
+            match until {
+                Some(until) if until > tokio::time::Instant::now() => {
+                    tokio::time::sleep_until(until).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn hold_back(&self, key: &str, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut map = self
+            .not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = map.entry(key.to_string()).or_insert(until);
+        if *entry < until {
+            *entry = until;
         }
     }
 
@@ -119,6 +153,7 @@ impl AtlassianClient {
                     .acquire()
                     .await
                     .map_err(|_| CallError::Transient("client shut down".into()))?;
+                self.wait_turn(&call.limit_key).await;
                 self.attempt(call).await
             };
             let (status, headers, body) = match result {
@@ -133,6 +168,14 @@ impl AtlassianClient {
                 rate_limit_reset: header("x-ratelimit-reset").or(header("x-rate-limit-reset")),
             };
             let now = Utc::now();
+            if status == Some(429)
+                && let Some(wait) = outcome
+                    .retry_after
+                    .or(outcome.rate_limit_reset)
+                    .and_then(|v| retry::parse_wait(v, now))
+            {
+                self.hold_back(&call.limit_key, wait);
+            }
             match retry::next_delay(&self.policy, &outcome, attempt, now, jitter()) {
                 Some(delay) => {
                     tracing::debug!(

@@ -18,6 +18,24 @@ impl Atlassian {
         project: &str,
         role: &str,
     ) -> Result<Option<u64>, AtlassianError> {
+        let key = format!("{}|role|{project}|{role}", site.base_url);
+        let found = self
+            .cached(key, async {
+                Ok(self
+                    .find_project_role(site, project, role)
+                    .await?
+                    .map(|id| id.to_string()))
+            })
+            .await?;
+        Ok(found.and_then(|id| id.parse().ok()))
+    }
+
+    async fn find_project_role(
+        &self,
+        site: &Site,
+        project: &str,
+        role: &str,
+    ) -> Result<Option<u64>, AtlassianError> {
         let path = format!("/rest/api/3/project/{}/role", segment(project));
         let roles: Value = match self.on_site(site, Method::GET, &path, None).await {
             Ok(reply) => reply.json()?,
@@ -54,6 +72,16 @@ impl Atlassian {
 
     /// The id of the Confluence space with key `key` (Connect, READ).
     pub async fn space_id(&self, site: &Site, key: &str) -> Result<Option<u64>, AtlassianError> {
+        let cache_key = format!("{}|space|{key}", site.base_url);
+        let found = self
+            .cached(cache_key, async {
+                Ok(self.find_space(site, key).await?.map(|id| id.to_string()))
+            })
+            .await?;
+        Ok(found.and_then(|id| id.parse().ok()))
+    }
+
+    async fn find_space(&self, site: &Site, key: &str) -> Result<Option<u64>, AtlassianError> {
         let path = with_query("/api/v2/spaces", &[("keys", key)]);
         let spaces = self.confluence_pages(site, &path).await?;
         Ok(spaces
@@ -67,6 +95,15 @@ impl Atlassian {
 
     /// The id of the space role called `name` (Connect, READ).
     pub async fn space_role_id(
+        &self,
+        site: &Site,
+        name: &str,
+    ) -> Result<Option<String>, AtlassianError> {
+        let key = format!("{}|space_role|{name}", site.base_url);
+        self.cached(key, self.find_space_role(site, name)).await
+    }
+
+    async fn find_space_role(
         &self,
         site: &Site,
         name: &str,
