@@ -55,6 +55,8 @@ CREATE TABLE grant_steps (
     plan TEXT NOT NULL,
     -- What the step changes, as `kind:name` (`idp_group:NetSuite Users`), to find overlaps.
     target_key TEXT NOT NULL,
+    -- Whom it is for (email), with target_key: does another grant still hold this?
+    subject TEXT NOT NULL DEFAULT '',
     grant_status TEXT NOT NULL,
     revoke_status TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -68,6 +70,6 @@ CREATE TABLE grant_steps (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (request_id, step)
 );
-CREATE INDEX grant_steps_target ON grant_steps (target_key);
+CREATE INDEX grant_steps_subject ON grant_steps (subject, target_key);
 COMMIT;
 PRAGMA foreign_keys = ON;

@@ -121,6 +121,26 @@ impl AtlassianClient {
         }
     }
 
+    /// A vendor that says its budget is (nearly) spent and when it resets is not called again
+    /// before then: a 429 would cost a whole `Retry-After` second. "Nearly": calls already in
+    /// flight for this key (up to its concurrency) would spend the rest.
+    fn pace(&self, key: &str, headers: &HeaderMap) {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let spent = header("x-ratelimit-remaining")
+            .or(header("x-rate-limit-remaining"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|left| left < self.per_key);
+        if !spent {
+            return;
+        }
+        if let Some(wait) = header("x-ratelimit-reset")
+            .or(header("x-rate-limit-reset"))
+            .and_then(|v| retry::parse_wait(v, Utc::now()))
+        {
+            self.hold_back(key, wait);
+        }
+    }
+
     fn hold_back(&self, key: &str, wait: Duration) {
         let until = tokio::time::Instant::now() + wait;
         let mut map = self
@@ -156,6 +176,9 @@ impl AtlassianClient {
                 self.wait_turn(&call.limit_key).await;
                 self.attempt(call).await
             };
+            if let Ok(reply) = &result {
+                self.pace(&call.limit_key, &reply.headers);
+            }
             let (status, headers, body) = match result {
                 Ok(reply) if (200..300).contains(&reply.status) => return Ok(reply),
                 Ok(reply) => (Some(reply.status), reply.headers, reply.body),

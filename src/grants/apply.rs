@@ -185,38 +185,24 @@ async fn confluence_site(state: &AppState, host: &str) -> Result<Site, StepFailu
     })
 }
 
-/// Whether the subject holds the step's target now (for the reconcile sweep's drift check).
-/// `None` when it cannot be told cheaply.
-pub async fn holds(
+/// The accounts holding a project role now, or `None` when it cannot be read (the drift check
+/// reads each role once per sweep and checks every grant of it against that).
+pub async fn role_members(
     state: &AppState,
-    step: &Step,
-    subject: &Subject<'_>,
-) -> Result<Option<bool>, StepFailure> {
-    match (&step.via, &step.applied) {
-        (Via::Idp { .. }, GrantTarget::IdpGroup { group }) => {
-            // The synced org chart knows the IdP's groups.
-            let (Some(org), Some(person)) = (state.org.index(), step.idp_person.as_ref()) else {
-                return Ok(None);
-            };
-            Ok(org.is_member_by_id(group, &PersonId(person.clone())))
-        }
-        (_, GrantTarget::JiraProjectRole { project, role }) => {
-            let Some(account) = subject.account else {
-                return Ok(None);
-            };
-            let (_, site) = crate::engine::site(state, subject.tenant)
-                .await
-                .map_err(|e| StepFailure::Permanent(e.to_string()))?;
-            let Some(id) = state
-                .atlassian
-                .project_role_id(&site, project, role)
-                .await?
-            else {
-                return Ok(Some(false));
-            };
-            let actors = state.atlassian.role_actors(&site, project, id).await?;
-            Ok(Some(actors.users.contains(account)))
-        }
-        _ => Ok(None),
-    }
+    tenant: &str,
+    project: &str,
+    role: &str,
+) -> Result<Option<std::collections::HashSet<String>>, StepFailure> {
+    let (_, site) = crate::engine::site(state, tenant)
+        .await
+        .map_err(|e| StepFailure::Permanent(e.to_string()))?;
+    let Some(id) = state
+        .atlassian
+        .project_role_id(&site, project, role)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let actors = state.atlassian.role_actors(&site, project, id).await?;
+    Ok(Some(actors.users.into_iter().map(|a| a.0).collect()))
 }

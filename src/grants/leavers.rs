@@ -22,6 +22,9 @@ fn has_left(org: &OrgIndex, request: &Request) -> bool {
     }
 }
 
+/// Active grants read per page.
+const PAGE: i64 = 1_000;
+
 fn actor() -> Actor {
     Actor::System("org_sync".into())
 }
@@ -36,12 +39,17 @@ pub async fn revoke_leavers(state: &AppState) -> Result<usize, EngineError> {
         return Ok(0);
     }
     let mut touched = 0;
-    let holding = requests::in_states(&state.store, &[State::Active]).await?;
-    for request in holding.iter().filter(|r| has_left(&org, r)) {
-        let who = request.subject().unwrap_or("the person");
-        let reason = format!("{who} is no longer active in the org chart");
-        if run::revoke_now(state, request.id, EndCause::Leaver, &reason, actor()).await? {
-            touched += 1;
+    let mut after = None;
+    loop {
+        let page = requests::page_in_state(&state.store, State::Active, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for request in page.iter().filter(|r| has_left(&org, r)) {
+            let who = request.subject().unwrap_or("the person");
+            let reason = format!("{who} is no longer active in the org chart");
+            if run::revoke_now(state, request.id, EndCause::Leaver, &reason, actor()).await? {
+                touched += 1;
+            }
         }
     }
     let open = requests::in_states(

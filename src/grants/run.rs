@@ -250,7 +250,8 @@ pub async fn provision(state: &AppState, id: Uuid) -> Result<(), EngineError> {
             .await?;
         }
         Ok((planned, account)) => {
-            steps::insert(&mut tx, request.id, &planned, now).await?;
+            let subject = request.subject().unwrap_or_default().to_string();
+            steps::insert(&mut tx, request.id, &subject, &planned, now).await?;
             request.state = State::Provisioning;
             request.subject_account = account.map(|a| a.0);
             request.updated_at = now;

@@ -5,17 +5,21 @@
 use chrono::TimeDelta;
 use serde_json::json;
 
-use super::apply::{self, Subject};
+use std::collections::{HashMap, HashSet};
+
+use super::apply;
+use super::plan::Via;
 use super::run;
 use super::{notices, wall};
 use crate::audit::Actor;
 use crate::engine::EngineError;
 use crate::engine::machine::{EndCause, State};
 use crate::jobs::{self, Job};
-use crate::orgchart::AccountId;
+use crate::orgchart::PersonId;
 use crate::state::AppState;
 use crate::store::grants::{self as steps, Phase, Status};
 use crate::store::requests;
+use crate::workflow::GrantTarget;
 
 /// A step pending this long without its job running is stalled.
 const STALLED_AFTER: TimeDelta = TimeDelta::minutes(15);
@@ -75,32 +79,71 @@ pub async fn sweep(state: &AppState) -> Result<SweepReport, EngineError> {
     Ok(report)
 }
 
-/// Re-reads what can be read cheaply (IdP groups from the synced org chart, project roles)
-/// and flags, once per step, access that is gone though Tollgate did not remove it.
+/// Active grants read per page.
+const PAGE: i64 = 500;
+
+/// Re-reads what can be read cheaply — IdP groups from the synced org chart, project roles
+/// (each read once per sweep, however many grants it has) — and flags, once per step, access
+/// that is gone though Tollgate did not remove it.
 async fn drift(state: &AppState) -> Result<usize, EngineError> {
+    let org = state.org.index();
+    let org_taken = state.org.taken_at();
+    let mut roles: HashMap<(String, String, String), Option<HashSet<String>>> = HashMap::new();
     let mut flagged = 0;
-    for request in requests::in_states(&state.store, &[State::Active]).await? {
-        let rows = steps::read(&state.store, request.id).await?;
-        let account = request.subject_account.clone().map(AccountId);
-        let subject = Subject {
-            tenant: &request.tenant,
-            account: account.as_ref(),
-        };
+    let mut after = None;
+    loop {
+        let page = requests::page_in_state(&state.store, State::Active, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        let ids: Vec<_> = page.iter().map(|r| r.id).collect();
+        let rows = steps::of_requests(&state.store, &ids).await?;
         for row in rows
             .iter()
             .filter(|r| r.grant_status == Status::Done && r.drift_at.is_none())
         {
-            let holds = match apply::holds(state, &row.plan, &subject).await {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::debug!(
-                        ticket = request.ticket_key,
-                        error = e.message(),
-                        "drift check skipped"
-                    );
-                    None
-                }
+            let Some(request) = page.iter().find(|r| r.id == row.request_id) else {
+                continue;
             };
+            let holds =
+                match (&row.plan.via, &row.plan.applied) {
+                    // Only an org chart taken after the grant can say the grant is gone.
+                    (Via::Idp { .. }, GrantTarget::IdpGroup { group })
+                        if org_taken > request.granted_at =>
+                    {
+                        match (&org, &row.plan.idp_person) {
+                            (Some(org), Some(person)) => {
+                                org.is_member_by_id(group, &PersonId(person.clone()))
+                            }
+                            _ => None,
+                        }
+                    }
+                    (_, GrantTarget::JiraProjectRole { project, role }) => {
+                        let key = (request.tenant.clone(), project.clone(), role.clone());
+                        if !roles.contains_key(&key) {
+                            let members =
+                                match apply::role_members(state, &request.tenant, project, role)
+                                    .await
+                                {
+                                    Ok(m) => m,
+                                    Err(e) => {
+                                        tracing::debug!(
+                                            project,
+                                            role,
+                                            error = e.message(),
+                                            "drift check skipped"
+                                        );
+                                        None
+                                    }
+                                };
+                            roles.insert(key.clone(), members);
+                        }
+                        match (&roles[&key], &request.subject_account) {
+                            (Some(members), Some(account)) => Some(members.contains(account)),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
             if holds != Some(false) {
                 continue;
             }
@@ -109,7 +152,7 @@ async fn drift(state: &AppState) -> Result<usize, EngineError> {
             steps::mark_drift(&mut tx, request.id, row.step, now).await?;
             run::event(
                 &mut tx,
-                &request,
+                request,
                 now,
                 sweeper(),
                 "grant.drift",
@@ -117,7 +160,7 @@ async fn drift(state: &AppState) -> Result<usize, EngineError> {
             )
             .await?;
             let key = format!("{}:drift:{}", request.id, row.step);
-            crate::engine::notices::enqueue(&mut tx, &request, notices::drift(&request, row), key)
+            crate::engine::notices::enqueue(&mut tx, request, notices::drift(request, row), key)
                 .await?;
             tx.commit().await?;
             flagged += 1;

@@ -3,13 +3,18 @@
 
 use std::sync::{Arc, RwLock};
 
+use chrono::{DateTime, Utc};
+
 use super::OrgIndex;
 use crate::store::org as org_store;
 use crate::store::{Store, StoreError};
 
+/// A snapshot's version, when it was taken, and its index.
+type Held = (i64, DateTime<Utc>, Arc<OrgIndex>);
+
 #[derive(Debug, Default)]
 pub struct OrgCache {
-    current: RwLock<Option<(i64, Arc<OrgIndex>)>>,
+    current: RwLock<Option<Held>>,
 }
 
 impl OrgCache {
@@ -22,14 +27,22 @@ impl OrgCache {
         self.current
             .read()
             .ok()
-            .and_then(|c| c.as_ref().map(|(_, i)| i.clone()))
+            .and_then(|c| c.as_ref().map(|(_, _, i)| i.clone()))
     }
 
     pub fn version(&self) -> Option<i64> {
         self.current
             .read()
             .ok()
-            .and_then(|c| c.as_ref().map(|(v, _)| *v))
+            .and_then(|c| c.as_ref().map(|(v, _, _)| *v))
+    }
+
+    /// When the snapshot behind [`Self::index`] was taken: what happened after is not in it.
+    pub fn taken_at(&self) -> Option<DateTime<Utc>> {
+        self.current
+            .read()
+            .ok()
+            .and_then(|c| c.as_ref().map(|(_, t, _)| *t))
     }
 
     /// Loads the newest snapshot if it is newer than the one held; `true` when it changed.
@@ -53,8 +66,8 @@ impl OrgCache {
         let index = Arc::new(index);
         if let Ok(mut current) = self.current.write() {
             // Another refresh may have installed a newer one meanwhile.
-            if current.as_ref().is_none_or(|(v, _)| *v < info.version) {
-                *current = Some((info.version, index));
+            if current.as_ref().is_none_or(|(v, _, _)| *v < info.version) {
+                *current = Some((info.version, info.taken_at, index));
             }
         }
         tracing::info!(

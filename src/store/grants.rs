@@ -150,6 +150,7 @@ impl TryFrom<Row> for StepRow {
 pub async fn insert(
     tx: &mut Tx,
     request: Uuid,
+    subject: &str,
     steps: &[Step],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -157,14 +158,15 @@ pub async fn insert(
         let plan = serde_json::to_string(step).map_err(|e| corrupt(format!("step plan: {e}")))?;
         on_tx!(tx, |conn| {
             sqlx::query(
-                "INSERT INTO grant_steps (request_id, step, plan, target_key, grant_status, \
-                 attempts, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5) \
+                "INSERT INTO grant_steps (request_id, step, plan, target_key, subject, \
+                 grant_status, attempts, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6) \
                  ON CONFLICT (request_id, step) DO NOTHING",
             )
             .bind(request.to_string())
             .bind(i as i64)
             .bind(&plan)
             .bind(step.target_key())
+            .bind(subject)
             .bind(now)
             .execute(&mut *conn)
             .await
@@ -181,6 +183,26 @@ pub async fn of_request(tx: &mut Tx, request: Uuid) -> Result<Vec<StepRow>, Stor
             .bind(request.to_string())
             .fetch_all(&mut *conn)
             .await
+    })?;
+    rows.into_iter().map(StepRow::try_from).collect()
+}
+
+/// The steps of several requests at once (a sweep reads a page of grants in one query).
+pub async fn of_requests(store: &Store, requests: &[Uuid]) -> Result<Vec<StepRow>, StoreError> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=requests.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM grant_steps WHERE request_id IN ({}) ORDER BY request_id, step",
+        placeholders.join(", ")
+    );
+    let rows: Vec<Row> = on_db!(store.db(), |pool| {
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+        for id in requests {
+            query = query.bind(id.to_string());
+        }
+        query.fetch_all(pool).await
     })?;
     rows.into_iter().map(StepRow::try_from).collect()
 }
@@ -346,9 +368,9 @@ pub async fn held_elsewhere(
     let row: Option<(String,)> = on_db!(store.db(), |pool| {
         sqlx::query_as(
             "SELECT r.ticket_key FROM grant_steps s JOIN requests r ON r.id = s.request_id \
-             WHERE s.target_key = $1 AND s.grant_status = 'done' AND s.revoke_status IS NULL \
-             AND r.tenant = $2 AND COALESCE(r.subject_email, r.requester_email) = $3 \
-             AND r.id <> $4 AND r.state IN ('active', 'provisioning') LIMIT 1",
+             WHERE s.subject = $3 AND s.target_key = $1 AND s.grant_status = 'done' \
+             AND s.revoke_status IS NULL AND r.tenant = $2 AND r.id <> $4 \
+             AND r.state IN ('active', 'provisioning') LIMIT 1",
         )
         .bind(target_key)
         .bind(tenant)

@@ -327,6 +327,28 @@ pub async fn children(store: &Store, parent: Uuid) -> Result<Vec<Request>, Store
     .await
 }
 
+/// One page of the requests in `state`, by id after `after`: sweeps over every active grant
+/// read them a page at a time, not all at once.
+pub async fn page_in_state(
+    store: &Store,
+    state: State,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Request>, StoreError> {
+    let after = after.map(|a| a.to_string()).unwrap_or_default();
+    let sql =
+        format!("SELECT {COLUMNS} FROM requests WHERE state = $1 AND id > $2 ORDER BY id LIMIT $3");
+    let rows: Vec<Row> = on_db!(store.db(), |pool| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(state.as_str())
+            .bind(&after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+    })?;
+    rows.into_iter().map(Request::try_from).collect()
+}
+
 /// Requests in any of `states`, oldest first.
 pub async fn in_states(store: &Store, states: &[State]) -> Result<Vec<Request>, StoreError> {
     let list = states

@@ -735,3 +735,33 @@ async fn the_requester_is_reminded_before_expiry() {
         .count();
     assert_eq!(reminders, 1);
 }
+
+#[tokio::test]
+async fn the_sweep_flags_access_removed_outside_tollgate_once() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    env.approved_and_active().await;
+    // A Jira admin takes Dev out of the project role by hand.
+    env.cloud
+        .world()
+        .project_roles
+        .get_mut(&("FIN".to_string(), 10002))
+        .expect("role")
+        .0
+        .remove(DEV.0);
+    let report = tollgate::grants::sweep::sweep(&env.app.state)
+        .await
+        .expect("sweep");
+    assert_eq!(report.drift, 1, "{report:?}");
+    env.comment_with("changed outside Tollgate").await;
+    let again = tollgate::grants::sweep::sweep(&env.app.state)
+        .await
+        .expect("sweep");
+    assert_eq!(again.drift, 0, "flagged once");
+    assert_eq!(
+        env.request().await.state,
+        State::Active,
+        "not re-granted, not revoked"
+    );
+}

@@ -202,6 +202,64 @@ struct Shared {
     recorded: Mutex<Vec<Recorded>>,
     contract: Option<&'static Contract>,
     violations: Mutex<Vec<String>>,
+    limit: Mutex<Option<RateLimit>>,
+}
+
+/// A request budget per one-second window, as Jira's cost-based limits behave at their
+/// simplest: past it, 429 with `Retry-After` and the `X-RateLimit-*` headers; within it, every
+/// answer says how much is left and when the window resets.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimit {
+    pub per_second: u32,
+    window: i64,
+    used: u32,
+    /// The reset announced by the last 429: a request before it ignored the back-off.
+    backoff_until: Option<DateTime<Utc>>,
+    /// Requests answered 429.
+    pub throttled: usize,
+    /// Requests that arrived during an announced back-off window.
+    pub early: usize,
+}
+
+/// Response headers to add.
+type Headers = Vec<(String, String)>;
+
+impl RateLimit {
+    /// Counts a request; `Err(headers)` when it is over the budget, else the headers to add.
+    fn admit(&mut self, now: DateTime<Utc>) -> Result<Headers, Headers> {
+        if self.backoff_until.is_some_and(|until| now < until) {
+            self.early += 1;
+        }
+        let second = now.timestamp();
+        if second != self.window {
+            self.window = second;
+            self.used = 0;
+        }
+        let reset = DateTime::from_timestamp(second + 1, 0).unwrap_or(now);
+        let reset_text = reset.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        if self.used >= self.per_second {
+            self.throttled += 1;
+            self.backoff_until = Some(reset);
+            return Err(vec![
+                ("Retry-After".into(), "1".into()),
+                ("X-RateLimit-Limit".into(), self.per_second.to_string()),
+                ("X-RateLimit-Remaining".into(), "0".into()),
+                ("X-RateLimit-Reset".into(), reset_text),
+                ("RateLimit-Reason".into(), "jira-quota-global-based".into()),
+            ]);
+        }
+        self.used += 1;
+        let remaining = self.per_second - self.used;
+        let mut headers = vec![
+            ("X-RateLimit-Limit".into(), self.per_second.to_string()),
+            ("X-RateLimit-Remaining".into(), remaining.to_string()),
+            ("X-RateLimit-Reset".into(), reset_text),
+        ];
+        if remaining * 5 < self.per_second {
+            headers.push(("X-RateLimit-NearLimit".into(), "true".into()));
+        }
+        Ok(headers)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -235,6 +293,7 @@ impl FakeAtlassian {
             faults: Mutex::new(VecDeque::new()),
             recorded: Mutex::new(Vec::new()),
             contract: Contract::shared(),
+            limit: Mutex::new(None),
             violations: Mutex::new(Vec::new()),
         });
         let app = all_ops().into_router(shared.clone());
@@ -289,6 +348,19 @@ impl FakeAtlassian {
     }
 
     /// Forgets the violations seen so far (for a test that provokes one on purpose).
+    /// Limits every API of this fake together to `per_second` requests per second.
+    pub fn limit_rate(&self, per_second: u32) {
+        *lock(&self.shared.limit) = Some(RateLimit {
+            per_second,
+            ..RateLimit::default()
+        });
+    }
+
+    /// The rate limit's counters (429s answered, requests sent during a back-off).
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        lock(&self.shared.limit).clone()
+    }
+
     pub fn take_violations(&self) -> Vec<String> {
         std::mem::take(&mut *lock(&self.shared.violations))
     }
@@ -419,7 +491,25 @@ async fn front(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         at: Utc::now(),
     };
 
-    let response = if let Some(fault) = take_fault(&shared, &path) {
+    let admitted = lock(&shared.limit)
+        .as_mut()
+        .map(|limit| limit.admit(Utc::now()));
+    let mut limit_headers = Vec::new();
+    let fault = match admitted {
+        Some(Err(headers)) => Some(Fault {
+            path_prefix: String::new(),
+            remaining: 1,
+            status: 429,
+            headers,
+            body: json!({"errorMessages": ["Rate limit exceeded."], "errors": {}}),
+        }),
+        Some(Ok(headers)) => {
+            limit_headers = headers;
+            take_fault(&shared, &path)
+        }
+        None => take_fault(&shared, &path),
+    };
+    let mut response = if let Some(fault) = fault {
         let mut response = (
             StatusCode::from_u16(fault.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             axum::Json(fault.body),
@@ -471,6 +561,14 @@ async fn front(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
             }
         }
     };
+    for (name, value) in limit_headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
     record.status = response.status().as_u16();
     lock(&shared.recorded).push(record);
     response

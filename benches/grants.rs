@@ -1,0 +1,465 @@
+//! Expiry at scale (issue 8).
+//!
+//! Part 1: 100,000 active temporary grants are seeded into the store, each with an `idp_group`
+//! step (a real `slapd`) and a `jira_project_role` step (the fake Jira); 10,000 of them are past
+//! their expiry when the app starts, the rest staggered over 30 days. The fake Atlassian cloud
+//! is limited to 100 requests per second. Measured: the time until all 10,000 are `expired`
+//! (each: its LDAP membership removed, its project role removed, the expiry comment posted),
+//! beside the floor the limit sets (Jira calls made ÷ 100/s), the 429s answered and the calls
+//! that arrived during a back-off window.
+//!
+//! Part 2: 1,000,000 scheduled expiries: the database size, and webhook intake latency (median
+//! of 5 runs of 300 sequential signed webhooks to a web-only process) beside the same on an
+//! empty database.
+//!
+//! `cargo bench --bench grants` runs on SQLite; `BENCH_DATABASE_URL=postgres://…/db` (an empty
+//! database) on PostgreSQL. Knobs: `GRANTS_BENCH_TOTAL` (100000), `GRANTS_BENCH_EXPIRING`
+//! (10000), `GRANTS_BENCH_SCHEDULED` (1000000), `GRANTS_BENCH_RATE` (100). Needs slapd.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use tollgate::app::{Application, Mode};
+use tollgate::clock::SystemClock;
+use tollgate::config::Config;
+use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
+use tollgate::fakes::atlassian::{FakeAtlassian, FakeUser, World};
+use tollgate::fakes::slapd;
+use tollgate::grants::plan::{Step, Via};
+use tollgate::store::{Db, Store};
+use tollgate::workflow::GrantTarget;
+
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn uid(i: usize) -> String {
+    format!("b{i:06}")
+}
+
+fn account(i: usize) -> String {
+    format!("acc-{}", uid(i))
+}
+
+fn directory(expiring: usize) -> String {
+    let mut ldif = slapd::seed(0);
+    let mut members = Vec::with_capacity(expiring);
+    for i in 0..expiring {
+        ldif.push('\n');
+        ldif.push_str(&slapd::person(&uid(i), Some("dev"), "Engineer", "ENG"));
+        members.push(uid(i));
+    }
+    ldif.push('\n');
+    let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+    ldif.push_str(&slapd::group("bench-tools", &refs));
+    ldif
+}
+
+fn world(expiring: usize) -> World {
+    let mut world = World::sample();
+    let mut actors = std::collections::BTreeSet::new();
+    for i in 0..expiring {
+        world.users.push(FakeUser {
+            account_id: account(i),
+            email: format!("{}@example.com", uid(i)),
+            display_name: uid(i),
+            active: true,
+            email_visible: true,
+        });
+        world.add_issue(&format!("IT-{}", i + 1), &account(i));
+        actors.insert(account(i));
+    }
+    world
+        .project_roles
+        .insert(("FIN".into(), 10002), (actors, Default::default()));
+    world
+}
+
+fn config(database: &str, extra: &[(&str, String)]) -> Config {
+    let mut vars: Vec<(String, String)> = vec![
+        ("TOLLGATE_BIND".into(), "127.0.0.1:0".into()),
+        ("DATABASE_URL".into(), database.into()),
+        ("TOLLGATE_BASE_URL".into(), "https://tollgate.bench".into()),
+        ("TOLLGATE_LOG".into(), "warn".into()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    Config::from_sources(None, &lookup).expect("config")
+}
+
+struct Running {
+    app_state: tollgate::state::AppState,
+    url: String,
+    shutdown: tollgate::shutdown::Shutdown,
+    task: tokio::task::JoinHandle<Result<(), tollgate::app::StartError>>,
+}
+
+async fn run(config: Config, mode: Mode) -> Running {
+    let app = Application::build_with_clock(config, mode, Arc::new(SystemClock))
+        .await
+        .expect("app");
+    let url = format!("http://{}", app.local_addr().expect("addr"));
+    let app_state = app.state().clone();
+    let shutdown = app.shutdown_handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    Running {
+        app_state,
+        url,
+        shutdown,
+        task,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.shutdown.trigger();
+        let _ = self.task.await;
+    }
+}
+
+/// Installs the Jira site into the app at `url` (and the fake cloud).
+async fn install(url: &str, cloud: &FakeAtlassian) -> FakeSite {
+    let site = FakeSite::jira(url, "acme.atlassian.net", "k1").at(&cloud.site_url());
+    let descriptor = site.descriptor().await.expect("descriptor");
+    cloud.install(site.fake_tenant(&descriptor));
+    assert_eq!(site.install().await.expect("install").status(), 204);
+    site
+}
+
+fn steps(i: usize) -> [Step; 2] {
+    [
+        Step {
+            asked: GrantTarget::IdpGroup {
+                group: "bench-tools".into(),
+            },
+            applied: GrantTarget::IdpGroup {
+                group: "bench-tools".into(),
+            },
+            via: Via::Idp {
+                source: "ldap".into(),
+            },
+            idp_person: Some(format!("uid={},ou=people,{}", uid(i), slapd::BASE)),
+            note: None,
+        },
+        Step {
+            asked: GrantTarget::JiraProjectRole {
+                project: "FIN".into(),
+                role: "Administrators".into(),
+            },
+            applied: GrantTarget::JiraProjectRole {
+                project: "FIN".into(),
+                role: "Administrators".into(),
+            },
+            via: Via::Connect,
+            idp_person: None,
+            note: None,
+        },
+    ]
+}
+
+/// Seeds active grants `from..to` in multi-row statements (the seeding is not what is
+/// measured). Grants below `expiring` are past their expiry; the others expire over 30 days.
+async fn seed(store: &Store, tenant: &str, from: usize, to: usize, expiring: usize) {
+    let now = Utc::now();
+    let chunk = 400;
+    let mut start = from;
+    while start < to {
+        let end = (start + chunk).min(to);
+        let mut requests = Vec::new();
+        let mut step_rows = Vec::new();
+        for i in start..end {
+            let id = uuid::Uuid::now_v7().to_string();
+            let expires = if i < expiring {
+                now - TimeDelta::minutes(1)
+            } else {
+                now + TimeDelta::seconds(3_600 + (i as i64 * 2_591) % (30 * 86_400))
+            };
+            let granted = expires - TimeDelta::days(7);
+            let subject = if i < expiring {
+                format!("{}@example.com", uid(i))
+            } else {
+                format!("o{i}@example.com")
+            };
+            requests.push((id.clone(), i, expires, granted, subject.clone()));
+            for (n, step) in steps(i).iter().enumerate() {
+                step_rows.push((
+                    id.clone(),
+                    n as i64,
+                    serde_json::to_string(step).expect("json"),
+                    step.target_key(),
+                    subject.clone(),
+                ));
+            }
+        }
+        let values: Vec<String> = (0..requests.len())
+            .map(|r| {
+                let b = r * 9;
+                format!(
+                    "(${}, ${}, ${}, ${}, 'active', 0, ${}, ${}, 'bench-tools', 604800, '', 1, ${}, ${}, ${}, ${})",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 7, b + 8, b + 9
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, stage, \
+             requester_account, subject_email, resource, duration_seconds, justification, \
+             version, created_at, updated_at, granted_at, expires_at) VALUES {}",
+            values.join(", ")
+        );
+        let step_values: Vec<String> = (0..step_rows.len())
+            .map(|r| {
+                let b = r * 6;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, 'done', 0, 'applied', ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                )
+            })
+            .collect();
+        let step_sql = format!(
+            "INSERT INTO grant_steps (request_id, step, plan, target_key, subject, grant_status, \
+             attempts, granted_change, updated_at) VALUES {}",
+            step_values.join(", ")
+        );
+        macro_rules! bind_all {
+            ($pool:expr) => {{
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+                for (id, i, expires, granted, subject) in &requests {
+                    q = q
+                        .bind(id.clone())
+                        .bind(tenant.to_string())
+                        .bind(format!("IT-{}", i + 1))
+                        .bind(format!("{}", 20_000 + i))
+                        .bind(account(*i))
+                        .bind(subject.clone())
+                        .bind(*granted)
+                        .bind(*granted)
+                        .bind(*expires);
+                }
+                q.execute($pool).await.expect("seed requests");
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(step_sql.clone()));
+                for (id, n, plan, key, subject) in &step_rows {
+                    q = q
+                        .bind(id.clone())
+                        .bind(*n)
+                        .bind(plan.clone())
+                        .bind(key.clone())
+                        .bind(subject.clone())
+                        .bind(now);
+                }
+                q.execute($pool).await.expect("seed steps");
+            }};
+        }
+        match store.db() {
+            Db::Sqlite(pool) => bind_all!(pool),
+            Db::Postgres(pool) => bind_all!(pool),
+        }
+        start = end;
+    }
+}
+
+async fn count_expired(store: &Store) -> i64 {
+    let sql = "SELECT COUNT(*) FROM requests WHERE state = 'expired'";
+    match store.db() {
+        Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or(0),
+        Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or(0),
+    }
+}
+
+async fn database_bytes(store: &Store, database: &str) -> u64 {
+    match store.db() {
+        Db::Sqlite(pool) => {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(pool)
+                .await;
+            let path = database.trim_start_matches("sqlite://");
+            let main = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let wal = std::fs::metadata(format!("{path}-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            main + wal
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_scalar::<_, i64>("SELECT pg_database_size(current_database())")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(0) as u64
+        }
+    }
+}
+
+/// Median (and spread) of the per-run medians of `runs` × `n` sequential webhooks.
+async fn intake_latency(
+    site: &FakeSite,
+    runs: usize,
+    n: usize,
+    tag: &str,
+) -> (Duration, Duration, Duration) {
+    let mut medians = Vec::new();
+    for run in 0..runs {
+        let mut times = Vec::with_capacity(n);
+        for i in 0..n {
+            let body = issue_created(&format!("LAT-{i}"), "acc-erin");
+            let started = Instant::now();
+            let response = site
+                .send_webhook(
+                    "/connect/webhooks/issue-created",
+                    &format!("{tag}-{run}-{i}"),
+                    &body,
+                )
+                .await
+                .expect("sent");
+            assert_eq!(response.status(), 204);
+            times.push(started.elapsed());
+        }
+        times.sort();
+        medians.push(times[times.len() / 2]);
+    }
+    medians.sort();
+    (
+        medians[medians.len() / 2],
+        medians[0],
+        medians[medians.len() - 1],
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    assert!(slapd::available(), "the grants bench needs slapd");
+    let total = knob("GRANTS_BENCH_TOTAL", 100_000);
+    let expiring = knob("GRANTS_BENCH_EXPIRING", 10_000).min(total);
+    let scheduled = knob("GRANTS_BENCH_SCHEDULED", 1_000_000).max(total);
+    let rate = knob("GRANTS_BENCH_RATE", 100) as u32;
+    let dir = tempfile::tempdir().expect("dir");
+    let database = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}/bench.db", dir.path().display()));
+    let backend = if database.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let secret = tollgate::secrets::SecretKey::generate()
+        .expect("key")
+        .to_base64();
+
+    let started = Instant::now();
+    let ldap = slapd::Slapd::start(&directory(expiring));
+    let keys = InstallKeyServer::start().await.expect("key server");
+    keys.publish("k1", TEST_KEY_1.1);
+    let cloud = FakeAtlassian::start(world(expiring), Default::default())
+        .await
+        .expect("cloud");
+    let base = vec![
+        ("TOLLGATE_SECRET_KEY", secret.clone()),
+        ("TOLLGATE_CONNECT_KEYS_URL", keys.url()),
+        ("TOLLGATE_IDP_KIND", "ldap".into()),
+        ("TOLLGATE_IDP_LDAP_URL", ldap.url.clone()),
+        ("TOLLGATE_IDP_LDAP_BIND_DN", slapd::SERVICE_DN.into()),
+        ("TOLLGATE_IDP_LDAP_BIND_PASSWORD", slapd::PASSWORD.into()),
+        ("TOLLGATE_IDP_LDAP_BASE_DN", slapd::BASE.into()),
+        // The org chart is not what is measured: no sync during the run.
+        ("TOLLGATE_IDP_SYNC_INTERVAL", "24h".into()),
+        ("TOLLGATE_JOBS_CONCURRENCY", "32".into()),
+        ("TOLLGATE_DATABASE_MAX_CONNECTIONS", "40".into()),
+    ];
+
+    // Install the site with a web-only process, seed, then start the worker.
+    let web = run(config(&database, &base), Mode::WebOnly).await;
+    let site = install(&web.url, &cloud).await;
+    let store = web.app_state.store.clone();
+    seed(&store, &site.client_key, 0, total, expiring).await;
+    web.stop().await;
+    println!(
+        "{backend}: seeded {total} active grants ({expiring} past expiry) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    cloud.limit_rate(rate);
+    let before = cloud.recorded().len();
+    let t0 = Instant::now();
+    let worker = run(config(&database, &base), Mode::All).await;
+    loop {
+        let done = count_expired(&store).await;
+        if done >= expiring as i64 {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(3_600) {
+            panic!("only {done} of {expiring} expired within an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let elapsed = t0.elapsed();
+    worker.stop().await;
+    let calls = cloud.recorded()[before..].to_vec();
+    let answered = calls.iter().filter(|c| c.status != 429).count();
+    let by = |m: &str, p: &str| {
+        calls
+            .iter()
+            .filter(|c| c.method == m && c.path.starts_with(p) && c.status != 429)
+            .count()
+    };
+    let limit = cloud.rate_limit().unwrap_or_default();
+    let floor = answered as f64 / f64::from(rate);
+    println!(
+        "{backend}: {expiring} grants expired in {:.1} s; {answered} Atlassian calls answered \
+         ({} role removals, {} comments) → floor {floor:.1} s at {rate}/s, {:.1}% over it; \
+         {} answered 429, {} calls sent during a back-off window",
+        elapsed.as_secs_f64(),
+        by("DELETE", "/rest/api/3/project/FIN/role"),
+        by("POST", "/rest/api/3/issue/"),
+        (elapsed.as_secs_f64() / floor - 1.0) * 100.0,
+        limit.throttled,
+        limit.early,
+    );
+    let still = cloud.world().project_roles[&("FIN".to_string(), 10002)]
+        .0
+        .len();
+    assert_eq!(still, 0, "every role membership was removed");
+
+    // Part 2: a million scheduled expiries.
+    let t1 = Instant::now();
+    seed(&store, &site.client_key, total, scheduled, 0).await;
+    let bytes = database_bytes(&store, &database).await;
+    println!(
+        "{backend}: {scheduled} scheduled expiries (seeded in {:.0} s): database {:.0} MiB",
+        t1.elapsed().as_secs_f64(),
+        bytes as f64 / 1_048_576.0
+    );
+    let web = run(config(&database, &base), Mode::WebOnly).await;
+    let mut loaded_site = site.clone();
+    loaded_site.app_url = web.url.clone();
+    let loaded = intake_latency(&loaded_site, 5, 300, "full").await;
+    web.stop().await;
+
+    let empty_dir = tempfile::tempdir().expect("dir");
+    let empty_db = if database.starts_with("postgres") {
+        std::env::var("BENCH_EMPTY_DATABASE_URL")
+            .expect("BENCH_EMPTY_DATABASE_URL: a second empty PostgreSQL database")
+    } else {
+        format!("sqlite://{}/empty.db", empty_dir.path().display())
+    };
+    let web = run(config(&empty_db, &base), Mode::WebOnly).await;
+    let empty_site = install(&web.url, &cloud).await;
+    let empty = intake_latency(&empty_site, 5, 300, "empty").await;
+    web.stop().await;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{backend}: webhook intake median latency, 5 runs × 300: empty {:.2} ms ({:.2}–{:.2}); \
+         with {scheduled} scheduled expiries {:.2} ms ({:.2}–{:.2})",
+        ms(empty.0),
+        ms(empty.1),
+        ms(empty.2),
+        ms(loaded.0),
+        ms(loaded.1),
+        ms(loaded.2),
+    );
+}
