@@ -130,29 +130,41 @@ async fn install(url: &str, cloud: &FakeAtlassian) -> FakeSite {
     site
 }
 
-fn steps(i: usize) -> [Step; 2] {
+/// The expiring grants hold `bench-tools` and the Administrators role; the others (for the
+/// same people, who must stay in the org chart or they would be revoked as leavers) hold other
+/// targets, so no other grant keeps an expiring one's access in place.
+fn steps(i: usize, expiring: usize) -> [Step; 2] {
+    let (group, role) = if i < expiring {
+        ("bench-tools", "Administrators")
+    } else {
+        ("other-tools", "Developers")
+    };
     [
         Step {
             asked: GrantTarget::IdpGroup {
-                group: "bench-tools".into(),
+                group: group.into(),
             },
             applied: GrantTarget::IdpGroup {
-                group: "bench-tools".into(),
+                group: group.into(),
             },
             via: Via::Idp {
                 source: "ldap".into(),
             },
-            idp_person: Some(format!("uid={},ou=people,{}", uid(i), slapd::BASE)),
+            idp_person: Some(format!(
+                "uid={},ou=people,{}",
+                uid(i % expiring.max(1)),
+                slapd::BASE
+            )),
             note: None,
         },
         Step {
             asked: GrantTarget::JiraProjectRole {
                 project: "FIN".into(),
-                role: "Administrators".into(),
+                role: role.into(),
             },
             applied: GrantTarget::JiraProjectRole {
                 project: "FIN".into(),
-                role: "Administrators".into(),
+                role: role.into(),
             },
             via: Via::Connect,
             idp_person: None,
@@ -179,13 +191,9 @@ async fn seed(store: &Store, tenant: &str, from: usize, to: usize, expiring: usi
                 now + TimeDelta::seconds(3_600 + (i as i64 * 2_591) % (30 * 86_400))
             };
             let granted = expires - TimeDelta::days(7);
-            let subject = if i < expiring {
-                format!("{}@example.com", uid(i))
-            } else {
-                format!("o{i}@example.com")
-            };
+            let subject = format!("{}@example.com", uid(i % expiring.max(1)));
             requests.push((id.clone(), i, expires, granted, subject.clone()));
-            for (n, step) in steps(i).iter().enumerate() {
+            for (n, step) in steps(i, expiring).iter().enumerate() {
                 step_rows.push((
                     id.clone(),
                     n as i64,
@@ -238,7 +246,7 @@ async fn seed(store: &Store, tenant: &str, from: usize, to: usize, expiring: usi
                         .bind(tenant.to_string())
                         .bind(format!("IT-{}", i + 1))
                         .bind(format!("{}", 20_000 + i))
-                        .bind(account(*i))
+                        .bind(account(*i % expiring.max(1)))
                         .bind(subject.clone())
                         .bind(*granted)
                         .bind(*granted)
