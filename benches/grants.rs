@@ -47,7 +47,8 @@ fn account(i: usize) -> String {
 
 fn directory(expiring: usize) -> String {
     let mut ldif = slapd::seed(0);
-    let mut members = Vec::with_capacity(expiring);
+    // groupOfNames must keep one member: the CEO stays in it.
+    let mut members = vec!["ceo".to_string()];
     for i in 0..expiring {
         ldif.push('\n');
         ldif.push_str(&slapd::person(&uid(i), Some("dev"), "Engineer", "ENG"));
@@ -207,15 +208,15 @@ async fn seed(store: &Store, tenant: &str, from: usize, to: usize, expiring: usi
             .map(|r| {
                 let b = r * 9;
                 format!(
-                    "(${}, ${}, ${}, ${}, 'active', 0, ${}, ${}, 'bench-tools', 604800, '', 1, ${}, ${}, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 7, b + 8, b + 9
+                    "(${}, ${}, ${}, ${}, 'active', 0, ${}, ${}, 'bench-tools', 604800, '', 1, ${}, ${}, ${}, ${}, ${})",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 7, b + 8, b + 9, b + 5
                 )
             })
             .collect();
         let sql = format!(
             "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, stage, \
              requester_account, subject_email, resource, duration_seconds, justification, \
-             version, created_at, updated_at, granted_at, expires_at) VALUES {}",
+             version, created_at, updated_at, granted_at, expires_at, subject_account) VALUES {}",
             values.join(", ")
         );
         let step_values: Vec<String> = (0..step_rows.len())
@@ -383,8 +384,7 @@ async fn main() {
     // Install the site with a web-only process, seed, then start the worker.
     let web = run(config(&database, &base), Mode::WebOnly).await;
     let site = install(&web.url, &cloud).await;
-    let store = web.app_state.store.clone();
-    seed(&store, &site.client_key, 0, total, expiring).await;
+    seed(&web.app_state.store, &site.client_key, 0, total, expiring).await;
     web.stop().await;
     println!(
         "{backend}: seeded {total} active grants ({expiring} past expiry) in {:.1} s",
@@ -396,8 +396,13 @@ async fn main() {
     let t0 = Instant::now();
     let worker = run(config(&database, &base), Mode::All).await;
     loop {
-        let done = count_expired(&store).await;
-        if done >= expiring as i64 {
+        let done = count_expired(&worker.app_state.store).await;
+        // Done when every grant is expired and every expiry comment is on its ticket.
+        let comments = cloud.recorded()[before..]
+            .iter()
+            .filter(|c| c.method == "POST" && c.path.ends_with("/comment") && c.status < 300)
+            .count();
+        if done >= expiring as i64 && comments >= expiring {
             break;
         }
         if t0.elapsed() > Duration::from_secs(3_600) {
@@ -434,6 +439,8 @@ async fn main() {
     assert_eq!(still, 0, "every role membership was removed");
 
     // Part 2: a million scheduled expiries.
+    let web = run(config(&database, &base), Mode::WebOnly).await;
+    let store = web.app_state.store.clone();
     let t1 = Instant::now();
     seed(&store, &site.client_key, total, scheduled, 0).await;
     let bytes = database_bytes(&store, &database).await;
@@ -442,7 +449,6 @@ async fn main() {
         t1.elapsed().as_secs_f64(),
         bytes as f64 / 1_048_576.0
     );
-    let web = run(config(&database, &base), Mode::WebOnly).await;
     let mut loaded_site = site.clone();
     loaded_site.app_url = web.url.clone();
     let loaded = intake_latency(&loaded_site, 5, 300, "full").await;
