@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::apply::{self, StepFailure, Subject};
-use super::plan::{self, Context, describe};
+use super::plan::{self, Context};
 use super::{notices, wall};
 use crate::atlassian::{Change, CredentialKind};
 use crate::audit::{self, Actor};
@@ -320,55 +320,18 @@ pub async fn step(
         tx.rollback().await?;
         return Ok(());
     };
-    let target = json!({"step": index, "target": row.plan.applied, "via": row.plan.via});
-    match outcome {
-        Outcome::Changed(change) => {
-            steps::settle(
-                &mut tx,
-                id,
-                index,
-                phase,
-                Status::Done,
-                Some(change),
-                None,
-                now,
-            )
-            .await?;
-            let mut details = target;
-            details["change"] = json!(change);
-            event(
-                &mut tx,
-                &request,
-                now,
-                system(),
-                &format!("{}.step_done", phase.as_str()),
-                details,
-            )
-            .await?;
-        }
+    // What settles the step this time (a retry leaves it pending), and what the audit says.
+    let (status, change, error, action, extra) = match outcome {
+        Outcome::Changed(change) => (
+            Status::Done,
+            Some(change),
+            None,
+            "step_done",
+            json!({"change": change}),
+        ),
         Outcome::Skipped(why) => {
-            steps::settle(
-                &mut tx,
-                id,
-                index,
-                phase,
-                Status::Skipped,
-                None,
-                Some(&why),
-                now,
-            )
-            .await?;
-            let mut details = target;
-            details["why"] = json!(why);
-            event(
-                &mut tx,
-                &request,
-                now,
-                system(),
-                &format!("{}.step_skipped", phase.as_str()),
-                details,
-            )
-            .await?;
+            let extra = json!({"why": why});
+            (Status::Skipped, None, Some(why), "step_skipped", extra)
         }
         Outcome::Failed(StepFailure::Retry { after, why }) if attempt + 1 < MAX_STEP_ATTEMPTS => {
             steps::retry(&mut tx, id, index, phase, attempt + 1, &why, now).await?;
@@ -382,34 +345,39 @@ pub async fn step(
             };
             jobs::schedule(&mut tx, &job, wall(state, due)).await?;
             tracing::info!(ticket = request.ticket_key, step = index, ?wait, %why, "step will be retried");
+            tx.commit().await?;
+            return Ok(());
         }
         Outcome::Failed(failure) => {
             let why = failure.message().to_string();
-            steps::settle(
-                &mut tx,
-                id,
-                index,
-                phase,
-                Status::Failed,
-                None,
-                Some(&why),
-                now,
-            )
-            .await?;
-            let mut details = target;
-            details["error"] = json!(why);
-            details["attempts"] = json!(attempt + 1);
-            event(
-                &mut tx,
-                &request,
-                now,
-                system(),
-                &format!("{}.step_failed", phase.as_str()),
-                details,
-            )
-            .await?;
+            let extra = json!({"error": why, "attempts": attempt + 1});
+            (Status::Failed, None, Some(why), "step_failed", extra)
         }
+    };
+    steps::settle(
+        &mut tx,
+        id,
+        index,
+        phase,
+        status,
+        change,
+        error.as_deref(),
+        now,
+    )
+    .await?;
+    let mut details = json!({"step": index, "target": row.plan.applied, "via": row.plan.via});
+    if let (Some(details), Some(extra)) = (details.as_object_mut(), extra.as_object()) {
+        details.extend(extra.clone());
     }
+    event(
+        &mut tx,
+        &request,
+        now,
+        system(),
+        &format!("{}.{action}", phase.as_str()),
+        details,
+    )
+    .await?;
     settle(&mut tx, state, &mut request, now).await?;
     tx.commit().await?;
     Ok(())
@@ -692,11 +660,6 @@ pub async fn revoke_now(
     begin_revoke(&mut tx, state, &mut request, cause, &reason, actor, now).await?;
     tx.commit().await?;
     Ok(true)
-}
-
-/// Steps as a human reads them (for `/revoke` answers and reports).
-pub fn summary(rows: &[StepRow]) -> Vec<String> {
-    rows.iter().map(|r| describe(&r.plan.applied)).collect()
 }
 
 #[cfg(test)]
