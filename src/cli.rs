@@ -326,3 +326,73 @@ pub fn jsm_options(dir: &Path, out: &mut dyn Write) -> std::io::Result<i32> {
     }
     Ok(0)
 }
+
+/// The secret key the service runs with, without ever making a new one: a verifier with a
+/// fresh key would call every checkpoint forged.
+fn existing_key(config: &crate::config::Config) -> Result<crate::secrets::SecretKey, String> {
+    if let Some(key) = &config.secret_key {
+        return Ok(key.clone());
+    }
+    let path = config
+        .database
+        .url
+        .sqlite_file()
+        .map(|file| crate::secrets::key_file_for(&file))
+        .ok_or("no secret key: set TOLLGATE_SECRET_KEY to the key the service runs with")?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "no secret key: TOLLGATE_SECRET_KEY is unset and {} cannot be read ({e})",
+            path.display()
+        )
+    })?;
+    crate::secrets::SecretKey::from_base64(&text)
+        .map_err(|e| format!("bad key file {}: {e}", path.display()))
+}
+
+/// `tollgate audit verify`: every chain (or one tenant's) against its checkpoints. Prints one
+/// line per chain; returns 1 if any chain is broken.
+pub async fn audit_verify(
+    config: &crate::config::Config,
+    tenant: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<i32, String> {
+    use crate::audit::checkpoint::CheckpointKey;
+
+    let key = CheckpointKey::derive(&existing_key(config)?);
+    let store = crate::store::Store::connect(&config.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let result = crate::audit::verify::verify(&store, &key, tenant).await;
+    store.close().await;
+    let reports = result.map_err(|e| e.to_string())?;
+    let mut broken = 0;
+    let mut events = 0;
+    for report in &reports {
+        events += report.events;
+        let span = match (report.first_seq, report.last_seq) {
+            (Some(first), Some(last)) => format!("{first}..{last}"),
+            _ => "none".into(),
+        };
+        let line = match &report.broken {
+            None => format!(
+                "ok      {}: {} events ({span}), {} checkpoints",
+                report.chain, report.events, report.checkpoints
+            ),
+            Some(at) => {
+                broken += 1;
+                format!("BROKEN  {}: {at}", report.chain)
+            }
+        };
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    writeln!(
+        out,
+        "{} chains, {events} events verified in {seconds:.1} s; {broken} broken",
+        reports.len()
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(if broken > 0 { 1 } else { 0 })
+}

@@ -219,6 +219,12 @@ pub const SETTINGS: &[Setting] = &[
         "How often the reconcile sweep revokes overdue grants, retries failed revocations and checks membership.",
     ),
     setting(
+        "audit.checkpoint_interval",
+        "TOLLGATE_AUDIT_CHECKPOINT_INTERVAL",
+        Some("1h"),
+        "How often every audit chain that moved is checkpointed (besides every 1,000 events): the most of a chain's newest events that could be deleted unseen.",
+    ),
+    setting(
         "grants.admin_group",
         "TOLLGATE_GRANTS_ADMIN_GROUP",
         None,
@@ -634,6 +640,11 @@ pub struct GrantsConfig {
     pub admin_group: Option<String>,
 }
 
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub checkpoint_interval: Duration,
+}
+
 /// The validated configuration. `Debug` never shows a secret.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -647,6 +658,7 @@ pub struct Config {
     pub atlassian: AtlassianConfig,
     pub idp: IdpConfig,
     pub grants: GrantsConfig,
+    pub audit: AuditConfig,
 }
 
 impl Config {
@@ -750,6 +762,10 @@ impl Config {
                 reconcile_interval: raw
                     .require("grants.reconcile_interval", parse_positive_duration)?,
                 admin_group: raw.parse("grants.admin_group", |v| Ok(v.trim().to_string()))?,
+            },
+            audit: AuditConfig {
+                checkpoint_interval: raw
+                    .require("audit.checkpoint_interval", parse_positive_duration)?,
             },
         })
     }

@@ -47,6 +47,21 @@ enum Command {
     /// The org chart: people, managers and groups from the identity provider.
     #[command(subcommand)]
     Org(OrgCommand),
+    /// The tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk every audit chain and check each link, each hash and the signed checkpoints
+    /// (TOLLGATE_SECRET_KEY must be the service's key). Reports the first broken link of each
+    /// chain (event id, expected vs found) and exits 1 if any chain is broken.
+    Verify {
+        /// Only this tenant's chain (its client key, or `system`).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +121,17 @@ async fn main() -> ExitCode {
         Command::Worker => run(config, Mode::WorkerOnly).await,
         Command::Migrate => migrate(&config).await,
         Command::Workflows(command) => return workflows(command, &config),
+        Command::Audit(AuditCommand::Verify { tenant }) => {
+            let mut out = std::io::stdout().lock();
+            return match tollgate::cli::audit_verify(&config, tenant.as_deref(), &mut out).await {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("tollgate: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Org(OrgCommand::Sync { full }) => tollgate::cli::org_sync(&config, full)
             .await
             .map_err(Into::into),

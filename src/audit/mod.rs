@@ -9,14 +9,18 @@
 //! chain head (through `append`), never the other way round, so two writers cannot deadlock.
 
 pub mod canonical;
+pub mod checkpoint;
+pub mod verify;
+
+pub use verify::Break;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::on_tx;
 use crate::store::{StoreError, Tx};
-use crate::{on_db, on_tx};
 
 /// The `prev_hash` of a chain's first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -74,7 +78,7 @@ pub struct Appended {
     pub hash: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -175,6 +179,18 @@ pub async fn append(tx: &mut Tx, event: &Event) -> Result<Appended, StoreError> 
             .await
             .map(|_| ())
     })?;
+    if seq % checkpoint::CHECKPOINT_EVERY == 0 {
+        let job = crate::jobs::Job::AuditCheckpoint {
+            chain: chain.clone(),
+            seq,
+        };
+        crate::jobs::schedule(tx, &job, Utc::now())
+            .await
+            .map_err(|e| match e {
+                crate::jobs::JobError::Store(e) => e,
+                other => StoreError::Queue(other.to_string()),
+            })?;
+    }
     Ok(Appended {
         id,
         chain,
@@ -183,51 +199,15 @@ pub async fn append(tx: &mut Tx, event: &Event) -> Result<Appended, StoreError> 
     })
 }
 
-/// Where a chain first fails to verify.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Break {
-    pub seq: i64,
-    pub problem: String,
-}
-
-/// Walks one chain from its start: sequence numbers contiguous, each event's `prev_hash` the
-/// previous event's hash, each hash recomputed from the canonical bytes, and the canonical
-/// bytes naming this chain and position. Returns how many events it checked. (Checkpoints and
-/// the `audit verify` command build on this in the audit issue.)
+/// Walks one chain from its start, link by link (without its checkpoints: see
+/// [`verify::verify`] for the full check). Returns how many events it checked.
 pub async fn verify_chain(
     store: &crate::store::Store,
     chain: &str,
 ) -> Result<Result<i64, Break>, StoreError> {
-    let rows: Vec<(i64, String, String, String)> = on_db!(store.db(), |pool| {
-        sqlx::query_as(
-            "SELECT seq, canonical, prev_hash, hash FROM audit_events WHERE chain = $1 ORDER BY seq",
-        )
-        .bind(chain)
-        .fetch_all(pool)
-        .await
-    })?;
-    let mut expected_prev = GENESIS.to_string();
-    for (i, (seq, canonical, prev_hash, hash)) in rows.iter().enumerate() {
-        let fail = |problem: String| Ok(Err(Break { seq: *seq, problem }));
-        if *seq != i as i64 + 1 {
-            return fail(format!("expected event {} here, found {seq}", i + 1));
-        }
-        if *prev_hash != expected_prev {
-            return fail(format!(
-                "prev_hash {prev_hash} is not the previous hash {expected_prev}"
-            ));
-        }
-        let recomputed = chain_hash(prev_hash, canonical);
-        if recomputed != *hash {
-            return fail(format!(
-                "hash {hash} does not match its content ({recomputed})"
-            ));
-        }
-        let inner: Value = serde_json::from_str(canonical).unwrap_or(Value::Null);
-        if inner["chain"] != chain || inner["seq"] != *seq || inner["prev_hash"] != *prev_hash {
-            return fail("the canonical bytes name another position".into());
-        }
-        expected_prev = hash.clone();
-    }
-    Ok(Ok(rows.len() as i64))
+    let report = verify::walk(store, chain, &[]).await?;
+    Ok(match report.broken {
+        Some(broken) => Err(broken),
+        None => Ok(report.events),
+    })
 }

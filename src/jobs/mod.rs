@@ -74,6 +74,10 @@ pub enum Job {
     ExpiryWindow { slot: i64 },
     /// The reconcile sweep, for one slot of `grants.reconcile_interval`.
     Reconcile { slot: i64 },
+    /// Checkpoint an audit chain at `seq` (queued by the append that reached it).
+    AuditCheckpoint { chain: String, seq: i64 },
+    /// Checkpoint every audit chain that moved, for one slot of `audit.checkpoint_interval`.
+    AuditCheckpoints { slot: i64 },
     /// Tell a ticket about a change (comment, participants, transition); `key` makes it once-only.
     TicketNotice {
         tenant: String,
@@ -99,6 +103,8 @@ impl Job {
             Job::ExpiryReminder { .. } => "expiry_reminder",
             Job::ExpiryWindow { .. } => "expiry_window",
             Job::Reconcile { .. } => "reconcile",
+            Job::AuditCheckpoint { .. } => "audit_checkpoint",
+            Job::AuditCheckpoints { .. } => "audit_checkpoints",
         }
     }
 
@@ -136,6 +142,8 @@ impl Job {
             } => Some(format!("remind:{request}:{expires_at}:{before_seconds}")),
             Job::ExpiryWindow { slot } => Some(format!("expiry_window:{slot}")),
             Job::Reconcile { slot } => Some(format!("reconcile:{slot}")),
+            Job::AuditCheckpoint { chain, seq } => Some(format!("audit_checkpoint:{chain}:{seq}")),
+            Job::AuditCheckpoints { slot } => Some(format!("audit_checkpoints:{slot}")),
         }
     }
 }
@@ -386,6 +394,19 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             queue_following(state, Periodic::ExpiryWindow, *slot).await?;
             engine_job(crate::grants::expiry::queue_window(state).await.map(|_| ()))
         }
+        Job::AuditCheckpoint { chain, seq } => {
+            let key = crate::audit::checkpoint::CheckpointKey::derive(&state.secret_key);
+            crate::audit::checkpoint::write_at(&state.store, &key, chain, *seq, Utc::now()).await?;
+            Ok(())
+        }
+        Job::AuditCheckpoints { slot } => {
+            queue_following(state, Periodic::AuditCheckpoints, *slot).await?;
+            let key = crate::audit::checkpoint::CheckpointKey::derive(&state.secret_key);
+            let written =
+                crate::audit::checkpoint::write_heads(&state.store, &key, Utc::now()).await?;
+            tracing::debug!(written, "audit chains checkpointed");
+            Ok(())
+        }
         Job::Reconcile { slot } => {
             queue_following(state, Periodic::Reconcile, *slot).await?;
             engine_job(crate::grants::sweep::sweep(state).await.map(|report| {
@@ -490,6 +511,7 @@ enum Periodic {
     RecoverWebhooks,
     ExpiryWindow,
     Reconcile,
+    AuditCheckpoints,
 }
 
 impl Periodic {
@@ -503,6 +525,11 @@ impl Periodic {
             Self::Reconcile => i64::try_from(state.config.grants.reconcile_interval.as_secs())
                 .unwrap_or(i64::MAX)
                 .max(1),
+            Self::AuditCheckpoints => {
+                i64::try_from(state.config.audit.checkpoint_interval.as_secs())
+                    .unwrap_or(i64::MAX)
+                    .max(1)
+            }
         }
     }
 
@@ -512,6 +539,7 @@ impl Periodic {
             Self::RecoverWebhooks => Job::RecoverWebhooks { slot },
             Self::ExpiryWindow => Job::ExpiryWindow { slot },
             Self::Reconcile => Job::Reconcile { slot },
+            Self::AuditCheckpoints => Job::AuditCheckpoints { slot },
         }
     }
 
@@ -545,12 +573,16 @@ pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
         Periodic::RecoverWebhooks,
         Periodic::ExpiryWindow,
         Periodic::Reconcile,
+        Periodic::AuditCheckpoints,
     ] {
         let slot = periodic.current_slot(state);
         let run_now = match periodic {
             Periodic::OrgSync => no_org_chart,
             // A process that starts may have been down: catch up at once.
-            Periodic::RecoverWebhooks | Periodic::ExpiryWindow | Periodic::Reconcile => true,
+            Periodic::RecoverWebhooks
+            | Periodic::ExpiryWindow
+            | Periodic::Reconcile
+            | Periodic::AuditCheckpoints => true,
         };
         if run_now {
             schedule(&mut tx, &periodic.job(slot), Utc::now()).await?;

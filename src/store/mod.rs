@@ -38,6 +38,8 @@ pub enum StoreError {
     JobQueueSetup(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("cannot queue a job: {0}")]
+    Queue(String),
 }
 
 impl StoreError {

@@ -1,0 +1,12 @@
+-- Checkpoints of the audit chains: a chain head's hash at a position, with an HMAC keyed from
+-- TOLLGATE_SECRET_KEY (which is not in the database). Someone who can write the database can
+-- re-hash a chain or delete its newest events, but cannot forge a checkpoint, so `audit verify`
+-- sees both. Rows are only ever inserted; an archive keeps the checkpoints of what it removed.
+CREATE TABLE audit_checkpoints (
+    chain TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    at TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
