@@ -396,3 +396,26 @@ pub async fn audit_verify(
     .map_err(|e| e.to_string())?;
     Ok(if broken > 0 { 1 } else { 0 })
 }
+
+/// `tollgate report access|active`: the report written to `out` page by page.
+pub async fn report(
+    config: &crate::config::Config,
+    query: crate::audit::report::Query,
+    format: crate::audit::report::Format,
+    out: &mut dyn Write,
+) -> Result<u64, String> {
+    let store = crate::store::Store::connect(&config.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let mut report = crate::audit::report::Report::new(store.clone(), query, format);
+    let result = async {
+        while let Some(chunk) = report.next_chunk().await.map_err(|e| e.to_string())? {
+            out.write_all(&chunk).map_err(|e| e.to_string())?;
+        }
+        out.flush().map_err(|e| e.to_string())
+    }
+    .await;
+    store.close().await;
+    result.map(|()| report.rows())
+}

@@ -50,6 +50,47 @@ enum Command {
     /// The tamper-evident audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Compliance reports, written to stdout (CSV by RFC 4180, or JSON).
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// One row per request filed, granted or ended in the period: requester, resource, level,
+    /// justification, workflow, every approval (who, when, how), when and where it was
+    /// granted, expiry, and when and why it ended, with the ticket link.
+    Access {
+        /// First day (YYYY-MM-DD, midnight in --tz) or an RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// Last day, included (YYYY-MM-DD), or an RFC 3339 time (excluded).
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        common: ReportArgs,
+    },
+    /// Who holds what through Tollgate right now, with expiry.
+    Active {
+        #[command(flatten)]
+        common: ReportArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// Only this resource (its catalog id).
+    #[arg(long)]
+    resource: Option<String>,
+    /// Only requests by or for this person (email).
+    #[arg(long)]
+    person: Option<String>,
+    /// Time zone for dates and times (IANA name, e.g. Europe/Berlin) [default: UTC].
+    #[arg(long)]
+    tz: Option<String>,
+    /// csv or json.
+    #[arg(long, default_value = "csv")]
+    format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +173,7 @@ async fn main() -> ExitCode {
                 }
             };
         }
+        Command::Report(command) => return report(command, &config).await,
         Command::Org(OrgCommand::Sync { full }) => tollgate::cli::org_sync(&config, full)
             .await
             .map_err(Into::into),
@@ -166,6 +208,49 @@ async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     } else {
         Err(format!("migrations still pending after migrate: {pending:?}").into())
+    }
+}
+
+async fn report(command: ReportCommand, config: &Config) -> ExitCode {
+    use tollgate::audit::report::{self, Format, Query, Scope};
+    let (period, common) = match command {
+        ReportCommand::Access { from, to, common } => (Some((from, to)), common),
+        ReportCommand::Active { common } => (None, common),
+    };
+    let query = (|| -> Result<(Query, Format), String> {
+        let tz = report::parse_tz(common.tz.as_deref())?;
+        let scope = match period {
+            Some((from, to)) => Scope::Period {
+                from: report::parse_bound(&from, tz, false)?,
+                to: report::parse_bound(&to, tz, true)?,
+            },
+            None => Scope::Active,
+        };
+        let query = Query {
+            scope,
+            resource: common.resource,
+            person: common.person,
+            tz,
+        };
+        Ok((query, Format::parse(&common.format)?))
+    })();
+    let (query, format) = match query {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match tollgate::cli::report(config, query, format, &mut out).await {
+        Ok(rows) => {
+            eprintln!("{rows} rows");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

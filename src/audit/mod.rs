@@ -10,6 +10,7 @@
 
 pub mod canonical;
 pub mod checkpoint;
+pub mod report;
 pub mod verify;
 
 pub use verify::Break;

@@ -14,4 +14,5 @@ mod grants;
 mod health;
 mod idp;
 mod jobs;
+mod reports;
 mod workflows_cli;

@@ -1,0 +1,360 @@
+//! Compliance reports over a seeded history: the rows, the period and zone rules, the filters,
+//! CSV that a standard reader parses back, and JSON.
+
+use serde_json::{Value, json};
+use tollgate::audit::report::{self, Format, Query, Report, Scope};
+use tollgate::store::{Db, Store};
+
+use crate::support::{self, TestDatabase};
+
+async fn exec(store: &Store, sql: &str) {
+    match store.db() {
+        Db::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(pool)
+            .await
+            .map(|_| ()),
+        Db::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(pool)
+            .await
+            .map(|_| ()),
+    }
+    .expect("seed");
+}
+
+/// A timestamp literal as the store writes one (sqlx's RFC 3339 text on SQLite).
+fn ts(rfc3339: &str) -> String {
+    let at: chrono::DateTime<chrono::Utc> = rfc3339.parse().expect("time");
+    format!("'{}'", at.to_rfc3339())
+}
+
+/// A: filed, approved in two stages, granted in two places, expired — all in July 2026.
+/// B: filed 30 June 23:30 UTC (1 July in Berlin), declined. C: granted in June, still active.
+/// D: filed in August.
+async fn seed(store: &Store) {
+    let t = ts;
+    exec(store, &format!(
+        "INSERT INTO tenants (client_key, product, app_key, base_url, host, shared_secret, state, installed_at, updated_at) \
+         VALUES ('jira:acme', 'jira', 'tollgate', 'https://acme.atlassian.net', 'acme.atlassian.net', 'x', 'installed', {n}, {n})",
+        n = t("2026-01-01T00:00:00Z")
+    )).await;
+    let request = |id: &str,
+                   key: &str,
+                   state: &str,
+                   email: &str,
+                   resource: &str,
+                   justification: &str,
+                   created: &str,
+                   rest: &str| {
+        format!(
+            "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, requester_account, requester_email, \
+             resource, level, justification, workflow, workflow_version, version, created_at, updated_at{}) \
+             VALUES ('{id}', 'jira:acme', '{key}', '1', '{state}', 'acc-{email}', '{email}', '{resource}', 'admin', \
+             '{justification}', 'finance-two-stage', 'v7', 1, {c}, {c}{})",
+            if rest.is_empty() {
+                ""
+            } else {
+                ", granted_at, expires_at, ended_at, end_cause, reason"
+            },
+            rest,
+            c = t(created),
+        )
+    };
+    exec(
+        store,
+        &request(
+            "a",
+            "IT-1",
+            "expired",
+            "alice@example.com",
+            "netsuite",
+            "Quarter close, \"urgent\"\nsee =1+1",
+            "2026-07-01T09:00:00Z",
+            &format!(
+                ", {}, {}, {}, 'expired', 'the access expired'",
+                t("2026-07-01T10:05:00Z"),
+                t("2026-07-08T10:05:00Z"),
+                t("2026-07-08T10:06:00Z")
+            ),
+        ),
+    )
+    .await;
+    exec(
+        store,
+        &request(
+            "b",
+            "IT-2",
+            "declined",
+            "dave@example.com",
+            "github",
+            "for the demo",
+            "2026-06-30T23:30:00Z",
+            "",
+        ),
+    )
+    .await;
+    exec(
+        store,
+        &request(
+            "c",
+            "IT-3",
+            "active",
+            "erin@example.com",
+            "netsuite",
+            "ongoing audit",
+            "2026-06-01T08:00:00Z",
+            &format!(
+                ", {}, {}, NULL, NULL, NULL",
+                t("2026-06-01T09:00:00Z"),
+                t("2026-12-01T09:00:00Z")
+            ),
+        ),
+    )
+    .await;
+    exec(
+        store,
+        &request(
+            "d",
+            "IT-4",
+            "approved",
+            "frank@example.com",
+            "netsuite",
+            "later",
+            "2026-08-01T08:00:00Z",
+            "",
+        ),
+    )
+    .await;
+    exec(
+        store,
+        "UPDATE requests SET reason = 'not needed' WHERE id = 'b'",
+    )
+    .await;
+    for (id, stage, who, verdict, via, at) in [
+        ("a", 0, "bob", "approved", "comment", "2026-07-01T09:30:00Z"),
+        (
+            "a",
+            1,
+            "carol",
+            "approved",
+            "jsm_approval",
+            "2026-07-01T10:00:00Z",
+        ),
+        ("b", 0, "bob", "declined", "comment", "2026-07-01T08:00:00Z"),
+        ("c", 0, "bob", "approved", "comment", "2026-06-01T08:30:00Z"),
+    ] {
+        exec(store, &format!(
+            "INSERT INTO decisions (request_id, stage, approver_account, approver_email, verdict, via, answer, decided_at) \
+             VALUES ('{id}', {stage}, 'acc-{who}', '{who}@example.com', '{verdict}', '{via}', 'x', {})",
+            t(at)
+        )).await;
+    }
+    for (id, step, target, revoke) in [
+        ("a", 0, "idp_group:finance", "'done'"),
+        ("a", 1, "jira_project_role:FIN:Administrators", "'done'"),
+        ("c", 0, "idp_group:finance", "NULL"),
+    ] {
+        exec(store, &format!(
+            "INSERT INTO grant_steps (request_id, step, plan, target_key, grant_status, revoke_status, updated_at) \
+             VALUES ('{id}', {step}, '{{}}', '{target}', 'done', {revoke}, {})",
+            t("2026-07-01T10:05:00Z")
+        )).await;
+    }
+}
+
+async fn run(store: &Store, query: Query, format: Format) -> String {
+    let mut report = Report::new(store.clone(), query, format);
+    let mut out = Vec::new();
+    while let Some(chunk) = report.next_chunk().await.expect("report") {
+        out.extend(chunk);
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+fn july(tz: &str) -> Query {
+    let tz = report::parse_tz(Some(tz)).expect("tz");
+    Query {
+        scope: Scope::Period {
+            from: report::parse_bound("2026-07-01", tz, false).expect("from"),
+            to: report::parse_bound("2026-07-31", tz, true).expect("to"),
+        },
+        resource: None,
+        person: None,
+        tz,
+    }
+}
+
+/// Parsed back by Python's `csv` module: a standard reader, not ours.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", "import csv, io, json, sys; print(json.dumps(list(csv.reader(io.StringIO(sys.stdin.read(), newline='')))))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3 ran");
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).expect("rows")
+}
+
+#[tokio::test]
+async fn the_access_report_matches_the_history() {
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    seed(&store).await;
+
+    let json: Value =
+        serde_json::from_str(&run(&store, july("UTC"), Format::Json).await).expect("json");
+    assert_eq!(
+        json,
+        json!([{
+            "ticket": "IT-1",
+            "ticket_url": "https://acme.atlassian.net/browse/IT-1",
+            "requested_at": "2026-07-01T09:00:00Z",
+            "requester": "alice@example.com",
+            "for": "alice@example.com",
+            "resource": "netsuite",
+            "level": "admin",
+            "justification": "Quarter close, \"urgent\"\nsee =1+1",
+            "workflow": "finance-two-stage",
+            "workflow_version": "v7",
+            "extension_of": null,
+            "state": "expired",
+            "approvals": [
+                {"stage": 1, "who": "bob@example.com", "verdict": "approved", "when": "2026-07-01T09:30:00Z", "how": "comment"},
+                {"stage": 2, "who": "carol@example.com", "verdict": "approved", "when": "2026-07-01T10:00:00Z", "how": "jsm_approval"}
+            ],
+            "granted_at": "2026-07-01T10:05:00Z",
+            "granted_where": [
+                {"target": "idp_group:finance", "granted": "done", "revoked": "done", "error": null},
+                {"target": "jira_project_role:FIN:Administrators", "granted": "done", "revoked": "done", "error": null}
+            ],
+            "expires_at": "2026-07-08T10:05:00Z",
+            "ended_at": "2026-07-08T10:06:00Z",
+            "end_cause": "expired",
+            "reason": "the access expired"
+        }])
+    );
+
+    // In Berlin, July starts at 22:00 UTC on 30 June: B is in, and times are local.
+    let rows = parse_csv(&run(&store, july("Europe/Berlin"), Format::Csv).await);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let header = &rows[0];
+    let col = |row: &Vec<String>, name: &str| {
+        row[header.iter().position(|h| h == name).expect(name)].clone()
+    };
+    assert_eq!(col(&rows[1], "ticket"), "IT-2");
+    assert_eq!(col(&rows[1], "requested_at"), "2026-07-01T01:30:00+02:00");
+    assert_eq!(
+        col(&rows[1], "approvals"),
+        "stage 1 declined by bob@example.com at 2026-07-01T10:00:00+02:00 via comment"
+    );
+    assert_eq!(col(&rows[1], "reason"), "not needed");
+    assert_eq!(col(&rows[2], "ticket"), "IT-1");
+    assert_eq!(
+        col(&rows[2], "justification"),
+        "Quarter close, \"urgent\"\nsee =1+1",
+        "quotes and newlines survive"
+    );
+    assert_eq!(
+        col(&rows[2], "granted_where"),
+        "idp_group:finance (done, revoke done); jira_project_role:FIN:Administrators (done, revoke done)"
+    );
+    assert_eq!(col(&rows[2], "ended_at"), "2026-07-08T12:06:00+02:00");
+
+    // Filters.
+    let mut dave = july("Europe/Berlin");
+    dave.person = Some("Dave@Example.com".into());
+    let rows = parse_csv(&run(&store, dave, Format::Csv).await);
+    assert_eq!(
+        rows.iter()
+            .skip(1)
+            .map(|r| r[0].as_str())
+            .collect::<Vec<_>>(),
+        ["IT-2"]
+    );
+
+    let active = Query {
+        scope: Scope::Active,
+        resource: Some("netsuite".into()),
+        person: None,
+        tz: chrono_tz::Tz::UTC,
+    };
+    let rows = parse_csv(&run(&store, active, Format::Csv).await);
+    assert_eq!(
+        rows.iter()
+            .skip(1)
+            .map(|r| r[0].as_str())
+            .collect::<Vec<_>>(),
+        ["IT-3"]
+    );
+    assert_eq!(col(&rows[1], "expires_at"), "2026-12-01T09:00:00Z");
+
+    // An empty period is a header (CSV) or an empty array (JSON), not an error.
+    let mut none = july("UTC");
+    none.resource = Some("nothing".into());
+    assert_eq!(
+        parse_csv(&run(&store, none.clone(), Format::Csv).await).len(),
+        1
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&run(&store, none, Format::Json).await).expect("json"),
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn the_report_command_writes_csv_to_stdout() {
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    seed(&store).await;
+    let out = support::binary()
+        .args([
+            "report",
+            "access",
+            "--from",
+            "2026-07-01",
+            "--to",
+            "2026-07-31",
+            "--tz",
+            "Europe/Berlin",
+        ])
+        .env("DATABASE_URL", db.url())
+        .env("TOLLGATE_SECRET_KEY", support::test_secret_key())
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = parse_csv(&String::from_utf8(out.stdout).expect("utf-8"));
+    assert_eq!(
+        rows.iter()
+            .skip(1)
+            .map(|r| r[0].as_str())
+            .collect::<Vec<_>>(),
+        ["IT-2", "IT-1"]
+    );
+
+    let bad = support::binary()
+        .args([
+            "report",
+            "access",
+            "--from",
+            "yesterday",
+            "--to",
+            "2026-07-31",
+        ])
+        .env("DATABASE_URL", db.url())
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a date"));
+}
