@@ -218,6 +218,11 @@ pub const SETTINGS: &[Setting] = &[
         Some("5m"),
         "How often the reconcile sweep revokes overdue grants, retries failed revocations and checks membership.",
     ),
+    secret(
+        "audit.api_token",
+        "TOLLGATE_API_TOKEN",
+        "Bearer token for the report API (/api/v1/reports/…); unset, the API is closed.",
+    ),
     setting(
         "audit.checkpoint_interval",
         "TOLLGATE_AUDIT_CHECKPOINT_INTERVAL",
@@ -643,6 +648,7 @@ pub struct GrantsConfig {
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub checkpoint_interval: Duration,
+    pub api_token: Option<Secret>,
 }
 
 /// The validated configuration. `Debug` never shows a secret.
@@ -766,6 +772,7 @@ impl Config {
             audit: AuditConfig {
                 checkpoint_interval: raw
                     .require("audit.checkpoint_interval", parse_positive_duration)?,
+                api_token: raw.parse("audit.api_token", Secret::parse)?,
             },
         })
     }

@@ -80,7 +80,13 @@ pub struct Appended {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// `sha256(previous hash ‖ canonical bytes)`, hex.
@@ -189,7 +195,7 @@ pub async fn append(tx: &mut Tx, event: &Event) -> Result<Appended, StoreError> 
             .await
             .map_err(|e| match e {
                 crate::jobs::JobError::Store(e) => e,
-                other => StoreError::Queue(other.to_string()),
+                other => StoreError::Internal(other.to_string()),
             })?;
     }
     Ok(Appended {

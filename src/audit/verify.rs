@@ -114,11 +114,19 @@ pub async fn walk(
     };
     let mut expected_seq = 0;
     let mut expected_prev = String::new();
-    let mut after = 0;
+    // The next page is read while this one is hashed: the two cores share the work.
+    let next_page = |after: i64| {
+        let store = store.clone();
+        let chain = chain.to_string();
+        tokio::spawn(async move { page(&store, &chain, after).await })
+    };
+    let mut pending = next_page(0);
     loop {
-        let rows = page(store, chain, after).await?;
+        let rows = pending
+            .await
+            .map_err(|e| StoreError::Internal(format!("reading the chain stopped: {e}")))??;
         let Some(last) = rows.last() else { break };
-        after = last.0;
+        pending = next_page(last.0);
         for (seq, id, canonical, prev_hash, hash) in &rows {
             let (seq, id) = (*seq, Some(id.as_str()));
             if report.first_seq.is_none() {

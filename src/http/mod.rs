@@ -3,6 +3,7 @@
 
 mod connect;
 mod health;
+mod reports;
 
 use std::any::Any;
 use std::time::Instant;
@@ -44,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/connect/webhooks/{event}", post(connect::webhook))
         .route("/connect/admin", get(connect::admin_page))
         .route("/connect/api/context", get(connect::context))
+        .route("/api/v1/reports/access", get(reports::access))
+        .route("/api/v1/reports/active", get(reports::active))
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()

@@ -38,8 +38,9 @@ pub enum StoreError {
     JobQueueSetup(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("cannot queue a job: {0}")]
-    Queue(String),
+    /// Something around the database failed (queueing a job, a reading task).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl StoreError {

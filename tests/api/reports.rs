@@ -358,3 +358,73 @@ async fn the_report_command_writes_csv_to_stdout() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a date"));
 }
+
+#[tokio::test]
+async fn the_report_api_streams_to_an_admin_token_only() {
+    let app = support::spawn_app_with(
+        tollgate::app::Mode::WebOnly,
+        &[("TOLLGATE_API_TOKEN", "s3cret-token")],
+    )
+    .await;
+    seed(&app.state.store).await;
+    let url = app.url("/api/v1/reports/access?from=2026-07-01&to=2026-07-31&tz=Europe/Berlin");
+    let get = |token: Option<&'static str>| {
+        let mut request = app.client.get(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(get(None).await.expect("sent").status(), 401);
+    assert_eq!(get(Some("s3cret-tokeN")).await.expect("sent").status(), 401);
+    let response = get(Some("s3cret-token")).await.expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    let rows = parse_csv(&response.text().await.expect("body"));
+    assert_eq!(
+        rows.iter()
+            .skip(1)
+            .map(|r| r[0].as_str())
+            .collect::<Vec<_>>(),
+        ["IT-2", "IT-1"]
+    );
+
+    let active: Value = app
+        .client
+        .get(app.url("/api/v1/reports/active?format=json"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(active.as_array().map(|a| a.len()), Some(1));
+    assert_eq!(active[0]["ticket"], "IT-3");
+
+    let bad = app
+        .client
+        .get(app.url("/api/v1/reports/access?from=soon&to=2026-07-31"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.expect("body").contains("is not a date"));
+    app.stop().await;
+
+    // Without a configured token the API is closed, not open.
+    let closed = support::spawn_app_with(tollgate::app::Mode::WebOnly, &[]).await;
+    let response = closed
+        .client
+        .get(closed.url("/api/v1/reports/active"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 403);
+    closed.stop().await;
+}
