@@ -1,8 +1,11 @@
 //! `audit verify` throughput (issue 10): 1,000,000 events in one chain, checkpointed every
 //! 1,000 as the service does, then the whole chain verified as `tollgate audit verify` does.
 //!
+//! Then the `report access` CSV export of 100,000 requests (each with an approval and two grant
+//! steps): its time, and the process's resident memory before and at its highest during it.
+//!
 //! `cargo bench --bench audit` runs on SQLite; `BENCH_DATABASE_URL=postgres://…/db` (an empty
-//! database) on PostgreSQL. `AUDIT_BENCH_EVENTS` scales it (default 1,000,000).
+//! database) on PostgreSQL. `AUDIT_BENCH_EVENTS` (1,000,000) and `AUDIT_BENCH_REQUESTS` (100,000) scale it.
 
 use std::time::Instant;
 
@@ -178,5 +181,129 @@ async fn main() {
             .map(|r| format!("{r:.0}"))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    export(&store, backend).await;
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Seeds `n` finished requests in July 2026, each with one approval and two grant steps.
+async fn seed_requests(store: &Store, n: usize) {
+    let base = "2026-07-01T00:00:00Z"
+        .parse::<chrono::DateTime<Utc>>()
+        .expect("t");
+    let mut start = 0;
+    while start < n {
+        let end = (start + 500).min(n);
+        let mut requests = Vec::new();
+        let mut decisions = Vec::new();
+        let mut steps = Vec::new();
+        for i in start..end {
+            let id = format!("req-{i:07}");
+            let at = base + TimeDelta::seconds(i as i64 * 20);
+            let at_text = at.to_rfc3339();
+            let later = (at + TimeDelta::days(7)).to_rfc3339();
+            requests.push(format!(
+                "('{id}', '{CHAIN}', 'IT-{i}', '{i}', 'expired', 'acc-{i}', 'person{i}@example.com', \
+                 'netsuite', 'admin', 'Quarter close, \"urgent\"', 'finance', 'v7', 1, '{at_text}', \
+                 '{at_text}', '{at_text}', '{later}', '{later}', 'expired')"
+            ));
+            decisions.push(format!(
+                "('{id}', 0, 'acc-boss', 'boss@example.com', 'approved', 'comment', 'approve', '{at_text}')"
+            ));
+            for (step, target) in ["idp_group:finance", "jira_project_role:FIN:Administrators"]
+                .iter()
+                .enumerate()
+            {
+                steps.push(format!(
+                    "('{id}', {step}, '{{}}', '{target}', 'done', 'done', '{later}')"
+                ));
+            }
+        }
+        exec(
+            store,
+            format!(
+                "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, requester_account, \
+             requester_email, resource, level, justification, workflow, workflow_version, version, \
+             created_at, updated_at, granted_at, expires_at, ended_at, end_cause) VALUES {}",
+                requests.join(", ")
+            ),
+        )
+        .await;
+        exec(store, format!(
+            "INSERT INTO decisions (request_id, stage, approver_account, approver_email, verdict, \
+             via, answer, decided_at) VALUES {}",
+            decisions.join(", ")
+        )).await;
+        exec(
+            store,
+            format!(
+                "INSERT INTO grant_steps (request_id, step, plan, target_key, grant_status, \
+             revoke_status, updated_at) VALUES {}",
+                steps.join(", ")
+            ),
+        )
+        .await;
+        start = end;
+    }
+}
+
+async fn export(store: &Store, backend: &str) {
+    use tollgate::audit::report::{Format, Query, Report, Scope};
+    let n = std::env::var("AUDIT_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000usize);
+    seed_requests(store, n).await;
+    let query = Query {
+        scope: Scope::Period {
+            from: "2026-01-01T00:00:00Z".parse().expect("t"),
+            to: "2027-01-01T00:00:00Z".parse().expect("t"),
+        },
+        resource: None,
+        person: None,
+        tz: chrono_tz::Tz::UTC,
+    };
+    let mut times = Vec::new();
+    let mut peaks = Vec::new();
+    let before = rss_kib();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut report = Report::new(store.clone(), query.clone(), Format::Csv);
+        let mut bytes = 0usize;
+        let mut peak = 0;
+        let mut sink = std::io::sink();
+        while let Some(chunk) = report.next_chunk().await.expect("chunk") {
+            bytes += chunk.len();
+            std::io::Write::write_all(&mut sink, &chunk).expect("write");
+            peak = peak.max(rss_kib());
+        }
+        assert_eq!(report.rows(), n as u64);
+        times.push(started.elapsed().as_secs_f64());
+        peaks.push(peak);
+        println!(
+            "{backend}: exported {n} requests, {:.1} MB of CSV",
+            bytes as f64 / 1e6
+        );
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{backend}: report access CSV of {n} requests: median {:.2} s (runs {:.2}, {:.2}, {:.2}); \
+         RSS before {} MiB, highest during the runs {:?} MiB",
+        times[1],
+        times[0],
+        times[1],
+        times[2],
+        before / 1024,
+        peaks.iter().map(|p| p / 1024).collect::<Vec<_>>()
     );
 }

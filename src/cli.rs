@@ -349,6 +349,27 @@ fn existing_key(config: &crate::config::Config) -> Result<crate::secrets::Secret
         .map_err(|e| format!("bad key file {}: {e}", path.display()))
 }
 
+/// `tollgate audit evidence`: the ticket's evidence bundle, as pretty JSON.
+pub async fn audit_evidence(
+    config: &crate::config::Config,
+    tenant: Option<&str>,
+    ticket: &str,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    use crate::audit::checkpoint::CheckpointKey;
+
+    let key = CheckpointKey::derive(&existing_key(config)?);
+    let store = crate::store::Store::connect(&config.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let result = crate::audit::evidence::bundle(&store, &key, tenant, ticket).await;
+    store.close().await;
+    let bundle = result.map_err(|e| e.to_string())?;
+    serde_json::to_writer_pretty(&mut *out, &bundle).map_err(|e| e.to_string())?;
+    writeln!(out).map_err(|e| e.to_string())
+}
+
 /// `tollgate audit verify`: every chain (or one tenant's) against its checkpoints. Prints one
 /// line per chain; returns 1 if any chain is broken.
 pub async fn audit_verify(

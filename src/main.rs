@@ -103,6 +103,16 @@ enum AuditCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Write one ticket's evidence bundle (JSON on stdout): the request, its routing, every
+    /// decision, every grant and revoke step, its audit events, and the chain links from them
+    /// to the nearest signed checkpoint. docs/audit.md shows how to check it.
+    Evidence {
+        /// The ticket key, e.g. IT-42.
+        ticket: String,
+        /// The site's client key, when several sites have that ticket key.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +182,12 @@ async fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             };
+        }
+        Command::Audit(AuditCommand::Evidence { ticket, tenant }) => {
+            let mut out = std::io::stdout().lock();
+            tollgate::cli::audit_evidence(&config, tenant.as_deref(), &ticket, &mut out)
+                .await
+                .map_err(Into::into)
         }
         Command::Report(command) => return report(command, &config).await,
         Command::Org(OrgCommand::Sync { full }) => tollgate::cli::org_sync(&config, full)

@@ -10,6 +10,7 @@
 
 pub mod canonical;
 pub mod checkpoint;
+pub mod evidence;
 pub mod report;
 pub mod verify;
 

@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connect/api/context", get(connect::context))
         .route("/api/v1/reports/access", get(reports::access))
         .route("/api/v1/reports/active", get(reports::active))
+        .route("/api/v1/evidence/{ticket}", get(reports::evidence))
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()

@@ -105,6 +105,28 @@ fn stream(state: &AppState, query: Query, format: Format, name: &str) -> Respons
         .unwrap_or_default()
 }
 
+#[derive(Debug, Deserialize)]
+pub struct EvidenceParams {
+    tenant: Option<String>,
+}
+
+pub async fn evidence(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(ticket): axum::extract::Path<String>,
+    Params(params): Params<EvidenceParams>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    use crate::audit::evidence::{self, EvidenceError};
+    authorize(&state, &headers)?;
+    let key = crate::audit::checkpoint::CheckpointKey::derive(&state.secret_key);
+    match evidence::bundle(&state.store, &key, params.tenant.as_deref(), &ticket).await {
+        Ok(bundle) => Ok(axum::Json(bundle)),
+        Err(e @ EvidenceError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ EvidenceError::Ambiguous(_)) => Err(ApiError::BadRequest(e.to_string())),
+        Err(EvidenceError::Store(e)) => Err(ApiError::Store(e)),
+    }
+}
+
 pub async fn access(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -428,3 +428,161 @@ async fn the_report_api_streams_to_an_admin_token_only() {
     assert_eq!(response.status(), 403);
     closed.stop().await;
 }
+
+/// The evidence bundle checks out on its own: each of the ticket's events hashes to what it
+/// says, the links run unbroken from them to a checkpoint, and the checkpoint is signed.
+#[tokio::test]
+async fn an_evidence_bundle_verifies_without_the_database() {
+    use sha2::{Digest, Sha256};
+    use tollgate::audit::checkpoint::{Checkpoint, CheckpointKey};
+    use tollgate::audit::{Actor, Event, evidence};
+
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    seed(&store).await;
+    let id = uuid::Uuid::now_v7();
+    exec(&store, &format!(
+        "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, requester_account, requester_email, \
+         resource, justification, routing, version, created_at, updated_at) VALUES ('{id}', 'jira:acme', 'IT-9', '9', \
+         'active', 'acc-gina', 'gina@example.com', 'netsuite', 'month end', '{{\"stages\":[{{\"why\":\"manager of gina\"}}]}}', 1, {t}, {t})",
+        t = ts("2026-07-02T09:00:00Z")
+    )).await;
+    // The ticket's events, with another ticket's in between (their links, not their content).
+    for (n, action) in [
+        "request.received",
+        "",
+        "decision.approved",
+        "",
+        "grant.active",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut tx = store.begin().await.expect("begin");
+        tollgate::audit::append(
+            &mut tx,
+            &Event {
+                at: chrono::Utc::now(),
+                tenant: Some("jira:acme".into()),
+                request_id: if action.is_empty() {
+                    Some(uuid::Uuid::now_v7())
+                } else {
+                    Some(id)
+                },
+                ticket_key: Some(if action.is_empty() {
+                    format!("IT-{}", 100 + n)
+                } else {
+                    "IT-9".into()
+                }),
+                actor: Actor::System("test".into()),
+                action: if action.is_empty() {
+                    "request.received".into()
+                } else {
+                    action.to_string()
+                },
+                target: Some("netsuite".into()),
+                details: json!({"n": n}),
+                workflow_version: None,
+            },
+        )
+        .await
+        .expect("append");
+        tx.commit().await.expect("commit");
+    }
+    let secret = tollgate::secrets::SecretKey::generate().expect("key");
+    let key = CheckpointKey::derive(&secret);
+    let bundle = evidence::bundle(&store, &key, None, "IT-9")
+        .await
+        .expect("bundle");
+
+    assert_eq!(
+        bundle["requests"][0]["routing"]["stages"][0]["why"],
+        "manager of gina"
+    );
+    let events = bundle["events"].as_array().expect("events");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap_or(0))
+            .collect::<Vec<_>>(),
+        [1, 3, 5]
+    );
+    for e in events {
+        let prev = e["prev_hash"].as_str().expect("prev");
+        let canonical = e["canonical"].as_str().expect("canonical");
+        let hash = Sha256::digest(format!("{prev}{canonical}").as_bytes());
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            e["hash"],
+            hex.as_str(),
+            "event {} hashes to its hash",
+            e["seq"]
+        );
+    }
+    let links = bundle["links"].as_array().expect("links");
+    assert_eq!(links.len(), 5);
+    for pair in links.windows(2) {
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"], "unbroken links");
+    }
+    for e in events {
+        let link = links.iter().find(|l| l["seq"] == e["seq"]).expect("linked");
+        assert_eq!(link["hash"], e["hash"]);
+    }
+    let cp = &bundle["checkpoint"];
+    assert_eq!(
+        cp["seq"], 5,
+        "a checkpoint was written at the head for the bundle"
+    );
+    assert_eq!(cp["hash"], links[4]["hash"]);
+    let checkpoint = Checkpoint {
+        chain: cp["chain"].as_str().expect("chain").into(),
+        seq: cp["seq"].as_i64().expect("seq"),
+        hash: cp["hash"].as_str().expect("hash").into(),
+        at: cp["at"].as_str().expect("at").parse().expect("time"),
+        mac: cp["mac"].as_str().expect("mac").into(),
+    };
+    assert!(key.verifies(&checkpoint));
+
+    // The script docs/audit.md gives auditors (jq and sha256sum) agrees, and sees an edit.
+    let has_jq = std::process::Command::new("jq")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if crate::support::env::require(has_jq, "jq (for docs/check-evidence.sh)") {
+        let dir = tempfile::tempdir().expect("dir");
+        let check = |bundle: &Value| {
+            let path = dir.path().join("bundle.json");
+            std::fs::write(&path, bundle.to_string()).expect("write");
+            std::process::Command::new("sh")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/docs/check-evidence.sh"
+                ))
+                .arg(&path)
+                .output()
+                .expect("sh")
+        };
+        let ok = check(&bundle);
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+        assert!(String::from_utf8_lossy(&ok.stdout).starts_with("OK: 3 events"));
+        let mut edited = bundle.clone();
+        edited["events"][1]["canonical"] = Value::String(
+            events[1]["canonical"]
+                .as_str()
+                .unwrap_or("")
+                .replace("approved", "declined"),
+        );
+        let caught = check(&edited);
+        assert!(!caught.status.success());
+        assert!(String::from_utf8_lossy(&caught.stdout).contains("event 3 does not hash"));
+    }
+
+    assert!(matches!(
+        evidence::bundle(&store, &key, None, "IT-404").await,
+        Err(evidence::EvidenceError::NotFound(_))
+    ));
+}

@@ -1,0 +1,253 @@
+//! The evidence bundle for one ticket: the request (and its extensions), the routing
+//! explanation, every decision, every grant and revoke step with the vendor's outcome, the
+//! request's audit events in full, the links from them to the nearest signed checkpoint, and
+//! that checkpoint — so an auditor can check the record without database access
+//! (docs/audit.md shows how, with `jq` and `sha256sum`).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use super::checkpoint::{self, CheckpointKey};
+use crate::on_db;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("no request for ticket {0}")]
+    NotFound(String),
+    #[error("ticket {0} exists on several sites: name the tenant")]
+    Ambiguous(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for EvidenceError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct RequestRow {
+    id: String,
+    tenant: String,
+    parent_id: Option<String>,
+    state: String,
+    requester_account: String,
+    requester_email: Option<String>,
+    subject_email: Option<String>,
+    resource: Option<String>,
+    level: Option<String>,
+    duration_seconds: Option<i64>,
+    justification: String,
+    workflow: Option<String>,
+    workflow_version: Option<String>,
+    routing: Option<String>,
+    reason: Option<String>,
+    created_at: DateTime<Utc>,
+    granted_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    end_cause: Option<String>,
+}
+
+type DecisionRow = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+);
+type StepRow = (
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+type EventRow = (String, i64, String, String, String, String);
+
+fn time(at: Option<DateTime<Utc>>) -> Value {
+    at.map(|at| Value::String(at.to_rfc3339_opts(SecondsFormat::Micros, true)))
+        .unwrap_or(Value::Null)
+}
+
+fn parsed(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n.max(1))
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Builds the bundle for `ticket` (on `tenant`, or the only site that has it). Writes a
+/// checkpoint at the chain's head first if none covers the ticket's newest event yet.
+pub async fn bundle(
+    store: &Store,
+    key: &CheckpointKey,
+    tenant: Option<&str>,
+    ticket: &str,
+) -> Result<Value, EvidenceError> {
+    let requests: Vec<RequestRow> = on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT id, tenant, parent_id, state, requester_account, requester_email, \
+             subject_email, resource, level, duration_seconds, justification, workflow, \
+             workflow_version, routing, reason, created_at, granted_at, expires_at, ended_at, \
+             end_cause FROM requests WHERE ticket_key = $1 AND ($2 IS NULL OR tenant = $2) \
+             ORDER BY created_at, id",
+        )
+        .bind(ticket)
+        .bind(tenant)
+        .fetch_all(pool)
+        .await
+    })?;
+    let Some(first) = requests.first() else {
+        return Err(EvidenceError::NotFound(ticket.to_string()));
+    };
+    let chain = first.tenant.clone();
+    if requests.iter().any(|r| r.tenant != chain) {
+        return Err(EvidenceError::Ambiguous(ticket.to_string()));
+    }
+    let ids: Vec<&str> = requests.iter().map(|r| r.id.as_str()).collect();
+    let marks = placeholders(1, ids.len());
+    let decisions: Vec<DecisionRow> = on_db!(store.db(), |pool| {
+        let sql = format!(
+            "SELECT request_id, stage, approver_account, approver_email, verdict, via, answer, \
+             reason, decided_at FROM decisions WHERE request_id IN ({marks}) ORDER BY decided_at"
+        );
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?;
+    let steps: Vec<StepRow> = on_db!(store.db(), |pool| {
+        let sql = format!(
+            "SELECT request_id, step, plan, grant_status, revoke_status, attempts, granted_change, \
+             revoked_change, error FROM grant_steps WHERE request_id IN ({marks}) \
+             ORDER BY request_id, step"
+        );
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?;
+    let events: Vec<EventRow> = on_db!(store.db(), |pool| {
+        let sql = format!(
+            "SELECT chain, seq, id, canonical, prev_hash, hash FROM audit_events \
+             WHERE request_id IN ({marks}) ORDER BY chain, seq"
+        );
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?;
+
+    // The signed checkpoint at or after the ticket's newest event, and the links up to it.
+    let (low, high) = match (events.first(), events.last()) {
+        (Some(first), Some(last)) => (first.1, last.1),
+        _ => (0, 0),
+    };
+    let mut signed = checkpoint::of_chain(store, &chain).await?;
+    if high > 0 && !signed.iter().any(|c| c.seq >= high) {
+        let head: Option<(i64,)> = on_db!(store.db(), |pool| {
+            sqlx::query_as("SELECT seq FROM audit_chains WHERE chain = $1")
+                .bind(&chain)
+                .fetch_optional(pool)
+                .await
+        })?;
+        if let Some((head,)) = head {
+            checkpoint::write_at(store, key, &chain, head, Utc::now()).await?;
+            signed = checkpoint::of_chain(store, &chain).await?;
+        }
+    }
+    let nearest = signed.into_iter().find(|c| c.seq >= high && high > 0);
+    let links: Vec<(i64, String, String)> = match &nearest {
+        Some(cp) => on_db!(store.db(), |pool| {
+            sqlx::query_as(
+                "SELECT seq, prev_hash, hash FROM audit_events WHERE chain = $1 \
+                 AND seq BETWEEN $2 AND $3 ORDER BY seq",
+            )
+            .bind(&chain)
+            .bind(low)
+            .bind(cp.seq)
+            .fetch_all(pool)
+            .await
+        })?,
+        None => Vec::new(),
+    };
+
+    Ok(json!({
+        "format": "tollgate-evidence-v1",
+        "generated_at": time(Some(Utc::now())),
+        "ticket": ticket,
+        "tenant": chain,
+        "requests": requests.iter().map(|r| json!({
+            "id": r.id,
+            "extension_of": r.parent_id,
+            "state": r.state,
+            "requester_account": r.requester_account,
+            "requester_email": r.requester_email,
+            "for": r.subject_email,
+            "resource": r.resource,
+            "level": r.level,
+            "duration_seconds": r.duration_seconds,
+            "justification": r.justification,
+            "workflow": r.workflow,
+            "workflow_version": r.workflow_version,
+            "routing": r.routing.as_deref().map(parsed),
+            "reason": r.reason,
+            "requested_at": time(Some(r.created_at)),
+            "granted_at": time(r.granted_at),
+            "expires_at": time(r.expires_at),
+            "ended_at": time(r.ended_at),
+            "end_cause": r.end_cause,
+            "decisions": decisions.iter().filter(|d| d.0 == r.id).map(|d| json!({
+                "stage": d.1 + 1,
+                "approver_account": d.2,
+                "approver_email": d.3,
+                "verdict": d.4,
+                "via": d.5,
+                "answer": d.6,
+                "reason": d.7,
+                "at": time(Some(d.8)),
+            })).collect::<Vec<_>>(),
+            "steps": steps.iter().filter(|s| s.0 == r.id).map(|s| json!({
+                "step": s.1,
+                "plan": parsed(&s.2),
+                "grant": s.3,
+                "revoke": s.4,
+                "attempts": s.5,
+                "granted_change": s.6,
+                "revoked_change": s.7,
+                "error": s.8,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "events": events.iter().map(|e| json!({
+            "chain": e.0, "seq": e.1, "id": e.2, "canonical": e.3, "prev_hash": e.4, "hash": e.5,
+        })).collect::<Vec<_>>(),
+        "links": links.iter().map(|(seq, prev, hash)| json!({
+            "seq": seq, "prev_hash": prev, "hash": hash,
+        })).collect::<Vec<_>>(),
+        "checkpoint": nearest.map(|c| json!({
+            "chain": c.chain,
+            "seq": c.seq,
+            "hash": c.hash,
+            "at": time(Some(c.at)),
+            "mac": c.mac,
+        })),
+    }))
+}
