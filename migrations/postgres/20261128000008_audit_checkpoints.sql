@@ -10,3 +10,6 @@ CREATE TABLE audit_checkpoints (
     mac TEXT NOT NULL,
     PRIMARY KEY (chain, seq)
 );
+
+-- Reports page through requests in the order they were filed.
+CREATE INDEX requests_created ON requests (created_at, id);

@@ -260,10 +260,16 @@ impl Report {
         });
         sql.push_str(
             " AND ($3 IS NULL OR r.resource = $3) \
-             AND ($4 IS NULL OR lower(r.requester_email) = lower($4) OR lower(r.subject_email) = lower($4)) \
-             AND ($5 IS NULL OR r.created_at > $5 OR (r.created_at = $5 AND r.id > $6)) \
-             ORDER BY r.created_at, r.id LIMIT $7",
+             AND ($4 IS NULL OR lower(r.requester_email) = lower($4) OR lower(r.subject_email) = lower($4))",
         );
+        // A row-value keyset walks the (created_at, id) index in order and stops at the page's
+        // end: each page costs its own rows, not a scan and sort of the whole table.
+        sql.push_str(if self.after.is_some() {
+            " AND (r.created_at, r.id) > ($5, $6)"
+        } else {
+            " AND $5 IS NULL AND $6 IS NULL"
+        });
+        sql.push_str(" ORDER BY r.created_at, r.id LIMIT $7");
         let (from, to) = match self.query.scope {
             Scope::Period { from, to } => (Some(from), Some(to)),
             Scope::Active => (None, None),
