@@ -6,6 +6,8 @@
 //! pages with their decisions and steps, rendered, and handed on, so an export of any size
 //! runs in constant memory, to a file or an HTTP response alike.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
@@ -210,16 +212,24 @@ impl Report {
         let ids: Vec<String> = page.iter().map(|r| r.id.clone()).collect();
         let decisions = self.decisions(&ids).await?;
         let steps = self.steps(&ids).await?;
+        let mut decided: HashMap<&str, Vec<&DecisionRow>> = HashMap::new();
+        for d in &decisions {
+            decided.entry(d.request_id.as_str()).or_default().push(d);
+        }
+        let mut granted: HashMap<&str, Vec<&StepRow>> = HashMap::new();
+        for step in &steps {
+            granted
+                .entry(step.request_id.as_str())
+                .or_default()
+                .push(step);
+        }
         for request in &page {
-            let mine: Vec<&DecisionRow> = decisions
-                .iter()
-                .filter(|d| d.request_id == request.id)
-                .collect();
-            let granted: Vec<&StepRow> = steps
-                .iter()
-                .filter(|s| s.request_id == request.id)
-                .collect();
-            let record = self.record(request, &mine, &granted);
+            let id = request.id.as_str();
+            let record = self.record(
+                request,
+                decided.get(id).map_or(&[][..], Vec::as_slice),
+                granted.get(id).map_or(&[][..], Vec::as_slice),
+            );
             match self.format {
                 Format::Csv => csv_line(&mut out, csv_fields(&record)),
                 Format::Json => {
