@@ -264,6 +264,9 @@ async fn export(store: &Store, backend: &str) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000usize);
     seed_requests(store, n).await;
+    // A bulk load leaves the planner without statistics until autovacuum gets to it; a live
+    // database has them.
+    exec(store, "ANALYZE".into()).await;
     let query = Query {
         scope: Scope::Period {
             from: "2026-01-01T00:00:00Z".parse().expect("t"),
