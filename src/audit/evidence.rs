@@ -84,13 +84,6 @@ fn parsed(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
 
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n.max(1))
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Builds the bundle for `ticket` (on `tenant`, or the only site that has it). Writes a
 /// checkpoint at the chain's head first if none covers the ticket's newest event yet.
 pub async fn bundle(
@@ -120,7 +113,7 @@ pub async fn bundle(
         return Err(EvidenceError::Ambiguous(ticket.to_string()));
     }
     let ids: Vec<&str> = requests.iter().map(|r| r.id.as_str()).collect();
-    let marks = placeholders(1, ids.len());
+    let marks = super::report::placeholders(ids.len());
     let decisions: Vec<DecisionRow> = on_db!(store.db(), |pool| {
         let sql = format!(
             "SELECT request_id, stage, approver_account, approver_email, verdict, via, answer, \

@@ -389,7 +389,8 @@ impl Report {
     }
 }
 
-fn placeholders(n: usize) -> String {
+/// `$1, $2, …, $n` for an `IN (…)` list (at least one, so an empty list stays valid SQL).
+pub(crate) fn placeholders(n: usize) -> String {
     (1..=n.max(1))
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
