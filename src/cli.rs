@@ -388,6 +388,12 @@ pub async fn audit_verify(
     let result = crate::audit::verify::verify(&store, &key, tenant).await;
     store.close().await;
     let reports = result.map_err(|e| e.to_string())?;
+    // A mistyped tenant must not read as "verified".
+    if let Some(tenant) = tenant
+        && reports.is_empty()
+    {
+        return Err(format!("no audit chain named {tenant:?}"));
+    }
     let mut broken = 0;
     let mut events = 0;
     for report in &reports {

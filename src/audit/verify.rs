@@ -291,18 +291,6 @@ pub async fn verify(
         }
         reports.push(report);
     }
-    if let Some(only) = only
-        && reports.is_empty()
-    {
-        reports.push(ChainReport {
-            chain: only.to_string(),
-            events: 0,
-            first_seq: None,
-            last_seq: None,
-            checkpoints: 0,
-            broken: None,
-        });
-    }
     Ok(reports)
 }
 

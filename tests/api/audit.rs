@@ -455,6 +455,16 @@ mod checkpoints {
         );
         assert!(stdout.contains("expected "), "{stdout}");
 
+        // A tenant with no chain is an error, not a clean bill.
+        let unknown = crate::support::binary()
+            .args(["audit", "verify", "--tenant", "jira:acne"])
+            .env("DATABASE_URL", db.url())
+            .env("TOLLGATE_SECRET_KEY", secret.to_base64())
+            .output()
+            .expect("runs");
+        assert_eq!(unknown.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&unknown.stderr).contains("no audit chain named"));
+
         // Without the service's key it refuses rather than call every checkpoint forged.
         let keyless = crate::support::binary()
             .args(["audit", "verify"])
