@@ -274,6 +274,7 @@ async fn export(store: &Store, backend: &str) {
         },
         resource: None,
         person: None,
+        tenant: None,
         tz: chrono_tz::Tz::UTC,
     };
     let mut times = Vec::new();

@@ -85,6 +85,9 @@ struct ReportArgs {
     /// Only requests by or for this person (email).
     #[arg(long)]
     person: Option<String>,
+    /// Only this site's requests (its Connect client key) [default: every site].
+    #[arg(long)]
+    tenant: Option<String>,
     /// Time zone for dates and times (IANA name, e.g. Europe/Berlin) [default: UTC].
     #[arg(long)]
     tz: Option<String>,
@@ -246,6 +249,7 @@ async fn report(command: ReportCommand, config: &Config) -> ExitCode {
             scope,
             resource: common.resource,
             person: common.person,
+            tenant: common.tenant,
             tz,
         };
         Ok((query, Format::parse(&common.format)?))

@@ -75,6 +75,9 @@ pub struct FailedWebhook {
     pub failure_time: i64,
 }
 
+/// Jira's global permission for its administrators.
+const ADMINISTER: &str = "ADMINISTER";
+
 fn issue_path(key: &str) -> String {
     format!("/rest/api/3/issue/{}", segment(key))
 }
@@ -294,6 +297,28 @@ impl Atlassian {
             }
             .into()
         })
+    }
+
+    /// Whether the account holds Jira's *Administer Jira* global permission. A Connect app may
+    /// ask this from its server about any account, without being an administrator itself.
+    pub async fn is_jira_admin(
+        &self,
+        site: &Site,
+        account_id: &AccountId,
+    ) -> Result<bool, AtlassianError> {
+        let body = json!({"accountId": account_id.0, "globalPermissions": [ADMINISTER]});
+        let granted: Value = self
+            .on_site(
+                site,
+                Method::POST,
+                "/rest/api/3/permissions/check",
+                Some(body),
+            )
+            .await?
+            .json()?;
+        Ok(granted["globalPermissions"]
+            .as_array()
+            .is_some_and(|held| held.iter().any(|p| p == ADMINISTER)))
     }
 
     /// Accounts whose visible email is `email` (the search matches more; we keep exact ones).

@@ -58,6 +58,8 @@ pub struct Query {
     pub resource: Option<String>,
     /// The requester's or the subject's email.
     pub person: Option<String>,
+    /// One site's requests (its client key); `None` for every site.
+    pub tenant: Option<String>,
     /// Times are written in this zone.
     pub tz: Tz,
 }
@@ -270,7 +272,8 @@ impl Report {
         });
         sql.push_str(
             " AND ($3 IS NULL OR r.resource = $3) \
-             AND ($4 IS NULL OR lower(r.requester_email) = lower($4) OR lower(r.subject_email) = lower($4))",
+             AND ($4 IS NULL OR lower(r.requester_email) = lower($4) OR lower(r.subject_email) = lower($4)) \
+             AND ($8 IS NULL OR r.tenant = $8)",
         );
         // A row-value keyset walks the (created_at, id) index in order and stops at the page's
         // end: each page costs its own rows, not a scan and sort of the whole table.
@@ -297,6 +300,7 @@ impl Report {
                 .bind(after_at)
                 .bind(after_id.clone())
                 .bind(PAGE)
+                .bind(&self.query.tenant)
                 .fetch_all(pool)
                 .await
         })?;

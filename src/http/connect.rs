@@ -107,7 +107,7 @@ pub struct ConnectAuth(pub Verified);
 /// Like [`ConnectAuth`], also accepting context tokens from our own pages.
 pub struct ConnectContextAuth(pub Verified);
 
-async fn verify_parts(
+pub(crate) async fn verify_parts(
     parts: &Parts,
     state: &AppState,
     rule: QshRule,

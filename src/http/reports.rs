@@ -1,15 +1,22 @@
 //! The report API: the same reports as `tollgate report`, streamed as they are produced.
-//! Admin only: the bearer token `TOLLGATE_API_TOKEN` (compared in constant time).
+//! Admin only: the operator's bearer token, or a Connect token of a Jira administrator, who
+//! sees their own site only.
 
 use axum::body::Body;
-use axum::extract::{Query as Params, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{FromRequestParts, Query as Params, State};
+use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::Response;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::atlassian::Site;
 use crate::audit::report::{self, Format, Query, Report, Scope};
+use crate::connect::auth::{QshRule, Verified};
+use crate::connect::tenant::Product;
 use crate::error::ApiError;
+use crate::http::connect;
+use crate::orgchart::AccountId;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -20,19 +27,76 @@ pub struct ReportParams {
     person: Option<String>,
     tz: Option<String>,
     format: Option<String>,
+    /// The operator may limit a report to one site (its client key).
+    tenant: Option<String>,
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Who reads reports: the operator, with the bearer token `TOLLGATE_API_TOKEN`, sees every
+/// site; a Jira administrator, with a Connect token from their site, sees that site only.
+#[derive(Debug)]
+pub enum Reader {
+    Operator,
+    SiteAdmin { tenant: String, account: AccountId },
+}
+
+impl Reader {
+    /// The site a read is limited to: the administrator's own, or what the operator asked.
+    fn tenant(&self, asked: Option<String>) -> Result<Option<String>, ApiError> {
+        match self {
+            Self::Operator => Ok(asked),
+            Self::SiteAdmin { tenant, .. } => match asked {
+                Some(other) if &other != tenant => Err(ApiError::Forbidden(
+                    "a site's administrators read that site's reports only".into(),
+                )),
+                _ => Ok(Some(tenant.clone())),
+            },
+        }
+    }
+
+    fn log(&self, what: &str) {
+        match self {
+            Self::Operator => tracing::info!(reader = "api token", what, "report read"),
+            Self::SiteAdmin { tenant, account } => {
+                tracing::info!(reader = %account.0, tenant, what, "report read");
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Some(token) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
+            return operator(state, token).map(|()| Self::Operator);
+        }
+        let connect_token = authorization.is_some_and(|v| v.starts_with("JWT "))
+            || parts
+                .uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("jwt=")));
+        if !connect_token {
+            return Err(ApiError::Unauthorized(
+                "a bearer token, or a Connect token of a Jira administrator, is required".into(),
+            ));
+        }
+        let verified = connect::verify_parts(parts, state, QshRule::AllowContext, None).await?;
+        site_admin(state, verified).await
+    }
+}
+
+fn operator(state: &AppState, offered: &str) -> Result<(), ApiError> {
     let Some(token) = &state.config.audit.api_token else {
         return Err(ApiError::Forbidden(
-            "the report API is closed: set TOLLGATE_API_TOKEN to open it".into(),
+            "no API token is configured (TOLLGATE_API_TOKEN); Jira administrators can use a \
+             Connect token"
+                .into(),
         ));
     };
-    let offered = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
     // Hashing both sides first makes the comparison constant-time whatever their lengths.
     let same = Sha256::digest(offered.as_bytes())
         .iter()
@@ -48,7 +112,46 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn query(params: ReportParams, period: bool) -> Result<(Query, Format), ApiError> {
+/// Asks the site, at every read, whether the token's user administers Jira: an administrator
+/// removed a minute ago reads nothing more.
+async fn site_admin(state: &AppState, verified: Verified) -> Result<Reader, ApiError> {
+    let tenant = verified.tenant;
+    if tenant.product != Product::Jira {
+        return Err(ApiError::Forbidden(
+            "reports are read through the Jira app".into(),
+        ));
+    }
+    let Some(account) = verified.account_id else {
+        return Err(ApiError::Forbidden("the token names no user".into()));
+    };
+    let site = Site::from_tenant(&tenant, &state.secret_key)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("unsealing the site's secret: {e}")))?;
+    match state.atlassian.is_jira_admin(&site, &account).await {
+        Ok(true) => Ok(Reader::SiteAdmin {
+            tenant: tenant.client_key,
+            account,
+        }),
+        Ok(false) => Err(ApiError::Forbidden(
+            "only Jira administrators can read Tollgate's reports".into(),
+        )),
+        Err(e) if !e.is_retryable() => {
+            // Jira refused the question (an account it does not know): not an administrator.
+            tracing::warn!(error = %e, tenant = tenant.client_key, "admin check refused");
+            Err(ApiError::Forbidden(
+                "Jira did not confirm that you are an administrator".into(),
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, tenant = tenant.client_key, "admin check failed");
+            Err(ApiError::Unavailable(
+                "Jira could not be asked whether you are an administrator; try again".into(),
+            ))
+        }
+    }
+}
+
+fn query(reader: &Reader, params: ReportParams, period: bool) -> Result<(Query, Format), ApiError> {
+    let tenant = reader.tenant(params.tenant)?;
     let bad = ApiError::BadRequest;
     let tz = report::parse_tz(params.tz.as_deref()).map_err(bad)?;
     let scope = if period {
@@ -70,6 +173,7 @@ fn query(params: ReportParams, period: bool) -> Result<(Query, Format), ApiError
             scope,
             resource: params.resource,
             person: params.person,
+            tenant,
             tz,
         },
         format,
@@ -112,14 +216,15 @@ pub struct EvidenceParams {
 
 pub async fn evidence(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    reader: Reader,
     axum::extract::Path(ticket): axum::extract::Path<String>,
     Params(params): Params<EvidenceParams>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     use crate::audit::evidence::{self, EvidenceError};
-    authorize(&state, &headers)?;
+    let tenant = reader.tenant(params.tenant)?;
+    reader.log("evidence");
     let key = crate::audit::checkpoint::CheckpointKey::derive(&state.secret_key);
-    match evidence::bundle(&state.store, &key, params.tenant.as_deref(), &ticket).await {
+    match evidence::bundle(&state.store, &key, tenant.as_deref(), &ticket).await {
         Ok(bundle) => Ok(axum::Json(bundle)),
         Err(e @ EvidenceError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
         Err(e @ EvidenceError::Ambiguous(_)) => Err(ApiError::BadRequest(e.to_string())),
@@ -129,20 +234,20 @@ pub async fn evidence(
 
 pub async fn access(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    reader: Reader,
     Params(params): Params<ReportParams>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
-    let (query, format) = query(params, true)?;
+    let (query, format) = query(&reader, params, true)?;
+    reader.log("access");
     Ok(stream(&state, query, format, "access"))
 }
 
 pub async fn active(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    reader: Reader,
     Params(params): Params<ReportParams>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
-    let (query, format) = query(params, false)?;
+    let (query, format) = query(&reader, params, false)?;
+    reader.log("active");
     Ok(stream(&state, query, format, "active"))
 }

@@ -365,16 +365,7 @@ async fn page_loads_need_a_request_bound_token_and_context_calls_accept_context_
             .contains(&site.base_url)
     );
 
-    let now = Utc::now().timestamp();
-    let context_claims = Claims {
-        iss: Some(site.client_key.clone()),
-        sub: Some("557058:viewer".into()),
-        qsh: Some(qsh::CONTEXT_QSH.into()),
-        exp: Some(now + 60),
-        iat: Some(now),
-        ..Default::default()
-    };
-    let context = sign_hs256(&context_claims, site.shared_secret.as_bytes()).expect("signs");
+    let context = site.context_token("557058:viewer");
     let response = env
         .app
         .client

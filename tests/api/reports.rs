@@ -179,6 +179,7 @@ fn july(tz: &str) -> Query {
         },
         resource: None,
         person: None,
+        tenant: None,
         tz,
     }
 }
@@ -284,6 +285,7 @@ async fn the_access_report_matches_the_history() {
         scope: Scope::Active,
         resource: Some("netsuite".into()),
         person: None,
+        tenant: None,
         tz: chrono_tz::Tz::UTC,
     };
     let rows = parse_csv(&run(&store, active, Format::Csv).await);
@@ -392,6 +394,21 @@ async fn the_report_api_streams_to_an_admin_token_only() {
         ["IT-2", "IT-1"]
     );
 
+    // The operator may narrow a report to one site.
+    for (tenant, expected) in [("jira:acme", 2), ("jira:elsewhere", 0)] {
+        let body = app
+            .client
+            .get(format!("{url}&tenant={tenant}"))
+            .bearer_auth("s3cret-token")
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("body");
+        assert_eq!(parse_csv(&body).len() - 1, expected, "{tenant}");
+    }
+
     let active: Value = app
         .client
         .get(app.url("/api/v1/reports/active?format=json"))
@@ -427,6 +444,156 @@ async fn the_report_api_streams_to_an_admin_token_only() {
         .expect("sent");
     assert_eq!(response.status(), 403);
     closed.stop().await;
+}
+
+/// A Jira administrator reads reports with the Connect token our pages get, limited to their
+/// own site; the site is asked at each read; other users, other sites and forged tokens get
+/// nothing, and Jira being down is a 503 to retry, not a refusal.
+#[tokio::test]
+async fn a_jira_administrator_reads_their_own_sites_reports_with_a_connect_token() {
+    use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1};
+    use tollgate::fakes::atlassian::{FakeAtlassian, FakeUser, Fault, World};
+
+    let keys = InstallKeyServer::start().await.expect("key server");
+    keys.publish("k1", TEST_KEY_1.1);
+    let mut world = World::sample();
+    for account in ["acc-admin", "acc-agent"] {
+        world.users.push(FakeUser {
+            account_id: account.into(),
+            email: format!("{account}@acme.example"),
+            display_name: account.into(),
+            active: true,
+            email_visible: true,
+        });
+    }
+    world.administrators.insert("acc-admin".into());
+    let cloud = FakeAtlassian::start(world, Default::default())
+        .await
+        .expect("cloud");
+    let keys_url = keys.url();
+    let app = support::spawn_app_with(
+        tollgate::app::Mode::WebOnly,
+        &[
+            ("TOLLGATE_BASE_URL", "https://tollgate.example.com"),
+            ("TOLLGATE_CONNECT_KEYS_URL", keys_url.as_str()),
+        ],
+    )
+    .await;
+    let site = FakeSite::jira(&app.url(""), "acme.atlassian.net", "k1").at(&cloud.site_url());
+    cloud.install(site.fake_tenant(&site.descriptor().await.expect("descriptor")));
+    assert_eq!(site.install().await.expect("install").status(), 204);
+
+    // Another site's history (jira:acme) and one request of the installed site.
+    seed(&app.state.store).await;
+    exec(&app.state.store, &format!(
+        "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, requester_account, requester_email, \
+         resource, level, justification, workflow, workflow_version, version, created_at, updated_at) \
+         VALUES ('own', '{}', 'OPS-5', '5', 'declined', 'acc-gina', 'gina@example.com', 'netsuite', 'read', \
+         'month end', 'finance-two-stage', 'v7', 1, {t}, {t})",
+        site.client_key,
+        t = ts("2026-07-10T12:00:00Z")
+    ))
+    .await;
+
+    let get = |path: &str, account: &str| {
+        app.client
+            .get(app.url(path))
+            .header(
+                "authorization",
+                format!("JWT {}", site.context_token(account)),
+            )
+            .send()
+    };
+    let july = "/api/v1/reports/access?from=2026-07-01&to=2026-07-31";
+    let response = get(july, "acc-admin").await.expect("sent");
+    assert_eq!(response.status(), 200);
+    let rows = parse_csv(&response.text().await.expect("body"));
+    assert_eq!(
+        rows.iter()
+            .skip(1)
+            .map(|r| r[0].as_str())
+            .collect::<Vec<_>>(),
+        ["OPS-5"],
+        "only the administrator's own site"
+    );
+    let checks = cloud
+        .recorded()
+        .iter()
+        .filter(|r| r.path == "/rest/api/3/permissions/check")
+        .count();
+    assert_eq!(checks, 1, "Jira was asked");
+
+    // Asking for another site is refused, not quietly narrowed.
+    let response = get(&format!("{july}&tenant=jira:acme"), "acc-admin")
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 403);
+    // Evidence: the own site's ticket; another site's ticket is not there for them.
+    assert_eq!(
+        get("/api/v1/evidence/OPS-5", "acc-admin")
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("/api/v1/evidence/IT-1", "acc-admin")
+            .await
+            .expect("sent")
+            .status(),
+        404
+    );
+
+    // Not an administrator; an account Jira does not know.
+    for account in ["acc-agent", "acc-nobody"] {
+        let response = get("/api/v1/reports/active", account).await.expect("sent");
+        assert_eq!(response.status(), 403, "{account}");
+        assert!(!response.text().await.expect("body").contains("OPS-5"));
+    }
+    // Administrator no more: the next read is refused.
+    cloud.world().administrators.clear();
+    assert_eq!(get(july, "acc-admin").await.expect("sent").status(), 403);
+    cloud.world().administrators.insert("acc-admin".into());
+
+    // Signed with another secret; no token at all.
+    let mut forged = site.clone();
+    forged.shared_secret = "not-the-secret".into();
+    let response = app
+        .client
+        .get(app.url(july))
+        .header(
+            "authorization",
+            format!("JWT {}", forged.context_token("acc-admin")),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        app.client
+            .get(app.url(july))
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        401
+    );
+    // No API token is configured: a bearer token opens nothing.
+    let response = app
+        .client
+        .get(app.url(july))
+        .bearer_auth("guess")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 403);
+
+    // Jira unavailable through every retry: try again later, not "you are no admin".
+    cloud.inject(Fault::unavailable("/rest/api/3/permissions/check", 10));
+    let response = get(july, "acc-admin").await.expect("sent");
+    assert_eq!(response.status(), 503);
+    assert!(cloud.violations().is_empty(), "{:?}", cloud.violations());
+    app.stop().await;
 }
 
 /// The evidence bundle checks out on its own: each of the ticket's events hashes to what it

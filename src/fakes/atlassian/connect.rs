@@ -266,6 +266,23 @@ impl FakeSite {
         sign_hs256(&claims, self.shared_secret.as_bytes()).unwrap_or_default()
     }
 
+    /// A context token, as `AP.context.getToken()` hands our pages' scripts: bound to no
+    /// request (`qsh` is `context-qsh`), naming the viewer.
+    pub fn context_token(&self, account_id: &str) -> String {
+        let now = self.now();
+        let claims = Claims {
+            iss: Some(self.client_key.clone()),
+            sub: Some(account_id.to_string()),
+            aud: None,
+            qsh: Some(qsh::CONTEXT_QSH.into()),
+            exp: Some(now + 60),
+            iat: Some(now),
+            jti: None,
+            context: None,
+        };
+        sign_hs256(&claims, self.shared_secret.as_bytes()).unwrap_or_default()
+    }
+
     /// Sends a webhook as Jira does; the same `delivery_id` again is a retried delivery.
     pub async fn send_webhook(
         &self,

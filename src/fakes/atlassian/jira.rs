@@ -65,6 +65,12 @@ pub fn ops() -> Ops {
             get_user,
         )
         .op(
+            Method::POST,
+            "/rest/api/3/permissions/check",
+            Connect(Scope::Read),
+            check_permissions,
+        )
+        .op(
             Method::GET,
             "/rest/api/3/user/search",
             Connect(Scope::Read),
@@ -251,6 +257,50 @@ async fn get_user(State(w): St, Query(q): Params) -> Response {
             "Specified user does not exist or you do not have required permissions",
         ),
     }
+}
+
+/// Global permissions this fake knows; Jira refuses a name it does not recognize.
+const GLOBAL_PERMISSIONS: [&str; 5] = [
+    "ADMINISTER",
+    "SYSTEM_ADMIN",
+    "USER_PICKER",
+    "CREATE_SHARED_OBJECTS",
+    "BULK_CHANGE",
+];
+
+/// The global permissions an account holds out of those asked about. Apps calling from their
+/// server may ask about anyone; an unknown account or permission is a 400.
+async fn check_permissions(State(w): St, Json(body): Json<Value>) -> Response {
+    let world = w.world();
+    let Some(account) = body["accountId"].as_str() else {
+        // Asked about itself: the app user holds no global permission.
+        return Json(json!({"globalPermissions": [], "projectPermissions": []})).into_response();
+    };
+    if world.user(account).is_none() {
+        return jira_error(StatusCode::BAD_REQUEST, "Specified user does not exist.");
+    }
+    let asked: Vec<&str> = body["globalPermissions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if let Some(unknown) = asked.iter().find(|p| !GLOBAL_PERMISSIONS.contains(p)) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"errorMessages": [], "errors": {*unknown: "Unrecognized permission"}})),
+        )
+            .into_response();
+    }
+    let admin = world.administrators.contains(account);
+    let held: Vec<&str> = asked
+        .into_iter()
+        .filter(|p| match *p {
+            "ADMINISTER" | "SYSTEM_ADMIN" | "BULK_CHANGE" => admin,
+            _ => true,
+        })
+        .collect();
+    Json(json!({"globalPermissions": held, "projectPermissions": []})).into_response()
 }
 
 /// `startAt` and the page size; Jira caps `maxResults` silently.
