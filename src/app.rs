@@ -127,6 +127,7 @@ impl Application {
         let workflows = load_workflows(&config.workflows_dir);
         let state = AppState {
             connect: Arc::new(crate::connect::Connect::new(&config)),
+            forge: crate::forge::Forge::new(&config.forge).map(Arc::new),
             intake: crate::intake::Intake::start(store.dedicated_writer().await?, job_wake.clone()),
             job_wake,
             config: Arc::new(config),

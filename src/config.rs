@@ -236,6 +236,18 @@ pub const SETTINGS: &[Setting] = &[
         "IdP group whose members may `/revoke` any grant (approvers and the resource owner always may).",
     ),
     setting(
+        "forge.app_id",
+        "TOLLGATE_FORGE_APP_ID",
+        None,
+        "The Forge app's id (`app.id` in forge/manifest.yml, bare or as `ari:cloud:ecosystem::app/…`); unset, the Forge door (/forge/…) is closed.",
+    ),
+    setting(
+        "forge.jwks_url",
+        "TOLLGATE_FORGE_JWKS_URL",
+        Some("https://forge.cdn.prod.atlassian-dev.net/.well-known/jwks.json"),
+        "Where Forge's invocation-token keys are published (staging: forge.cdn.stg.atlassian-dev.net).",
+    ),
+    setting(
         "idp.kind",
         "TOLLGATE_IDP_KIND",
         Some("file"),
@@ -645,6 +657,13 @@ pub struct GrantsConfig {
     pub admin_group: Option<String>,
 }
 
+/// The Forge remote front door (`None` app id: closed).
+#[derive(Debug, Clone)]
+pub struct ForgeConfig {
+    pub app_id: Option<String>,
+    pub jwks_url: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub checkpoint_interval: Duration,
@@ -665,6 +684,7 @@ pub struct Config {
     pub idp: IdpConfig,
     pub grants: GrantsConfig,
     pub audit: AuditConfig,
+    pub forge: ForgeConfig,
 }
 
 impl Config {
@@ -773,6 +793,17 @@ impl Config {
                 checkpoint_interval: raw
                     .require("audit.checkpoint_interval", parse_positive_duration)?,
                 api_token: raw.parse("audit.api_token", Secret::parse)?,
+            },
+            forge: ForgeConfig {
+                app_id: raw.parse("forge.app_id", |v| {
+                    let id = v
+                        .strip_prefix(crate::forge::token::APP_ARI_PREFIX)
+                        .unwrap_or(v);
+                    parse_identifier(id)
+                        .map(|_| v.to_string())
+                        .map_err(|_| format!("`{v}` is not a Forge app id"))
+                })?,
+                jwks_url: raw.require("forge.jwks_url", parse_base_url)?,
             },
         })
     }

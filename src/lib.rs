@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 #[cfg(feature = "fakes")]
 pub mod fakes;
+pub mod forge;
 pub mod grants;
 pub mod http;
 pub mod idp;

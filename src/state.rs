@@ -21,6 +21,8 @@ pub struct AppState {
     pub worker_enabled: bool,
     pub worker_status: Arc<WorkerStatus>,
     pub connect: Arc<Connect>,
+    /// The Forge front door, when `TOLLGATE_FORGE_APP_ID` is set.
+    pub forge: Option<Arc<crate::forge::Forge>>,
     pub intake: crate::intake::Intake,
     /// The org chart routing uses, refreshed from the newest stored snapshot.
     pub org: Arc<crate::orgchart::cache::OrgCache>,

@@ -18,43 +18,122 @@ use crate::secrets::{SecretError, SecretKey};
 /// Listings stop here even if the vendor keeps offering pages (a loop in its cursors).
 const MAX_PAGES: usize = 10_000;
 
+/// How calls to a site are authenticated: one kind per front door the tenant came through.
+#[derive(Clone)]
+enum SiteAuth {
+    /// A Connect JWT per call, signed with the install's shared secret.
+    Connect {
+        app_key: String,
+        shared_secret: Arc<Vec<u8>>,
+    },
+    /// The system token of the newest Forge invocation (calls go to its `apiBaseUrl`).
+    ForgeSystem(String),
+    /// A site-admin account's API token (plain-webhook sources).
+    ApiToken { email: String, token: String },
+}
+
 /// One installed product of a site, as far as calling it goes.
 #[derive(Clone)]
 pub struct Site {
-    pub app_key: String,
     pub client_key: String,
-    pub shared_secret: Arc<Vec<u8>>,
-    /// `https://acme.atlassian.net`, or `…/wiki` for Confluence.
+    /// Where calls made with the site's own credential go: the site itself for Connect and API
+    /// tokens (`https://acme.atlassian.net`, `…/wiki` for Confluence), Forge's `apiBaseUrl`
+    /// (`https://api.atlassian.com/ex/jira/{cloudId}`) for Forge.
     pub base_url: String,
+    /// The site as people and other credentials (the site-admin token) reach it.
+    pub site_url: String,
+    auth: SiteAuth,
 }
 
 impl std::fmt::Debug for Site {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Site({}, {})", self.client_key, self.base_url)
+        let kind = match self.auth {
+            SiteAuth::Connect { .. } => "connect",
+            SiteAuth::ForgeSystem(_) => "forge",
+            SiteAuth::ApiToken { .. } => "api token",
+        };
+        write!(f, "Site({}, {}, {kind})", self.client_key, self.base_url)
     }
 }
 
 impl Site {
+    /// A Connect install, called with JWTs signed with its (unsealed) shared secret.
     pub fn from_tenant(tenant: &Tenant, key: &SecretKey) -> Result<Self, SecretError> {
         let secret = key.unseal(
             &tenant.shared_secret_sealed,
             &Tenant::secret_context(&tenant.client_key),
         )?;
-        Ok(Self {
-            app_key: tenant.app_key.clone(),
-            client_key: tenant.client_key.clone(),
-            shared_secret: Arc::new(secret),
-            base_url: tenant.base_url.trim_end_matches('/').to_string(),
-        })
+        Ok(Self::connect(
+            &tenant.client_key,
+            &tenant.app_key,
+            secret,
+            &tenant.base_url,
+        ))
     }
 
-    fn connect(&self) -> Credential {
-        Credential::Connect {
-            app_key: self.app_key.clone(),
-            client_key: self.client_key.clone(),
-            shared_secret: self.shared_secret.clone(),
-            base_url: self.base_url.clone(),
+    /// A Connect install from its parts.
+    pub fn connect(
+        client_key: &str,
+        app_key: &str,
+        shared_secret: Vec<u8>,
+        base_url: &str,
+    ) -> Self {
+        let base_url = base_url.trim_end_matches('/').to_string();
+        Self {
+            client_key: client_key.to_string(),
+            site_url: base_url.clone(),
+            base_url,
+            auth: SiteAuth::Connect {
+                app_key: app_key.to_string(),
+                shared_secret: Arc::new(shared_secret),
+            },
         }
+    }
+
+    /// A Forge installation, called at `api_base_url` with a system token.
+    pub fn forge(tenant: &Tenant, api_base_url: &str, system_token: String) -> Self {
+        Self {
+            client_key: tenant.client_key.clone(),
+            base_url: api_base_url.trim_end_matches('/').to_string(),
+            site_url: tenant.base_url.trim_end_matches('/').to_string(),
+            auth: SiteAuth::ForgeSystem(system_token),
+        }
+    }
+
+    /// A site called with a site-admin account's API token.
+    pub fn api_token(tenant: &Tenant, email: String, token: String) -> Self {
+        let base_url = tenant.base_url.trim_end_matches('/').to_string();
+        Self {
+            client_key: tenant.client_key.clone(),
+            site_url: base_url.clone(),
+            base_url,
+            auth: SiteAuth::ApiToken { email, token },
+        }
+    }
+
+    /// The credential of a call made as the app.
+    fn credential(&self) -> Credential {
+        match &self.auth {
+            SiteAuth::Connect {
+                app_key,
+                shared_secret,
+            } => Credential::Connect {
+                app_key: app_key.clone(),
+                client_key: self.client_key.clone(),
+                shared_secret: shared_secret.clone(),
+                base_url: self.base_url.clone(),
+            },
+            SiteAuth::ForgeSystem(token) => Credential::Bearer(token.clone()),
+            SiteAuth::ApiToken { email, token } => Credential::Basic {
+                email: email.clone(),
+                token: token.clone(),
+            },
+        }
+    }
+
+    /// Whether calls go through Connect (some operations exist only for Connect apps).
+    pub fn is_connect(&self) -> bool {
+        matches!(self.auth, SiteAuth::Connect { .. })
     }
 
     /// `scheme://host[:port]` of the base URL: Confluence's cursor links start at the host.
@@ -165,7 +244,7 @@ impl Atlassian {
         self.credentials.check(operation)
     }
 
-    /// A call to the site, with its Connect token, `path` relative to the base URL.
+    /// A call to the site as the app, `path` relative to the base URL.
     pub(crate) async fn on_site(
         &self,
         site: &Site,
@@ -173,11 +252,17 @@ impl Atlassian {
         path: &str,
         body: Option<Value>,
     ) -> Result<Reply, CallError> {
-        self.on_site_as(site, site.connect(), method, path, body)
-            .await
+        self.send(
+            method,
+            format!("{}{path}", site.base_url),
+            site.credential(),
+            &site.client_key,
+            body,
+        )
+        .await
     }
 
-    /// A call to the site with another credential (the site-admin token).
+    /// A call to the site itself with another credential (the site-admin token).
     pub(crate) async fn on_site_as(
         &self,
         site: &Site,
@@ -188,7 +273,7 @@ impl Atlassian {
     ) -> Result<Reply, CallError> {
         self.send(
             method,
-            format!("{}{path}", site.base_url),
+            format!("{}{path}", site.site_url),
             credential,
             &site.client_key,
             body,
@@ -242,10 +327,13 @@ impl Atlassian {
         for _ in 0..MAX_PAGES {
             let (start_at, max) = (start.to_string(), PAGE.to_string());
             let url = with_query(path, &[("startAt", &start_at), ("maxResults", &max)]);
-            let credential = credential.clone().unwrap_or_else(|| site.connect());
-            let reply = self
-                .on_site_as(site, credential, Method::GET, &url, None)
-                .await?;
+            let reply = match &credential {
+                Some(credential) => {
+                    self.on_site_as(site, credential.clone(), Method::GET, &url, None)
+                        .await?
+                }
+                None => self.on_site(site, Method::GET, &url, None).await?,
+            };
             let (page, next) = pages::jira(&reply.json::<Value>()?, items_key, start, PAGE);
             items.extend(page);
             match next {
@@ -286,7 +374,7 @@ impl Atlassian {
                 .send(
                     Method::GET,
                     url.clone(),
-                    site.connect(),
+                    site.credential(),
                     &site.client_key,
                     None,
                 )
@@ -361,10 +449,13 @@ mod tests {
     #[test]
     fn the_origin_of_a_confluence_site_leaves_out_wiki() {
         let site = Site {
-            app_key: "k".into(),
             client_key: "c".into(),
-            shared_secret: Arc::new(b"s".to_vec()),
             base_url: "http://127.0.0.1:9/wiki".into(),
+            site_url: "http://127.0.0.1:9/wiki".into(),
+            auth: SiteAuth::ApiToken {
+                email: "a@b.c".into(),
+                token: "t".into(),
+            },
         };
         assert_eq!(site.origin(), "http://127.0.0.1:9");
     }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::auth::{self, AuthError, Checks, QshRule, RequestParts};
 use super::jwt::TokenError;
-use super::tenant::{Product, Tenant, TenantState, host_of};
+use super::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
 use crate::state::AppState;
 use crate::store::{StoreError, tenants};
 
@@ -32,6 +32,9 @@ struct Payload {
     display_url: Option<String>,
     product_type: String,
     event_type: Option<String>,
+    /// Sent by recent Connect installs [U]; kept so a later Forge installation of the same
+    /// site finds this tenant.
+    cloud_id: Option<String>,
 }
 
 fn parse(body: &[u8]) -> Result<Payload, LifecycleError> {
@@ -147,6 +150,8 @@ pub async fn installed(
         .map_err(|e| LifecycleError::Seal(e.to_string()))?;
     let tenant = Tenant {
         client_key: client_key.clone(),
+        kind: TenantKind::Connect,
+        cloud_id: payload.cloud_id.filter(|c| !c.is_empty() && c.len() <= 100),
         product,
         app_key: payload.key,
         base_url: payload.base_url.trim_end_matches('/').to_string(),
@@ -293,7 +298,7 @@ pub async fn set_enabled(
 }
 
 /// A lifecycle change on the tenant's own chain, in the transaction that makes it.
-async fn audit_lifecycle(
+pub(crate) async fn audit_lifecycle(
     tx: &mut crate::store::Tx,
     client_key: &str,
     action: &str,

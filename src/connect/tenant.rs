@@ -61,9 +61,41 @@ impl TenantState {
     }
 }
 
+/// How a tenant first came in, which says what its stored secret is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantKind {
+    /// A Connect install: the secret is its Connect shared secret.
+    Connect,
+    /// A Forge installation with no Connect install behind it: no secret; outbound calls use
+    /// the installation's system token.
+    Forge,
+    /// A registered plain-webhook source: the secret verifies its webhooks' signatures.
+    JiraWebhook,
+}
+
+impl TenantKind {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "connect" => Some(Self::Connect),
+            "forge" => Some(Self::Forge),
+            "jira_webhook" => Some(Self::JiraWebhook),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Forge => "forge",
+            Self::JiraWebhook => "jira_webhook",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
     pub client_key: String,
+    pub kind: TenantKind,
     pub product: Product,
     /// The app key this install used: `iss` of our outbound tokens for it.
     pub app_key: String,
@@ -71,6 +103,8 @@ pub struct Tenant {
     /// The site's host: Jira and Confluence tenants of one site share it.
     pub host: String,
     pub display_url: Option<String>,
+    /// The site's cloud id, when known: what ties a Forge installation to this tenant.
+    pub cloud_id: Option<String>,
     /// The shared secret, sealed with `TOLLGATE_SECRET_KEY`.
     pub shared_secret_sealed: String,
     pub state: TenantState,

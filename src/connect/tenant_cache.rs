@@ -52,7 +52,11 @@ impl TenantCache {
                 }));
             }
         }
-        let Some(tenant) = tenants::get(store, client_key).await? else {
+        // Only Connect installs sign Connect tokens: a webhook source's secret is not one.
+        let Some(tenant) = tenants::get(store, client_key)
+            .await?
+            .filter(|t| t.kind == crate::connect::tenant::TenantKind::Connect)
+        else {
             self.forget(client_key);
             return Ok(None);
         };

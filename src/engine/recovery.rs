@@ -15,7 +15,7 @@ use crate::store::tenants;
 /// were handed to intake (already-seen ones are dropped there).
 pub async fn recover(state: &AppState) -> Result<usize, EngineError> {
     let mut recovered = 0;
-    for tenant in tenants::active_jira(&state.store).await? {
+    for tenant in tenants::active_connect_jira(&state.store).await? {
         let (_, site) = match site(state, &tenant).await {
             Ok(found) => found,
             Err(e) => {

@@ -13,7 +13,7 @@ use crate::connect::lifecycle::{self, LifecycleError};
 use crate::connect::tenant::Product;
 use crate::error::ApiError;
 use crate::http::BODY_LIMIT;
-use crate::intake::{self, Accepted, Delivery, Ingress};
+use crate::intake::{Accepted, Delivery, Ingress};
 use crate::state::AppState;
 
 pub async fn jira_descriptor(State(state): State<AppState>) -> Response {
@@ -218,11 +218,7 @@ pub async fn webhook(
             payload: payload.to_string(),
             received_at: state.clock.now(),
         })
-        .await
-        .map_err(|e| match e {
-            intake::IntakeError::Store(e) => ApiError::Store(e),
-            other => ApiError::Unavailable(other.to_string()),
-        })?;
+        .await?;
     if accepted == Accepted::Duplicate {
         tracing::debug!(%delivery_id, "webhook delivered again; ignored");
     }

@@ -2,6 +2,7 @@
 //! Handlers are thin: parse, authorize, call one engine function, map the result.
 
 mod connect;
+mod forge;
 mod health;
 mod reports;
 
@@ -45,6 +46,10 @@ pub fn router(state: AppState) -> Router {
         .route("/connect/webhooks/{event}", post(connect::webhook))
         .route("/connect/admin", get(connect::admin_page))
         .route("/connect/api/context", get(connect::context))
+        .route("/forge/events", post(forge::event))
+        .route("/forge/installed", post(forge::installed))
+        .route("/forge/uninstalled", post(forge::uninstalled))
+        .route("/forge/scheduled", post(forge::scheduled))
         .route("/api/v1/reports/access", get(reports::access))
         .route("/api/v1/reports/active", get(reports::active))
         .route("/api/v1/evidence/{ticket}", get(reports::evidence))

@@ -4,12 +4,14 @@
 //! run the same statement against whichever pool or transaction is live. Column types differ,
 //! so the two migration folders mirror each other (`migrations/sqlite`, `migrations/postgres`).
 
+pub mod forge;
 pub mod grants;
 pub mod inbound;
 pub mod org;
 pub mod requests;
 pub mod selfcheck;
 pub mod tenants;
+pub mod webhook_sources;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, Tx};
-use crate::connect::tenant::{Product, Tenant, TenantState};
+use crate::connect::tenant::{Product, Tenant, TenantKind, TenantState};
 use crate::{on_db, on_tx};
 
 type Row = (
@@ -18,6 +18,8 @@ type Row = (
     DateTime<Utc>,
     DateTime<Utc>,
     Option<DateTime<Utc>>,
+    String,
+    Option<String>,
 );
 
 /// `SELECT <every column> FROM tenants <rest>`, as one literal (sqlx wants static SQL).
@@ -25,7 +27,7 @@ macro_rules! select_tenants {
     ($rest:literal) => {
         concat!(
             "SELECT client_key, product, app_key, base_url, host, display_url, shared_secret, ",
-            "state, installed_at, updated_at, uninstalled_at FROM tenants ",
+            "state, installed_at, updated_at, uninstalled_at, kind, cloud_id FROM tenants ",
             $rest
         )
     };
@@ -44,6 +46,8 @@ fn from_row(row: Row) -> Result<Tenant, StoreError> {
         installed_at,
         updated_at,
         uninstalled_at,
+        kind,
+        cloud_id,
     ) = row;
     let corrupt = |what: &str, value: &str| {
         StoreError::Database(sqlx::Error::Decode(
@@ -53,6 +57,8 @@ fn from_row(row: Row) -> Result<Tenant, StoreError> {
     Ok(Tenant {
         product: Product::parse(&product).ok_or_else(|| corrupt("product", &product))?,
         state: TenantState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+        kind: TenantKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        cloud_id,
         client_key,
         app_key,
         base_url,
@@ -110,11 +116,11 @@ pub async fn upsert_install(tx: &mut Tx, tenant: &Tenant) -> Result<(), StoreErr
     on_tx!(tx, |conn| {
         sqlx::query(
             "INSERT INTO tenants (client_key, product, app_key, base_url, host, display_url, \
-             shared_secret, state, installed_at, updated_at, uninstalled_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL) \
+             shared_secret, state, installed_at, updated_at, uninstalled_at, kind, cloud_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12) \
              ON CONFLICT (client_key) DO UPDATE SET product = $2, app_key = $3, base_url = $4, \
              host = $5, display_url = $6, shared_secret = $7, state = $8, updated_at = $10, \
-             uninstalled_at = NULL",
+             uninstalled_at = NULL, kind = $11, cloud_id = COALESCE($12, tenants.cloud_id)",
         )
         .bind(&tenant.client_key)
         .bind(tenant.product.as_str())
@@ -126,6 +132,8 @@ pub async fn upsert_install(tx: &mut Tx, tenant: &Tenant) -> Result<(), StoreErr
         .bind(tenant.state.as_str())
         .bind(tenant.installed_at)
         .bind(tenant.updated_at)
+        .bind(tenant.kind.as_str())
+        .bind(&tenant.cloud_id)
         .execute(conn)
         .await
         .map(|_| ())
@@ -210,11 +218,12 @@ pub async fn count(store: &Store) -> Result<i64, StoreError> {
     })?)
 }
 
-/// Client keys of the Jira tenants that are installed and active.
-pub async fn active_jira(store: &Store) -> Result<Vec<String>, StoreError> {
+/// Client keys of the Jira Connect installs that are active (only Connect apps may read the
+/// failed-webhook list).
+pub async fn active_connect_jira(store: &Store) -> Result<Vec<String>, StoreError> {
     let rows: Vec<(String,)> = on_db!(store.db(), |pool| {
         sqlx::query_as(
-            "SELECT client_key FROM tenants WHERE product = 'jira' \
+            "SELECT client_key FROM tenants WHERE product = 'jira' AND kind = 'connect' \
              AND state IN ('installed', 'enabled') ORDER BY client_key",
         )
         .fetch_all(pool)
@@ -253,4 +262,25 @@ pub async fn set_recovery_after(
         .map(|_| ())
     })?;
     Ok(())
+}
+
+/// The Jira Connect install a Forge installation of the same site continues: matched on the
+/// site's cloud id, else on its host.
+pub async fn connect_jira_of_site_in(
+    tx: &mut Tx,
+    cloud_id: &str,
+    host: Option<&str>,
+) -> Result<Option<Tenant>, StoreError> {
+    let row: Option<Row> = on_tx!(tx, |conn| {
+        sqlx::query_as(select_tenants!(
+            "WHERE product = 'jira' AND kind = 'connect' AND state <> 'uninstalled' \
+             AND (cloud_id = $1 OR ($2 IS NOT NULL AND host = $2)) \
+             ORDER BY COALESCE(cloud_id = $1, FALSE) DESC, updated_at DESC LIMIT 1"
+        ))
+        .bind(cloud_id)
+        .bind(host)
+        .fetch_optional(&mut *conn)
+        .await
+    })?;
+    row.map(from_row).transpose()
 }

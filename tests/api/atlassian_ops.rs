@@ -55,18 +55,18 @@ pub async fn cloud_with(world: World, config: impl FnOnce(&str) -> AtlassianConf
         "the vendor specs (TOLLGATE_SPECS_DIR, default ../shared/specs)",
     );
     let descriptors = Descriptors::render("https://tollgate.example", "io.tollgate.access", None);
-    let jira = Site {
-        app_key: "io.tollgate.access".into(),
-        client_key: "jira:acme".into(),
-        shared_secret: Arc::new(b"jira-secret".to_vec()),
-        base_url: fake.site_url(),
-    };
-    let wiki = Site {
-        app_key: "io.tollgate.access.confluence".into(),
-        client_key: "confluence:acme".into(),
-        shared_secret: Arc::new(b"wiki-secret".to_vec()),
-        base_url: fake.confluence_url(),
-    };
+    let jira = Site::connect(
+        "jira:acme",
+        "io.tollgate.access",
+        b"jira-secret".to_vec(),
+        &fake.site_url(),
+    );
+    let wiki = Site::connect(
+        "confluence:acme",
+        "io.tollgate.access.confluence",
+        b"wiki-secret".to_vec(),
+        &fake.confluence_url(),
+    );
     fake.install(FakeTenant::from_descriptor(
         &descriptors.jira,
         "jira:acme",
@@ -581,10 +581,12 @@ async fn permanent_errors_carry_the_vendors_message() {
 async fn the_fake_authenticates_and_enforces_scopes_like_atlassian() {
     let cloud = cloud_with(World::sample(), all_credentials).await;
     // A token signed with the wrong secret.
-    let forged = Site {
-        shared_secret: Arc::new(b"not-the-secret".to_vec()),
-        ..cloud.jira.clone()
-    };
+    let forged = Site::connect(
+        "jira:acme",
+        "io.tollgate.access",
+        b"not-the-secret".to_vec(),
+        &cloud.jira.base_url,
+    );
     match cloud.atlassian.issue(&forged, "IT-1").await {
         Err(AtlassianError::Call(CallError::Unauthorized(m))) => {
             assert!(m.contains("signature"), "{m}")
