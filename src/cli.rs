@@ -446,3 +446,51 @@ pub async fn report(
     store.close().await;
     result.map(|()| report.rows())
 }
+
+/// `tollgate webhook-source add`: registers a plain-webhook source and prints what to enter in
+/// Jira's webhook form. The secret is shown this once.
+pub async fn webhook_source_add(
+    config: &crate::config::Config,
+    name: &str,
+    site: &str,
+    api: Option<crate::jira_webhooks::ApiToken>,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    // The key the service runs with (made beside a SQLite database on first use, as `serve` does).
+    let (key, _) = crate::secrets::resolve_key(config.secret_key.as_ref(), &config.database.url)
+        .map_err(|e| e.to_string())?;
+    let store = crate::store::Store::connect(&config.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let has_api = api.is_some();
+    let result = crate::jira_webhooks::register(
+        &store,
+        &key,
+        &config.server.base_url,
+        name,
+        site,
+        api,
+        chrono::Utc::now(),
+    )
+    .await;
+    store.close().await;
+    let registered = result.map_err(|e| e.to_string())?;
+    let lines = [
+        format!("Registered {}.", registered.tenant),
+        "In Jira (Settings > System > WebHooks > Create a WebHook):".into(),
+        format!("  URL:    {}", registered.url),
+        format!("  Secret: {}", registered.secret),
+        "  Events: Issue created, Issue updated, Comment created".into(),
+        "The secret is shown only now; running this again gives the source a new one.".into(),
+        if has_api {
+            "Outbound calls use the API token given.".into()
+        } else {
+            "Outbound calls use the source's stored API token, else TOLLGATE_ATLASSIAN_SITE_ADMIN_EMAIL/_TOKEN.".into()
+        },
+    ];
+    for line in lines {
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -21,6 +21,7 @@ pub mod grants;
 pub mod http;
 pub mod idp;
 pub mod intake;
+pub mod jira_webhooks;
 pub mod jobs;
 pub mod metrics;
 pub mod orgchart;

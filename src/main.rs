@@ -53,6 +53,27 @@ enum Command {
     /// Compliance reports, written to stdout (CSV by RFC 4180, or JSON).
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Plain Jira webhooks, for sites that cannot install the app (see docs/install.md).
+    #[command(subcommand)]
+    WebhookSource(WebhookSourceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookSourceCommand {
+    /// Register a source (or give it a new secret) and print the URL and secret for Jira.
+    Add {
+        /// The source's name, used in its URL: a-z, 0-9 and -.
+        name: String,
+        /// The Jira site it is, e.g. https://jira.example.com.
+        #[arg(long)]
+        site: String,
+        /// A site-admin account Tollgate calls Jira as (with --api-token-file).
+        #[arg(long, requires = "api_token_file")]
+        api_email: Option<String>,
+        /// A file holding that account's API token (or Data Center personal access token).
+        #[arg(long, requires = "api_email")]
+        api_token_file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +214,30 @@ async fn main() -> ExitCode {
                 .map_err(Into::into)
         }
         Command::Report(command) => return report(command, &config).await,
+        Command::WebhookSource(WebhookSourceCommand::Add {
+            name,
+            site,
+            api_email,
+            api_token_file,
+        }) => {
+            let api = match (api_email, api_token_file) {
+                (Some(email), Some(file)) => match std::fs::read_to_string(&file) {
+                    Ok(token) => Some(tollgate::jira_webhooks::ApiToken {
+                        email,
+                        token: token.trim().to_string(),
+                    }),
+                    Err(e) => {
+                        eprintln!("tollgate: cannot read {}: {e}", file.display());
+                        return ExitCode::from(2);
+                    }
+                },
+                _ => None,
+            };
+            let mut out = std::io::stdout().lock();
+            tollgate::cli::webhook_source_add(&config, &name, &site, api, &mut out)
+                .await
+                .map_err(Into::into)
+        }
         Command::Org(OrgCommand::Sync { full }) => tollgate::cli::org_sync(&config, full)
             .await
             .map_err(Into::into),

@@ -3,4 +3,5 @@
 
 pub mod atlassian;
 pub mod contract;
+pub mod forge;
 pub mod slapd;

@@ -31,6 +31,7 @@ pub struct ForgeKeys {
     url: String,
     http: reqwest::Client,
     cached: Mutex<Cached>,
+    min_refresh: Duration,
 }
 
 impl std::fmt::Debug for ForgeKeys {
@@ -41,6 +42,11 @@ impl std::fmt::Debug for ForgeKeys {
 
 impl ForgeKeys {
     pub fn new(url: &str) -> Self {
+        Self::with_min_refresh(url, REFRESH_AT_MOST_EVERY)
+    }
+
+    /// With another shortest time between fetches (tests).
+    pub fn with_min_refresh(url: &str, min_refresh: Duration) -> Self {
         Self {
             url: url.to_string(),
             http: reqwest::Client::builder()
@@ -48,6 +54,7 @@ impl ForgeKeys {
                 .build()
                 .unwrap_or_default(),
             cached: Mutex::new(Cached::default()),
+            min_refresh,
         }
     }
 
@@ -60,7 +67,7 @@ impl ForgeKeys {
         }
         let may_fetch = cached
             .fetched
-            .is_none_or(|at| at.elapsed() >= REFRESH_AT_MOST_EVERY);
+            .is_none_or(|at| at.elapsed() >= self.min_refresh);
         if !may_fetch {
             return Err(KeyError::Unknown(printable(kid)));
         }

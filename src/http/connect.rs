@@ -13,7 +13,7 @@ use crate::connect::lifecycle::{self, LifecycleError};
 use crate::connect::tenant::Product;
 use crate::error::ApiError;
 use crate::http::BODY_LIMIT;
-use crate::intake::{Accepted, Delivery, Ingress};
+use crate::intake::Ingress;
 use crate::state::AppState;
 
 pub async fn jira_descriptor(State(state): State<AppState>) -> Response {
@@ -183,9 +183,6 @@ impl FromRequest<AppState> for ConnectBody {
     }
 }
 
-/// The webhook header whose value is stable across a delivery's retries.
-const WEBHOOK_IDENTIFIER: &str = "x-atlassian-webhook-identifier";
-
 pub async fn webhook(
     State(state): State<AppState>,
     Path(_slug): Path<String>,
@@ -197,44 +194,14 @@ pub async fn webhook(
             "webhooks come from Jira tenants".into(),
         ));
     }
-    let payload = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::BadRequest("the webhook body is not UTF-8".into()))?;
-    let event_type = webhook_event(payload)?;
-    let delivery_id = match headers
-        .get(WEBHOOK_IDENTIFIER)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(id) if !id.is_empty() && id.len() <= 200 => id.to_string(),
-        // Without the header, identical bodies are the same delivery.
-        _ => format!("sha256:{}", auth::sha256_hex(&body)),
-    };
-    let accepted = state
-        .intake
-        .accept(Delivery {
-            tenant: verified.tenant.client_key,
-            ingress: Ingress::Connect,
-            delivery_id: delivery_id.clone(),
-            event_type,
-            payload: payload.to_string(),
-            received_at: state.clock.now(),
-        })
-        .await?;
-    if accepted == Accepted::Duplicate {
-        tracing::debug!(%delivery_id, "webhook delivered again; ignored");
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// The `webhookEvent` of a webhook body, which must be a JSON object.
-fn webhook_event(payload: &str) -> Result<String, ApiError> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        #[serde(rename = "webhookEvent")]
-        webhook_event: String,
-    }
-    serde_json::from_str::<Envelope>(payload)
-        .map(|e| e.webhook_event)
-        .map_err(|e| ApiError::BadRequest(format!("the webhook body is not a Jira event: {e}")))
+    super::jira_webhook(
+        &state,
+        verified.tenant.client_key,
+        Ingress::Connect,
+        &headers,
+        &body,
+    )
+    .await
 }
 
 /// The admin page, loaded by Jira in an iframe with a request-bound token in `?jwt=`.

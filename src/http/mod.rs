@@ -4,6 +4,7 @@
 mod connect;
 mod forge;
 mod health;
+mod jira_webhooks;
 mod reports;
 
 use std::any::Any;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connect/webhooks/{event}", post(connect::webhook))
         .route("/connect/admin", get(connect::admin_page))
         .route("/connect/api/context", get(connect::context))
+        .route("/webhooks/jira/{source}", post(jira_webhooks::receive))
         .route("/forge/events", post(forge::event))
         .route("/forge/installed", post(forge::installed))
         .route("/forge/uninstalled", post(forge::uninstalled))
@@ -163,4 +165,51 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
         .headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-store"));
     response
+}
+
+/// The webhook header whose value is stable across a delivery's retries.
+const WEBHOOK_IDENTIFIER: &str = "x-atlassian-webhook-identifier";
+
+/// Takes in a Jira webhook body for `tenant`, authenticated by whichever door it came through:
+/// durable and deduplicated (on Jira's delivery id, else on the body) before the answer.
+pub(crate) async fn jira_webhook(
+    state: &AppState,
+    tenant: String,
+    ingress: crate::intake::Ingress,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<axum::http::StatusCode, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(rename = "webhookEvent")]
+        webhook_event: String,
+    }
+    let payload = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("the webhook body is not UTF-8".into()))?;
+    let event_type = serde_json::from_str::<Envelope>(payload)
+        .map(|e| e.webhook_event)
+        .map_err(|e| ApiError::BadRequest(format!("the webhook body is not a Jira event: {e}")))?;
+    let delivery_id = match headers
+        .get(WEBHOOK_IDENTIFIER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id) if !id.is_empty() && id.len() <= 200 => id.to_string(),
+        // Without the header, identical bodies are the same delivery.
+        _ => format!("sha256:{}", crate::connect::auth::sha256_hex(body)),
+    };
+    let accepted = state
+        .intake
+        .accept(crate::intake::Delivery {
+            tenant,
+            ingress,
+            delivery_id: delivery_id.clone(),
+            event_type,
+            payload: payload.to_string(),
+            received_at: state.clock.now(),
+        })
+        .await?;
+    if accepted == crate::intake::Accepted::Duplicate {
+        tracing::debug!(%delivery_id, "webhook delivered again; ignored");
+    }
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -41,6 +41,18 @@ pub async fn get(store: &Store, tenant: &str) -> Result<Option<Source>, StoreErr
     Ok(row.map(from_row))
 }
 
+pub async fn get_in(tx: &mut Tx, tenant: &str) -> Result<Option<Source>, StoreError> {
+    let row: Option<Row> = on_tx!(tx, |conn| {
+        sqlx::query_as(
+            "SELECT tenant, api_email, api_token, created_at FROM webhook_sources WHERE tenant = $1",
+        )
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await
+    })?;
+    Ok(row.map(from_row))
+}
+
 /// Adds the source, or replaces its credential.
 pub async fn upsert_in(tx: &mut Tx, source: &Source) -> Result<(), StoreError> {
     on_tx!(tx, |conn| {

@@ -102,6 +102,8 @@ pub struct FakeSite {
     /// How far the site's clock is ahead of the wall clock (tests that move the app's clock
     /// move the site's with it, or its tokens would look expired).
     pub skew: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// Sent as `cloudId` in lifecycle bodies when set.
+    pub cloud_id: Option<String>,
     http: reqwest::Client,
 }
 
@@ -135,6 +137,7 @@ impl FakeSite {
             kid: kid.to_string(),
             private_key_pem: TEST_KEY_1.0.to_string(),
             skew: Default::default(),
+            cloud_id: None,
             http: reqwest::Client::new(),
         }
     }
@@ -143,6 +146,12 @@ impl FakeSite {
     /// calls back reach the fake.
     pub fn at(mut self, base_url: &str) -> Self {
         self.base_url = base_url.trim_end_matches('/').to_string();
+        self
+    }
+
+    /// The same site, naming its cloud id in lifecycle bodies.
+    pub fn with_cloud_id(mut self, cloud_id: &str) -> Self {
+        self.cloud_id = Some(cloud_id.to_string());
         self
     }
 
@@ -178,7 +187,7 @@ impl FakeSite {
 
     /// The lifecycle body Atlassian sends.
     pub fn lifecycle_body(&self, app_key: &str, event: &str) -> Value {
-        json!({
+        let mut body = json!({
             "key": app_key,
             "clientKey": self.client_key,
             "sharedSecret": self.shared_secret,
@@ -189,7 +198,11 @@ impl FakeSite {
             "productType": self.product,
             "description": "Atlassian JIRA at https://fake",
             "eventType": event,
-        })
+        });
+        if let Some(cloud_id) = &self.cloud_id {
+            body["cloudId"] = json!(cloud_id);
+        }
+        body
     }
 
     /// Claims as Atlassian puts them in a signed install token for `path`.

@@ -48,7 +48,24 @@ pub enum Caller {
     SiteAdmin,
     AdminApiKey,
     ScimKey,
+    /// A Forge system token, through the API gateway, with the scopes the manifest asked for.
+    Forge {
+        cloud_id: String,
+        scopes: Vec<Scope>,
+    },
 }
+
+/// A system token the fake Forge handed out.
+#[derive(Debug, Clone)]
+struct ForgeToken {
+    token: String,
+    cloud_id: String,
+    scopes: Vec<Scope>,
+    expires: DateTime<Utc>,
+}
+
+/// The header the gateway rewrite leaves for `front`: the cloud id of `/ex/jira/{cloudId}`.
+const GATEWAY_CLOUD: &str = "x-fake-gateway-cloud";
 
 /// What an operation accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +220,7 @@ struct Shared {
     contract: Option<&'static Contract>,
     violations: Mutex<Vec<String>>,
     limit: Mutex<Option<RateLimit>>,
+    forge_tokens: Mutex<Vec<ForgeToken>>,
 }
 
 /// A request budget per one-second window, as Jira's cost-based limits behave at their
@@ -295,12 +313,22 @@ impl FakeAtlassian {
             contract: Contract::shared(),
             limit: Mutex::new(None),
             violations: Mutex::new(Vec::new()),
+            forge_tokens: Mutex::new(Vec::new()),
         });
-        let app = all_ops().into_router(shared.clone());
+        // `api.atlassian.com/ex/jira/{cloudId}/…` is the site's API behind Atlassian's gateway:
+        // the prefix goes before routing, and `front` learns the cloud id from a header.
+        let app = tower::Layer::layer(
+            &middleware::map_request(gateway),
+            all_ops().into_router(shared.clone()),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(
+                listener,
+                axum::ServiceExt::<Request>::into_make_service(app),
+            )
+            .await;
         });
         Ok(Self { addr, shared, task })
     }
@@ -317,6 +345,36 @@ impl FakeAtlassian {
     /// Stands in for `https://api.atlassian.com`.
     pub fn api_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The site behind Atlassian's API gateway, as Forge's `apiBaseUrl` names it.
+    pub fn gateway_url(&self, cloud_id: &str) -> String {
+        format!("http://{}/ex/jira/{cloud_id}", self.addr)
+    }
+
+    /// A system token for the site `cloud_id`, as Forge hands one to a remote: a JWT with an
+    /// `exp`, good at the gateway only, for the scopes the app's manifest asked for.
+    pub fn issue_forge_token(
+        &self,
+        cloud_id: &str,
+        scopes: Vec<Scope>,
+        expires: DateTime<Utc>,
+    ) -> String {
+        let claims = jwt::Claims {
+            iss: Some("fake-forge".into()),
+            sub: Some("app-system-user".into()),
+            exp: Some(expires.timestamp()),
+            jti: Some(uuid::Uuid::new_v4().to_string()),
+            ..Default::default()
+        };
+        let token = jwt::sign_hs256(&claims, uuid::Uuid::new_v4().as_bytes()).unwrap_or_default();
+        lock(&self.shared.forge_tokens).push(ForgeToken {
+            token: token.clone(),
+            cloud_id: cloud_id.to_string(),
+            scopes,
+            expires,
+        });
+        token
     }
 
     /// Whether the vendor specs were found, so every call is contract-checked.
@@ -460,6 +518,28 @@ impl Ops {
     }
 }
 
+/// Strips `/ex/jira/{cloudId}` and says so in [`GATEWAY_CLOUD`] (never trusting a caller's).
+async fn gateway(mut request: Request) -> Request {
+    request.headers_mut().remove(GATEWAY_CLOUD);
+    let path = request.uri().path().to_string();
+    let Some(rest) = path.strip_prefix("/ex/jira/") else {
+        return request;
+    };
+    let (cloud_id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut target = format!("/{tail}");
+    if let Some(query) = request.uri().query() {
+        target = format!("{target}?{query}");
+    }
+    if let (Ok(uri), Ok(cloud)) = (
+        target.parse::<axum::http::Uri>(),
+        HeaderValue::from_str(cloud_id),
+    ) {
+        *request.uri_mut() = uri;
+        request.headers_mut().insert(GATEWAY_CLOUD, cloud);
+    }
+    request
+}
+
 /// Records, injects faults, authenticates and contract-checks every call.
 async fn front(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
@@ -473,12 +553,18 @@ async fn front(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let via_gateway = parts
+        .headers
+        .get(GATEWAY_CLOUD)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let caller = authenticate(
         &shared,
         &method,
         &path,
         query.as_deref(),
         authorization.as_deref(),
+        via_gateway.as_deref(),
     );
     let mut record = Recorded {
         method: method.clone(),
@@ -535,6 +621,7 @@ async fn front(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
                             .iter()
                             .find(|t| &t.client_key == client_key)
                             .map(|t| t.scopes.clone()),
+                        Caller::Forge { scopes, .. } => Some(scopes.clone()),
                         _ => None,
                     };
                     contract.check(&ContractCall {
@@ -542,8 +629,10 @@ async fn front(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
                         path: &path,
                         query: query.as_deref(),
                         body: body_json.as_ref(),
+                        // A Forge app's operations are the ones its scopes reach: the
+                        // spec's Connect scope stands in for the matching OAuth scope.
                         caller: match caller {
-                            Caller::Connect { .. } => {
+                            Caller::Connect { .. } | Caller::Forge { .. } => {
                                 CallerKind::Connect(scopes.unwrap_or_default())
                             }
                             _ => CallerKind::Key,
@@ -595,8 +684,31 @@ fn authenticate(
     path: &str,
     query: Option<&str>,
     authorization: Option<&str>,
+    via_gateway: Option<&str>,
 ) -> Result<Caller, String> {
     let header = authorization.ok_or("Client must be authenticated to access this resource.")?;
+    let forge = header.strip_prefix("Bearer ").and_then(|token| {
+        lock(&shared.forge_tokens)
+            .iter()
+            .find(|t| t.token == token)
+            .cloned()
+    });
+    match (via_gateway, forge) {
+        (Some(cloud_id), Some(token)) if token.cloud_id == cloud_id => {
+            if token.expires <= Utc::now() {
+                return Err("The access token has expired.".into());
+            }
+            return Ok(Caller::Forge {
+                cloud_id: token.cloud_id,
+                scopes: token.scopes,
+            });
+        }
+        (Some(_), _) => return Err("The gateway accepts only app and user access tokens.".into()),
+        (None, Some(_)) => {
+            return Err("Access tokens are accepted at api.atlassian.com only.".into());
+        }
+        (None, None) => {}
+    }
     if let Some(token) = header.strip_prefix("JWT ") {
         let (_, claims) = jwt::peek(token).map_err(|e| format!("Invalid JWT: {e}"))?;
         let tenants = lock(&shared.tenants);
@@ -676,7 +788,19 @@ async fn authorize(
                 ))
             }
         }
-        (Access::SiteAdminOnly, Caller::Connect { .. }) => Err((
+        (Access::Connect(needed), Caller::Forge { scopes, .. }) => {
+            if scopes.iter().any(|s| s.grants(needed)) {
+                Ok(())
+            } else {
+                Err((
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "The app's token does not carry the scope ({needed:?}) this resource needs."
+                    ),
+                ))
+            }
+        }
+        (Access::SiteAdminOnly, Caller::Connect { .. } | Caller::Forge { .. }) => Err((
             StatusCode::FORBIDDEN,
             "Apps cannot access this REST resource - including when utilizing user impersonation."
                 .into(),
