@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 /// Forge's Jira events and the webhook events they stand for.
-const EVENTS: [(&str, &str); 3] = [
+pub const EVENTS: [(&str, &str); 3] = [
     ("avi:jira:created:issue", "jira:issue_created"),
     ("avi:jira:updated:issue", "jira:issue_updated"),
     ("avi:jira:commented:issue", "comment_created"),

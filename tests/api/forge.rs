@@ -392,3 +392,128 @@ async fn a_connect_site_without_a_cloud_id_is_found_by_its_host() {
         .expect("site");
     assert!(outbound.is_connect(), "back to Connect JWTs");
 }
+
+/// `forge/manifest.yml` points every trigger at a route Tollgate serves (guarded, so 401
+/// without a token, never 404), subscribes to every event the door handles, and keeps the
+/// Connect key so Connect installs migrate.
+#[tokio::test]
+async fn the_manifest_routes_every_trigger_to_a_guarded_forge_route() {
+    let env = start().await;
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("forge/manifest.yml"),
+    )
+    .expect("manifest");
+    let manifest: Value = serde_saphyr::from_str(&text).expect("valid YAML");
+    assert_eq!(
+        manifest["app"]["id"],
+        "ari:cloud:ecosystem::app/${TOLLGATE_FORGE_APP_ID}"
+    );
+    assert_eq!(manifest["app"]["connect"]["key"], "${TOLLGATE_CONNECT_KEY}");
+    let remote = &manifest["remotes"][0];
+    assert_eq!(remote["baseUrl"], "${TOLLGATE_BASE_URL}");
+    assert_eq!(remote["auth"]["appSystemToken"]["enabled"], true);
+
+    let modules = &manifest["modules"];
+    let endpoints: Vec<(&str, &str)> = modules["endpoint"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .map(|e| {
+            assert_eq!(e["remote"], remote["key"]);
+            assert_eq!(e["auth"]["appSystemToken"]["enabled"], true);
+            (
+                e["key"].as_str().expect("key"),
+                e["route"]["path"].as_str().expect("path"),
+            )
+        })
+        .collect();
+    for (_, path) in &endpoints {
+        let response = reqwest::Client::new()
+            .post(env.app.url(path))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 401, "{path}");
+    }
+    let mut events = Vec::new();
+    for trigger in modules["trigger"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(modules["scheduledTrigger"].as_array().into_iter().flatten())
+    {
+        let endpoint = trigger["endpoint"].as_str().expect("endpoint");
+        assert!(
+            endpoints.iter().any(|(key, _)| *key == endpoint),
+            "{endpoint} is declared"
+        );
+        events.extend(
+            trigger["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str),
+        );
+    }
+    for (forge_event, _) in tollgate::forge::events::EVENTS {
+        assert!(events.contains(&forge_event), "{forge_event} is subscribed");
+    }
+    let scopes: Vec<&str> = manifest["permissions"]["scopes"]
+        .as_array()
+        .expect("scopes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(scopes.contains(&"read:app-system-token"));
+}
+
+/// Forge cannot be asked for a token: a Forge-only tenant whose token lapsed makes calls wait
+/// (a retryable error) until the next invocation brings a new one.
+#[tokio::test]
+async fn a_forge_tenant_without_a_fresh_token_waits_for_the_next_invocation() {
+    let env = start().await;
+    let token = env.forge.sign(&env.forge.claims());
+    let installed = env
+        .post(&token, "/forge/installed", &bodies::installed(CLOUD_ID))
+        .await;
+    assert_eq!(installed.status(), 204);
+    let tenant = env.forge.installation_id.clone();
+    let stored = tenants::get(&env.app.state.store, &tenant)
+        .await
+        .expect("read")
+        .expect("a tenant of its own");
+    assert_eq!(stored.kind, TenantKind::Forge);
+    assert!(
+        tollgate::engine::site(&env.app.state, &tenant)
+            .await
+            .is_ok()
+    );
+
+    let lapse = "UPDATE forge_installations SET token_expires_at = '2000-01-01T00:00:00Z'";
+    match env.app.state.store.db() {
+        Db::Sqlite(pool) => sqlx::query(lapse).execute(pool).await.map(|_| ()),
+        Db::Postgres(pool) => sqlx::query(
+            "UPDATE forge_installations SET token_expires_at = TIMESTAMPTZ '2000-01-01T00:00:00Z'",
+        )
+        .execute(pool)
+        .await
+        .map(|_| ()),
+    }
+    .expect("lapse");
+    match tollgate::engine::site(&env.app.state, &tenant).await {
+        Err(e) => assert!(e.is_retryable(), "{e}"),
+        Ok(site) => panic!("called with a lapsed token: {site:?}"),
+    }
+    let token = env.forge.sign(&env.forge.claims());
+    assert_eq!(
+        env.post(&token, "/forge/scheduled", &json!({}))
+            .await
+            .status(),
+        204
+    );
+    let (_, site) = tollgate::engine::site(&env.app.state, &tenant)
+        .await
+        .expect("a fresh token");
+    assert!(!site.is_connect());
+}
