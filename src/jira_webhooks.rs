@@ -173,7 +173,7 @@ pub fn signature_matches(secret: &[u8], body: &[u8], header: Option<&str>) -> bo
     let Some(hex) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
         return false;
     };
-    let Some(claimed) = from_hex(hex) else {
+    let Some(claimed) = crate::audit::unhex(hex) else {
         return false;
     };
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
@@ -181,16 +181,6 @@ pub fn signature_matches(secret: &[u8], body: &[u8], header: Option<&str>) -> bo
     };
     mac.update(body);
     mac.verify_slice(&claimed).is_ok()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// The source's tenant if it exists, is active, and the body's signature is right.

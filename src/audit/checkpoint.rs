@@ -70,7 +70,7 @@ impl CheckpointKey {
 
     /// Whether the checkpoint was signed with this key (constant-time).
     pub fn verifies(&self, checkpoint: &Checkpoint) -> bool {
-        let Some(mac) = unhex(&checkpoint.mac) else {
+        let Some(mac) = crate::audit::unhex(&checkpoint.mac) else {
             return false;
         };
         self.hmac(
@@ -91,16 +91,6 @@ pub fn message(chain: &str, seq: i64, hash: &str, at: DateTime<Utc>) -> String {
         "tollgate-audit-checkpoint\n{chain}\n{seq}\n{hash}\n{}",
         at.to_rfc3339_opts(SecondsFormat::Micros, true)
     )
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Checkpoints the event at `seq` of `chain`, if it exists and is not checkpointed yet.

@@ -220,7 +220,8 @@ pub async fn bundle(
             })).collect::<Vec<_>>(),
             "steps": steps.iter().filter(|s| s.0 == r.id).map(|s| json!({
                 "step": s.1,
-                "plan": parsed(&s.2),
+                "plan": serde_json::from_str::<crate::grants::plan::Step>(&s.2)
+                    .map_or_else(|_| parsed(&s.2), |step| step.full()),
                 "grant": s.3,
                 "revoke": s.4,
                 "attempts": s.5,

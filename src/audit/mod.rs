@@ -90,6 +90,17 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The bytes of a hex string (either case), `None` if it is not one.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// `sha256(previous hash ‖ canonical bytes)`, hex.
 pub fn chain_hash(prev_hash: &str, canonical: &str) -> String {
     let mut hasher = Sha256::new();

@@ -20,6 +20,31 @@ use crate::store::requests;
 /// comes sooner than they expire).
 const WINDOW_BATCH: i64 = 20_000;
 
+/// Most grants one `ExpireMany` job ends, and how far apart their expiries may be (the
+/// earliest is ended this much late at most).
+const BATCH_SIZE: usize = 200;
+const BATCH_SPAN: TimeDelta = TimeDelta::seconds(5);
+
+/// Steps per `RevokeSteps` job: a mass expiry spreads over several, run side by side.
+const STEPS_PER_JOB: usize = 100;
+
+/// Expiries (sorted by time) in runs that end together: at most [`BATCH_SIZE`] long, spanning
+/// at most [`BATCH_SPAN`].
+fn batches(due: &[(Uuid, DateTime<Utc>)]) -> Vec<&[(Uuid, DateTime<Utc>)]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=due.len() {
+        let ends = i == due.len()
+            || i - start == BATCH_SIZE
+            || due[i].1 - due[start].1 > BATCH_SPAN;
+        if ends {
+            out.push(&due[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
 fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
@@ -43,17 +68,33 @@ pub(crate) async fn schedule_expiry(
 pub async fn queue_window(state: &AppState) -> Result<usize, EngineError> {
     let now = state.clock.now();
     let due = requests::active_expiring_by(&state.store, now + EXPIRY_WINDOW, WINDOW_BATCH).await?;
-    let mut queued = 0;
-    for chunk in due.chunks(500) {
+    let due: Vec<(Uuid, DateTime<Utc>)> = due
+        .iter()
+        .filter_map(|r| Some((r.id, r.expires_at?)))
+        .collect();
+    let batches = batches(&due);
+    for chunk in batches.chunks(100) {
         let mut tx = state.store.begin().await?;
-        for request in chunk {
-            if let Some(at) = request.expires_at {
-                schedule_expiry(&mut tx, state, request.id, at).await?;
-                queued += 1;
-            }
+        for batch in chunk {
+            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                continue;
+            };
+            let job = if batch.len() == 1 {
+                Job::Expire {
+                    request: first.0,
+                    at: micros(first.1),
+                }
+            } else {
+                Job::ExpireMany {
+                    items: batch.iter().map(|(id, at)| (*id, micros(*at))).collect(),
+                }
+            };
+            // Due when the last of them expires: the first waits at most BATCH_SPAN.
+            jobs::schedule(&mut tx, &job, wall(state, last.1)).await?;
         }
         tx.commit().await?;
     }
+    let queued = due.len();
     for before in &state.config.grants.remind_before {
         let before = TimeDelta::from_std(*before).unwrap_or(TimeDelta::days(1));
         let soon =
@@ -111,6 +152,48 @@ pub async fn expire(state: &AppState, id: Uuid, at: i64) -> Result<(), EngineErr
     Ok(())
 }
 
+/// The `ExpireMany` job: [`expire`] for each grant, in one transaction, with their steps
+/// handed to a few `RevokeSteps` jobs. A grant extended or revoked since is left alone.
+pub async fn expire_many(state: &AppState, items: &[(Uuid, i64)]) -> Result<(), EngineError> {
+    let now = state.clock.now();
+    let mut steps = Vec::new();
+    let mut ended = 0;
+    let mut tx = state.store.begin().await?;
+    for (id, at) in items {
+        let Some(mut request) = requests::lock_id(&mut tx, *id).await? else {
+            continue;
+        };
+        let current = request.expires_at.map(micros);
+        if request.state != State::Active || current != Some(*at) || request.expires_at > Some(now)
+        {
+            continue;
+        }
+        run::begin_revoke_into(
+            &mut tx,
+            state,
+            &mut request,
+            EndCause::Expired,
+            "the access expired",
+            Actor::System("expiry".into()),
+            now,
+            Some(&mut steps),
+        )
+        .await?;
+        ended += 1;
+    }
+    for chunk in steps.chunks(STEPS_PER_JOB) {
+        let job = Job::RevokeSteps {
+            items: chunk.to_vec(),
+        };
+        jobs::schedule(&mut tx, &job, chrono::Utc::now()).await?;
+    }
+    tx.commit().await?;
+    if ended > 0 {
+        tracing::info!(ended, steps = steps.len(), "temporary access expired");
+    }
+    Ok(())
+}
+
 /// The `ExpiryReminder` job: tells the ticket, if the grant still expires then.
 pub async fn remind(
     state: &AppState,
@@ -149,4 +232,27 @@ pub async fn remind(
     crate::engine::notices::enqueue(&mut tx, &request, notice, key).await?;
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiries_are_batched_by_count_and_by_how_far_apart_they_are() {
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let due: Vec<(Uuid, DateTime<Utc>)> = (0..450)
+            .map(|i| (Uuid::now_v7(), t0 + TimeDelta::milliseconds(i * 10)))
+            .chain([(Uuid::now_v7(), t0 + TimeDelta::seconds(60))])
+            .collect();
+        let sizes: Vec<usize> = batches(&due).iter().map(|b| b.len()).collect();
+        // 450 within 4.5 s: 200 + 200 + 50; the one a minute later goes alone.
+        assert_eq!(sizes, [200, 200, 50, 1]);
+        let spread: Vec<(Uuid, DateTime<Utc>)> = (0..4)
+            .map(|i| (Uuid::now_v7(), t0 + TimeDelta::seconds(i * 3)))
+            .collect();
+        let sizes: Vec<usize> = batches(&spread).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [2, 2], "no batch spans more than 5 s");
+        assert!(batches(&[]).is_empty());
+    }
 }

@@ -36,7 +36,10 @@ impl Via {
 }
 
 /// One step of a grant: what the catalog asked for, what is applied, and through what.
+/// Stored compactly (a million grants are a million plans): `applied` only when it differs
+/// from `asked`, absent fields left out; [`Step::full`] spells it all out for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredStep", into = "StoredStep")]
 pub struct Step {
     /// As the catalog wrote it.
     pub asked: GrantTarget,
@@ -51,7 +54,55 @@ pub struct Step {
     pub note: Option<String>,
 }
 
+/// A step as stored: rows written before compaction carry every field and read the same.
+#[derive(Serialize, Deserialize)]
+struct StoredStep {
+    asked: GrantTarget,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    applied: Option<GrantTarget>,
+    via: Via,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idp_person: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+impl From<StoredStep> for Step {
+    fn from(stored: StoredStep) -> Self {
+        Self {
+            applied: stored.applied.unwrap_or_else(|| stored.asked.clone()),
+            asked: stored.asked,
+            via: stored.via,
+            idp_person: stored.idp_person,
+            note: stored.note,
+        }
+    }
+}
+
+impl From<Step> for StoredStep {
+    fn from(step: Step) -> Self {
+        Self {
+            applied: (step.applied != step.asked).then_some(step.applied),
+            asked: step.asked,
+            via: step.via,
+            idp_person: step.idp_person,
+            note: step.note,
+        }
+    }
+}
+
 impl Step {
+    /// Every field, for people reading it (evidence bundles).
+    pub fn full(&self) -> serde_json::Value {
+        serde_json::json!({
+            "asked": self.asked,
+            "applied": self.applied,
+            "via": self.via,
+            "idp_person": self.idp_person,
+            "note": self.note,
+        })
+    }
+
     /// `kind:name`, the same for two grants of the same thing (to find overlapping grants).
     pub fn target_key(&self) -> String {
         target_key(&self.applied)
@@ -236,6 +287,42 @@ mod tests {
             cloud_id: None,
             synced_groups: Vec::new(),
         })
+    }
+
+    #[test]
+    fn steps_are_stored_compactly_and_old_rows_still_read() {
+        let group = GrantTarget::IdpGroup {
+            group: "fin-tools".into(),
+        };
+        let step = Step {
+            asked: group.clone(),
+            applied: group.clone(),
+            via: Via::Idp {
+                source: "ldap".into(),
+            },
+            idp_person: None,
+            note: None,
+        };
+        let stored = serde_json::to_string(&step).expect("json");
+        assert_eq!(
+            stored,
+            r#"{"asked":{"idp_group":{"group":"fin-tools"}},"via":{"idp":{"source":"ldap"}}}"#
+        );
+        assert_eq!(serde_json::from_str::<Step>(&stored).expect("reads"), step);
+        // As rows were written before: every field, nulls included.
+        let old = r#"{"asked":{"idp_group":{"group":"fin-tools"}},"applied":{"idp_group":{"group":"fin-tools"}},"via":{"idp":{"source":"ldap"}},"idp_person":null,"note":null}"#;
+        assert_eq!(serde_json::from_str::<Step>(old).expect("reads"), step);
+        // A synced Jira group granted through the IdP keeps both.
+        let synced = Step {
+            asked: GrantTarget::JiraGroup {
+                group: "fin-tools".into(),
+            },
+            ..step.clone()
+        };
+        let stored = serde_json::to_string(&synced).expect("json");
+        assert!(stored.contains("applied"), "{stored}");
+        assert_eq!(serde_json::from_str::<Step>(&stored).expect("reads"), synced);
+        assert_eq!(synced.full()["applied"], serde_json::json!({"idp_group": {"group": "fin-tools"}}));
     }
 
     fn ctx<'a>(credentials: &'a Credentials, synced: &'a HashSet<String>) -> Context<'a> {

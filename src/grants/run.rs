@@ -600,6 +600,22 @@ pub async fn begin_revoke(
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<(), EngineError> {
+    begin_revoke_into(tx, state, request, cause, reason, actor, now, None).await
+}
+
+/// [`begin_revoke`], with the steps to undo handed to `batch` (request, step, attempt) for
+/// one [`Job::RevokeSteps`] instead of a job each, when a batch is given.
+#[allow(clippy::too_many_arguments)]
+pub async fn begin_revoke_into(
+    tx: &mut Tx,
+    state: &AppState,
+    request: &mut Request,
+    cause: EndCause,
+    reason: &str,
+    actor: Actor,
+    now: DateTime<Utc>,
+    mut batch: Option<&mut Vec<(Uuid, i64, i64)>>,
+) -> Result<(), EngineError> {
     request.state = State::Revoking;
     request.end_cause = Some(cause);
     request.reason = Some(reason.to_string());
@@ -616,6 +632,10 @@ pub async fn begin_revoke(
     .await?;
     let todo = steps::start_revoke(tx, request.id, now).await?;
     for (step, attempt) in &todo {
+        if let Some(batch) = batch.as_deref_mut() {
+            batch.push((request.id, *step, *attempt));
+            continue;
+        }
         let job = Job::GrantStep {
             request: request.id,
             step: *step,
@@ -625,6 +645,43 @@ pub async fn begin_revoke(
         jobs::schedule(tx, &job, Utc::now()).await?;
     }
     settle(tx, state, request, now).await
+}
+
+/// How many steps of a [`Job::RevokeSteps`] are undone at the same time.
+const REVOKE_CONCURRENCY: usize = 16;
+
+/// The `RevokeSteps` job: undoes each step as its own `GrantStep` job would (claimed, so a
+/// second delivery of this job, or a retry of a step, applies nothing twice), several at a
+/// time. A store error fails the job, and its retry skips the steps already settled.
+pub async fn revoke_steps(state: &AppState, items: &[(Uuid, i64, i64)]) -> Result<(), EngineError> {
+    // Owned tasks: each step is a future of its own, a bounded number in flight.
+    let mut pending = items.iter().copied();
+    let mut running = tokio::task::JoinSet::new();
+    let mut results = Vec::with_capacity(items.len());
+    loop {
+        while running.len() < REVOKE_CONCURRENCY
+            && let Some((id, index, attempt)) = pending.next()
+        {
+            let state = state.clone();
+            running.spawn(async move { step(&state, id, index, Phase::Revoke, attempt).await });
+        }
+        match running.join_next().await {
+            Some(Ok(result)) => results.push(result),
+            Some(Err(e)) => results.push(Err(EngineError::Store(StoreError::Internal(format!(
+                "a revocation step stopped: {e}"
+            ))))),
+            None => break,
+        }
+    }
+    let mut retry = None;
+    for result in results {
+        match result {
+            Ok(()) => {}
+            Err(e) if e.is_retryable() => retry = retry.or(Some(e)),
+            Err(e) => tracing::error!(error = %e, "a revocation step failed for good"),
+        }
+    }
+    retry.map_or(Ok(()), Err)
 }
 
 /// Revokes the request's access now, if it holds any that is not already being removed.

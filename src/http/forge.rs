@@ -112,8 +112,11 @@ pub async fn event(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /forge/installed`: registers the installation (any first invocation would too).
-pub async fn installed(
+/// `POST /forge/installed` and `POST /forge/scheduled` (the manifest's hourly trigger): the
+/// installation is registered on first sight and its newest system token kept. Forge has no
+/// way to ask for a token, so the hourly call is what keeps outbound calls (expiries at night)
+/// supplied with one.
+pub async fn refresh(
     State(state): State<AppState>,
     call: ForgeCall,
 ) -> Result<StatusCode, ApiError> {
@@ -127,15 +130,5 @@ pub async fn uninstalled(
     call: ForgeCall,
 ) -> Result<StatusCode, ApiError> {
     installations::uninstalled(&state, &call.invocation).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `POST /forge/scheduled`: the manifest's hourly trigger. Forge has no way to ask for a token,
-/// so this call is what keeps outbound calls (expiries at night) supplied with one.
-pub async fn scheduled(
-    State(state): State<AppState>,
-    call: ForgeCall,
-) -> Result<StatusCode, ApiError> {
-    call.tenant(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,7 +10,6 @@ use axum::response::Response;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::atlassian::Site;
 use crate::audit::report::{self, Format, Query, Report, Scope};
 use crate::connect::auth::{QshRule, Verified};
 use crate::connect::tenant::Product;
@@ -124,8 +123,10 @@ async fn site_admin(state: &AppState, verified: Verified) -> Result<Reader, ApiE
     let Some(account) = verified.account_id else {
         return Err(ApiError::Forbidden("the token names no user".into()));
     };
-    let site = Site::from_tenant(&tenant, &state.secret_key)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("unsealing the site's secret: {e}")))?;
+    let site = crate::engine::site_of(state, &tenant).await.map_err(|e| {
+        tracing::warn!(error = %e, tenant = tenant.client_key, "no way to call the site");
+        ApiError::Unavailable("Jira cannot be called for this site now; try again".into())
+    })?;
     match state.atlassian.is_jira_admin(&site, &account).await {
         Ok(true) => Ok(Reader::SiteAdmin {
             tenant: tenant.client_key,

@@ -64,6 +64,12 @@ pub enum Job {
     },
     /// End temporary access that expires at `at` (microseconds since the epoch).
     Expire { request: Uuid, at: i64 },
+    /// End the temporary access of grants that expire together (request, `at`): one
+    /// transaction, and their steps in a few `RevokeSteps` jobs, so a mass expiry costs a few
+    /// jobs rather than four per grant.
+    ExpireMany { items: Vec<(Uuid, i64)> },
+    /// Undo these steps (request, step, attempt), several at a time.
+    RevokeSteps { items: Vec<(Uuid, i64, i64)> },
     /// Remind the requester `before_seconds` before access expiring at `expires_at` ends.
     ExpiryReminder {
         request: Uuid,
@@ -100,6 +106,8 @@ impl Job {
             Job::Provision { .. } => "provision",
             Job::GrantStep { .. } => "grant_step",
             Job::Expire { .. } => "expire",
+            Job::ExpireMany { .. } => "expire_many",
+            Job::RevokeSteps { .. } => "revoke_steps",
             Job::ExpiryReminder { .. } => "expiry_reminder",
             Job::ExpiryWindow { .. } => "expiry_window",
             Job::Reconcile { .. } => "reconcile",
@@ -135,6 +143,13 @@ impl Job {
                 phase.as_str()
             )),
             Job::Expire { request, at } => Some(format!("expire:{request}:{at}")),
+            // The same batch queued again by the next window run is the same job.
+            Job::ExpireMany { items } => items
+                .first()
+                .map(|(request, at)| format!("expire_many:{request}:{at}:{}", items.len())),
+            Job::RevokeSteps { items } => items.first().map(|(request, step, attempt)| {
+                format!("revoke_steps:{request}:{step}:{attempt}:{}", items.len())
+            }),
             Job::ExpiryReminder {
                 request,
                 expires_at,
@@ -382,6 +397,12 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
         } => engine_job(crate::grants::run::step(state, *request, *step, *phase, *attempt).await),
         Job::Expire { request, at } => {
             engine_job(crate::grants::expiry::expire(state, *request, *at).await)
+        }
+        Job::ExpireMany { items } => {
+            engine_job(crate::grants::expiry::expire_many(state, items).await)
+        }
+        Job::RevokeSteps { items } => {
+            engine_job(crate::grants::run::revoke_steps(state, items).await)
         }
         Job::ExpiryReminder {
             request,

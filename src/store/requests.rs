@@ -372,7 +372,7 @@ pub async fn active_expiring_by(
 ) -> Result<Vec<Request>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM requests WHERE state = 'active' AND expires_at IS NOT NULL \
-         AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+         AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2"
     );
     let rows: Vec<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))

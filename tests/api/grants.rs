@@ -438,6 +438,49 @@ async fn a_grant_reaches_every_system_and_expires_after_a_restart() {
     assert!(cloud_violations.is_empty(), "{cloud_violations:#?}");
 }
 
+/// Grants expiring together end in one `ExpireMany` transaction and their steps in a
+/// `RevokeSteps` job; delivered twice, the batch changes nothing the second time.
+#[tokio::test]
+async fn expiries_due_together_end_in_one_batch_once() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    let active = env.approved_and_active().await;
+    let at = active.expires_at.expect("expires").timestamp_micros();
+    env.advance(TimeDelta::days(7) + TimeDelta::minutes(1));
+    let gone = uuid::Uuid::now_v7();
+    for _ in 0..2 {
+        tollgate::grants::expiry::expire_many(&env.app.state, &[(gone, at), (active.id, at)])
+            .await
+            .expect("batch");
+    }
+    let ended = env.reaches(State::Expired).await;
+    assert!(ended.ended_at.is_some());
+    assert_eq!(env.members("fin-tools").await, ["ceo"]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    env.comment_with("expired and has been removed").await;
+    // Its steps again: already settled, so nothing is called and nothing is said twice.
+    let calls = env.cloud.recorded().len();
+    tollgate::grants::run::revoke_steps(
+        &env.app.state,
+        &[(active.id, 0, 0), (active.id, 1, 0), (active.id, 2, 0), (active.id, 3, 0)],
+    )
+    .await
+    .expect("no-op");
+    assert_eq!(env.cloud.recorded().len(), calls);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let expired_comments = env
+        .comments()
+        .iter()
+        .filter(|c| c.contains("expired and has been removed"))
+        .count();
+    assert_eq!(expired_comments, 1);
+    let chain = tollgate::audit::verify_chain(&env.app.state.store, &env.site.client_key)
+        .await
+        .expect("read");
+    assert!(chain.is_ok(), "{chain:?}");
+}
+
 #[tokio::test]
 async fn a_rate_limited_step_waits_and_then_succeeds() {
     let Some(env) = start("fin-tools").await else {
