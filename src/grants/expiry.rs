@@ -34,9 +34,8 @@ fn batches(due: &[(Uuid, DateTime<Utc>)]) -> Vec<&[(Uuid, DateTime<Utc>)]> {
     let mut out = Vec::new();
     let mut start = 0;
     for i in 1..=due.len() {
-        let ends = i == due.len()
-            || i - start == BATCH_SIZE
-            || due[i].1 - due[start].1 > BATCH_SPAN;
+        let ends =
+            i == due.len() || i - start == BATCH_SIZE || due[i].1 - due[start].1 > BATCH_SPAN;
         if ends {
             out.push(&due[start..i]);
             start = i;

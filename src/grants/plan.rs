@@ -321,8 +321,14 @@ mod tests {
         };
         let stored = serde_json::to_string(&synced).expect("json");
         assert!(stored.contains("applied"), "{stored}");
-        assert_eq!(serde_json::from_str::<Step>(&stored).expect("reads"), synced);
-        assert_eq!(synced.full()["applied"], serde_json::json!({"idp_group": {"group": "fin-tools"}}));
+        assert_eq!(
+            serde_json::from_str::<Step>(&stored).expect("reads"),
+            synced
+        );
+        assert_eq!(
+            synced.full()["applied"],
+            serde_json::json!({"idp_group": {"group": "fin-tools"}})
+        );
     }
 
     fn ctx<'a>(credentials: &'a Credentials, synced: &'a HashSet<String>) -> Context<'a> {

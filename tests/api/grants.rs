@@ -463,7 +463,12 @@ async fn expiries_due_together_end_in_one_batch_once() {
     let calls = env.cloud.recorded().len();
     tollgate::grants::run::revoke_steps(
         &env.app.state,
-        &[(active.id, 0, 0), (active.id, 1, 0), (active.id, 2, 0), (active.id, 3, 0)],
+        &[
+            (active.id, 0, 0),
+            (active.id, 1, 0),
+            (active.id, 2, 0),
+            (active.id, 3, 0),
+        ],
     )
     .await
     .expect("no-op");
