@@ -22,7 +22,7 @@ const WINDOW_BATCH: i64 = 20_000;
 
 /// Most grants one `ExpireMany` job ends, and how far apart their expiries may be (the
 /// earliest is ended this much late at most).
-const BATCH_SIZE: usize = 200;
+pub(crate) const BATCH_SIZE: usize = 200;
 const BATCH_SPAN: TimeDelta = TimeDelta::seconds(5);
 
 /// Steps per `RevokeSteps` job: a mass expiry spreads over several, run side by side.
@@ -153,7 +153,8 @@ pub async fn expire(state: &AppState, id: Uuid, at: i64) -> Result<(), EngineErr
 
 /// The `ExpireMany` job: [`expire`] for each grant, in one transaction, with their steps
 /// handed to a few `RevokeSteps` jobs. A grant extended or revoked since is left alone.
-pub async fn expire_many(state: &AppState, items: &[(Uuid, i64)]) -> Result<(), EngineError> {
+/// Returns how many it ended.
+pub async fn expire_many(state: &AppState, items: &[(Uuid, i64)]) -> Result<usize, EngineError> {
     let now = state.clock.now();
     let mut steps = Vec::new();
     let mut ended = 0;
@@ -190,7 +191,7 @@ pub async fn expire_many(state: &AppState, items: &[(Uuid, i64)]) -> Result<(), 
     if ended > 0 {
         tracing::info!(ended, steps = steps.len(), "temporary access expired");
     }
-    Ok(())
+    Ok(ended)
 }
 
 /// The `ExpiryReminder` job: tells the ticket, if the grant still expires then.

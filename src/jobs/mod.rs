@@ -398,9 +398,11 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
         Job::Expire { request, at } => {
             engine_job(crate::grants::expiry::expire(state, *request, *at).await)
         }
-        Job::ExpireMany { items } => {
-            engine_job(crate::grants::expiry::expire_many(state, items).await)
-        }
+        Job::ExpireMany { items } => engine_job(
+            crate::grants::expiry::expire_many(state, items)
+                .await
+                .map(|_| ()),
+        ),
         Job::RevokeSteps { items } => {
             engine_job(crate::grants::run::revoke_steps(state, items).await)
         }
