@@ -122,64 +122,57 @@ pub async fn queue_window(state: &AppState) -> Result<usize, EngineError> {
     Ok(queued)
 }
 
-/// The `Expire` job: revokes the grant if it is still active and still expires at `at` (an
-/// extension moves `expires_at`, which makes this job stale).
-pub async fn expire(state: &AppState, id: Uuid, at: i64) -> Result<(), EngineError> {
-    let now = state.clock.now();
-    let mut tx = state.store.begin().await?;
-    let Some(mut request) = requests::lock_id(&mut tx, id).await? else {
-        tx.rollback().await?;
-        return Ok(());
+/// Starts revoking `id` if it is still active and still expires at `at` (an extension moves
+/// `expires_at`, which makes the job that asks stale); `false` when it was left alone.
+async fn end_if_due(
+    tx: &mut Tx,
+    state: &AppState,
+    id: Uuid,
+    at: i64,
+    now: DateTime<Utc>,
+    batch: Option<&mut Vec<(Uuid, i64, i64)>>,
+) -> Result<bool, EngineError> {
+    let Some(mut request) = requests::lock_id(tx, id).await? else {
+        return Ok(false);
     };
     let current = request.expires_at.map(micros);
     if request.state != State::Active || current != Some(at) || request.expires_at > Some(now) {
-        tx.rollback().await?;
-        return Ok(());
+        return Ok(false);
     }
-    run::begin_revoke(
-        &mut tx,
+    run::begin_revoke_into(
+        tx,
         state,
         &mut request,
         EndCause::Expired,
         "the access expired",
         Actor::System("expiry".into()),
         now,
+        batch,
     )
     .await?;
-    tx.commit().await?;
     tracing::info!(ticket = request.ticket_key, "temporary access expired");
+    Ok(true)
+}
+
+/// The `Expire` job: one grant, its steps a job each.
+pub async fn expire(state: &AppState, id: Uuid, at: i64) -> Result<(), EngineError> {
+    let mut tx = state.store.begin().await?;
+    end_if_due(&mut tx, state, id, at, state.clock.now(), None).await?;
+    tx.commit().await?;
     Ok(())
 }
 
-/// The `ExpireMany` job: [`expire`] for each grant, in one transaction, with their steps
-/// handed to a few `RevokeSteps` jobs. A grant extended or revoked since is left alone.
-/// Returns how many it ended.
+/// The `ExpireMany` job: each grant as [`expire`] would, in one transaction, with their steps
+/// handed to a few `RevokeSteps` jobs. Returns how many it ended.
 pub async fn expire_many(state: &AppState, items: &[(Uuid, i64)]) -> Result<usize, EngineError> {
     let now = state.clock.now();
     let mut steps = Vec::new();
     let mut ended = 0;
     let mut tx = state.store.begin().await?;
     for (id, at) in items {
-        let Some(mut request) = requests::lock_id(&mut tx, *id).await? else {
-            continue;
-        };
-        let current = request.expires_at.map(micros);
-        if request.state != State::Active || current != Some(*at) || request.expires_at > Some(now)
-        {
-            continue;
+        if end_if_due(&mut tx, state, *id, *at, now, Some(&mut steps)).await? {
+            ended += 1;
         }
-        run::begin_revoke_into(
-            &mut tx,
-            state,
-            &mut request,
-            EndCause::Expired,
-            "the access expired",
-            Actor::System("expiry".into()),
-            now,
-            Some(&mut steps),
-        )
-        .await?;
-        ended += 1;
     }
     for chunk in steps.chunks(STEPS_PER_JOB) {
         let job = Job::RevokeSteps {
@@ -188,9 +181,6 @@ pub async fn expire_many(state: &AppState, items: &[(Uuid, i64)]) -> Result<usiz
         jobs::schedule(&mut tx, &job, chrono::Utc::now()).await?;
     }
     tx.commit().await?;
-    if ended > 0 {
-        tracing::info!(ended, steps = steps.len(), "temporary access expired");
-    }
     Ok(ended)
 }
 
