@@ -299,6 +299,20 @@ impl Atlassian {
         })
     }
 
+    /// The site's own base URL (`https://acme.atlassian.net`), as Jira states it: what a
+    /// call through Forge's gateway does not otherwise learn.
+    pub async fn server_base_url(&self, site: &Site) -> Result<String, AtlassianError> {
+        let info: Value = self
+            .on_site(site, Method::GET, "/rest/api/3/serverInfo", None)
+            .await?
+            .json()?;
+        info["baseUrl"]
+            .as_str()
+            .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+            .map(|url| url.trim_end_matches('/').to_string())
+            .ok_or_else(|| AtlassianError::Refused("serverInfo has no baseUrl".into()))
+    }
+
     /// Whether the account holds Jira's *Administer Jira* global permission. A Connect app may
     /// ask this from its server about any account, without being an administrator itself.
     pub async fn is_jira_admin(

@@ -54,13 +54,55 @@ pub async fn tenant_for(
         }
         _ => register(state, invocation, sealed, now).await?,
     };
-    let active = tenants::get(&state.store, &tenant)
+    let Some(row) = tenants::get(&state.store, &tenant)
         .await?
-        .is_some_and(|t| t.state.is_active());
-    if active {
-        Ok(tenant)
-    } else {
-        Err(InstallationError::Inactive)
+        .filter(|t| t.state.is_active())
+    else {
+        return Err(InstallationError::Inactive);
+    };
+    if row.kind == TenantKind::Forge && row.base_url == invocation.api_base_url {
+        learn_site_url(state, &row, invocation, system_token).await;
+    }
+    Ok(tenant)
+}
+
+/// How long asking the site for its URL may take out of Forge's 5 seconds.
+const SITE_URL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A Forge-only tenant registered without `context.siteUrl` has the gateway as its address:
+/// ticket links and the intake mapping (chosen by host) need the site's own. Asked from
+/// `serverInfo` with this invocation's token; a failure leaves it for the next invocation.
+async fn learn_site_url(
+    state: &AppState,
+    tenant: &Tenant,
+    invocation: &Invocation,
+    system_token: Option<&str>,
+) {
+    let Some(token) = system_token else {
+        return;
+    };
+    let token = token
+        .strip_prefix("Bearer ")
+        .unwrap_or(token)
+        .trim()
+        .to_string();
+    let site = crate::atlassian::Site::forge(tenant, &invocation.api_base_url, token);
+    let asked = tokio::time::timeout(SITE_URL_TIMEOUT, state.atlassian.server_base_url(&site));
+    match asked.await {
+        Ok(Ok(url)) => match host_of(&url) {
+            Some(host) => {
+                if let Err(e) =
+                    tenants::set_site(&state.store, &tenant.client_key, &url, &host).await
+                {
+                    tracing::warn!(error = %e, "the site's URL was not stored");
+                } else {
+                    tracing::info!(tenant = tenant.client_key, url, "Forge site URL learnt");
+                }
+            }
+            None => tracing::warn!(url, "serverInfo named no host"),
+        },
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot ask the site for its URL yet"),
+        Err(_) => tracing::warn!("asking the site for its URL took too long"),
     }
 }
 

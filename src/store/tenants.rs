@@ -284,3 +284,23 @@ pub async fn connect_jira_of_site_in(
     })?;
     row.map(from_row).transpose()
 }
+
+/// The site's address, learnt after the tenant was registered (a Forge installation that did
+/// not name its site).
+pub async fn set_site(
+    store: &Store,
+    client_key: &str,
+    base_url: &str,
+    host: &str,
+) -> Result<(), StoreError> {
+    on_db!(store.db(), |pool| {
+        sqlx::query("UPDATE tenants SET base_url = $2, host = $3 WHERE client_key = $1")
+            .bind(client_key)
+            .bind(base_url)
+            .bind(host)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(())
+}

@@ -484,6 +484,10 @@ async fn a_forge_tenant_without_a_fresh_token_waits_for_the_next_invocation() {
         .expect("read")
         .expect("a tenant of its own");
     assert_eq!(stored.kind, TenantKind::Forge);
+    // The token named no site: its URL (ticket links, the intake mapping by host) was asked
+    // from Jira through the gateway.
+    assert_eq!(stored.base_url, env.cloud.site_url());
+    assert_eq!(stored.host, "127.0.0.1");
     assert!(
         tollgate::engine::site(&env.app.state, &tenant)
             .await

@@ -65,6 +65,12 @@ pub fn ops() -> Ops {
             get_user,
         )
         .op(
+            Method::GET,
+            "/rest/api/3/serverInfo",
+            Connect(Scope::Read),
+            server_info,
+        )
+        .op(
             Method::POST,
             "/rest/api/3/permissions/check",
             Connect(Scope::Read),
@@ -257,6 +263,20 @@ async fn get_user(State(w): St, Query(q): Params) -> Response {
             "Specified user does not exist or you do not have required permissions",
         ),
     }
+}
+
+async fn server_info(State(w): St) -> Response {
+    let world = w.world();
+    Json(json!({
+        "baseUrl": world.base_url,
+        "displayUrl": world.base_url,
+        "deploymentType": "Cloud",
+        "version": "1001.0.0-SNAPSHOT",
+        "versionNumbers": [1001, 0, 0],
+        "buildNumber": 100_000,
+        "serverTitle": "Jira",
+    }))
+    .into_response()
 }
 
 /// Global permissions this fake knows; Jira refuses a name it does not recognize.

@@ -323,6 +323,7 @@ impl FakeAtlassian {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        lock(&shared.world).base_url = format!("http://{addr}");
         let task = tokio::spawn(async move {
             let _ = axum::serve(
                 listener,

@@ -84,6 +84,8 @@ pub struct World {
     pub organization_names: BTreeMap<u64, String>,
     /// Groups the SCIM directory provisions (fed from the IdP): their display names.
     pub scim_groups: Vec<String>,
+    /// The site's base URL, as `serverInfo` states it (set when the fake starts).
+    pub base_url: String,
     /// Accounts holding the *Administer Jira* global permission.
     pub administrators: BTreeSet<String>,
     /// Overrides every listing's page size (tests set 1 to page through everything).
