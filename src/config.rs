@@ -251,7 +251,7 @@ pub const SETTINGS: &[Setting] = &[
         "idp.kind",
         "TOLLGATE_IDP_KIND",
         Some("file"),
-        "Where the org chart comes from: `file` (org.yaml), `scim` or `ldap`.",
+        "Where the org chart comes from: `file` (org.yaml), `scim`, `ldap` or `okta`.",
     ),
     setting(
         "idp.file",
@@ -328,6 +328,59 @@ pub const SETTINGS: &[Setting] = &[
         "TOLLGATE_IDP_LDAP_PAGE_SIZE",
         Some("500"),
         "Entries per paged-search page (keep it at or under the server's size limit).",
+    ),
+    setting(
+        "idp.concurrency",
+        "TOLLGATE_IDP_CONCURRENCY",
+        Some("8"),
+        "Requests in flight at once to a REST identity provider (Okta, Entra ID, Google) during a sync.",
+    ),
+    setting(
+        "idp.okta_url",
+        "TOLLGATE_IDP_OKTA_URL",
+        None,
+        "The Okta org, e.g. `https://acme.okta.com`, for `okta`.",
+    ),
+    secret(
+        "idp.okta_token",
+        "TOLLGATE_IDP_OKTA_TOKEN",
+        "An Okta API token (sent as `SSWS`); or use a service app (`idp.okta_client_id`).",
+    ),
+    setting(
+        "idp.okta_client_id",
+        "TOLLGATE_IDP_OKTA_CLIENT_ID",
+        None,
+        "Client id of an Okta API service app (`private_key_jwt`, scopes okta.users.read and okta.groups.manage).",
+    ),
+    setting(
+        "idp.okta_private_key_file",
+        "TOLLGATE_IDP_OKTA_PRIVATE_KEY_FILE",
+        None,
+        "PEM file of the service app's RSA private key.",
+    ),
+    setting(
+        "idp.okta_key_id",
+        "TOLLGATE_IDP_OKTA_KEY_ID",
+        None,
+        "The `kid` of that key as registered in Okta, if it has one.",
+    ),
+    setting(
+        "idp.okta_token_url",
+        "TOLLGATE_IDP_OKTA_TOKEN_URL",
+        None,
+        "Token endpoint of the service app; default `{okta_url}/oauth2/v1/token`.",
+    ),
+    setting(
+        "idp.okta_manager",
+        "TOLLGATE_IDP_OKTA_MANAGER",
+        Some("managerId"),
+        "Where managers come from: `managerId` (profile attribute) or `linked:<name>` (a linked-object relationship).",
+    ),
+    setting(
+        "idp.okta_page_size",
+        "TOLLGATE_IDP_OKTA_PAGE_SIZE",
+        Some("200"),
+        "`limit` asked per Okta page.",
     ),
 ];
 
@@ -635,6 +688,7 @@ pub enum IdpSource {
     File(PathBuf),
     Scim(crate::idp::scim::ScimConfig),
     Ldap(crate::idp::ldap::LdapConfig),
+    Okta(crate::idp::okta::OktaConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -830,11 +884,11 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
     use crate::idp::ldap::{Flavor, LdapConfig};
     use crate::idp::scim::ScimConfig;
     let kind = raw.require("idp.kind", |v| match v {
-        "file" | "scim" | "ldap" => Ok(v.to_string()),
-        "okta" | "entra" | "google" => {
-            Err(format!("`{v}` is not supported yet (file, scim, ldap)"))
-        }
-        _ => Err(format!("`{v}` is not one of file, scim, ldap")),
+        "file" | "scim" | "ldap" | "okta" => Ok(v.to_string()),
+        "entra" | "google" => Err(format!(
+            "`{v}` is not supported yet (file, scim, ldap, okta)"
+        )),
+        _ => Err(format!("`{v}` is not one of file, scim, ldap, okta")),
     })?;
     // A setting the chosen kind needs: its absence names the variable.
     let missing = |key: &str| ConfigError::Invalid {
@@ -884,6 +938,7 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
                 page_size: raw.require("idp.ldap_page_size", parse_positive)?,
             })
         }
+        "okta" => IdpSource::Okta(okta_config(raw, &missing)?),
         _ => IdpSource::File(
             raw.get("idp.file")
                 .map(PathBuf::from)
@@ -894,6 +949,46 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
         source,
         sync_interval: raw.require("idp.sync_interval", parse_positive_duration)?,
     })
+}
+
+fn okta_config(
+    raw: &RawSettings,
+    missing: &dyn Fn(&str) -> ConfigError,
+) -> Result<crate::idp::okta::OktaConfig, ConfigError> {
+    use crate::idp::okta::{ManagerSource, OktaAuth, OktaConfig};
+    let url = raw
+        .parse("idp.okta_url", parse_base_url)?
+        .ok_or_else(|| missing("idp.okta_url"))?;
+    let auth = match (raw.get("idp.okta_token"), raw.get("idp.okta_client_id")) {
+        (Some(token), _) => OktaAuth::ApiToken(Secret::new(token)),
+        (None, Some(client_id)) => OktaAuth::ServiceApp {
+            client_id: client_id.to_string(),
+            key_pem: Secret::new(
+                raw.parse("idp.okta_private_key_file", read_key_file)?
+                    .ok_or_else(|| missing("idp.okta_private_key_file"))?,
+            ),
+            key_id: raw.get("idp.okta_key_id").map(str::to_string),
+            token_url: raw.parse("idp.okta_token_url", parse_base_url)?,
+        },
+        (None, None) => return Err(missing("idp.okta_token")),
+    };
+    Ok(OktaConfig {
+        url,
+        auth,
+        manager: raw.require("idp.okta_manager", ManagerSource::parse)?,
+        page_size: raw.require("idp.okta_page_size", parse_positive)?,
+        concurrency: raw.require("idp.concurrency", parse_positive::<usize>)?,
+    })
+}
+
+/// A PEM private key named by its file (the path is not secret; the file is).
+fn read_key_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+    if text.contains("PRIVATE KEY-----") {
+        Ok(text)
+    } else {
+        Err(format!("`{path}` holds no PEM private key"))
+    }
 }
 
 fn comma_list(v: &str) -> Vec<String> {
@@ -1015,6 +1110,57 @@ mod tests {
         let err = Config::from_sources(None, &env_of(&[("DATABASE_URL", "mysql://x")]))
             .expect_err("unsupported database");
         assert!(err.to_string().contains("DATABASE_URL"));
+    }
+
+    #[test]
+    fn rest_identity_providers_need_their_address_and_a_credential() {
+        use crate::idp::okta::{ManagerSource, OktaAuth};
+        let err = Config::from_sources(None, &env_of(&[("TOLLGATE_IDP_KIND", "okta")]))
+            .expect_err("no org");
+        assert!(err.to_string().contains("TOLLGATE_IDP_OKTA_URL"), "{err}");
+        let err = Config::from_sources(
+            None,
+            &env_of(&[
+                ("TOLLGATE_IDP_KIND", "okta"),
+                ("TOLLGATE_IDP_OKTA_URL", "https://acme.okta.com"),
+            ]),
+        )
+        .expect_err("no credential");
+        assert!(err.to_string().contains("TOLLGATE_IDP_OKTA_TOKEN"), "{err}");
+        let config = Config::from_sources(
+            None,
+            &env_of(&[
+                ("TOLLGATE_IDP_KIND", "okta"),
+                ("TOLLGATE_IDP_OKTA_URL", "https://acme.okta.com/"),
+                ("TOLLGATE_IDP_OKTA_TOKEN", "00abc"),
+                ("TOLLGATE_IDP_OKTA_MANAGER", "linked:manager"),
+            ]),
+        )
+        .expect("valid");
+        let IdpSource::Okta(okta) = config.idp.source else {
+            panic!("okta expected");
+        };
+        assert_eq!(okta.url, "https://acme.okta.com");
+        assert!(matches!(okta.auth, OktaAuth::ApiToken(t) if t.expose() == "00abc"));
+        assert_eq!(okta.manager, ManagerSource::Linked("manager".into()));
+        assert_eq!((okta.page_size, okta.concurrency), (200, 8));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let not_a_key = dir.path().join("key.pem");
+        std::fs::write(&not_a_key, "hello").expect("write");
+        let err = Config::from_sources(
+            None,
+            &env_of(&[
+                ("TOLLGATE_IDP_KIND", "okta"),
+                ("TOLLGATE_IDP_OKTA_URL", "https://acme.okta.com"),
+                ("TOLLGATE_IDP_OKTA_CLIENT_ID", "0oa1"),
+                (
+                    "TOLLGATE_IDP_OKTA_PRIVATE_KEY_FILE",
+                    not_a_key.to_str().expect("utf8"),
+                ),
+            ]),
+        )
+        .expect_err("not a key");
+        assert!(err.to_string().contains("no PEM private key"), "{err}");
     }
 
     #[test]

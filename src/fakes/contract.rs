@@ -43,6 +43,9 @@ pub enum CallerKind {
     Connect(Vec<Scope>),
     /// An API key, token or basic credential.
     Key,
+    /// A caller of a vendor with no scope model in its spec (Okta, Google): parameters and
+    /// body are checked.
+    Vendor,
 }
 
 pub struct Call<'a> {
@@ -86,6 +89,20 @@ const SPEC_FILES: &[(&str, &str, &str)] = &[
     ("atlassian-confluence-v1.json", "/wiki/rest/api/", ""),
 ];
 const SCIM_FILE: &str = "atlassian-user-provisioning-scim.yaml";
+
+/// The spec file whose name starts with `prefix` (Okta's carries its version).
+fn spec_named(dir: &Path, prefix: &str) -> Result<PathBuf, String> {
+    std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .ok_or_else(|| format!("no {prefix}* spec in {}", dir.display()))
+}
 
 fn split(path: &str) -> Vec<Option<String>> {
     path.trim_matches('/')
@@ -134,26 +151,7 @@ impl Contract {
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let doc: Value =
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            let index = contract.docs.len();
-            for (template, item) in doc["paths"].as_object().into_iter().flatten() {
-                let path_item_params = item["parameters"].as_array().cloned().unwrap_or_default();
-                for (method, op) in item.as_object().into_iter().flatten() {
-                    if op.get("responses").is_none() {
-                        continue;
-                    }
-                    let full = format!("{mount}{template}");
-                    contract.ops.push(Operation {
-                        method: method.to_uppercase(),
-                        segments: split(&full),
-                        template: full,
-                        doc: index,
-                        spec: Some(op.clone()),
-                        path_item_params: path_item_params.clone(),
-                    });
-                }
-            }
-            contract.docs.push(doc);
-            contract.coverage.push(prefix);
+            contract.add_openapi(doc, prefix, mount);
         }
         let scim = dir.join(SCIM_FILE);
         let text =
@@ -175,6 +173,149 @@ impl Contract {
         }
         contract.coverage.extend(["/scim/directory/", "/admin/"]);
         Ok(contract)
+    }
+
+    fn empty() -> Self {
+        Contract {
+            docs: Vec::new(),
+            coverage: Vec::new(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// Every operation of an OpenAPI 3 document, its paths mounted under `mount`.
+    fn add_openapi(&mut self, doc: Value, prefix: &'static str, mount: &str) {
+        let index = self.docs.len();
+        for (template, item) in doc["paths"].as_object().into_iter().flatten() {
+            let path_item_params = item["parameters"].as_array().cloned().unwrap_or_default();
+            for (method, op) in item.as_object().into_iter().flatten() {
+                if op.get("responses").is_none() {
+                    continue;
+                }
+                let full = format!("{mount}{template}");
+                self.ops.push(Operation {
+                    method: method.to_uppercase(),
+                    segments: split(&full),
+                    template: full,
+                    doc: index,
+                    spec: Some(op.clone()),
+                    path_item_params: path_item_params.clone(),
+                });
+            }
+        }
+        self.docs.push(doc);
+        self.coverage.push(prefix);
+    }
+
+    /// Okta's Management API (`okta-management-minimal-*.yaml`), loaded once per process.
+    pub fn okta() -> Option<&'static Contract> {
+        static CONTRACT: OnceLock<Option<Contract>> = OnceLock::new();
+        CONTRACT
+            .get_or_init(|| {
+                let load = || -> Result<Contract, String> {
+                    let path = spec_named(&specs_dir(), "okta-management")?;
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let doc: Value = serde_saphyr::from_str(&text)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let mut contract = Contract::empty();
+                    contract.add_openapi(doc, "/api/v1/", "");
+                    Ok(contract)
+                };
+                load()
+                    .map_err(|e| eprintln!("Okta contract checks off: {e}"))
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Google's Admin SDK Directory API, from its discovery document.
+    pub fn google() -> Option<&'static Contract> {
+        static CONTRACT: OnceLock<Option<Contract>> = OnceLock::new();
+        CONTRACT
+            .get_or_init(|| {
+                let load = || -> Result<Contract, String> {
+                    let path = specs_dir().join("google-admin-directory_v1.json");
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let doc: Value = serde_json::from_str(&text)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    Ok(Contract::from_discovery(doc))
+                };
+                load()
+                    .map_err(|e| eprintln!("Google contract checks off: {e}"))
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// A Google discovery document read as OpenAPI: each method's parameters (and the
+    /// document's global ones, such as `fields`) and its request schema; schema references
+    /// (bare names there) become JSON pointers.
+    fn from_discovery(mut doc: Value) -> Self {
+        fn pointers(value: &mut Value) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(name)) = map.get_mut("$ref")
+                        && !name.starts_with('#')
+                    {
+                        *name = format!("#/schemas/{name}");
+                    }
+                    map.values_mut().for_each(pointers);
+                }
+                Value::Array(items) => items.iter_mut().for_each(pointers),
+                _ => {}
+            }
+        }
+        fn parameters(map: &Value) -> Vec<Value> {
+            map.as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, p)| {
+                    serde_json::json!({"name": name, "in": p["location"],
+                        "required": p["required"] == true, "schema": {"type": p["type"]}})
+                })
+                .collect()
+        }
+        fn methods(resource: &Value, found: &mut Vec<Value>) {
+            for method in resource["methods"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, m)| m)
+            {
+                found.push(method.clone());
+            }
+            for nested in resource["resources"].as_object().into_iter().flatten() {
+                methods(nested.1, found);
+            }
+        }
+        pointers(&mut doc);
+        let global = parameters(&doc["parameters"]);
+        let mut found = Vec::new();
+        for resource in doc["resources"].as_object().into_iter().flatten() {
+            methods(resource.1, &mut found);
+        }
+        let mut contract = Contract::empty();
+        for method in found {
+            let template = format!("/{}", method["path"].as_str().unwrap_or_default());
+            let mut spec = serde_json::json!({"parameters": parameters(&method["parameters"])});
+            if let Some(schema) = method.get("request") {
+                spec["requestBody"] =
+                    serde_json::json!({"content": {"application/json": {"schema": schema}}});
+            }
+            contract.ops.push(Operation {
+                method: method["httpMethod"].as_str().unwrap_or("GET").to_string(),
+                segments: split(&template),
+                template,
+                doc: 0,
+                spec: Some(spec),
+                path_item_params: global.clone(),
+            });
+        }
+        contract.docs.push(doc);
+        contract.coverage.push("/admin/directory/v1/");
+        contract
     }
 
     /// The operation `method path` is, preferring literal segments over parameters.
@@ -209,23 +350,31 @@ impl Contract {
             return Err("no published API covers this path".into());
         }
         let op = self.find(call.method, call.path)?;
-        let (Some(spec), CallerKind::Connect(scopes)) = (&op.spec, &call.caller) else {
-            // Key-authenticated calls and listed operations: path and method only.
+        let Some(spec) = &op.spec else {
+            // Listed operations: path and method only.
             return Ok(());
         };
+        match &call.caller {
+            // Atlassian calls made with a key: path and method only.
+            CallerKind::Key => return Ok(()),
+            CallerKind::Vendor => {}
+            CallerKind::Connect(scopes) => {
+                let scope = spec["x-atlassian-connect-scope"].as_str().unwrap_or("");
+                if scope == "INACCESSIBLE" {
+                    return Err(format!("{} is INACCESSIBLE to Connect apps", op.template));
+                }
+                let needed = Scope::parse(scope).ok_or_else(|| {
+                    format!("{} has no usable Connect scope (`{scope}`)", op.template)
+                })?;
+                if !scopes.iter().any(|s| s.grants(needed)) {
+                    return Err(format!(
+                        "{} needs the {scope} scope, which the descriptor does not declare",
+                        op.template
+                    ));
+                }
+            }
+        }
         let doc = &self.docs[op.doc];
-        let scope = spec["x-atlassian-connect-scope"].as_str().unwrap_or("");
-        if scope == "INACCESSIBLE" {
-            return Err(format!("{} is INACCESSIBLE to Connect apps", op.template));
-        }
-        let needed = Scope::parse(scope)
-            .ok_or_else(|| format!("{} has no usable Connect scope (`{scope}`)", op.template))?;
-        if !scopes.iter().any(|s| s.grants(needed)) {
-            return Err(format!(
-                "{} needs the {scope} scope, which the descriptor does not declare",
-                op.template
-            ));
-        }
         let params: Vec<Value> = spec["parameters"]
             .as_array()
             .into_iter()
@@ -658,6 +807,62 @@ mod tests {
                     assert!(op.spec.is_none(), "{method} {path}")
                 }
             }
+        }
+    }
+
+    fn vendor<'a>(method: &'a str, path: &'a str, query: Option<&'a str>) -> Call<'a> {
+        Call {
+            method,
+            path,
+            query,
+            body: None,
+            caller: CallerKind::Vendor,
+        }
+    }
+
+    #[test]
+    fn okta_calls_are_checked_against_its_spec() {
+        let Some(c) = Contract::okta() else {
+            eprintln!("SKIPPED: no Okta spec");
+            return;
+        };
+        for (method, path, query) in [
+            (
+                "GET",
+                "/api/v1/users",
+                Some("limit=200&filter=lastUpdated%20gt%20%222026-01-01T00%3A00%3A00.000Z%22"),
+            ),
+            ("GET", "/api/v1/users", Some("limit=200&after=abc")),
+            (
+                "GET",
+                "/api/v1/groups",
+                Some("search=profile.name%20eq%20%22x%22"),
+            ),
+            ("GET", "/api/v1/groups/00g1/users", Some("limit=200")),
+            ("GET", "/api/v1/groups/00g1/owners", Some("limit=200")),
+            ("GET", "/api/v1/users/00u1/groups", None),
+            ("GET", "/api/v1/users/00u1/linkedObjects/manager", None),
+            ("PUT", "/api/v1/groups/00g1/users/00u1", None),
+            ("DELETE", "/api/v1/groups/00g1/users/00u1", None),
+        ] {
+            assert_eq!(
+                c.check(&vendor(method, path, query)),
+                Ok(()),
+                "{method} {path}"
+            );
+        }
+        for (method, path, query, why) in [
+            ("GET", "/api/v1/users", Some("colour=blue"), "colour"),
+            ("GET", "/api/v1/users", Some("limit=many"), "limit"),
+            ("GET", "/api/v1/users/00u1/groups", Some("limit=2"), "limit"),
+            ("POST", "/api/v1/groups/00g1/users/00u1", None, "POST"),
+            ("GET", "/api/v1/people", None, "no such path"),
+        ] {
+            let result = c.check(&vendor(method, path, query));
+            assert!(
+                result.as_ref().is_err_and(|e| e.contains(why)),
+                "{method} {path}: {result:?}"
+            );
         }
     }
 

@@ -4,4 +4,6 @@
 pub mod atlassian;
 pub mod contract;
 pub mod forge;
+pub mod harness;
+pub mod okta;
 pub mod slapd;

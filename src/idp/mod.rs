@@ -6,6 +6,9 @@ use std::time::Duration;
 
 pub mod file;
 pub mod ldap;
+pub mod okta;
+pub mod pacing;
+pub mod rest;
 pub mod scim;
 
 use crate::change::Change;
@@ -102,6 +105,7 @@ pub enum Connector {
     File(file::FileDirectory),
     Scim(scim::ScimDirectory),
     Ldap(ldap::LdapDirectory),
+    Okta(Box<okta::OktaDirectory>),
 }
 
 impl Connector {
@@ -111,6 +115,9 @@ impl Connector {
             IdpSource::File(path) => Self::File(file::FileDirectory { path: path.clone() }),
             IdpSource::Scim(config) => Self::Scim(scim::ScimDirectory::new(config.clone())),
             IdpSource::Ldap(config) => Self::Ldap(ldap::LdapDirectory::new(config.clone())),
+            IdpSource::Okta(config) => {
+                Self::Okta(Box::new(okta::OktaDirectory::new(config.clone())))
+            }
         }
     }
 }
@@ -121,6 +128,7 @@ impl Directory for Connector {
             Self::File(c) => c.source(),
             Self::Scim(c) => c.source(),
             Self::Ldap(c) => c.source(),
+            Self::Okta(c) => c.source(),
         }
     }
 
@@ -129,6 +137,7 @@ impl Directory for Connector {
             Self::File(c) => c.start_cursor().await,
             Self::Scim(c) => c.start_cursor().await,
             Self::Ldap(c) => c.start_cursor().await,
+            Self::Okta(c) => c.start_cursor().await,
         }
     }
 
@@ -137,6 +146,7 @@ impl Directory for Connector {
             Self::File(c) => c.read_page(resume).await,
             Self::Scim(c) => c.read_page(resume).await,
             Self::Ldap(c) => c.read_page(resume).await,
+            Self::Okta(c) => c.read_page(resume).await,
         }
     }
 
@@ -145,6 +155,7 @@ impl Directory for Connector {
             Self::File(c) => c.changes_since(cursor).await,
             Self::Scim(c) => c.changes_since(cursor).await,
             Self::Ldap(c) => c.changes_since(cursor).await,
+            Self::Okta(c) => c.changes_since(cursor).await,
         }
     }
 }
@@ -160,6 +171,7 @@ impl GroupWriter for Connector {
             Self::File(_) => Err(IdpError::ReadOnly("file (org.yaml)")),
             Self::Scim(c) => c.set_member(group, person, member).await,
             Self::Ldap(c) => c.set_member(group, person, member).await,
+            Self::Okta(c) => c.set_member(group, person, member).await,
         }
     }
 }

@@ -21,15 +21,15 @@ use tollgate::fakes::slapd;
 
 use crate::support::{self, TestDatabase, env, scim_server};
 
-struct People {
-    ceo: PersonId,
-    vp: PersonId,
-    dev: PersonId,
+pub struct People {
+    pub ceo: PersonId,
+    pub vp: PersonId,
+    pub dev: PersonId,
 }
 
 /// The suite every connector passes: full sync, the manager chain, idempotent grant and
 /// revoke, incremental sync seeing both, an unknown group refused.
-async fn sync_and_grant<D, F>(store: &Store, directory: &D, people: &People, change_title: F)
+pub async fn sync_and_grant<D, F>(store: &Store, directory: &D, people: &People, change_title: F)
 where
     D: Directory + GroupWriter + Sync,
     F: AsyncFn(&str),

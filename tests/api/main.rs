@@ -14,6 +14,7 @@ mod forge;
 mod grants;
 mod health;
 mod idp;
+mod idp_rest;
 mod ingress;
 mod jobs;
 mod reports;

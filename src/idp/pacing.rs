@@ -1,0 +1,210 @@
+//! Pacing calls to a rate-limited vendor from many concurrent tasks: pure bookkeeping, no I/O.
+//!
+//! Each rate-limit family (a vendor's bucket: Okta limits `/api/v1/users` and
+//! `/api/v1/groups/{id}/…` separately) keeps what the vendor last said: its limit, what is
+//! left and when the window resets. A call reserves one unit before it is sent; when nothing is
+//! left it waits for the reset, and as the remainder falls under a tenth of the limit the calls
+//! are spread evenly over the rest of the window instead of spending it in a burst. After a 429
+//! the whole family waits out the announced reset: no call is sent before it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// Sent after an announced reset, so a clock slightly behind the vendor's is not early.
+const RESET_MARGIN: TimeDelta = TimeDelta::milliseconds(250);
+
+#[derive(Debug, Default, Clone)]
+struct Family {
+    limit: Option<u32>,
+    /// What the vendor said was left, less the calls sent since.
+    remaining: Option<u32>,
+    reset: Option<DateTime<Utc>>,
+    /// Reserved and not yet answered.
+    in_flight: u32,
+    /// No call before this (a 429's reset, or a spread-out call's turn).
+    not_before: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Pacer {
+    families: HashMap<String, Family>,
+}
+
+/// What the vendor said about a family's window, read off a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub limit: u32,
+    pub remaining: u32,
+    pub reset: DateTime<Utc>,
+}
+
+impl Pacer {
+    /// Reserves a call in `family`: `None` to send it now, else how long to wait before asking
+    /// again.
+    pub fn reserve(&mut self, family: &str, now: DateTime<Utc>) -> Option<Duration> {
+        let f = self.families.entry(family.to_string()).or_default();
+        if let Some(at) = f.not_before
+            && now < at
+        {
+            return (at - now).to_std().ok();
+        }
+        if f.reset.is_some_and(|reset| now >= reset) {
+            // A new window: its budget is the limit, less what is still on its way.
+            f.remaining = f.limit.map(|l| l.saturating_sub(f.in_flight));
+            f.reset = None;
+        }
+        if let (Some(0), Some(reset)) = (f.remaining, f.reset) {
+            let at = reset + RESET_MARGIN;
+            f.not_before = Some(at);
+            return (at - now).to_std().ok();
+        }
+        if let (Some(left), Some(limit), Some(reset)) = (f.remaining, f.limit, f.reset)
+            && left.saturating_mul(10) < limit
+        {
+            // Spread what is left over the rest of the window.
+            let gap = (reset - now) / i32::try_from(left + 1).unwrap_or(i32::MAX);
+            f.not_before = Some(now + gap);
+        }
+        f.remaining = f.remaining.map(|r| r.saturating_sub(1));
+        f.in_flight += 1;
+        None
+    }
+
+    /// A reserved call was answered; `window` is what its headers said, if anything.
+    pub fn answered(&mut self, family: &str, window: Option<Window>) {
+        let f = self.families.entry(family.to_string()).or_default();
+        f.in_flight = f.in_flight.saturating_sub(1);
+        let Some(w) = window else { return };
+        f.limit = Some(w.limit);
+        let told = w.remaining.saturating_sub(f.in_flight);
+        let newer = f.reset.is_none_or(|reset| w.reset > reset);
+        if newer {
+            f.reset = Some(w.reset);
+            f.remaining = Some(told);
+        } else if Some(w.reset) == f.reset {
+            f.remaining = Some(f.remaining.map_or(told, |r| r.min(told)));
+        }
+    }
+
+    /// The vendor answered 429: nobody in the family calls before `until`.
+    pub fn throttled(&mut self, family: &str, until: DateTime<Utc>) {
+        let f = self.families.entry(family.to_string()).or_default();
+        let at = until + RESET_MARGIN;
+        f.not_before = Some(f.not_before.map_or(at, |n| n.max(at)));
+        f.remaining = Some(0);
+        f.reset = Some(until);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_800_000_000_000 + ms).expect("valid")
+    }
+
+    #[test]
+    fn an_unknown_family_goes_at_once() {
+        let mut p = Pacer::default();
+        assert_eq!(p.reserve("users", at(0)), None);
+        assert_eq!(p.reserve("users", at(0)), None);
+    }
+
+    #[test]
+    fn an_exhausted_window_waits_for_its_reset() {
+        let mut p = Pacer::default();
+        assert_eq!(p.reserve("users", at(0)), None);
+        p.answered(
+            "users",
+            Some(Window {
+                // Small enough that one left is not "low" (no spreading here).
+                limit: 5,
+                remaining: 1,
+                reset: at(60_000),
+            }),
+        );
+        assert_eq!(p.reserve("users", at(10)), None, "the last one goes");
+        let wait = p.reserve("users", at(20)).expect("must wait");
+        assert_eq!(wait, Duration::from_millis(60_000 - 20 + 250));
+        // Other families are not held up.
+        assert_eq!(p.reserve("groups", at(20)), None);
+        // After the reset the window's budget is back.
+        assert_eq!(p.reserve("users", at(60_300)), None);
+    }
+
+    #[test]
+    fn calls_in_flight_count_against_what_the_vendor_says_is_left() {
+        let mut p = Pacer::default();
+        for _ in 0..4 {
+            assert_eq!(p.reserve("g", at(0)), None);
+        }
+        // The first answer says 3 are left; 3 more are already on their way.
+        p.answered(
+            "g",
+            Some(Window {
+                limit: 100,
+                remaining: 3,
+                reset: at(60_000),
+            }),
+        );
+        assert!(p.reserve("g", at(1)).is_some(), "nothing left to spend");
+    }
+
+    #[test]
+    fn a_low_remainder_is_spread_over_the_window() {
+        let mut p = Pacer::default();
+        assert_eq!(p.reserve("u", at(0)), None);
+        p.answered(
+            "u",
+            Some(Window {
+                limit: 600,
+                remaining: 9,
+                reset: at(50_000),
+            }),
+        );
+        assert_eq!(p.reserve("u", at(0)), None);
+        // 9 left over 50 s: one every 5 s.
+        assert_eq!(p.reserve("u", at(0)), Some(Duration::from_millis(5_000)));
+        assert_eq!(p.reserve("u", at(5_000)), None);
+    }
+
+    #[test]
+    fn a_429_holds_the_family_until_its_reset() {
+        let mut p = Pacer::default();
+        assert_eq!(p.reserve("u", at(0)), None);
+        p.throttled("u", at(30_000));
+        p.answered("u", None);
+        assert_eq!(
+            p.reserve("u", at(1_000)),
+            Some(Duration::from_millis(29_250))
+        );
+        assert_eq!(p.reserve("u", at(30_250)), None);
+    }
+
+    #[test]
+    fn an_older_windows_answer_does_not_undo_a_newer_one() {
+        let mut p = Pacer::default();
+        assert_eq!(p.reserve("u", at(0)), None);
+        assert_eq!(p.reserve("u", at(0)), None);
+        p.answered(
+            "u",
+            Some(Window {
+                limit: 10,
+                remaining: 9,
+                reset: at(120_000),
+            }),
+        );
+        p.answered(
+            "u",
+            Some(Window {
+                limit: 10,
+                remaining: 2,
+                reset: at(60_000),
+            }),
+        );
+        assert_eq!(p.reserve("u", at(1)), None, "9 left in the newer window");
+    }
+}

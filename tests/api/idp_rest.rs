@@ -1,0 +1,325 @@
+//! The REST identity providers (Okta, Microsoft Graph, Google Workspace) against their
+//! stateful fakes: the sync-and-grant suite every connector passes, then what is particular to
+//! each vendor: groups it will not let us change, paging, throttling and resuming, its
+//! credentials. Every call is checked against the vendor's published spec where one exists.
+
+use std::sync::Arc;
+
+use tollgate::change::Change;
+use tollgate::clock::SystemClock;
+use tollgate::config::Secret;
+use tollgate::fakes::harness::FakeServer;
+use tollgate::fakes::okta::{self, FakeOkta};
+use tollgate::idp::okta::{ManagerSource, OktaAuth, OktaConfig, OktaDirectory};
+use tollgate::idp::{Directory, GroupWriter, IdpError};
+use tollgate::orgchart::PersonId;
+use tollgate::orgchart::cache::OrgCache;
+use tollgate::orgchart::sync::{self, Quiet, SyncError};
+
+use crate::idp::{People, sync_and_grant};
+use crate::support::{self, TestDatabase};
+
+const OKTA_TOKEN: &str = "00okta-api-token";
+
+struct OktaOrg {
+    server: Arc<FakeServer<FakeOkta>>,
+    people: People,
+}
+
+/// A CEO, a VP under them, a developer under the VP and five more engineers; two Okta groups,
+/// a group imported from AD and Okta's built-in one.
+async fn okta_org() -> OktaOrg {
+    support::init();
+    let server = FakeServer::start(FakeOkta::new().api_token(OKTA_TOKEN))
+        .await
+        .expect("fake Okta");
+    let people = {
+        let mut okta = server.vendor();
+        let ceo = okta.add_user("ceo@acme.test", "Cee Eo", None, "CEO");
+        let vp = okta.add_user("vp@acme.test", "Vee Pee", Some(&ceo), "VP Engineering");
+        let dev = okta.add_user("dev@acme.test", "Dee Veloper", Some(&vp), "Engineer");
+        for i in 0..5 {
+            okta.add_user(
+                &format!("p{i}@acme.test"),
+                &format!("P {i}"),
+                Some(&dev),
+                "Engineer",
+            );
+        }
+        let admins = okta.add_group("jira-admins", "OKTA_GROUP", &[&ceo]);
+        okta.add_group("netsuite-users", "OKTA_GROUP", &[&ceo, &vp]);
+        okta.add_group("ad-engineering", "APP_GROUP", &[&dev]);
+        okta.add_group("Everyone", "BUILT_IN", &[&ceo, &vp, &dev]);
+        if let Some(group) = okta.groups.get_mut(&admins) {
+            group.owners = vec![vp.clone()];
+        }
+        People {
+            ceo: PersonId(ceo),
+            vp: PersonId(vp),
+            dev: PersonId(dev),
+        }
+    };
+    OktaOrg {
+        server: Arc::new(server),
+        people,
+    }
+}
+
+fn okta_config(url: &str, page_size: u32) -> OktaConfig {
+    OktaConfig {
+        url: url.to_string(),
+        auth: OktaAuth::ApiToken(Secret::new(OKTA_TOKEN)),
+        manager: ManagerSource::ManagerId,
+        page_size,
+        concurrency: 8,
+    }
+}
+
+#[tokio::test]
+async fn okta_sync_and_grant() {
+    let org = okta_org().await;
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    // Several pages of users (and of members).
+    let directory = OktaDirectory::new(okta_config(&org.server.url(), 3));
+    let server = org.server.clone();
+    let dev = org.people.dev.0.clone();
+    sync_and_grant(&store, &directory, &org.people, async move |title| {
+        server
+            .vendor()
+            .update_user(&dev, |u| u.title = Some(title.to_string()));
+    })
+    .await;
+
+    let cache = OrgCache::new();
+    cache.refresh(&store).await.expect("refresh");
+    let index = cache.index().expect("index");
+    let owners: Vec<&PersonId> = index
+        .group_owners("jira-admins")
+        .expect("synced")
+        .iter()
+        .map(|p| &index.person(*p).id)
+        .collect();
+    assert_eq!(owners, vec![&org.people.vp], "owners come from /owners");
+    let recorded = org.server.recorded();
+    assert!(
+        recorded
+            .iter()
+            .filter(|r| r.path == "/api/v1/users")
+            .any(|r| r.query.as_deref().is_some_and(|q| q.contains("after="))),
+        "the users were paged by their Link headers"
+    );
+    assert!(
+        recorded.iter().any(|r| r.path == "/api/v1/users"
+            && r.query
+                .as_deref()
+                .is_some_and(|q| q.contains("filter=lastUpdated"))),
+        "the incremental sync asked by lastUpdated"
+    );
+    assert!(
+        tollgate::fakes::contract::Contract::okta().is_some(),
+        "every call above was checked against Okta's spec"
+    );
+}
+
+#[tokio::test]
+async fn okta_refuses_groups_it_will_not_let_us_change() {
+    let org = okta_org().await;
+    let directory = OktaDirectory::new(okta_config(&org.server.url(), 200));
+    for (group, says) in [("ad-engineering", "APP_GROUP"), ("Everyone", "BUILT_IN")] {
+        match directory.set_member(group, &org.people.vp, true).await {
+            Err(IdpError::GroupNotWritable {
+                group: named,
+                reason,
+            }) => {
+                assert_eq!(named, group);
+                assert!(reason.contains(says), "{reason}");
+            }
+            other => panic!("expected a group we may not change, got {other:?}"),
+        }
+    }
+    assert!(
+        !org.server
+            .recorded()
+            .iter()
+            .any(|r| r.method == "PUT" || r.method == "DELETE"),
+        "no change was attempted"
+    );
+    // A removal of someone who is not a member is in place already; an unknown person is not
+    // found, by name.
+    assert_eq!(
+        directory
+            .set_member("jira-admins", &org.people.dev, false)
+            .await,
+        Ok(Change::AlreadyInPlace)
+    );
+    match directory
+        .set_member("jira-admins", &PersonId("00unobody".into()), true)
+        .await
+    {
+        Err(IdpError::NotFound(what)) => assert!(what.contains("00unobody"), "{what}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    // A wrong token is a configuration error, not an outage.
+    let wrong = OktaDirectory::new(OktaConfig {
+        auth: OktaAuth::ApiToken(Secret::new("wrong")),
+        ..okta_config(&org.server.url(), 200)
+    });
+    match wrong.read_page(None).await {
+        Err(IdpError::Config(message)) => assert!(message.contains("E0000011"), "{message}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn okta_waits_out_a_429_until_its_reset_and_a_storm_resumes_later() {
+    let org = okta_org().await;
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let directory = OktaDirectory::new(okta_config(&org.server.url(), 3));
+
+    // Two 429s announcing a reset two seconds away: nothing is sent to that family before it.
+    let fault = okta::rate_limited("/api/v1/users", 2, 2);
+    let reset: i64 = fault
+        .response
+        .headers
+        .iter()
+        .find(|(name, _)| name == "X-Rate-Limit-Reset")
+        .and_then(|(_, value)| value.parse().ok())
+        .expect("a reset");
+    org.server.inject(fault);
+    let page = directory
+        .read_page(None)
+        .await
+        .expect("read after the reset");
+    assert_eq!(page.people.len(), 3);
+    let recorded = org.server.recorded();
+    assert_eq!(recorded.iter().filter(|r| r.status == 429).count(), 2);
+    for call in recorded.iter().skip(1) {
+        assert!(
+            call.at.timestamp() >= reset,
+            "a call at {} came before the announced reset {reset}",
+            call.at
+        );
+    }
+    assert_eq!(recorded.last().map(|r| r.status), Some(200));
+
+    // A 429 whose reset is further away than the client will wait: the sync stops, keeping
+    // its pages, and the next run resumes where it stopped.
+    org.server.clear_recorded();
+    org.server
+        .inject(okta::rate_limited("/api/v1/groups", 1, 70));
+    match sync::sync(&store, &directory, &SystemClock, true, &Quiet).await {
+        Err(SyncError::Idp(IdpError::Throttled { retry_after })) => {
+            assert!(
+                retry_after.is_some_and(|w| w.as_secs() > 60),
+                "{retry_after:?}"
+            )
+        }
+        other => panic!("expected to be throttled, got {other:?}"),
+    }
+    let user_pages = |server: &FakeServer<FakeOkta>| {
+        server
+            .recorded()
+            .iter()
+            .filter(|r| r.path == "/api/v1/users" && r.status == 200)
+            .count()
+    };
+    assert_eq!(user_pages(&org.server), 3, "8 people in pages of 3");
+    org.server.clear_recorded();
+    // The next run (here a new process: this one would rightly wait for Okta's reset).
+    let directory = OktaDirectory::new(okta_config(&org.server.url(), 3));
+    let report = sync::sync(&store, &directory, &SystemClock, true, &Quiet)
+        .await
+        .expect("resumed");
+    assert!(report.resumed, "{report:?}");
+    assert_eq!(report.people, 8);
+    assert_eq!(user_pages(&org.server), 0, "the people were not read again");
+}
+
+#[tokio::test]
+async fn okta_managers_from_linked_objects_and_a_service_app_token() {
+    let org = okta_org().await;
+    let (private, public) = tollgate::fakes::atlassian::connect::TEST_KEY_1;
+    {
+        let mut okta = org.server.vendor();
+        // The linked object says the developer reports to the CEO, whatever managerId says.
+        okta.linked.insert(
+            (org.people.dev.0.clone(), "manager".into()),
+            org.people.ceo.0.clone(),
+        );
+        *okta = std::mem::take(&mut *okta).service_app("0oa-tollgate", public);
+    }
+    let directory = OktaDirectory::new(OktaConfig {
+        auth: OktaAuth::ServiceApp {
+            client_id: "0oa-tollgate".into(),
+            key_pem: Secret::new(private),
+            key_id: None,
+            token_url: None,
+        },
+        manager: ManagerSource::Linked("manager".into()),
+        ..okta_config(&org.server.url(), 200)
+    });
+    let page = directory.read_page(None).await.expect("users");
+    let dev = page
+        .people
+        .iter()
+        .find(|p| p.id == org.people.dev)
+        .expect("dev");
+    assert_eq!(dev.manager.as_ref(), Some(&org.people.ceo));
+    let vp = page
+        .people
+        .iter()
+        .find(|p| p.id == org.people.vp)
+        .expect("vp");
+    assert_eq!(vp.manager, None, "no linked manager: none");
+    let tokens = org
+        .server
+        .recorded()
+        .iter()
+        .filter(|r| r.path == "/oauth2/v1/token")
+        .count();
+    assert_eq!(tokens, 1, "one token for every call");
+
+    // Another key: the token endpoint refuses it, and that is a configuration error.
+    let (other_private, _) = tollgate::fakes::atlassian::connect::TEST_KEY_2;
+    let forged = OktaDirectory::new(OktaConfig {
+        auth: OktaAuth::ServiceApp {
+            client_id: "0oa-tollgate".into(),
+            key_pem: Secret::new(other_private),
+            key_id: None,
+            token_url: None,
+        },
+        ..okta_config(&org.server.url(), 200)
+    });
+    match forged.read_page(None).await {
+        Err(IdpError::Config(message)) => assert!(message.contains("invalid_client"), "{message}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn okta_deprovisioned_people_leave_the_full_read_and_turn_inactive_in_the_incremental() {
+    let org = okta_org().await;
+    let directory = OktaDirectory::new(okta_config(&org.server.url(), 200));
+    let cursor = directory.start_cursor().await.expect("cursor");
+    org.server
+        .vendor()
+        .update_user(&org.people.dev.0, |u| u.status = "DEPROVISIONED".into());
+    let page = directory.read_page(None).await.expect("users");
+    assert!(!page.people.iter().any(|p| p.id == org.people.dev));
+    let changes = directory.changes_since(&cursor).await.expect("changes");
+    let dev = changes
+        .deltas
+        .iter()
+        .find_map(|d| match d {
+            tollgate::idp::Delta::Person(p) if p.id == org.people.dev => Some(p),
+            _ => None,
+        })
+        .expect("the change is seen");
+    assert!(!dev.active);
+    match directory.changes_since("yesterday").await {
+        Err(IdpError::CursorExpired(_)) => {}
+        other => panic!("a cursor that is not a time means a full read, got {other:?}"),
+    }
+}
