@@ -251,7 +251,7 @@ pub const SETTINGS: &[Setting] = &[
         "idp.kind",
         "TOLLGATE_IDP_KIND",
         Some("file"),
-        "Where the org chart comes from: `file` (org.yaml), `scim`, `ldap` or `okta`.",
+        "Where the org chart comes from: `file` (org.yaml), `scim`, `ldap`, `okta` or `entra`.",
     ),
     setting(
         "idp.file",
@@ -375,6 +375,41 @@ pub const SETTINGS: &[Setting] = &[
         "TOLLGATE_IDP_OKTA_MANAGER",
         Some("managerId"),
         "Where managers come from: `managerId` (profile attribute) or `linked:<name>` (a linked-object relationship).",
+    ),
+    setting(
+        "idp.entra_tenant",
+        "TOLLGATE_IDP_ENTRA_TENANT",
+        None,
+        "The Entra ID directory (tenant) id, for `entra`.",
+    ),
+    setting(
+        "idp.entra_client_id",
+        "TOLLGATE_IDP_ENTRA_CLIENT_ID",
+        None,
+        "Application (client) id of the app registration (User.Read.All, GroupMember.ReadWrite.All).",
+    ),
+    secret(
+        "idp.entra_client_secret",
+        "TOLLGATE_IDP_ENTRA_CLIENT_SECRET",
+        "Client secret of that app registration.",
+    ),
+    setting(
+        "idp.entra_graph_url",
+        "TOLLGATE_IDP_ENTRA_GRAPH_URL",
+        Some("https://graph.microsoft.com/v1.0"),
+        "Microsoft Graph's base URL (national clouds have their own).",
+    ),
+    setting(
+        "idp.entra_token_url",
+        "TOLLGATE_IDP_ENTRA_TOKEN_URL",
+        None,
+        "Token endpoint; default `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.",
+    ),
+    setting(
+        "idp.entra_page_size",
+        "TOLLGATE_IDP_ENTRA_PAGE_SIZE",
+        Some("999"),
+        "`$top` asked per Graph page (at most 999).",
     ),
     setting(
         "idp.okta_page_size",
@@ -689,6 +724,7 @@ pub enum IdpSource {
     Scim(crate::idp::scim::ScimConfig),
     Ldap(crate::idp::ldap::LdapConfig),
     Okta(crate::idp::okta::OktaConfig),
+    Entra(crate::idp::graph::GraphConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -939,6 +975,21 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
             })
         }
         "okta" => IdpSource::Okta(okta_config(raw, &missing)?),
+        "entra" => IdpSource::Entra(crate::idp::graph::GraphConfig {
+            tenant: needed("idp.entra_tenant")?,
+            client_id: needed("idp.entra_client_id")?,
+            client_secret: Secret::new(needed("idp.entra_client_secret")?),
+            graph_url: raw.require("idp.entra_graph_url", parse_base_url)?,
+            token_url: raw.parse("idp.entra_token_url", parse_base_url)?,
+            page_size: raw.require("idp.entra_page_size", |v| {
+                parse_positive::<u32>(v).and_then(|n| {
+                    (n <= 999)
+                        .then_some(n)
+                        .ok_or_else(|| format!("`{v}` is over Graph's 999"))
+                })
+            })?,
+            concurrency: raw.require("idp.concurrency", parse_positive::<usize>)?,
+        }),
         _ => IdpSource::File(
             raw.get("idp.file")
                 .map(PathBuf::from)

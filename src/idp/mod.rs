@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 pub mod file;
+pub mod graph;
 pub mod ldap;
 pub mod okta;
 pub mod pacing;
@@ -106,6 +107,7 @@ pub enum Connector {
     Scim(scim::ScimDirectory),
     Ldap(ldap::LdapDirectory),
     Okta(Box<okta::OktaDirectory>),
+    Graph(Box<graph::GraphDirectory>),
 }
 
 impl Connector {
@@ -118,6 +120,9 @@ impl Connector {
             IdpSource::Okta(config) => {
                 Self::Okta(Box::new(okta::OktaDirectory::new(config.clone())))
             }
+            IdpSource::Entra(config) => {
+                Self::Graph(Box::new(graph::GraphDirectory::new(config.clone())))
+            }
         }
     }
 }
@@ -129,6 +134,7 @@ impl Directory for Connector {
             Self::Scim(c) => c.source(),
             Self::Ldap(c) => c.source(),
             Self::Okta(c) => c.source(),
+            Self::Graph(c) => c.source(),
         }
     }
 
@@ -138,6 +144,7 @@ impl Directory for Connector {
             Self::Scim(c) => c.start_cursor().await,
             Self::Ldap(c) => c.start_cursor().await,
             Self::Okta(c) => c.start_cursor().await,
+            Self::Graph(c) => c.start_cursor().await,
         }
     }
 
@@ -147,6 +154,7 @@ impl Directory for Connector {
             Self::Scim(c) => c.read_page(resume).await,
             Self::Ldap(c) => c.read_page(resume).await,
             Self::Okta(c) => c.read_page(resume).await,
+            Self::Graph(c) => c.read_page(resume).await,
         }
     }
 
@@ -156,6 +164,7 @@ impl Directory for Connector {
             Self::Scim(c) => c.changes_since(cursor).await,
             Self::Ldap(c) => c.changes_since(cursor).await,
             Self::Okta(c) => c.changes_since(cursor).await,
+            Self::Graph(c) => c.changes_since(cursor).await,
         }
     }
 }
@@ -172,6 +181,7 @@ impl GroupWriter for Connector {
             Self::Scim(c) => c.set_member(group, person, member).await,
             Self::Ldap(c) => c.set_member(group, person, member).await,
             Self::Okta(c) => c.set_member(group, person, member).await,
+            Self::Graph(c) => c.set_member(group, person, member).await,
         }
     }
 }

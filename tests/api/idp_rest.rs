@@ -8,8 +8,10 @@ use std::sync::Arc;
 use tollgate::change::Change;
 use tollgate::clock::SystemClock;
 use tollgate::config::Secret;
+use tollgate::fakes::graph::{self, FakeGraph};
 use tollgate::fakes::harness::FakeServer;
 use tollgate::fakes::okta::{self, FakeOkta};
+use tollgate::idp::graph::{GraphConfig, GraphDirectory};
 use tollgate::idp::okta::{ManagerSource, OktaAuth, OktaConfig, OktaDirectory};
 use tollgate::idp::{Directory, GroupWriter, IdpError};
 use tollgate::orgchart::PersonId;
@@ -322,4 +324,196 @@ async fn okta_deprovisioned_people_leave_the_full_read_and_turn_inactive_in_the_
         Err(IdpError::CursorExpired(_)) => {}
         other => panic!("a cursor that is not a time means a full read, got {other:?}"),
     }
+}
+
+const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+
+struct GraphOrg {
+    server: Arc<FakeServer<FakeGraph>>,
+    people: People,
+}
+
+async fn graph_org() -> GraphOrg {
+    support::init();
+    let server = FakeServer::start(FakeGraph::new(TENANT).client("tollgate-app", "s3cret"))
+        .await
+        .expect("fake Graph");
+    let people = {
+        let mut graph = server.vendor();
+        let ceo = graph.add_user("ceo@acme.test", "Cee Eo", None, "CEO");
+        let vp = graph.add_user("vp@acme.test", "Vee Pee", Some(&ceo), "VP Engineering");
+        let dev = graph.add_user("dev@acme.test", "Dee Veloper", Some(&vp), "Engineer");
+        for i in 0..5 {
+            graph.add_user(
+                &format!("p{i}@acme.test"),
+                &format!("P {i}"),
+                Some(&dev),
+                "Engineer",
+            );
+        }
+        let admins = graph.add_group("jira-admins", &[&ceo]);
+        graph.add_group("netsuite-users", &[&ceo, &vp]);
+        let synced = graph.add_group("ad-engineering", &[&dev]);
+        if let Some(group) = graph.groups.get_mut(&synced) {
+            group.on_premises_sync = true;
+        }
+        if let Some(group) = graph.groups.get_mut(&admins) {
+            group.owners = vec![vp.clone()];
+        }
+        People {
+            ceo: PersonId(ceo),
+            vp: PersonId(vp),
+            dev: PersonId(dev),
+        }
+    };
+    GraphOrg {
+        server: Arc::new(server),
+        people,
+    }
+}
+
+fn graph_config(url: &str, page_size: u32) -> GraphConfig {
+    GraphConfig {
+        tenant: TENANT.into(),
+        client_id: "tollgate-app".into(),
+        client_secret: Secret::new("s3cret"),
+        graph_url: format!("{url}/v1.0"),
+        token_url: Some(format!("{url}/{TENANT}/oauth2/v2.0/token")),
+        page_size,
+        concurrency: 8,
+    }
+}
+
+#[tokio::test]
+async fn graph_sync_and_grant() {
+    let org = graph_org().await;
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let directory = GraphDirectory::new(graph_config(&org.server.url(), 3));
+    let server = org.server.clone();
+    let dev = org.people.dev.0.clone();
+    sync_and_grant(&store, &directory, &org.people, async move |title| {
+        server
+            .vendor()
+            .update_user(&dev, |u| u.job_title = Some(title.to_string()));
+    })
+    .await;
+    let cache = OrgCache::new();
+    cache.refresh(&store).await.expect("refresh");
+    let index = cache.index().expect("index");
+    let owners: Vec<&PersonId> = index
+        .group_owners("jira-admins")
+        .expect("synced")
+        .iter()
+        .map(|p| &index.person(*p).id)
+        .collect();
+    assert_eq!(owners, vec![&org.people.vp]);
+    let recorded = org.server.recorded();
+    assert!(
+        recorded.iter().any(|r| r.path == "/v1.0/users"
+            && r.query.as_deref().is_some_and(|q| q.contains("skiptoken"))),
+        "users were paged by @odata.nextLink"
+    );
+    assert!(
+        recorded.iter().any(|r| r.path == "/v1.0/users/delta"
+            && r.query
+                .as_deref()
+                .is_some_and(|q| q.contains("deltatoken=") && !q.contains("latest"))),
+        "the incremental sync followed the stored delta link"
+    );
+    let tokens = recorded
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
+        .count();
+    assert_eq!(tokens, 1, "one client-credentials token, reused");
+}
+
+#[tokio::test]
+async fn graph_deletions_expired_delta_links_and_synced_groups() {
+    let org = graph_org().await;
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let directory = GraphDirectory::new(graph_config(&org.server.url(), 100));
+    sync::sync(&store, &directory, &SystemClock, false, &Quiet)
+        .await
+        .expect("full");
+
+    // A deleted person leaves through the delta (`@removed`), without a full read.
+    org.server.vendor().delete_user(&org.people.dev.0);
+    let report = sync::sync(&store, &directory, &SystemClock, false, &Quiet)
+        .await
+        .expect("incremental");
+    assert_eq!(report.kind, tollgate::store::org::RunKind::Incremental);
+    let cache = OrgCache::new();
+    cache.refresh(&store).await.expect("refresh");
+    assert!(
+        cache
+            .index()
+            .expect("index")
+            .by_id(&org.people.dev)
+            .is_none()
+    );
+
+    // Delta links expire (7 days): the next sync reads everything instead.
+    org.server.vendor().expire_delta_links();
+    let report = sync::sync(&store, &directory, &SystemClock, false, &Quiet)
+        .await
+        .expect("falls back");
+    assert!(report.fell_back_to_full, "{report:?}");
+    assert_eq!(report.people, 7);
+
+    // A group synced from on-premises AD is named and left alone.
+    match directory
+        .set_member("ad-engineering", &org.people.vp, true)
+        .await
+    {
+        Err(IdpError::GroupNotWritable { group, reason }) => {
+            assert_eq!(group, "ad-engineering");
+            assert!(reason.contains("on-premises"), "{reason}");
+        }
+        other => panic!("expected a group we may not change, got {other:?}"),
+    }
+    assert!(
+        !org.server
+            .recorded()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.contains("$ref"))
+    );
+    assert_eq!(
+        directory
+            .set_member("jira-admins", &org.people.vp, false)
+            .await,
+        Ok(Change::AlreadyInPlace),
+        "removing a non-member (404) is in place"
+    );
+
+    // A wrong secret is a configuration error.
+    let wrong = GraphDirectory::new(GraphConfig {
+        client_secret: Secret::new("nope"),
+        ..graph_config(&org.server.url(), 100)
+    });
+    match wrong.read_page(None).await {
+        Err(IdpError::Config(message)) => assert!(message.contains("invalid_client"), "{message}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn graph_honours_retry_after() {
+    let org = graph_org().await;
+    let directory = GraphDirectory::new(graph_config(&org.server.url(), 100));
+    org.server.inject(graph::throttled("/v1.0/users", 1, 2));
+    let started = std::time::Instant::now();
+    let page = directory.read_page(None).await.expect("after the wait");
+    assert_eq!(page.people.len(), 8);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    let calls: Vec<_> = org
+        .server
+        .recorded()
+        .into_iter()
+        .filter(|r| r.path == "/v1.0/users")
+        .collect();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].status, 429);
+    assert!(calls[1].at - calls[0].at >= chrono::TimeDelta::seconds(2));
 }
