@@ -251,7 +251,7 @@ pub const SETTINGS: &[Setting] = &[
         "idp.kind",
         "TOLLGATE_IDP_KIND",
         Some("file"),
-        "Where the org chart comes from: `file` (org.yaml), `scim`, `ldap`, `okta` or `entra`.",
+        "Where the org chart comes from: `file` (org.yaml), `scim`, `ldap`, `okta`, `entra` or `google`.",
     ),
     setting(
         "idp.file",
@@ -410,6 +410,36 @@ pub const SETTINGS: &[Setting] = &[
         "TOLLGATE_IDP_ENTRA_PAGE_SIZE",
         Some("999"),
         "`$top` asked per Graph page (at most 999).",
+    ),
+    setting(
+        "idp.google_credentials_file",
+        "TOLLGATE_IDP_GOOGLE_CREDENTIALS_FILE",
+        None,
+        "The service account's JSON key file (domain-wide delegation for the directory user, group and member scopes), for `google`.",
+    ),
+    setting(
+        "idp.google_admin",
+        "TOLLGATE_IDP_GOOGLE_ADMIN",
+        None,
+        "The Workspace admin the service account acts as.",
+    ),
+    setting(
+        "idp.google_customer",
+        "TOLLGATE_IDP_GOOGLE_CUSTOMER",
+        Some("my_customer"),
+        "The Workspace customer id (`my_customer`: the admin's own).",
+    ),
+    setting(
+        "idp.google_api_url",
+        "TOLLGATE_IDP_GOOGLE_API_URL",
+        Some("https://admin.googleapis.com"),
+        "The Admin SDK's base URL.",
+    ),
+    setting(
+        "idp.google_page_size",
+        "TOLLGATE_IDP_GOOGLE_PAGE_SIZE",
+        Some("500"),
+        "`maxResults` asked per page of users (at most 500; groups and members at most 200).",
     ),
     setting(
         "idp.okta_page_size",
@@ -725,6 +755,7 @@ pub enum IdpSource {
     Ldap(crate::idp::ldap::LdapConfig),
     Okta(crate::idp::okta::OktaConfig),
     Entra(crate::idp::graph::GraphConfig),
+    Google(crate::idp::google::GoogleConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -920,11 +951,10 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
     use crate::idp::ldap::{Flavor, LdapConfig};
     use crate::idp::scim::ScimConfig;
     let kind = raw.require("idp.kind", |v| match v {
-        "file" | "scim" | "ldap" | "okta" => Ok(v.to_string()),
-        "entra" | "google" => Err(format!(
-            "`{v}` is not supported yet (file, scim, ldap, okta)"
+        "file" | "scim" | "ldap" | "okta" | "entra" | "google" => Ok(v.to_string()),
+        _ => Err(format!(
+            "`{v}` is not one of file, scim, ldap, okta, entra, google"
         )),
-        _ => Err(format!("`{v}` is not one of file, scim, ldap, okta")),
     })?;
     // A setting the chosen kind needs: its absence names the variable.
     let missing = |key: &str| ConfigError::Invalid {
@@ -975,6 +1005,35 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
             })
         }
         "okta" => IdpSource::Okta(okta_config(raw, &missing)?),
+        "google" => {
+            let admin = needed("idp.google_admin")?;
+            let customer = needed("idp.google_customer")?;
+            let api_url = raw.require("idp.google_api_url", parse_base_url)?;
+            let page_size = raw.require("idp.google_page_size", |v| {
+                parse_positive::<u32>(v).and_then(|n| {
+                    (n <= 500)
+                        .then_some(n)
+                        .ok_or_else(|| format!("`{v}` is over Google's 500"))
+                })
+            })?;
+            let concurrency = raw.require("idp.concurrency", parse_positive::<usize>)?;
+            IdpSource::Google(
+                raw.parse("idp.google_credentials_file", |path| {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| format!("cannot read `{path}`: {e}"))?;
+                    crate::idp::google::GoogleConfig::from_key_file(
+                        &text,
+                        admin.clone(),
+                        customer.clone(),
+                        api_url.clone(),
+                        page_size,
+                        concurrency,
+                    )
+                    .map_err(|e| format!("`{path}` {e}"))
+                })?
+                .ok_or_else(|| missing("idp.google_credentials_file"))?,
+            )
+        }
         "entra" => IdpSource::Entra(crate::idp::graph::GraphConfig {
             tenant: needed("idp.entra_tenant")?,
             client_id: needed("idp.entra_client_id")?,

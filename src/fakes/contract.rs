@@ -867,6 +867,72 @@ mod tests {
     }
 
     #[test]
+    fn google_calls_are_checked_against_its_discovery_document() {
+        let Some(c) = Contract::google() else {
+            eprintln!("SKIPPED: no Google discovery document");
+            return;
+        };
+        for (method, path, query) in [
+            (
+                "GET",
+                "/admin/directory/v1/users",
+                Some("customer=my_customer&maxResults=500&projection=full&pageToken=x"),
+            ),
+            (
+                "GET",
+                "/admin/directory/v1/users/boss%40acme.test",
+                Some("fields=id"),
+            ),
+            (
+                "GET",
+                "/admin/directory/v1/groups",
+                Some("customer=my_customer&query=name%3D%27x%27"),
+            ),
+            (
+                "GET",
+                "/admin/directory/v1/groups/g1/members",
+                Some("maxResults=200"),
+            ),
+            ("DELETE", "/admin/directory/v1/groups/g1/members/u1", None),
+        ] {
+            assert_eq!(
+                c.check(&vendor(method, path, query)),
+                Ok(()),
+                "{method} {path}"
+            );
+        }
+        let member = serde_json::json!({"id": "1001", "role": "MEMBER"});
+        let insert = Call {
+            body: Some(&member),
+            ..vendor("POST", "/admin/directory/v1/groups/g1/members", None)
+        };
+        assert_eq!(c.check(&insert), Ok(()));
+        let wrong_type = serde_json::json!({"id": 1001});
+        let insert = Call {
+            body: Some(&wrong_type),
+            ..vendor("POST", "/admin/directory/v1/groups/g1/members", None)
+        };
+        assert!(c.check(&insert).is_err_and(|e| e.contains("body.id")));
+        for (method, path, query, why) in [
+            ("GET", "/admin/directory/v1/users", Some("limit=5"), "limit"),
+            (
+                "GET",
+                "/admin/directory/v1/users",
+                Some("maxResults=many"),
+                "maxResults",
+            ),
+            ("PUT", "/admin/directory/v1/groups/g1/members", None, "PUT"),
+            ("GET", "/admin/directory/v1/groups/g1/owners", None, "no such path"),
+        ] {
+            let result = c.check(&vendor(method, path, query));
+            assert!(
+                result.as_ref().is_err_and(|e| e.contains(why)),
+                "{method} {path}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
     fn scim_paths_come_from_the_yaml_layout() {
         let ops = scim_operations(
             "paths:\n  /scim/directory/{d}/Users:\n    get:\n      tags: [x]\n    post:\n      x: 1\ncomponents:\n    get:\n",

@@ -206,18 +206,19 @@ pub fn parse_pairs(text: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
+            (decode(k, true), decode(v, true))
         })
         .collect()
 }
 
-fn decode(text: &str) -> String {
+/// Percent-decoding; `plus_is_space` for query strings and forms, not paths.
+fn decode(text: &str, plus_is_space: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
                 match std::str::from_utf8(&bytes[i + 1..i + 3])
                     .ok()
@@ -244,7 +245,8 @@ async fn serve<V: Vendor>(State(shared): State<Arc<Shared<V>>>, request: Request
     let raw_query = parts.uri.query().map(str::to_string);
     let request = FakeRequest {
         method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
+        // Servers route on the decoded path (a group key `a%40b` is `a@b`).
+        path: decode(parts.uri.path(), false),
         query: raw_query.as_deref().map(parse_pairs).unwrap_or_default(),
         raw_query,
         authorization: parts

@@ -4,6 +4,7 @@
 pub mod atlassian;
 pub mod contract;
 pub mod forge;
+pub mod google;
 pub mod graph;
 pub mod harness;
 pub mod okta;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 pub mod file;
+pub mod google;
 pub mod graph;
 pub mod ldap;
 pub mod okta;
@@ -108,6 +109,7 @@ pub enum Connector {
     Ldap(ldap::LdapDirectory),
     Okta(Box<okta::OktaDirectory>),
     Graph(Box<graph::GraphDirectory>),
+    Google(Box<google::GoogleDirectory>),
 }
 
 impl Connector {
@@ -123,6 +125,9 @@ impl Connector {
             IdpSource::Entra(config) => {
                 Self::Graph(Box::new(graph::GraphDirectory::new(config.clone())))
             }
+            IdpSource::Google(config) => {
+                Self::Google(Box::new(google::GoogleDirectory::new(config.clone())))
+            }
         }
     }
 }
@@ -135,6 +140,7 @@ impl Directory for Connector {
             Self::Ldap(c) => c.source(),
             Self::Okta(c) => c.source(),
             Self::Graph(c) => c.source(),
+            Self::Google(c) => c.source(),
         }
     }
 
@@ -145,6 +151,7 @@ impl Directory for Connector {
             Self::Ldap(c) => c.start_cursor().await,
             Self::Okta(c) => c.start_cursor().await,
             Self::Graph(c) => c.start_cursor().await,
+            Self::Google(c) => c.start_cursor().await,
         }
     }
 
@@ -155,6 +162,7 @@ impl Directory for Connector {
             Self::Ldap(c) => c.read_page(resume).await,
             Self::Okta(c) => c.read_page(resume).await,
             Self::Graph(c) => c.read_page(resume).await,
+            Self::Google(c) => c.read_page(resume).await,
         }
     }
 
@@ -165,6 +173,7 @@ impl Directory for Connector {
             Self::Ldap(c) => c.changes_since(cursor).await,
             Self::Okta(c) => c.changes_since(cursor).await,
             Self::Graph(c) => c.changes_since(cursor).await,
+            Self::Google(c) => c.changes_since(cursor).await,
         }
     }
 }
@@ -182,6 +191,7 @@ impl GroupWriter for Connector {
             Self::Ldap(c) => c.set_member(group, person, member).await,
             Self::Okta(c) => c.set_member(group, person, member).await,
             Self::Graph(c) => c.set_member(group, person, member).await,
+            Self::Google(c) => c.set_member(group, person, member).await,
         }
     }
 }

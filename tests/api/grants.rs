@@ -16,6 +16,8 @@ use tollgate::fakes::atlassian::connect::{
     FakeSite, InstallKeyServer, TEST_KEY_1, comment_created, issue_created, issue_updated,
 };
 use tollgate::fakes::atlassian::{FakeAtlassian, FakeKeys, FakeUser, Fault, World};
+use tollgate::fakes::harness::FakeServer;
+use tollgate::fakes::okta::FakeOkta;
 use tollgate::fakes::slapd;
 use tollgate::store::grants::{Phase, Status};
 use tollgate::store::requests;
@@ -98,6 +100,7 @@ fn directory() -> String {
 enum Idp {
     Ldap(slapd::Slapd),
     Scim(ScimServer),
+    Okta(FakeServer<FakeOkta>),
 }
 
 impl Idp {
@@ -116,6 +119,20 @@ impl Idp {
                 server.user("dev", Some(&vp), "Engineer").await;
                 server.group("fin-tools", &[&ceo]).await;
                 Some(Self::Scim(server))
+            }
+            "okta" => {
+                let server = FakeServer::start(FakeOkta::new().api_token("okta-token"))
+                    .await
+                    .expect("fake Okta");
+                {
+                    let mut okta = server.vendor();
+                    let ceo = okta.add_user("ceo@example.com", "Cleo Chase", None, "CEO");
+                    let vp =
+                        okta.add_user("vp@example.com", "Vera Vance", Some(&ceo), "VP Engineering");
+                    okta.add_user("dev@example.com", "Dev Dean", Some(&vp), "Engineer");
+                    okta.add_group("fin-tools", "OKTA_GROUP", &[&ceo]);
+                }
+                Some(Self::Okta(server))
             }
             _ => {
                 if !env::require(
@@ -143,13 +160,18 @@ impl Idp {
                 ("TOLLGATE_IDP_SCIM_URL", server.url.clone()),
                 ("TOLLGATE_IDP_SCIM_TOKEN", scim_server::TOKEN.into()),
             ],
+            Self::Okta(server) => vec![
+                ("TOLLGATE_IDP_KIND", "okta".into()),
+                ("TOLLGATE_IDP_OKTA_URL", server.url()),
+                ("TOLLGATE_IDP_OKTA_TOKEN", "okta-token".into()),
+            ],
         }
     }
 
     fn ldap(&self) -> &slapd::Slapd {
         match self {
             Self::Ldap(ldap) => ldap,
-            Self::Scim(_) => panic!("this test needs the LDAP directory"),
+            _ => panic!("this test needs the LDAP directory"),
         }
     }
 }
@@ -322,6 +344,19 @@ impl Env {
     async fn members(&self, group: &str) -> Vec<String> {
         let ldap = match &self.idp {
             Idp::Scim(server) => return server.members(group).await,
+            Idp::Okta(server) => {
+                let okta = server.vendor();
+                let mut logins: Vec<String> = okta
+                    .groups
+                    .values()
+                    .filter(|g| g.name == group)
+                    .flat_map(|g| g.members.iter())
+                    .filter_map(|id| okta.users.get(id))
+                    .map(|u| u.login.split('@').next().unwrap_or_default().to_string())
+                    .collect();
+                logins.sort();
+                return logins;
+            }
             Idp::Ldap(ldap) => ldap,
         };
         let (conn, mut ldap) = ldap3::LdapConnAsync::new(&ldap.url).await.expect("connect");
@@ -756,6 +791,30 @@ async fn a_scim_idp_group_is_granted_and_revoked_in_a_real_scim_server() {
     env.reaches(State::Revoked).await;
     assert_eq!(env.members("fin-tools").await, ["ceo"]);
     assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+}
+
+#[tokio::test]
+async fn an_okta_group_is_granted_and_revoked_through_the_okta_api() {
+    let Some(env) = start_on("okta", "fin-tools").await else {
+        return;
+    };
+    env.approved_and_active().await;
+    assert_eq!(env.members("fin-tools").await, ["ceo", "dev"]);
+    assert_eq!(env.holds_atlassian_access(), [true, true, true]);
+    env.comment("d-3", VP, "/revoke").await;
+    env.reaches(State::Revoked).await;
+    assert_eq!(env.members("fin-tools").await, ["ceo"]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    let Idp::Okta(server) = &env.idp else {
+        unreachable!()
+    };
+    let writes: Vec<String> = server
+        .recorded()
+        .iter()
+        .filter(|r| r.method == "PUT" || r.method == "DELETE")
+        .map(|r| r.method.clone())
+        .collect();
+    assert_eq!(writes, ["PUT", "DELETE"], "one membership change each way");
 }
 
 #[tokio::test]

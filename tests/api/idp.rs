@@ -27,10 +27,24 @@ pub struct People {
     pub dev: PersonId,
 }
 
+/// Whether a source can say what changed since a cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    Incremental,
+    /// No change feed (Google Workspace): every sync is a full read.
+    FullReadsOnly,
+}
+
 /// The suite every connector passes: full sync, the manager chain, idempotent grant and
-/// revoke, incremental sync seeing both, an unknown group refused.
-pub async fn sync_and_grant<D, F>(store: &Store, directory: &D, people: &People, change_title: F)
-where
+/// revoke, the next sync (incremental where the source has a change feed) seeing both, an
+/// unknown group refused.
+pub async fn sync_and_grant<D, F>(
+    store: &Store,
+    directory: &D,
+    people: &People,
+    feed: Feed,
+    change_title: F,
+) where
     D: Directory + GroupWriter + Sync,
     F: AsyncFn(&str),
 {
@@ -72,7 +86,10 @@ where
     let report = sync::sync(store, directory, &clock, false, &Quiet)
         .await
         .expect("incremental");
-    assert_eq!(report.kind, RunKind::Incremental);
+    match feed {
+        Feed::Incremental => assert_eq!(report.kind, RunKind::Incremental),
+        Feed::FullReadsOnly => assert!(report.fell_back_to_full, "{report:?}"),
+    }
     assert!(report.version.is_some(), "changes were found: {report:?}");
     assert!(
         replica_b.refresh(store).await.expect("refresh"),
@@ -174,9 +191,13 @@ async fn ldap_sync_and_grant() {
     let store = support::store(&db).await;
     let directory = LdapDirectory::new(ldap_config(&server, slapd::SERVICE_DN, 7));
     let dev_dn = format!("uid=dev,ou=people,{}", slapd::BASE);
-    sync_and_grant(&store, &directory, &ldap_people(), async |title| {
-        ldap_replace(&server, &dev_dn, "title", title).await
-    })
+    sync_and_grant(
+        &store,
+        &directory,
+        &ldap_people(),
+        Feed::Incremental,
+        async |title| ldap_replace(&server, &dev_dn, "title", title).await,
+    )
     .await;
 }
 
@@ -324,14 +345,20 @@ async fn scim_sync_and_grant() {
     };
     let server = Arc::new(server);
     let for_title = server.clone();
-    sync_and_grant(&store, &directory, &people, async move |title| {
-        for_title
-            .patch(
-                &format!("/Users/{dev}"),
-                serde_json::json!([{"op": "replace", "path": "title", "value": title}]),
-            )
-            .await
-    })
+    sync_and_grant(
+        &store,
+        &directory,
+        &people,
+        Feed::Incremental,
+        async move |title| {
+            for_title
+                .patch(
+                    &format!("/Users/{dev}"),
+                    serde_json::json!([{"op": "replace", "path": "title", "value": title}]),
+                )
+                .await
+        },
+    )
     .await;
 
     let refused = ScimDirectory::new(ScimConfig {

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use tollgate::change::Change;
 use tollgate::clock::SystemClock;
 use tollgate::config::Secret;
+use tollgate::fakes::google::{self, FakeGoogle};
 use tollgate::fakes::graph::{self, FakeGraph};
 use tollgate::fakes::harness::FakeServer;
 use tollgate::fakes::okta::{self, FakeOkta};
+use tollgate::idp::google::{GoogleConfig, GoogleDirectory};
 use tollgate::idp::graph::{GraphConfig, GraphDirectory};
 use tollgate::idp::okta::{ManagerSource, OktaAuth, OktaConfig, OktaDirectory};
 use tollgate::idp::{Directory, GroupWriter, IdpError};
@@ -18,7 +20,7 @@ use tollgate::orgchart::PersonId;
 use tollgate::orgchart::cache::OrgCache;
 use tollgate::orgchart::sync::{self, Quiet, SyncError};
 
-use crate::idp::{People, sync_and_grant};
+use crate::idp::{Feed, People, sync_and_grant};
 use crate::support::{self, TestDatabase};
 
 const OKTA_TOKEN: &str = "00okta-api-token";
@@ -86,11 +88,17 @@ async fn okta_sync_and_grant() {
     let directory = OktaDirectory::new(okta_config(&org.server.url(), 3));
     let server = org.server.clone();
     let dev = org.people.dev.0.clone();
-    sync_and_grant(&store, &directory, &org.people, async move |title| {
-        server
-            .vendor()
-            .update_user(&dev, |u| u.title = Some(title.to_string()));
-    })
+    sync_and_grant(
+        &store,
+        &directory,
+        &org.people,
+        Feed::Incremental,
+        async move |title| {
+            server
+                .vendor()
+                .update_user(&dev, |u| u.title = Some(title.to_string()));
+        },
+    )
     .await;
 
     let cache = OrgCache::new();
@@ -392,11 +400,17 @@ async fn graph_sync_and_grant() {
     let directory = GraphDirectory::new(graph_config(&org.server.url(), 3));
     let server = org.server.clone();
     let dev = org.people.dev.0.clone();
-    sync_and_grant(&store, &directory, &org.people, async move |title| {
-        server
-            .vendor()
-            .update_user(&dev, |u| u.job_title = Some(title.to_string()));
-    })
+    sync_and_grant(
+        &store,
+        &directory,
+        &org.people,
+        Feed::Incremental,
+        async move |title| {
+            server
+                .vendor()
+                .update_user(&dev, |u| u.job_title = Some(title.to_string()));
+        },
+    )
     .await;
     let cache = OrgCache::new();
     cache.refresh(&store).await.expect("refresh");
@@ -516,4 +530,202 @@ async fn graph_honours_retry_after() {
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].status, 429);
     assert!(calls[1].at - calls[0].at >= chrono::TimeDelta::seconds(2));
+}
+
+const SERVICE_ACCOUNT: &str = "tollgate@acme-idp.iam.gserviceaccount.com";
+const GOOGLE_ADMIN: &str = "admin@acme.test";
+
+struct GoogleOrg {
+    server: Arc<FakeServer<FakeGoogle>>,
+    people: People,
+}
+
+async fn google_org() -> GoogleOrg {
+    support::init();
+    let (_, public) = tollgate::fakes::atlassian::connect::TEST_KEY_1;
+    let server = FakeServer::start(FakeGoogle::new().service_account(
+        SERVICE_ACCOUNT,
+        public,
+        &[GOOGLE_ADMIN],
+    ))
+    .await
+    .expect("fake Google");
+    let people = {
+        let mut google = server.vendor();
+        let ceo = google.add_user("ceo@acme.test", "Cee Eo", None, "CEO");
+        let vp = google.add_user(
+            "vp@acme.test",
+            "Vee Pee",
+            Some("ceo@acme.test"),
+            "VP Engineering",
+        );
+        let dev = google.add_user(
+            "dev@acme.test",
+            "Dee Veloper",
+            Some("vp@acme.test"),
+            "Engineer",
+        );
+        for i in 0..5 {
+            google.add_user(
+                &format!("p{i}@acme.test"),
+                &format!("P {i}"),
+                Some("dev@acme.test"),
+                "Engineer",
+            );
+        }
+        // The first member of each is its owner.
+        google.add_group("jira-admins", &[&vp, &ceo]);
+        google.add_group("netsuite-users", &[&ceo, &vp]);
+        let dynamic = google.add_group("all-engineers", &[&dev]);
+        if let Some(group) = google.groups.get_mut(&dynamic) {
+            group.dynamic = true;
+        }
+        People {
+            ceo: PersonId(ceo),
+            vp: PersonId(vp),
+            dev: PersonId(dev),
+        }
+    };
+    GoogleOrg {
+        server: Arc::new(server),
+        people,
+    }
+}
+
+fn google_config(url: &str, page_size: u32) -> GoogleConfig {
+    let (private, _) = tollgate::fakes::atlassian::connect::TEST_KEY_1;
+    GoogleConfig {
+        customer: "my_customer".into(),
+        admin: GOOGLE_ADMIN.into(),
+        client_email: SERVICE_ACCOUNT.into(),
+        private_key: Secret::new(private),
+        key_id: Some("k1".into()),
+        token_url: format!("{url}/token"),
+        api_url: url.to_string(),
+        page_size,
+        concurrency: 8,
+    }
+}
+
+#[tokio::test]
+async fn google_sync_and_grant() {
+    let org = google_org().await;
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let directory = GoogleDirectory::new(google_config(&org.server.url(), 3));
+    let server = org.server.clone();
+    let dev = org.people.dev.0.clone();
+    sync_and_grant(
+        &store,
+        &directory,
+        &org.people,
+        Feed::FullReadsOnly,
+        async move |title| {
+            if let Some(user) = server.vendor().users.get_mut(&dev) {
+                user.title = Some(title.to_string());
+            }
+        },
+    )
+    .await;
+    let cache = OrgCache::new();
+    cache.refresh(&store).await.expect("refresh");
+    let index = cache.index().expect("index");
+    let owners: Vec<&PersonId> = index
+        .group_owners("jira-admins")
+        .expect("synced")
+        .iter()
+        .map(|p| &index.person(*p).id)
+        .collect();
+    assert_eq!(owners, vec![&org.people.vp], "owners are OWNER members");
+    let recorded = org.server.recorded();
+    assert!(
+        recorded
+            .iter()
+            .any(|r| r.path == "/admin/directory/v1/users"
+                && r.query.as_deref().is_some_and(|q| q.contains("pageToken="))),
+        "users were paged by nextPageToken"
+    );
+    // Managers named by email were resolved to ids without a lookup each: they were on the
+    // same page, or looked up once and remembered.
+    let lookups = recorded
+        .iter()
+        .filter(|r| r.path.starts_with("/admin/directory/v1/users/"))
+        .count();
+    assert!(lookups <= 2, "{lookups} manager lookups");
+    assert!(
+        tollgate::fakes::contract::Contract::google().is_some(),
+        "every call above was checked against Google's discovery document"
+    );
+}
+
+#[tokio::test]
+async fn google_refuses_dynamic_groups_backs_off_and_checks_its_credential() {
+    let org = google_org().await;
+    let directory = GoogleDirectory::new(google_config(&org.server.url(), 500));
+    match directory
+        .set_member("all-engineers", &org.people.vp, true)
+        .await
+    {
+        Err(IdpError::GroupNotWritable { group, reason }) => {
+            assert_eq!(group, "all-engineers");
+            assert!(reason.contains("dynamic"), "{reason}");
+        }
+        other => panic!("expected a group we may not change, got {other:?}"),
+    }
+    // By email too, and removing a non-member is in place.
+    assert_eq!(
+        directory
+            .set_member("jira-admins@acme.test", &org.people.dev, false)
+            .await,
+        Ok(Change::AlreadyInPlace)
+    );
+    match directory
+        .set_member("no-such@acme.test", &org.people.dev, true)
+        .await
+    {
+        Err(IdpError::NotFound(what)) => assert!(what.contains("no-such@acme.test"), "{what}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+
+    // Google's rate limit answer says nothing of when: the client backs off and tries again.
+    org.server.clear_recorded();
+    org.server
+        .inject(google::rate_limited("/admin/directory/v1/users", 2));
+    let page = directory.read_page(None).await.expect("after backing off");
+    assert_eq!(page.people.len(), 8);
+    let calls: Vec<_> = org
+        .server
+        .recorded()
+        .into_iter()
+        .filter(|r| r.path == "/admin/directory/v1/users")
+        .collect();
+    assert_eq!(
+        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
+        vec![403, 403, 200]
+    );
+    assert!(
+        calls[2].at - calls[1].at
+            > calls[1].at - calls[0].at - chrono::TimeDelta::milliseconds(200),
+        "the back-off grows"
+    );
+
+    // A service account the admin has not delegated to, or a forged key: a configuration error.
+    let (other, _) = tollgate::fakes::atlassian::connect::TEST_KEY_2;
+    for config in [
+        GoogleConfig {
+            admin: "someone@acme.test".into(),
+            ..google_config(&org.server.url(), 500)
+        },
+        GoogleConfig {
+            private_key: Secret::new(other),
+            ..google_config(&org.server.url(), 500)
+        },
+    ] {
+        match GoogleDirectory::new(config).read_page(None).await {
+            Err(IdpError::Config(message)) => {
+                assert!(message.contains("token endpoint"), "{message}")
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
 }
