@@ -922,7 +922,12 @@ mod tests {
                 "maxResults",
             ),
             ("PUT", "/admin/directory/v1/groups/g1/members", None, "PUT"),
-            ("GET", "/admin/directory/v1/groups/g1/owners", None, "no such path"),
+            (
+                "GET",
+                "/admin/directory/v1/groups/g1/owners",
+                None,
+                "no such path",
+            ),
         ] {
             let result = c.check(&vendor(method, path, query));
             assert!(

@@ -117,20 +117,12 @@ impl GoogleDirectory {
     }
 
     async fn read(&self, target: &str) -> Result<Reply, IdpError> {
-        let reply = self.client.get(target).await?;
-        match reply.status {
-            200 => Ok(reply),
-            401 | 403 => Err(IdpError::Config(format!(
-                "Google refused the service account ({}): {}; it needs domain-wide delegation for {SCOPES}",
-                reply.status,
-                error_message(&reply.body)
-            ))),
-            404 => Err(IdpError::NotFound(error_message(&reply.body))),
-            status => Err(IdpError::Refused(format!(
-                "Google ({status}): {}",
-                error_message(&reply.body)
-            ))),
-        }
+        self.client
+            .read(
+                target,
+                &format!("the service account needs domain-wide delegation for {SCOPES}"),
+            )
+            .await
     }
 
     fn person(user: &Value, manager: Option<PersonId>) -> Option<Person> {

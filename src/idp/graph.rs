@@ -70,26 +70,21 @@ impl GraphDirectory {
     }
 
     async fn read(&self, target: &str) -> Result<Reply, IdpError> {
-        let reply = self.client.get(target).await?;
-        match reply.status {
-            200 => Ok(reply),
-            401 | 403 => Err(IdpError::Config(format!(
-                "Microsoft Graph refused the app ({}): {}; it needs User.Read.All and GroupMember.ReadWrite.All",
-                reply.status,
-                error_message(&reply.body)
-            ))),
-            404 => Err(IdpError::NotFound(error_message(&reply.body))),
-            410 => Err(IdpError::CursorExpired(error_message(&reply.body))),
-            400 if reply.body["error"]["code"]
-                .as_str()
-                .is_some_and(|c| c.eq_ignore_ascii_case("syncStateNotFound")) =>
+        let reply = self
+            .client
+            .read(
+                target,
+                "it needs User.Read.All and GroupMember.ReadWrite.All",
+            )
+            .await;
+        match reply {
+            // An expired delta link: 410, or 400 `syncStateNotFound`.
+            Err(IdpError::Refused(why))
+                if why.contains("(410)") || why.contains("syncStateNotFound") =>
             {
-                Err(IdpError::CursorExpired(error_message(&reply.body)))
+                Err(IdpError::CursorExpired(why))
             }
-            status => Err(IdpError::Refused(format!(
-                "Microsoft Graph ({status}): {}",
-                error_message(&reply.body)
-            ))),
+            other => other,
         }
     }
 

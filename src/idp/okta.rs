@@ -111,26 +111,9 @@ impl OktaDirectory {
     }
 
     async fn read(&self, target: &str) -> Result<Reply, IdpError> {
-        let reply = self.client.get(target).await?;
-        match reply.status {
-            200 => Ok(reply),
-            401 | 403 => Err(IdpError::Config(format!(
-                "Okta refused the credential ({}): {}",
-                reply.status,
-                error_message(&reply.body)
-            ))),
-            404 => Err(IdpError::NotFound(format!(
-                "Okta {}: {}",
-                target_path(target),
-                error_message(&reply.body)
-            ))),
-            _ => Err(IdpError::Refused(format!(
-                "Okta {} ({}): {}",
-                target_path(target),
-                reply.status,
-                error_message(&reply.body)
-            ))),
-        }
+        self.client
+            .read(target, "it needs okta.users.read and okta.groups.manage")
+            .await
     }
 
     /// Every item of a paged list, following `rel=next`.
@@ -156,7 +139,6 @@ impl OktaDirectory {
             ("employee_number", "employeeNumber"),
             ("division", "division"),
             ("organization", "organization"),
-            ("login", "login"),
             ("city", "city"),
             ("country_code", "countryCode"),
         ] {
@@ -164,8 +146,16 @@ impl OktaDirectory {
                 attributes.insert(key.to_string(), value);
             }
         }
+        if let Some(login) =
+            text(&profile["login"]).filter(|l| !l.eq_ignore_ascii_case(&email.to_string()))
+        {
+            attributes.insert("login".into(), login);
+        }
+        // Kept only when it says more than "active" (a hundred thousand copies add up).
         let status = user["status"].as_str().unwrap_or("ACTIVE");
-        attributes.insert("okta_status".into(), status.to_string());
+        if status != "ACTIVE" {
+            attributes.insert("okta_status".into(), status.to_string());
+        }
         let name = [text(&profile["firstName"]), text(&profile["lastName"])]
             .into_iter()
             .flatten()
@@ -301,11 +291,6 @@ impl OktaDirectory {
             .find(|g| g["profile"]["name"].as_str() == Some(name))
             .ok_or_else(|| IdpError::NotFound(format!("Okta group `{name}`")))
     }
-}
-
-fn target_path(target: &str) -> &str {
-    let path = target.split('?').next().unwrap_or(target);
-    path.find("/api/").map_or(path, |i| &path[i..])
 }
 
 /// Where a full read is: `users <target>` or `groups <target>`.

@@ -480,6 +480,27 @@ impl RestClient {
     pub async fn get(&self, target: &str) -> Result<Reply, IdpError> {
         self.send(Method::GET, target, None, &[]).await
     }
+
+    /// A read whose answer must be 200: a refused credential is a configuration error
+    /// (`needs` says what the credential needs), 404 is not found, anything else refused.
+    pub async fn read(&self, target: &str, needs: &str) -> Result<Reply, IdpError> {
+        let reply = self.get(target).await?;
+        let vendor = self.vendor.name();
+        let path = target.split('?').next().unwrap_or(target);
+        let path = path.strip_prefix(&self.base).unwrap_or(path);
+        let message = error_message(&reply.body);
+        match reply.status {
+            200 => Ok(reply),
+            401 | 403 => Err(IdpError::Config(format!(
+                "{vendor} refused the credential ({}): {message}; {needs}",
+                reply.status
+            ))),
+            404 => Err(IdpError::NotFound(format!("{vendor} {path}: {message}"))),
+            status => Err(IdpError::Refused(format!(
+                "{vendor} {path} ({status}): {message}"
+            ))),
+        }
+    }
 }
 
 /// Okta's `X-Rate-Limit-*` headers, sent on every answer.

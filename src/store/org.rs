@@ -228,30 +228,45 @@ pub async fn stage_page(
 
 /// Everything a run staged, as a snapshot.
 pub async fn staged(store: &Store, run_id: &str) -> Result<OrgSnapshot, StoreError> {
-    let rows: Vec<(String, String, String)> = on_db!(store.db(), |pool| {
-        sqlx::query_as(
-            "SELECT kind, item_id, body FROM org_sync_items WHERE run_id = $1 ORDER BY kind, item_id",
-        )
-        .bind(run_id)
-        .fetch_all(pool)
-        .await
-    })?;
+    // Read in keyset batches and parse each before the next: holding every staged row's text
+    // beside the parsed snapshot would double the peak memory of a large sync.
+    const BATCH: i64 = 5_000;
     let mut snapshot = OrgSnapshot::default();
-    for (kind, id, body) in rows {
-        let bad = |e: serde_json::Error| corrupt(format!("staged {kind} {id}: {e}"));
-        match kind.as_str() {
-            "person" => snapshot
-                .people
-                .push(serde_json::from_str(&body).map_err(bad)?),
-            "department" => snapshot
-                .departments
-                .push(serde_json::from_str(&body).map_err(bad)?),
-            _ => snapshot
-                .groups
-                .push(serde_json::from_str(&body).map_err(bad)?),
+    let mut after = (String::new(), String::new());
+    loop {
+        let rows: Vec<(String, String, String)> = on_db!(store.db(), |pool| {
+            sqlx::query_as(
+                "SELECT kind, item_id, body FROM org_sync_items \
+                 WHERE run_id = $1 AND (kind > $2 OR (kind = $2 AND item_id > $3)) \
+                 ORDER BY kind, item_id LIMIT $4",
+            )
+            .bind(run_id)
+            .bind(&after.0)
+            .bind(&after.1)
+            .bind(BATCH)
+            .fetch_all(pool)
+            .await
+        })?;
+        let done = (rows.len() as i64) < BATCH;
+        for (kind, id, body) in rows {
+            let bad = |e: serde_json::Error| corrupt(format!("staged {kind} {id}: {e}"));
+            match kind.as_str() {
+                "person" => snapshot
+                    .people
+                    .push(serde_json::from_str(&body).map_err(bad)?),
+                "department" => snapshot
+                    .departments
+                    .push(serde_json::from_str(&body).map_err(bad)?),
+                _ => snapshot
+                    .groups
+                    .push(serde_json::from_str(&body).map_err(bad)?),
+            }
+            after = (kind, id);
+        }
+        if done {
+            return Ok(snapshot);
         }
     }
-    Ok(snapshot)
 }
 
 /// Ends a run (`done` or `failed`) and drops what it staged.
