@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::clock::Clock;
-use crate::idp::{Delta, Directory, IdpError};
+use crate::idp::{Delta, Directory, IdpError, Page};
 use crate::orgchart::OrgSnapshot;
 use crate::store::org::{self as org_store, RunKind};
 use crate::store::{Store, StoreError};
@@ -113,8 +113,26 @@ async fn full_sync<D: Directory + Sync>(
     // A resumed run whose last page was the final one has nothing left to read.
     let finished_before = run.resumed && run.pages > 0 && resume.is_none();
     if !finished_before {
+        // Each page is staged while the next one is read: a slow source and a slow database
+        // take turns no more. Staging stays one page behind, so a crash resumes at most one
+        // page earlier than it could.
+        let mut unstaged: Option<Page> = None;
         loop {
-            let page = match directory.read_page(resume.as_deref()).await {
+            let reading = directory.read_page(resume.as_deref());
+            let read = match unstaged.take() {
+                Some(page) => {
+                    let staging = org_store::stage_page(store, &run.id, &page);
+                    let (read, staged) = tokio::join!(reading, staging);
+                    staged?;
+                    pages += 1;
+                    people += page.people.len();
+                    groups += page.groups.len();
+                    progress.page(pages, people, groups);
+                    read
+                }
+                None => reading.await,
+            };
+            let page = match read {
                 Ok(page) => page,
                 Err(e) if !e.is_retryable() => {
                     let mut tx = store.begin().await?;
@@ -126,15 +144,19 @@ async fn full_sync<D: Directory + Sync>(
                 // Transient: the run stays open and the job's retry resumes it.
                 Err(e) => return Err(e.into()),
             };
+            let next = page.next.clone();
+            unstaged = Some(page);
+            match next {
+                Some(next) => resume = Some(next),
+                None => break,
+            }
+        }
+        if let Some(page) = unstaged {
             org_store::stage_page(store, &run.id, &page).await?;
             pages += 1;
             people += page.people.len();
             groups += page.groups.len();
             progress.page(pages, people, groups);
-            match page.next {
-                Some(next) => resume = Some(next),
-                None => break,
-            }
         }
     }
     let snapshot = org_store::staged(store, &run.id).await?;
