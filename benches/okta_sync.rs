@@ -20,7 +20,7 @@ use tollgate::config::{DatabaseConfig, DatabaseUrl, Secret};
 use tollgate::fakes::harness::FakeServer;
 use tollgate::fakes::okta::FakeOkta;
 use tollgate::idp::okta::{ManagerSource, OktaAuth, OktaConfig, OktaDirectory};
-use tollgate::orgchart::sync::{self, Quiet};
+use tollgate::orgchart::sync::{self, Progress};
 use tollgate::store::Store;
 
 const TOKEN: &str = "bench-token";
@@ -143,6 +143,27 @@ impl Fake {
     }
 }
 
+/// When the people were all read and when the last group page was staged, for the report.
+struct Phases {
+    started: Instant,
+    people: usize,
+    people_read: std::sync::Mutex<Option<Duration>>,
+    pages_read: std::sync::Mutex<Option<Duration>>,
+    groups: usize,
+}
+
+impl Progress for Phases {
+    fn page(&self, _: i64, people: usize, groups: usize) {
+        let at = self.started.elapsed();
+        if people >= self.people {
+            self.people_read.lock().expect("lock").get_or_insert(at);
+        }
+        if groups >= self.groups {
+            self.pages_read.lock().expect("lock").get_or_insert(at);
+        }
+    }
+}
+
 async fn store(dir: &std::path::Path, name: &str) -> Store {
     let url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}/{name}.db", dir.display()));
@@ -172,7 +193,14 @@ async fn run(dir: &std::path::Path, people: usize, groups: usize, limited: bool)
     reset_peak();
     let base = peak_rss_mb();
     let started = Instant::now();
-    let report = sync::sync(&store, &directory, &SystemClock, true, &Quiet)
+    let phases = Phases {
+        started,
+        people,
+        groups,
+        people_read: Default::default(),
+        pages_read: Default::default(),
+    };
+    let report = sync::sync(&store, &directory, &SystemClock, true, &phases)
         .await
         .expect("full sync");
     let wall = started.elapsed();
@@ -191,6 +219,15 @@ async fn run(dir: &std::path::Path, people: usize, groups: usize, limited: bool)
     );
     println!(
         "  full sync {:.1} s wall, peak RSS {peak:.0} MiB (before: {base:.0} MiB), {requests} requests",
+        wall.as_secs_f64()
+    );
+    let at = |m: &std::sync::Mutex<Option<Duration>>| {
+        m.lock().expect("lock").map_or(0.0, |d| d.as_secs_f64())
+    };
+    println!(
+        "  people read and staged at {:.1} s, groups at {:.1} s, snapshot written at {:.1} s",
+        at(&phases.people_read),
+        at(&phases.pages_read),
         wall.as_secs_f64()
     );
     println!(

@@ -95,6 +95,38 @@ pub async fn sync<D: Directory + Sync>(
     Ok(report)
 }
 
+/// Items staged in one transaction during a full read.
+const STAGE_ITEMS: usize = 1_000;
+
+fn page_items(page: &Page) -> usize {
+    page.people.len() + page.groups.len() + page.departments.len()
+}
+
+/// What a full read has staged so far.
+struct Staged {
+    pages: i64,
+    people: usize,
+    groups: usize,
+}
+
+impl Staged {
+    async fn stage(
+        &mut self,
+        store: &Store,
+        run_id: &str,
+        batch: Page,
+        count: i64,
+        progress: &dyn Progress,
+    ) -> Result<(), SyncError> {
+        org_store::stage_page(store, run_id, &batch, count).await?;
+        self.pages += count;
+        self.people += batch.people.len();
+        self.groups += batch.groups.len();
+        progress.page(self.pages, self.people, self.groups);
+        Ok(())
+    }
+}
+
 async fn full_sync<D: Directory + Sync>(
     store: &Store,
     directory: &D,
@@ -108,30 +140,36 @@ async fn full_sync<D: Directory + Sync>(
         tracing::info!(%source, pages = run.pages, "resuming an interrupted full sync");
     }
     let mut resume = run.resume.clone();
-    let mut pages = run.pages;
-    let (mut people, mut groups) = (0, 0);
+    let mut staged = Staged {
+        pages: run.pages,
+        people: 0,
+        groups: 0,
+    };
     // A resumed run whose last page was the final one has nothing left to read.
     let finished_before = run.resumed && run.pages > 0 && resume.is_none();
     if !finished_before {
-        // Each page is staged while the next one is read: a slow source and a slow database
-        // take turns no more. Staging stays one page behind, so a crash resumes at most one
-        // page earlier than it could.
-        let mut unstaged: Option<Page> = None;
+        // Pages are staged a batch at a time (one transaction per ~1,000 items, not per page),
+        // and a batch is staged while the next page is read, so a slow source and a slow
+        // database do not take turns. A failed read stages what came before it; a crash
+        // resumes after the last staged batch.
+        let mut held: Option<(Page, i64)> = None;
         loop {
             let reading = directory.read_page(resume.as_deref());
-            let read = match unstaged.take() {
-                Some(page) => {
-                    let staging = org_store::stage_page(store, &run.id, &page);
-                    let (read, staged) = tokio::join!(reading, staging);
-                    staged?;
-                    pages += 1;
-                    people += page.people.len();
-                    groups += page.groups.len();
-                    progress.page(pages, people, groups);
+            let read = match held.take_if(|(page, _)| page_items(page) >= STAGE_ITEMS) {
+                Some((batch, count)) => {
+                    let staging = staged.stage(store, &run.id, batch, count, progress);
+                    let (read, result) = tokio::join!(reading, staging);
+                    result?;
                     read
                 }
                 None => reading.await,
             };
+            if read.is_err()
+                && let Some((batch, count)) = held.take()
+            {
+                // What was read before the failure is kept: the next run goes on after it.
+                staged.stage(store, &run.id, batch, count, progress).await?;
+            }
             let page = match read {
                 Ok(page) => page,
                 Err(e) if !e.is_retryable() => {
@@ -145,20 +183,26 @@ async fn full_sync<D: Directory + Sync>(
                 Err(e) => return Err(e.into()),
             };
             let next = page.next.clone();
-            unstaged = Some(page);
+            held = Some(match held {
+                Some((mut batch, count)) => {
+                    batch.people.extend(page.people);
+                    batch.groups.extend(page.groups);
+                    batch.departments.extend(page.departments);
+                    batch.next = page.next;
+                    (batch, count + 1)
+                }
+                None => (page, 1),
+            });
             match next {
                 Some(next) => resume = Some(next),
                 None => break,
             }
         }
-        if let Some(page) = unstaged {
-            org_store::stage_page(store, &run.id, &page).await?;
-            pages += 1;
-            people += page.people.len();
-            groups += page.groups.len();
-            progress.page(pages, people, groups);
+        if let Some((batch, count)) = held {
+            staged.stage(store, &run.id, batch, count, progress).await?;
         }
     }
+    let pages = staged.pages;
     let snapshot = org_store::staged(store, &run.id).await?;
     let mut tx = store.begin().await?;
     if snapshot.people.is_empty() {

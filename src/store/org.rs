@@ -175,11 +175,13 @@ pub async fn open_full_run(
     })
 }
 
-/// Stages one page and where to go on from, together: a crash after this resumes after it.
+/// Stages a batch of `pages` pages (merged into one) and where the read goes on after them,
+/// together: a crash after this resumes after them.
 pub async fn stage_page(
     store: &Store,
     run_id: &str,
     page: &crate::idp::Page,
+    pages: i64,
 ) -> Result<(), StoreError> {
     let (people, groups, resume) = (&page.people, &page.groups, page.next.as_deref());
     let mut items = Vec::with_capacity(people.len() + groups.len());
@@ -216,8 +218,9 @@ pub async fn stage_page(
         })?;
     }
     on_tx!(&mut tx, |conn| {
-        sqlx::query("UPDATE org_sync_runs SET resume = $1, pages = pages + 1 WHERE id = $2")
+        sqlx::query("UPDATE org_sync_runs SET resume = $1, pages = pages + $2 WHERE id = $3")
             .bind(resume)
+            .bind(pages)
             .bind(run_id)
             .execute(&mut *conn)
             .await
