@@ -11,7 +11,9 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::rest::{Credential, Grant, OAuth, Reply, RestClient, Vendor, error_message};
+use super::rest::{
+    Credential, GROUPS, Grant, OAuth, Reply, RestClient, USERS, Vendor, error_message, resume_at,
+};
 use super::{Changes, Directory, GroupWriter, IdpError, Page};
 use crate::change::Change;
 use crate::config::Secret;
@@ -19,8 +21,6 @@ use crate::connect::qsh::rfc3986;
 use crate::orgchart::{Email, EmploymentType, Group, Person, PersonId};
 
 const API: &str = "/admin/directory/v1";
-const USERS: &str = "users";
-const GROUPS: &str = "groups";
 pub const SCOPES: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly https://www.googleapis.com/auth/admin.directory.group.readonly https://www.googleapis.com/auth/admin.directory.group.member";
 
 #[derive(Debug, Clone)]
@@ -295,15 +295,6 @@ impl GoogleDirectory {
     }
 }
 
-/// Where a full read is: `users <pageToken>` or `groups <pageToken>` (empty: the first page).
-fn resume_at(resume: Option<&str>) -> (&str, Option<&str>) {
-    match resume.map(|r| r.split_once(' ').unwrap_or((r, ""))) {
-        Some((GROUPS, token)) => (GROUPS, Some(token)),
-        Some((_, token)) => (USERS, Some(token)),
-        None => (USERS, None),
-    }
-}
-
 impl Directory for GoogleDirectory {
     fn source(&self) -> String {
         format!("google:{}", self.config.customer)
@@ -454,12 +445,5 @@ mod tests {
                 GoogleConfig::from_key_file(bad, "a".into(), "c".into(), "u".into(), 1, 1).is_err()
             );
         }
-    }
-
-    #[test]
-    fn a_resume_point_names_its_phase() {
-        assert_eq!(resume_at(None), (USERS, None));
-        assert_eq!(resume_at(Some("groups ")), (GROUPS, Some("")));
-        assert_eq!(resume_at(Some("users abc")), (USERS, Some("abc")));
     }
 }

@@ -8,7 +8,9 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::rest::{Credential, Grant, OAuth, Reply, RestClient, Vendor, error_message};
+use super::rest::{
+    Credential, GROUPS, Grant, OAuth, Reply, RestClient, USERS, Vendor, error_message, resume_at,
+};
 use super::{Changes, Delta, Directory, GroupWriter, IdpError, Page};
 use crate::change::Change;
 use crate::config::Secret;
@@ -18,8 +20,6 @@ use crate::orgchart::{Email, EmploymentType, Group, Person, PersonId};
 const USER_FIELDS: &str = "id,displayName,mail,userPrincipalName,jobTitle,department,employeeId,employeeType,companyName,accountEnabled,employeeOrgData";
 const GROUP_FIELDS: &str =
     "id,displayName,groupTypes,onPremisesSyncEnabled,mailEnabled,securityEnabled";
-const USERS: &str = "users";
-const GROUPS: &str = "groups";
 
 #[derive(Debug, Clone)]
 pub struct GraphConfig {
@@ -238,15 +238,6 @@ impl GraphDirectory {
             .into_iter()
             .find(|g| g["displayName"].as_str() == Some(name))
             .ok_or_else(|| IdpError::NotFound(format!("Entra ID group `{name}`")))
-    }
-}
-
-/// Where a full read is: `users <link>` or `groups <link>`.
-fn resume_at(resume: Option<&str>) -> (&str, Option<&str>) {
-    match resume.and_then(|r| r.split_once(' ')) {
-        Some((GROUPS, target)) => (GROUPS, Some(target)),
-        Some((_, target)) => (USERS, Some(target)),
-        None => (USERS, None),
     }
 }
 

@@ -7,7 +7,9 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::rest::{Credential, Grant, OAuth, Reply, RestClient, Vendor, error_message};
+use super::rest::{
+    Credential, GROUPS, Grant, OAuth, Reply, RestClient, USERS, Vendor, error_message, resume_at,
+};
 use super::{Changes, Delta, Directory, GroupWriter, IdpError, Page};
 use crate::change::Change;
 use crate::config::Secret;
@@ -15,8 +17,6 @@ use crate::connect::qsh::rfc3986;
 use crate::orgchart::{Email, EmploymentType, Group, Person, PersonId};
 
 const SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
-const USERS: &str = "users";
-const GROUPS: &str = "groups";
 
 #[derive(Debug, Clone)]
 pub enum OktaAuth {
@@ -293,15 +293,6 @@ impl OktaDirectory {
     }
 }
 
-/// Where a full read is: `users <target>` or `groups <target>`.
-fn resume_at(resume: Option<&str>) -> (&str, Option<&str>) {
-    match resume.and_then(|r| r.split_once(' ')) {
-        Some((GROUPS, target)) => (GROUPS, Some(target)),
-        Some((_, target)) => (USERS, Some(target)),
-        None => (USERS, None),
-    }
-}
-
 impl Directory for OktaDirectory {
     fn source(&self) -> String {
         format!("okta:{}", self.client.base())
@@ -464,18 +455,5 @@ mod tests {
         assert!(ManagerSource::parse("linked:").is_err());
         assert!(ManagerSource::parse("linked:a/b").is_err());
         assert!(ManagerSource::parse("boss").is_err());
-    }
-
-    #[test]
-    fn a_resume_point_names_its_phase() {
-        assert_eq!(resume_at(None), (USERS, None));
-        assert_eq!(
-            resume_at(Some("groups http://o/api/v1/groups?after=x")),
-            (GROUPS, Some("http://o/api/v1/groups?after=x"))
-        );
-        assert_eq!(
-            resume_at(Some("users /api/v1/users?after=1")),
-            (USERS, Some("/api/v1/users?after=1"))
-        );
     }
 }

@@ -503,6 +503,19 @@ impl RestClient {
     }
 }
 
+/// The two parts of a full read, people first; a resume point is `users <where>` or
+/// `groups <where>`, where is the vendor's next link or page token (empty: the first page).
+pub const USERS: &str = "users";
+pub const GROUPS: &str = "groups";
+
+pub fn resume_at(resume: Option<&str>) -> (&str, Option<&str>) {
+    match resume.map(|r| r.split_once(' ').unwrap_or((r, ""))) {
+        Some((GROUPS, at)) => (GROUPS, Some(at).filter(|a| !a.is_empty())),
+        Some((_, at)) => (USERS, Some(at).filter(|a| !a.is_empty())),
+        None => (USERS, None),
+    }
+}
+
 /// Okta's `X-Rate-Limit-*` headers, sent on every answer.
 fn okta_window(headers: &HeaderMap) -> Option<Window> {
     let number = |name: &str| {
@@ -595,6 +608,17 @@ mod tests {
             link_next(r#"<https://x.okta.com/api/v1/users>; rel="self""#),
             None
         );
+    }
+
+    #[test]
+    fn a_resume_point_names_its_phase() {
+        assert_eq!(resume_at(None), (USERS, None));
+        assert_eq!(resume_at(Some("groups ")), (GROUPS, None));
+        assert_eq!(
+            resume_at(Some("groups http://o/api/v1/groups?after=x")),
+            (GROUPS, Some("http://o/api/v1/groups?after=x"))
+        );
+        assert_eq!(resume_at(Some("users abc")), (USERS, Some("abc")));
     }
 
     #[test]
