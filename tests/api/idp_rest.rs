@@ -729,3 +729,55 @@ async fn google_refuses_dynamic_groups_backs_off_and_checks_its_credential() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_cli_syncs_from_entra_with_the_secret_in_a_file() {
+    let org = graph_org().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("entra-secret");
+    std::fs::write(&secret, "s3cret\n").expect("write");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let run = async |secret_file: &std::path::Path| {
+        let mut command = support::binary();
+        command
+            .args(["org", "sync"])
+            .env("DATABASE_URL", &url)
+            .env("TOLLGATE_WORKFLOWS_DIR", "workflows")
+            .env("TOLLGATE_IDP_KIND", "entra")
+            .env("TOLLGATE_IDP_ENTRA_TENANT", TENANT)
+            .env("TOLLGATE_IDP_ENTRA_CLIENT_ID", "tollgate-app")
+            .env("TOLLGATE_IDP_ENTRA_CLIENT_SECRET_FILE", secret_file)
+            .env(
+                "TOLLGATE_IDP_ENTRA_GRAPH_URL",
+                format!("{}/v1.0", org.server.url()),
+            )
+            .env(
+                "TOLLGATE_IDP_ENTRA_TOKEN_URL",
+                format!("{}/{TENANT}/oauth2/v2.0/token", org.server.url()),
+            );
+        // Off the runtime's threads, so the fake in this process keeps answering.
+        tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("joined")
+            .expect("runs")
+    };
+    let out = run(&secret).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("full sync: 8 people, 3 groups"),
+        "{stdout}"
+    );
+
+    // A wrong secret: a clear error that does not print it.
+    std::fs::write(&secret, "not-the-secret").expect("write");
+    let out = run(&secret).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid_client"), "{stderr}");
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
+}
