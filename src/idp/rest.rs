@@ -21,6 +21,8 @@ pub enum Vendor {
     Okta,
     Graph,
     Google,
+    /// Any SCIM 2.0 service provider (429 with `Retry-After`, as Graph).
+    Scim,
 }
 
 impl Vendor {
@@ -29,6 +31,7 @@ impl Vendor {
             Self::Okta => "Okta",
             Self::Graph => "Microsoft Graph",
             Self::Google => "Google",
+            Self::Scim => "SCIM",
         }
     }
 
@@ -40,6 +43,7 @@ impl Vendor {
             Self::Okta => okta_family(path),
             Self::Graph => "graph".into(),
             Self::Google => "google".into(),
+            Self::Scim => "scim".into(),
         }
     }
 }
@@ -238,6 +242,7 @@ pub struct Reply {
     pub status: u16,
     pub body: Value,
     pub link_next: Option<String>,
+    pub etag: Option<String>,
 }
 
 impl Reply {
@@ -341,7 +346,8 @@ impl RestClient {
     }
 
     /// One call, retried on throttling, 5xx and network failures by the vendor's rules; any
-    /// other answer is the caller's to read.
+    /// other answer is the caller's to read. `headers` may replace the JSON `accept` and
+    /// `content-type`.
     pub async fn send(
         &self,
         method: Method,
@@ -359,18 +365,22 @@ impl RestClient {
             attempt += 1;
             let authorization = self.authorization().await?;
             self.pace(&family).await;
+            let given = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
             let mut request = self
                 .http
                 .request(method.clone(), &url)
-                .header("authorization", authorization)
-                .header("accept", "application/json");
+                .header("authorization", authorization);
+            if !given("accept") {
+                request = request.header("accept", "application/json");
+            }
             for (name, value) in headers {
                 request = request.header(*name, *value);
             }
             if let Some(body) = body {
-                request = request
-                    .header("content-type", "application/json")
-                    .body(body.to_string());
+                if !given("content-type") {
+                    request = request.header("content-type", "application/json");
+                }
+                request = request.body(body.to_string());
             }
             let (status, response_headers, text) = match request.send().await {
                 Ok(response) => {
@@ -413,7 +423,7 @@ impl RestClient {
                     Vendor::Okta => header("x-rate-limit-reset")
                         .and_then(|v| v.parse::<i64>().ok())
                         .and_then(|s| DateTime::from_timestamp(s, 0)),
-                    Vendor::Graph => header("retry-after")
+                    Vendor::Graph | Vendor::Scim => header("retry-after")
                         .and_then(|v| retry::parse_wait(v, now))
                         .and_then(|d| chrono::TimeDelta::from_std(d).ok())
                         .map(|d| now + d),
@@ -452,6 +462,7 @@ impl RestClient {
                     status,
                     body: parsed,
                     link_next: link_next(&links),
+                    etag: header("etag").map(str::to_string),
                 });
             }
             let outcome = Outcome {

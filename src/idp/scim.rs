@@ -3,15 +3,13 @@
 //! by `meta.lastModified` where the server filters on it (else a full read); membership by
 //! PATCH with `If-Match`, re-read on 412.
 
-use std::time::Duration;
-
 use chrono::Utc;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::rest::{Credential, Reply, RestClient, Vendor};
 use super::{Changes, Delta, Directory, GroupWriter, IdpError, Page};
 use crate::atlassian::errors::vendor_message;
-use crate::atlassian::retry::{self, Outcome, RetryPolicy};
 use crate::change::Change;
 use crate::config::Secret;
 use crate::orgchart::{Email, EmploymentType, Group, Person, PersonId};
@@ -32,37 +30,20 @@ pub struct ScimConfig {
 #[derive(Debug)]
 pub struct ScimDirectory {
     config: ScimConfig,
-    http: reqwest::Client,
-    policy: RetryPolicy,
-}
-
-struct Reply {
-    status: StatusCode,
-    etag: Option<String>,
-    body: Value,
-}
-
-fn jitter() -> f64 {
-    let mut bytes = [0u8; 4];
-    let _ = getrandom::fill(&mut bytes);
-    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+    client: RestClient,
 }
 
 impl ScimDirectory {
     pub fn new(config: ScimConfig) -> Self {
+        let token = Secret::new(format!("Bearer {}", config.token.expose()));
         Self {
+            client: RestClient::new(Vendor::Scim, &config.url, Credential::Header(token)),
             config,
-            http: reqwest::Client::builder()
-                .user_agent(crate::atlassian::client::USER_AGENT)
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
-            policy: RetryPolicy::default(),
         }
     }
 
-    /// One request with retries on 429/5xx (honouring `Retry-After`); any other status is
-    /// returned for the caller to interpret.
+    /// One request with the shared client's retries on 429/5xx (honouring `Retry-After`);
+    /// any other status is returned for the caller to interpret.
     async fn call(
         &self,
         method: Method,
@@ -70,67 +51,14 @@ impl ScimDirectory {
         body: Option<&Value>,
         if_match: Option<&str>,
     ) -> Result<Reply, IdpError> {
-        let url = format!("{}{path}", self.config.url.trim_end_matches('/'));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(self.config.token.expose())
-                .header("accept", "application/scim+json, application/json");
-            if let Some(tag) = if_match {
-                request = request.header("if-match", tag);
-            }
-            if let Some(body) = body {
-                request = request
-                    .header("content-type", "application/scim+json")
-                    .body(body.to_string());
-            }
-            let (status, headers, text) = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    (
-                        Some(status),
-                        headers,
-                        response.text().await.unwrap_or_default(),
-                    )
-                }
-                Err(e) => (None, Default::default(), e.to_string()),
-            };
-            let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-            if let Some(status) = status
-                && status.as_u16() != 429
-                && !status.is_server_error()
-            {
-                return Ok(Reply {
-                    status,
-                    etag: header("etag").map(str::to_string),
-                    body: serde_json::from_str(&text).unwrap_or(Value::Null),
-                });
-            }
-            let outcome = Outcome {
-                status: status.map(|s| s.as_u16()),
-                retry_after: header("retry-after"),
-                rate_limit_reset: None,
-            };
-            match retry::next_delay(&self.policy, &outcome, attempt, Utc::now(), jitter()) {
-                Some(delay) => tokio::time::sleep(delay).await,
-                None if status.is_some_and(|s| s.as_u16() == 429) => {
-                    return Err(IdpError::Throttled {
-                        retry_after: header("retry-after")
-                            .and_then(|v| retry::parse_wait(v, Utc::now())),
-                    });
-                }
-                None => {
-                    return Err(IdpError::Unavailable(format!(
-                        "SCIM {path}: {}",
-                        vendor_message(&text).unwrap_or(text)
-                    )));
-                }
-            }
+        let mut headers = vec![("accept", "application/scim+json, application/json")];
+        if body.is_some() {
+            headers.push(("content-type", "application/scim+json"));
         }
+        if let Some(tag) = if_match {
+            headers.push(("if-match", tag));
+        }
+        self.client.send(method, path, body, &headers).await
     }
 
     fn person(user: &Value) -> Option<Person> {
@@ -207,13 +135,13 @@ impl ScimDirectory {
     ) -> Result<(Vec<Value>, Option<u64>), IdpError> {
         let path = self.list_path(resource, start, filter);
         let reply = self.call(Method::GET, &path, None, None).await?;
-        if reply.status.as_u16() == 400 && filter.is_some() {
+        if reply.status == 400 && filter.is_some() {
             return Err(IdpError::CursorExpired(format!(
                 "the SCIM server does not filter {resource} by meta.lastModified: {}",
                 message(&reply.body)
             )));
         }
-        match reply.status.as_u16() {
+        match reply.status {
             200 => {}
             401 | 403 => {
                 return Err(IdpError::Config(format!(
@@ -258,7 +186,7 @@ impl ScimDirectory {
         let reply = self
             .call(Method::GET, &format!("/Groups/{id}"), None, None)
             .await?;
-        if reply.status.as_u16() != 200 {
+        if reply.status != 200 {
             return Err(IdpError::NotFound(format!("SCIM group `{name}`")));
         }
         Ok((reply.body, reply.etag))
@@ -360,7 +288,7 @@ impl GroupWriter for ScimDirectory {
                     etag.as_deref(),
                 )
                 .await?;
-            match reply.status.as_u16() {
+            match reply.status {
                 200 | 204 => return Ok(Change::Applied),
                 // Someone changed the group since we read it: read again.
                 412 => continue,
