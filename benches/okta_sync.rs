@@ -15,6 +15,9 @@ use std::io::{BufRead, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/rss.rs"]
+mod rss;
+use rss::{peak_rss_mb, reset_peak};
 use tollgate::clock::SystemClock;
 use tollgate::config::{DatabaseConfig, DatabaseUrl, Secret};
 use tollgate::fakes::harness::FakeServer;
@@ -31,22 +34,6 @@ fn knob(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The child: seeds the org, prints its address, answers `stats` on stdin, stops at EOF.

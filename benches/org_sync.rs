@@ -11,6 +11,9 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+#[path = "support/rss.rs"]
+mod rss;
+use rss::{peak_rss_mb, reset_peak};
 use tollgate::clock::SystemClock;
 use tollgate::config::{DatabaseConfig, DatabaseUrl, Secret};
 use tollgate::fakes::slapd::{self, BASE, PASSWORD, SERVICE_DN, Slapd};
@@ -74,23 +77,6 @@ fn write_ldif(path: &std::path::Path) -> std::io::Result<()> {
         writeln!(out)?;
     }
     out.flush()
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// Resets the peak RSS to the current RSS (Linux ≥ 4.0), so a phase's peak is its own.
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 async fn change_titles(url: &str) {
