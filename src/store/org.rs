@@ -200,6 +200,15 @@ pub async fn stage_page(
             serde_json::to_string(d).map_err(|e| corrupt(format!("staging {}: {e}", d.name)))?;
         items.push(("department", d.name.as_str(), body));
     }
+    // A batch of pages may hold an item twice (a source that pages while it changes); one
+    // statement may not write a row twice, so the later copy wins.
+    let mut seen = std::collections::HashSet::new();
+    let mut items: Vec<_> = items
+        .into_iter()
+        .rev()
+        .filter(|(kind, id, _)| seen.insert((*kind, *id)))
+        .collect();
+    items.reverse();
     let mut tx = store.begin().await?;
     // Multi-row inserts: one round trip per few hundred items, not per item.
     for chunk in items.chunks(500) {

@@ -493,3 +493,63 @@ fn org_sync_from_the_command_line() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// A source that lists the same person on two pages, as one that pages while it changes can.
+struct Repeating;
+
+fn repeated(title: &str) -> tollgate::orgchart::Person {
+    tollgate::orgchart::Person {
+        id: PersonId("p-1".into()),
+        email: tollgate::orgchart::Email::parse("p1@acme.test").expect("email"),
+        display_name: "P One".into(),
+        title: Some(title.into()),
+        department: None,
+        cost_center: None,
+        manager: None,
+        active: true,
+        employment_type: tollgate::orgchart::EmploymentType::FullTime,
+        atlassian_account_id: None,
+        attributes: Default::default(),
+    }
+}
+
+impl Directory for Repeating {
+    fn source(&self) -> String {
+        "repeating".into()
+    }
+    async fn start_cursor(&self) -> Result<String, IdpError> {
+        Ok("c".into())
+    }
+    async fn read_page(&self, resume: Option<&str>) -> Result<Page, IdpError> {
+        Ok(match resume {
+            None => Page {
+                people: vec![repeated("Engineer")],
+                next: Some("2".into()),
+                ..Page::default()
+            },
+            Some(_) => Page {
+                people: vec![repeated("Staff Engineer")],
+                next: None,
+                ..Page::default()
+            },
+        })
+    }
+    async fn changes_since(&self, _: &str) -> Result<Changes, IdpError> {
+        Err(IdpError::CursorExpired("full reads only".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_person_listed_on_two_pages_is_staged_once_as_last_seen() {
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let report = sync::sync(&store, &Repeating, &SystemClock, true, &Quiet)
+        .await
+        .expect("the duplicate does not fail the batch");
+    assert_eq!(report.people, 1);
+    let cache = OrgCache::new();
+    cache.refresh(&store).await.expect("refresh");
+    let org = cache.index().expect("index");
+    let person = org.by_id(&PersonId("p-1".into())).expect("synced");
+    assert_eq!(org.person(person).title.as_deref(), Some("Staff Engineer"));
+}
