@@ -1,6 +1,7 @@
 //! A stateful fake of Microsoft Graph (users, groups) and its token endpoint, as documented
 //! (API-NOTES §4.2, §3; no Graph spec is kept here, so calls are not contract-checked):
-//! - `@odata.nextLink` paging with `$skiptoken`, `$top` ≤ 999;
+//! - `@odata.nextLink` paging with `$skiptoken`, `$top` ≤ 999, silently at most 100 with
+//!   `$expand` (a documented known issue);
 //! - `$expand=manager($select=id)`; `$filter=displayName eq '…'` on groups; `$search` and
 //!   `$count` refused without `ConsistencyLevel: eventual`;
 //! - `users/delta` and `groups/delta`: `$deltatoken=latest`, changes since a token (paged by
@@ -253,6 +254,13 @@ impl FakeGraph {
                     "Invalid page size specified.",
                 );
             }
+        };
+        // A known Graph limit: with `$expand` on directory objects a page holds at most 100,
+        // whatever `$top` asked (the rest follows by nextLink).
+        let top = if request.param("$expand").is_some() {
+            top.min(100)
+        } else {
+            top
         };
         let skip = request
             .param("$skiptoken")

@@ -308,6 +308,13 @@ impl Directory for GoogleDirectory {
         let (phase, token) = resume_at(resume);
         let mut page = Page::default();
         if phase == USERS {
+            if token.is_none() {
+                // A new full read: managers are looked up afresh (emails move between people).
+                self.managers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+            }
             let reply = self.read(&self.list(USERS, 500, token)).await?;
             let users = reply.body["users"].as_array().cloned().unwrap_or_default();
             let managers = self.managers_of(&users).await?;

@@ -781,3 +781,34 @@ async fn the_cli_syncs_from_entra_with_the_secret_in_a_file() {
     assert!(stderr.contains("invalid_client"), "{stderr}");
     assert!(!stderr.contains("not-the-secret"), "{stderr}");
 }
+
+#[tokio::test]
+async fn graph_pages_with_an_expanded_manager_hold_at_most_100_and_the_rest_follows() {
+    let org = graph_org().await;
+    {
+        let mut graph = org.server.vendor();
+        for i in 0..150 {
+            graph.add_user(
+                &format!("extra{i}@acme.test"),
+                &format!("Extra {i}"),
+                Some(&org.people.dev.0),
+                "Engineer",
+            );
+        }
+    }
+    let directory = GraphDirectory::new(graph_config(&org.server.url(), 999));
+    let first = directory.read_page(None).await.expect("first page");
+    assert_eq!(first.people.len(), 100, "Graph's cap, whatever $top asked");
+    let second = directory
+        .read_page(first.next.as_deref())
+        .await
+        .expect("second page");
+    assert_eq!(second.people.len(), 58);
+    assert!(
+        second
+            .next
+            .as_deref()
+            .is_some_and(|n| n.starts_with("groups ")),
+        "then the groups"
+    );
+}
