@@ -199,7 +199,7 @@ impl AtlassianClient {
             {
                 self.hold_back(&call.limit_key, wait);
             }
-            match retry::next_delay(&self.policy, &outcome, attempt, now, jitter()) {
+            match retry::next_delay(&self.policy, &outcome, attempt, now, retry::jitter()) {
                 Some(delay) => {
                     tracing::debug!(
                         url = call.url,
@@ -255,12 +255,6 @@ impl AtlassianClient {
             body,
         })
     }
-}
-
-fn jitter() -> f64 {
-    let mut bytes = [0u8; 4];
-    let _ = getrandom::fill(&mut bytes);
-    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
 }
 
 /// The outbound Connect token for `call`: `iss` = app key, `qsh` over the call relative to the

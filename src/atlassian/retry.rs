@@ -34,6 +34,14 @@ pub struct Outcome<'a> {
     pub rate_limit_reset: Option<&'a str>,
 }
 
+/// A random number in `[0, 1)` for [`next_delay`]: the one impure helper here, kept apart
+/// so the policy itself stays testable.
+pub fn jitter() -> f64 {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+}
+
 /// Whether a status is worth another try.
 pub fn is_transient(status: Option<u16>) -> bool {
     match status {

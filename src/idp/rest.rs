@@ -263,12 +263,6 @@ pub struct RestClient {
     policy: RetryPolicy,
 }
 
-fn jitter() -> f64 {
-    let mut bytes = [0u8; 4];
-    let _ = getrandom::fill(&mut bytes);
-    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
-}
-
 impl RestClient {
     pub fn new(vendor: Vendor, base: &str, credential: Credential) -> Self {
         Self {
@@ -436,7 +430,7 @@ impl RestClient {
                         .base_delay
                         .saturating_mul(4u32.saturating_pow(attempt.min(6)))
                         .min(self.policy.max_delay)
-                        .mul_f64(0.5 + jitter() / 2.0);
+                        .mul_f64(0.5 + retry::jitter() / 2.0);
                     now + chrono::TimeDelta::from_std(backoff).unwrap_or_default()
                 });
                 let wait = (until - now).to_std().unwrap_or_default();
@@ -470,7 +464,7 @@ impl RestClient {
                 retry_after: header("retry-after"),
                 rate_limit_reset: None,
             };
-            match retry::next_delay(&self.policy, &outcome, attempt, now, jitter()) {
+            match retry::next_delay(&self.policy, &outcome, attempt, now, retry::jitter()) {
                 Some(delay) => tokio::time::sleep(delay).await,
                 None => {
                     let detail = if parsed.is_null() {
