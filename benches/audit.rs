@@ -14,8 +14,11 @@ use serde_json::json;
 use tollgate::audit::checkpoint::{CHECKPOINT_EVERY, CheckpointKey};
 use tollgate::audit::{GENESIS, canonical, chain_hash, verify};
 use tollgate::config::Config;
+use tollgate::grants::plan::{Step, Via};
 use tollgate::secrets::SecretKey;
+use tollgate::store::grants::{self, Progress, Status};
 use tollgate::store::{Db, Store};
+use tollgate::workflow::GrantTarget;
 
 const CHAIN: &str = "bench:acme";
 
@@ -201,40 +204,60 @@ async fn seed_requests(store: &Store, n: usize) {
     let base = "2026-07-01T00:00:00Z"
         .parse::<chrono::DateTime<Utc>>()
         .expect("t");
+    let mut tx = store.begin().await.expect("begin");
+    let mut plans = Vec::new();
+    for target in [
+        GrantTarget::IdpGroup {
+            group: "finance".into(),
+        },
+        GrantTarget::JiraProjectRole {
+            project: "FIN".into(),
+            role: "Administrators".into(),
+        },
+    ] {
+        let via = match target {
+            GrantTarget::IdpGroup { .. } => Via::Idp {
+                source: "ldap".into(),
+            },
+            _ => Via::Connect,
+        };
+        let plan = grants::plan_id(&mut tx, &Step::direct(target, via))
+            .await
+            .expect("plan");
+        plans.push(Progress {
+            grant: Status::Done,
+            revoke: Some(Status::Done),
+            since: None,
+            ..Progress::planned(plan, None, base)
+        });
+    }
+    tx.commit().await.expect("commit");
+    let steps = grants::encode(&plans).expect("steps");
     let mut start = 0;
     while start < n {
         let end = (start + 500).min(n);
         let mut requests = Vec::new();
         let mut decisions = Vec::new();
-        let mut steps = Vec::new();
         for i in start..end {
-            let id = format!("req-{i:07}");
+            let id = format!("00000000-0000-7000-8000-{i:012}");
             let at = base + TimeDelta::seconds(i as i64 * 20);
             let at_text = at.to_rfc3339();
             let later = (at + TimeDelta::days(7)).to_rfc3339();
             requests.push(format!(
                 "('{id}', '{CHAIN}', 'IT-{i}', '{i}', 'expired', 'acc-{i}', 'person{i}@example.com', \
                  'netsuite', 'admin', 'Quarter close, \"urgent\"', 'finance', 'v7', 1, '{at_text}', \
-                 '{at_text}', '{at_text}', '{later}', '{later}', 'expired')"
+                 '{at_text}', '{at_text}', '{later}', '{later}', 'expired', '{steps}')"
             ));
             decisions.push(format!(
                 "('{id}', 0, 'acc-boss', 'boss@example.com', 'approved', 'comment', 'approve', '{at_text}')"
             ));
-            for (step, target) in ["idp_group:finance", "jira_project_role:FIN:Administrators"]
-                .iter()
-                .enumerate()
-            {
-                steps.push(format!(
-                    "('{id}', {step}, '{{}}', '{target}', 'done', 'done', '{later}')"
-                ));
-            }
         }
         exec(
             store,
             format!(
                 "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, requester_account, \
              requester_email, resource, level, justification, workflow, workflow_version, version, \
-             created_at, updated_at, granted_at, expires_at, ended_at, end_cause) VALUES {}",
+             created_at, updated_at, granted_at, expires_at, ended_at, end_cause, steps) VALUES {}",
                 requests.join(", ")
             ),
         )
@@ -244,15 +267,6 @@ async fn seed_requests(store: &Store, n: usize) {
              via, answer, decided_at) VALUES {}",
             decisions.join(", ")
         )).await;
-        exec(
-            store,
-            format!(
-                "INSERT INTO grant_steps (request_id, step, plan, target_key, grant_status, \
-             revoke_status, updated_at) VALUES {}",
-                steps.join(", ")
-            ),
-        )
-        .await;
         start = end;
     }
 }

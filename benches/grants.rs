@@ -16,6 +16,7 @@
 //! database) on PostgreSQL. Knobs: `GRANTS_BENCH_TOTAL` (100000), `GRANTS_BENCH_EXPIRING`
 //! (10000), `GRANTS_BENCH_SCHEDULED` (1000000), `GRANTS_BENCH_RATE` (100). Needs slapd.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1
 use tollgate::fakes::atlassian::{FakeAtlassian, FakeUser, World};
 use tollgate::fakes::slapd;
 use tollgate::grants::plan::{Step, Via};
+use tollgate::store::grants::{self, Progress, Status};
 use tollgate::store::{Db, Store};
 use tollgate::workflow::GrantTarget;
 
@@ -178,12 +180,21 @@ fn steps(i: usize, expiring: usize) -> [Step; 2] {
 /// measured). Grants below `expiring` are past their expiry; the others expire over 30 days.
 async fn seed(store: &Store, tenant: &str, from: usize, to: usize, expiring: usize) {
     let now = Utc::now();
+    // The plans repeat across grants (two per kind of grant); only the person differs.
+    let mut plans = HashMap::new();
+    let mut tx = store.begin().await.expect("begin");
+    for i in [0, expiring] {
+        for step in steps(i, expiring) {
+            let id = grants::plan_id(&mut tx, &step).await.expect("plan");
+            plans.insert(step.target_key(), id);
+        }
+    }
+    tx.commit().await.expect("commit");
     let chunk = 400;
     let mut start = from;
     while start < to {
         let end = (start + chunk).min(to);
         let mut requests = Vec::new();
-        let mut step_rows = Vec::new();
         for i in start..end {
             let id = uuid::Uuid::now_v7().to_string();
             let expires = if i < expiring {
@@ -193,55 +204,38 @@ async fn seed(store: &Store, tenant: &str, from: usize, to: usize, expiring: usi
             };
             let granted = expires - TimeDelta::days(7);
             let subject = format!("{}@example.com", uid(i % expiring.max(1)));
-            requests.push((id.clone(), i, expires, granted, subject.clone()));
-            for (n, step) in steps(i, expiring).iter().enumerate() {
-                step_rows.push((
-                    id.clone(),
-                    n as i64,
-                    serde_json::to_string(step).expect("json"),
-                    step.target_key(),
-                    subject.clone(),
-                ));
-            }
+            let applied: Vec<Progress> = steps(i, expiring)
+                .into_iter()
+                .map(|step| Progress {
+                    grant: Status::Done,
+                    granted: Some("applied".into()),
+                    since: None,
+                    ..Progress::planned(plans[&step.target_key()], step.idp_person, now)
+                })
+                .collect();
+            let applied = grants::encode(&applied).expect("steps");
+            requests.push((id, i, expires, granted, subject, applied));
         }
         let values: Vec<String> = (0..requests.len())
             .map(|r| {
-                let b = r * 9;
+                let b = r * 10;
                 format!(
-                    "(${}, ${}, ${}, ${}, 'active', 0, ${}, ${}, 'bench-tools', 604800, '', 1, ${}, ${}, ${}, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 7, b + 8, b + 9, b + 5
+                    "(${}, ${}, ${}, ${}, 'active', 0, ${}, ${}, 'bench-tools', 604800, '', 1, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 7, b + 8, b + 9, b + 5, b + 10
                 )
             })
             .collect();
         let sql = format!(
             "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, stage, \
              requester_account, subject_email, resource, duration_seconds, justification, \
-             version, created_at, updated_at, granted_at, expires_at, subject_account) VALUES {}",
+             version, created_at, updated_at, granted_at, expires_at, subject_account, steps) \
+             VALUES {}",
             values.join(", ")
-        );
-        let step_values: Vec<String> = (0..step_rows.len())
-            .map(|r| {
-                let b = r * 6;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, 'done', 0, 'applied', ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                )
-            })
-            .collect();
-        let step_sql = format!(
-            "INSERT INTO grant_steps (request_id, step, plan, target_key, subject, grant_status, \
-             attempts, granted_change, updated_at) VALUES {}",
-            step_values.join(", ")
         );
         macro_rules! bind_all {
             ($pool:expr) => {{
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-                for (id, i, expires, granted, subject) in &requests {
+                for (id, i, expires, granted, subject, applied) in &requests {
                     q = q
                         .bind(id.clone())
                         .bind(tenant.to_string())
@@ -251,20 +245,10 @@ async fn seed(store: &Store, tenant: &str, from: usize, to: usize, expiring: usi
                         .bind(subject.clone())
                         .bind(*granted)
                         .bind(*granted)
-                        .bind(*expires);
+                        .bind(*expires)
+                        .bind(applied.clone());
                 }
                 q.execute($pool).await.expect("seed requests");
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(step_sql.clone()));
-                for (id, n, plan, key, subject) in &step_rows {
-                    q = q
-                        .bind(id.clone())
-                        .bind(*n)
-                        .bind(plan.clone())
-                        .bind(key.clone())
-                        .bind(subject.clone())
-                        .bind(now);
-                }
-                q.execute($pool).await.expect("seed steps");
             }};
         }
         match store.db() {

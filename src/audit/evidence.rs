@@ -6,9 +6,11 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use super::checkpoint::{self, CheckpointKey};
 use crate::on_db;
+use crate::store::grants::{self, Status};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,26 +64,15 @@ type DecisionRow = (
     Option<String>,
     DateTime<Utc>,
 );
-type StepRow = (
-    String,
-    i64,
-    String,
-    String,
-    Option<String>,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
 type EventRow = (String, i64, String, String, String, String);
+
+fn parsed(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
 
 fn time(at: Option<DateTime<Utc>>) -> Value {
     at.map(|at| Value::String(at.to_rfc3339_opts(SecondsFormat::Micros, true)))
         .unwrap_or(Value::Null)
-}
-
-fn parsed(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
 
 /// Builds the bundle for `ticket` (on `tenant`, or the only site that has it). Writes a
@@ -125,18 +116,11 @@ pub async fn bundle(
         }
         q.fetch_all(pool).await
     })?;
-    let steps: Vec<StepRow> = on_db!(store.db(), |pool| {
-        let sql = format!(
-            "SELECT request_id, step, plan, grant_status, revoke_status, attempts, granted_change, \
-             revoked_change, error FROM grant_steps WHERE request_id IN ({marks}) \
-             ORDER BY request_id, step"
-        );
-        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-        for id in &ids {
-            q = q.bind(*id);
-        }
-        q.fetch_all(pool).await
-    })?;
+    let uuids: Vec<Uuid> = ids
+        .iter()
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect();
+    let steps = grants::of_requests(store, &uuids).await?;
     let events: Vec<EventRow> = on_db!(store.db(), |pool| {
         let sql = format!(
             "SELECT chain, seq, id, canonical, prev_hash, hash FROM audit_events \
@@ -218,16 +202,15 @@ pub async fn bundle(
                 "reason": d.7,
                 "at": time(Some(d.8)),
             })).collect::<Vec<_>>(),
-            "steps": steps.iter().filter(|s| s.0 == r.id).map(|s| json!({
-                "step": s.1,
-                "plan": serde_json::from_str::<crate::grants::plan::Step>(&s.2)
-                    .map_or_else(|_| parsed(&s.2), |step| step.full()),
-                "grant": s.3,
-                "revoke": s.4,
-                "attempts": s.5,
-                "granted_change": s.6,
-                "revoked_change": s.7,
-                "error": s.8,
+            "steps": steps.iter().filter(|s| s.request_id.to_string() == r.id).map(|s| json!({
+                "step": s.step,
+                "plan": s.plan.full(),
+                "grant": s.grant_status.as_str(),
+                "revoke": s.revoke_status.map(Status::as_str),
+                "attempts": s.attempts,
+                "granted_change": s.granted_change,
+                "revoked_change": s.revoked_change,
+                "error": s.error,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "events": events.iter().map(|e| json!({

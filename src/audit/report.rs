@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::on_db;
+use crate::store::grants::{self, Status, StepRow};
 use crate::store::{Store, StoreError};
 
 const PAGE: i64 = 500;
@@ -129,15 +131,6 @@ struct DecisionRow {
     decided_at: DateTime<Utc>,
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct StepRow {
-    request_id: String,
-    target_key: String,
-    grant_status: String,
-    revoke_status: Option<String>,
-    error: Option<String>,
-}
-
 const COLUMNS: &[&str] = &[
     "ticket",
     "ticket_url",
@@ -218,10 +211,10 @@ impl Report {
         for d in &decisions {
             decided.entry(d.request_id.as_str()).or_default().push(d);
         }
-        let mut granted: HashMap<&str, Vec<&StepRow>> = HashMap::new();
+        let mut granted: HashMap<String, Vec<&StepRow>> = HashMap::new();
         for step in &steps {
             granted
-                .entry(step.request_id.as_str())
+                .entry(step.request_id.to_string())
                 .or_default()
                 .push(step);
         }
@@ -324,19 +317,11 @@ impl Report {
     }
 
     async fn steps(&self, ids: &[String]) -> Result<Vec<StepRow>, StoreError> {
-        let sql = format!(
-            "SELECT request_id, target_key, grant_status, revoke_status, error FROM grant_steps \
-             WHERE request_id IN ({}) ORDER BY request_id, step",
-            placeholders(ids.len())
-        );
-        on_db!(self.store.db(), |pool| {
-            let mut q = sqlx::query_as::<_, StepRow>(sqlx::AssertSqlSafe(sql.clone()));
-            for id in ids {
-                q = q.bind(id);
-            }
-            q.fetch_all(pool).await
-        })
-        .map_err(Into::into)
+        let ids: Vec<Uuid> = ids
+            .iter()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect();
+        grants::of_requests(&self.store, &ids).await
     }
 
     fn time(&self, at: Option<DateTime<Utc>>) -> Value {
@@ -380,9 +365,9 @@ impl Report {
             })).collect::<Vec<_>>(),
             "granted_at": self.time(r.granted_at),
             "granted_where": steps.iter().map(|s| json!({
-                "target": s.target_key,
-                "granted": s.grant_status,
-                "revoked": s.revoke_status,
+                "target": s.plan.target_key(),
+                "granted": s.grant_status.as_str(),
+                "revoked": s.revoke_status.map(Status::as_str),
                 "error": s.error,
             })).collect::<Vec<_>>(),
             "expires_at": self.time(r.expires_at),

@@ -92,6 +92,17 @@ impl From<Step> for StoredStep {
 }
 
 impl Step {
+    /// A step applying `target` as asked, through `via`.
+    pub fn direct(target: GrantTarget, via: Via) -> Self {
+        Self {
+            asked: target.clone(),
+            applied: target,
+            via,
+            idp_person: None,
+            note: None,
+        }
+    }
+
     /// Every field, for people reading it (evidence bundles).
     pub fn full(&self) -> serde_json::Value {
         serde_json::json!({
@@ -210,13 +221,7 @@ fn idp_step(
 }
 
 fn step(target: &GrantTarget, ctx: &Context) -> Result<Step, String> {
-    let simple = |via: Via| Step {
-        asked: target.clone(),
-        applied: target.clone(),
-        via,
-        idp_person: None,
-        note: None,
-    };
+    let simple = |via: Via| Step::direct(target.clone(), via);
     let what = describe(target);
     match target {
         GrantTarget::IdpGroup { group } => idp_step(group, target, ctx, None),

@@ -250,8 +250,7 @@ pub async fn provision(state: &AppState, id: Uuid) -> Result<(), EngineError> {
             .await?;
         }
         Ok((planned, account)) => {
-            let subject = request.subject().unwrap_or_default().to_string();
-            steps::insert(&mut tx, request.id, &subject, &planned, now).await?;
+            steps::insert(&mut tx, request.id, &planned, now).await?;
             request.state = State::Provisioning;
             request.subject_account = account.map(|a| a.0);
             request.updated_at = now;

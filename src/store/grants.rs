@@ -1,8 +1,17 @@
-//! A grant's steps: one row per target, with a status for granting and one for revoking.
+//! A grant's steps, kept with their request: the request's `steps` column holds one entry per
+//! target, with a status for granting and one for revoking. What a step *is* (its target,
+//! the system and credential it goes through) repeats across many grants, so it is stored
+//! once in `step_plans` and each entry names it by id, with the person it is for.
+//!
 //! A step is applied by whoever *claims* it (a compare-and-set that also leases it), so two
-//! deliveries of the same job, on two replicas, never both call the vendor.
+//! deliveries of the same job, on two replicas, never both call the vendor. Every change to
+//! the column is compared-and-set on the text it was read as: two steps of one grant settling
+//! at once on two replicas both land, one after reading the other's.
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Store, StoreError, Tx};
@@ -10,7 +19,7 @@ use crate::grants::plan::Step;
 use crate::{on_db, on_tx};
 
 /// Granting or revoking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Grant,
@@ -18,20 +27,6 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn status_column(self) -> &'static str {
-        match self {
-            Self::Grant => "grant_status",
-            Self::Revoke => "revoke_status",
-        }
-    }
-
-    fn change_column(self) -> &'static str {
-        match self {
-            Self::Grant => "granted_change",
-            Self::Revoke => "revoked_change",
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Grant => "grant",
@@ -40,7 +35,8 @@ impl Phase {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
     Running,
@@ -62,22 +58,12 @@ impl Status {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "pending" => Self::Pending,
-            "running" => Self::Running,
-            "done" => Self::Done,
-            "failed" => Self::Failed,
-            "skipped" => Self::Skipped,
-            _ => return None,
-        })
-    }
-
     pub fn is_settled(self) -> bool {
         !matches!(self, Self::Pending | Self::Running)
     }
 }
 
+/// A step as its readers see it: the plan with the person filled in, and its progress.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRow {
     pub request_id: Uuid,
@@ -102,120 +88,88 @@ impl StepRow {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    request_id: String,
-    step: i64,
-    plan: String,
-    grant_status: String,
-    revoke_status: Option<String>,
-    attempts: i64,
-    granted_change: Option<String>,
-    revoked_change: Option<String>,
-    error: Option<String>,
-    drift_at: Option<DateTime<Utc>>,
+/// One step's entry in its request's `steps` column. Absent fields are left out: a million
+/// grants are a million of these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The step's plan, in `step_plans`.
+    pub plan: i64,
+    /// The person's id in the IdP, for IdP steps (plans are shared; people are not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    pub grant: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke: Option<Status>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: i64,
+    /// A step being applied is leased, so a second delivery of its job does not apply it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DateTime<Utc>>,
+    /// When the step last moved, kept while it is unsettled in either phase: the sweep's test
+    /// for a lost job. The request's `steps_due` is the earliest of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "request_id, step, plan, grant_status, revoke_status, attempts, \
-    granted_change, revoked_change, error, drift_at";
-
-fn corrupt(what: String) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(what.into()))
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
-impl TryFrom<Row> for StepRow {
-    type Error = StoreError;
-    fn try_from(r: Row) -> Result<Self, StoreError> {
-        let status = |text: &str| {
-            Status::parse(text).ok_or_else(|| corrupt(format!("step status `{text}`")))
-        };
-        Ok(StepRow {
-            request_id: Uuid::parse_str(&r.request_id)
-                .map_err(|e| corrupt(format!("step request id: {e}")))?,
-            step: r.step,
-            plan: serde_json::from_str(&r.plan)
-                .map_err(|e| corrupt(format!("step plan of {}: {e}", r.request_id)))?,
-            grant_status: status(&r.grant_status)?,
-            revoke_status: r.revoke_status.as_deref().map(status).transpose()?,
-            attempts: r.attempts,
-            granted_change: r.granted_change,
-            revoked_change: r.revoked_change,
-            error: r.error,
-            drift_at: r.drift_at,
-        })
-    }
-}
-
-/// Stores the plan's steps, all pending.
-pub async fn insert(
-    tx: &mut Tx,
-    request: Uuid,
-    subject: &str,
-    steps: &[Step],
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    for (i, step) in steps.iter().enumerate() {
-        let plan = serde_json::to_string(step).map_err(|e| corrupt(format!("step plan: {e}")))?;
-        on_tx!(tx, |conn| {
-            sqlx::query(
-                "INSERT INTO grant_steps (request_id, step, plan, target_key, subject, \
-                 grant_status, attempts, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6) \
-                 ON CONFLICT (request_id, step) DO NOTHING",
-            )
-            .bind(request.to_string())
-            .bind(i as i64)
-            .bind(&plan)
-            .bind(step.target_key())
-            .bind(subject)
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map(|done| done.rows_affected())
-        })?;
-    }
-    Ok(())
-}
-
-pub async fn of_request(tx: &mut Tx, request: Uuid) -> Result<Vec<StepRow>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM grant_steps WHERE request_id = $1 ORDER BY step");
-    let rows: Vec<Row> = on_tx!(tx, |conn| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(request.to_string())
-            .fetch_all(&mut *conn)
-            .await
-    })?;
-    rows.into_iter().map(StepRow::try_from).collect()
-}
-
-/// The steps of several requests at once (a sweep reads a page of grants in one query).
-pub async fn of_requests(store: &Store, requests: &[Uuid]) -> Result<Vec<StepRow>, StoreError> {
-    if requests.is_empty() {
-        return Ok(Vec::new());
-    }
-    let placeholders: Vec<String> = (1..=requests.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT {COLUMNS} FROM grant_steps WHERE request_id IN ({}) ORDER BY request_id, step",
-        placeholders.join(", ")
-    );
-    let rows: Vec<Row> = on_db!(store.db(), |pool| {
-        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-        for id in requests {
-            query = query.bind(id.to_string());
+impl Progress {
+    /// A step just planned: pending, not yet tried.
+    pub fn planned(plan: i64, person: Option<String>, now: DateTime<Utc>) -> Self {
+        Self {
+            plan,
+            person,
+            grant: Status::Pending,
+            revoke: None,
+            attempts: 0,
+            lease: None,
+            granted: None,
+            revoked: None,
+            error: None,
+            drift: None,
+            since: Some(now),
         }
-        query.fetch_all(pool).await
-    })?;
-    rows.into_iter().map(StepRow::try_from).collect()
-}
+    }
 
-pub async fn read(store: &Store, request: Uuid) -> Result<Vec<StepRow>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM grant_steps WHERE request_id = $1 ORDER BY step");
-    let rows: Vec<Row> = on_db!(store.db(), |pool| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(request.to_string())
-            .fetch_all(pool)
-            .await
-    })?;
-    rows.into_iter().map(StepRow::try_from).collect()
+    fn status(&self, phase: Phase) -> Option<Status> {
+        match phase {
+            Phase::Grant => Some(self.grant),
+            Phase::Revoke => self.revoke,
+        }
+    }
+
+    fn set(&mut self, phase: Phase, status: Status) {
+        match phase {
+            Phase::Grant => self.grant = status,
+            Phase::Revoke => self.revoke = Some(status),
+        }
+    }
+
+    fn change_mut(&mut self, phase: Phase) -> &mut Option<String> {
+        match phase {
+            Phase::Grant => &mut self.granted,
+            Phase::Revoke => &mut self.revoked,
+        }
+    }
+
+    fn unsettled(&self) -> bool {
+        !self.grant.is_settled() || self.revoke.is_some_and(|s| !s.is_settled())
+    }
+
+    /// The step moved at `now`.
+    fn moved(&mut self, now: DateTime<Utc>) {
+        self.since = self.unsettled().then_some(now);
+    }
 }
 
 /// How a claim went.
@@ -228,6 +182,265 @@ pub enum Claim {
     NotOurs,
 }
 
+/// What each store operation does to a grant's steps: pure, so every rule is a unit test.
+mod edit {
+    use super::*;
+
+    fn at(steps: &mut [Progress], step: i64) -> Option<&mut Progress> {
+        usize::try_from(step).ok().and_then(|i| steps.get_mut(i))
+    }
+
+    /// A step is ours when this job's attempt is current and it is pending, or running under
+    /// a lease that ran out.
+    pub fn claim(
+        steps: &mut [Progress],
+        step: i64,
+        phase: Phase,
+        attempt: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Claim {
+        let Some(p) = at(steps, step) else {
+            return Claim::NotOurs;
+        };
+        let status = p.status(phase);
+        let retaken = status == Some(Status::Running);
+        let free = status == Some(Status::Pending) || (retaken && p.lease.is_some_and(|l| l < now));
+        if p.attempts != attempt || !free {
+            return Claim::NotOurs;
+        }
+        p.set(phase, Status::Running);
+        p.lease = Some(lease_until);
+        p.moved(now);
+        Claim::Taken { retaken }
+    }
+
+    pub fn settle(
+        steps: &mut [Progress],
+        step: i64,
+        phase: Phase,
+        status: Status,
+        change: Option<&str>,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) {
+        let Some(p) = at(steps, step) else { return };
+        p.set(phase, status);
+        if let Some(change) = change {
+            *p.change_mut(phase) = Some(change.to_string());
+        }
+        p.error = error.map(str::to_string);
+        p.lease = None;
+        p.moved(now);
+    }
+
+    pub fn retry(
+        steps: &mut [Progress],
+        step: i64,
+        phase: Phase,
+        attempts: i64,
+        error: &str,
+        now: DateTime<Utc>,
+    ) {
+        let Some(p) = at(steps, step) else { return };
+        p.set(phase, Status::Pending);
+        p.attempts = attempts;
+        p.error = Some(error.to_string());
+        p.lease = None;
+        p.moved(now);
+    }
+
+    pub fn drift(steps: &mut [Progress], step: i64, at_: DateTime<Utc>) {
+        if let Some(p) = at(steps, step) {
+            p.drift.get_or_insert(at_);
+        }
+    }
+
+    /// Pending again under the next attempt, if nobody moved it since `attempts` was read.
+    pub fn bump(
+        steps: &mut [Progress],
+        step: i64,
+        phase: Phase,
+        attempts: i64,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(p) = at(steps, step) else {
+            return false;
+        };
+        if p.attempts != attempts {
+            return false;
+        }
+        p.set(phase, Status::Pending);
+        p.attempts += 1;
+        p.lease = None;
+        p.moved(now);
+        true
+    }
+
+    /// Applied steps become pending revocations, the others skipped; failed revocations are
+    /// tried again. Returns every pending revocation with its attempt number.
+    pub fn start_revoke(steps: &mut [Progress], now: DateTime<Utc>) -> Vec<(i64, i64)> {
+        for p in steps.iter_mut() {
+            if matches!(p.revoke, None | Some(Status::Failed)) {
+                p.revoke = Some(if p.grant == Status::Done {
+                    Status::Pending
+                } else {
+                    Status::Skipped
+                });
+                p.attempts += 1;
+                p.error = None;
+                p.lease = None;
+                p.moved(now);
+            }
+        }
+        (0_i64..)
+            .zip(steps.iter())
+            .filter(|(_, p)| p.revoke == Some(Status::Pending))
+            .map(|(i, p)| (i, p.attempts))
+            .collect()
+    }
+
+    /// The earliest moment a step was left unsettled: the request's `steps_due`.
+    pub fn due(steps: &[Progress]) -> Option<DateTime<Utc>> {
+        steps.iter().filter_map(|p| p.since).min()
+    }
+}
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(what.into()))
+}
+
+fn decode(request: &str, text: Option<&str>) -> Result<Vec<Progress>, StoreError> {
+    match text {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| corrupt(format!("steps of request {request}: {e}"))),
+    }
+}
+
+/// The `steps` column for `steps` (benches and tests seed with it too).
+pub fn encode(steps: &[Progress]) -> Result<String, StoreError> {
+    serde_json::to_string(steps).map_err(|e| corrupt(format!("steps: {e}")))
+}
+
+/// A plan as shared between grants: the person is kept with each grant instead.
+fn shared_plan(step: &Step) -> Result<String, StoreError> {
+    let shared = Step {
+        idp_person: None,
+        ..step.clone()
+    };
+    serde_json::to_string(&shared).map_err(|e| corrupt(format!("step plan: {e}")))
+}
+
+/// The id of `step`'s plan in `step_plans`, stored on first use.
+pub async fn plan_id(tx: &mut Tx, step: &Step) -> Result<i64, StoreError> {
+    let plan = shared_plan(step)?;
+    let key = step.target_key();
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO step_plans (plan, target_key) VALUES ($1, $2) \
+             ON CONFLICT (plan) DO NOTHING",
+        )
+        .bind(&plan)
+        .bind(&key)
+        .execute(&mut *conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    let id: i64 = on_tx!(tx, |conn| {
+        sqlx::query_scalar("SELECT id FROM step_plans WHERE plan = $1")
+            .bind(&plan)
+            .fetch_one(&mut *conn)
+            .await
+    })?;
+    Ok(id)
+}
+
+/// Stores the plan's steps, all pending (a second call for the same request changes nothing).
+pub async fn insert(
+    tx: &mut Tx,
+    request: Uuid,
+    steps: &[Step],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut progress = Vec::with_capacity(steps.len());
+    for step in steps {
+        let plan = plan_id(tx, step).await?;
+        progress.push(Progress::planned(plan, step.idp_person.clone(), now));
+    }
+    let text = encode(&progress)?;
+    let due = edit::due(&progress);
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE requests SET steps = $1, steps_due = $2 WHERE id = $3 AND steps IS NULL",
+        )
+        .bind(&text)
+        .bind(due)
+        .bind(request.to_string())
+        .execute(&mut *conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// The request's `steps` column as `tx` sees it (`None` when nothing is planned).
+async fn stored_in(tx: &mut Tx, request: &str) -> Result<Option<String>, StoreError> {
+    let text: Option<Option<String>> = on_tx!(tx, |conn| {
+        sqlx::query_scalar("SELECT steps FROM requests WHERE id = $1")
+            .bind(request)
+            .fetch_optional(&mut *conn)
+            .await
+    })?;
+    Ok(text.flatten())
+}
+
+/// How often a compare-and-set of a request's steps is retried after losing to another
+/// writer. Each loss means another step of the same grant moved meanwhile, so this bounds
+/// nothing a grant with fewer steps could reach.
+const MAX_CONFLICTS: usize = 64;
+
+/// Reads the request's steps, lets `change` edit them and writes them back if they changed,
+/// only if they still read as they did: on losing to another writer it reads them again.
+async fn change<T>(
+    tx: &mut Tx,
+    request: Uuid,
+    mut change: impl FnMut(&mut Vec<Progress>) -> T,
+) -> Result<T, StoreError> {
+    let id = request.to_string();
+    for _ in 0..MAX_CONFLICTS {
+        let Some(text) = stored_in(tx, &id).await? else {
+            // No grant planned for this request: there is nothing to change.
+            return Ok(change(&mut Vec::new()));
+        };
+        let mut steps = decode(&id, Some(&text))?;
+        let out = change(&mut steps);
+        let new = encode(&steps)?;
+        if new == text {
+            return Ok(out);
+        }
+        let due = edit::due(&steps);
+        let written = on_tx!(tx, |conn| {
+            sqlx::query(
+                "UPDATE requests SET steps = $1, steps_due = $2 WHERE id = $3 AND steps = $4",
+            )
+            .bind(&new)
+            .bind(due)
+            .bind(&id)
+            .bind(&text)
+            .execute(&mut *conn)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        if written == 1 {
+            return Ok(out);
+        }
+    }
+    Err(StoreError::Internal(format!(
+        "the steps of request {id} kept changing under {MAX_CONFLICTS} attempts to update them"
+    )))
+}
+
 /// Claims step `step` of `request` for `phase` at `attempt`, leasing it until `lease_until`.
 pub async fn claim(
     store: &Store,
@@ -238,38 +451,13 @@ pub async fn claim(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
 ) -> Result<Claim, StoreError> {
-    let column = phase.status_column();
-    let sql = format!(
-        "UPDATE grant_steps SET {column} = 'running', leased_until = $1, updated_at = $2 \
-         WHERE request_id = $3 AND step = $4 AND attempts = $5 AND ({column} = 'pending' \
-         OR ({column} = 'running' AND leased_until < $2))"
-    );
-    // Whether an earlier claim held it is read first (it only informs `retaken`).
-    let before = format!("SELECT {column} FROM grant_steps WHERE request_id = $1 AND step = $2");
-    let prior: Option<(Option<String>,)> = on_db!(store.db(), |pool| {
-        sqlx::query_as(sqlx::AssertSqlSafe(before.clone()))
-            .bind(request.to_string())
-            .bind(step)
-            .fetch_optional(pool)
-            .await
-    })?;
-    let retaken = matches!(prior, Some((Some(ref s),)) if s == "running");
-    let updated = on_db!(store.db(), |pool| {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(lease_until)
-            .bind(now)
-            .bind(request.to_string())
-            .bind(step)
-            .bind(attempt)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    Ok(if updated == 1 {
-        Claim::Taken { retaken }
-    } else {
-        Claim::NotOurs
+    let mut tx = store.begin().await?;
+    let claim = change(&mut tx, request, |steps| {
+        edit::claim(steps, step, phase, attempt, now, lease_until)
     })
+    .await?;
+    tx.commit().await?;
+    Ok(claim)
 }
 
 /// Records a phase's outcome for the step and releases its lease.
@@ -280,30 +468,14 @@ pub async fn settle(
     step: i64,
     phase: Phase,
     status: Status,
-    change: Option<&str>,
+    change_made: Option<&str>,
     error: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let sql = format!(
-        "UPDATE grant_steps SET {} = $1, {} = COALESCE($2, {}), error = $3, leased_until = NULL, \
-         updated_at = $4 WHERE request_id = $5 AND step = $6",
-        phase.status_column(),
-        phase.change_column(),
-        phase.change_column()
-    );
-    on_tx!(tx, |conn| {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(status.as_str())
-            .bind(change)
-            .bind(error)
-            .bind(now)
-            .bind(request.to_string())
-            .bind(step)
-            .execute(&mut *conn)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    Ok(())
+    change(tx, request, |steps| {
+        edit::settle(steps, step, phase, status, change_made, error, now)
+    })
+    .await
 }
 
 /// Puts the step back to pending for another try, as attempt `attempts`.
@@ -316,23 +488,10 @@ pub async fn retry(
     error: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let sql = format!(
-        "UPDATE grant_steps SET {} = 'pending', attempts = $1, error = $2, leased_until = NULL, \
-         updated_at = $3 WHERE request_id = $4 AND step = $5",
-        phase.status_column()
-    );
-    on_tx!(tx, |conn| {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(attempts)
-            .bind(error)
-            .bind(now)
-            .bind(request.to_string())
-            .bind(step)
-            .execute(&mut *conn)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    Ok(())
+    change(tx, request, |steps| {
+        edit::retry(steps, step, phase, attempts, error, now)
+    })
+    .await
 }
 
 pub async fn mark_drift(
@@ -341,66 +500,7 @@ pub async fn mark_drift(
     step: i64,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "UPDATE grant_steps SET drift_at = $1 WHERE request_id = $2 AND step = $3 \
-             AND drift_at IS NULL",
-        )
-        .bind(at)
-        .bind(request.to_string())
-        .bind(step)
-        .execute(&mut *conn)
-        .await
-        .map(|done| done.rows_affected())
-    })?;
-    Ok(())
-}
-
-/// Another grant (not `except`) for the same person still holds this target: a revocation
-/// must leave it in place. Returns that grant's ticket.
-pub async fn held_elsewhere(
-    store: &Store,
-    target_key: &str,
-    tenant: &str,
-    subject_email: &str,
-    except: Uuid,
-) -> Result<Option<String>, StoreError> {
-    let row: Option<(String,)> = on_db!(store.db(), |pool| {
-        sqlx::query_as(
-            "SELECT r.ticket_key FROM grant_steps s JOIN requests r ON r.id = s.request_id \
-             WHERE s.subject = $3 AND s.target_key = $1 AND s.grant_status = 'done' \
-             AND s.revoke_status IS NULL AND r.tenant = $2 AND r.id <> $4 \
-             AND r.state IN ('active', 'provisioning') LIMIT 1",
-        )
-        .bind(target_key)
-        .bind(tenant)
-        .bind(subject_email)
-        .bind(except.to_string())
-        .fetch_optional(pool)
-        .await
-    })?;
-    Ok(row.map(|r| r.0))
-}
-
-/// Steps of `phase` left pending or running since before `stale_before`: their job was lost
-/// (deleted, or its worker died holding the lease).
-pub async fn stalled(
-    store: &Store,
-    phase: Phase,
-    stale_before: DateTime<Utc>,
-) -> Result<Vec<StepRow>, StoreError> {
-    let column = phase.status_column();
-    let sql = format!(
-        "SELECT {COLUMNS} FROM grant_steps WHERE {column} IN ('pending', 'running') \
-         AND updated_at < $1 AND (leased_until IS NULL OR leased_until < $1) ORDER BY updated_at"
-    );
-    let rows: Vec<Row> = on_db!(store.db(), |pool| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(stale_before)
-            .fetch_all(pool)
-            .await
-    })?;
-    rows.into_iter().map(StepRow::try_from).collect()
+    change(tx, request, |steps| edit::drift(steps, step, at)).await
 }
 
 /// Makes a stalled step pending again under the next attempt, so a fresh job may claim it;
@@ -413,22 +513,10 @@ pub async fn bump(
     attempts: i64,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let sql = format!(
-        "UPDATE grant_steps SET {} = 'pending', attempts = attempts + 1, leased_until = NULL, \
-         updated_at = $1 WHERE request_id = $2 AND step = $3 AND attempts = $4",
-        phase.status_column()
-    );
-    let done = on_tx!(tx, |conn| {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(now)
-            .bind(request.to_string())
-            .bind(step)
-            .bind(attempts)
-            .execute(&mut *conn)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    Ok(done == 1)
+    change(tx, request, |steps| {
+        edit::bump(steps, step, phase, attempts, now)
+    })
+    .await
 }
 
 /// Starts (or restarts, after failures) revoking: steps that were applied become pending,
@@ -439,27 +527,365 @@ pub async fn start_revoke(
     request: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, i64)>, StoreError> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "UPDATE grant_steps SET revoke_status = CASE WHEN grant_status = 'done' \
-             THEN 'pending' ELSE 'skipped' END, attempts = attempts + 1, error = NULL, \
-             leased_until = NULL, updated_at = $1 WHERE request_id = $2 \
-             AND (revoke_status IS NULL OR revoke_status = 'failed')",
-        )
-        .bind(now)
-        .bind(request.to_string())
-        .execute(&mut *conn)
-        .await
-        .map(|done| done.rows_affected())
-    })?;
-    let rows: Vec<(i64, i64)> = on_tx!(tx, |conn| {
-        sqlx::query_as(
-            "SELECT step, attempts FROM grant_steps WHERE request_id = $1 \
-             AND revoke_status = 'pending' ORDER BY step",
-        )
-        .bind(request.to_string())
-        .fetch_all(&mut *conn)
-        .await
-    })?;
+    change(tx, request, |steps| edit::start_revoke(steps, now)).await
+}
+
+/// `(request id, steps)` as read from `requests`.
+type Stored = (String, Option<String>);
+
+/// `(id, plan)` of the plans `$ids` names, on a pool or a transaction's connection.
+macro_rules! fetch_plans {
+    ($conn:expr, $ids:expr) => {{
+        let marks: Vec<String> = (1..=$ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, plan FROM step_plans WHERE id IN ({})",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for id in $ids {
+            query = query.bind(*id);
+        }
+        query.fetch_all($conn).await
+    }};
+}
+
+fn plan_ids(stored: &[(String, Vec<Progress>)]) -> Vec<i64> {
+    let ids: HashSet<i64> = stored
+        .iter()
+        .flat_map(|(_, steps)| steps.iter().map(|p| p.plan))
+        .collect();
+    ids.into_iter().collect()
+}
+
+fn parse_plans(rows: Vec<(i64, String)>) -> Result<HashMap<i64, Step>, StoreError> {
+    rows.into_iter()
+        .map(|(id, plan)| {
+            serde_json::from_str(&plan)
+                .map(|step| (id, step))
+                .map_err(|e| corrupt(format!("step plan {id}: {e}")))
+        })
+        .collect()
+}
+
+fn decode_all(rows: Vec<Stored>) -> Result<Vec<(String, Vec<Progress>)>, StoreError> {
+    rows.into_iter()
+        .map(|(id, text)| {
+            let steps = decode(&id, text.as_deref())?;
+            Ok((id, steps))
+        })
+        .collect()
+}
+
+/// The rows of every step of `stored` that `keep` keeps, with their plans.
+fn expand(
+    stored: &[(String, Vec<Progress>)],
+    plans: &HashMap<i64, Step>,
+    keep: impl Fn(&Progress) -> bool,
+) -> Result<Vec<StepRow>, StoreError> {
+    let mut rows = Vec::new();
+    for (id, steps) in stored {
+        let request_id =
+            Uuid::parse_str(id).map_err(|e| corrupt(format!("step request id {id}: {e}")))?;
+        for (index, p) in (0_i64..).zip(steps) {
+            if !keep(p) {
+                continue;
+            }
+            let mut plan = plans
+                .get(&p.plan)
+                .cloned()
+                .ok_or_else(|| corrupt(format!("request {id} names unknown plan {}", p.plan)))?;
+            plan.idp_person = p.person.clone();
+            rows.push(StepRow {
+                request_id,
+                step: index,
+                plan,
+                grant_status: p.grant,
+                revoke_status: p.revoke,
+                attempts: p.attempts,
+                granted_change: p.granted.clone(),
+                revoked_change: p.revoked.clone(),
+                error: p.error.clone(),
+                drift_at: p.drift,
+            });
+        }
+    }
     Ok(rows)
+}
+
+async fn rows_on_pool(
+    store: &Store,
+    stored: Vec<Stored>,
+    keep: impl Fn(&Progress) -> bool,
+) -> Result<Vec<StepRow>, StoreError> {
+    let stored = decode_all(stored)?;
+    let ids = plan_ids(&stored);
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plans: Vec<(i64, String)> = on_db!(store.db(), |pool| fetch_plans!(pool, &ids))?;
+    expand(&stored, &parse_plans(plans)?, keep)
+}
+
+/// The request's steps, read inside `tx` (it may have planned them).
+pub async fn of_request(tx: &mut Tx, request: Uuid) -> Result<Vec<StepRow>, StoreError> {
+    let id = request.to_string();
+    let text = stored_in(tx, &id).await?;
+    let stored = decode_all(vec![(id, text)])?;
+    let ids = plan_ids(&stored);
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plans: Vec<(i64, String)> = on_tx!(tx, |conn| fetch_plans!(&mut *conn, &ids))?;
+    expand(&stored, &parse_plans(plans)?, |_| true)
+}
+
+/// The steps of several requests at once (a sweep or a report reads a page of grants in one
+/// query), ordered by request id and step.
+pub async fn of_requests(store: &Store, requests: &[Uuid]) -> Result<Vec<StepRow>, StoreError> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=requests.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT id, steps FROM requests WHERE id IN ({}) AND steps IS NOT NULL ORDER BY id",
+        placeholders.join(", ")
+    );
+    let stored: Vec<Stored> = on_db!(store.db(), |pool| {
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+        for id in requests {
+            query = query.bind(id.to_string());
+        }
+        query.fetch_all(pool).await
+    })?;
+    rows_on_pool(store, stored, |_| true).await
+}
+
+pub async fn read(store: &Store, request: Uuid) -> Result<Vec<StepRow>, StoreError> {
+    of_requests(store, &[request]).await
+}
+
+/// Another grant (not `except`) for the same person still holds this target: a revocation
+/// must leave it in place. Returns that grant's ticket.
+pub async fn held_elsewhere(
+    store: &Store,
+    target_key: &str,
+    tenant: &str,
+    subject_email: &str,
+    except: Uuid,
+) -> Result<Option<String>, StoreError> {
+    let plans: Vec<i64> = on_db!(store.db(), |pool| {
+        sqlx::query_scalar("SELECT id FROM step_plans WHERE target_key = $1")
+            .bind(target_key)
+            .fetch_all(pool)
+            .await
+    })?;
+    if plans.is_empty() {
+        return Ok(None);
+    }
+    // The expression and the states are the `requests_subject` index's own.
+    let others: Vec<(String, String, Option<String>)> = on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT id, ticket_key, steps FROM requests \
+             WHERE COALESCE(subject_email, requester_email) = $1 \
+             AND state IN ('active', 'provisioning') AND tenant = $2 AND id <> $3",
+        )
+        .bind(subject_email)
+        .bind(tenant)
+        .bind(except.to_string())
+        .fetch_all(pool)
+        .await
+    })?;
+    for (id, ticket, text) in others {
+        let holds = decode(&id, text.as_deref())?
+            .iter()
+            .any(|p| plans.contains(&p.plan) && p.grant == Status::Done && p.revoke.is_none());
+        if holds {
+            return Ok(Some(ticket));
+        }
+    }
+    Ok(None)
+}
+
+/// Steps of `phase` left pending or running since before `stale_before`: their job was lost
+/// (deleted, or its worker died holding the lease). Longest stalled grants first.
+pub async fn stalled(
+    store: &Store,
+    phase: Phase,
+    stale_before: DateTime<Utc>,
+) -> Result<Vec<StepRow>, StoreError> {
+    let stored: Vec<Stored> = on_db!(store.db(), |pool| {
+        sqlx::query_as("SELECT id, steps FROM requests WHERE steps_due < $1 ORDER BY steps_due")
+            .bind(stale_before)
+            .fetch_all(pool)
+            .await
+    })?;
+    let stalled = |p: &Progress| {
+        p.status(phase).is_some_and(|s| !s.is_settled())
+            && p.since.is_some_and(|at| at < stale_before)
+            && p.lease.is_none_or(|until| until < stale_before)
+    };
+    rows_on_pool(store, stored, stalled).await
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap_or_default()
+    }
+
+    fn applied(steps: &mut [Progress], step: i64, at: DateTime<Utc>) {
+        edit::settle(
+            steps,
+            step,
+            Phase::Grant,
+            Status::Done,
+            Some("applied"),
+            None,
+            at,
+        );
+    }
+
+    fn two() -> Vec<Progress> {
+        vec![
+            Progress::planned(7, Some("uid=erin".into()), t(0)),
+            Progress::planned(9, None, t(0)),
+        ]
+    }
+
+    #[test]
+    fn a_step_is_claimed_once_until_its_lease_runs_out() {
+        let mut steps = two();
+        let lease = t(10) + TimeDelta::minutes(5);
+        let first = edit::claim(&mut steps, 0, Phase::Grant, 0, t(10), lease);
+        assert_eq!(first, Claim::Taken { retaken: false });
+        assert_eq!(steps[0].grant, Status::Running);
+        // A second delivery while the lease holds, or a stale attempt, gets nothing.
+        assert_eq!(
+            edit::claim(&mut steps, 0, Phase::Grant, 0, t(20), t(400)),
+            Claim::NotOurs
+        );
+        assert_eq!(
+            edit::claim(&mut steps, 1, Phase::Grant, 3, t(20), t(400)),
+            Claim::NotOurs
+        );
+        // The other step is claimed on its own.
+        assert_eq!(
+            edit::claim(&mut steps, 1, Phase::Grant, 0, t(20), t(400)),
+            Claim::Taken { retaken: false }
+        );
+        // After the lease the step may be taken again, and the taker is told.
+        assert_eq!(
+            edit::claim(
+                &mut steps,
+                0,
+                Phase::Grant,
+                0,
+                t(10) + TimeDelta::minutes(6),
+                t(900)
+            ),
+            Claim::Taken { retaken: true }
+        );
+        // No such step, or a phase not started, is not ours.
+        assert_eq!(
+            edit::claim(&mut steps, 5, Phase::Grant, 0, t(20), t(400)),
+            Claim::NotOurs
+        );
+        assert_eq!(
+            edit::claim(&mut steps, 0, Phase::Revoke, 0, t(20), t(400)),
+            Claim::NotOurs
+        );
+    }
+
+    #[test]
+    fn settling_keeps_the_change_releases_the_lease_and_clears_since() {
+        let mut steps = two();
+        edit::claim(&mut steps, 0, Phase::Grant, 0, t(1), t(300));
+        applied(&mut steps, 0, t(2));
+        let step = &steps[0];
+        assert_eq!(
+            (step.grant, step.granted.as_deref(), step.lease, step.since),
+            (Status::Done, Some("applied"), None, None)
+        );
+        // The other step is still pending since it was planned: the request is due then.
+        assert_eq!(edit::due(&steps), Some(t(0)));
+        edit::settle(
+            &mut steps,
+            1,
+            Phase::Grant,
+            Status::Failed,
+            None,
+            Some("403"),
+            t(3),
+        );
+        assert_eq!(edit::due(&steps), None);
+        assert_eq!(steps[1].error.as_deref(), Some("403"));
+        // A later settle without a change keeps the one recorded.
+        edit::settle(&mut steps, 0, Phase::Grant, Status::Done, None, None, t(4));
+        assert_eq!(steps[0].granted.as_deref(), Some("applied"));
+    }
+
+    #[test]
+    fn revoking_starts_applied_steps_skips_the_rest_and_retries_failures() {
+        let mut steps = two();
+        applied(&mut steps, 0, t(1));
+        edit::settle(
+            &mut steps,
+            1,
+            Phase::Grant,
+            Status::Failed,
+            None,
+            Some("x"),
+            t(1),
+        );
+        assert_eq!(edit::start_revoke(&mut steps, t(5)), vec![(0, 1)]);
+        assert_eq!(steps[1].revoke, Some(Status::Skipped));
+        assert_eq!(edit::due(&steps), Some(t(5)));
+        // Started twice: nothing new, the pending one is still returned.
+        assert_eq!(edit::start_revoke(&mut steps, t(6)), vec![(0, 1)]);
+        edit::settle(
+            &mut steps,
+            0,
+            Phase::Revoke,
+            Status::Failed,
+            None,
+            Some("503"),
+            t(7),
+        );
+        assert_eq!(edit::start_revoke(&mut steps, t(8)), vec![(0, 2)]);
+        assert_eq!(steps[0].error, None);
+    }
+
+    #[test]
+    fn a_retry_and_a_bump_move_the_attempt_on() {
+        let mut steps = two();
+        edit::claim(&mut steps, 0, Phase::Grant, 0, t(1), t(300));
+        edit::retry(&mut steps, 0, Phase::Grant, 1, "429", t(2));
+        assert_eq!((steps[0].grant, steps[0].attempts), (Status::Pending, 1));
+        assert_eq!(steps[0].since, Some(t(2)));
+        // A bump with a stale attempt count is refused; with the current one it moves on.
+        assert!(!edit::bump(&mut steps, 0, Phase::Grant, 0, t(3)));
+        assert!(edit::bump(&mut steps, 0, Phase::Grant, 1, t(3)));
+        assert_eq!(steps[0].attempts, 2);
+        edit::drift(&mut steps, 1, t(4));
+        edit::drift(&mut steps, 1, t(5));
+        assert_eq!(steps[1].drift, Some(t(4)));
+    }
+
+    #[test]
+    fn the_stored_form_leaves_out_what_is_absent() {
+        let mut steps = two();
+        applied(&mut steps, 0, t(1));
+        let text = encode(&steps[..1]).unwrap_or_default();
+        assert_eq!(
+            text,
+            r#"[{"plan":7,"person":"uid=erin","grant":"done","granted":"applied"}]"#
+        );
+        let back = decode("r", Some(&text)).unwrap_or_default();
+        assert_eq!(back, steps[..1].to_vec());
+        assert!(decode("r", Some("[{\"plan\":1}]")).is_err());
+    }
 }

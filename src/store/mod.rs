@@ -218,6 +218,15 @@ impl Store {
         Ok(())
     }
 
+    /// Applies our migrations up to and including `version`, and no further: how a test
+    /// builds a database as an older release left it, to check what a later migration does
+    /// with its rows.
+    pub async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+        let migrator = self.migrator();
+        on_db!(&self.db, |pool| migrator.run_to(version, pool).await)?;
+        Ok(())
+    }
+
     /// Versions this build knows that the database has not applied (successfully).
     pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
         let applied: Vec<i64> = on_db!(&self.db, |pool| {

@@ -11,6 +11,7 @@ mod cli;
 mod connect;
 mod engine;
 mod forge;
+mod grant_steps;
 mod grants;
 mod health;
 mod idp;

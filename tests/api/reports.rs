@@ -5,7 +5,17 @@ use serde_json::{Value, json};
 use tollgate::audit::report::{self, Format, Query, Report, Scope};
 use tollgate::store::{Db, Store};
 
+use tollgate::grants::plan::{Step, Via};
+use tollgate::store::grants::{self, Progress, Status};
+use tollgate::workflow::GrantTarget;
+
 use crate::support::{self, TestDatabase};
+
+/// The seeded requests' ids (real ones are UUIDs; the step readers insist).
+const A: &str = "00000000-0000-7000-8000-00000000000a";
+const B: &str = "00000000-0000-7000-8000-00000000000b";
+const C: &str = "00000000-0000-7000-8000-00000000000c";
+const D: &str = "00000000-0000-7000-8000-00000000000d";
 
 async fn exec(store: &Store, sql: &str) {
     match store.db() {
@@ -62,7 +72,7 @@ async fn seed(store: &Store) {
     exec(
         store,
         &request(
-            "a",
+            A,
             "IT-1",
             "expired",
             "alice@example.com",
@@ -81,7 +91,7 @@ async fn seed(store: &Store) {
     exec(
         store,
         &request(
-            "b",
+            B,
             "IT-2",
             "declined",
             "dave@example.com",
@@ -95,7 +105,7 @@ async fn seed(store: &Store) {
     exec(
         store,
         &request(
-            "c",
+            C,
             "IT-3",
             "active",
             "erin@example.com",
@@ -113,7 +123,7 @@ async fn seed(store: &Store) {
     exec(
         store,
         &request(
-            "d",
+            D,
             "IT-4",
             "approved",
             "frank@example.com",
@@ -126,21 +136,21 @@ async fn seed(store: &Store) {
     .await;
     exec(
         store,
-        "UPDATE requests SET reason = 'not needed' WHERE id = 'b'",
+        &format!("UPDATE requests SET reason = 'not needed' WHERE id = '{B}'"),
     )
     .await;
     for (id, stage, who, verdict, via, at) in [
-        ("a", 0, "bob", "approved", "comment", "2026-07-01T09:30:00Z"),
+        (A, 0, "bob", "approved", "comment", "2026-07-01T09:30:00Z"),
         (
-            "a",
+            A,
             1,
             "carol",
             "approved",
             "jsm_approval",
             "2026-07-01T10:00:00Z",
         ),
-        ("b", 0, "bob", "declined", "comment", "2026-07-01T08:00:00Z"),
-        ("c", 0, "bob", "approved", "comment", "2026-06-01T08:30:00Z"),
+        (B, 0, "bob", "declined", "comment", "2026-07-01T08:00:00Z"),
+        (C, 0, "bob", "approved", "comment", "2026-06-01T08:30:00Z"),
     ] {
         exec(store, &format!(
             "INSERT INTO decisions (request_id, stage, approver_account, approver_email, verdict, via, answer, decided_at) \
@@ -148,16 +158,49 @@ async fn seed(store: &Store) {
             t(at)
         )).await;
     }
-    for (id, step, target, revoke) in [
-        ("a", 0, "idp_group:finance", "'done'"),
-        ("a", 1, "jira_project_role:FIN:Administrators", "'done'"),
-        ("c", 0, "idp_group:finance", "NULL"),
+    // A's two steps were granted and revoked; C's one is granted and still held.
+    let finance = Step::direct(
+        GrantTarget::IdpGroup {
+            group: "finance".into(),
+        },
+        Via::Idp {
+            source: "ldap".into(),
+        },
+    );
+    let role = Step::direct(
+        GrantTarget::JiraProjectRole {
+            project: "FIN".into(),
+            role: "Administrators".into(),
+        },
+        Via::Connect,
+    );
+    let at = "2026-07-01T10:05:00Z".parse().expect("time");
+    let mut tx = store.begin().await.expect("begin");
+    let finance = grants::plan_id(&mut tx, &finance).await.expect("plan");
+    let role = grants::plan_id(&mut tx, &role).await.expect("plan");
+    tx.commit().await.expect("commit");
+    let done = |plan, revoke| Progress {
+        grant: Status::Done,
+        revoke,
+        since: None,
+        ..Progress::planned(plan, None, at)
+    };
+    for (id, steps) in [
+        (
+            A,
+            vec![
+                done(finance, Some(Status::Done)),
+                done(role, Some(Status::Done)),
+            ],
+        ),
+        (C, vec![done(finance, None)]),
     ] {
-        exec(store, &format!(
-            "INSERT INTO grant_steps (request_id, step, plan, target_key, grant_status, revoke_status, updated_at) \
-             VALUES ('{id}', {step}, '{{}}', '{target}', 'done', {revoke}, {})",
-            t("2026-07-01T10:05:00Z")
-        )).await;
+        let steps = grants::encode(&steps).expect("encode");
+        exec(
+            store,
+            &format!("UPDATE requests SET steps = '{steps}' WHERE id = '{id}'"),
+        )
+        .await;
     }
 }
 
