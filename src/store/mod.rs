@@ -7,6 +7,7 @@
 pub mod forge;
 pub mod grants;
 pub mod inbound;
+pub mod nodelay;
 pub mod org;
 pub mod requests;
 pub mod selfcheck;
@@ -17,7 +18,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
@@ -143,10 +144,18 @@ impl Store {
                 Db::Sqlite(pool)
             }
             DatabaseUrl::Postgres(url) => {
+                let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+                let port = options.get_port();
                 let pool = PgPoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(config.connect_timeout)
-                    .connect(url)
+                    .after_connect(move |_, _| {
+                        Box::pin(async move {
+                            nodelay::set_on_sockets_to(port);
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
                     .await
                     .map_err(connect_error)?;
                 Db::Postgres(pool)

@@ -19,4 +19,5 @@ mod idp_rest;
 mod ingress;
 mod jobs;
 mod reports;
+mod store;
 mod workflows_cli;
