@@ -168,6 +168,7 @@ async fn main() {
         group_filter: "(objectClass=groupOfNames)".into(),
         flavor: Flavor::OpenLdap,
         page_size: 1000,
+        empty_group_member: String::new(),
     });
 
     reset_peak();

@@ -324,6 +324,12 @@ pub const SETTINGS: &[Setting] = &[
         "Filter selecting groups; default `(objectClass=groupOfNames)`, or `(objectClass=group)` on AD.",
     ),
     setting(
+        "idp.ldap_empty_group_member",
+        "TOLLGATE_IDP_LDAP_EMPTY_GROUP_MEMBER",
+        None,
+        "DN a groupOfNames keeps as `member` when its last person is removed (the schema needs one); default the empty DN.",
+    ),
+    setting(
         "idp.ldap_page_size",
         "TOLLGATE_IDP_LDAP_PAGE_SIZE",
         Some("500"),
@@ -1002,6 +1008,10 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
                     .to_string(),
                 flavor,
                 page_size: raw.require("idp.ldap_page_size", parse_positive)?,
+                empty_group_member: raw
+                    .get("idp.ldap_empty_group_member")
+                    .unwrap_or_default()
+                    .to_string(),
             })
         }
         "okta" => IdpSource::Okta(okta_config(raw, &missing)?),

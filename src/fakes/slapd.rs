@@ -112,6 +112,46 @@ refint_attributes member manager
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("slapd.log")).unwrap_or_default()
     }
+
+    /// A connection bound as the directory's administrator, to change it as its owners would.
+    pub async fn admin(&self) -> ldap3::Ldap {
+        let (conn, mut ldap) = ldap3::LdapConnAsync::new(&self.url)
+            .await
+            .expect("connect to slapd");
+        ldap3::drive!(conn);
+        ldap.simple_bind(&format!("cn=admin,{BASE}"), PASSWORD)
+            .await
+            .expect("bind")
+            .success()
+            .expect("admin bind");
+        ldap
+    }
+
+    /// The `member` values of group `cn`, as stored.
+    pub async fn members(&self, cn: &str) -> Vec<String> {
+        let (entries, _) = self
+            .admin()
+            .await
+            .search(
+                &format!("cn={cn},ou=groups,{BASE}"),
+                ldap3::Scope::Base,
+                "(objectClass=*)",
+                vec!["member"],
+            )
+            .await
+            .expect("search")
+            .success()
+            .expect("group found");
+        entries
+            .into_iter()
+            .flat_map(|e| {
+                ldap3::SearchEntry::construct(e)
+                    .attrs
+                    .remove("member")
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
 }
 
 impl Drop for Slapd {

@@ -30,6 +30,8 @@ const RC_NO_SUCH_OBJECT: u32 = 32;
 const RC_INSUFFICIENT_ACCESS: u32 = 50;
 const RC_UNWILLING: u32 = 53;
 const RC_CONSTRAINT: u32 = 19;
+/// What OpenLDAP answers when a `groupOfNames` would lose its last `member`.
+const RC_OBJECT_CLASS_VIOLATION: u32 = 65;
 const RC_SIZE_LIMIT: u32 = 4;
 /// Clock skew allowed between us and the directory for `modifyTimestamp` cursors.
 const SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
@@ -60,6 +62,9 @@ pub struct LdapConfig {
     pub group_filter: String,
     pub flavor: Flavor,
     pub page_size: i32,
+    /// What a `groupOfNames` keeps as its member once its last person is removed: the
+    /// schema requires one. Empty is the empty DN, which names nobody.
+    pub empty_group_member: String,
 }
 
 #[derive(Debug)]
@@ -322,13 +327,18 @@ impl LdapDirectory {
         })
     }
 
-    fn group(entry: &SearchEntry) -> Group {
+    fn group(&self, entry: &SearchEntry) -> Group {
         let mut owners = all(entry, "owner");
         owners.extend(all(entry, "managedBy"));
+        let placeholder = normalize_dn(&self.config.empty_group_member);
         Group {
             id: normalize_dn(&entry.dn),
             name: first(entry, &["cn"]).unwrap_or(&entry.dn).to_string(),
-            members: all(entry, "member").into_iter().map(PersonId).collect(),
+            members: all(entry, "member")
+                .into_iter()
+                .filter(|dn| normalize_dn(dn) != placeholder)
+                .map(PersonId)
+                .collect(),
             owners: owners.into_iter().map(PersonId).collect(),
         }
     }
@@ -446,7 +456,7 @@ impl Directory for LdapDirectory {
         let mut page = Page::default();
         match phase {
             Phase::People => page.people = entries.iter().filter_map(|e| self.person(e)).collect(),
-            Phase::Groups => page.groups = entries.iter().map(Self::group).collect(),
+            Phase::Groups => page.groups = entries.iter().map(|e| self.group(e)).collect(),
         }
         page.next = match (phase, next.is_empty()) {
             (_, false) => Some(encode_cookie(phase, on, &next)),
@@ -467,7 +477,7 @@ impl Directory for LdapDirectory {
             }
         }
         for entry in self.search_all(Phase::Groups, cursor).await? {
-            deltas.push(Delta::Group(Self::group(&entry)));
+            deltas.push(Delta::Group(self.group(&entry)));
         }
         Ok(Changes {
             deltas,
@@ -486,20 +496,31 @@ impl GroupWriter for LdapDirectory {
         let dn = self.group_dn(group).await?;
         let values = HashSet::from([person.0.as_str()]);
         let change = if member {
-            Mod::Add("member", values)
+            Mod::Add("member", values.clone())
         } else {
-            Mod::Delete("member", values)
+            Mod::Delete("member", values.clone())
         };
         let mut session = self.session().await?;
         let (_, ldap) = session
             .as_mut()
             .ok_or_else(|| IdpError::Unavailable("LDAP: no connection".into()))?;
-        let result = ldap.modify(&dn, vec![change]).await.map_err(unavailable)?;
+        let mut result = ldap.modify(&dn, vec![change]).await.map_err(unavailable)?;
+        if !member && result.rc == RC_OBJECT_CLASS_VIOLATION {
+            // The person is the group's last member, and a groupOfNames must keep one: the
+            // placeholder goes in and the person out in one modify, so nobody sees the group
+            // with both or neither.
+            let placeholder = HashSet::from([self.config.empty_group_member.as_str()]);
+            let swap = vec![
+                Mod::Add("member", placeholder),
+                Mod::Delete("member", values),
+            ];
+            result = ldap.modify(&dn, swap).await.map_err(unavailable)?;
+        }
         match result.rc {
             0 => Ok(Change::Applied),
             RC_ATTRIBUTE_OR_VALUE_EXISTS if member => Ok(Change::AlreadyInPlace),
             RC_NO_SUCH_ATTRIBUTE if !member => Ok(Change::AlreadyInPlace),
-            RC_INSUFFICIENT_ACCESS | RC_UNWILLING | RC_CONSTRAINT => {
+            RC_INSUFFICIENT_ACCESS | RC_UNWILLING | RC_CONSTRAINT | RC_OBJECT_CLASS_VIOLATION => {
                 Err(IdpError::GroupNotWritable {
                     group: group.to_string(),
                     reason: format!(

@@ -359,32 +359,10 @@ impl Env {
             }
             Idp::Ldap(ldap) => ldap,
         };
-        let (conn, mut ldap) = ldap3::LdapConnAsync::new(&ldap.url).await.expect("connect");
-        ldap3::drive!(conn);
-        ldap.simple_bind(&format!("cn=admin,{}", slapd::BASE), slapd::PASSWORD)
+        let mut members: Vec<String> = ldap
+            .members(group)
             .await
-            .expect("bind")
-            .success()
-            .expect("bound");
-        let (entries, _) = ldap
-            .search(
-                &format!("cn={group},ou=groups,{}", slapd::BASE),
-                ldap3::Scope::Base,
-                "(objectClass=*)",
-                vec!["member"],
-            )
-            .await
-            .expect("search")
-            .success()
-            .expect("found");
-        let mut members: Vec<String> = entries
             .into_iter()
-            .flat_map(|e| {
-                ldap3::SearchEntry::construct(e)
-                    .attrs
-                    .remove("member")
-                    .unwrap_or_default()
-            })
             .filter_map(|dn| {
                 dn.strip_prefix("uid=")
                     .and_then(|r| r.split(',').next())
@@ -741,15 +719,7 @@ async fn a_leaver_loses_access_after_an_org_sync() {
     };
     env.approved_and_active().await;
     // Dev leaves: the directory deletes the entry (refint drops the group membership too).
-    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&env.idp.ldap().url)
-        .await
-        .expect("connect");
-    ldap3::drive!(conn);
-    ldap.simple_bind(&format!("cn=admin,{}", slapd::BASE), slapd::PASSWORD)
-        .await
-        .expect("bind")
-        .success()
-        .expect("bound");
+    let mut ldap = env.idp.ldap().admin().await;
     ldap.delete(&format!("uid=dev,ou=people,{}", slapd::BASE))
         .await
         .expect("delete")

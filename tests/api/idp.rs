@@ -136,6 +136,7 @@ fn ldap_config(server: &slapd::Slapd, bind_dn: &str, page_size: i32) -> LdapConf
         group_filter: "(objectClass=groupOfNames)".into(),
         flavor: Flavor::OpenLdap,
         page_size,
+        empty_group_member: String::new(),
     }
 }
 
@@ -156,15 +157,7 @@ fn ldap_people() -> People {
 
 /// Changes an attribute as the directory's administrator would.
 async fn ldap_replace(server: &slapd::Slapd, dn: &str, attribute: &str, value: &str) {
-    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&server.url)
-        .await
-        .expect("connect");
-    ldap3::drive!(conn);
-    ldap.simple_bind(&format!("cn=admin,{}", slapd::BASE), slapd::PASSWORD)
-        .await
-        .expect("bind")
-        .success()
-        .expect("admin bind");
+    let mut ldap = server.admin().await;
     ldap.modify(
         dn,
         vec![ldap3::Mod::Replace(
@@ -199,6 +192,65 @@ async fn ldap_sync_and_grant() {
         async |title| ldap_replace(&server, &dev_dn, "title", title).await,
     )
     .await;
+}
+
+/// The members of LDAP group `cn`, as the directory reads them.
+async fn ldap_members(directory: &LdapDirectory, cn: &str) -> Vec<PersonId> {
+    let mut resume = None;
+    loop {
+        let page = directory.read_page(resume.as_deref()).await.expect("page");
+        if let Some(group) = page.groups.into_iter().find(|g| g.name == cn) {
+            return group.members;
+        }
+        match page.next {
+            Some(next) => resume = Some(next),
+            None => panic!("no group {cn}"),
+        }
+    }
+}
+
+/// A groupOfNames must keep a member, so OpenLDAP refuses to remove the last one (code 65):
+/// the connector swaps in the configured placeholder (by default the empty DN) in the same
+/// modify, and the placeholder is never read back as a person.
+#[tokio::test]
+async fn ldap_removes_the_last_member_of_a_group_of_names() {
+    if !env::require(slapd::available(), "OpenLDAP slapd") {
+        return;
+    }
+    let mut ldif = slapd::seed(0);
+    for group in ["solo", "duo"] {
+        ldif.push('\n');
+        ldif.push_str(&slapd::group(group, &["dev"]));
+    }
+    let server = slapd::Slapd::start(&ldif);
+    let dev = ldap_person("dev");
+    let by_default = LdapDirectory::new(ldap_config(&server, slapd::SERVICE_DN, 100));
+    let nobody = format!("cn=nobody,{}", slapd::BASE);
+    let with_placeholder = LdapDirectory::new(LdapConfig {
+        empty_group_member: nobody.clone(),
+        ..ldap_config(&server, slapd::SERVICE_DN, 100)
+    });
+    for (directory, group) in [(&by_default, "solo"), (&with_placeholder, "duo")] {
+        let removed = directory.set_member(group, &dev, false).await;
+        assert_eq!(removed.expect("removed"), Change::Applied, "{group}");
+        assert_eq!(ldap_members(directory, group).await, []);
+        let again = directory.set_member(group, &dev, false).await;
+        assert_eq!(again.expect("again"), Change::AlreadyInPlace, "{group}");
+        let added = directory.set_member(group, &dev, true).await;
+        assert_eq!(added.expect("added"), Change::Applied, "{group}");
+        let members: Vec<String> = ldap_members(directory, group)
+            .await
+            .into_iter()
+            .map(|p| normalize_dn(&p.0))
+            .collect();
+        assert_eq!(members, std::slice::from_ref(&dev.0), "{group}");
+    }
+    // The named placeholder is what the directory holds while the group is empty.
+    with_placeholder
+        .set_member("duo", &dev, false)
+        .await
+        .expect("removed");
+    assert_eq!(server.members("duo").await, [nobody]);
 }
 
 #[tokio::test]
