@@ -56,6 +56,27 @@ impl Atlassian {
             .collect())
     }
 
+    /// The users holding `role_id` directly in the space (the sweep's drift check reads each
+    /// granted space role once, not once per grant).
+    pub async fn space_role_holders(
+        &self,
+        site: &Site,
+        space_id: u64,
+        role_id: &str,
+    ) -> Result<Vec<AccountId>, AtlassianError> {
+        let path = with_query(
+            &assignments_path(space_id),
+            &[("role-id", role_id), ("principal-type", "USER")],
+        );
+        let values = self.confluence_pages(site, &path).await?;
+        Ok(values
+            .iter()
+            .filter(|a| a.get("roleId").and_then(Value::as_str) == Some(role_id))
+            .filter_map(|a| a.pointer("/principal/principalId")?.as_str())
+            .map(|id| AccountId(id.to_string()))
+            .collect())
+    }
+
     /// Gives the account `role_id` in the space, or takes it away (an assignment without a
     /// role removes the principal's role).
     pub async fn set_space_role(

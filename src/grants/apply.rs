@@ -1,6 +1,7 @@
 //! Applies (or undoes) one step in its system. Every write converges: "already a member" and
 //! "not a member" are success, so a step re-run after a crash changes nothing twice.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use super::plan::{Step, Via, describe};
@@ -185,24 +186,45 @@ async fn confluence_site(state: &AppState, host: &str) -> Result<Site, StepFailu
     })
 }
 
-/// The accounts holding a project role now, or `None` when it cannot be read (the drift check
-/// reads each role once per sweep and checks every grant of it against that).
-pub async fn role_members(
+/// The accounts holding an Atlassian target now (a project role, a Jira group, a space role),
+/// or `None` when it cannot be read or is not read this way. The drift check reads each target
+/// once per sweep and checks every grant of it against that.
+pub async fn holders(
     state: &AppState,
     tenant: &str,
-    project: &str,
-    role: &str,
-) -> Result<Option<std::collections::HashSet<String>>, StepFailure> {
-    let (_, site) = crate::engine::site(state, tenant)
+    step: &Step,
+) -> Result<Option<HashSet<String>>, StepFailure> {
+    let (tenant, site) = crate::engine::site(state, tenant)
         .await
         .map_err(|e| StepFailure::Permanent(e.to_string()))?;
-    let Some(id) = state
-        .atlassian
-        .project_role_id(&site, project, role)
-        .await?
-    else {
-        return Ok(None);
+    let a = &state.atlassian;
+    let accounts = match (&step.applied, &step.via) {
+        (GrantTarget::JiraProjectRole { project, role }, _) => {
+            let Some(id) = a.project_role_id(&site, project, role).await? else {
+                return Ok(None);
+            };
+            a.role_actors(&site, project, id).await?.users
+        }
+        (GrantTarget::JiraGroup { group }, via) => {
+            let Some(id) = a.group_id(&site, group).await? else {
+                return Ok(None);
+            };
+            match via {
+                Via::AdminApi => a.site_group_members(&id).await?,
+                _ => a.jira_group_members(&site, &id).await?,
+            }
+        }
+        (GrantTarget::ConfluenceSpace { space, role }, _) => {
+            let wiki = confluence_site(state, &tenant.host).await?;
+            let (Some(space_id), Some(role_id)) = (
+                a.space_id(&wiki, space).await?,
+                a.space_role_id(&wiki, role).await?,
+            ) else {
+                return Ok(None);
+            };
+            a.space_role_holders(&wiki, space_id, &role_id).await?
+        }
+        _ => return Ok(None),
     };
-    let actors = state.atlassian.role_actors(&site, project, id).await?;
-    Ok(Some(actors.users.into_iter().map(|a| a.0).collect()))
+    Ok(Some(accounts.into_iter().map(|a| a.0).collect()))
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 use std::collections::{HashMap, HashSet};
 
 use super::apply;
-use super::plan::Via;
+use super::plan::{Via, target_key};
 use super::run;
 use super::{notices, wall};
 use crate::audit::Actor;
@@ -85,7 +85,8 @@ const PAGE: i64 = 500;
 async fn drift(state: &AppState) -> Result<usize, EngineError> {
     let org = state.org.index();
     let org_taken = state.org.taken_at();
-    let mut roles: HashMap<(String, String, String), Option<HashSet<String>>> = HashMap::new();
+    // Who holds each Atlassian target, by (tenant, target key): read once per sweep.
+    let mut holders: HashMap<(String, String), Option<HashSet<String>>> = HashMap::new();
     let mut flagged = 0;
     let mut after = None;
     loop {
@@ -101,46 +102,40 @@ async fn drift(state: &AppState) -> Result<usize, EngineError> {
             let Some(request) = page.iter().find(|r| r.id == row.request_id) else {
                 continue;
             };
-            let holds =
-                match (&row.plan.via, &row.plan.applied) {
-                    // Only an org chart taken after the grant can say the grant is gone.
-                    (Via::Idp { .. }, GrantTarget::IdpGroup { group })
-                        if org_taken > request.granted_at =>
-                    {
-                        match (&org, &row.plan.idp_person) {
-                            (Some(org), Some(person)) => {
-                                org.is_member_by_id(group, &PersonId(person.clone()))
-                            }
-                            _ => None,
+            let holds = match (&row.plan.via, &row.plan.applied) {
+                // Only an org chart taken after the grant can say the grant is gone.
+                (Via::Idp { .. }, GrantTarget::IdpGroup { group })
+                    if org_taken > request.granted_at =>
+                {
+                    match (&org, &row.plan.idp_person) {
+                        (Some(org), Some(person)) => {
+                            org.is_member_by_id(group, &PersonId(person.clone()))
                         }
+                        _ => None,
                     }
-                    (_, GrantTarget::JiraProjectRole { project, role }) => {
-                        let key = (request.tenant.clone(), project.clone(), role.clone());
-                        if !roles.contains_key(&key) {
-                            let members =
-                                match apply::role_members(state, &request.tenant, project, role)
-                                    .await
-                                {
-                                    Ok(m) => m,
-                                    Err(e) => {
-                                        tracing::debug!(
-                                            project,
-                                            role,
-                                            error = e.message(),
-                                            "drift check skipped"
-                                        );
-                                        None
-                                    }
-                                };
-                            roles.insert(key.clone(), members);
-                        }
-                        match (&roles[&key], &request.subject_account) {
-                            (Some(members), Some(account)) => Some(members.contains(account)),
-                            _ => None,
-                        }
+                }
+                (Via::Idp { .. }, _) => None,
+                (_, target) => {
+                    let key = (request.tenant.clone(), target_key(target));
+                    if !holders.contains_key(&key) {
+                        let found = apply::holders(state, &request.tenant, &row.plan)
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::debug!(
+                                    target = key.1,
+                                    error = e.message(),
+                                    "drift check skipped"
+                                );
+                                None
+                            });
+                        holders.insert(key.clone(), found);
                     }
-                    _ => None,
-                };
+                    match (&holders[&key], &request.subject_account) {
+                        (Some(members), Some(account)) => Some(members.contains(account)),
+                        _ => None,
+                    }
+                }
+            };
             if holds != Some(false) {
                 continue;
             }

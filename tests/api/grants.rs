@@ -821,18 +821,32 @@ async fn the_sweep_flags_access_removed_outside_tollgate_once() {
         return;
     };
     env.approved_and_active().await;
-    // A Jira admin takes Dev out of the project role by hand.
-    env.cloud
-        .world()
-        .project_roles
-        .get_mut(&("FIN".to_string(), 10002))
-        .expect("role")
-        .0
-        .remove(DEV.0);
+    // Nothing changed yet: nothing is flagged.
     let report = tollgate::grants::sweep::sweep(&env.app.state)
         .await
         .expect("sweep");
-    assert_eq!(report.drift, 1, "{report:?}");
+    assert_eq!(report.drift, 0, "{report:?}");
+    // Admins take Dev out of the project role, the site group and the space by hand.
+    {
+        let mut world = env.cloud.world();
+        world
+            .project_roles
+            .get_mut(&("FIN".to_string(), 10002))
+            .expect("role")
+            .0
+            .remove(DEV.0);
+        world.groups.get_mut(GROUP_ID).expect("group").remove(DEV.0);
+        world
+            .space_assignments
+            .get_mut(&98_305)
+            .expect("space")
+            .retain(|(principal, _)| principal != DEV.0);
+    }
+    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    let report = tollgate::grants::sweep::sweep(&env.app.state)
+        .await
+        .expect("sweep");
+    assert_eq!(report.drift, 3, "{report:?}");
     env.comment_with("changed outside Tollgate").await;
     let again = tollgate::grants::sweep::sweep(&env.app.state)
         .await

@@ -118,6 +118,7 @@ async fn assignments(State(w): St, Path(id): Path<u64>, Query(q): Params) -> Res
     let values: Vec<Value> = list
         .iter()
         .filter(|(p, _)| q.get("principal-id").is_none_or(|want| want == p))
+        .filter(|(_, r)| q.get("role-id").is_none_or(|want| want == r))
         .map(|(p, r)| assignment_json(p, r))
         .collect();
     cursor_page(
