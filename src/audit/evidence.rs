@@ -66,13 +66,13 @@ type DecisionRow = (
 );
 type EventRow = (String, i64, String, String, String, String);
 
-fn parsed(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
-}
-
 fn time(at: Option<DateTime<Utc>>) -> Value {
     at.map(|at| Value::String(at.to_rfc3339_opts(SecondsFormat::Micros, true)))
         .unwrap_or(Value::Null)
+}
+
+fn parsed(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
 
 /// Builds the bundle for `ticket` (on `tenant`, or the only site that has it). Writes a

@@ -186,7 +186,7 @@ pub enum Claim {
 mod edit {
     use super::*;
 
-    fn at(steps: &mut [Progress], step: i64) -> Option<&mut Progress> {
+    fn nth(steps: &mut [Progress], step: i64) -> Option<&mut Progress> {
         usize::try_from(step).ok().and_then(|i| steps.get_mut(i))
     }
 
@@ -200,7 +200,7 @@ mod edit {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Claim {
-        let Some(p) = at(steps, step) else {
+        let Some(p) = nth(steps, step) else {
             return Claim::NotOurs;
         };
         let status = p.status(phase);
@@ -224,7 +224,7 @@ mod edit {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) {
-        let Some(p) = at(steps, step) else { return };
+        let Some(p) = nth(steps, step) else { return };
         p.set(phase, status);
         if let Some(change) = change {
             *p.change_mut(phase) = Some(change.to_string());
@@ -242,7 +242,7 @@ mod edit {
         error: &str,
         now: DateTime<Utc>,
     ) {
-        let Some(p) = at(steps, step) else { return };
+        let Some(p) = nth(steps, step) else { return };
         p.set(phase, Status::Pending);
         p.attempts = attempts;
         p.error = Some(error.to_string());
@@ -250,9 +250,9 @@ mod edit {
         p.moved(now);
     }
 
-    pub fn drift(steps: &mut [Progress], step: i64, at_: DateTime<Utc>) {
-        if let Some(p) = at(steps, step) {
-            p.drift.get_or_insert(at_);
+    pub fn drift(steps: &mut [Progress], step: i64, at: DateTime<Utc>) {
+        if let Some(p) = nth(steps, step) {
+            p.drift.get_or_insert(at);
         }
     }
 
@@ -264,7 +264,7 @@ mod edit {
         attempts: i64,
         now: DateTime<Utc>,
     ) -> bool {
-        let Some(p) = at(steps, step) else {
+        let Some(p) = nth(steps, step) else {
             return false;
         };
         if p.attempts != attempts {
