@@ -1,7 +1,7 @@
 //! The organization Admin API and the Atlassian SCIM directory, on `api.atlassian.com`:
 //! accounts by email, site group membership and product access, which Connect tokens cannot
 //! reach. Paths follow API-NOTES §2.4–§2.5; the Admin API has no published OpenAPI here, so
-//! the paths used are listed in `fakes::contract::ADMIN_API_OPERATIONS`.
+//! the paths used are listed in `fakes::contract::generate` (`ADMIN_API_OPERATIONS`).
 
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! A stateful fake of Google's Admin SDK Directory API (users, groups, members) and its token
-//! endpoint, as documented (API-NOTES §4.3, §3), every call checked against the discovery
-//! document in `../shared/specs`:
+//! endpoint, as documented (API-NOTES §4.3, §3), every call checked against what
+//! the discovery document says (`tests/contract/google.json`):
 //! - `pageToken` → `nextPageToken`; `maxResults` at most 500 for users, 200 for groups and
 //!   members; `customer` or `domain` required on lists;
 //! - users with `relations[type=manager]` (by email) and `organizations`; `users/{key}` by id
@@ -22,6 +22,17 @@ use super::contract::Contract;
 use super::harness::{FakeRequest, FakeResponse, Fault, Vendor};
 
 const PREFIX: &str = "/admin/directory/v1/";
+
+/// The operations this fake serves (besides its token endpoint), as the discovery document
+/// names them: the contract data keeps what it says of each (`tests/contract/google.json`).
+pub const OPERATIONS: &[(&str, &str)] = &[
+    ("GET", "/admin/directory/v1/users"),
+    ("GET", "/admin/directory/v1/users/{userKey}"),
+    ("GET", "/admin/directory/v1/groups"),
+    ("GET", "/admin/directory/v1/groups/{groupKey}/members"),
+    ("POST", "/admin/directory/v1/groups/{groupKey}/members"),
+    ("DELETE", "/admin/directory/v1/groups/{groupKey}/members/{memberKey}"),
+];
 
 #[derive(Debug, Clone)]
 pub struct GoogleUser {
@@ -376,7 +387,7 @@ impl FakeGoogle {
 
 impl Vendor for FakeGoogle {
     fn contract(&self) -> Option<&'static Contract> {
-        Contract::google()
+        Some(Contract::google())
     }
 
     fn checked(&self, path: &str) -> bool {

@@ -119,6 +119,8 @@ struct Shared<V> {
     recorded: Mutex<Vec<Recorded>>,
     faults: Mutex<VecDeque<Fault>>,
     violations: Mutex<Vec<String>>,
+    /// Calls checked against the vendor's contract so far.
+    checked: Mutex<usize>,
     serving: Mutex<Duration>,
     base_url: String,
 }
@@ -146,6 +148,7 @@ impl<V: Vendor> FakeServer<V> {
             recorded: Mutex::new(Vec::new()),
             faults: Mutex::new(VecDeque::new()),
             violations: Mutex::new(Vec::new()),
+            checked: Mutex::new(0),
             serving: Mutex::new(Duration::ZERO),
             base_url: format!("http://{addr}"),
         });
@@ -182,6 +185,11 @@ impl<V: Vendor> FakeServer<V> {
         lock(&self.shared.violations).clone()
     }
 
+    /// How many calls were checked against the vendor's contract so far.
+    pub fn checked_calls(&self) -> usize {
+        *lock(&self.shared.checked)
+    }
+
     /// Time spent inside the fake's own code (routing, state, JSON), not on the wire.
     pub fn serving_time(&self) -> Duration {
         *lock(&self.shared.serving)
@@ -192,6 +200,14 @@ impl<V: Vendor> Drop for FakeServer<V> {
     fn drop(&mut self) {
         self.task.abort();
         let violations = self.violations();
+        if let Some(contract) = self.vendor().contract() {
+            eprintln!(
+                "contract: {} calls checked against {}, {} broke it",
+                self.checked_calls(),
+                contract.describe(),
+                violations.len()
+            );
+        }
         if !violations.is_empty() && !std::thread::panicking() {
             panic!(
                 "calls to a vendor fake broke the published API contract:\n  {}",
@@ -282,16 +298,18 @@ async fn serve<V: Vendor>(State(shared): State<Arc<Shared<V>>>, request: Request
             let mut vendor = lock(&shared.vendor);
             if vendor.checked(&request.path)
                 && let Some(contract) = vendor.contract()
-                && let Err(violation) = contract.check(&Call {
+            {
+                *lock(&shared.checked) += 1;
+                if let Err(violation) = contract.check(&Call {
                     method: &request.method,
                     path: &request.path,
                     query: request.raw_query.as_deref(),
                     body: request.body.as_ref(),
                     caller: CallerKind::Vendor,
-                })
-            {
-                lock(&shared.violations)
-                    .push(format!("{} {}: {violation}", request.method, request.path));
+                }) {
+                    lock(&shared.violations)
+                        .push(format!("{} {}: {violation}", request.method, request.path));
+                }
             }
             vendor.handle(&request, now)
         }

@@ -22,6 +22,20 @@ use super::contract::Contract;
 use super::harness::{FakeRequest, FakeResponse, Fault, Vendor};
 use crate::idp::rest::okta_family;
 
+/// The operations this fake serves (besides its token endpoint), as Okta's spec names them:
+/// the contract data keeps what the spec says of each (`tests/contract/okta.json`).
+pub const OPERATIONS: &[(&str, &str)] = &[
+    ("GET", "/api/v1/users"),
+    ("GET", "/api/v1/users/{id}"),
+    ("GET", "/api/v1/users/{id}/groups"),
+    ("GET", "/api/v1/users/{id}/linkedObjects/{relationshipName}"),
+    ("GET", "/api/v1/groups"),
+    ("GET", "/api/v1/groups/{groupId}/users"),
+    ("GET", "/api/v1/groups/{groupId}/owners"),
+    ("PUT", "/api/v1/groups/{groupId}/users/{userId}"),
+    ("DELETE", "/api/v1/groups/{groupId}/users/{userId}"),
+];
+
 #[derive(Debug, Clone)]
 pub struct OktaUser {
     pub id: String,
@@ -650,7 +664,7 @@ impl Expression {
 
 impl Vendor for FakeOkta {
     fn contract(&self) -> Option<&'static Contract> {
-        Contract::okta()
+        Some(Contract::okta())
     }
 
     fn checked(&self, path: &str) -> bool {

@@ -50,10 +50,6 @@ pub async fn cloud_with(world: World, config: impl FnOnce(&str) -> AtlassianConf
     let fake = FakeAtlassian::start(world, keys)
         .await
         .expect("fake starts");
-    support::env::require(
-        fake.contract_checked(),
-        "the vendor specs (TOLLGATE_SPECS_DIR, default ../shared/specs)",
-    );
     let descriptors = Descriptors::render("https://tollgate.example", "io.tollgate.access", None);
     let jira = Site::connect(
         "jira:acme",

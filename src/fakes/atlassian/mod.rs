@@ -217,7 +217,9 @@ struct Shared {
     site_admin: Option<(String, String)>,
     faults: Mutex<VecDeque<Fault>>,
     recorded: Mutex<Vec<Recorded>>,
-    contract: Option<&'static Contract>,
+    contract: &'static Contract,
+    /// Calls checked against the contract so far.
+    checked: Mutex<usize>,
     violations: Mutex<Vec<String>>,
     limit: Mutex<Option<RateLimit>>,
     forge_tokens: Mutex<Vec<ForgeToken>>,
@@ -299,8 +301,8 @@ pub struct FakeAtlassian {
 }
 
 impl FakeAtlassian {
-    /// Starts the fake with `world` as its data. Every call is checked against the specs when
-    /// they are found (`TOLLGATE_SPECS_DIR`, default `../shared/specs`).
+    /// Starts the fake with `world` as its data. Every authenticated call is checked against
+    /// the contract data (`tests/contract/atlassian.json`).
     pub async fn start(world: World, keys: FakeKeys) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             world: Mutex::new(world),
@@ -310,7 +312,8 @@ impl FakeAtlassian {
             site_admin: keys.site_admin,
             faults: Mutex::new(VecDeque::new()),
             recorded: Mutex::new(Vec::new()),
-            contract: Contract::shared(),
+            contract: Contract::atlassian(),
+            checked: Mutex::new(0),
             limit: Mutex::new(None),
             violations: Mutex::new(Vec::new()),
             forge_tokens: Mutex::new(Vec::new()),
@@ -378,9 +381,9 @@ impl FakeAtlassian {
         token
     }
 
-    /// Whether the vendor specs were found, so every call is contract-checked.
-    pub fn contract_checked(&self) -> bool {
-        self.shared.contract.is_some()
+    /// How many calls were checked against the contract so far.
+    pub fn checked_calls(&self) -> usize {
+        *lock(&self.shared.checked)
     }
 
     /// Registers an install: `descriptor_scopes` as the descriptor declared them.
@@ -429,6 +432,12 @@ impl Drop for FakeAtlassian {
     fn drop(&mut self) {
         self.task.abort();
         let violations = self.violations();
+        eprintln!(
+            "contract: {} calls to the Atlassian fake checked against {}, {} broke it",
+            self.checked_calls(),
+            self.shared.contract.describe(),
+            violations.len()
+        );
         if !violations.is_empty() && !std::thread::panicking() {
             panic!(
                 "calls to the Atlassian fake broke the published API contract:\n  {}",
@@ -615,7 +624,8 @@ async fn front(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         match caller {
             Err(message) => jira_error(StatusCode::UNAUTHORIZED, &message),
             Ok(caller) => {
-                let checked = shared.contract.map(|contract| {
+                let checked = {
+                    *lock(&shared.checked) += 1;
                     let tenants = lock(&shared.tenants);
                     let scopes = match &caller {
                         Caller::Connect { client_key } => tenants
@@ -625,7 +635,7 @@ async fn front(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
                         Caller::Forge { scopes, .. } => Some(scopes.clone()),
                         _ => None,
                     };
-                    contract.check(&ContractCall {
+                    shared.contract.check(&ContractCall {
                         method: &method,
                         path: &path,
                         query: query.as_deref(),
@@ -639,10 +649,10 @@ async fn front(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
                             _ => CallerKind::Key,
                         },
                     })
-                });
+                };
                 // The fake still answers as Atlassian would; the violation fails the test
                 // when the fake is dropped.
-                if let Some(Err(violation)) = checked {
+                if let Err(violation) = checked {
                     lock(&shared.violations).push(format!("{method} {path}: {violation}"));
                 }
                 parts.extensions.insert(caller);
