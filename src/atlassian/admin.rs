@@ -10,6 +10,7 @@ use super::api::{Atlassian, AtlassianError, Change, segment, with_query};
 use super::client::Credential;
 use super::credentials::{CredentialKind, Operation};
 use super::jira::AtlassianUser;
+use super::products::Assignment;
 use crate::orgchart::{AccountId, Email};
 
 /// The Atlassian SCIM extension carrying the account id of a provisioned user.
@@ -135,12 +136,12 @@ impl Atlassian {
         }
     }
 
-    /// Grants or revokes a product role (`atlassian/user` on a site's product resource).
+    /// Grants or revokes one product role on one resource: the Admin API takes exactly one
+    /// flat `{role, resource}` a call.
     pub async fn set_product_role(
         &self,
         account: &AccountId,
-        role: &str,
-        resource: &str,
+        assignment: &Assignment,
         granted: bool,
     ) -> Result<Change, AtlassianError> {
         let (org, credential) = self.credentials().admin_api(Operation::ProductAccess)?;
@@ -150,7 +151,7 @@ impl Atlassian {
             segment(org),
             segment(&account.0)
         );
-        let body = json!({"roles": [{"role": role, "resource": {"id": resource}}]});
+        let body = json!({"role": assignment.role, "resource": assignment.resource});
         self.on_api(credential, Method::POST, &path, Some(body))
             .await?;
         Ok(Change::Applied)

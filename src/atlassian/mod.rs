@@ -13,6 +13,7 @@ pub mod jira;
 pub mod jsm;
 pub mod lookup;
 pub mod pages;
+pub mod products;
 pub mod retry;
 
 pub use api::{Atlassian, AtlassianError, Change, Site};

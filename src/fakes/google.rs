@@ -31,7 +31,10 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("GET", "/admin/directory/v1/groups"),
     ("GET", "/admin/directory/v1/groups/{groupKey}/members"),
     ("POST", "/admin/directory/v1/groups/{groupKey}/members"),
-    ("DELETE", "/admin/directory/v1/groups/{groupKey}/members/{memberKey}"),
+    (
+        "DELETE",
+        "/admin/directory/v1/groups/{groupKey}/members/{memberKey}",
+    ),
 ];
 
 #[derive(Debug, Clone)]

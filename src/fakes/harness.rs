@@ -305,7 +305,7 @@ async fn serve<V: Vendor>(State(shared): State<Arc<Shared<V>>>, request: Request
                     path: &request.path,
                     query: request.raw_query.as_deref(),
                     body: request.body.as_ref(),
-                    caller: CallerKind::Vendor,
+                    caller: CallerKind::Unscoped,
                 }) {
                     lock(&shared.violations)
                         .push(format!("{} {}: {violation}", request.method, request.path));

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::plan::{Step, Via, describe};
-use crate::atlassian::{AtlassianError, Change, Site};
+use crate::atlassian::{AtlassianError, Change, Site, products};
 use crate::connect::tenant::Product;
 use crate::idp::{Connector, GroupWriter, IdpError};
 use crate::orgchart::{AccountId, PersonId};
@@ -154,14 +154,9 @@ pub async fn apply(
             let cloud = state.config.atlassian.cloud_id.as_deref().ok_or_else(|| {
                 StepFailure::Permanent("TOLLGATE_ATLASSIAN_CLOUD_ID is not set".into())
             })?;
-            let resource = format!("ari:cloud:{product}::site/{cloud}");
-            let role = if role.contains('/') {
-                role.clone()
-            } else {
-                format!("atlassian/{role}")
-            };
-            Ok(a.set_product_role(account, &role, &resource, granted)
-                .await?)
+            let assignment =
+                products::assignment(product, role, cloud).map_err(StepFailure::Permanent)?;
+            Ok(a.set_product_role(account, &assignment, granted).await?)
         }
         GrantTarget::IdpGroup { .. } => Err(StepFailure::Permanent(
             "an IdP group step must go through the identity provider".into(),

@@ -38,18 +38,6 @@ pub enum GrantTarget {
     AtlassianProduct { product: String, role: String },
 }
 
-/// Products the organization Admin API grants access to.
-pub const ATLASSIAN_PRODUCTS: &[&str] = &[
-    "jira-software",
-    "jira-servicedesk",
-    "jira-core",
-    "jira-product-discovery",
-    "confluence",
-    "statuspage",
-    "opsgenie",
-    "compass",
-];
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Level {
     pub id: String,

@@ -309,21 +309,9 @@ fn convert_grant(report: &mut Reporter, grant: &Spanned<GrantYaml>) -> Option<Gr
             }
         }
         GrantYaml::AtlassianProduct { product, role } => {
-            if !ATLASSIAN_PRODUCTS.contains(&product.as_str()) {
-                report.error(
-                    pos,
-                    format!(
-                        "unknown Atlassian product `{product}`: one of {}",
-                        ATLASSIAN_PRODUCTS.join(", ")
-                    ),
-                );
-                return None;
-            }
-            if !["user", "admin"].contains(&role.as_str()) {
-                report.error(
-                    pos,
-                    format!("product role `{role}` must be `user` or `admin`"),
-                );
+            // The site is named at grant time; any cloud id shows whether the pair is offered.
+            if let Err(message) = crate::atlassian::products::assignment(product, role, "site") {
+                report.error(pos, message);
                 return None;
             }
             GrantTarget::AtlassianProduct {

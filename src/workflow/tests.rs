@@ -263,6 +263,10 @@ fn catalog_rules_are_checked() {
             "unknown Atlassian product `jira`",
         ),
         (
+            "resources:\n  - { id: a, name: A, permanent_allowed: true, grants: [{ atlassian_product: { product: confluence, role: customer } }] }\n",
+            "the Admin API offers no `customer` role on confluence",
+        ),
+        (
             "resources:\n  - { id: a, name: A, permanent_allowed: true, owner: { user: nobody@x.io }, grants: [{ idp_group: G }] }\n",
             "owner nobody@x.io is not in the org chart",
         ),

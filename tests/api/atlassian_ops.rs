@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tollgate::atlassian::client::AtlassianClient;
 use tollgate::atlassian::errors::CallError;
 use tollgate::atlassian::jsm::{Decision, Visibility};
 use tollgate::atlassian::retry::RetryPolicy;
-use tollgate::atlassian::{Atlassian, AtlassianError, Change, Credentials, Site};
+use tollgate::atlassian::{Atlassian, AtlassianError, Change, Credentials, Site, products};
 use tollgate::config::{AtlassianConfig, Secret};
 use tollgate::connect::descriptor::Descriptors;
 use tollgate::fakes::atlassian::{Caller, FakeAtlassian, FakeKeys, FakeTenant, Fault, World};
@@ -385,20 +385,71 @@ async fn admin_api_scim_and_site_admin_operations() {
         other => panic!("expected NotFound, got {other:?}"),
     }
 
-    let resource = "ari:cloud:jira-servicedesk::site/acme";
+    // Every product and role the catalog allows is granted and revoked with the one flat body
+    // the Admin API takes.
+    for product in products::products() {
+        for role in products::roles(product).unwrap_or_default() {
+            let assignment = products::assignment(product, role, "acme-cloud").expect("offered");
+            assert_eq!(
+                a.set_product_role(&id(OLA), &assignment, true).await,
+                Ok(Change::Applied),
+                "{product} {role}"
+            );
+            let held = (
+                OLA.to_string(),
+                assignment.role.clone(),
+                assignment.resource.clone(),
+            );
+            assert!(cloud.fake.world().product_roles.contains(&held));
+            a.set_product_role(&id(OLA), &assignment, false)
+                .await
+                .expect("revoke");
+            assert!(
+                cloud.fake.world().product_roles.is_empty(),
+                "{product} {role}"
+            );
+        }
+    }
+    let sent = cloud
+        .fake
+        .recorded()
+        .into_iter()
+        .rfind(|r| r.path.ends_with("/roles/revoke"))
+        .and_then(|r| r.body)
+        .expect("a revoke was sent");
     assert_eq!(
-        a.set_product_role(&id(OLA), "atlassian/user", resource, true)
-            .await,
-        Ok(Change::Applied)
+        sent,
+        json!({"role": "atlassian/user-access-admin", "resource": "ari:cloud:compass::site/acme-cloud"})
     );
-    assert!(cloud.fake.world().product_roles.contains(&(
-        OLA.into(),
-        "atlassian/user".into(),
-        resource.into()
-    )));
-    a.set_product_role(&id(OLA), "atlassian/user", resource, false)
-        .await
-        .expect("revoke");
+    // The shape the API refuses, and Jira's product-admin role on a per-product resource, are
+    // refused as the API refuses them.
+    let admin_api = reqwest::Client::new();
+    for body in [
+        json!({"roles": [{"resource": {"id": "ari:cloud:confluence::site/acme-cloud"}, "role": "atlassian/user"}]}),
+        json!({"role": "atlassian/admin", "resource": "ari:cloud:jira-software::site/acme-cloud"}),
+        json!({"role": "atlassian/admin", "resource": "ari:cloud:jira-admin::site/acme-cloud"}),
+        json!({"role": "atlassian/user", "resource": "ari:cloud:confluence::site/other-site"}),
+    ] {
+        let reply = admin_api
+            .post(format!(
+                "{}/admin/v1/orgs/org-acme/users/{OLA}/roles/assign",
+                cloud.fake.api_url()
+            ))
+            .bearer_auth("admin-key")
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(reply.status(), 400, "{body}");
+        let answer: Value = reply.json().await.expect("json");
+        assert_eq!(answer["errors"][0]["code"], "ADMIN-UAM-400-5", "{body}");
+    }
+    // The first broke the contract too; the others fit its shape.
+    let violations = cloud.fake.take_violations();
+    assert!(
+        violations.len() == 1 && violations[0].contains("body.roles is not a known property"),
+        "{violations:?}"
+    );
     assert!(cloud.fake.world().product_roles.is_empty());
 
     let erin = Email::parse("erin.evans@acme.io").expect("email");
@@ -622,11 +673,9 @@ async fn the_fake_authenticates_and_enforces_scopes_like_atlassian() {
         .send()
         .await
         .expect("sent");
-    assert_eq!(
-        reply.status(),
-        200,
-        "key-authenticated calls are checked on path and method only"
-    );
+    // Answered as Jira would (it ignores unknown parameters), and remembered: key-authenticated
+    // calls are checked on all but the Connect scope.
+    assert_eq!(reply.status(), 200);
     let reply = reqwest::Client::new()
         .get(format!("{}/rest/api/3/isue/IT-1", cloud.fake.site_url()))
         .basic_auth("bot@acme.io", Some("site-token"))
@@ -635,8 +684,12 @@ async fn the_fake_authenticates_and_enforces_scopes_like_atlassian() {
         .expect("sent");
     assert_eq!(reply.status(), 404);
     let violations = cloud.fake.take_violations();
-    assert_eq!(violations.len(), 1, "{violations:?}");
-    assert!(violations[0].contains("no such path"), "{violations:?}");
+    assert_eq!(violations.len(), 2, "{violations:?}");
+    assert!(
+        violations[0].contains("`colour` is not declared"),
+        "{violations:?}"
+    );
+    assert!(violations[1].contains("no such path"), "{violations:?}");
 }
 
 #[tokio::test]

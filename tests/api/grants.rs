@@ -42,6 +42,8 @@ resources:
       - jira_project_role: { project: FIN, role: Administrators }
       - jira_group: fin-project-admins
       - confluence_space: { space: ENG, role: Collaborator }
+      - atlassian_product: { product: confluence, role: user }
+      - atlassian_product: { product: jira-servicedesk, role: admin }
   - id: strict-tools
     name: Strict tools
     owner: { user: ceo@example.com }
@@ -215,6 +217,7 @@ async fn start_on(idp: &str, resource: &str) -> Option<Env> {
         ("TOLLGATE_ATLASSIAN_API_URL", cloud.api_url()),
         ("TOLLGATE_ATLASSIAN_ORG_ID", "org-acme".into()),
         ("TOLLGATE_ATLASSIAN_ADMIN_API_KEY", "admin-key".into()),
+        ("TOLLGATE_ATLASSIAN_CLOUD_ID", "acme-cloud".into()),
         ("TOLLGATE_SECRET_KEY", support::test_secret_key()),
     ]);
     let settings: Vec<(String, String)> = settings
@@ -373,8 +376,17 @@ impl Env {
         members
     }
 
-    fn holds_atlassian_access(&self) -> [bool; 3] {
+    /// Project role, site group, space role, and both product roles (Confluence user, Jira
+    /// product admin as the Admin API takes it: on the `jira` resource).
+    fn holds_atlassian_access(&self) -> [bool; 4] {
         let world = self.cloud.world();
+        let product = |role: &str, resource: &str| {
+            world.product_roles.contains(&(
+                DEV.0.to_string(),
+                role.to_string(),
+                resource.to_string(),
+            ))
+        };
         [
             world.project_roles[&("FIN".to_string(), 10002)]
                 .0
@@ -383,6 +395,8 @@ impl Env {
             world.space_assignments[&98_305]
                 .iter()
                 .any(|(p, r)| p == DEV.0 && r == "role-collaborator"),
+            product("atlassian/user", "ari:cloud:confluence::site/acme-cloud")
+                && product("atlassian/admin", "ari:cloud:jira::site/acme-cloud"),
         ]
     }
 }
@@ -398,13 +412,14 @@ async fn a_grant_reaches_every_system_and_expires_after_a_restart() {
     assert_eq!(granted, active.created_at + TimeDelta::hours(1));
     assert_eq!(active.expires_at, Some(granted + TimeDelta::days(7)));
     assert_eq!(env.members("fin-tools").await, ["ceo", "dev"]);
-    assert_eq!(env.holds_atlassian_access(), [true, true, true]);
+    assert_eq!(env.holds_atlassian_access(), [true, true, true, true]);
     let comment = env.comment_with("Access granted").await;
     for part in [
         "IdP group fin-tools",
         "role Administrators in Jira project FIN",
         "Jira group fin-project-admins",
         "role Collaborator in Confluence space ENG",
+        "confluence",
     ] {
         assert!(comment.contains(part), "{part} in {comment}");
     }
@@ -437,7 +452,7 @@ async fn a_grant_reaches_every_system_and_expires_after_a_restart() {
     let ended = env.reaches(State::Expired).await;
     assert!(ended.ended_at.is_some());
     assert_eq!(env.members("fin-tools").await, ["ceo"]);
-    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
     let comment = env.comment_with("expired and has been removed").await;
     assert!(
         comment.contains("Jira group fin-project-admins"),
@@ -472,7 +487,7 @@ async fn expiries_due_together_end_in_one_batch_once() {
     let ended = env.reaches(State::Expired).await;
     assert!(ended.ended_at.is_some());
     assert_eq!(env.members("fin-tools").await, ["ceo"]);
-    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
     env.comment_with("expired and has been removed").await;
     // Its steps again: already settled, so nothing is called and nothing is said twice.
     let calls = env.cloud.recorded().len();
@@ -510,7 +525,7 @@ async fn a_rate_limited_step_waits_and_then_succeeds() {
     env.cloud
         .inject(Fault::rate_limited("/rest/api/3/project/FIN/role", 6, 1));
     env.approved_and_active().await;
-    assert_eq!(env.holds_atlassian_access(), [true, true, true]);
+    assert_eq!(env.holds_atlassian_access(), [true, true, true, true]);
     let steps = tollgate::store::grants::read(&env.app.state.store, env.request().await.id)
         .await
         .expect("steps");
@@ -640,7 +655,7 @@ async fn an_approver_may_revoke_early_and_the_requester_may_not() {
         "{revoked:?}"
     );
     assert_eq!(env.members("fin-tools").await, ["ceo"]);
-    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
     env.comment_with("has been revoked").await;
 }
 
@@ -664,7 +679,7 @@ async fn a_revoking_resolution_revokes_at_once() {
     )
     .await;
     env.reaches(State::Revoked).await;
-    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
 }
 
 #[tokio::test]
@@ -680,7 +695,7 @@ async fn the_sweep_revokes_an_expiry_whose_job_was_lost() {
         .expect("sweep");
     assert_eq!(report.overdue, 1, "{report:?}");
     env.reaches(State::Expired).await;
-    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
 }
 
 #[tokio::test]
@@ -746,7 +761,7 @@ async fn a_leaver_loses_access_after_an_org_sync() {
         revoked.end_cause,
         Some(tollgate::engine::machine::EndCause::Leaver)
     );
-    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
 }
 
 #[tokio::test]
@@ -756,11 +771,11 @@ async fn a_scim_idp_group_is_granted_and_revoked_in_a_real_scim_server() {
     };
     env.approved_and_active().await;
     assert_eq!(env.members("fin-tools").await, ["ceo", "dev"]);
-    assert_eq!(env.holds_atlassian_access(), [true, true, true]);
+    assert_eq!(env.holds_atlassian_access(), [true, true, true, true]);
     env.comment("d-3", VP, "/revoke").await;
     env.reaches(State::Revoked).await;
     assert_eq!(env.members("fin-tools").await, ["ceo"]);
-    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
 }
 
 #[tokio::test]
@@ -770,11 +785,11 @@ async fn an_okta_group_is_granted_and_revoked_through_the_okta_api() {
     };
     env.approved_and_active().await;
     assert_eq!(env.members("fin-tools").await, ["ceo", "dev"]);
-    assert_eq!(env.holds_atlassian_access(), [true, true, true]);
+    assert_eq!(env.holds_atlassian_access(), [true, true, true, true]);
     env.comment("d-3", VP, "/revoke").await;
     env.reaches(State::Revoked).await;
     assert_eq!(env.members("fin-tools").await, ["ceo"]);
-    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
     let Idp::Okta(server) = &env.idp else {
         unreachable!()
     };
@@ -842,7 +857,8 @@ async fn the_sweep_flags_access_removed_outside_tollgate_once() {
             .expect("space")
             .retain(|(principal, _)| principal != DEV.0);
     }
-    assert_eq!(env.holds_atlassian_access(), [false, false, false]);
+    // Product roles stay: the drift check does not read them.
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, true]);
     let report = tollgate::grants::sweep::sweep(&env.app.state)
         .await
         .expect("sweep");

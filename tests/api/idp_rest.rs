@@ -129,7 +129,10 @@ async fn okta_sync_and_grant() {
     // Every call above was checked against Okta's spec, as the contract data keeps it.
     assert_eq!(
         org.server.checked_calls(),
-        recorded.iter().filter(|r| r.path.starts_with("/api/v1/")).count()
+        recorded
+            .iter()
+            .filter(|r| r.path.starts_with("/api/v1/"))
+            .count()
     );
 }
 

@@ -164,6 +164,46 @@ async fn remove_membership(
     }
 }
 
+/// The Admin API's error list, as it answers a product-role call it refuses.
+fn uam_error(code: &str, title: &str, detail: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(
+            json!({"errors": [{"id": uuid::Uuid::new_v4().to_string(), "code": code,
+            "status": "400", "title": title, "detail": detail}]}),
+        ),
+    )
+        .into_response()
+}
+
+/// The canonical roles the Admin API assigns (API-NOTES §2.5).
+const ROLES: &[&str] = &[
+    "atlassian/user",
+    "atlassian/admin",
+    "atlassian/guest",
+    "atlassian/customer",
+    "atlassian/contributor",
+    "atlassian/basic",
+    "atlassian/stakeholder",
+    "atlassian/user-access-admin",
+];
+
+/// Whether `resource` names a product of this site as the API takes it: `ari:cloud:<product>::
+/// site/<cloudId>`. The workspace listing's `jira-admin` resource is refused (ID-8887), and
+/// Jira's product-admin role is taken only on the `jira` resource.
+fn resource_ok(world: &World, role: &str, resource: &str) -> bool {
+    let Some((product, site)) = resource
+        .strip_prefix("ari:cloud:")
+        .and_then(|r| r.split_once("::site/"))
+    else {
+        return false;
+    };
+    let known = crate::atlassian::products::products().any(|p| p == product) || product == "jira";
+    let jira_admin_elsewhere = role == "atlassian/admin" && product.starts_with("jira-");
+    known && !jira_admin_elsewhere && site == world.cloud_id
+}
+
+/// One flat `{role, resource}` a call; any other shape is refused as the API refuses it.
 async fn product_role(
     State(w): St,
     Path((org, account, verb)): Path<(String, String, String)>,
@@ -176,34 +216,31 @@ async fn product_role(
     if world.user(&account).is_none() {
         return admin_error(StatusCode::NOT_FOUND, "User not found");
     }
-    let roles: Vec<(String, String)> = body["roles"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| {
-            Some((
-                r["role"].as_str()?.to_string(),
-                r.pointer("/resource/id")?.as_str()?.to_string(),
-            ))
-        })
-        .collect();
-    if roles.is_empty() {
-        return admin_error(
-            StatusCode::BAD_REQUEST,
-            "roles must name a role and a resource",
+    let role = body.get("role").and_then(Value::as_str).unwrap_or_default();
+    let resource = body
+        .get("resource")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !resource_ok(&world, role, resource) {
+        return uam_error(
+            "ADMIN-UAM-400-5",
+            "Empty/Invalid Resource",
+            "Cloud Resource is invalid",
         );
     }
-    for (role, resource) in roles {
-        let entry = (account.clone(), role, resource);
-        match verb.as_str() {
-            "assign" => {
-                world.product_roles.insert(entry);
-            }
-            "revoke" => {
-                world.product_roles.remove(&entry);
-            }
-            _ => return admin_error(StatusCode::NOT_FOUND, "Not found"),
+    if !ROLES.contains(&role) {
+        // [U] the API's code for an unknown role is not documented; it refuses the call.
+        return uam_error("ADMIN-UAM-400-1", "Invalid Role", "Role is invalid");
+    }
+    let entry = (account, role.to_string(), resource.to_string());
+    match verb.as_str() {
+        "assign" => {
+            world.product_roles.insert(entry);
         }
+        "revoke" => {
+            world.product_roles.remove(&entry);
+        }
+        _ => return admin_error(StatusCode::NOT_FOUND, "Not found"),
     }
     StatusCode::NO_CONTENT.into_response()
 }

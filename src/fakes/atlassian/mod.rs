@@ -646,7 +646,7 @@ async fn front(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
                             Caller::Connect { .. } | Caller::Forge { .. } => {
                                 CallerKind::Connect(scopes.unwrap_or_default())
                             }
-                            _ => CallerKind::Key,
+                            _ => CallerKind::Unscoped,
                         },
                     })
                 };

@@ -73,6 +73,8 @@ pub struct World {
     pub scim_users: Vec<(String, String)>,
     /// The organization and SCIM directory ids the Admin API answers for.
     pub org_id: String,
+    /// The site's cloud id: product roles name it in their resource.
+    pub cloud_id: String,
     pub scim_directory_id: String,
     /// Project role names by role id (roles are site-wide; a project uses some of them).
     pub role_names: BTreeMap<u64, String>,
@@ -113,6 +115,7 @@ impl World {
     pub fn sample() -> Self {
         let mut world = World {
             org_id: "org-acme".into(),
+            cloud_id: "acme-cloud".into(),
             scim_directory_id: "dir-acme".into(),
             ..World::default()
         };

@@ -32,31 +32,46 @@ struct Library {
     sources: BTreeMap<String, Source>,
 }
 
-/// The Admin API operations Tollgate uses: no published OpenAPI exists (API-NOTES §2.5), so
-/// they are listed here and checked on method and path.
-const ADMIN_API_OPERATIONS: &[(&str, &str)] = &[
-    ("GET", "/admin/v1/orgs/{orgId}/users"),
-    (
-        "GET",
-        "/admin/v1/orgs/{orgId}/directory/groups/{groupId}/memberships",
-    ),
-    (
-        "POST",
-        "/admin/v1/orgs/{orgId}/directory/groups/{groupId}/memberships",
-    ),
-    (
-        "DELETE",
-        "/admin/v1/orgs/{orgId}/directory/groups/{groupId}/memberships/{accountId}",
-    ),
-    (
-        "POST",
-        "/admin/v1/orgs/{orgId}/users/{accountId}/roles/assign",
-    ),
-    (
-        "POST",
-        "/admin/v1/orgs/{orgId}/users/{accountId}/roles/revoke",
-    ),
-];
+/// The Admin API operations Tollgate uses, as an OpenAPI document of their own: no published
+/// one exists (API-NOTES §2.5), so what is known of them is written here. Product roles take
+/// one flat `{role, resource}` a call.
+fn admin_document() -> Value {
+    let string = json!({"type": "string"});
+    let path = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": string});
+    let cursor = json!({"name": "cursor", "in": "query", "schema": string});
+    let body = |properties: Value, required: Value| {
+        json!({"required": true, "content": {"application/json": {"schema": {
+            "type": "object", "properties": properties, "required": required,
+            "additionalProperties": false}}}})
+    };
+    let role = body(
+        json!({"role": string, "resource": string}),
+        json!(["role", "resource"]),
+    );
+    let member = body(json!({"account_id": string}), json!(["account_id"]));
+    let (org, group, account) = (path("orgId"), path("groupId"), path("accountId"));
+    json!({
+        "info": {"title": "Organizations (Admin) API", "version": "v1"},
+        "paths": {
+            "/admin/v1/orgs/{orgId}/users": {
+                "get": {"responses": {}, "parameters": [org, cursor]}
+            },
+            "/admin/v1/orgs/{orgId}/directory/groups/{groupId}/memberships": {
+                "get": {"responses": {}, "parameters": [org, group, cursor]},
+                "post": {"responses": {}, "parameters": [org, group], "requestBody": member}
+            },
+            "/admin/v1/orgs/{orgId}/directory/groups/{groupId}/memberships/{accountId}": {
+                "delete": {"responses": {}, "parameters": [org, group, account]}
+            },
+            "/admin/v1/orgs/{orgId}/users/{accountId}/roles/assign": {
+                "post": {"responses": {}, "parameters": [org, account], "requestBody": role}
+            },
+            "/admin/v1/orgs/{orgId}/users/{accountId}/roles/revoke": {
+                "post": {"responses": {}, "parameters": [org, account], "requestBody": role}
+            }
+        }
+    })
+}
 
 /// Every vendor's data, from the specs in `dir`, in the order of [`super::FILES`].
 pub fn all(dir: &Path) -> Result<Vec<(&'static str, Data)>, String> {
@@ -89,7 +104,11 @@ fn sources_page(all: &[(&str, Data)]) -> String {
     );
     for (vendor, data) in all {
         for (key, source) in &data.sources {
-            let count = data.operations.iter().filter(|op| &op.source == key).count();
+            let count = data
+                .operations
+                .iter()
+                .filter(|op| &op.source == key)
+                .count();
             page.push_str(&format!(
                 "| {vendor}.json | {key} | {} | {} | {} | {} | {count} |\n",
                 source.file,
@@ -165,19 +184,6 @@ impl Library {
             }
         }
         self.docs.push(doc);
-    }
-
-    fn listed(&mut self, key: &'static str, ops: &[(&str, &str)]) {
-        for (method, template) in ops {
-            self.ops.push(Described {
-                method: method.to_string(),
-                template: template.to_string(),
-                source: key,
-                doc: None,
-                op: Value::Null,
-                path_item_params: Vec::new(),
-            });
-        }
     }
 
     /// The operations `routes` reach. A route matches the operations of the same shape (a
@@ -404,17 +410,15 @@ fn atlassian(dir: &Path) -> Result<Data, String> {
     let doc: Value = serde_saphyr::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
     library.source("scim", file, &doc, sha, "/scim/directory/");
     library.openapi("scim", doc, "", true);
-    library.sources.insert(
-        "admin".into(),
-        Source {
-            file: "API-NOTES §2.5 (no published OpenAPI; listed in contract/generate.rs)".into(),
-            title: "Organizations (Admin) API".into(),
-            version: "v1".into(),
-            sha256: String::new(),
-            prefix: "/admin/v1/".into(),
-        },
+    let admin = admin_document();
+    library.source(
+        "admin",
+        "API-NOTES §2.5 (no published OpenAPI; written in contract/generate.rs)",
+        &admin,
+        String::new(),
+        "/admin/v1/",
     );
-    library.listed("admin", ADMIN_API_OPERATIONS);
+    library.openapi("admin", admin, "", false);
     let routes: Vec<(String, String)> = crate::fakes::atlassian::operations()
         .into_iter()
         .map(|(method, path, _)| (method.to_string(), path.to_string()))
@@ -508,8 +512,7 @@ impl Library {
         for method in found {
             let mut op = json!({"parameters": parameters(&method["parameters"])});
             if let Some(schema) = method.get("request") {
-                op["requestBody"] =
-                    json!({"content": {"application/json": {"schema": schema}}});
+                op["requestBody"] = json!({"content": {"application/json": {"schema": schema}}});
             }
             self.ops.push(Described {
                 method: method["httpMethod"].as_str().unwrap_or("GET").to_string(),
@@ -606,11 +609,13 @@ mod tests {
         assert!(body.required);
         assert_eq!(
             body.schema,
-            Some(json!({"type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string"},
-                "parent": {},
-                "broken": {}
-            }}))
+            Some(
+                json!({"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string"},
+                    "parent": {},
+                    "broken": {}
+                }})
+            )
         );
         assert_eq!(data.sources["t"].version, "1");
     }

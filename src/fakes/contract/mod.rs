@@ -2,8 +2,8 @@
 //! query parameters must be declared, required ones present, typed ones well-typed; a JSON body
 //! must match the operation's schema. For Connect-signed calls the operation's
 //! `x-atlassian-connect-scope` must be one the descriptor holds, and never `INACCESSIBLE`.
-//! Calls made with an API key or token are checked on path and method only, and operations
-//! known only from a list (the Admin API, Atlassian's SCIM mirror) likewise.
+//! Calls made with an API key or token are checked on all but the scope, and operations known
+//! only from a list (Atlassian's unofficial SCIM mirror) on path and method only.
 //!
 //! The checks read the contract data the repository carries (`tests/contract/*.json`, see
 //! `tests/contract/README.md`), so a fresh clone checks exactly as CI does. That data is
@@ -24,11 +24,9 @@ use super::atlassian::Scope;
 pub enum CallerKind {
     /// A Connect JWT; the scopes its descriptor declared.
     Connect(Vec<Scope>),
-    /// An API key, token or basic credential.
-    Key,
-    /// A caller of a vendor with no scope model in its spec (Okta, Google): parameters and
-    /// body are checked.
-    Vendor,
+    /// An API key, token or basic credential, or a caller of a vendor whose spec has no scope
+    /// model (Okta, Google): all but the scope is checked.
+    Unscoped,
 }
 
 pub struct Call<'a> {
@@ -41,9 +39,15 @@ pub struct Call<'a> {
 
 /// The data files, by vendor: what each fake is checked against.
 pub const FILES: &[(&str, &str)] = &[
-    ("atlassian", include_str!("../../../tests/contract/atlassian.json")),
+    (
+        "atlassian",
+        include_str!("../../../tests/contract/atlassian.json"),
+    ),
     ("okta", include_str!("../../../tests/contract/okta.json")),
-    ("google", include_str!("../../../tests/contract/google.json")),
+    (
+        "google",
+        include_str!("../../../tests/contract/google.json"),
+    ),
 ];
 
 pub struct Contract {
@@ -121,7 +125,11 @@ impl Contract {
             .iter()
             .map(|(key, s)| format!("{key} {}", s.version))
             .collect();
-        format!("tests/contract/{}.json ({})", self.vendor, sources.join("; "))
+        format!(
+            "tests/contract/{}.json ({})",
+            self.vendor,
+            sources.join("; ")
+        )
     }
 
     /// The operation `method path` is, preferring literal segments over parameters.
@@ -172,9 +180,8 @@ impl Contract {
             return Ok(());
         }
         match &call.caller {
-            // Atlassian calls made with a key: path and method only.
-            CallerKind::Key => return Ok(()),
-            CallerKind::Vendor => {}
+            // A key or token is not scoped like Connect.
+            CallerKind::Unscoped => {}
             CallerKind::Connect(scopes) => {
                 let scope = op.scope.as_deref().unwrap_or("");
                 if scope == "INACCESSIBLE" {
@@ -271,7 +278,10 @@ fn check_query(query: &str, params: &[Param]) -> Result<(), String> {
             ));
         }
     }
-    for p in params.iter().filter(|p| p.location == "query" && p.required) {
+    for p in params
+        .iter()
+        .filter(|p| p.location == "query" && p.required)
+    {
         if !pairs.iter().any(|(k, _)| k == &p.name) {
             return Err(format!("required query parameter `{}` is missing", p.name));
         }
@@ -300,13 +310,7 @@ fn check_body(declared: Option<&RequestBody>, body: Option<&Value>) -> Result<()
 }
 
 /// The subset of OpenAPI 3.0 schemas the Atlassian specs use.
-fn validate(
-    schema: &Value,
-    value: &Value,
-    at: &str,
-    depth: usize,
-    errors: &mut Vec<String>,
-) {
+fn validate(schema: &Value, value: &Value, at: &str, depth: usize, errors: &mut Vec<String>) {
     if depth > 40 {
         return;
     }
@@ -366,13 +370,9 @@ fn validate(
         let properties = schema["properties"].as_object();
         for (key, item) in object {
             match properties.and_then(|p| p.get(key)) {
-                Some(property) => validate(
-                    property,
-                    item,
-                    &format!("{at}.{key}"),
-                    depth + 1,
-                    errors,
-                ),
+                Some(property) => {
+                    validate(property, item, &format!("{at}.{key}"), depth + 1, errors)
+                }
                 None => match &schema["additionalProperties"] {
                     Value::Bool(false) => {
                         errors.push(format!("{at}.{key} is not a known property"))
@@ -387,13 +387,7 @@ fn validate(
     }
     if let (Some(items), Some(schema_items)) = (value.as_array(), schema.get("items")) {
         for (i, item) in items.iter().enumerate() {
-            validate(
-                schema_items,
-                item,
-                &format!("{at}[{i}]"),
-                depth + 1,
-                errors,
-            );
+            validate(schema_items, item, &format!("{at}[{i}]"), depth + 1, errors);
         }
     }
 }
@@ -458,7 +452,7 @@ mod tests {
         assert!(inaccessible.is_err_and(|e| e.contains("INACCESSIBLE")));
         // …but a site-admin token may.
         let as_admin = Call {
-            caller: CallerKind::Key,
+            caller: CallerKind::Unscoped,
             ..connect(
                 "POST",
                 "/rest/api/3/group/user",
@@ -500,21 +494,21 @@ mod tests {
         assert!(c.check(&not_a_number).is_err_and(|e| e.contains("id")));
         assert!(
             c.check(&Call {
-                caller: CallerKind::Key,
+                caller: CallerKind::Unscoped,
                 ..connect("GET", "/admin/v1/orgs/o/users", None, None)
             })
             .is_ok()
         );
         assert!(
             c.check(&Call {
-                caller: CallerKind::Key,
+                caller: CallerKind::Unscoped,
                 ..connect("GET", "/admin/v1/orgs/o/groups", None, None)
             })
             .is_err()
         );
         assert!(
             c.check(&Call {
-                caller: CallerKind::Key,
+                caller: CallerKind::Unscoped,
                 ..connect("GET", "/scim/directory/d/Users", Some("filter=x"), None)
             })
             .is_ok()
@@ -571,7 +565,7 @@ mod tests {
             path,
             query,
             body: None,
-            caller: CallerKind::Vendor,
+            caller: CallerKind::Unscoped,
         }
     }
 
