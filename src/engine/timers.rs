@@ -1,5 +1,5 @@
-//! A pending stage's clock: a reminder after `remind_after`, escalation to the approvers'
-//! managers after `escalate_after`, and a decline after `decline_after` (counted from when the
+//! A pending stage's clock: a reminder after `remind_after`, the approvers' managers added
+//! beside them after `escalate_after`, and a decline after `decline_after` (counted from when the
 //! stage opened; an escalation restarts the reminder and escalation clocks, not the decline).
 //!
 //! Each is a durable job scheduled in the transaction that opens the stage, naming the stage
@@ -139,30 +139,37 @@ pub async fn fire(
             ("request.reminded", notice, json!({"stage": index}))
         }
         TimerKind::Escalate => {
-            let managers = managers_of(state, tenant, &request, &open.approvers).await?;
-            if managers.is_empty() {
+            // The approvers keep their say; their managers are added beside them.
+            let added: Vec<Approver> = managers_of(state, tenant, &request, &open.approvers)
+                .await?
+                .into_iter()
+                .filter(|m| !open.approvers.iter().any(|a| a.email == m.email))
+                .collect();
+            if added.is_empty() {
                 tx.rollback().await?;
                 tracing::info!(ticket_key, "nobody above the approvers to escalate to");
                 return Ok(());
             }
-            let previous = names(&open.approvers);
-            plan.stages[index].approvers = managers.clone();
-            plan.stages[index].why = format!("escalated from {previous}");
+            let kept = names(&open.approvers);
+            let stage = &mut plan.stages[index];
+            stage.approvers.extend(added.iter().cloned());
+            stage.why = format!("escalated: {} added beside {kept}", names(&added));
+            let everyone = names(&stage.approvers);
             request.plan = Some(plan);
             request.stage_started_at = Some(now);
             let notice = Notice {
                 template: "escalated".into(),
                 context: json!({
-                    "stage": open.name, "stage_number": index + 1, "approvers": names(&managers),
-                    "previous": previous, "after": t.escalate_after.map(crate::duration::format),
+                    "stage": open.name, "stage_number": index + 1, "added": names(&added),
+                    "kept": kept, "after": t.escalate_after.map(crate::duration::format),
                 }),
-                participants: managers.iter().filter_map(|a| a.account.clone()).collect(),
+                participants: added.iter().filter_map(|a| a.account.clone()).collect(),
                 transition: None,
             };
             (
                 "request.escalated",
                 notice,
-                json!({"stage": index, "from": previous, "to": names(&managers)}),
+                json!({"stage": index, "added": names(&added), "approvers": everyone}),
             )
         }
         TimerKind::Decline => {

@@ -464,7 +464,7 @@ async fn reminders_escalation_and_the_deadline_survive_a_restart() {
         "{all}"
     );
     assert!(
-        all.contains("within 2s: it now goes to Carol Chen, instead of Dan Diaz."),
+        all.contains("within 2s: Carol Chen can now decide it as well as Dan Diaz."),
         "{all}"
     );
     assert!(
@@ -472,17 +472,84 @@ async fn reminders_escalation_and_the_deadline_survive_a_restart() {
         "{all}"
     );
     // Escalated up the chain every 2 s until nobody is above (Grace is the CEO), then the
-    // 9 s deadline.
+    // 9 s deadline; each escalation adds, nobody loses their say.
     assert!(
-        all.contains("it now goes to Grace Hopper, instead of Carol Chen."),
+        all.contains("Grace Hopper can now decide it as well as Dan Diaz, Carol Chen."),
         "{all}"
     );
     let plan = declined.plan.expect("plan");
-    assert_eq!(plan.stages[0].approvers[0].name, "Grace Hopper", "{plan:?}");
+    let names: Vec<&str> = plan.stages[0]
+        .approvers
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["Dan Diaz", "Carol Chen", "Grace Hopper"],
+        "{plan:?}"
+    );
     let chain = tollgate::audit::verify_chain(&env.app.state.store, &env.site.client_key)
         .await
         .expect("read");
     assert!(chain.as_ref().is_ok_and(|n| *n >= 6), "{chain:?}");
+}
+
+/// A stage escalated to the approver's manager, then decided by `decider`: whoever decides,
+/// the original approver or the manager added beside them, the decision counts.
+async fn escalated_then_decided_by(decider: (&str, &str)) {
+    let workflows = fast_workflows();
+    let dir = workflows.path().display().to_string();
+    let env = start_with(
+        TestDatabase::create().await,
+        &[("TOLLGATE_WORKFLOWS_DIR", &dir)],
+    )
+    .await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    let escalated = eventually(Duration::from_secs(20), || async {
+        let comments = env.comments(1).await.join("\n");
+        comments
+            .contains("Carol Chen can now decide it as well as Dan Diaz.")
+            .then_some(())
+    })
+    .await;
+    assert!(escalated.is_some(), "stage 1 was escalated to Carol");
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-2",
+        &comment_created("IT-7", decider, "/approve late but fine"),
+    )
+    .await;
+    let approved = eventually(Duration::from_secs(10), || async {
+        let comments = env.comments(1).await;
+        comments
+            .into_iter()
+            .find(|c| c.contains("approved stage 1 (manager)") || c.contains("not counted"))
+    })
+    .await
+    .expect("the decision was answered");
+    assert!(
+        approved.starts_with(&format!(
+            "{} approved stage 1 (manager): \"late but fine\"",
+            decider.1
+        )),
+        "{approved}"
+    );
+    assert_eq!(env.request().await.stage, 1, "stage 2 is open");
+}
+
+#[tokio::test]
+async fn after_an_escalation_the_original_approver_still_decides() {
+    escalated_then_decided_by(DAN).await;
+}
+
+#[tokio::test]
+async fn after_an_escalation_the_added_manager_decides() {
+    escalated_then_decided_by(CAROL).await;
 }
 
 #[tokio::test]
