@@ -41,8 +41,17 @@ pub struct Approval {
     pub name: String,
     pub decision: Decision,
     /// Approvers with their own decision.
-    pub approvers: Vec<(AccountId, Decision)>,
+    pub approvers: Vec<Vote>,
     pub completed: Option<String>,
+}
+
+/// One approver's answer on a JSM approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vote {
+    pub account: AccountId,
+    /// The approver's display name, as JSM names them.
+    pub name: Option<String>,
+    pub decision: Decision,
 }
 
 fn decision(text: Option<&str>) -> Decision {
@@ -170,8 +179,17 @@ impl Atlassian {
                         .flatten()
                         .filter_map(|p| {
                             let id = p.pointer("/approver/accountId")?.as_str()?;
-                            let d = decision(p.get("approverDecision").and_then(Value::as_str));
-                            Some((AccountId(id.to_string()), d))
+                            Some(Vote {
+                                account: AccountId(id.to_string()),
+                                name: p
+                                    .pointer("/approver/displayName")
+                                    .and_then(Value::as_str)
+                                    .filter(|n| !n.trim().is_empty())
+                                    .map(str::to_string),
+                                decision: decision(
+                                    p.get("approverDecision").and_then(Value::as_str),
+                                ),
+                            })
                         })
                         .collect(),
                     completed: a

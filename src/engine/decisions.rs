@@ -43,7 +43,7 @@ pub async fn from_comment(
     let who = comment
         .pointer("/author/displayName")
         .and_then(Value::as_str)
-        .unwrap_or(account);
+        .filter(|n| !n.trim().is_empty());
     let ballot = Ballot {
         account,
         who,
@@ -70,16 +70,17 @@ pub async fn from_jsm_approvals(
     let (_, site) = site(state, tenant).await?;
     let approvals = state.atlassian.approvals(&site, ticket_key).await?;
     for approval in approvals {
-        for (account, decision) in &approval.approvers {
-            let verdict = match decision {
+        for vote in &approval.approvers {
+            let verdict = match vote.decision {
                 JsmDecision::Approved => Verdict::Approve,
                 JsmDecision::Declined => Verdict::Decline,
                 JsmDecision::Pending => continue,
             };
+            let account = &vote.account;
             // Every later update re-reads the same answered approval: it is one answer.
             let ballot = Ballot {
                 account: &account.0,
-                who: &account.0,
+                who: vote.name.as_deref(),
                 verdict,
                 reason: None,
                 via: "jsm_approval",
@@ -93,7 +94,9 @@ pub async fn from_jsm_approvals(
 
 struct Ballot<'a> {
     account: &'a str,
-    who: &'a str,
+    /// The person's display name, where the event gave one; never the account id (people
+    /// read tickets).
+    who: Option<&'a str>,
     verdict: Verdict,
     reason: Option<&'a str>,
     via: &'static str,
@@ -143,7 +146,11 @@ async fn apply(
             .iter()
             .find(|a| a.account.as_deref() == Some(ballot.account))
     });
-    let name = approver.map_or(ballot.who, |a| a.name.as_str()).to_string();
+    let name = approver
+        .map(|a| a.name.as_str())
+        .or(ballot.who)
+        .unwrap_or_default()
+        .to_string();
     let email = approver.map(|a| a.email.clone()).unwrap_or_default();
     let approver_event = |request: &requests::Request, action: &str, details: Value| {
         super::request_event(
@@ -197,7 +204,7 @@ async fn apply(
             notices::enqueue(
                 &mut tx,
                 &request,
-                notices::refused(ballot.who, &why),
+                notices::refused(ballot.who.or(approver.map(|a| a.name.as_str())), &why),
                 format!(
                     "{}:refused:{}:{}",
                     request.id, ballot.answer, ballot.account

@@ -201,8 +201,7 @@ pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), Engine
                         let who = comment
                             .pointer("/author/displayName")
                             .and_then(Value::as_str)
-                            .or(account)
-                            .unwrap_or("someone");
+                            .filter(|n| !n.trim().is_empty());
                         let answer = comment["id"]
                             .as_str()
                             .map_or_else(|| event.id.to_string(), str::to_string);

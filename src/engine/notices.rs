@@ -190,7 +190,8 @@ pub fn waiting(
     }
 }
 
-pub fn refused(who: &str, why: &str) -> Notice {
+/// `who` is the person's display name; without one the answer speaks to "you" alone.
+pub fn refused(who: Option<&str>, why: &str) -> Notice {
     Notice {
         template: "refused".into(),
         context: json!({"who": who, "why": why}),

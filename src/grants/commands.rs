@@ -64,7 +64,7 @@ pub fn command(text: &str) -> Option<Result<Command, String>> {
 async fn refuse(
     state: &AppState,
     request: &Request,
-    who: &str,
+    who: Option<&str>,
     account: &str,
     why: &str,
     answer: &str,
@@ -92,7 +92,7 @@ pub async fn handle(
     tenant: &str,
     ticket_key: &str,
     account: &str,
-    who: &str,
+    who: Option<&str>,
     command: Result<Command, String>,
     answer: &str,
 ) -> Result<(), EngineError> {
@@ -173,7 +173,7 @@ async fn revoke(
     state: &AppState,
     request: &Request,
     account: &str,
-    who: &str,
+    who: Option<&str>,
     reason: Option<&str>,
     answer: &str,
 ) -> Result<(), EngineError> {
@@ -195,9 +195,11 @@ async fn revoke(
         let why = "only an approver of this request, the resource's owner or an administrator may revoke it.";
         return refuse(state, request, who, account, why, answer).await;
     }
+    // An administrator may revoke without being on the plan: named if the event named them.
+    let by = who.map(|w| format!(" by {w}")).unwrap_or_default();
     let reason = match reason {
-        Some(r) => format!("revoked by {who}: {r}"),
-        None => format!("revoked by {who}"),
+        Some(r) => format!("revoked{by}: {r}"),
+        None => format!("revoked{by}"),
     };
     run::revoke_now(
         state,
@@ -236,7 +238,7 @@ async fn extend(
     state: &AppState,
     parent: &Request,
     account: &str,
-    who: &str,
+    who: Option<&str>,
     by: Duration,
     reason: Option<&str>,
     answer: &str,

@@ -202,9 +202,18 @@ async fn jira_and_jsm_operations_with_connect_tokens() {
     let approvals = a.approvals(site, "IT-1").await.expect("approvals");
     assert_eq!(approvals.len(), 1);
     assert_eq!(approvals[0].decision, Decision::Pending);
+    let votes: Vec<(AccountId, Option<&str>, Decision)> = approvals[0]
+        .approvers
+        .iter()
+        .map(|v| (v.account.clone(), v.name.as_deref(), v.decision))
+        .collect();
+    // JSM names each approver: the name is what an answer in the ticket uses.
     assert_eq!(
-        approvals[0].approvers,
-        vec![(id(DAN), Decision::Approved), (id(OLA), Decision::Pending)]
+        votes,
+        vec![
+            (id(DAN), Some("Dan Diaz"), Decision::Approved),
+            (id(OLA), Some("Ola Olsen"), Decision::Pending)
+        ]
     );
 
     let dan = a.user(site, &id(DAN)).await.expect("user");

@@ -301,6 +301,43 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     assert_eq!(chain, Ok(8));
 }
 
+/// A JSM approval answered by someone who is not the stage's approver is refused by name:
+/// JSM names approvers in full, and no answer in a ticket shows a raw account id (the fake
+/// fails any test whose comments do).
+#[tokio::test]
+async fn a_refused_jsm_approval_names_the_person() {
+    let env = start(TestDatabase::create().await).await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    env.comments(1).await;
+    env.cloud
+        .world()
+        .issues
+        .get_mut("IT-7")
+        .expect("IT-7")
+        .approvals = vec![json!({
+        "id": "1", "name": "Manager", "finalDecision": "pending",
+        "approvers": [{"approver": {"accountId": FRANK.0}, "approverDecision": "approved"}],
+    })];
+    env.webhook(
+        "/connect/webhooks/issue-updated",
+        "d-2",
+        &issue_updated("IT-7", FRANK),
+    )
+    .await;
+    let comments = env.comments(2).await;
+    assert_eq!(
+        comments[1],
+        "Frank Fox, your decision was not counted: only Dan Diaz may decide stage 1 (manager)."
+    );
+    assert_eq!(env.request().await.stage, 0);
+    assert!(env.cloud.take_violations().is_empty());
+}
+
 #[tokio::test]
 async fn a_decline_by_comment_ends_the_request_with_its_reason() {
     let env = start(TestDatabase::create().await).await;

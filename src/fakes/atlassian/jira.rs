@@ -198,6 +198,11 @@ async fn add_comment(State(w): St, Path(key): Path<String>, Json(body): Json<Val
         })
     });
     let mut world = w.world();
+    w.check_names(
+        &world,
+        &key,
+        &crate::atlassian::adf::plain_text(&body["body"]),
+    );
     let id = world.next_id();
     let Some(issue) = world.issues.get_mut(&key) else {
         return no_issue();

@@ -122,6 +122,7 @@ async fn add_comment(State(w): St, Path(key): Path<String>, Json(body): Json<Val
     };
     let public = body["public"].as_bool().unwrap_or(true);
     let mut world = w.world();
+    w.check_names(&world, &key, text);
     let id = world.next_id();
     let Some(issue) = world.issues.get_mut(&key) else {
         return no_request();
@@ -188,7 +189,29 @@ async fn add_participants(
 async fn approvals(State(w): St, Path(key): Path<String>, Query(q): Params) -> Response {
     let world = w.world();
     match world.issues.get(&key) {
-        Some(issue) => Json(paged(&world, &issue.approvals, &q)).into_response(),
+        Some(issue) => {
+            // JSM names each approver in full (a UserDTO), whatever the test wrote.
+            let approvals: Vec<Value> = issue
+                .approvals
+                .iter()
+                .cloned()
+                .map(|mut approval| {
+                    for approver in approval["approvers"].as_array_mut().into_iter().flatten() {
+                        let user = approver
+                            .pointer("/approver/accountId")
+                            .and_then(Value::as_str)
+                            .and_then(|id| world.user(id));
+                        if let Some(user) = user
+                            && approver.pointer("/approver/displayName").is_none()
+                        {
+                            approver["approver"] = user_json(user);
+                        }
+                    }
+                    approval
+                })
+                .collect();
+            Json(paged(&world, &approvals, &q)).into_response()
+        }
         None => no_request(),
     }
 }

@@ -487,6 +487,42 @@ impl SharedWorld {
     pub fn world(&self) -> MutexGuard<'_, World> {
         lock(&self.0.world)
     }
+
+    /// Remembers a comment that names someone by a raw account id (people read tickets: they
+    /// are named by display name or a mention); the test fails when the fake is dropped.
+    pub fn check_names(&self, world: &World, key: &str, text: &str) {
+        if let Some(id) = raw_account_id(world, text) {
+            lock(&self.0.violations).push(format!(
+                "a comment on {key} names an account by its id `{id}`: {text}"
+            ));
+        }
+    }
+}
+
+/// An account id written out in `text`: one of the site's accounts, or anything shaped like
+/// an Atlassian account id (`557058:<uuid>`, `712020:<uuid>`, or 24 hex digits).
+pub fn raw_account_id(world: &World, text: &str) -> Option<String> {
+    let known = world
+        .users
+        .iter()
+        .map(|u| u.account_id.as_str())
+        .find(|id| text.contains(id));
+    if let Some(id) = known {
+        return Some(id.to_string());
+    }
+    let shaped = |token: &str| {
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let prefixed = token.split_once(':').is_some_and(|(site, rest)| {
+            site.len() == 6
+                && site.bytes().all(|b| b.is_ascii_digit())
+                && rest.len() == 36
+                && rest.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+        });
+        prefixed || hex(token, 24)
+    };
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == ':' || c == '-'))
+        .find(|token| shaped(token))
+        .map(str::to_string)
 }
 
 impl Ops {
@@ -830,4 +866,32 @@ pub fn page<T: Clone>(items: &[T], start: usize, limit: usize) -> (Vec<T>, bool)
     let start = start.min(items.len());
     let end = (start + limit).min(items.len());
     (items[start..end].to_vec(), end >= items.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_account_ids_are_found_in_comment_text() {
+        let world = World::sample();
+        let erin = &world.users[0].account_id;
+        assert_eq!(
+            raw_account_id(&world, &format!("{erin}, your decision was not counted")),
+            Some(erin.clone())
+        );
+        for text in [
+            "712020:bbbe5b4c-1a2b-4c3d-8e9f-0123456789ab, your decision was not counted",
+            "(557058:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0)",
+            "by 5b10ac8d82e05b22cc7d4eff.",
+        ] {
+            assert!(raw_account_id(&world, text).is_some(), "{text}");
+        }
+        for text in [
+            "Erin Evans, your decision was not counted: only Dan Diaz may decide stage 1.",
+            "Expires 2026-12-03T18:00:00Z, ticket IT-7, hash 0123456789abcdef",
+        ] {
+            assert_eq!(raw_account_id(&world, text), None, "{text}");
+        }
+    }
 }
