@@ -1,4 +1,4 @@
-//! The plain-webhook front door, for sites that cannot install an app (or Jira Data Center):
+//! The plain-webhook front door, for Jira Cloud sites that cannot install an app:
 //! each registered source is a tenant `jira-webhook:{name}` with its own shared secret. Jira
 //! signs a secret-bearing webhook's body with HMAC-SHA256 and sends `X-Hub-Signature:
 //! sha256=<hex>`; outbound calls use the source's site-admin API token.

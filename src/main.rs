@@ -64,13 +64,13 @@ enum WebhookSourceCommand {
     Add {
         /// The source's name, used in its URL: a-z, 0-9 and -.
         name: String,
-        /// The Jira site it is, e.g. https://jira.example.com.
+        /// The Jira Cloud site it is, e.g. https://acme.atlassian.net (Data Center is not supported).
         #[arg(long)]
         site: String,
         /// A site-admin account Tollgate calls Jira as (with --api-token-file).
         #[arg(long, requires = "api_token_file")]
         api_email: Option<String>,
-        /// A file holding that account's API token (or Data Center personal access token).
+        /// A file holding that account's API token.
         #[arg(long, requires = "api_email")]
         api_token_file: Option<std::path::PathBuf>,
     },

@@ -168,7 +168,7 @@ impl Env {
                     &app.state.store,
                     &app.state.secret_key,
                     "https://tollgate.example.com",
-                    "acme-dc",
+                    "acme-plain",
                     &cloud.site_url(),
                     Some(tollgate::jira_webhooks::ApiToken {
                         email: SITE_ADMIN.0.into(),
@@ -180,11 +180,11 @@ impl Env {
                 .expect("registered");
                 assert_eq!(
                     registered.url,
-                    "https://tollgate.example.com/webhooks/jira/acme-dc"
+                    "https://tollgate.example.com/webhooks/jira/acme-plain"
                 );
                 let front = Front::Webhook {
                     secret: registered.secret,
-                    url: app.url("/webhooks/jira/acme-dc"),
+                    url: app.url("/webhooks/jira/acme-plain"),
                 };
                 (front, registered.tenant)
             }
@@ -516,7 +516,7 @@ async fn the_cli_registers_a_webhook_source_and_rotates_its_secret() {
             .args([
                 "webhook-source",
                 "add",
-                "acme-dc",
+                "acme-plain",
                 "--site",
                 "https://jira.acme.example",
             ])
@@ -536,7 +536,7 @@ async fn the_cli_registers_a_webhook_source_and_rotates_its_secret() {
         );
         let text = String::from_utf8_lossy(&output.stdout).to_string();
         assert!(
-            text.contains("https://tollgate.example.com/webhooks/jira/acme-dc"),
+            text.contains("https://tollgate.example.com/webhooks/jira/acme-plain"),
             "{text}"
         );
         assert!(
@@ -557,12 +557,12 @@ async fn the_cli_registers_a_webhook_source_and_rotates_its_secret() {
     for (secret, accepted) in [(&first, false), (&second, true)] {
         let signature = sign(secret, body);
         let found =
-            tollgate::jira_webhooks::authenticate(&store, &key, "acme-dc", Some(&signature), body)
+            tollgate::jira_webhooks::authenticate(&store, &key, "acme-plain", Some(&signature), body)
                 .await
                 .expect("read");
         assert_eq!(found.is_some(), accepted, "secret {secret}");
     }
-    let source = tollgate::store::webhook_sources::get(&store, "jira-webhook:acme-dc")
+    let source = tollgate::store::webhook_sources::get(&store, "jira-webhook:acme-plain")
         .await
         .expect("read")
         .expect("source");
