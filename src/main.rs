@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use tollgate::app::{Application, Mode};
-use tollgate::config::Config;
+use tollgate::config::{Config, LogFormat};
 use tollgate::store::Store;
 
 /// Access-request workflows for Jira Service Management: route each request to the right
@@ -185,6 +185,7 @@ async fn main() -> ExitCode {
         }
     };
     tollgate::telemetry::init(&config.log);
+    let config_format = config.log.format;
     // reqwest is built without a default crypto provider; install ring once for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -245,8 +246,11 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "tollgate failed");
-            eprintln!("tollgate: {e}");
+            // Once, to stderr: a JSON log stream gets it as one more JSON line.
+            match config_format {
+                LogFormat::Json => tracing::error!(error = %e, "tollgate failed"),
+                LogFormat::Pretty => eprintln!("tollgate: {e}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -127,7 +127,56 @@ fn a_bad_bind_address_fails_fast() {
         .expect("runs");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    // Said once, in plain text: stderr is a pipe here.
+    assert_eq!(stderr.matches("cannot listen on").count(), 1, "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+
+    // With JSON logs, the failure is one more JSON line, and still said once.
+    let output = tollgate(&[
+        ("DATABASE_URL", &db),
+        ("TOLLGATE_BIND", &addr),
+        ("TOLLGATE_LOG_FORMAT", "json"),
+    ])
+    .arg("serve")
+    .output()
+    .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("cannot listen on").count(), 1, "{stderr}");
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "not a JSON line: {line}");
+    }
+}
+
+/// `serve`'s log written to a file has no terminal escape sequences, whatever `NO_COLOR` says.
+#[tokio::test]
+async fn a_log_written_to_a_file_is_plain_text() {
+    init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let port = free_port();
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let child = tollgate(&[
+        ("DATABASE_URL", &db),
+        ("TOLLGATE_BIND", &format!("127.0.0.1:{port}")),
+        ("TOLLGATE_LOG", "debug"),
+    ])
+    .arg("serve")
+    .stdout(Stdio::null())
+    .stderr(log)
+    .spawn()
+    .expect("starts");
+    let running = Running(child);
+    wait_ready(port).await;
+    drop(running);
+    let text = std::fs::read_to_string(&log_path).expect("read log");
+    assert!(text.lines().count() > 3, "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "escape sequences in a log file: {text}"
+    );
 }
 
 #[test]

@@ -556,10 +556,15 @@ async fn the_cli_registers_a_webhook_source_and_rotates_its_secret() {
     let body = b"{}";
     for (secret, accepted) in [(&first, false), (&second, true)] {
         let signature = sign(secret, body);
-        let found =
-            tollgate::jira_webhooks::authenticate(&store, &key, "acme-plain", Some(&signature), body)
-                .await
-                .expect("read");
+        let found = tollgate::jira_webhooks::authenticate(
+            &store,
+            &key,
+            "acme-plain",
+            Some(&signature),
+            body,
+        )
+        .await
+        .expect("read");
         assert_eq!(found.is_some(), accepted, "secret {secret}");
     }
     let source = tollgate::store::webhook_sources::get(&store, "jira-webhook:acme-plain")
