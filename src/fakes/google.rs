@@ -428,9 +428,5 @@ pub fn rate_limited(path_prefix: &str, times: usize) -> Fault {
     if let Some(errors) = response.body.as_mut() {
         errors["error"]["errors"][0]["domain"] = json!("usageLimits");
     }
-    Fault {
-        path_prefix: path_prefix.to_string(),
-        times,
-        response,
-    }
+    Fault::new(path_prefix, times, response)
 }

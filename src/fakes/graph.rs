@@ -554,14 +554,14 @@ impl Vendor for FakeGraph {
 
 /// Graph's 429 for the next `times` calls under `path_prefix`, with `Retry-After`.
 pub fn throttled(path_prefix: &str, times: usize, retry_after_seconds: u64) -> Fault {
-    Fault {
-        path_prefix: path_prefix.to_string(),
+    Fault::new(
+        path_prefix,
         times,
-        response: graph_error(
+        graph_error(
             429,
             "TooManyRequests",
             "Too many requests, please retry later.",
         )
         .header("Retry-After", retry_after_seconds.to_string()),
-    }
+    )
 }

@@ -106,12 +106,62 @@ pub struct Recorded {
     pub at: DateTime<Utc>,
 }
 
-/// A failure for the next `times` calls whose path starts with `path_prefix`.
+/// A failure for the next `times` calls whose path starts with `path_prefix` (and whose
+/// query contains `query_contains`, when set: a later page of a list).
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub path_prefix: String,
+    pub query_contains: Option<String>,
     pub times: usize,
     pub response: FakeResponse,
+}
+
+/// How a page of a list can be broken on its way.
+#[derive(Debug, Clone)]
+pub enum Broken {
+    /// Cut off mid-JSON.
+    Truncated,
+    /// A proxy's or login page's HTML.
+    Html,
+    /// Valid JSON of the wrong shape.
+    Shape(Value),
+}
+
+impl Fault {
+    pub fn new(path_prefix: &str, times: usize, response: FakeResponse) -> Self {
+        Self {
+            path_prefix: path_prefix.to_string(),
+            query_contains: None,
+            times,
+            response,
+        }
+    }
+
+    /// Only calls whose query contains `part`.
+    pub fn when_query_has(mut self, part: &str) -> Self {
+        self.query_contains = Some(part.to_string());
+        self
+    }
+
+    /// A 200 whose body is `broken`, once.
+    pub fn broken(path_prefix: &str, broken: Broken) -> Self {
+        let response = match broken {
+            Broken::Truncated => FakeResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: None,
+                text: Some(r#"{"value":[{"id":"00u1","profile":{"login":"cut@acme.test","#.into()),
+            },
+            Broken::Html => FakeResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "text/html".into())],
+                body: None,
+                text: Some("<html><body><h1>Sign in to continue</h1></body></html>".into()),
+            },
+            Broken::Shape(value) => FakeResponse::json(200, value),
+        };
+        Self::new(path_prefix, 1, response)
+    }
 }
 
 struct Shared<V> {
@@ -279,9 +329,14 @@ async fn serve<V: Vendor>(State(shared): State<Arc<Shared<V>>>, request: Request
     let started = Instant::now();
     let fault = {
         let mut faults = lock(&shared.faults);
-        let found = faults
-            .iter()
-            .position(|f| f.times > 0 && request.path.starts_with(&f.path_prefix));
+        let query = request.raw_query.as_deref().unwrap_or_default();
+        let found = faults.iter().position(|f| {
+            f.times > 0
+                && request.path.starts_with(&f.path_prefix)
+                && f.query_contains
+                    .as_deref()
+                    .is_none_or(|q| query.contains(q))
+        });
         found.and_then(|i| {
             let fault = faults.get_mut(i)?;
             fault.times -= 1;

@@ -702,11 +702,7 @@ pub fn rate_limited(path_prefix: &str, times: usize, seconds: i64) -> Fault {
         ("X-Rate-Limit-Remaining".into(), "0".into()),
         ("X-Rate-Limit-Reset".into(), reset.to_string()),
     ];
-    Fault {
-        path_prefix: path_prefix.to_string(),
-        times,
-        response,
-    }
+    Fault::new(path_prefix, times, response)
 }
 
 #[cfg(test)]

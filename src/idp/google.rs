@@ -244,7 +244,8 @@ impl GoogleDirectory {
                 target.push_str(&rfc3986(t));
             }
             let reply = self.read(&target).await?;
-            for member in reply.body["members"].as_array().into_iter().flatten() {
+            // Google leaves `members` out of an empty page.
+            for member in reply.items("Google", &target, "/members", true)? {
                 if member["type"] != "USER" {
                     continue;
                 }
@@ -315,8 +316,9 @@ impl Directory for GoogleDirectory {
                     .unwrap_or_else(|e| e.into_inner())
                     .clear();
             }
-            let reply = self.read(&self.list(USERS, 500, token)).await?;
-            let users = reply.body["users"].as_array().cloned().unwrap_or_default();
+            let target = self.list(USERS, 500, token);
+            let reply = self.read(&target).await?;
+            let users = reply.items("Google", &target, "/users", true)?;
             let managers = self.managers_of(&users).await?;
             page.people = users
                 .iter()
@@ -330,8 +332,9 @@ impl Directory for GoogleDirectory {
                 None => format!("{GROUPS} "),
             });
         } else {
-            let reply = self.read(&self.list(GROUPS, 200, token)).await?;
-            let listed = reply.body["groups"].as_array().cloned().unwrap_or_default();
+            let target = self.list(GROUPS, 200, token);
+            let reply = self.read(&target).await?;
+            let listed = reply.items("Google", &target, "/groups", true)?;
             let groups: Vec<Option<Group>> = futures::stream::iter(listed)
                 .map(|g| async move { self.group(g).await })
                 .buffered(self.config.concurrency.max(1))

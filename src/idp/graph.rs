@@ -94,7 +94,7 @@ impl GraphDirectory {
         let mut next = Some(first.to_string());
         while let Some(target) = next {
             let reply = self.read(&target).await?;
-            items.extend(reply.body["value"].as_array().cloned().unwrap_or_default());
+            items.extend(reply.items("Microsoft Graph", &target, "/value", false)?);
             next = reply.body["@odata.nextLink"].as_str().map(str::to_string);
             if next.is_none() {
                 return Ok((
@@ -283,7 +283,7 @@ impl Directory for GraphDirectory {
             _ => self.users_first(),
         };
         let reply = self.read(&target).await?;
-        let items = reply.body["value"].as_array().cloned().unwrap_or_default();
+        let items = reply.items("Microsoft Graph", &target, "/value", false)?;
         let next = reply.body["@odata.nextLink"].as_str();
         let mut page = Page::default();
         if phase == USERS {

@@ -62,11 +62,19 @@ pub enum IdpError {
     NotFound(String),
     #[error("identity provider refused: {0}")]
     Refused(String),
+    /// An answer that cannot be read as the complete page it claims to be: it does not parse,
+    /// has the wrong shape, or ends before its own count. A read never passes it for the end
+    /// of the list; the run stays open and is tried again.
+    #[error("the identity provider's answer could not be read: {0}")]
+    Unreadable(String),
 }
 
 impl IdpError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Throttled { .. })
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Throttled { .. } | Self::Unreadable(_)
+        )
     }
 }
 

@@ -122,7 +122,7 @@ impl OktaDirectory {
         let mut next = Some(first.to_string());
         while let Some(target) = next {
             let reply = self.read(&target).await?;
-            items.extend(reply.body.as_array().cloned().unwrap_or_default());
+            items.extend(reply.items("Okta", &target, "", false)?);
             next = reply.link_next;
         }
         Ok(items)
@@ -306,7 +306,7 @@ impl Directory for OktaDirectory {
         let (phase, target) = resume_at(resume);
         let target = target.map_or_else(|| self.first(phase, None), str::to_string);
         let reply = self.read(&target).await?;
-        let items = reply.body.as_array().cloned().unwrap_or_default();
+        let items = reply.items("Okta", &target, "", false)?;
         let mut page = Page::default();
         if phase == USERS {
             page.people = self.people(&items).await?;

@@ -26,7 +26,7 @@ pub enum Vendor {
 }
 
 impl Vendor {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Okta => "Okta",
             Self::Graph => "Microsoft Graph",
@@ -249,6 +249,57 @@ impl Reply {
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// The list a page carries at `pointer` (`""`: the body itself), or why the page is not a
+    /// page. `absent_is_empty` for vendors that leave the key out of an empty page that names
+    /// its `kind` (Google).
+    pub fn items(
+        &self,
+        vendor: &str,
+        page: &str,
+        pointer: &str,
+        absent_is_empty: bool,
+    ) -> Result<Vec<Value>, IdpError> {
+        let found = if pointer.is_empty() {
+            Some(&self.body)
+        } else {
+            self.body.pointer(pointer)
+        };
+        match found {
+            Some(Value::Array(items)) => Ok(items.clone()),
+            // Only a page that says what it is: an object with a `kind`.
+            None if absent_is_empty && self.body.get("kind").is_some_and(Value::is_string) => {
+                Ok(Vec::new())
+            }
+            other => Err(IdpError::Unreadable(format!(
+                "{vendor} {page}: expected a list at `{}`, found {}",
+                if pointer.is_empty() { "/" } else { pointer },
+                kind_of(other)
+            ))),
+        }
+    }
+}
+
+fn kind_of(value: Option<&Value>) -> &'static str {
+    match value {
+        None => "nothing",
+        Some(Value::Null) => "null",
+        Some(Value::Bool(_)) => "a boolean",
+        Some(Value::Number(_)) => "a number",
+        Some(Value::String(_)) => "a string",
+        Some(Value::Array(_)) => "a list",
+        Some(Value::Object(_)) => "an object",
+    }
+}
+
+/// What a non-JSON answer looks like, for the error: its type and first characters.
+fn describe_text(text: &str, content_type: Option<&str>) -> String {
+    let start: String = text.trim().chars().take(40).collect();
+    format!(
+        "the answer ({}, {} bytes, starting `{start}`)",
+        content_type.unwrap_or("no content type"),
+        text.len()
+    )
 }
 
 #[derive(Debug)]
@@ -396,6 +447,23 @@ impl RestClient {
                     .and_then(|v| v.to_str().ok())
             };
             let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if let Some(status) = status
+                && (200..300).contains(&status)
+                && !text.trim().is_empty()
+                && parsed.is_null()
+            {
+                // A cut-off or non-JSON success (a proxy's HTML page) is never an empty list.
+                return Err(IdpError::Unreadable(format!(
+                    "{} {}: {} is not JSON ({})",
+                    self.vendor.name(),
+                    target,
+                    describe_text(&text, header("content-type")),
+                    serde_json::from_str::<Value>(&text)
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default()
+                )));
+            }
             if status == Some(401)
                 && !renewed
                 && let Credential::OAuth(oauth) = &self.credential

@@ -157,13 +157,26 @@ impl ScimDirectory {
                 )));
             }
         }
-        let resources = reply.body["Resources"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let total = reply.body["totalResults"].as_u64().unwrap_or(0);
+        let unreadable = |what: String| IdpError::Unreadable(format!("SCIM {path}: {what}"));
+        let Some(total) = reply.body["totalResults"].as_u64() else {
+            return Err(unreadable(
+                "no totalResults: not a SCIM list response".into(),
+            ));
+        };
+        // RFC 7644 §3.4.2: `Resources` may be left out only when there is nothing to list.
+        let resources = match &reply.body["Resources"] {
+            Value::Array(items) => items.clone(),
+            Value::Null if total == 0 || start > total => Vec::new(),
+            _ => return Err(unreadable("`Resources` is not a list".into())),
+        };
         let read_to = start + resources.len() as u64;
-        let next = (!resources.is_empty() && read_to <= total).then_some(read_to);
+        if resources.is_empty() && start <= total {
+            // A page that ends the list early would make everyone after it a leaver.
+            return Err(unreadable(format!(
+                "an empty page at startIndex {start} of totalResults {total}"
+            )));
+        }
+        let next = (read_to <= total).then_some(read_to);
         Ok((resources, next))
     }
 

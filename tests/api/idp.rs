@@ -605,3 +605,85 @@ async fn a_person_listed_on_two_pages_is_staged_once_as_last_seen() {
     let person = org.by_id(&PersonId("p-1".into())).expect("synced");
     assert_eq!(org.person(person).title.as_deref(), Some("Staff Engineer"));
 }
+
+/// The real scim2-server behind a proxy that breaks the second page of people (cut off, HTML,
+/// the wrong shape): the read fails naming the page, the stored chart stays, nobody leaves.
+#[tokio::test]
+async fn scim_a_broken_page_fails_the_read() {
+    use tollgate::fakes::harness::Broken;
+
+    use crate::support::breaking_proxy::BreakingProxy;
+    if !env::require(
+        scim_server::available(),
+        "scim2-server (pip install scim2-server into .venv-scim)",
+    ) {
+        return;
+    }
+    let server = scim_server::ScimServer::start().await;
+    let ceo = server.user("ceo", None, "CEO").await;
+    for i in 0..7 {
+        server.user(&format!("p{i}"), Some(&ceo), "Engineer").await;
+    }
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let direct = ScimDirectory::new(ScimConfig {
+        url: server.url.clone(),
+        token: Secret::new(scim_server::TOKEN),
+        page_size: 3,
+    });
+    let first = sync::sync(&store, &direct, &SystemClock, true, &Quiet)
+        .await
+        .expect("a clean read");
+    assert_eq!(first.people, 8);
+    for broken in [
+        Broken::Truncated,
+        Broken::Html,
+        Broken::Shape(
+            serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 8, "Resources": {"id": "x"}}),
+        ),
+        // A page that is empty though the list says there are more: the end of the list, as
+        // the old reading had it.
+        Broken::Shape(
+            serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 8, "startIndex": 4, "itemsPerPage": 0, "Resources": []}),
+        ),
+    ] {
+        let proxy =
+            BreakingProxy::start(&server.url, "/Users", "startIndex=4", broken.clone()).await;
+        let directory = ScimDirectory::new(ScimConfig {
+            url: proxy.url.clone(),
+            token: Secret::new(scim_server::TOKEN),
+            page_size: 3,
+        });
+        let before = tollgate::store::org::latest_version(&store)
+            .await
+            .expect("version");
+        match sync::sync(&store, &directory, &SystemClock, true, &Quiet).await {
+            Err(SyncError::Idp(IdpError::Unreadable(why))) => {
+                assert!(why.contains("startIndex=4"), "{broken:?}: {why}")
+            }
+            other => panic!("{broken:?}: expected the read to fail, got {other:?}"),
+        }
+        assert_eq!(
+            tollgate::store::org::latest_version(&store)
+                .await
+                .expect("version"),
+            before,
+            "{broken:?}: the stored org chart is kept"
+        );
+        // Through the same proxy, now passing everything: the run resumes and reads everyone.
+        let resumed = sync::sync(&store, &directory, &SystemClock, true, &Quiet)
+            .await
+            .expect("the next run");
+        assert_eq!(
+            tollgate::store::org::latest(&store)
+                .await
+                .expect("read")
+                .expect("a snapshot")
+                .1
+                .people
+                .len(),
+            8,
+            "{broken:?}: {resumed:?}"
+        );
+    }
+}

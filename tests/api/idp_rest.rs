@@ -821,3 +821,94 @@ async fn graph_pages_with_an_expanded_manager_hold_at_most_100_and_the_rest_foll
         "then the groups"
     );
 }
+
+/// A full sync whose second page of people comes back broken (cut off, HTML, or valid JSON of
+/// the wrong shape) fails naming the page; the stored org chart stays as it was (so nobody
+/// becomes a leaver), and the next run resumes and reads everyone.
+async fn a_broken_page_fails_the_read<V, D>(
+    server: &FakeServer<V>,
+    directory: &D,
+    people_path: &str,
+    later_page: &str,
+    wrong_shape: serde_json::Value,
+) where
+    V: tollgate::fakes::harness::Vendor,
+    D: Directory + Sync,
+{
+    use tollgate::fakes::harness::{Broken, Fault};
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let first = sync::sync(&store, directory, &SystemClock, true, &Quiet)
+        .await
+        .expect("a clean read");
+    assert_eq!(first.people, 8);
+    let mut current = first.version;
+    for broken in [Broken::Truncated, Broken::Html, Broken::Shape(wrong_shape)] {
+        server.inject(Fault::broken(people_path, broken.clone()).when_query_has(later_page));
+        match sync::sync(&store, directory, &SystemClock, true, &Quiet).await {
+            Err(SyncError::Idp(IdpError::Unreadable(why))) => {
+                assert!(why.contains(later_page), "{broken:?}: {why}")
+            }
+            other => panic!("{broken:?}: expected the read to fail, got {other:?}"),
+        }
+        assert_eq!(
+            tollgate::store::org::latest_version(&store)
+                .await
+                .expect("version"),
+            current,
+            "{broken:?}: the stored org chart is kept"
+        );
+        let resumed = sync::sync(&store, directory, &SystemClock, true, &Quiet)
+            .await
+            .expect("the next run");
+        assert!(resumed.resumed, "{broken:?}: {resumed:?}");
+        current = resumed.version;
+        let latest = tollgate::store::org::latest(&store)
+            .await
+            .expect("read")
+            .expect("a snapshot");
+        assert_eq!(latest.1.people.len(), 8, "{broken:?}: everyone was read");
+    }
+}
+
+#[tokio::test]
+async fn okta_a_broken_page_fails_the_read() {
+    let org = okta_org().await;
+    let directory = OktaDirectory::new(okta_config(&org.server.url(), 3));
+    a_broken_page_fails_the_read(
+        &org.server,
+        &directory,
+        "/api/v1/users",
+        "after=",
+        serde_json::json!({"users": []}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn graph_a_broken_page_fails_the_read() {
+    let org = graph_org().await;
+    let directory = GraphDirectory::new(graph_config(&org.server.url(), 3));
+    a_broken_page_fails_the_read(
+        &org.server,
+        &directory,
+        "/v1.0/users",
+        "skiptoken",
+        serde_json::json!({"value": {"id": "x"}}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn google_a_broken_page_fails_the_read() {
+    let org = google_org().await;
+    let directory = GoogleDirectory::new(google_config(&org.server.url(), 3));
+    a_broken_page_fails_the_read(
+        &org.server,
+        &directory,
+        "/admin/directory/v1/users",
+        "pageToken=",
+        serde_json::json!({"error": "not a page"}),
+    )
+    .await;
+}

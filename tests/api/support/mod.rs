@@ -1,5 +1,6 @@
 //! The test harness shared by every integration test.
 
+pub mod breaking_proxy;
 pub mod database;
 pub mod env;
 pub mod oracle;
