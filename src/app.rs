@@ -205,8 +205,19 @@ impl Application {
                     tokio::select! {
                         _ = shutdown.wait() => break,
                         _ = tick.tick() => {
-                            if let Err(e) = state.org.refresh(&state.store).await {
-                                tracing::warn!(error = %e, "checking for a newer org chart failed");
+                            match state.org.refresh(&state.store).await {
+                                // A snapshot written elsewhere (the CLI, another replica):
+                                // its leavers and re-routing are applied once, by a worker.
+                                Ok(true) => {
+                                    let why = format!("snapshot:{}", state.org.version().unwrap_or(0));
+                                    if let Err(e) = jobs::queue_org_apply(&state.store, &why).await {
+                                        tracing::warn!(error = %e, "cannot queue the org chart's application");
+                                    }
+                                }
+                                Ok(false) => {}
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "checking for a newer org chart failed");
+                                }
                             }
                         }
                     }

@@ -270,8 +270,19 @@ pub async fn org_sync(config: &crate::config::Config, full: bool) -> Result<(), 
     if progress.terminal {
         eprintln!();
     }
+    // The running service applies the new snapshot (leavers, the brake, open stages) once.
+    let queued = match &result {
+        Ok(report) => match report.version {
+            Some(v) => crate::jobs::queue_org_apply(&store, &format!("snapshot:{v}"))
+                .await
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        },
+        Err(_) => Ok(()),
+    };
     store.close().await;
     let report = result.map_err(|e| format!("org sync from {source} failed: {e}"))?;
+    queued.map_err(|e| format!("the new org chart was stored but not queued for applying: {e}"))?;
     let kind = match report.kind {
         RunKind::Full => "full",
         RunKind::Incremental => "incremental",
@@ -493,4 +504,87 @@ pub async fn webhook_source_add(
         writeln!(out, "{line}").map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Lists the removals the leaver brake holds, or approves one held sync's (`approve`).
+pub async fn org_leavers(
+    config: &crate::config::Config,
+    approve: Option<i64>,
+    by: &str,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    use crate::store::Store;
+    use crate::store::org_changes::{self, HoldState};
+
+    let store = Store::connect(&config.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let result = async {
+        if let Some(version) = approve {
+            let now = chrono::Utc::now();
+            if !org_changes::approve_hold(&store, version, by, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!(
+                    "no removals are held for snapshot {version} (see `tollgate org leavers`)"
+                ));
+            }
+            let mut tx = store.begin().await.map_err(|e| e.to_string())?;
+            crate::audit::append(
+                &mut tx,
+                &crate::audit::Event {
+                    at: now,
+                    tenant: None,
+                    request_id: None,
+                    ticket_key: None,
+                    actor: crate::audit::Actor::System(format!("cli:{by}")),
+                    action: "alert.leaver_brake.approved".into(),
+                    target: None,
+                    details: serde_json::json!({"version": version, "by": by}),
+                    workflow_version: None,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+            crate::jobs::queue_org_apply(&store, &format!("hold:{version}:approved"))
+                .await
+                .map_err(|e| e.to_string())?;
+            writeln!(
+                out,
+                "approved: the held leavers of snapshot {version} lose their access when the service applies it"
+            )
+            .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        let holds = org_changes::holds(&store).await.map_err(|e| e.to_string())?;
+        if holds.is_empty() {
+            writeln!(out, "no removals are held").map_err(|e| e.to_string())?;
+        }
+        for hold in holds {
+            writeln!(
+                out,
+                "snapshot {}: {} of {} active people, {} ({})",
+                hold.version,
+                hold.people.len(),
+                hold.active_before,
+                hold.state.as_str(),
+                match (&hold.state, &hold.decided_by) {
+                    (HoldState::Held, _) => format!("approve with `tollgate org leavers --approve {}`", hold.version),
+                    (_, Some(by)) => format!("by {by}"),
+                    _ => "the people came back".to_string(),
+                }
+            )
+            .map_err(|e| e.to_string())?;
+            for person in &hold.people {
+                writeln!(out, "  {} <{}>", person.name, person.email).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
 }

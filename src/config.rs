@@ -266,6 +266,18 @@ pub const SETTINGS: &[Setting] = &[
         "How often `serve` runs an incremental org sync (a full one at least daily).",
     ),
     setting(
+        "idp.leaver_brake_share",
+        "TOLLGATE_IDP_LEAVER_BRAKE_SHARE",
+        Some("2%"),
+        "A sync that would make more than this share of the active people leavers holds their removals for approval (`tollgate org leavers`).",
+    ),
+    setting(
+        "idp.leaver_brake_min",
+        "TOLLGATE_IDP_LEAVER_BRAKE_MIN",
+        Some("10"),
+        "…but never for fewer leavers than this: below it, leavers lose access at once.",
+    ),
+    setting(
         "idp.scim_url",
         "TOLLGATE_IDP_SCIM_URL",
         None,
@@ -768,6 +780,23 @@ pub enum IdpSource {
 pub struct IdpConfig {
     pub source: IdpSource,
     pub sync_interval: Duration,
+    pub brake: LeaverBrake,
+}
+
+/// When a sync's leavers are too many to be believed at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LeaverBrake {
+    /// Of the active people before the sync, 0.0–1.0.
+    pub share: f64,
+    pub min_people: usize,
+}
+
+impl LeaverBrake {
+    /// The most leavers one sync may make before its removals are held.
+    pub fn limit(&self, active_before: usize) -> usize {
+        let share = (self.share * active_before as f64).floor() as usize;
+        share.max(self.min_people)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -1068,6 +1097,10 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
     Ok(IdpConfig {
         source,
         sync_interval: raw.require("idp.sync_interval", parse_positive_duration)?,
+        brake: LeaverBrake {
+            share: raw.require("idp.leaver_brake_share", parse_share)?,
+            min_people: raw.require("idp.leaver_brake_min", parse_positive::<usize>)?,
+        },
     })
 }
 
@@ -1160,6 +1193,20 @@ fn parse_positive<T: std::str::FromStr + Default + PartialOrd>(v: &str) -> Resul
     match v.parse::<T>() {
         Ok(n) if n > T::default() => Ok(n),
         _ => Err(format!("`{v}` is not a positive whole number")),
+    }
+}
+
+/// `2%` or `0.02`: a share between 0 and 1.
+fn parse_share(v: &str) -> Result<f64, String> {
+    let share = match v.trim().strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => v.trim().parse::<f64>(),
+    }
+    .map_err(|_| format!("`{v}` is not a share (2% or 0.02)"))?;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("`{v}` is not between 0% and 100%"))
     }
 }
 
@@ -1325,6 +1372,20 @@ mod tests {
         assert_eq!(url.sqlite_file(), Some(PathBuf::from("data/tollgate.db")));
         let memory = DatabaseUrl::parse("sqlite::memory:").expect("ok");
         assert_eq!(memory.sqlite_file(), None);
+    }
+
+    #[test]
+    fn the_leaver_brake_takes_a_share_and_a_floor() {
+        assert_eq!(parse_share("2%"), Ok(0.02));
+        assert_eq!(parse_share("0.3"), Ok(0.3));
+        assert!(parse_share("150%").is_err());
+        assert!(parse_share("lots").is_err());
+        let brake = LeaverBrake {
+            share: 0.02,
+            min_people: 10,
+        };
+        assert_eq!(brake.limit(48), 10);
+        assert_eq!(brake.limit(100_000), 2_000);
     }
 
     #[test]

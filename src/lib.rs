@@ -4,6 +4,7 @@
 // Denied, not forbidden: `store::nodelay` works around a sqlx bug with one borrowed descriptor.
 #![deny(unsafe_code)]
 
+pub mod alerts;
 pub mod app;
 pub mod atlassian;
 pub mod audit;

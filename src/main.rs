@@ -149,6 +149,15 @@ enum OrgCommand {
         #[arg(long)]
         full: bool,
     },
+    /// List the leavers whose removal the leaver brake holds, or approve one held sync's
+    /// removals (`--approve VERSION`, the snapshot version the list shows).
+    Leavers {
+        #[arg(long, value_name = "VERSION")]
+        approve: Option<i64>,
+        /// Who approves, for the audit log (default: the login name).
+        #[arg(long, requires = "approve")]
+        by: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +251,15 @@ async fn main() -> ExitCode {
         Command::Org(OrgCommand::Sync { full }) => tollgate::cli::org_sync(&config, full)
             .await
             .map_err(Into::into),
+        Command::Org(OrgCommand::Leavers { approve, by }) => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "operator".into());
+            let mut out = std::io::stdout().lock();
+            tollgate::cli::org_leavers(&config, approve, &by, &mut out)
+                .await
+                .map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -19,6 +20,11 @@ struct HttpLabels {
 struct JobLabels {
     r#type: String,
     outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    kind: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +47,8 @@ pub struct Metrics {
     http_latency: HistogramFamily<HttpLabels>,
     jobs: Family<JobLabels, Counter>,
     job_latency: HistogramFamily<JobTypeLabels>,
+    alerts: Family<AlertLabels, Counter>,
+    alerts_open: Gauge,
 }
 
 impl Metrics {
@@ -72,12 +80,26 @@ impl Metrics {
             "Time to run a background job, by type",
             job_latency.clone(),
         );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        let alerts_open = Gauge::default();
+        registry.register(
+            "alerts",
+            "Alerts raised, by kind (see docs/operations.md)",
+            alerts.clone(),
+        );
+        registry.register(
+            "alerts_open",
+            "Alerts waiting for a person (removals held by the leaver brake)",
+            alerts_open.clone(),
+        );
         Arc::new(Self {
             registry,
             http_requests,
             http_latency,
             jobs,
             job_latency,
+            alerts,
+            alerts_open,
         })
     }
 
@@ -105,6 +127,19 @@ impl Metrics {
                 r#type: job_type.to_string(),
             })
             .observe(seconds);
+    }
+
+    pub fn record_alert(&self, kind: &str) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn set_open_alerts(&self, open: usize) {
+        self.alerts_open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition.

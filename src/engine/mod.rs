@@ -10,6 +10,7 @@ pub mod decisions;
 pub mod intake;
 pub mod machine;
 pub mod notices;
+pub mod org_change;
 pub mod recovery;
 pub mod reresolve;
 pub mod templates;

@@ -1,6 +1,8 @@
 //! Leavers: someone inactive in, or gone from, the org chart loses what Tollgate granted them,
 //! and their open requests are cancelled.
 
+use std::collections::HashSet;
+
 use serde_json::json;
 
 use super::run;
@@ -11,11 +13,15 @@ use crate::orgchart::{Email, OrgIndex};
 use crate::state::AppState;
 use crate::store::requests::{self, Request};
 
-/// Whether the person the request is for has left. Without an org chart nobody has.
-fn has_left(org: &OrgIndex, request: &Request) -> bool {
+/// Whether the person the request is for has left, and their removal is not held by the
+/// leaver brake (`held`: lower-case emails). Without an org chart nobody has.
+fn has_left(org: &OrgIndex, request: &Request, held: &HashSet<String>) -> bool {
     let Some(email) = request.subject().and_then(|e| Email::parse(e).ok()) else {
         return false;
     };
+    if held.contains(&email.as_str().to_ascii_lowercase()) {
+        return false;
+    }
     match org.by_email(&email) {
         None => true,
         Some(p) => !org.person(p).active,
@@ -29,8 +35,12 @@ fn actor() -> Actor {
     Actor::System("org_sync".into())
 }
 
-/// Revokes leavers' grants and cancels their open requests; returns how many were touched.
-pub async fn revoke_leavers(state: &AppState) -> Result<usize, EngineError> {
+/// Revokes leavers' grants and cancels their open requests, but for the people in `held`;
+/// returns how many were touched.
+pub async fn revoke_leavers(
+    state: &AppState,
+    held: &HashSet<String>,
+) -> Result<usize, EngineError> {
     let Some(org) = state.org.index() else {
         return Ok(0);
     };
@@ -44,7 +54,7 @@ pub async fn revoke_leavers(state: &AppState) -> Result<usize, EngineError> {
         let page = requests::page_in_state(&state.store, State::Active, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
-        for request in page.iter().filter(|r| has_left(&org, r)) {
+        for request in page.iter().filter(|r| has_left(&org, r, held)) {
             let who = request.subject().unwrap_or("the person");
             let reason = format!("{who} is no longer active in the org chart");
             if run::revoke_now(state, request.id, EndCause::Leaver, &reason, actor()).await? {
@@ -57,7 +67,7 @@ pub async fn revoke_leavers(state: &AppState) -> Result<usize, EngineError> {
         &[State::Received, State::Routing, State::Pending],
     )
     .await?;
-    for request in open.iter().filter(|r| has_left(&org, r)) {
+    for request in open.iter().filter(|r| has_left(&org, r, held)) {
         if cancel(state, request).await? {
             touched += 1;
         }

@@ -41,6 +41,9 @@ pub enum Job {
     /// Sync the org chart for one slot of `idp.sync_interval` (slots count from the epoch, so
     /// every replica names the same slot and only one job runs per slot).
     OrgSync { slot: i64 },
+    /// Apply the newest org chart (leavers, the brake, re-routing); `why` names the occasion
+    /// (`snapshot:7`, `hold:7:approved`) and keeps it to one job.
+    OrgApply { why: String },
     /// Read back webhooks Jira gave up delivering, for one 10-minute slot.
     RecoverWebhooks { slot: i64 },
     /// A pending stage's reminder, escalation or decline (see `engine::timers`).
@@ -100,6 +103,7 @@ impl Job {
             Job::SelfCheck { .. } => "self_check",
             Job::ProcessInbound { .. } => "process_inbound",
             Job::OrgSync { .. } => "org_sync",
+            Job::OrgApply { .. } => "org_apply",
             Job::RecoverWebhooks { .. } => "recover_webhooks",
             Job::TicketNotice { .. } => "ticket_notice",
             Job::StageTimer { .. } => "stage_timer",
@@ -123,6 +127,7 @@ impl Job {
             // Event ids are fresh UUIDs, so the first names the batch.
             Job::ProcessInbound { ids } => ids.first().map(|id| format!("inbound:{id}")),
             Job::OrgSync { slot } => Some(format!("org_sync:{slot}")),
+            Job::OrgApply { why } => Some(format!("org_apply:{why}")),
             Job::RecoverWebhooks { slot } => Some(format!("recover_webhooks:{slot}")),
             Job::TicketNotice { key, .. } => Some(format!("notice:{key}")),
             Job::StageTimer {
@@ -386,6 +391,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             Ok(())
         }
         Job::OrgSync { slot } => org_sync(state, *slot).await,
+        Job::OrgApply { .. } => org_apply(state).await,
         Job::Provision { request } => {
             engine_job(crate::grants::run::provision(state, *request).await)
         }
@@ -612,6 +618,12 @@ pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
         }
         periodic.queue_next(state, &mut tx, slot).await?;
     }
+    // A snapshot written while no worker ran (`tollgate org sync` on a stopped service) is
+    // applied now; one already applied makes this a no-op.
+    if let Some(version) = crate::store::org::latest_version(&state.store).await? {
+        let why = format!("snapshot:{version}");
+        schedule(&mut tx, &Job::OrgApply { why }, Utc::now()).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -647,21 +659,7 @@ async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
     match crate::orgchart::sync::sync(&state.store, &connector, &*state.clock, full, &quiet).await {
         Ok(report) => {
             tracing::info!(?report, "org chart synced");
-            if state.org.refresh(&state.store).await? {
-                // Leavers first: a person who left loses access before anything is re-routed.
-                let leavers = crate::grants::leavers::revoke_leavers(state).await?;
-                if leavers > 0 {
-                    tracing::info!(leavers, "leavers' grants revoked and requests cancelled");
-                }
-                let changed = crate::engine::reresolve::after_org_change(state).await?;
-                if changed > 0 {
-                    tracing::info!(
-                        changed,
-                        "open stages re-resolved after the org chart changed"
-                    );
-                }
-            }
-            Ok(())
+            org_apply(state).await
         }
         Err(e) if e.is_retryable() => Err(e.into()),
         Err(e) => {
@@ -671,6 +669,31 @@ async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
             Ok(())
         }
     }
+}
+
+/// Applies the newest org chart: leavers (with the brake), then open stages.
+async fn org_apply(state: &AppState) -> Result<(), BoxDynError> {
+    let applied = crate::engine::org_change::apply(state).await?;
+    if applied.leavers > 0 || applied.held > 0 || applied.rerouted > 0 {
+        tracing::info!(?applied, "org chart applied");
+    }
+    Ok(())
+}
+
+/// Queues the application of the newest org chart (`why` names the occasion, so it is
+/// queued once per occasion), for a process that is not the worker.
+pub async fn queue_org_apply(store: &crate::store::Store, why: &str) -> Result<(), JobError> {
+    let mut tx = store.begin().await?;
+    schedule(
+        &mut tx,
+        &Job::OrgApply {
+            why: why.to_string(),
+        },
+        Utc::now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Schedules a self-check to run after `delay`, returning its id.

@@ -9,6 +9,7 @@ pub mod grants;
 pub mod inbound;
 pub mod nodelay;
 pub mod org;
+pub mod org_changes;
 pub mod requests;
 pub mod selfcheck;
 pub mod tenants;

@@ -45,6 +45,29 @@ pub async fn latest(store: &Store) -> Result<Option<(SnapshotInfo, OrgSnapshot)>
         .fetch_optional(pool)
         .await
     })?;
+    parse_snapshot(row)
+}
+
+/// Snapshot `version`, parsed, if it is still kept.
+pub async fn snapshot(
+    store: &Store,
+    version: i64,
+) -> Result<Option<(SnapshotInfo, OrgSnapshot)>, StoreError> {
+    let row: Option<SnapshotRow> = on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT version, source, taken_at, people_count, group_count, body FROM org_snapshots \
+             WHERE version = $1",
+        )
+        .bind(version)
+        .fetch_optional(pool)
+        .await
+    })?;
+    parse_snapshot(row)
+}
+
+fn parse_snapshot(
+    row: Option<SnapshotRow>,
+) -> Result<Option<(SnapshotInfo, OrgSnapshot)>, StoreError> {
     let Some((version, source, taken_at, people, groups, body)) = row else {
         return Ok(None);
     };
@@ -85,11 +108,15 @@ pub async fn save_snapshot(
         .await
     })?;
     on_tx!(tx, |conn| {
-        sqlx::query("DELETE FROM org_snapshots WHERE version < $1")
-            .bind(version - SNAPSHOTS_KEPT)
-            .execute(&mut *conn)
-            .await
-            .map(|_| ())
+        // The snapshot last applied stays: the next one's leavers are counted against it.
+        sqlx::query(
+            "DELETE FROM org_snapshots WHERE version < $1 \
+             AND version NOT IN (SELECT version FROM org_applied)",
+        )
+        .bind(version - SNAPSHOTS_KEPT)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
     })?;
     Ok(version)
 }

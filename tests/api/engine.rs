@@ -799,6 +799,60 @@ async fn an_org_change_while_pending_re_resolves_the_open_stage() {
     assert!(advanced.is_some(), "Frank's approval counted");
 }
 
+/// The same org change synced by `tollgate org sync` (another process): the running service
+/// notices the snapshot, moves the open stage and says so; the replaced approver's decision is
+/// refused.
+#[tokio::test]
+async fn an_org_change_synced_by_the_cli_moves_the_open_stage() {
+    let workflows = fast_workflows();
+    let dir = workflows.path().display().to_string();
+    let env = start_with(
+        TestDatabase::create().await,
+        &[("TOLLGATE_WORKFLOWS_DIR", &dir)],
+    )
+    .await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    env.comments(1).await;
+    let org = workflows.path().join("org.yaml");
+    let text = std::fs::read_to_string(&org).expect("org");
+    let moved = text.replace(
+        "email: erin.evans@acme.example, name: Erin Evans, title: Accountant, department: Finance, cost_center: CC-210, manager: dan.diaz@acme.example",
+        "email: erin.evans@acme.example, name: Erin Evans, title: Accountant, department: Finance, cost_center: CC-210, manager: frank.fox@acme.example",
+    );
+    assert_ne!(moved, text, "the test edits Erin's manager");
+    std::fs::write(&org, moved).expect("write");
+    tollgate::cli::org_sync(&env.app.state.config, false)
+        .await
+        .expect("the CLI synced");
+    let told = eventually(Duration::from_secs(20), || async {
+        env.comments(1).await.into_iter().find(|c| {
+            c.contains("The org chart changed: stage 1 (manager) now goes to Frank Fox, instead of Dan Diaz.")
+        })
+    })
+    .await;
+    assert!(told.is_some(), "the ticket was told the stage moved");
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-2",
+        &comment_created("IT-7", DAN, "/approve"),
+    )
+    .await;
+    let refused = eventually(Duration::from_secs(10), || async {
+        env.comments(1)
+            .await
+            .into_iter()
+            .find(|c| c.starts_with("Dan Diaz, your decision was not counted"))
+    })
+    .await;
+    assert!(refused.is_some(), "Dan's approval was refused");
+    assert_eq!(env.request().await.stage, 0);
+}
+
 #[tokio::test]
 async fn a_decision_arriving_before_its_ticket_is_applied_after_taking_it_in() {
     let workflows = fast_workflows();

@@ -194,6 +194,10 @@ async fn start(resource: &str) -> Option<Env> {
 }
 
 async fn start_on(idp: &str, resource: &str) -> Option<Env> {
+    start_with(idp, resource, &[]).await
+}
+
+async fn start_with(idp: &str, resource: &str, extra: &[(&'static str, &str)]) -> Option<Env> {
     let idp = Idp::start(idp).await?;
     let keys = InstallKeyServer::start().await.expect("key server");
     keys.publish("k1", TEST_KEY_1.1);
@@ -220,6 +224,7 @@ async fn start_on(idp: &str, resource: &str) -> Option<Env> {
         ("TOLLGATE_ATLASSIAN_CLOUD_ID", "acme-cloud".into()),
         ("TOLLGATE_SECRET_KEY", support::test_secret_key()),
     ]);
+    settings.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let settings: Vec<(String, String)> = settings
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -751,11 +756,11 @@ async fn a_leaver_loses_access_after_an_org_sync() {
     )
     .await
     .expect("sync");
-    assert!(state.org.refresh(&state.store).await.expect("refresh"));
-    let touched = tollgate::grants::leavers::revoke_leavers(state)
+    // One leaver is below the brake: their access goes at once.
+    let applied = tollgate::engine::org_change::apply(state)
         .await
-        .expect("leavers");
-    assert_eq!(touched, 1);
+        .expect("applied");
+    assert_eq!(applied.held, 0, "{applied:?}");
     let revoked = env.reaches(State::Revoked).await;
     assert_eq!(
         revoked.end_cause,
@@ -872,5 +877,92 @@ async fn the_sweep_flags_access_removed_outside_tollgate_once() {
         env.request().await.state,
         State::Active,
         "not re-granted, not revoked"
+    );
+}
+
+/// A sync that makes two of the three people leavers at once (the brake allows one here) is
+/// not believed: nothing is revoked in the IdP or in Atlassian, an alert is raised, and the
+/// removals wait for a person; approved, they go.
+#[tokio::test]
+async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
+    let Some(env) = start_with(
+        "ldap",
+        "fin-tools",
+        &[("TOLLGATE_IDP_LEAVER_BRAKE_MIN", "1")],
+    )
+    .await
+    else {
+        return;
+    };
+    env.approved_and_active().await;
+    let state = &env.app.state;
+    tollgate::engine::org_change::apply(state)
+        .await
+        .expect("the first snapshot applied");
+    let mut ldap = env.idp.ldap().admin().await;
+    for uid in ["dev", "vp"] {
+        ldap.delete(&format!("uid={uid},ou=people,{}", slapd::BASE))
+            .await
+            .expect("delete")
+            .success()
+            .expect("deleted");
+    }
+    let connector = tollgate::idp::Connector::new(&state.config.idp.source);
+    let report = tollgate::orgchart::sync::sync(
+        &state.store,
+        &connector,
+        &*state.clock,
+        true,
+        &tollgate::orgchart::sync::Quiet,
+    )
+    .await
+    .expect("sync");
+    let version = report.version.expect("a new snapshot");
+    let applied = tollgate::engine::org_change::apply(state)
+        .await
+        .expect("applied");
+    assert_eq!(applied.held, 2, "{applied:?}");
+    // The sweep honours the hold too.
+    tollgate::grants::sweep::sweep(state).await.expect("sweep");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.request().await.state, State::Active);
+    assert_eq!(env.holds_atlassian_access(), [true, true, true, true]);
+    let holds = tollgate::store::org_changes::holds(&state.store)
+        .await
+        .expect("holds");
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].version, version);
+    let alerts: Vec<serde_json::Value> = tollgate::alerts::raised(&state.store, "leaver_brake")
+        .await
+        .expect("events");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        state
+            .metrics
+            .render()
+            .contains(r#"tollgate_alerts_total{kind="leaver_brake"} 1"#)
+    );
+
+    // Approved (as `tollgate org leavers --approve` does): the service removes the access.
+    let mut out = Vec::new();
+    tollgate::cli::org_leavers(&state.config, Some(version), "auditor", &mut out)
+        .await
+        .expect("approved");
+    let revoked = env.reaches(State::Revoked).await;
+    assert_eq!(
+        revoked.end_cause,
+        Some(tollgate::engine::machine::EndCause::Leaver)
+    );
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
+    let mut out = Vec::new();
+    tollgate::cli::org_leavers(&state.config, None, "auditor", &mut out)
+        .await
+        .expect("listed");
+    let listed = String::from_utf8_lossy(&out);
+    assert!(
+        listed.contains(&format!(
+            "snapshot {version}: 2 of 3 active people, done (by auditor)"
+        )),
+        "{listed}"
     );
 }

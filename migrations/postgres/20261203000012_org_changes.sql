@@ -1,0 +1,21 @@
+-- What an org chart snapshot led to is applied once, by whichever process runs the job: the
+-- leavers it makes and the open stages it re-routes. This row says which snapshot that was.
+CREATE TABLE org_applied (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL
+);
+
+-- A snapshot that would make too many people leavers at once: their removals wait here for a
+-- person to approve them (or are dropped when the people come back).
+CREATE TABLE org_holds (
+    version BIGINT PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL,
+    -- JSON: [{"id", "email", "name"}] of the people held
+    people TEXT NOT NULL,
+    active_before BIGINT NOT NULL,
+    -- held | approved | done | dropped
+    state TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at TIMESTAMPTZ
+);

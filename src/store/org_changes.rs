@@ -1,0 +1,214 @@
+//! Which org chart snapshot has been applied (its leavers processed, its open stages
+//! re-routed), and the removals held back by the leaver brake.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError, Tx};
+use crate::{on_db, on_tx};
+
+/// The version whose consequences were applied last, if any.
+pub async fn applied(store: &Store) -> Result<Option<i64>, StoreError> {
+    let row: Option<(i64,)> = on_db!(store.db(), |pool| {
+        sqlx::query_as("SELECT version FROM org_applied WHERE id = 1")
+            .fetch_optional(pool)
+            .await
+    })?;
+    Ok(row.map(|r| r.0))
+}
+
+pub async fn set_applied(tx: &mut Tx, version: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO org_applied (id, version, applied_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
+             applied_at = excluded.applied_at",
+        )
+        .bind(version)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// A person whose removal is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldPerson {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldState {
+    /// Waiting for a person to approve.
+    Held,
+    /// Approved: the next apply removes their access.
+    Approved,
+    /// Their access was removed.
+    Done,
+    /// Everyone came back before it was approved.
+    Dropped,
+}
+
+impl HoldState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Approved => "approved",
+            Self::Done => "done",
+            Self::Dropped => "dropped",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "held" => Self::Held,
+            "approved" => Self::Approved,
+            "done" => Self::Done,
+            "dropped" => Self::Dropped,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The snapshot that would have made them leavers: the hold's id.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub people: Vec<HeldPerson>,
+    /// Active people in the chart before that snapshot.
+    pub active_before: i64,
+    pub state: HoldState,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+type HoldRow = (
+    i64,
+    DateTime<Utc>,
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<DateTime<Utc>>,
+);
+
+fn hold(row: HoldRow) -> Result<Hold, StoreError> {
+    let (version, created_at, people, active_before, state, decided_by, decided_at) = row;
+    let corrupt = |what: String| StoreError::Database(sqlx::Error::Decode(what.into()));
+    Ok(Hold {
+        version,
+        created_at,
+        people: serde_json::from_str(&people)
+            .map_err(|e| corrupt(format!("org hold {version}: {e}")))?,
+        active_before,
+        state: HoldState::parse(&state)
+            .ok_or_else(|| corrupt(format!("org hold {version}: state `{state}`")))?,
+        decided_by,
+        decided_at,
+    })
+}
+
+/// Every hold, newest first.
+pub async fn holds(store: &Store) -> Result<Vec<Hold>, StoreError> {
+    let rows: Vec<HoldRow> = on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT version, created_at, people, active_before, state, decided_by, decided_at \
+             FROM org_holds ORDER BY version DESC",
+        )
+        .fetch_all(pool)
+        .await
+    })?;
+    rows.into_iter().map(hold).collect()
+}
+
+/// Holds still waiting or approved but not yet carried out.
+pub async fn open_holds(tx: &mut Tx) -> Result<Vec<Hold>, StoreError> {
+    let rows: Vec<HoldRow> = on_tx!(tx, |conn| {
+        sqlx::query_as(
+            "SELECT version, created_at, people, active_before, state, decided_by, decided_at \
+             FROM org_holds WHERE state IN ('held', 'approved') ORDER BY version",
+        )
+        .fetch_all(&mut *conn)
+        .await
+    })?;
+    rows.into_iter().map(hold).collect()
+}
+
+/// Records a new hold; a hold for the same snapshot already there is kept as it is.
+pub async fn insert_hold(tx: &mut Tx, hold: &Hold) -> Result<bool, StoreError> {
+    let people = serde_json::to_string(&hold.people)
+        .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.to_string().into())))?;
+    let inserted = on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO org_holds (version, created_at, people, active_before, state) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(hold.version)
+        .bind(hold.created_at)
+        .bind(&people)
+        .bind(hold.active_before)
+        .bind(hold.state.as_str())
+        .execute(&mut *conn)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(inserted == 1)
+}
+
+/// Sets who is held and the state (people who came back leave the hold).
+pub async fn update_hold(
+    tx: &mut Tx,
+    version: i64,
+    people: &[HeldPerson],
+    state: HoldState,
+) -> Result<(), StoreError> {
+    let people = serde_json::to_string(people)
+        .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.to_string().into())))?;
+    on_tx!(tx, |conn| {
+        sqlx::query("UPDATE org_holds SET people = $1, state = $2 WHERE version = $3")
+            .bind(&people)
+            .bind(state.as_str())
+            .bind(version)
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// Approves a waiting hold; `false` when there is no such hold waiting.
+pub async fn approve_hold(
+    store: &Store,
+    version: i64,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let changed = on_db!(store.db(), |pool| {
+        sqlx::query(
+            "UPDATE org_holds SET state = 'approved', decided_by = $1, decided_at = $2 \
+             WHERE version = $3 AND state = 'held'",
+        )
+        .bind(by)
+        .bind(now)
+        .bind(version)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(changed == 1)
+}
+
+/// The people whose removal is held (lower-case emails): leavers not to act on yet.
+pub async fn held_emails(store: &Store) -> Result<std::collections::HashSet<String>, StoreError> {
+    Ok(holds(store)
+        .await?
+        .into_iter()
+        .filter(|h| h.state == HoldState::Held)
+        .flat_map(|h| h.people.into_iter().map(|p| p.email.to_ascii_lowercase()))
+        .collect())
+}
