@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use crate::orgchart::{Email, OrgIndex, file as org_file};
+use crate::orgchart::{Email, OrgIndex, OrgSnapshot, file as org_file};
+use crate::store::org::SnapshotInfo;
 use crate::workflow::{self, Decision, RequestedDuration, RouteRequest, Routing};
 use crate::yamlfile::{Diagnostic, Severity, has_errors};
 
@@ -79,7 +80,7 @@ pub struct SimulateArgs {
     /// Workflows directory [default: TOLLGATE_WORKFLOWS_DIR, else ./workflows].
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Org chart [default: DIR/org.yaml if present].
+    /// Org chart [default: the synced one in the configured database, else DIR/org.yaml].
     #[arg(long, value_name = "ORG.yaml")]
     pub org: Option<PathBuf>,
     /// Email of the person filing the request.
@@ -106,9 +107,12 @@ pub struct SimulateArgs {
 
 /// Exit status of `workflows simulate`: 0 when a routing decision was made (whatever it is),
 /// 1 when the inputs or the files are invalid.
+/// `synced` is the org chart the database holds, used unless `--org` names a file; which chart
+/// was used is said on `err`.
 pub fn simulate(
     args: &SimulateArgs,
     default_dir: &Path,
+    synced: Option<(SnapshotInfo, OrgSnapshot)>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<i32> {
@@ -117,13 +121,29 @@ pub fn simulate(
         writeln!(err, "tollgate: {message}")?;
         Ok(1)
     };
-    let Some(org_path) = args.org.clone().or_else(|| find_org_file(dir)) else {
-        return fail(err, "an org chart is needed: pass --org ORG.yaml".into());
+    let snapshot = match (&args.org, synced) {
+        (None, Some((info, snapshot))) => {
+            writeln!(
+                err,
+                "org chart: the synced one (snapshot {} from {}, taken {})",
+                info.version,
+                info.source,
+                info.taken_at.format("%Y-%m-%d %H:%M UTC")
+            )?;
+            snapshot
+        }
+        (given, _) => {
+            let Some(org_path) = given.clone().or_else(|| find_org_file(dir)) else {
+                return fail(err, "an org chart is needed: pass --org ORG.yaml".into());
+            };
+            writeln!(err, "org chart: {}", org_path.display())?;
+            match org_file::load(&org_path) {
+                Ok((snapshot, _)) => snapshot,
+                Err(diagnostics) => return fail(err, render(&diagnostics)),
+            }
+        }
     };
-    let index = match org_file::load(&org_path) {
-        Ok((snapshot, _)) => OrgIndex::build(snapshot),
-        Err(diagnostics) => return fail(err, render(&diagnostics)),
-    };
+    let index = OrgIndex::build(snapshot);
     let outcome = workflow::load_dir(dir, Some(&index));
     let Some(workflows) = outcome.workflows else {
         return fail(
@@ -587,4 +607,53 @@ pub async fn org_leavers(
     .await;
     store.close().await;
     result
+}
+
+/// The newest org chart a sync stored in the configured database, if any. A SQLite database
+/// that does not exist yet is not created for the asking.
+pub async fn synced_org(
+    config: &crate::config::Config,
+) -> Result<Option<(SnapshotInfo, OrgSnapshot)>, String> {
+    use crate::config::DatabaseUrl;
+    use crate::store::Store;
+    if let DatabaseUrl::Sqlite(url) = &config.database.url {
+        let exists = config
+            .database
+            .url
+            .sqlite_file()
+            .is_some_and(|file| file.exists());
+        if url.contains(":memory:") || !exists {
+            return Ok(None);
+        }
+    }
+    let store = Store::connect(&config.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    let latest = crate::store::org::latest(&store).await;
+    store.close().await;
+    latest.map_err(|e| e.to_string())
+}
+
+/// Prints the synced org chart in `org.yaml`'s shape (or as JSON).
+pub async fn org_show(
+    config: &crate::config::Config,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let Some((info, snapshot)) = synced_org(config).await? else {
+        return Err("no org chart has been synced into this database (`tollgate org sync`)".into());
+    };
+    let shown = org_file::render(&snapshot);
+    let text = if json {
+        serde_json::to_string_pretty(&shown).map_err(|e| e.to_string())? + "\n"
+    } else {
+        format!(
+            "# snapshot {} from {}, taken {}\n{}",
+            info.version,
+            info.source,
+            info.taken_at.to_rfc3339(),
+            serde_saphyr::to_string(&shown).map_err(|e| e.to_string())?
+        )
+    };
+    out.write_all(text.as_bytes()).map_err(|e| e.to_string())
 }

@@ -149,6 +149,11 @@ enum OrgCommand {
         #[arg(long)]
         full: bool,
     },
+    /// Print the synced org chart in org.yaml's shape (or JSON).
+    Show {
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: ShowFormat,
+    },
     /// List the leavers whose removal the leaver brake holds, or approve one held sync's
     /// removals (`--approve VERSION`, the snapshot version the list shows).
     Leavers {
@@ -158,6 +163,12 @@ enum OrgCommand {
         #[arg(long, requires = "approve")]
         by: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ShowFormat {
+    Yaml,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,7 +216,7 @@ async fn main() -> ExitCode {
         }
         Command::Worker => run(config, Mode::WorkerOnly).await,
         Command::Migrate => migrate(&config).await,
-        Command::Workflows(command) => return workflows(command, &config),
+        Command::Workflows(command) => return workflows(command, &config).await,
         Command::Audit(AuditCommand::Verify { tenant }) => {
             let mut out = std::io::stdout().lock();
             return match tollgate::cli::audit_verify(&config, tenant.as_deref(), &mut out).await {
@@ -251,6 +262,12 @@ async fn main() -> ExitCode {
         Command::Org(OrgCommand::Sync { full }) => tollgate::cli::org_sync(&config, full)
             .await
             .map_err(Into::into),
+        Command::Org(OrgCommand::Show { format }) => {
+            let mut out = std::io::stdout().lock();
+            tollgate::cli::org_show(&config, matches!(format, ShowFormat::Json), &mut out)
+                .await
+                .map_err(Into::into)
+        }
         Command::Org(OrgCommand::Leavers { approve, by }) => {
             let by = by
                 .or_else(|| std::env::var("USER").ok())
@@ -341,7 +358,7 @@ async fn report(command: ReportCommand, config: &Config) -> ExitCode {
     }
 }
 
-fn workflows(command: WorkflowsCommand, config: &Config) -> ExitCode {
+async fn workflows(command: WorkflowsCommand, config: &Config) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let result = match command {
         WorkflowsCommand::Check { dir, org } => {
@@ -352,12 +369,24 @@ fn workflows(command: WorkflowsCommand, config: &Config) -> ExitCode {
             let dir = dir.unwrap_or_else(|| config.workflows_dir.clone());
             tollgate::cli::jsm_options(&dir, &mut out)
         }
-        WorkflowsCommand::Simulate(args) => tollgate::cli::simulate(
-            &args,
-            &config.workflows_dir,
-            &mut out,
-            &mut std::io::stderr(),
-        ),
+        WorkflowsCommand::Simulate(args) => {
+            let synced = match &args.org {
+                Some(_) => None,
+                None => tollgate::cli::synced_org(config).await.unwrap_or_else(|e| {
+                    eprintln!(
+                        "tollgate: the synced org chart cannot be read ({e}); trying org.yaml"
+                    );
+                    None
+                }),
+            };
+            tollgate::cli::simulate(
+                &args,
+                &config.workflows_dir,
+                synced,
+                &mut out,
+                &mut std::io::stderr(),
+            )
+        }
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

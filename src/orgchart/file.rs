@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 use super::{Department, Email, EmploymentType, Group, OrgSnapshot, Person, PersonId};
@@ -186,6 +186,102 @@ pub fn load(path: &Path) -> Result<(OrgSnapshot, Vec<Diagnostic>), Vec<Diagnosti
     }
 }
 
+/// A snapshot in `org.yaml`'s own shape (people named by email), for `tollgate org show`:
+/// what a sync stored can be read, diffed, or used as an `org.yaml` itself. A reference to
+/// someone the snapshot does not hold has no email to name them by and is left out.
+#[derive(Debug, Serialize)]
+pub struct OrgFileOut {
+    people: Vec<PersonOut>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<GroupOut>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    departments: Vec<DepartmentOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct PersonOut {
+    email: String,
+    id: String,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    department: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_center: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manager: Option<String>,
+    active: bool,
+    employment_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    atlassian_account_id: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+struct GroupOut {
+    name: String,
+    id: String,
+    members: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    owners: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct DepartmentOut {
+    name: String,
+    head: String,
+}
+
+pub fn render(snapshot: &OrgSnapshot) -> OrgFileOut {
+    let emails: HashMap<&PersonId, &str> = snapshot
+        .people
+        .iter()
+        .map(|p| (&p.id, p.email.as_str()))
+        .collect();
+    let email = |id: &PersonId| emails.get(id).map(|e| e.to_string());
+    OrgFileOut {
+        people: snapshot
+            .people
+            .iter()
+            .map(|p| PersonOut {
+                email: p.email.as_str().to_string(),
+                id: p.id.0.clone(),
+                name: p.display_name.clone(),
+                title: p.title.clone(),
+                department: p.department.clone(),
+                cost_center: p.cost_center.clone(),
+                manager: p.manager.as_ref().and_then(email),
+                active: p.active,
+                employment_type: p.employment_type.as_str().to_string(),
+                atlassian_account_id: p.atlassian_account_id.as_ref().map(|a| a.0.clone()),
+                attributes: p.attributes.clone(),
+            })
+            .collect(),
+        groups: snapshot
+            .groups
+            .iter()
+            .map(|g| GroupOut {
+                name: g.name.clone(),
+                id: g.id.clone(),
+                members: g.members.iter().filter_map(email).collect(),
+                owners: g.owners.iter().filter_map(email).collect(),
+            })
+            .collect(),
+        departments: snapshot
+            .departments
+            .iter()
+            .filter_map(|d| {
+                Some(DepartmentOut {
+                    name: d.name.clone(),
+                    head: email(&d.head)?,
+                })
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +348,15 @@ departments:
             "{rendered:?}"
         );
         assert!(rendered[1].contains("listed twice"), "{rendered:?}");
+    }
+
+    #[test]
+    fn a_rendered_snapshot_reads_back_as_the_same_org_chart() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/org.yaml"));
+        let (snapshot, _) = load(path).expect("the shipped org.yaml");
+        let yaml = serde_saphyr::to_string(&render(&snapshot)).expect("rendered");
+        let (again, diagnostics) = parse(Path::new("shown.yaml"), &yaml);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}\n{yaml}");
+        assert_eq!(again, Some(snapshot));
     }
 }

@@ -532,6 +532,61 @@ fn org_sync_from_the_command_line() {
     let out = run(&["org", "sync", "--full"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("snapshot 2 is now current"));
 
+    // What was synced can be seen, in org.yaml's shape or as JSON.
+    let shown = run(&["org", "show"]);
+    assert!(shown.status.success());
+    let yaml = String::from_utf8_lossy(&shown.stdout);
+    assert!(yaml.starts_with("# snapshot 2 from file:"), "{yaml}");
+    assert!(yaml.contains("email: erin.evans@acme.example"), "{yaml}");
+    assert!(yaml.contains("manager: dan.diaz@acme.example"), "{yaml}");
+    let shown = run(&["org", "show", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(json["people"].as_array().map(Vec::len), Some(34));
+    // `workflows simulate` routes with the synced chart, and says so.
+    let simulated = run(&[
+        "workflows",
+        "simulate",
+        "--requester",
+        "erin.evans@acme.example",
+        "--resource",
+        "netsuite",
+    ]);
+    let told = String::from_utf8_lossy(&simulated.stderr);
+    assert!(simulated.status.success(), "{told}");
+    assert!(
+        told.contains("org chart: the synced one (snapshot 2 from file:"),
+        "{told}"
+    );
+    // Without a database, it is the file beside the workflows.
+    let empty = tempfile::tempdir().expect("dir");
+    let fresh = format!("sqlite://{}", empty.path().join("none.db").display());
+    let simulated = support::binary()
+        .args([
+            "workflows",
+            "simulate",
+            "--requester",
+            "erin.evans@acme.example",
+            "--resource",
+            "netsuite",
+        ])
+        .env("DATABASE_URL", &fresh)
+        .env("TOLLGATE_WORKFLOWS_DIR", "workflows")
+        .output()
+        .expect("runs");
+    let told = String::from_utf8_lossy(&simulated.stderr);
+    assert!(told.contains("org chart: workflows/org.yaml"), "{told}");
+    assert!(
+        !empty.path().join("none.db").exists(),
+        "no database was created"
+    );
+    let none = support::binary()
+        .args(["org", "show"])
+        .env("DATABASE_URL", &fresh)
+        .output()
+        .expect("runs");
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no org chart has been synced"));
+
     let bad = support::binary()
         .args(["org", "sync"])
         .env("DATABASE_URL", &url)
