@@ -88,7 +88,9 @@ pub struct FakeOkta {
     /// Service apps: client id → public key PEM.
     service_apps: HashMap<String, String>,
     issued: Vec<(String, DateTime<Utc>)>,
-    /// Per family, requests a minute; families not named get `default_limit`.
+    /// Seconds a rate-limit window lasts (Okta's are a minute; tests shorten them).
+    window_seconds: i64,
+    /// Per family, requests a window; families not named get `default_limit`.
     limits: HashMap<String, u32>,
     default_limit: u32,
     windows: HashMap<String, Window>,
@@ -126,6 +128,7 @@ impl FakeOkta {
             issued: Vec::new(),
             limits: HashMap::new(),
             default_limit: 1_000_000,
+            window_seconds: 60,
             windows: HashMap::new(),
             counters: LimitCounters::default(),
             next_id: 0,
@@ -154,6 +157,13 @@ impl FakeOkta {
         ]);
         self.default_limit = 600;
         self
+    }
+
+    /// Every family gets `per_window` requests in windows of `seconds`.
+    pub fn set_budget(&mut self, per_window: u32, seconds: i64) {
+        self.limits.clear();
+        self.default_limit = per_window;
+        self.window_seconds = seconds.max(1);
     }
 
     pub fn limit(mut self, family: &str, per_minute: u32) -> Self {
@@ -271,7 +281,7 @@ impl FakeOkta {
             .get(&family)
             .copied()
             .unwrap_or(self.default_limit);
-        let minute = now.timestamp().div_euclid(60);
+        let minute = now.timestamp().div_euclid(self.window_seconds);
         let window = self.windows.entry(family).or_default();
         if window
             .backoff_until
@@ -283,7 +293,7 @@ impl FakeOkta {
             window.minute = minute;
             window.used = 0;
         }
-        let reset = (minute + 1) * 60;
+        let reset = (minute + 1) * self.window_seconds;
         let headers = |remaining: u32| {
             vec![
                 ("X-Rate-Limit-Limit".to_string(), limit.to_string()),

@@ -30,7 +30,14 @@ struct Family {
 #[derive(Debug, Default)]
 pub struct Pacer {
     families: HashMap<String, Family>,
+    /// The vendor states each family's budget on every answer (Okta): until a family's first
+    /// answer says it, one call at a time; and in a new window whose budget is spent by the
+    /// calls still on their way, wait for an answer instead of guessing.
+    announced: bool,
 }
+
+/// How soon to ask again while waiting for an answer that tells the budget.
+const AWAIT_ANSWER: Duration = Duration::from_millis(20);
 
 /// What the vendor said about a family's window, read off a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +48,14 @@ pub struct Window {
 }
 
 impl Pacer {
+    /// For a vendor that announces its budget on every answer.
+    pub fn announced() -> Self {
+        Self {
+            announced: true,
+            ..Self::default()
+        }
+    }
+
     /// Reserves a call in `family`: `None` to send it now, else how long to wait before asking
     /// again.
     pub fn reserve(&mut self, family: &str, now: DateTime<Utc>) -> Option<Duration> {
@@ -54,6 +69,14 @@ impl Pacer {
             // A new window: its budget is the limit, less what is still on its way.
             f.remaining = f.limit.map(|l| l.saturating_sub(f.in_flight));
             f.reset = None;
+        }
+        if self.announced && f.in_flight > 0 {
+            let unknown = f.limit.is_none();
+            // A new window whose reset no answer has told yet, with its budget spent.
+            let spent = f.reset.is_none() && f.remaining == Some(0);
+            if unknown || spent {
+                return Some(AWAIT_ANSWER);
+            }
         }
         if let (Some(0), Some(reset)) = (f.remaining, f.reset) {
             let at = reset + RESET_MARGIN;
@@ -104,6 +127,38 @@ mod tests {
 
     fn at(ms: i64) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(1_800_000_000_000 + ms).expect("valid")
+    }
+
+    #[test]
+    fn an_announcing_vendor_is_probed_once_and_never_overrun() {
+        let mut p = Pacer::announced();
+        assert_eq!(p.reserve("users", at(0)), None);
+        // Nothing is known of the budget until the first answer: the rest wait for it.
+        assert_eq!(p.reserve("users", at(1)), Some(AWAIT_ANSWER));
+        let window = |remaining, reset_ms| Window {
+            limit: 5,
+            remaining,
+            reset: at(reset_ms),
+        };
+        p.answered("users", Some(window(4, 2_000)));
+        let sent = (0..8)
+            .filter(|_| p.reserve("users", at(10)).is_none())
+            .count();
+        assert_eq!(sent, 4, "the budget of the window, no more");
+        // The window turns over with all four still on their way: the new window's five are
+        // shared with them, and once spent nobody goes before an answer tells the reset.
+        let sent = (0..8)
+            .filter(|_| p.reserve("users", at(2_300)).is_none())
+            .count();
+        assert_eq!(sent, 1, "5 in the new window less the 4 in flight");
+        assert_eq!(p.reserve("users", at(2_301)), Some(AWAIT_ANSWER));
+        for _ in 0..5 {
+            p.answered("users", Some(window(0, 4_000)));
+        }
+        assert!(
+            p.reserve("users", at(2_400))
+                .is_some_and(|w| w > Duration::from_secs(1))
+        );
     }
 
     #[test]

@@ -325,7 +325,10 @@ impl RestClient {
                 .build()
                 .unwrap_or_default(),
             credential,
-            pacer: std::sync::Mutex::new(Pacer::default()),
+            pacer: std::sync::Mutex::new(match vendor {
+                Vendor::Okta => Pacer::announced(),
+                _ => Pacer::default(),
+            }),
             policy: RetryPolicy {
                 // Long enough for an Okta window (a minute) to reset.
                 max_attempts: 6,

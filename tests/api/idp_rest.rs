@@ -912,3 +912,37 @@ async fn google_a_broken_page_fails_the_read() {
     )
     .await;
 }
+
+/// With a budget of 5 calls per 2-second window in every family and 8 calls wanted at once,
+/// the connector learns the budget from its first answer and never overruns it: no 429.
+#[tokio::test]
+async fn okta_pacing_stays_within_a_known_budget() {
+    let org = okta_org().await;
+    {
+        let mut okta = org.server.vendor();
+        // Enough groups that reading their members wants eight calls at once.
+        for i in 0..8 {
+            okta.add_group(&format!("team-{i}"), "OKTA_GROUP", &[&org.people.dev.0]);
+        }
+        okta.set_budget(5, 2);
+    }
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let directory = OktaDirectory::new(okta_config(&org.server.url(), 200));
+    let report = sync::sync(&store, &directory, &SystemClock, true, &Quiet)
+        .await
+        .expect("synced");
+    assert_eq!(report.people, 8);
+    let throttled = org.server.vendor().counters.clone();
+    assert_eq!(throttled.throttled, 0, "{throttled:?}");
+    let group_calls = org
+        .server
+        .recorded()
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v1/groups/"))
+        .count();
+    assert!(
+        group_calls > 5,
+        "more calls than one window's budget: {group_calls}"
+    );
+}
