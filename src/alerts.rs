@@ -19,12 +19,19 @@ pub enum Alert {
         active_before: usize,
         limit: usize,
     },
+    /// The periodic org sync failed this many times in a row: the org chart is getting old.
+    SyncFailing {
+        source: String,
+        failures: i64,
+        error: String,
+    },
 }
 
 impl Alert {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::LeaverBrake { .. } => "leaver_brake",
+            Self::SyncFailing { .. } => "sync_failing",
         }
     }
 
@@ -40,6 +47,14 @@ impl Alert {
                  people leavers (more than {limit}): their access stays until someone runs \
                  `tollgate org leavers --approve {version}`"
             ),
+            Self::SyncFailing {
+                source,
+                failures,
+                error,
+            } => format!(
+                "the org sync from {source} failed {failures} times in a row (last: {error}); \
+                 routing and leavers use the chart from before the failures"
+            ),
         }
     }
 
@@ -52,6 +67,11 @@ impl Alert {
                 limit,
             } => json!({"version": version, "leavers": leavers,
                 "active_before": active_before, "limit": limit}),
+            Self::SyncFailing {
+                source,
+                failures,
+                error,
+            } => json!({"source": source, "failures": failures, "error": error}),
         }
     }
 }

@@ -19,3 +19,11 @@ CREATE TABLE org_holds (
     decided_by TEXT,
     decided_at TIMESTAMPTZ
 );
+
+-- Consecutive failed syncs per source: the periodic sync raises an alert at the Nth.
+CREATE TABLE org_sync_failures (
+    source TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_error TEXT NOT NULL,
+    since TIMESTAMPTZ NOT NULL
+);

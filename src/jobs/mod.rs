@@ -656,9 +656,16 @@ async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
     let last_full = crate::store::org::last_full_sync(&state.store, &connector.source()).await?;
     let full = last_full.is_none_or(|at| state.clock.now() - at > FULL_SYNC_EVERY);
     let quiet = crate::orgchart::sync::Quiet;
-    match crate::orgchart::sync::sync(&state.store, &connector, &*state.clock, full, &quiet).await {
+    let source = connector.source();
+    let result =
+        crate::orgchart::sync::sync(&state.store, &connector, &*state.clock, full, &quiet).await;
+    if let Err(e) = &result {
+        sync_failed(state, &source, &e.to_string()).await?;
+    }
+    match result {
         Ok(report) => {
             tracing::info!(?report, "org chart synced");
+            crate::store::org_changes::sync_succeeded(&state.store, &source).await?;
             org_apply(state).await
         }
         Err(e) if e.is_retryable() => Err(e.into()),
@@ -669,6 +676,30 @@ async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
             Ok(())
         }
     }
+}
+
+/// Failed syncs in a row before an alert.
+const SYNC_FAILURES_ALERT: i64 = 3;
+
+/// Counts a failed sync, and at the third in a row raises an alert (once per streak).
+async fn sync_failed(state: &AppState, source: &str, error: &str) -> Result<(), BoxDynError> {
+    use crate::alerts::{self, Alert};
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let failures = crate::store::org_changes::sync_failed(&mut tx, source, error, now).await?;
+    let alert = (failures == SYNC_FAILURES_ALERT).then(|| Alert::SyncFailing {
+        source: source.to_string(),
+        failures,
+        error: error.to_string(),
+    });
+    if let Some(alert) = &alert {
+        alerts::record(&mut tx, alert, now).await?;
+    }
+    tx.commit().await?;
+    if let Some(alert) = &alert {
+        alerts::announce(&state.metrics, alert);
+    }
+    Ok(())
 }
 
 /// Applies the newest org chart: leavers (with the brake), then open stages.

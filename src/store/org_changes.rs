@@ -212,3 +212,38 @@ pub async fn held_emails(store: &Store) -> Result<std::collections::HashSet<Stri
         .flat_map(|h| h.people.into_iter().map(|p| p.email.to_ascii_lowercase()))
         .collect())
 }
+
+/// Records a failed sync of `source`; returns how many failed in a row, this one included.
+pub async fn sync_failed(
+    tx: &mut Tx,
+    source: &str,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let (failures,): (i64,) = on_tx!(tx, |conn| {
+        sqlx::query_as(
+            "INSERT INTO org_sync_failures (source, failures, last_error, since) \
+             VALUES ($1, 1, $2, $3) \
+             ON CONFLICT (source) DO UPDATE SET failures = org_sync_failures.failures + 1, \
+             last_error = excluded.last_error RETURNING CAST(failures AS BIGINT)",
+        )
+        .bind(source)
+        .bind(error)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await
+    })?;
+    Ok(failures)
+}
+
+/// A sync of `source` succeeded: the count starts again.
+pub async fn sync_succeeded(store: &Store, source: &str) -> Result<(), StoreError> {
+    on_db!(store.db(), |pool| {
+        sqlx::query("DELETE FROM org_sync_failures WHERE source = $1")
+            .bind(source)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(())
+}

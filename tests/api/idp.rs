@@ -742,3 +742,38 @@ async fn scim_a_broken_page_fails_the_read() {
         );
     }
 }
+
+/// A periodic sync that keeps failing raises one alert at the third failure in a row.
+#[tokio::test]
+async fn a_sync_failing_three_times_in_a_row_raises_one_alert() {
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("no-such-org.yaml").display().to_string();
+    let app = support::spawn_app_with(
+        tollgate::app::Mode::All,
+        &[
+            ("TOLLGATE_IDP_FILE", &missing),
+            ("TOLLGATE_IDP_SYNC_INTERVAL", "1s"),
+        ],
+    )
+    .await;
+    let raised = support::eventually(std::time::Duration::from_secs(20), || async {
+        let alerts = tollgate::alerts::raised(&app.state.store, "sync_failing")
+            .await
+            .expect("read");
+        (!alerts.is_empty()).then_some(alerts)
+    })
+    .await
+    .expect("an alert was raised");
+    assert_eq!(raised[0]["details"]["failures"], 3, "{raised:?}");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let alerts = tollgate::alerts::raised(&app.state.store, "sync_failing")
+        .await
+        .expect("read");
+    assert_eq!(alerts.len(), 1, "once per streak: {alerts:?}");
+    assert!(
+        app.state
+            .metrics
+            .render()
+            .contains(r#"tollgate_alerts_total{kind="sync_failing"} 1"#)
+    );
+}
