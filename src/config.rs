@@ -266,6 +266,12 @@ pub const SETTINGS: &[Setting] = &[
         "How often `serve` runs an incremental org sync (a full one at least daily).",
     ),
     setting(
+        "idp.rate_limit",
+        "TOLLGATE_IDP_RATE_LIMIT",
+        None,
+        "For Entra ID and Google, which announce no budget: the calls to keep to, e.g. `100/10s` (their `Retry-After` and rate-limit answers are honoured either way).",
+    ),
+    setting(
         "idp.leaver_brake_share",
         "TOLLGATE_IDP_LEAVER_BRAKE_SHARE",
         Some("2%"),
@@ -1056,6 +1062,7 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
                 })
             })?;
             let concurrency = raw.require("idp.concurrency", parse_positive::<usize>)?;
+            let budget = raw.parse("idp.rate_limit", crate::idp::pacing::Budget::parse)?;
             IdpSource::Google(
                 raw.parse("idp.google_credentials_file", |path| {
                     let text = std::fs::read_to_string(path)
@@ -1068,6 +1075,7 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
                         page_size,
                         concurrency,
                     )
+                    .map(|config| crate::idp::google::GoogleConfig { budget, ..config })
                     .map_err(|e| format!("`{path}` {e}"))
                 })?
                 .ok_or_else(|| missing("idp.google_credentials_file"))?,
@@ -1087,6 +1095,7 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
                 })
             })?,
             concurrency: raw.require("idp.concurrency", parse_positive::<usize>)?,
+            budget: raw.parse("idp.rate_limit", crate::idp::pacing::Budget::parse)?,
         }),
         _ => IdpSource::File(
             raw.get("idp.file")

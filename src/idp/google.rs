@@ -38,6 +38,8 @@ pub struct GoogleConfig {
     pub api_url: String,
     pub page_size: u32,
     pub concurrency: usize,
+    /// Google announces no budget: the one to keep to (`TOLLGATE_IDP_RATE_LIMIT`).
+    pub budget: Option<crate::idp::pacing::Budget>,
 }
 
 impl GoogleConfig {
@@ -72,6 +74,7 @@ impl GoogleConfig {
                 .unwrap_or("https://oauth2.googleapis.com/token")
                 .to_string(),
             api_url,
+            budget: None,
             page_size,
             concurrency,
         })
@@ -110,7 +113,8 @@ impl GoogleDirectory {
                 Vendor::Google,
                 &format!("{}{API}", config.api_url.trim_end_matches('/')),
                 credential,
-            ),
+            )
+            .with_budget(config.budget),
             config,
             managers: std::sync::Mutex::new(HashMap::new()),
         }

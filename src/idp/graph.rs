@@ -33,6 +33,8 @@ pub struct GraphConfig {
     pub token_url: Option<String>,
     pub page_size: u32,
     pub concurrency: usize,
+    /// Graph announces no budget: the one to keep to (`TOLLGATE_IDP_RATE_LIMIT`).
+    pub budget: Option<crate::idp::pacing::Budget>,
 }
 
 #[derive(Debug)]
@@ -64,7 +66,8 @@ impl GraphDirectory {
             },
         ));
         Self {
-            client: RestClient::new(Vendor::Graph, &graph_url, credential),
+            client: RestClient::new(Vendor::Graph, &graph_url, credential)
+                .with_budget(config.budget),
             config,
         }
     }

@@ -34,6 +34,28 @@ pub struct Pacer {
     /// answer says it, one call at a time; and in a new window whose budget is spent by the
     /// calls still on their way, wait for an answer instead of guessing.
     announced: bool,
+    /// For a vendor that says nothing of its budget (Graph, Google): the one configured.
+    budget: Option<Budget>,
+}
+
+/// A budget of `calls` per window of `per`, from configuration (`100/10s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub calls: u32,
+    pub per: Duration,
+}
+
+impl Budget {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a budget like 100/10s");
+        let (calls, per) = text.split_once('/').ok_or_else(bad)?;
+        let calls: u32 = calls.trim().parse().map_err(|_| bad())?;
+        let per = crate::duration::parse(per.trim()).map_err(|_| bad())?;
+        if calls == 0 || per.is_zero() {
+            return Err(bad());
+        }
+        Ok(Self { calls, per })
+    }
 }
 
 /// How soon to ask again while waiting for an answer that tells the budget.
@@ -56,6 +78,15 @@ impl Pacer {
         }
     }
 
+    /// For a vendor that announces nothing: calls are kept within `budget` by Tollgate's own
+    /// count (and a `Retry-After` still holds everything).
+    pub fn budgeted(budget: Budget) -> Self {
+        Self {
+            budget: Some(budget),
+            ..Self::default()
+        }
+    }
+
     /// Reserves a call in `family`: `None` to send it now, else how long to wait before asking
     /// again.
     pub fn reserve(&mut self, family: &str, now: DateTime<Utc>) -> Option<Duration> {
@@ -65,10 +96,19 @@ impl Pacer {
         {
             return (at - now).to_std().ok();
         }
+        let own_window = self
+            .budget
+            .map(|b| TimeDelta::from_std(b.per).unwrap_or(TimeDelta::MAX));
+        if let (Some(budget), Some(window), None) = (self.budget, own_window, f.limit) {
+            f.limit = Some(budget.calls);
+            f.remaining = Some(budget.calls);
+            f.reset = Some(now + window);
+        }
         if f.reset.is_some_and(|reset| now >= reset) {
             // A new window: its budget is the limit, less what is still on its way.
             f.remaining = f.limit.map(|l| l.saturating_sub(f.in_flight));
-            f.reset = None;
+            // Our own windows follow one another; an announced one is told by the next answer.
+            f.reset = own_window.map(|w| now + w);
         }
         if self.announced && f.in_flight > 0 {
             let unknown = f.limit.is_none();
@@ -159,6 +199,26 @@ mod tests {
             p.reserve("users", at(2_400))
                 .is_some_and(|w| w > Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn a_configured_budget_holds_a_vendor_that_announces_none() {
+        let budget = Budget::parse("3/1s").expect("budget");
+        assert_eq!(budget.calls, 3);
+        assert!(Budget::parse("0/1s").is_err() && Budget::parse("lots").is_err());
+        let mut p = Pacer::budgeted(budget);
+        let sent = (0..5)
+            .filter(|_| p.reserve("graph", at(0)).is_none())
+            .count();
+        assert_eq!(sent, 3);
+        for _ in 0..3 {
+            p.answered("graph", None);
+        }
+        assert!(p.reserve("graph", at(500)).is_some(), "the window is spent");
+        let sent = (0..5)
+            .filter(|_| p.reserve("graph", at(1_300)).is_none())
+            .count();
+        assert_eq!(sent, 3, "a new window of three");
     }
 
     #[test]

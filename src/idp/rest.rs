@@ -10,7 +10,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::IdpError;
-use super::pacing::{Pacer, Window};
+use super::pacing::{Budget, Pacer, Window};
 use crate::atlassian::retry::{self, Outcome, RetryPolicy};
 use crate::config::Secret;
 use crate::connect::qsh::rfc3986;
@@ -315,6 +315,18 @@ pub struct RestClient {
 }
 
 impl RestClient {
+    /// A client for a vendor that announces no budget, kept within `budget` when one is
+    /// configured.
+    pub fn with_budget(self, budget: Option<Budget>) -> Self {
+        match budget {
+            Some(budget) => Self {
+                pacer: std::sync::Mutex::new(Pacer::budgeted(budget)),
+                ..self
+            },
+            None => self,
+        }
+    }
+
     pub fn new(vendor: Vendor, base: &str, credential: Credential) -> Self {
         Self {
             vendor,

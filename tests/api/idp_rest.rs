@@ -393,6 +393,7 @@ fn graph_config(url: &str, page_size: u32) -> GraphConfig {
         token_url: Some(format!("{url}/{TENANT}/oauth2/v2.0/token")),
         page_size,
         concurrency: 8,
+        budget: None,
     }
 }
 
@@ -608,6 +609,7 @@ fn google_config(url: &str, page_size: u32) -> GoogleConfig {
         api_url: url.to_string(),
         page_size,
         concurrency: 8,
+        budget: None,
     }
 }
 
@@ -945,4 +947,38 @@ async fn okta_pacing_stays_within_a_known_budget() {
         group_calls > 5,
         "more calls than one window's budget: {group_calls}"
     );
+}
+
+/// Graph announces no budget: with one configured (3 calls a second), no second holds more.
+#[tokio::test]
+async fn graph_keeps_to_a_configured_budget() {
+    let org = graph_org().await;
+    let budget = tollgate::idp::pacing::Budget::parse("3/1s").expect("budget");
+    let directory = GraphDirectory::new(GraphConfig {
+        budget: Some(budget),
+        ..graph_config(&org.server.url(), 3)
+    });
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let report = sync::sync(&store, &directory, &SystemClock, true, &Quiet)
+        .await
+        .expect("synced");
+    assert_eq!(report.people, 8);
+    let mut sent: Vec<_> = org
+        .server
+        .recorded()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/v1.0/"))
+        .map(|r| r.at)
+        .collect();
+    sent.sort();
+    assert!(sent.len() > 6, "{} calls", sent.len());
+    for window in sent.windows(4) {
+        // The 4th call after any call comes a window later (less what the wire may shift).
+        let gap = window[3] - window[0];
+        assert!(
+            gap >= chrono::TimeDelta::milliseconds(900),
+            "4 calls within {gap:?}"
+        );
+    }
 }
