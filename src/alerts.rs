@@ -1,7 +1,9 @@
 //! Alerts: what a person must look at, said the same way everywhere. An alert is an
 //! `alert.<kind>` audit event (committed with the change that raised it), the
 //! `tollgate_alerts_total{kind}` counter, and an `ALERT:` line at error level; open ones are
-//! counted by the `tollgate_alerts_open` gauge.
+//! counted by the `tollgate_alerts_open` gauge. With `TOLLGATE_ALERTS_SITE` and
+//! `TOLLGATE_ALERTS_JIRA_PROJECT` set, each also opens an issue there (a durable job, queued in
+//! the same transaction).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -16,6 +18,8 @@ pub enum Alert {
     LeaverBrake {
         version: i64,
         leavers: usize,
+        /// Grants their removal would revoke.
+        grants: usize,
         active_before: usize,
         limit: usize,
     },
@@ -40,12 +44,13 @@ impl Alert {
             Self::LeaverBrake {
                 version,
                 leavers,
+                grants,
                 active_before,
                 limit,
             } => format!(
                 "org chart snapshot {version} would make {leavers} of {active_before} active \
-                 people leavers (more than {limit}): their access stays until someone runs \
-                 `tollgate org leavers --approve {version}`"
+                 people leavers (the brake allows {limit}) and revoke {grants} grants: their \
+                 access stays until someone runs `tollgate org leavers --approve {version}`"
             ),
             Self::SyncFailing {
                 source,
@@ -63,9 +68,10 @@ impl Alert {
             Self::LeaverBrake {
                 version,
                 leavers,
+                grants,
                 active_before,
                 limit,
-            } => json!({"version": version, "leavers": leavers,
+            } => json!({"version": version, "leavers": leavers, "grants": grants,
                 "active_before": active_before, "limit": limit}),
             Self::SyncFailing {
                 source,
@@ -76,8 +82,23 @@ impl Alert {
     }
 }
 
-/// Records the alert in the audit log, in the caller's transaction.
-pub async fn record(tx: &mut Tx, alert: &Alert, now: DateTime<Utc>) -> Result<(), StoreError> {
+/// Records the alert in the audit log, in the caller's transaction, and queues its issue
+/// when alerts open one.
+pub async fn record(
+    tx: &mut Tx,
+    config: &crate::config::Config,
+    alert: &Alert,
+    now: DateTime<Utc>,
+) -> Result<(), crate::jobs::JobError> {
+    if config.alert_ticket.is_some() {
+        let job = crate::jobs::Job::AlertTicket {
+            kind: alert.kind().to_string(),
+            summary: alert.summary(),
+            raised: now.timestamp_micros(),
+        };
+        // Due at once on the wall clock the queue runs on (`now` may be a test's clock).
+        crate::jobs::schedule(tx, &job, Utc::now()).await?;
+    }
     let mut details = alert.details();
     details["summary"] = json!(alert.summary());
     audit::append(
@@ -94,8 +115,38 @@ pub async fn record(tx: &mut Tx, alert: &Alert, now: DateTime<Utc>) -> Result<()
             workflow_version: None,
         },
     )
-    .await
-    .map(|_| ())
+    .await?;
+    Ok(())
+}
+
+/// Opens the issue of an alert raised earlier (the `AlertTicket` job).
+pub async fn open_ticket(
+    state: &crate::state::AppState,
+    kind: &str,
+    summary: &str,
+) -> Result<(), crate::engine::EngineError> {
+    use crate::connect::tenant::Product;
+    use crate::engine::EngineError;
+    let Some(ticket) = &state.config.alert_ticket else {
+        return Ok(());
+    };
+    let tenant = crate::store::tenants::linked(&state.store, &ticket.site, Product::Jira)
+        .await?
+        .filter(|t| t.state.is_active())
+        .ok_or_else(|| EngineError::Tenant(ticket.site.clone()))?;
+    let site = crate::engine::site_of(state, &tenant).await?;
+    let key = state
+        .atlassian
+        .create_issue(
+            &site,
+            &ticket.project,
+            &ticket.issue_type,
+            &format!("Tollgate alert: {kind}"),
+            summary,
+        )
+        .await?;
+    tracing::info!(kind, issue = %key, "alert issue opened");
+    Ok(())
 }
 
 /// Says it, once the transaction that recorded it has committed.

@@ -224,6 +224,24 @@ pub const SETTINGS: &[Setting] = &[
         "Bearer token for the report API (/api/v1/reports/…); unset, the API is closed.",
     ),
     setting(
+        "alerts.site",
+        "TOLLGATE_ALERTS_SITE",
+        None,
+        "The Jira site (host, e.g. `acme.atlassian.net`) where each alert also opens an issue; with `alerts.project`.",
+    ),
+    setting(
+        "alerts.project",
+        "TOLLGATE_ALERTS_JIRA_PROJECT",
+        None,
+        "The project key of those alert issues (a JSM or Jira project Tollgate is installed in).",
+    ),
+    setting(
+        "alerts.issue_type",
+        "TOLLGATE_ALERTS_ISSUE_TYPE",
+        Some("Task"),
+        "The issue type of those alert issues.",
+    ),
+    setting(
         "audit.checkpoint_interval",
         "TOLLGATE_AUDIT_CHECKPOINT_INTERVAL",
         Some("1h"),
@@ -264,6 +282,12 @@ pub const SETTINGS: &[Setting] = &[
         "TOLLGATE_IDP_SYNC_INTERVAL",
         Some("15m"),
         "How often `serve` runs an incremental org sync (a full one at least daily).",
+    ),
+    setting(
+        "idp.leaver_brake_grants",
+        "TOLLGATE_IDP_LEAVER_BRAKE_GRANTS",
+        Some("100"),
+        "…and a sync whose leavers would lose more grants than this at once is held too.",
     ),
     setting(
         "idp.rate_limit",
@@ -795,6 +819,8 @@ pub struct LeaverBrake {
     /// Of the active people before the sync, 0.0–1.0.
     pub share: f64,
     pub min_people: usize,
+    /// Grants revoked at once for leavers, past which they are held too.
+    pub max_grants: usize,
 }
 
 impl LeaverBrake {
@@ -826,6 +852,14 @@ pub struct ForgeConfig {
     pub jwks_url: String,
 }
 
+/// Where alerts open an issue, besides the audit event, metric and log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertTicketConfig {
+    pub site: String,
+    pub project: String,
+    pub issue_type: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub checkpoint_interval: Duration,
@@ -847,6 +881,7 @@ pub struct Config {
     pub grants: GrantsConfig,
     pub audit: AuditConfig,
     pub forge: ForgeConfig,
+    pub alert_ticket: Option<AlertTicketConfig>,
 }
 
 impl Config {
@@ -955,6 +990,27 @@ impl Config {
                 checkpoint_interval: raw
                     .require("audit.checkpoint_interval", parse_positive_duration)?,
                 api_token: raw.parse("audit.api_token", Secret::parse)?,
+            },
+            alert_ticket: match (raw.get("alerts.site"), raw.get("alerts.project")) {
+                (None, None) => None,
+                (Some(site), Some(project)) => Some(AlertTicketConfig {
+                    // Tenants are found by host, as the site's base URL names it.
+                    site: {
+                        let bare = site.trim().trim_start_matches("https://");
+                        let bare = bare.trim_start_matches("http://");
+                        crate::connect::tenant::host_of(&format!("https://{bare}"))
+                            .unwrap_or_default()
+                    },
+                    project: project.trim().to_string(),
+                    issue_type: raw.get("alerts.issue_type").unwrap_or("Task").to_string(),
+                }),
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(ConfigError::Invalid {
+                        setting: describe("alerts.project", &Origin::Default),
+                        reason: "TOLLGATE_ALERTS_SITE and TOLLGATE_ALERTS_JIRA_PROJECT go together"
+                            .into(),
+                    });
+                }
             },
             forge: ForgeConfig {
                 app_id: raw.parse("forge.app_id", |v| {
@@ -1109,6 +1165,7 @@ fn idp_config(raw: &RawSettings, workflows_dir: &Path) -> Result<IdpConfig, Conf
         brake: LeaverBrake {
             share: raw.require("idp.leaver_brake_share", parse_share)?,
             min_people: raw.require("idp.leaver_brake_min", parse_positive::<usize>)?,
+            max_grants: raw.require("idp.leaver_brake_grants", parse_positive::<usize>)?,
         },
     })
 }
@@ -1392,6 +1449,7 @@ mod tests {
         let brake = LeaverBrake {
             share: 0.02,
             min_people: 10,
+            max_grants: 100,
         };
         assert_eq!(brake.limit(48), 10);
         assert_eq!(brake.limit(100_000), 2_000);

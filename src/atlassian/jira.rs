@@ -129,6 +129,31 @@ impl Atlassian {
             .to_string())
     }
 
+    /// Opens an issue (`summary`, `description` in the house's light markup); returns its key.
+    pub async fn create_issue(
+        &self,
+        site: &Site,
+        project: &str,
+        issue_type: &str,
+        summary: &str,
+        description: &str,
+    ) -> Result<String, AtlassianError> {
+        let body = json!({"fields": {
+            "project": {"key": project},
+            "issuetype": {"name": issue_type},
+            "summary": summary,
+            "description": adf::render(description),
+            "labels": ["tollgate-alert"],
+        }});
+        let reply = self
+            .on_site(site, Method::POST, "/rest/api/3/issue", Some(body))
+            .await?;
+        Ok(reply.json::<Value>()?["key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
     pub async fn transitions(
         &self,
         site: &Site,

@@ -44,14 +44,22 @@ pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
         .filter(|p| p.active)
         .map(|p| p.id.0.as_str())
         .collect();
+    let active_emails: HashSet<String> = latest
+        .people
+        .iter()
+        .filter(|p| p.active)
+        .map(|p| p.email.as_str().to_ascii_lowercase())
+        .collect();
 
-    let mut raised = None;
     let mut tx = state.store.begin().await?;
     let mut holds = org_changes::open_holds(&mut tx).await?;
     for hold in holds.iter_mut().filter(|h| h.state == HoldState::Held) {
         // Whoever is back is no leaver; a hold everyone came back from is dropped.
         let before = hold.people.len();
-        hold.people.retain(|p| !active_now.contains(p.id.as_str()));
+        hold.people.retain(|p| {
+            !active_now.contains(p.id.as_str())
+                && !active_emails.contains(&p.email.to_ascii_lowercase())
+        });
         if hold.people.len() != before {
             if hold.people.is_empty() {
                 hold.state = HoldState::Dropped;
@@ -59,8 +67,17 @@ pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
             org_changes::update_hold(&mut tx, hold.version, &hold.people, hold.state).await?;
         }
     }
+    tx.commit().await?;
+    let held_before = held_emails(&holds);
+    let found = leavers::leaving(state, &held_before).await?;
+
+    // The brake: too many people gone since the last applied snapshot, or too many grants to
+    // revoke at once.
+    let brake = state.config.idp.brake;
+    let mut gone: Vec<HeldPerson> = Vec::new();
+    let mut active_before = active_now.len();
     if let Some((_, previous)) = &previous {
-        let gone: Vec<HeldPerson> = previous
+        gone = previous
             .people
             .iter()
             .filter(|p| p.active && !active_now.contains(p.id.0.as_str()))
@@ -70,42 +87,53 @@ pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
                 name: p.display_name.clone(),
             })
             .collect();
-        let active_before = previous.people.iter().filter(|p| p.active).count();
-        let limit = state.config.idp.brake.limit(active_before);
-        if gone.len() > limit {
-            let hold = Hold {
-                version: info.version,
-                created_at: now,
-                people: gone,
-                active_before: active_before as i64,
-                state: HoldState::Held,
-                decided_by: None,
-                decided_at: None,
-            };
-            if org_changes::insert_hold(&mut tx, &hold).await? {
-                let alert = Alert::LeaverBrake {
-                    version: info.version,
-                    leavers: hold.people.len(),
-                    active_before,
-                    limit,
-                };
-                alerts::record(&mut tx, &alert, now).await?;
-                raised = Some(alert);
-                holds.push(hold);
+        active_before = previous.people.iter().filter(|p| p.active).count();
+    }
+    let limit = brake.limit(active_before);
+    let tripped = trips(&brake, gone.len(), active_before, found.grants.len());
+    let mut raised = None;
+    let found = if tripped && !holds.iter().any(|h| h.version == info.version) {
+        let mut people = gone;
+        for (_, email) in &found.grants {
+            if !people.iter().any(|p| p.email.eq_ignore_ascii_case(email)) {
+                people.push(HeldPerson {
+                    id: email.clone(),
+                    email: email.clone(),
+                    name: email.clone(),
+                });
             }
         }
-    }
-    tx.commit().await?;
+        let hold = Hold {
+            version: info.version,
+            created_at: now,
+            people,
+            active_before: active_before as i64,
+            state: HoldState::Held,
+            decided_by: None,
+            decided_at: None,
+        };
+        let alert = Alert::LeaverBrake {
+            version: info.version,
+            leavers: hold.people.len(),
+            grants: found.grants.len(),
+            active_before,
+            limit,
+        };
+        let mut tx = state.store.begin().await?;
+        if org_changes::insert_hold(&mut tx, &hold).await? {
+            alerts::record(&mut tx, &state.config, &alert, now).await?;
+            raised = Some(alert);
+        }
+        tx.commit().await?;
+        holds.push(hold);
+        found.without(&held_emails(&holds))
+    } else {
+        found
+    };
     if let Some(alert) = &raised {
         alerts::announce(&state.metrics, alert);
     }
-
-    let held: HashSet<String> = holds
-        .iter()
-        .filter(|h| h.state == HoldState::Held)
-        .flat_map(|h| h.people.iter().map(|p| p.email.to_ascii_lowercase()))
-        .collect();
-    let touched = leavers::revoke_leavers(state, &held).await?;
+    let touched = leavers::remove(state, &found).await?;
 
     let mut tx = state.store.begin().await?;
     for hold in holds.iter().filter(|h| h.state == HoldState::Approved) {
@@ -119,7 +147,50 @@ pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
     Ok(Applied {
         version: Some(info.version),
         leavers: touched,
-        held: held.len(),
+        held: held_emails(&holds).len(),
         rerouted,
     })
+}
+
+/// Whether a sync that makes `gone` of `active_before` people leavers, revoking `grants`, is
+/// too much to believe at once.
+fn trips(
+    brake: &crate::config::LeaverBrake,
+    gone: usize,
+    active_before: usize,
+    grants: usize,
+) -> bool {
+    gone > brake.limit(active_before) || grants > brake.max_grants
+}
+
+/// The people whose removal waits (lower-case emails).
+fn held_emails(holds: &[Hold]) -> HashSet<String> {
+    holds
+        .iter()
+        .filter(|h| h.state == HoldState::Held)
+        .flat_map(|h| h.people.iter().map(|p| p.email.to_ascii_lowercase()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trips;
+    use crate::config::LeaverBrake;
+
+    #[test]
+    fn the_brake_trips_on_too_many_people_or_too_many_grants() {
+        let brake = LeaverBrake {
+            share: 0.02,
+            min_people: 10,
+            max_grants: 100,
+        };
+        // 15 of 48 vanish: more than the floor of 10.
+        assert!(trips(&brake, 15, 48, 15));
+        // One leaver with a few grants goes through.
+        assert!(!trips(&brake, 1, 48, 3));
+        // 2 % of 100,000 is 2,000: 1,500 leavers are believed…
+        assert!(!trips(&brake, 1_500, 100_000, 90));
+        // …unless they would lose more grants at once than allowed.
+        assert!(trips(&brake, 1_500, 100_000, 101));
+    }
 }

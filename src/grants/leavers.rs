@@ -35,44 +35,88 @@ fn actor() -> Actor {
     Actor::System("org_sync".into())
 }
 
-/// Revokes leavers' grants and cancels their open requests, but for the people in `held`;
-/// returns how many were touched.
-pub async fn revoke_leavers(
-    state: &AppState,
-    held: &HashSet<String>,
-) -> Result<usize, EngineError> {
+/// What leavers hold: active grants to revoke (with whom they are for) and open requests to
+/// cancel.
+#[derive(Debug, Default)]
+pub struct Leaving {
+    pub grants: Vec<(uuid::Uuid, String)>,
+    pub open: Vec<Request>,
+}
+
+impl Leaving {
+    /// Everything but what is for the people in `held` (lower-case emails).
+    pub fn without(self, held: &HashSet<String>) -> Self {
+        let kept = |email: &str| !held.contains(&email.to_ascii_lowercase());
+        Self {
+            grants: self.grants.into_iter().filter(|(_, e)| kept(e)).collect(),
+            open: self
+                .open
+                .into_iter()
+                .filter(|r| r.subject().is_none_or(kept))
+                .collect(),
+        }
+    }
+}
+
+/// Finds what leavers hold, but for the people in `held`.
+pub async fn leaving(state: &AppState, held: &HashSet<String>) -> Result<Leaving, EngineError> {
     let Some(org) = state.org.index() else {
-        return Ok(0);
+        return Ok(Leaving::default());
     };
     // An org chart this empty is a broken sync, not a mass exodus.
     if org.is_empty() {
-        return Ok(0);
+        return Ok(Leaving::default());
     }
-    let mut touched = 0;
+    let mut found = Leaving::default();
     let mut after = None;
     loop {
         let page = requests::page_in_state(&state.store, State::Active, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
-        for request in page.iter().filter(|r| has_left(&org, r, held)) {
-            let who = request.subject().unwrap_or("the person");
-            let reason = format!("{who} is no longer active in the org chart");
-            if run::revoke_now(state, request.id, EndCause::Leaver, &reason, actor()).await? {
-                touched += 1;
-            }
-        }
+        found.grants.extend(
+            page.iter()
+                .filter(|r| has_left(&org, r, held))
+                .map(|r| (r.id, r.subject().unwrap_or_default().to_string())),
+        );
     }
     let open = requests::in_states(
         &state.store,
         &[State::Received, State::Routing, State::Pending],
     )
     .await?;
-    for request in open.iter().filter(|r| has_left(&org, r, held)) {
+    found.open = open
+        .into_iter()
+        .filter(|r| has_left(&org, r, held))
+        .collect();
+    Ok(found)
+}
+
+/// Revokes the grants and cancels the open requests `leaving` found; returns how many.
+pub async fn remove(state: &AppState, leaving: &Leaving) -> Result<usize, EngineError> {
+    let mut touched = 0;
+    for (id, who) in &leaving.grants {
+        let who = if who.is_empty() { "the person" } else { who };
+        let reason = format!("{who} is no longer active in the org chart");
+        if run::revoke_now(state, *id, EndCause::Leaver, &reason, actor()).await? {
+            touched += 1;
+        }
+    }
+    for request in &leaving.open {
         if cancel(state, request).await? {
             touched += 1;
         }
     }
     Ok(touched)
+}
+
+/// Revokes leavers' grants and cancels their open requests, but for the people in `held`;
+/// returns how many were touched.
+pub async fn revoke_leavers(
+    state: &AppState,
+    held: &HashSet<String>,
+) -> Result<usize, EngineError> {
+    let found = leaving(state, held).await?;
+    remove(state, &found).await
 }
 
 async fn cancel(state: &AppState, request: &Request) -> Result<bool, EngineError> {

@@ -44,6 +44,12 @@ pub enum Job {
     /// Apply the newest org chart (leavers, the brake, re-routing); `why` names the occasion
     /// (`snapshot:7`, `hold:7:approved`) and keeps it to one job.
     OrgApply { why: String },
+    /// Open the issue of an alert (when alerts open one); `raised` (µs) names the alert.
+    AlertTicket {
+        kind: String,
+        summary: String,
+        raised: i64,
+    },
     /// Read back webhooks Jira gave up delivering, for one 10-minute slot.
     RecoverWebhooks { slot: i64 },
     /// A pending stage's reminder, escalation or decline (see `engine::timers`).
@@ -104,6 +110,7 @@ impl Job {
             Job::ProcessInbound { .. } => "process_inbound",
             Job::OrgSync { .. } => "org_sync",
             Job::OrgApply { .. } => "org_apply",
+            Job::AlertTicket { .. } => "alert_ticket",
             Job::RecoverWebhooks { .. } => "recover_webhooks",
             Job::TicketNotice { .. } => "ticket_notice",
             Job::StageTimer { .. } => "stage_timer",
@@ -128,6 +135,7 @@ impl Job {
             Job::ProcessInbound { ids } => ids.first().map(|id| format!("inbound:{id}")),
             Job::OrgSync { slot } => Some(format!("org_sync:{slot}")),
             Job::OrgApply { why } => Some(format!("org_apply:{why}")),
+            Job::AlertTicket { kind, raised, .. } => Some(format!("alert_ticket:{kind}:{raised}")),
             Job::RecoverWebhooks { slot } => Some(format!("recover_webhooks:{slot}")),
             Job::TicketNotice { key, .. } => Some(format!("notice:{key}")),
             Job::StageTimer {
@@ -392,6 +400,9 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
         }
         Job::OrgSync { slot } => org_sync(state, *slot).await,
         Job::OrgApply { .. } => org_apply(state).await,
+        Job::AlertTicket { kind, summary, .. } => {
+            engine_job(crate::alerts::open_ticket(state, kind, summary).await)
+        }
         Job::Provision { request } => {
             engine_job(crate::grants::run::provision(state, *request).await)
         }
@@ -693,7 +704,7 @@ async fn sync_failed(state: &AppState, source: &str, error: &str) -> Result<(), 
         error: error.to_string(),
     });
     if let Some(alert) = &alert {
-        alerts::record(&mut tx, alert, now).await?;
+        alerts::record(&mut tx, &state.config, alert, now).await?;
     }
     tx.commit().await?;
     if let Some(alert) = &alert {

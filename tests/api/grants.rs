@@ -224,7 +224,13 @@ async fn start_with(idp: &str, resource: &str, extra: &[(&'static str, &str)]) -
         ("TOLLGATE_ATLASSIAN_CLOUD_ID", "acme-cloud".into()),
         ("TOLLGATE_SECRET_KEY", support::test_secret_key()),
     ]);
-    settings.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    // `{site-host}`: the fake site's host, known only now.
+    let host = cloud.site_url().trim_start_matches("http://").to_string();
+    settings.extend(
+        extra
+            .iter()
+            .map(|(k, v)| (*k, v.replace("{site-host}", &host))),
+    );
     let settings: Vec<(String, String)> = settings
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -888,7 +894,11 @@ async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
     let Some(env) = start_with(
         "ldap",
         "fin-tools",
-        &[("TOLLGATE_IDP_LEAVER_BRAKE_MIN", "1")],
+        &[
+            ("TOLLGATE_IDP_LEAVER_BRAKE_MIN", "1"),
+            ("TOLLGATE_ALERTS_SITE", "{site-host}"),
+            ("TOLLGATE_ALERTS_JIRA_PROJECT", "IT"),
+        ],
     )
     .await
     else {
@@ -941,6 +951,22 @@ async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
             .metrics
             .render()
             .contains(r#"tollgate_alerts_total{kind="leaver_brake"} 1"#)
+    );
+    // …and an issue in the alerts project says the same.
+    let opened = eventually(Duration::from_secs(10), || async {
+        env.cloud
+            .world()
+            .issues
+            .values()
+            .find(|i| i.summary == "Tollgate alert: leaver_brake")
+            .map(|i| i.custom["description"].clone())
+    })
+    .await
+    .expect("an alert issue was opened");
+    let text = tollgate::atlassian::adf::plain_text(&opened);
+    assert!(
+        text.contains("would make 2 of 3 active people leavers"),
+        "{text}"
     );
 
     // Approved (as `tollgate org leavers --approve` does): the service removes the access.

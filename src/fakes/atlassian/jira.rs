@@ -23,6 +23,12 @@ pub fn ops() -> Ops {
             get_issue,
         )
         .op(
+            Method::POST,
+            "/rest/api/3/issue",
+            Connect(Scope::Write),
+            create_issue,
+        )
+        .op(
             Method::PUT,
             "/rest/api/3/issue/{issueIdOrKey}",
             Connect(Scope::Write),
@@ -183,6 +189,46 @@ async fn get_issue(State(w): St, Path(key): Path<String>, Query(q): Params) -> R
         Some(issue) => Json(issue).into_response(),
         None => no_issue(),
     }
+}
+
+/// Creates an issue in a project the site has (the project of any issue it holds).
+async fn create_issue(State(w): St, Json(body): Json<Value>) -> Response {
+    let fields = &body["fields"];
+    let (Some(project), Some(summary)) = (
+        fields.pointer("/project/key").and_then(Value::as_str),
+        fields["summary"].as_str().filter(|s| !s.trim().is_empty()),
+    ) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"errorMessages": [], "errors": {"summary": "You must specify a summary of the issue.", "project": "Specify a valid project ID or key"}})),
+        )
+            .into_response();
+    };
+    let mut world = w.world();
+    if !world.issues.values().any(|i| i.project_key == project) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"errorMessages": [], "errors": {"project": "Specify a valid project ID or key"}})),
+        )
+            .into_response();
+    }
+    let number = world
+        .issues
+        .values()
+        .filter(|i| i.project_key == project)
+        .count()
+        + 100;
+    let key = format!("{project}-{number}");
+    let issue = world.add_issue(&key, "");
+    issue.summary = summary.to_string();
+    issue.status = "Open".into();
+    issue.custom = fields.as_object().cloned().unwrap_or_default();
+    let id = issue.id.clone();
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "key": key, "self": format!("/rest/api/3/issue/{id}")})),
+    )
+        .into_response()
 }
 
 async fn add_comment(State(w): St, Path(key): Path<String>, Json(body): Json<Value>) -> Response {
