@@ -17,6 +17,8 @@ use crate::orgchart::{Email, EmploymentType, Group, Person, PersonId};
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+/// How an answer that ends the list before its own count is described.
+const EARLY_END: &str = "an empty page";
 /// Attempts of a PATCH whose `If-Match` lost a race with another writer.
 const PATCH_ATTEMPTS: usize = 3;
 
@@ -126,8 +128,25 @@ impl ScimDirectory {
         path
     }
 
-    /// One list page: its resources and the next `startIndex`, if any.
+    /// One list page: its resources and the next `startIndex`, if any. A page that ends the
+    /// list before its own `totalResults` (a directory changing under a long read can do that
+    /// once) is read once more before the read fails.
     async fn list(
+        &self,
+        resource: &str,
+        start: u64,
+        filter: Option<&str>,
+    ) -> Result<(Vec<Value>, Option<u64>), IdpError> {
+        match self.list_once(resource, start, filter).await {
+            Err(IdpError::Unreadable(why)) if why.contains(EARLY_END) => {
+                tracing::warn!(%why, "SCIM page ended the list early; reading it again");
+                self.list_once(resource, start, filter).await
+            }
+            other => other,
+        }
+    }
+
+    async fn list_once(
         &self,
         resource: &str,
         start: u64,
@@ -173,7 +192,7 @@ impl ScimDirectory {
         if resources.is_empty() && start <= total {
             // A page that ends the list early would make everyone after it a leaver.
             return Err(unreadable(format!(
-                "an empty page at startIndex {start} of totalResults {total}"
+                "{EARLY_END} at startIndex {start} of totalResults {total}"
             )));
         }
         let next = (read_to <= total).then_some(read_to);

@@ -690,20 +690,28 @@ async fn scim_a_broken_page_fails_the_read() {
         .await
         .expect("a clean read");
     assert_eq!(first.people, 8);
-    for broken in [
-        Broken::Truncated,
-        Broken::Html,
-        Broken::Shape(
-            serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 8, "Resources": {"id": "x"}}),
+    // An early end of the list is read once more before the read fails: it is broken twice.
+    for (broken, times) in [
+        (Broken::Truncated, 1),
+        (Broken::Html, 1),
+        (
+            Broken::Shape(
+                serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 8, "Resources": {"id": "x"}}),
+            ),
+            1,
         ),
         // A page that is empty though the list says there are more: the end of the list, as
         // the old reading had it.
-        Broken::Shape(
-            serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 8, "startIndex": 4, "itemsPerPage": 0, "Resources": []}),
+        (
+            Broken::Shape(
+                serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 8, "startIndex": 4, "itemsPerPage": 0, "Resources": []}),
+            ),
+            2,
         ),
     ] {
         let proxy =
-            BreakingProxy::start(&server.url, "/Users", "startIndex=4", broken.clone()).await;
+            BreakingProxy::start(&server.url, "/Users", "startIndex=4", broken.clone(), times)
+                .await;
         let directory = ScimDirectory::new(ScimConfig {
             url: proxy.url.clone(),
             token: Secret::new(scim_server::TOKEN),
@@ -741,6 +749,20 @@ async fn scim_a_broken_page_fails_the_read() {
             "{broken:?}: {resumed:?}"
         );
     }
+    // Once only: the second reading of the page is whole, and so is the read.
+    let early_end = Broken::Shape(
+        serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 8, "Resources": []}),
+    );
+    let proxy = BreakingProxy::start(&server.url, "/Users", "startIndex=4", early_end, 1).await;
+    let directory = ScimDirectory::new(ScimConfig {
+        url: proxy.url.clone(),
+        token: Secret::new(scim_server::TOKEN),
+        page_size: 3,
+    });
+    let once = sync::sync(&store, &directory, &SystemClock, true, &Quiet)
+        .await
+        .expect("read again, then whole");
+    assert_eq!(once.people, 8);
 }
 
 /// A periodic sync that keeps failing raises one alert at the third failure in a row.

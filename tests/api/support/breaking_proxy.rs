@@ -13,7 +13,8 @@ struct Plan {
     upstream: String,
     path: String,
     query_has: String,
-    broken: Mutex<Option<Broken>>,
+    /// What to break with, and how many more answers to break.
+    broken: Mutex<(Broken, usize)>,
     http: reqwest::Client,
 }
 
@@ -29,12 +30,19 @@ impl Drop for BreakingProxy {
 }
 
 impl BreakingProxy {
-    pub async fn start(upstream: &str, path: &str, query_has: &str, broken: Broken) -> Self {
+    /// Breaks the next `times` matching answers.
+    pub async fn start(
+        upstream: &str,
+        path: &str,
+        query_has: &str,
+        broken: Broken,
+        times: usize,
+    ) -> Self {
         let plan = Arc::new(Plan {
             upstream: upstream.trim_end_matches('/').to_string(),
             path: path.to_string(),
             query_has: query_has.to_string(),
-            broken: Mutex::new(Some(broken)),
+            broken: Mutex::new((broken, times)),
             http: reqwest::Client::new(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -77,7 +85,13 @@ async fn forward(State(plan): State<Arc<Plan>>, request: Request) -> Response {
     let text = answer.text().await.unwrap_or_default();
     let breaking = path == plan.path && query.contains(&plan.query_has);
     let broken = breaking
-        .then(|| plan.broken.lock().ok().and_then(|mut b| b.take()))
+        .then(|| {
+            let mut plan = plan.broken.lock().ok()?;
+            (plan.1 > 0).then(|| {
+                plan.1 -= 1;
+                plan.0.clone()
+            })
+        })
         .flatten();
     let body = match broken {
         None => text,
