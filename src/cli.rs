@@ -542,36 +542,15 @@ pub async fn org_leavers(
     store.migrate().await.map_err(|e| e.to_string())?;
     let result = async {
         if let Some(version) = approve {
-            let now = chrono::Utc::now();
-            if !org_changes::approve_hold(&store, version, by, now)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            let approved =
+                crate::engine::org_change::approve(&store, version, by, chrono::Utc::now())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            if !approved {
                 return Err(format!(
                     "no removals are held for snapshot {version} (see `tollgate org leavers`)"
                 ));
             }
-            let mut tx = store.begin().await.map_err(|e| e.to_string())?;
-            crate::audit::append(
-                &mut tx,
-                &crate::audit::Event {
-                    at: now,
-                    tenant: None,
-                    request_id: None,
-                    ticket_key: None,
-                    actor: crate::audit::Actor::System(format!("cli:{by}")),
-                    action: "alert.leaver_brake.approved".into(),
-                    target: None,
-                    details: serde_json::json!({"version": version, "by": by}),
-                    workflow_version: None,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            tx.commit().await.map_err(|e| e.to_string())?;
-            crate::jobs::queue_org_apply(&store, &format!("hold:{version}:approved"))
-                .await
-                .map_err(|e| e.to_string())?;
             writeln!(
                 out,
                 "approved: the held leavers of snapshot {version} lose their access when the service applies it"

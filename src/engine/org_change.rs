@@ -152,6 +152,45 @@ pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
     })
 }
 
+/// Approves the removals held for snapshot `version` (`by` names who, for the audit log) and
+/// queues their application; `false` when nothing is held for it.
+pub async fn approve(
+    store: &crate::store::Store,
+    version: i64,
+    by: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, EngineError> {
+    if !org_changes::approve_hold(store, version, by, now).await? {
+        return Ok(false);
+    }
+    let mut tx = store.begin().await?;
+    crate::audit::append(
+        &mut tx,
+        &crate::audit::Event {
+            at: now,
+            tenant: None,
+            request_id: None,
+            ticket_key: None,
+            actor: crate::audit::Actor::System(format!("operator:{by}")),
+            action: "alert.leaver_brake.approved".into(),
+            target: None,
+            details: serde_json::json!({"version": version, "by": by}),
+            workflow_version: None,
+        },
+    )
+    .await?;
+    crate::jobs::schedule(
+        &mut tx,
+        &crate::jobs::Job::OrgApply {
+            why: format!("hold:{version}:approved"),
+        },
+        chrono::Utc::now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Whether a sync that makes `gone` of `active_before` people leavers, revoking `grants`, is
 /// too much to believe at once.
 fn trips(

@@ -5,6 +5,7 @@ mod connect;
 mod forge;
 mod health;
 mod jira_webhooks;
+mod org;
 mod reports;
 
 use std::any::Any;
@@ -55,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/reports/access", get(reports::access))
         .route("/api/v1/reports/active", get(reports::active))
         .route("/api/v1/evidence/{ticket}", get(reports::evidence))
+        .route("/api/v1/org/holds", get(org::holds))
+        .route("/api/v1/org/holds/{version}/approve", post(org::approve))
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()

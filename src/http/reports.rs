@@ -88,7 +88,7 @@ impl FromRequestParts<AppState> for Reader {
     }
 }
 
-fn operator(state: &AppState, offered: &str) -> Result<(), ApiError> {
+pub(super) fn operator(state: &AppState, offered: &str) -> Result<(), ApiError> {
     let Some(token) = &state.config.audit.api_token else {
         return Err(ApiError::Forbidden(
             "no API token is configured (TOLLGATE_API_TOKEN); Jira administrators can use a \

@@ -898,6 +898,7 @@ async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
             ("TOLLGATE_IDP_LEAVER_BRAKE_MIN", "1"),
             ("TOLLGATE_ALERTS_SITE", "{site-host}"),
             ("TOLLGATE_ALERTS_JIRA_PROJECT", "IT"),
+            ("TOLLGATE_API_TOKEN", "operator-token"),
         ],
     )
     .await
@@ -969,17 +970,42 @@ async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
         "{text}"
     );
 
-    // Approved (as `tollgate org leavers --approve` does): the service removes the access.
-    let mut out = Vec::new();
-    tollgate::cli::org_leavers(&state.config, Some(version), "auditor", &mut out)
+    // The operator sees the hold through the API (nobody else does).
+    let http = reqwest::Client::new();
+    let holds_url = env.app.url("/api/v1/org/holds");
+    let anonymous = http.get(&holds_url).send().await.expect("sent");
+    assert_eq!(anonymous.status(), 401);
+    let listed: serde_json::Value = http
+        .get(&holds_url)
+        .bearer_auth("operator-token")
+        .send()
         .await
-        .expect("approved");
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(listed[0]["version"], version);
+    assert_eq!(listed[0]["state"], "held");
+    assert_eq!(listed[0]["people"].as_array().map(Vec::len), Some(2));
+
+    // Approved through the API: the service removes the access.
+    let approved = http
+        .post(env.app.url(&format!("/api/v1/org/holds/{version}/approve")))
+        .bearer_auth("operator-token")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(approved.status(), 200);
     let revoked = env.reaches(State::Revoked).await;
     assert_eq!(
         revoked.end_cause,
         Some(tollgate::engine::machine::EndCause::Leaver)
     );
     assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
+    // Approving again (`tollgate org leavers --approve`) finds nothing held.
+    let mut out = Vec::new();
+    let again = tollgate::cli::org_leavers(&state.config, Some(version), "auditor", &mut out).await;
+    assert!(again.is_err_and(|e| e.contains("no removals are held")));
     let mut out = Vec::new();
     tollgate::cli::org_leavers(&state.config, None, "auditor", &mut out)
         .await
@@ -987,7 +1013,7 @@ async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
     let listed = String::from_utf8_lossy(&out);
     assert!(
         listed.contains(&format!(
-            "snapshot {version}: 2 of 3 active people, done (by auditor)"
+            "snapshot {version}: 2 of 3 active people, done (by api token)"
         )),
         "{listed}"
     );
