@@ -1018,3 +1018,88 @@ async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
         "{listed}"
     );
 }
+
+/// People a hold waits on who appear again in a later sync leave the hold; a hold everyone
+/// came back from is dropped, and their access never moved.
+#[tokio::test]
+async fn a_hold_is_dropped_when_its_people_come_back() {
+    let Some(env) = start_with(
+        "ldap",
+        "fin-tools",
+        &[("TOLLGATE_IDP_LEAVER_BRAKE_MIN", "1")],
+    )
+    .await
+    else {
+        return;
+    };
+    env.approved_and_active().await;
+    let state = &env.app.state;
+    tollgate::engine::org_change::apply(state)
+        .await
+        .expect("the first snapshot applied");
+    let sync = || async {
+        let connector = tollgate::idp::Connector::new(&state.config.idp.source);
+        tollgate::orgchart::sync::sync(
+            &state.store,
+            &connector,
+            &*state.clock,
+            true,
+            &tollgate::orgchart::sync::Quiet,
+        )
+        .await
+        .expect("sync");
+        tollgate::engine::org_change::apply(state)
+            .await
+            .expect("applied")
+    };
+    let mut ldap = env.idp.ldap().admin().await;
+    let entries = [
+        slapd::person("dev", Some("vp"), "Engineer", "ENG"),
+        slapd::person("vp", Some("ceo"), "VP Engineering", "ENG"),
+    ];
+    for uid in ["dev", "vp"] {
+        ldap.delete(&format!("uid={uid},ou=people,{}", slapd::BASE))
+            .await
+            .expect("delete")
+            .success()
+            .expect("deleted");
+    }
+    assert_eq!(sync().await.held, 2);
+    // A directory restored from a backup: both are back.
+    for ldif in &entries {
+        let mut dn = String::new();
+        let mut attrs: Vec<(String, std::collections::HashSet<String>)> = Vec::new();
+        for line in ldif.lines() {
+            let Some((name, value)) = line.split_once(": ") else {
+                continue;
+            };
+            if name == "dn" {
+                dn = value.to_string();
+            } else {
+                match attrs.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, values)) => {
+                        values.insert(value.to_string());
+                    }
+                    None => attrs.push((name.to_string(), [value.to_string()].into())),
+                }
+            }
+        }
+        ldap.add(&dn, attrs)
+            .await
+            .expect("add")
+            .success()
+            .expect("added");
+    }
+    let applied = sync().await;
+    assert_eq!(applied.held, 0, "{applied:?}");
+    let holds = tollgate::store::org_changes::holds(&state.store)
+        .await
+        .expect("holds");
+    assert_eq!(
+        holds[0].state,
+        tollgate::store::org_changes::HoldState::Dropped
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.request().await.state, State::Active);
+    assert_eq!(env.holds_atlassian_access(), [true, true, true, true]);
+}
