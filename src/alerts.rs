@@ -12,7 +12,9 @@ use crate::audit::{self, Actor, Event};
 use crate::metrics::Metrics;
 use crate::store::{StoreError, Tx};
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serialized, an alert is its details: the fields of its kind.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Alert {
     /// A sync would have made too many people leavers: their removals wait for approval.
     LeaverBrake {
@@ -64,21 +66,7 @@ impl Alert {
     }
 
     fn details(&self) -> Value {
-        match self {
-            Self::LeaverBrake {
-                version,
-                leavers,
-                grants,
-                active_before,
-                limit,
-            } => json!({"version": version, "leavers": leavers, "grants": grants,
-                "active_before": active_before, "limit": limit}),
-            Self::SyncFailing {
-                source,
-                failures,
-                error,
-            } => json!({"source": source, "failures": failures, "error": error}),
-        }
+        serde_json::to_value(self).unwrap_or_default()
     }
 }
 

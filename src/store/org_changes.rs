@@ -139,10 +139,14 @@ pub async fn open_holds(tx: &mut Tx) -> Result<Vec<Hold>, StoreError> {
     rows.into_iter().map(hold).collect()
 }
 
+fn people_json(people: &[HeldPerson]) -> Result<String, StoreError> {
+    serde_json::to_string(people)
+        .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.to_string().into())))
+}
+
 /// Records a new hold; a hold for the same snapshot already there is kept as it is.
 pub async fn insert_hold(tx: &mut Tx, hold: &Hold) -> Result<bool, StoreError> {
-    let people = serde_json::to_string(&hold.people)
-        .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.to_string().into())))?;
+    let people = people_json(&hold.people)?;
     let inserted = on_tx!(tx, |conn| {
         sqlx::query(
             "INSERT INTO org_holds (version, created_at, people, active_before, state) \
@@ -167,8 +171,7 @@ pub async fn update_hold(
     people: &[HeldPerson],
     state: HoldState,
 ) -> Result<(), StoreError> {
-    let people = serde_json::to_string(people)
-        .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.to_string().into())))?;
+    let people = people_json(people)?;
     on_tx!(tx, |conn| {
         sqlx::query("UPDATE org_holds SET people = $1, state = $2 WHERE version = $3")
             .bind(&people)

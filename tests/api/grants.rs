@@ -387,6 +387,37 @@ impl Env {
         members
     }
 
+    /// People leave the directory (the entries are deleted).
+    async fn delete_people(&self, uids: &[&str]) {
+        let mut ldap = self.idp.ldap().admin().await;
+        for uid in uids {
+            ldap.delete(&format!("uid={uid},ou=people,{}", slapd::BASE))
+                .await
+                .expect("delete")
+                .success()
+                .expect("deleted");
+        }
+    }
+
+    /// A full sync, then its application (leavers, the brake): the snapshot and what happened.
+    async fn sync_and_apply(&self) -> (i64, tollgate::engine::org_change::Applied) {
+        let state = &self.app.state;
+        let connector = tollgate::idp::Connector::new(&state.config.idp.source);
+        let report = tollgate::orgchart::sync::sync(
+            &state.store,
+            &connector,
+            &*state.clock,
+            true,
+            &tollgate::orgchart::sync::Quiet,
+        )
+        .await
+        .expect("sync");
+        let applied = tollgate::engine::org_change::apply(state)
+            .await
+            .expect("applied");
+        (report.version.expect("a new snapshot"), applied)
+    }
+
     /// Project role, site group, space role, and both product roles (Confluence user, Jira
     /// product admin as the Admin API takes it: on the `jira` resource).
     fn holds_atlassian_access(&self) -> [bool; 4] {
@@ -910,28 +941,8 @@ async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
     tollgate::engine::org_change::apply(state)
         .await
         .expect("the first snapshot applied");
-    let mut ldap = env.idp.ldap().admin().await;
-    for uid in ["dev", "vp"] {
-        ldap.delete(&format!("uid={uid},ou=people,{}", slapd::BASE))
-            .await
-            .expect("delete")
-            .success()
-            .expect("deleted");
-    }
-    let connector = tollgate::idp::Connector::new(&state.config.idp.source);
-    let report = tollgate::orgchart::sync::sync(
-        &state.store,
-        &connector,
-        &*state.clock,
-        true,
-        &tollgate::orgchart::sync::Quiet,
-    )
-    .await
-    .expect("sync");
-    let version = report.version.expect("a new snapshot");
-    let applied = tollgate::engine::org_change::apply(state)
-        .await
-        .expect("applied");
+    env.delete_people(&["dev", "vp"]).await;
+    let (version, applied) = env.sync_and_apply().await;
     assert_eq!(applied.held, 2, "{applied:?}");
     // The sweep honours the hold too.
     tollgate::grants::sweep::sweep(state).await.expect("sweep");
@@ -1037,34 +1048,13 @@ async fn a_hold_is_dropped_when_its_people_come_back() {
     tollgate::engine::org_change::apply(state)
         .await
         .expect("the first snapshot applied");
-    let sync = || async {
-        let connector = tollgate::idp::Connector::new(&state.config.idp.source);
-        tollgate::orgchart::sync::sync(
-            &state.store,
-            &connector,
-            &*state.clock,
-            true,
-            &tollgate::orgchart::sync::Quiet,
-        )
-        .await
-        .expect("sync");
-        tollgate::engine::org_change::apply(state)
-            .await
-            .expect("applied")
-    };
+    env.delete_people(&["dev", "vp"]).await;
+    assert_eq!(env.sync_and_apply().await.1.held, 2);
     let mut ldap = env.idp.ldap().admin().await;
     let entries = [
         slapd::person("dev", Some("vp"), "Engineer", "ENG"),
         slapd::person("vp", Some("ceo"), "VP Engineering", "ENG"),
     ];
-    for uid in ["dev", "vp"] {
-        ldap.delete(&format!("uid={uid},ou=people,{}", slapd::BASE))
-            .await
-            .expect("delete")
-            .success()
-            .expect("deleted");
-    }
-    assert_eq!(sync().await.held, 2);
     // A directory restored from a backup: both are back.
     for ldif in &entries {
         let mut dn = String::new();
@@ -1090,7 +1080,7 @@ async fn a_hold_is_dropped_when_its_people_come_back() {
             .success()
             .expect("added");
     }
-    let applied = sync().await;
+    let (_, applied) = env.sync_and_apply().await;
     assert_eq!(applied.held, 0, "{applied:?}");
     let holds = tollgate::store::org_changes::holds(&state.store)
         .await
