@@ -92,6 +92,26 @@ impl Env {
         );
     }
 
+    /// `who` approves IT-7's JSM approval (whose final decision is then `final_decision`), and
+    /// Jira says so with delivery `delivery`.
+    async fn answer_in_jsm(&self, who: (&str, &str), final_decision: &str, delivery: &str) {
+        self.cloud
+            .world()
+            .issues
+            .get_mut("IT-7")
+            .expect("IT-7")
+            .approvals = vec![json!({
+            "id": "1", "name": "Manager", "finalDecision": final_decision,
+            "approvers": [{"approver": {"accountId": who.0}, "approverDecision": "approved"}],
+        })];
+        self.webhook(
+            "/connect/webhooks/issue-updated",
+            delivery,
+            &issue_updated("IT-7", who),
+        )
+        .await;
+    }
+
     /// Waits until the ticket has `n` comments; returns their text.
     async fn comments(&self, n: usize) -> Vec<String> {
         let found = eventually(Duration::from_secs(20), || async {
@@ -219,21 +239,7 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     .await;
 
     // Dan approves in JSM's approval panel.
-    env.cloud
-        .world()
-        .issues
-        .get_mut("IT-7")
-        .expect("IT-7")
-        .approvals = vec![json!({
-        "id": "1", "name": "Manager", "finalDecision": "approved",
-        "approvers": [{"approver": {"accountId": DAN.0}, "approverDecision": "approved"}],
-    })];
-    env.webhook(
-        "/connect/webhooks/issue-updated",
-        "d-5",
-        &issue_updated("IT-7", DAN),
-    )
-    .await;
+    env.answer_in_jsm(DAN, "approved", "d-5").await;
     let comments = env.comments(4).await;
     assert!(
         comments[3]
@@ -314,21 +320,7 @@ async fn a_refused_jsm_approval_names_the_person() {
     )
     .await;
     env.comments(1).await;
-    env.cloud
-        .world()
-        .issues
-        .get_mut("IT-7")
-        .expect("IT-7")
-        .approvals = vec![json!({
-        "id": "1", "name": "Manager", "finalDecision": "pending",
-        "approvers": [{"approver": {"accountId": FRANK.0}, "approverDecision": "approved"}],
-    })];
-    env.webhook(
-        "/connect/webhooks/issue-updated",
-        "d-2",
-        &issue_updated("IT-7", FRANK),
-    )
-    .await;
+    env.answer_in_jsm(FRANK, "pending", "d-2").await;
     let comments = env.comments(2).await;
     assert_eq!(
         comments[1],

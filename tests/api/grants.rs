@@ -776,27 +776,9 @@ async fn a_leaver_loses_access_after_an_org_sync() {
     };
     env.approved_and_active().await;
     // Dev leaves: the directory deletes the entry (refint drops the group membership too).
-    let mut ldap = env.idp.ldap().admin().await;
-    ldap.delete(&format!("uid=dev,ou=people,{}", slapd::BASE))
-        .await
-        .expect("delete")
-        .success()
-        .expect("deleted");
-    let state = &env.app.state;
-    let connector = tollgate::idp::Connector::new(&state.config.idp.source);
-    tollgate::orgchart::sync::sync(
-        &state.store,
-        &connector,
-        &*state.clock,
-        true,
-        &tollgate::orgchart::sync::Quiet,
-    )
-    .await
-    .expect("sync");
+    env.delete_people(&["dev"]).await;
     // One leaver is below the brake: their access goes at once.
-    let applied = tollgate::engine::org_change::apply(state)
-        .await
-        .expect("applied");
+    let (_, applied) = env.sync_and_apply().await;
     assert_eq!(applied.held, 0, "{applied:?}");
     let revoked = env.reaches(State::Revoked).await;
     assert_eq!(
