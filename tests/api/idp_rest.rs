@@ -982,3 +982,61 @@ async fn graph_keeps_to_a_configured_budget() {
         );
     }
 }
+
+/// `tollgate org sync` meeting a cut-off page: a non-zero exit, an error naming the page, and
+/// the stored chart as it was.
+#[tokio::test]
+async fn the_cli_fails_a_broken_read_with_a_non_zero_exit() {
+    use tollgate::fakes::harness::{Broken, Fault};
+    let org = okta_org().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let okta = org.server.url();
+    let run = || {
+        let url = url.clone();
+        let okta = okta.clone();
+        tokio::task::spawn_blocking(move || {
+            support::binary()
+                .args(["org", "sync", "--full"])
+                .env("DATABASE_URL", &url)
+                .env("TOLLGATE_IDP_KIND", "okta")
+                .env("TOLLGATE_IDP_OKTA_URL", &okta)
+                .env("TOLLGATE_IDP_OKTA_TOKEN", OKTA_TOKEN)
+                .env("TOLLGATE_IDP_OKTA_PAGE_SIZE", "3")
+                .output()
+                .expect("runs")
+        })
+    };
+    let clean = run().await.expect("ran");
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    assert!(String::from_utf8_lossy(&clean.stdout).contains("snapshot 1 is now current"));
+    org.server
+        .inject(Fault::broken("/api/v1/users", Broken::Truncated).when_query_has("after="));
+    let broken = run().await.expect("ran");
+    assert_eq!(broken.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        stderr.contains("could not be read")
+            && stderr.contains("/api/v1/users?")
+            && stderr.contains("after="),
+        "{stderr}"
+    );
+    let store = tollgate::store::Store::connect(&tollgate::config::DatabaseConfig {
+        url: tollgate::config::DatabaseUrl::parse(&url).expect("url"),
+        max_connections: 1,
+        connect_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .expect("store");
+    assert_eq!(
+        tollgate::store::org::latest_version(&store)
+            .await
+            .expect("version"),
+        Some(1),
+        "the stored chart is kept"
+    );
+}
