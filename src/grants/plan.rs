@@ -135,6 +135,18 @@ pub fn target_key(target: &GrantTarget) -> String {
     }
 }
 
+/// Whether the target lives in one site (a project or space role, a JSM organization), rather
+/// than in the organization that every site of the deployment shares (IdP groups, the
+/// organization's groups and product access).
+pub fn per_site(target: &GrantTarget) -> bool {
+    matches!(
+        target,
+        GrantTarget::JiraProjectRole { .. }
+            | GrantTarget::ConfluenceSpace { .. }
+            | GrantTarget::JsmOrganization { .. }
+    )
+}
+
 /// A target in words, for the ticket.
 pub fn describe(target: &GrantTarget) -> String {
     match target {

@@ -390,24 +390,31 @@ async fn run_one(
     attempt: i64,
     retaken: bool,
 ) -> Result<Outcome, EngineError> {
+    let holder = || async {
+        let Some(subject) = request.subject() else {
+            return Ok(None);
+        };
+        let site = super::plan::per_site(&row.plan.applied).then_some(request.tenant.as_str());
+        steps::held_elsewhere(
+            &state.store,
+            &row.plan.target_key(),
+            site,
+            subject,
+            request.id,
+        )
+        .await
+    };
     if phase == Phase::Revoke {
         if row.granted_change.as_deref() == Some("pre_existing") {
             return Ok(Outcome::Skipped(
                 "held before this request granted it".into(),
             ));
         }
-        if let Some(subject) = request.subject() {
-            let other = steps::held_elsewhere(
-                &state.store,
-                &row.plan.target_key(),
-                &request.tenant,
-                subject,
-                request.id,
-            )
-            .await?;
-            if let Some(ticket) = other {
-                return Ok(Outcome::Skipped(format!("still granted by {ticket}")));
-            }
+        if let Some(other) = holder().await? {
+            return Ok(Outcome::Skipped(format!(
+                "still granted by {}",
+                other.ticket
+            )));
         }
     }
     let account = request.subject_account.clone().map(AccountId);
@@ -418,10 +425,14 @@ async fn run_one(
     Ok(
         match apply::apply(state, &row.plan, &subject, phase == Phase::Grant).await {
             Ok(Change::Applied) => Outcome::Changed("applied"),
-            // In place on the very first try, and nobody tried before: the person had it
-            // already, and revoking must not take away what Tollgate did not give.
+            // In place on the very first try: another Tollgate grant put it there (it is shared
+            // with that grant, and ends with the last of them), or the person had it before
+            // Tollgate (and revoking must not take away what Tollgate did not give).
             Ok(Change::AlreadyInPlace) if phase == Phase::Grant && attempt == 0 && !retaken => {
-                Outcome::Changed("pre_existing")
+                match holder().await? {
+                    Some(other) if !other.pre_existing => Outcome::Changed("already_in_place"),
+                    _ => Outcome::Changed("pre_existing"),
+                }
             }
             Ok(Change::AlreadyInPlace) => Outcome::Changed("already_in_place"),
             Err(failure) => Outcome::Failed(failure),

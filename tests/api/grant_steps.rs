@@ -375,8 +375,18 @@ async fn another_live_grant_of_the_same_target_is_found_and_plans_are_shared() {
     plan(&store, stranger, &[group("fin-tools", Some("uid=finn"))]).await;
     assert_eq!(count(&store, "SELECT COUNT(*) FROM step_plans").await, 2);
     let key = role().target_key();
-    let held =
-        |except| grants::held_elsewhere(&store, &key, "jira:acme", "erin@example.com", except);
+    let (store_ref, key_ref) = (&store, &key);
+    let held = |except| async move {
+        grants::held_elsewhere(
+            store_ref,
+            key_ref,
+            Some("jira:acme"),
+            "erin@example.com",
+            except,
+        )
+        .await
+        .map(|h| h.map(|h| h.ticket))
+    };
     // Nothing is granted yet: nothing holds it.
     assert_eq!(held(mine).await.expect("held"), None);
     let now = t0() + TimeDelta::seconds(1);
@@ -385,13 +395,20 @@ async fn another_live_grant_of_the_same_target_is_found_and_plans_are_shared() {
         settle(&store, id, 1, Phase::Grant, Status::Done, now).await;
     }
     assert_eq!(held(mine).await.expect("held").as_deref(), Some("IT-2"));
+    // An IdP group is the organization's, whichever site granted it.
+    let group_key = group("fin-tools", None).target_key();
+    let anywhere = grants::held_elsewhere(&store, &group_key, None, "erin@example.com", mine).await;
+    assert_eq!(
+        anywhere.expect("held").map(|h| h.ticket).as_deref(),
+        Some("IT-2")
+    );
     assert_eq!(
         held(other).await.expect("held"),
         None,
         "an expired grant holds nothing"
     );
     assert_eq!(
-        grants::held_elsewhere(&store, &key, "jira:other", "erin@example.com", mine)
+        grants::held_elsewhere(&store, &key, Some("jira:other"), "erin@example.com", mine)
             .await
             .expect("held"),
         None,

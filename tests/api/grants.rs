@@ -296,24 +296,34 @@ impl Env {
     }
 
     async fn request(&self) -> requests::Request {
-        requests::by_ticket(&self.app.state.store, &self.site.client_key, "IT-7")
+        self.request_of("IT-7").await
+    }
+
+    async fn request_of(&self, ticket: &str) -> requests::Request {
+        requests::by_ticket(&self.app.state.store, &self.site.client_key, ticket)
             .await
             .expect("read")
-            .expect("a request for IT-7")
+            .unwrap_or_else(|| panic!("a request for {ticket}"))
     }
 
     async fn reaches(&self, state: State) -> requests::Request {
+        self.reaches_of("IT-7", state).await
+    }
+
+    async fn reaches_of(&self, ticket: &str, state: State) -> requests::Request {
         let found = eventually(Duration::from_secs(30), || async {
-            let request = self.request().await;
+            let request = requests::by_ticket(&self.app.state.store, &self.site.client_key, ticket)
+                .await
+                .expect("read")?;
             (request.state == state).then_some(request)
         })
         .await;
         match found {
             Some(request) => request,
             None => {
-                let now = self.request().await;
+                let now = self.request_of(ticket).await;
                 panic!(
-                    "IT-7 never became {state:?}; it is {:?} ({:?}); comments {:#?}",
+                    "{ticket} never became {state:?}; it is {:?} ({:?}); comments {:#?}",
                     now.state,
                     now.reason,
                     self.comments()
@@ -352,6 +362,31 @@ impl Env {
         self.advance(TimeDelta::hours(1));
         self.comment("d-2", VP, "/approve").await;
         self.reaches(State::Active).await
+    }
+
+    /// Files `ticket` (another request of Dev's) and has it approved at once; waits until its
+    /// grant is active.
+    async fn another_active(&self, ticket: &str) -> requests::Request {
+        {
+            // The same resource, level and duration as IT-7.
+            let mut world = self.cloud.world();
+            let fields = world.issues["IT-7"].custom.clone();
+            world.add_issue(ticket, DEV.0).custom = fields;
+        }
+        self.webhook(
+            "/connect/webhooks/issue-created",
+            &format!("{ticket}-1"),
+            &issue_created(ticket, DEV.0),
+        )
+        .await;
+        self.reaches_of(ticket, State::Pending).await;
+        self.webhook(
+            "/connect/webhooks/comment-created",
+            &format!("{ticket}-2"),
+            &comment_created(ticket, VP, "/approve"),
+        )
+        .await;
+        self.reaches_of(ticket, State::Active).await
     }
 
     /// The members of the IdP group, by uid / userName.
@@ -1074,4 +1109,51 @@ async fn a_hold_is_dropped_when_its_people_come_back() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(env.request().await.state, State::Active);
     assert_eq!(env.holds_atlassian_access(), [true, true, true, true]);
+}
+
+/// Two grants of the same targets for one person, in either order of ending: the access stays
+/// while either holds it and goes with the last (the second grant finds it in place and shares
+/// it, rather than taking it for access Dev had before Tollgate).
+#[tokio::test]
+async fn shared_access_ends_with_its_last_holder_in_either_order() {
+    for first_to_end in ["IT-7", "IT-8"] {
+        let Some(env) = start("fin-tools").await else {
+            return;
+        };
+        env.approved_and_active().await;
+        let second = env.another_active("IT-8").await;
+        let second_steps = tollgate::store::grants::read(&env.app.state.store, second.id)
+            .await
+            .expect("steps");
+        assert!(
+            second_steps
+                .iter()
+                .all(|s| s.granted_change.as_deref() != Some("pre_existing")),
+            "shared, not taken for Dev's own: {second_steps:?}"
+        );
+        let last = if first_to_end == "IT-7" {
+            "IT-8"
+        } else {
+            "IT-7"
+        };
+        for (ticket, stays) in [(first_to_end, true), (last, false)] {
+            env.webhook(
+                "/connect/webhooks/comment-created",
+                &format!("{ticket}-revoke"),
+                &comment_created(ticket, VP, "/revoke no longer needed"),
+            )
+            .await;
+            env.reaches_of(ticket, State::Revoked).await;
+            assert_eq!(
+                env.members("fin-tools").await.contains(&"dev".to_string()),
+                stays,
+                "after {ticket} ({first_to_end} ended first)"
+            );
+            assert_eq!(
+                env.holds_atlassian_access(),
+                [stays; 4],
+                "after {ticket} ({first_to_end} ended first)"
+            );
+        }
+    }
 }
