@@ -63,6 +63,7 @@ pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
         if hold.people.len() != before {
             if hold.people.is_empty() {
                 hold.state = HoldState::Dropped;
+                hold_event(&mut tx, hold.version, "dropped", now).await?;
             }
             org_changes::update_hold(&mut tx, hold.version, &hold.people, hold.state).await?;
         }
@@ -138,6 +139,7 @@ pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
     let mut tx = state.store.begin().await?;
     for hold in holds.iter().filter(|h| h.state == HoldState::Approved) {
         org_changes::update_hold(&mut tx, hold.version, &hold.people, HoldState::Done).await?;
+        hold_event(&mut tx, hold.version, "done", now).await?;
     }
     org_changes::set_applied(&mut tx, info.version, now).await?;
     tx.commit().await?;
@@ -160,23 +162,18 @@ pub async fn approve(
     by: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<bool, EngineError> {
-    if !org_changes::approve_hold(store, version, by, now).await? {
+    // The approval, its audit event and the job that carries it out commit together.
+    let mut tx = store.begin().await?;
+    if !org_changes::approve_hold(&mut tx, version, by, now).await? {
+        tx.rollback().await?;
         return Ok(false);
     }
-    let mut tx = store.begin().await?;
-    crate::audit::append(
+    append_hold_event(
         &mut tx,
-        &crate::audit::Event {
-            at: now,
-            tenant: None,
-            request_id: None,
-            ticket_key: None,
-            actor: crate::audit::Actor::System(format!("operator:{by}")),
-            action: "alert.leaver_brake.approved".into(),
-            target: None,
-            details: serde_json::json!({"version": version, "by": by}),
-            workflow_version: None,
-        },
+        version,
+        "approved",
+        crate::audit::Actor::System(format!("operator:{by}")),
+        now,
     )
     .await?;
     crate::jobs::schedule(
@@ -189,6 +186,48 @@ pub async fn approve(
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// What became of a hold, in the audit log's system chain.
+async fn append_hold_event(
+    tx: &mut crate::store::Tx,
+    version: i64,
+    what: &str,
+    actor: crate::audit::Actor,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), EngineError> {
+    crate::audit::append(
+        tx,
+        &crate::audit::Event {
+            at: now,
+            tenant: None,
+            request_id: None,
+            ticket_key: None,
+            actor,
+            action: format!("alert.leaver_brake.{what}"),
+            target: None,
+            details: serde_json::json!({"version": version}),
+            workflow_version: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn hold_event(
+    tx: &mut crate::store::Tx,
+    version: i64,
+    what: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), EngineError> {
+    append_hold_event(
+        tx,
+        version,
+        what,
+        crate::audit::Actor::System("org_sync".into()),
+        now,
+    )
+    .await
 }
 
 /// Whether a sync that makes `gone` of `active_before` people leavers, revoking `grants`, is

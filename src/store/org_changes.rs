@@ -184,14 +184,15 @@ pub async fn update_hold(
     Ok(())
 }
 
-/// Approves a waiting hold; `false` when there is no such hold waiting.
+/// Approves a waiting hold, in the caller's transaction (with its audit event); `false` when
+/// there is no such hold waiting.
 pub async fn approve_hold(
-    store: &Store,
+    tx: &mut Tx,
     version: i64,
     by: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let changed = on_db!(store.db(), |pool| {
+    let changed = on_tx!(tx, |conn| {
         sqlx::query(
             "UPDATE org_holds SET state = 'approved', decided_by = $1, decided_at = $2 \
              WHERE version = $3 AND state = 'held'",
@@ -199,7 +200,7 @@ pub async fn approve_hold(
         .bind(by)
         .bind(now)
         .bind(version)
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map(|r| r.rows_affected())
     })?;

@@ -1030,6 +1030,17 @@ async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
         Some(tollgate::engine::machine::EndCause::Leaver)
     );
     assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
+    // The approval and its carrying out are in the audit log.
+    for what in ["leaver_brake.approved", "leaver_brake.done"] {
+        let events = eventually(Duration::from_secs(10), || async {
+            let events = tollgate::alerts::raised(&state.store, what)
+                .await
+                .expect("read");
+            (events.len() == 1).then_some(events)
+        })
+        .await;
+        assert!(events.is_some(), "one {what} event");
+    }
     // Approving again (`tollgate org leavers --approve`) finds nothing held.
     let mut out = Vec::new();
     let again = tollgate::cli::org_leavers(&state.config, Some(version), "auditor", &mut out).await;
@@ -1106,6 +1117,10 @@ async fn a_hold_is_dropped_when_its_people_come_back() {
         holds[0].state,
         tollgate::store::org_changes::HoldState::Dropped
     );
+    let dropped = tollgate::alerts::raised(&env.app.state.store, "leaver_brake.dropped")
+        .await
+        .expect("read");
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(env.request().await.state, State::Active);
     assert_eq!(env.holds_atlassian_access(), [true, true, true, true]);
