@@ -432,8 +432,9 @@ fn fast_workflows() -> tempfile::TempDir {
     dir
 }
 
-#[tokio::test]
-async fn reminders_escalation_and_the_deadline_survive_a_restart() {
+/// The shipped workflows on the fast clock, and IT-7 filed by Erin: the returned directory
+/// must outlive the app.
+async fn filed_on_a_fast_clock() -> (Env, tempfile::TempDir) {
     let workflows = fast_workflows();
     let dir = workflows.path().display().to_string();
     let env = start_with(
@@ -447,6 +448,25 @@ async fn reminders_escalation_and_the_deadline_survive_a_restart() {
         &issue_created("IT-7", ERIN.0),
     )
     .await;
+    (env, workflows)
+}
+
+/// Erin moves to Frank's team in the org.yaml beside the workflows.
+fn move_erin_to_franks_team(workflows: &tempfile::TempDir) {
+    let org = workflows.path().join("org.yaml");
+    let text = std::fs::read_to_string(&org).expect("org");
+    let moved = text.replace(
+        "email: erin.evans@acme.example, name: Erin Evans, title: Accountant, department: Finance, cost_center: CC-210, manager: dan.diaz@acme.example",
+        "email: erin.evans@acme.example, name: Erin Evans, title: Accountant, department: Finance, cost_center: CC-210, manager: frank.fox@acme.example",
+    );
+    assert_ne!(moved, text, "the test edits Erin's manager");
+    std::fs::write(&org, moved).expect("write");
+}
+
+#[tokio::test]
+async fn reminders_escalation_and_the_deadline_survive_a_restart() {
+    let (env, workflows) = filed_on_a_fast_clock().await;
+    let dir = workflows.path().display().to_string();
     env.comments(1).await;
 
     // The process stops while the request is pending; a new one takes over its timers.
@@ -526,19 +546,7 @@ async fn reminders_escalation_and_the_deadline_survive_a_restart() {
 /// A stage escalated to the approver's manager, then decided by `decider`: whoever decides,
 /// the original approver or the manager added beside them, the decision counts.
 async fn escalated_then_decided_by(decider: (&str, &str)) {
-    let workflows = fast_workflows();
-    let dir = workflows.path().display().to_string();
-    let env = start_with(
-        TestDatabase::create().await,
-        &[("TOLLGATE_WORKFLOWS_DIR", &dir)],
-    )
-    .await;
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    let (env, _workflows) = filed_on_a_fast_clock().await;
     let escalated = eventually(Duration::from_secs(20), || async {
         let comments = env.comments(1).await.join("\n");
         comments
@@ -729,29 +737,9 @@ async fn a_ticket_whose_webhook_failed_is_recovered() {
 
 #[tokio::test]
 async fn an_org_change_while_pending_re_resolves_the_open_stage() {
-    let workflows = fast_workflows();
-    let dir = workflows.path().display().to_string();
-    let env = start_with(
-        TestDatabase::create().await,
-        &[("TOLLGATE_WORKFLOWS_DIR", &dir)],
-    )
-    .await;
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    let (env, workflows) = filed_on_a_fast_clock().await;
     env.comments(1).await;
-    // Erin moves to Frank's team.
-    let org = workflows.path().join("org.yaml");
-    let text = std::fs::read_to_string(&org).expect("org");
-    let moved = text.replace(
-        "email: erin.evans@acme.example, name: Erin Evans, title: Accountant, department: Finance, cost_center: CC-210, manager: dan.diaz@acme.example",
-        "email: erin.evans@acme.example, name: Erin Evans, title: Accountant, department: Finance, cost_center: CC-210, manager: frank.fox@acme.example",
-    );
-    assert_ne!(moved, text, "the test edits Erin's manager");
-    std::fs::write(&org, moved).expect("write");
+    move_erin_to_franks_team(&workflows);
     let state = &env.app.state;
     let connector = tollgate::idp::Connector::new(&state.config.idp.source);
     tollgate::orgchart::sync::sync(
@@ -796,28 +784,9 @@ async fn an_org_change_while_pending_re_resolves_the_open_stage() {
 /// refused.
 #[tokio::test]
 async fn an_org_change_synced_by_the_cli_moves_the_open_stage() {
-    let workflows = fast_workflows();
-    let dir = workflows.path().display().to_string();
-    let env = start_with(
-        TestDatabase::create().await,
-        &[("TOLLGATE_WORKFLOWS_DIR", &dir)],
-    )
-    .await;
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    let (env, workflows) = filed_on_a_fast_clock().await;
     env.comments(1).await;
-    let org = workflows.path().join("org.yaml");
-    let text = std::fs::read_to_string(&org).expect("org");
-    let moved = text.replace(
-        "email: erin.evans@acme.example, name: Erin Evans, title: Accountant, department: Finance, cost_center: CC-210, manager: dan.diaz@acme.example",
-        "email: erin.evans@acme.example, name: Erin Evans, title: Accountant, department: Finance, cost_center: CC-210, manager: frank.fox@acme.example",
-    );
-    assert_ne!(moved, text, "the test edits Erin's manager");
-    std::fs::write(&org, moved).expect("write");
+    move_erin_to_franks_team(&workflows);
     tollgate::cli::org_sync(&env.app.state.config, false)
         .await
         .expect("the CLI synced");
