@@ -154,6 +154,7 @@ pub async fn ensure_request(
         requester_account: reporter.0.clone(),
         requester_email: None,
         subject_email: None,
+        subject_person: None,
         resource: asked.resource.clone(),
         level: asked.level.clone(),
         duration_seconds: None,
@@ -276,6 +277,7 @@ pub(crate) async fn decide(
     };
     let filer_email = org.person(filer).email.clone();
     request.requester_email = Some(filer_email.to_string());
+    request.subject_person = Some(org.person(filer).id.clone());
     let subject_email = match &asked.on_behalf_of {
         None => None,
         Some(account) => {
@@ -289,7 +291,10 @@ pub(crate) async fn decide(
             )
             .await?;
             match found {
-                Some(p) => Some(org.person(p).email.clone()),
+                Some(p) => {
+                    request.subject_person = Some(org.person(p).id.clone());
+                    Some(org.person(p).email.clone())
+                }
                 None => {
                     return invalid(
                         request,

@@ -21,6 +21,7 @@ use crate::jobs::{self, Job};
 use crate::orgchart::{AccountId, Email, accounts};
 use crate::state::AppState;
 use crate::store::grants::{self as steps, Claim, Phase, Status, StepRow};
+use crate::store::holdings::{self, Found, Holding, Join, Leave};
 use crate::store::requests::{self, Request};
 use crate::store::{StoreError, Tx, tenants};
 use crate::workflow::{FailurePolicy, GrantTarget};
@@ -286,10 +287,31 @@ pub async fn provision(state: &AppState, id: Uuid) -> Result<(), EngineError> {
 
 /// What happened to one step this time.
 enum Outcome {
-    Changed(&'static str),
+    /// The access is in place for this grant.
+    Granted(Found),
+    /// The access is gone (`applied`: this step removed it; `already_in_place`: it was gone).
+    Removed(&'static str),
     Skipped(String),
     Failed(StepFailure),
 }
+
+/// The holding a step's target is for this request's person: per site for targets that live
+/// in one, else shared by every site of the deployment.
+fn holding(request: &Request, row: &StepRow) -> Holding {
+    let scope = if super::plan::per_site(&row.plan.applied) {
+        request.tenant.clone()
+    } else {
+        holdings::ORG_SCOPE.to_string()
+    };
+    Holding {
+        scope,
+        target_key: row.plan.target_key(),
+        person: request.person_key(),
+    }
+}
+
+/// How long a grant waits for another grant's removal of the same access to finish.
+const WAIT_FOR_REMOVAL: Duration = Duration::from_secs(5);
 
 /// The `GrantStep` job: applies or undoes one step, once, then settles the request.
 pub async fn step(
@@ -311,7 +333,8 @@ pub async fn step(
     let Some(row) = rows.iter().find(|r| r.step == index) else {
         return Ok(());
     };
-    let outcome = run_one(state, &request, row, phase, attempt, retaken).await?;
+    let held = holding(&request, row);
+    let outcome = run_one(state, &request, row, &held, phase, attempt, retaken).await?;
 
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
@@ -321,14 +344,25 @@ pub async fn step(
     };
     // What settles the step this time (a retry leaves it pending), and what the audit says.
     let (status, change, error, action, extra) = match outcome {
-        Outcome::Changed(change) => (
-            Status::Done,
-            Some(change),
-            None,
-            "step_done",
-            json!({"change": change}),
-        ),
+        Outcome::Granted(found) => {
+            let predates = holdings::granted(&mut tx, &held, id, index, Some(found), now).await?;
+            let change = match found {
+                Found::Applied => "applied",
+                Found::InPlace { .. } if predates == Some(true) => "pre_existing",
+                Found::InPlace { .. } => "already_in_place",
+            };
+            let extra = json!({"change": change});
+            (Status::Done, Some(change), None, "step_done", extra)
+        }
+        Outcome::Removed(change) => {
+            holdings::removed(&mut tx, &held, id, index, true, now).await?;
+            let extra = json!({"change": change});
+            (Status::Done, Some(change), None, "step_done", extra)
+        }
         Outcome::Skipped(why) => {
+            if phase == Phase::Grant {
+                holdings::granted(&mut tx, &held, id, index, None, now).await?;
+            }
             let extra = json!({"why": why});
             (Status::Skipped, None, Some(why), "step_skipped", extra)
         }
@@ -348,6 +382,13 @@ pub async fn step(
             return Ok(());
         }
         Outcome::Failed(failure) => {
+            match phase {
+                Phase::Grant => holdings::granted(&mut tx, &held, id, index, None, now).await?,
+                Phase::Revoke => {
+                    holdings::removed(&mut tx, &held, id, index, false, now).await?;
+                    None
+                }
+            };
             let why = failure.message().to_string();
             let extra = json!({"error": why, "attempts": attempt + 1});
             (Status::Failed, None, Some(why), "step_failed", extra)
@@ -382,59 +423,56 @@ pub async fn step(
     Ok(())
 }
 
+/// Decides with the other holders of the target, then calls the vendor if there is anything
+/// to change. The decision commits before the call: a grant joining while the last holder
+/// removes the access waits for the removal, so it never finds in place what is about to go.
 async fn run_one(
     state: &AppState,
     request: &Request,
     row: &StepRow,
+    held: &Holding,
     phase: Phase,
     attempt: i64,
     retaken: bool,
 ) -> Result<Outcome, EngineError> {
-    let holder = || async {
-        let Some(subject) = request.subject() else {
-            return Ok(None);
-        };
-        let site = super::plan::per_site(&row.plan.applied).then_some(request.tenant.as_str());
-        steps::held_elsewhere(
-            &state.store,
-            &row.plan.target_key(),
-            site,
-            subject,
-            request.id,
-        )
-        .await
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let decided = match phase {
+        Phase::Grant => match holdings::join(&mut tx, held, request.id, row.step, now).await? {
+            Join::Joined => None,
+            Join::Wait { ticket } => Some(Outcome::Failed(StepFailure::Retry {
+                after: Some(WAIT_FOR_REMOVAL),
+                why: format!("{ticket} is removing this access; granting it again after that"),
+            })),
+        },
+        Phase::Revoke => match holdings::leave(&mut tx, held, request.id, row.step, now).await? {
+            Leave::Remove => None,
+            Leave::Predates => Some(Outcome::Skipped(
+                "held before Tollgate first granted it".into(),
+            )),
+            Leave::HeldBy { ticket } => {
+                Some(Outcome::Skipped(format!("still granted by {ticket}")))
+            }
+        },
     };
-    if phase == Phase::Revoke {
-        if row.granted_change.as_deref() == Some("pre_existing") {
-            return Ok(Outcome::Skipped(
-                "held before this request granted it".into(),
-            ));
-        }
-        if let Some(other) = holder().await? {
-            return Ok(Outcome::Skipped(format!(
-                "still granted by {}",
-                other.ticket
-            )));
-        }
+    tx.commit().await?;
+    if let Some(outcome) = decided {
+        return Ok(outcome);
     }
     let account = request.subject_account.clone().map(AccountId);
     let subject = Subject {
         tenant: &request.tenant,
         account: account.as_ref(),
     };
+    let granting = phase == Phase::Grant;
     Ok(
-        match apply::apply(state, &row.plan, &subject, phase == Phase::Grant).await {
-            Ok(Change::Applied) => Outcome::Changed("applied"),
-            // In place on the very first try: another Tollgate grant put it there (it is shared
-            // with that grant, and ends with the last of them), or the person had it before
-            // Tollgate (and revoking must not take away what Tollgate did not give).
-            Ok(Change::AlreadyInPlace) if phase == Phase::Grant && attempt == 0 && !retaken => {
-                match holder().await? {
-                    Some(other) if !other.pre_existing => Outcome::Changed("already_in_place"),
-                    _ => Outcome::Changed("pre_existing"),
-                }
-            }
-            Ok(Change::AlreadyInPlace) => Outcome::Changed("already_in_place"),
+        match apply::apply(state, &row.plan, &subject, granting).await {
+            Ok(Change::Applied) if granting => Outcome::Granted(Found::Applied),
+            Ok(Change::AlreadyInPlace) if granting => Outcome::Granted(Found::InPlace {
+                first_try: attempt == 0 && !retaken,
+            }),
+            Ok(Change::Applied) => Outcome::Removed("applied"),
+            Ok(Change::AlreadyInPlace) => Outcome::Removed("already_in_place"),
             Err(failure) => Outcome::Failed(failure),
         },
     )

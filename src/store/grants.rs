@@ -694,66 +694,6 @@ pub async fn read(store: &Store, request: Uuid) -> Result<Vec<StepRow>, StoreErr
     of_requests(store, &[request]).await
 }
 
-/// Another Tollgate grant that holds (or is putting in place) a target for a person.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
-    pub ticket: String,
-    /// Its step found the access already there before any Tollgate grant.
-    pub pre_existing: bool,
-}
-
-/// Another grant (not `except`) for the same person that holds this target, or is applying it:
-/// a revocation must leave it in place, and a grant that finds it in place shares it rather
-/// than taking it for the person's own. `tenant` limits the search to one site, for targets
-/// that live in a site (project and space roles, JSM organizations); `None` searches every
-/// site (IdP groups and the organization's groups and product access are one for all).
-pub async fn held_elsewhere(
-    store: &Store,
-    target_key: &str,
-    tenant: Option<&str>,
-    subject_email: &str,
-    except: Uuid,
-) -> Result<Option<Holder>, StoreError> {
-    let plans: Vec<i64> = on_db!(store.db(), |pool| {
-        sqlx::query_scalar("SELECT id FROM step_plans WHERE target_key = $1")
-            .bind(target_key)
-            .fetch_all(pool)
-            .await
-    })?;
-    if plans.is_empty() {
-        return Ok(None);
-    }
-    // The expression and the states are the `requests_subject` index's own.
-    let others: Vec<(String, String, String, Option<String>)> = on_db!(store.db(), |pool| {
-        sqlx::query_as(
-            "SELECT id, ticket_key, tenant, steps FROM requests \
-             WHERE COALESCE(subject_email, requester_email) = $1 \
-             AND state IN ('active', 'provisioning') AND id <> $2",
-        )
-        .bind(subject_email)
-        .bind(except.to_string())
-        .fetch_all(pool)
-        .await
-    })?;
-    for (id, ticket, site, text) in others {
-        if tenant.is_some_and(|t| t != site) {
-            continue;
-        }
-        let holding = decode(&id, text.as_deref())?.into_iter().find(|p| {
-            plans.contains(&p.plan)
-                && matches!(p.grant, Status::Done | Status::Running)
-                && p.revoke.is_none()
-        });
-        if let Some(step) = holding {
-            return Ok(Some(Holder {
-                ticket,
-                pre_existing: step.granted.as_deref() == Some("pre_existing"),
-            }));
-        }
-    }
-    Ok(None)
-}
-
 /// Steps of `phase` left pending or running since before `stale_before`: their job was lost
 /// (deleted, or its worker died holding the lease). Longest stalled grants first.
 pub async fn stalled(

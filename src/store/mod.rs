@@ -6,6 +6,7 @@
 
 pub mod forge;
 pub mod grants;
+pub mod holdings;
 pub mod inbound;
 pub mod nodelay;
 pub mod org;

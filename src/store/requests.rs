@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError, Tx};
 use crate::engine::machine::{EndCause, Plan, State, Verdict};
+use crate::orgchart::PersonId;
 use crate::{on_db, on_tx};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +22,10 @@ pub struct Request {
     pub requester_email: Option<String>,
     /// Whom the access is for, when not the requester.
     pub subject_email: Option<String>,
+    /// The IdP person id of whom the access is for (the subject, else the requester): how
+    /// leavers, holders and account matches know them, since emails change. `None` for someone
+    /// not in the org chart (`tollgate org unmatched` lists them).
+    pub subject_person: Option<PersonId>,
     pub resource: Option<String>,
     pub level: Option<String>,
     pub duration_seconds: Option<i64>,
@@ -55,6 +60,16 @@ impl Request {
             .as_deref()
             .or(self.requester_email.as_deref())
     }
+
+    /// How whom the access is for is known to holders: their IdP person id, else their email
+    /// (`email:<address>`), else the requester's account (`account:<id>`).
+    pub fn person_key(&self) -> String {
+        match (&self.subject_person, self.subject()) {
+            (Some(id), _) => id.0.clone(),
+            (None, Some(email)) => format!("email:{}", email.to_ascii_lowercase()),
+            (None, None) => format!("account:{}", self.requester_account),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -68,6 +83,7 @@ struct Row {
     requester_account: String,
     requester_email: Option<String>,
     subject_email: Option<String>,
+    subject_person: Option<String>,
     resource: Option<String>,
     level: Option<String>,
     duration_seconds: Option<i64>,
@@ -93,7 +109,7 @@ pub(crate) const COLUMNS: &str = "id, tenant, ticket_key, issue_id, state, stage
     requester_account, requester_email, subject_email, resource, level, duration_seconds, \
     justification, workflow, workflow_version, routing, reason, version, created_at, updated_at, \
     stage_started_at, parent_id, subject_account, granted_at, expires_at, ended_at, end_cause, \
-    partial";
+    partial, subject_person";
 
 fn corrupt(what: String) -> StoreError {
     StoreError::Database(sqlx::Error::Decode(what.into()))
@@ -138,6 +154,7 @@ impl TryFrom<Row> for Request {
             requester_account: r.requester_account,
             requester_email: r.requester_email,
             subject_email: r.subject_email,
+            subject_person: r.subject_person.map(PersonId),
             resource: r.resource,
             level: r.level,
             duration_seconds: r.duration_seconds,
@@ -170,8 +187,9 @@ pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
             "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, stage, requester_account, \
              requester_email, subject_email, resource, level, duration_seconds, justification, \
              workflow, workflow_version, routing, reason, version, created_at, updated_at, \
-             stage_started_at, parent_id, subject_account) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-             $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+             stage_started_at, parent_id, subject_account, subject_person) VALUES ($1, $2, $3, $4, \
+             $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
+             $23, $24) \
              ON CONFLICT (tenant, ticket_key) WHERE parent_id IS NULL DO NOTHING",
         )
         .bind(r.id.to_string())
@@ -197,6 +215,7 @@ pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
         .bind(r.stage_started_at)
         .bind(r.parent_id.map(|p| p.to_string()))
         .bind(&r.subject_account)
+        .bind(r.subject_person.as_ref().map(|p| p.0.as_str()))
         .execute(&mut *conn)
         .await
         .map(|done| done.rows_affected() == 1)
@@ -414,8 +433,8 @@ pub async fn update(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
              resource = $5, level = $6, duration_seconds = $7, justification = $8, workflow = $9, \
              workflow_version = $10, routing = $11, reason = $12, updated_at = $13, \
              stage_started_at = $14, subject_account = $15, granted_at = $16, expires_at = $17, \
-             ended_at = $18, end_cause = $19, partial = $20, version = version + 1 \
-             WHERE id = $21 AND version = $22",
+             ended_at = $18, end_cause = $19, partial = $20, subject_person = $21, \
+             version = version + 1 WHERE id = $22 AND version = $23",
         )
         .bind(r.state.as_str())
         .bind(r.stage)
@@ -437,6 +456,7 @@ pub async fn update(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
         .bind(r.ended_at)
         .bind(r.end_cause.map(EndCause::as_str))
         .bind(r.partial)
+        .bind(r.subject_person.as_ref().map(|p| p.0.as_str()))
         .bind(r.id.to_string())
         .bind(r.version)
         .execute(&mut *conn)

@@ -1,5 +1,6 @@
 //! A grant's steps as the store keeps them (with their request, plans shared): the move from
-//! one row per step, steps of one grant changing at once, the overlap and stall queries.
+//! one row per step, steps of one grant changing at once, who holds what (every holder
+//! counted, a joiner racing the last holder), and the stall query.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::Barrier;
 use tollgate::grants::plan::{Step, Via};
 use tollgate::store::grants::{self, Claim, Phase, Status};
+use tollgate::store::holdings::{self, Found, Holding, Join, Leave};
 use tollgate::store::{Db, Store};
 use tollgate::workflow::GrantTarget;
 use uuid::Uuid;
@@ -356,72 +358,20 @@ async fn every_step_of_a_grant_settles_when_all_move_at_once() {
 }
 
 #[tokio::test]
-async fn another_live_grant_of_the_same_target_is_found_and_plans_are_shared() {
+async fn plans_are_shared_and_each_grant_keeps_its_person() {
     let db = TestDatabase::create().await;
     let store = support::store(&db).await;
-    let (mine, other, ended, stranger) = (
-        Uuid::now_v7(),
-        Uuid::now_v7(),
-        Uuid::now_v7(),
-        Uuid::now_v7(),
-    );
-    request(&store, mine, "IT-1", "erin@example.com", "active").await;
+    let (other, stranger) = (Uuid::now_v7(), Uuid::now_v7());
     request(&store, other, "IT-2", "erin@example.com", "active").await;
-    request(&store, ended, "IT-3", "erin@example.com", "expired").await;
     request(&store, stranger, "IT-4", "finn@example.com", "active").await;
-    for id in [mine, other, ended] {
-        plan(&store, id, &[group("fin-tools", Some("uid=erin")), role()]).await;
-    }
+    plan(
+        &store,
+        other,
+        &[group("fin-tools", Some("uid=erin")), role()],
+    )
+    .await;
     plan(&store, stranger, &[group("fin-tools", Some("uid=finn"))]).await;
     assert_eq!(count(&store, "SELECT COUNT(*) FROM step_plans").await, 2);
-    let key = role().target_key();
-    let (store_ref, key_ref) = (&store, &key);
-    let held = |except| async move {
-        grants::held_elsewhere(
-            store_ref,
-            key_ref,
-            Some("jira:acme"),
-            "erin@example.com",
-            except,
-        )
-        .await
-        .map(|h| h.map(|h| h.ticket))
-    };
-    // Nothing is granted yet: nothing holds it.
-    assert_eq!(held(mine).await.expect("held"), None);
-    let now = t0() + TimeDelta::seconds(1);
-    for id in [other, ended, stranger] {
-        settle(&store, id, 0, Phase::Grant, Status::Done, now).await;
-        settle(&store, id, 1, Phase::Grant, Status::Done, now).await;
-    }
-    assert_eq!(held(mine).await.expect("held").as_deref(), Some("IT-2"));
-    // An IdP group is the organization's, whichever site granted it.
-    let group_key = group("fin-tools", None).target_key();
-    let anywhere = grants::held_elsewhere(&store, &group_key, None, "erin@example.com", mine).await;
-    assert_eq!(
-        anywhere.expect("held").map(|h| h.ticket).as_deref(),
-        Some("IT-2")
-    );
-    assert_eq!(
-        held(other).await.expect("held"),
-        None,
-        "an expired grant holds nothing"
-    );
-    assert_eq!(
-        grants::held_elsewhere(&store, &key, Some("jira:other"), "erin@example.com", mine)
-            .await
-            .expect("held"),
-        None,
-        "another site's grants are another matter"
-    );
-    // Once the other grant's revocation starts, it no longer holds the target.
-    let mut tx = store.begin().await.expect("tx");
-    let todo = grants::start_revoke(&mut tx, other, now)
-        .await
-        .expect("start");
-    tx.commit().await.expect("commit");
-    assert_eq!(todo, [(0, 1), (1, 1)]);
-    assert_eq!(held(mine).await.expect("held"), None);
     // The steps read back whole, the person restored into each grant's own plan.
     let rows = grants::of_requests(&store, &[stranger, other])
         .await
@@ -437,4 +387,179 @@ async fn another_live_grant_of_the_same_target_is_found_and_plans_are_shared() {
     ];
     expected.sort_by_key(|(id, step, _)| (id.to_string(), *step));
     assert_eq!(people, expected);
+}
+
+fn erins_group() -> Holding {
+    Holding {
+        scope: holdings::ORG_SCOPE.into(),
+        target_key: group("fin-tools", None).target_key(),
+        person: "uid=erin".into(),
+    }
+}
+
+async fn in_tx<T>(
+    store: &Store,
+    f: impl AsyncFnOnce(&mut tollgate::store::Tx) -> Result<T, tollgate::store::StoreError>,
+) -> T {
+    let mut tx = store.begin().await.expect("tx");
+    let out = f(&mut tx).await.expect("holdings");
+    tx.commit().await.expect("commit");
+    out
+}
+
+/// Every holder counted: the access goes with the last of them, what predates Tollgate stays,
+/// and what predates is only known once every grant applying it has reported.
+#[tokio::test]
+async fn holders_are_counted_and_access_goes_with_the_last() {
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    request(&store, a, "IT-1", "erin@example.com", "provisioning").await;
+    request(&store, b, "IT-2", "erin@example.com", "provisioning").await;
+    let h = erins_group();
+    let now = t0();
+    // Both apply at once; B's call finds what A's put there, and reports first.
+    for id in [a, b] {
+        let joined = in_tx(&store, async |tx| holdings::join(tx, &h, id, 0, now).await).await;
+        assert_eq!(joined, Join::Joined);
+    }
+    let first = Found::InPlace { first_try: true };
+    let predates = in_tx(&store, async |tx| {
+        holdings::granted(tx, &h, b, 0, Some(first), now).await
+    })
+    .await;
+    assert_eq!(predates, None, "unknown while A has not reported");
+    let predates = in_tx(&store, async |tx| {
+        holdings::granted(tx, &h, a, 0, Some(Found::Applied), now).await
+    })
+    .await;
+    assert_eq!(predates, Some(false));
+    // A ends: B holds it. B ends: it goes, and the holding with it.
+    let leave = in_tx(&store, async |tx| holdings::leave(tx, &h, a, 0, now).await).await;
+    assert_eq!(
+        leave,
+        Leave::HeldBy {
+            ticket: "IT-2".into()
+        }
+    );
+    let leave = in_tx(&store, async |tx| holdings::leave(tx, &h, b, 0, now).await).await;
+    assert_eq!(leave, Leave::Remove);
+    // While B removes it, a new grant waits.
+    let waits = in_tx(&store, async |tx| holdings::join(tx, &h, a, 0, now).await).await;
+    assert_eq!(
+        waits,
+        Join::Wait {
+            ticket: "IT-2".into()
+        }
+    );
+    in_tx(&store, async |tx| {
+        holdings::removed(tx, &h, b, 0, true, now).await
+    })
+    .await;
+    let held = in_tx(&store, async |tx| holdings::read(tx, &h).await).await;
+    assert_eq!(held, None);
+
+    // Access Erin had before Tollgate: found in place by both grants on their first try.
+    for id in [a, b] {
+        in_tx(&store, async |tx| holdings::join(tx, &h, id, 0, now).await).await;
+    }
+    for id in [a, b] {
+        in_tx(&store, async |tx| {
+            holdings::granted(tx, &h, id, 0, Some(first), now).await
+        })
+        .await;
+    }
+    for (id, expected) in [
+        (
+            a,
+            Leave::HeldBy {
+                ticket: "IT-2".into(),
+            },
+        ),
+        (b, Leave::Predates),
+    ] {
+        let leave = in_tx(&store, async |tx| holdings::leave(tx, &h, id, 0, now).await).await;
+        assert_eq!(leave, expected);
+    }
+    let held = in_tx(&store, async |tx| holdings::read(tx, &h).await).await;
+    assert_eq!(
+        held.map(|h| (h.predates, h.holders.len())),
+        Some((Some(true), 0)),
+        "what predates Tollgate is remembered, with nobody holding it"
+    );
+}
+
+/// The last holder leaving and a new grant joining, at the same moment, many times: either the
+/// joiner waits for the removal, or the leaver sees the joiner and keeps the access. Never
+/// both "removed" and "joined without waiting".
+#[tokio::test]
+async fn a_grant_joining_as_the_last_holder_leaves_never_loses_its_access() {
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let h = erins_group();
+    let now = t0();
+    for round in 0..20 {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        request(
+            &store,
+            a,
+            &format!("A-{round}"),
+            "erin@example.com",
+            "active",
+        )
+        .await;
+        request(
+            &store,
+            b,
+            &format!("B-{round}"),
+            "erin@example.com",
+            "approved",
+        )
+        .await;
+        in_tx(&store, async |tx| holdings::join(tx, &h, a, 0, now).await).await;
+        in_tx(&store, async |tx| {
+            holdings::granted(tx, &h, a, 0, Some(Found::Applied), now).await
+        })
+        .await;
+        let start = Arc::new(Barrier::new(2));
+        let leaver = {
+            let (store, h, start) = (store.clone(), h.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                in_tx(&store, async |tx| holdings::leave(tx, &h, a, 0, now).await).await
+            })
+        };
+        let joiner = {
+            let (store, h, start) = (store.clone(), h.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                in_tx(&store, async |tx| holdings::join(tx, &h, b, 0, now).await).await
+            })
+        };
+        let (left, joined) = (leaver.await.expect("leaver"), joiner.await.expect("joiner"));
+        match (&left, &joined) {
+            (Leave::Remove, Join::Wait { .. }) | (Leave::HeldBy { .. }, Join::Joined) => {}
+            other => panic!("round {round}: {other:?}"),
+        }
+        // Tidy up for the next round: the removal (if any) lands, B applies and ends.
+        if left == Leave::Remove {
+            in_tx(&store, async |tx| {
+                holdings::removed(tx, &h, a, 0, true, now).await
+            })
+            .await;
+            in_tx(&store, async |tx| holdings::join(tx, &h, b, 0, now).await).await;
+        }
+        in_tx(&store, async |tx| {
+            holdings::granted(tx, &h, b, 0, Some(Found::Applied), now).await
+        })
+        .await;
+        assert_eq!(
+            in_tx(&store, async |tx| holdings::leave(tx, &h, b, 0, now).await).await,
+            Leave::Remove
+        );
+        in_tx(&store, async |tx| {
+            holdings::removed(tx, &h, b, 0, true, now).await
+        })
+        .await;
+    }
 }
