@@ -207,6 +207,12 @@ pub const SETTINGS: &[Setting] = &[
         "Comma-separated Atlassian groups fed from the IdP by SCIM (also detected through the SCIM directory): granted through the IdP group of the same name.",
     ),
     setting(
+        "atlassian.account_index_interval",
+        "TOLLGATE_ATLASSIAN_ACCOUNT_INDEX_INTERVAL",
+        Some("6h"),
+        "How often, at most, the organization's account list is read whole into the account index (with the full org sync; the Admin API has no change feed). Between reads, an account missing from the index is found by one targeted query.",
+    ),
+    setting(
         "grants.remind_before",
         "TOLLGATE_GRANTS_REMIND_BEFORE",
         Some("24h,1h"),
@@ -793,6 +799,7 @@ pub struct AtlassianConfig {
     pub cloud_id: Option<String>,
     /// Atlassian groups SCIM keeps in step with the IdP's group of the same name.
     pub synced_groups: Vec<String>,
+    pub account_index_interval: Duration,
 }
 
 /// Which identity source the org chart is synced from, with its settings.
@@ -965,6 +972,8 @@ impl Config {
                 })?,
                 site_admin_token: raw.parse("atlassian.site_admin_token", Secret::parse)?,
                 cloud_id: raw.parse("atlassian.cloud_id", parse_identifier)?,
+                account_index_interval: raw
+                    .require("atlassian.account_index_interval", parse_positive_duration)?,
                 synced_groups: raw
                     .parse("atlassian.synced_groups", |v| Ok(comma_list(v)))?
                     .unwrap_or_default(),

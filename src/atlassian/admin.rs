@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::api::{Atlassian, AtlassianError, Change, segment, with_query};
 use super::client::Credential;
-use super::credentials::{CredentialKind, Operation};
+use super::credentials::Operation;
 use super::jira::AtlassianUser;
 use super::products::Assignment;
 use crate::orgchart::{AccountId, Email};
@@ -181,33 +181,5 @@ impl Atlassian {
                     .as_str()
             })
             .map(|id| AccountId(id.to_string())))
-    }
-
-    /// Resolves an email to an account through whatever this deployment permits: the SCIM
-    /// directory, then the Admin API's user list, then the site's user search.
-    pub async fn account_by_email(
-        &self,
-        site: &super::api::Site,
-        email: &Email,
-    ) -> Result<Option<AccountId>, AtlassianError> {
-        if self.credentials().has(CredentialKind::ScimDirectory)
-            && let Some(id) = self.scim_account_id(email).await?
-        {
-            return Ok(Some(id));
-        }
-        if self.credentials().has(CredentialKind::AdminApi)
-            && let Some(user) = self
-                .org_users()
-                .await?
-                .into_iter()
-                .find(|u| u.email.as_ref() == Some(email))
-        {
-            return Ok(Some(user.account_id));
-        }
-        let found = self.users_by_email(site, email).await?;
-        Ok(match found.as_slice() {
-            [one] => Some(one.account_id.clone()),
-            _ => None,
-        })
     }
 }

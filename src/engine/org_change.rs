@@ -4,11 +4,12 @@
 //! believed: their removals are held, an alert is raised, and they wait for a person
 //! (`tollgate org leavers --approve VERSION`), or are dropped when the people come back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::EngineError;
 use crate::alerts::{self, Alert};
 use crate::grants::leavers;
+use crate::orgchart::{Email, OrgSnapshot, PersonId};
 use crate::state::AppState;
 use crate::store::org as org_store;
 use crate::store::org_changes::{self, HeldPerson, Hold, HoldState};
@@ -69,7 +70,7 @@ pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
         }
     }
     tx.commit().await?;
-    let held_before = held_emails(&holds);
+    let held_before = org_changes::people_held_by(&holds);
     let found = leavers::leaving(state, &held_before).await?;
 
     // The brake: too many people gone since the last applied snapshot, or too many grants to
@@ -90,17 +91,24 @@ pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
             .collect();
         active_before = previous.people.iter().filter(|p| p.active).count();
     }
+    if let Some((_, previous)) = &previous {
+        renamed(state, previous, &latest, now).await?;
+    }
     let limit = brake.limit(active_before);
     let tripped = trips(&brake, gone.len(), active_before, found.grants.len());
     let mut raised = None;
     let found = if tripped && !holds.iter().any(|h| h.version == info.version) {
         let mut people = gone;
-        for (_, email) in &found.grants {
-            if !people.iter().any(|p| p.email.eq_ignore_ascii_case(email)) {
+        for grant in &found.grants {
+            let id = grant.person.as_ref().map_or(&grant.email, |p| &p.0);
+            if !people
+                .iter()
+                .any(|p| &p.id == id || p.email.eq_ignore_ascii_case(&grant.email))
+            {
                 people.push(HeldPerson {
-                    id: email.clone(),
-                    email: email.clone(),
-                    name: email.clone(),
+                    id: id.clone(),
+                    email: grant.email.clone(),
+                    name: grant.email.clone(),
                 });
             }
         }
@@ -127,7 +135,7 @@ pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
         }
         tx.commit().await?;
         holds.push(hold);
-        found.without(&held_emails(&holds))
+        found.without(&org_changes::people_held_by(&holds))
     } else {
         found
     };
@@ -149,9 +157,64 @@ pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
     Ok(Applied {
         version: Some(info.version),
         leavers: touched,
-        held: held_emails(&holds).len(),
+        held: holds
+            .iter()
+            .filter(|h| h.state == HoldState::Held)
+            .map(|h| h.people.len())
+            .sum(),
         rerouted,
     })
+}
+
+/// People whose email changed between two snapshots: `(id, from, to)`.
+fn renames(before: &OrgSnapshot, after: &OrgSnapshot) -> Vec<(PersonId, Email, Email)> {
+    let was: HashMap<&PersonId, &Email> = before.people.iter().map(|p| (&p.id, &p.email)).collect();
+    after
+        .people
+        .iter()
+        .filter_map(|p| {
+            let old = was.get(&p.id)?;
+            (*old != &p.email).then(|| (p.id.clone(), (*old).clone(), p.email.clone()))
+        })
+        .collect()
+}
+
+/// An email change is a rename: the person keeps their grants and requests, which show the
+/// new email; each rename is one audit event with the tickets it touched.
+async fn renamed(
+    state: &AppState,
+    before: &OrgSnapshot,
+    after: &OrgSnapshot,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), EngineError> {
+    for (id, from, to) in renames(before, after) {
+        let mut tx = state.store.begin().await?;
+        let tickets = crate::store::requests::rename_person(&mut tx, &id, to.as_str()).await?;
+        crate::store::accounts::renamed(&mut tx, &id, &to).await?;
+        crate::audit::append(
+            &mut tx,
+            &crate::audit::Event {
+                at: now,
+                tenant: None,
+                request_id: None,
+                ticket_key: None,
+                actor: crate::audit::Actor::System("org_sync".into()),
+                action: "person.renamed".into(),
+                target: Some(id.0.clone()),
+                details: serde_json::json!({
+                    "person": id.0,
+                    "from": from.as_str(),
+                    "to": to.as_str(),
+                    "tickets": tickets.iter().map(|(_, t)| t).collect::<Vec<_>>(),
+                }),
+                workflow_version: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(person = id.0, from = %from, to = %to, "a person's email changed: renamed");
+    }
+    Ok(())
 }
 
 /// Approves the removals held for snapshot `version` (`by` names who, for the audit log) and
@@ -239,15 +302,6 @@ fn trips(
     grants: usize,
 ) -> bool {
     gone > brake.limit(active_before) || grants > brake.max_grants
-}
-
-/// The people whose removal waits (lower-case emails).
-fn held_emails(holds: &[Hold]) -> HashSet<String> {
-    holds
-        .iter()
-        .filter(|h| h.state == HoldState::Held)
-        .flat_map(|h| h.people.iter().map(|p| p.email.to_ascii_lowercase()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -9,23 +9,35 @@ use super::run;
 use crate::audit::Actor;
 use crate::engine::EngineError;
 use crate::engine::machine::{EndCause, State};
-use crate::orgchart::{Email, OrgIndex};
+use crate::orgchart::{OrgIndex, PersonId};
 use crate::state::AppState;
 use crate::store::requests::{self, Request};
 
 /// Whether the person the request is for has left, and their removal is not held by the
-/// leaver brake (`held`: lower-case emails). Without an org chart nobody has.
+/// leaver brake (`held`: person ids and lower-case emails). People are known by their IdP id:
+/// an email change is a rename, not a leaver. Without an org chart nobody has left.
 fn has_left(org: &OrgIndex, request: &Request, held: &HashSet<String>) -> bool {
-    let Some(email) = request.subject().and_then(|e| Email::parse(e).ok()) else {
-        return false;
-    };
-    if held.contains(&email.as_str().to_ascii_lowercase()) {
+    if is_held(request, held) {
         return false;
     }
-    match org.by_email(&email) {
+    if request.subject_person.is_none() && request.subject().is_none() {
+        return false;
+    }
+    match org.by_id_or_email(request.subject_person.as_ref(), request.subject()) {
         None => true,
         Some(p) => !org.person(p).active,
     }
+}
+
+/// Whether the brake holds the removal of whom `request` is for.
+fn is_held(request: &Request, held: &HashSet<String>) -> bool {
+    request
+        .subject_person
+        .as_ref()
+        .is_some_and(|id| held.contains(&id.0))
+        || request
+            .subject()
+            .is_some_and(|e| held.contains(&e.to_ascii_lowercase()))
 }
 
 /// Active grants read per page.
@@ -35,24 +47,36 @@ fn actor() -> Actor {
     Actor::System("org_sync".into())
 }
 
-/// What leavers hold: active grants to revoke (with whom they are for) and open requests to
-/// cancel.
+/// An active grant of someone who left.
+#[derive(Debug, Clone)]
+pub struct LeavingGrant {
+    pub id: uuid::Uuid,
+    /// Their IdP id, when the request knows it.
+    pub person: Option<PersonId>,
+    /// Their email as the request has it (for people to read).
+    pub email: String,
+}
+
+/// What leavers hold: active grants to revoke and open requests to cancel.
 #[derive(Debug, Default)]
 pub struct Leaving {
-    pub grants: Vec<(uuid::Uuid, String)>,
+    pub grants: Vec<LeavingGrant>,
     pub open: Vec<Request>,
 }
 
 impl Leaving {
-    /// Everything but what is for the people in `held` (lower-case emails).
+    /// Everything but what is for the people in `held` (person ids and lower-case emails).
     pub fn without(self, held: &HashSet<String>) -> Self {
-        let kept = |email: &str| !held.contains(&email.to_ascii_lowercase());
+        let kept = |g: &LeavingGrant| {
+            !g.person.as_ref().is_some_and(|p| held.contains(&p.0))
+                && !held.contains(&g.email.to_ascii_lowercase())
+        };
         Self {
-            grants: self.grants.into_iter().filter(|(_, e)| kept(e)).collect(),
+            grants: self.grants.into_iter().filter(kept).collect(),
             open: self
                 .open
                 .into_iter()
-                .filter(|r| r.subject().is_none_or(kept))
+                .filter(|r| !is_held(r, held))
                 .collect(),
         }
     }
@@ -73,11 +97,17 @@ pub async fn leaving(state: &AppState, held: &HashSet<String>) -> Result<Leaving
         let page = requests::page_in_state(&state.store, State::Active, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
-        found.grants.extend(
-            page.iter()
-                .filter(|r| has_left(&org, r, held))
-                .map(|r| (r.id, r.subject().unwrap_or_default().to_string())),
-        );
+        found
+            .grants
+            .extend(
+                page.iter()
+                    .filter(|r| has_left(&org, r, held))
+                    .map(|r| LeavingGrant {
+                        id: r.id,
+                        person: r.subject_person.clone(),
+                        email: r.subject().unwrap_or_default().to_string(),
+                    }),
+            );
     }
     let open = requests::in_states(
         &state.store,
@@ -94,10 +124,14 @@ pub async fn leaving(state: &AppState, held: &HashSet<String>) -> Result<Leaving
 /// Revokes the grants and cancels the open requests `leaving` found; returns how many.
 pub async fn remove(state: &AppState, leaving: &Leaving) -> Result<usize, EngineError> {
     let mut touched = 0;
-    for (id, who) in &leaving.grants {
-        let who = if who.is_empty() { "the person" } else { who };
+    for grant in &leaving.grants {
+        let who = if grant.email.is_empty() {
+            "the person"
+        } else {
+            &grant.email
+        };
         let reason = format!("{who} is no longer active in the org chart");
-        if run::revoke_now(state, *id, EndCause::Leaver, &reason, actor()).await? {
+        if run::revoke_now(state, grant.id, EndCause::Leaver, &reason, actor()).await? {
             touched += 1;
         }
     }

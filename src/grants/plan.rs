@@ -302,6 +302,7 @@ mod tests {
             site_admin_email: None,
             site_admin_token: None,
             cloud_id: None,
+            account_index_interval: std::time::Duration::from_secs(21_600),
             synced_groups: Vec::new(),
         })
     }

@@ -18,7 +18,7 @@ use crate::connect::tenant::Product;
 use crate::engine::machine::{EndCause, State};
 use crate::engine::{EngineError, notices as ticket};
 use crate::jobs::{self, Job};
-use crate::orgchart::{AccountId, Email, accounts};
+use crate::orgchart::{AccountId, accounts};
 use crate::state::AppState;
 use crate::store::grants::{self as steps, Claim, Phase, Status, StepRow};
 use crate::store::holdings::{self, Found, Holding, Join, Leave};
@@ -108,15 +108,10 @@ async fn context_inputs(
 ) -> Result<(Option<String>, Option<AccountId>, HashSet<String>, bool), EngineError> {
     let (tenant, site) = crate::engine::site(state, &request.tenant).await?;
     let org = state.org.index();
-    let person = request
-        .subject()
-        .and_then(|e| Email::parse(e).ok())
-        .and_then(|e| {
-            org.as_ref()?
-                .by_email(&e)
-                .map(|p| org.as_ref().map(|o| o.person(p).clone()))
-        })
-        .flatten();
+    let person = org.as_ref().and_then(|o| {
+        let idx = o.by_id_or_email(request.subject_person.as_ref(), request.subject())?;
+        Some(o.person(idx).clone())
+    });
     let account = match (&request.subject_email, &person) {
         // Filed for themselves: the reporter's account is theirs.
         (None, _) => Some(AccountId(request.requester_account.clone())),

@@ -72,7 +72,7 @@ pub async fn sweep(state: &AppState) -> Result<SweepReport, EngineError> {
         }
     }
     // Leavers the brake holds wait for their approval here too.
-    let held = crate::store::org_changes::held_emails(&state.store).await?;
+    let held = crate::store::org_changes::held_people(&state.store).await?;
     report.leavers = super::leavers::revoke_leavers(state, &held).await?;
     report.drift = drift(state).await?;
     Ok(report)

@@ -677,6 +677,9 @@ async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
         Ok(report) => {
             tracing::info!(?report, "org chart synced");
             crate::store::org_changes::sync_succeeded(&state.store, &source).await?;
+            if full {
+                refresh_account_index(state).await;
+            }
             org_apply(state).await
         }
         Err(e) if e.is_retryable() => Err(e.into()),
@@ -686,6 +689,24 @@ async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
             tracing::error!(error = %e, "org sync failed; the current org chart is kept");
             Ok(())
         }
+    }
+}
+
+/// Reads the organization's account list into the account index, with a full org sync and at
+/// most every `account_index_interval`. A failure keeps the index as it was (lookups that miss
+/// it make one targeted query meanwhile).
+async fn refresh_account_index(state: &AppState) {
+    let max_age = chrono::TimeDelta::from_std(state.config.atlassian.account_index_interval)
+        .unwrap_or(chrono::TimeDelta::hours(6));
+    let refreshed = crate::orgchart::accounts::refresh_index(
+        &state.store,
+        &state.atlassian,
+        &*state.clock,
+        max_age,
+    )
+    .await;
+    if let Err(e) = refreshed {
+        tracing::warn!(error = %e, "the account index could not be read; the stored one is kept");
     }
 }
 

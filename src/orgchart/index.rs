@@ -231,6 +231,17 @@ impl OrgIndex {
         self.by_id.get(id).copied()
     }
 
+    /// Whom a request is for: by their IdP id when it is known (someone whose id is gone is
+    /// gone, even if another person now has their old email), else by email.
+    pub fn by_id_or_email(&self, id: Option<&PersonId>, email: Option<&str>) -> Option<PersonIdx> {
+        match id {
+            Some(id) => self.by_id(id),
+            None => email
+                .and_then(|e| Email::parse(e).ok())
+                .and_then(|e| self.by_email(&e)),
+        }
+    }
+
     pub fn manager_of(&self, idx: PersonIdx) -> Option<PersonIdx> {
         self.manager[idx.0 as usize]
     }

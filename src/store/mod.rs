@@ -4,6 +4,7 @@
 //! run the same statement against whichever pool or transaction is live. Column types differ,
 //! so the two migration folders mirror each other (`migrations/sqlite`, `migrations/postgres`).
 
+pub mod accounts;
 pub mod forge;
 pub mod grants;
 pub mod holdings;

@@ -1,11 +1,11 @@
 //! Org chart snapshots, the sync runs that produce them (with their staged pages, so a crash
-//! resumes), incremental cursors, and the people → Atlassian account mapping.
+//! resumes) and incremental cursors.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Store, StoreError, Tx};
-use crate::orgchart::{AccountId, Email, OrgSnapshot};
+use crate::orgchart::OrgSnapshot;
 use crate::{on_db, on_tx};
 
 /// Snapshots kept besides the newest, for a look back after a bad sync.
@@ -402,55 +402,6 @@ pub async fn set_cursor(
         .bind(cursor)
         .bind(now)
         .execute(&mut *conn)
-        .await
-        .map(|_| ())
-    })?;
-    Ok(())
-}
-
-pub async fn account_for(store: &Store, email: &Email) -> Result<Option<AccountId>, StoreError> {
-    let row: Option<(String,)> = on_db!(store.db(), |pool| {
-        sqlx::query_as("SELECT account_id FROM atlassian_accounts WHERE email = $1")
-            .bind(email.as_str())
-            .fetch_optional(pool)
-            .await
-    })?;
-    Ok(row.map(|r| AccountId(r.0)))
-}
-
-/// The email a stored match gives an account.
-pub async fn email_for_account(
-    store: &Store,
-    account: &AccountId,
-) -> Result<Option<Email>, StoreError> {
-    let row: Option<(String,)> = on_db!(store.db(), |pool| {
-        sqlx::query_as("SELECT email FROM atlassian_accounts WHERE account_id = $1 LIMIT 1")
-            .bind(&account.0)
-            .fetch_optional(pool)
-            .await
-    })?;
-    Ok(row.and_then(|r| Email::parse(&r.0).ok()))
-}
-
-pub async fn remember_account(
-    store: &Store,
-    email: &Email,
-    account: &AccountId,
-    found_by: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    on_db!(store.db(), |pool| {
-        sqlx::query(
-            "INSERT INTO atlassian_accounts (email, account_id, found_by, resolved_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO UPDATE SET \
-             account_id = excluded.account_id, found_by = excluded.found_by, \
-             resolved_at = excluded.resolved_at",
-        )
-        .bind(email.as_str())
-        .bind(&account.0)
-        .bind(found_by)
-        .bind(now)
-        .execute(pool)
         .await
         .map(|_| ())
     })?;

@@ -207,14 +207,20 @@ pub async fn approve_hold(
     Ok(changed == 1)
 }
 
-/// The people whose removal is held (lower-case emails): leavers not to act on yet.
-pub async fn held_emails(store: &Store) -> Result<std::collections::HashSet<String>, StoreError> {
-    Ok(holds(store)
-        .await?
-        .into_iter()
+/// The people whose removal is held (person ids and lower-case emails): leavers not to act
+/// on yet.
+pub async fn held_people(store: &Store) -> Result<std::collections::HashSet<String>, StoreError> {
+    Ok(people_held_by(&holds(store).await?))
+}
+
+/// The people `holds` still hold: their person ids and lower-case emails.
+pub fn people_held_by(holds: &[Hold]) -> std::collections::HashSet<String> {
+    holds
+        .iter()
         .filter(|h| h.state == HoldState::Held)
-        .flat_map(|h| h.people.into_iter().map(|p| p.email.to_ascii_lowercase()))
-        .collect())
+        .flat_map(|h| h.people.iter())
+        .flat_map(|p| [p.id.clone(), p.email.to_ascii_lowercase()])
+        .collect()
 }
 
 /// Records a failed sync of `source`; returns how many failed in a row, this one included.

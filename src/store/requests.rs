@@ -466,6 +466,42 @@ pub async fn update(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
     Ok(updated)
 }
 
+/// The person `person` now has the email `email` (a rename in the IdP): every request for them
+/// that is not over shows it. Returns the tickets changed, as `(tenant, ticket)`.
+pub async fn rename_person(
+    tx: &mut Tx,
+    person: &PersonId,
+    email: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    // Ended requests keep the email they were decided and granted under.
+    const OVER: &str = "('declined', 'cancelled', 'failed', 'expired', 'revoked')";
+    let mut changed: Vec<(String, String)> = Vec::new();
+    for column in ["subject_email", "requester_email"] {
+        // The person is the subject when one is named, else the requester.
+        let which = if column == "subject_email" {
+            "subject_email IS NOT NULL"
+        } else {
+            "subject_email IS NULL"
+        };
+        let sql = format!(
+            "UPDATE requests SET {column} = $1, version = version + 1 \
+             WHERE subject_person = $2 AND {which} AND state NOT IN {OVER} \
+             AND ({column} IS NULL OR {column} <> $1) RETURNING tenant, ticket_key"
+        );
+        let rows: Vec<(String, String)> = on_tx!(tx, |conn| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(email)
+                .bind(&person.0)
+                .fetch_all(&mut *conn)
+                .await
+        })?;
+        changed.extend(rows);
+    }
+    changed.sort();
+    changed.dedup();
+    Ok(changed)
+}
+
 /// Accounts that decided stage `stage`.
 pub async fn decided(tx: &mut Tx, request: Uuid, stage: i64) -> Result<Vec<String>, StoreError> {
     let rows: Vec<(String,)> = on_tx!(tx, |conn| {

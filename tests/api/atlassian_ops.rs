@@ -95,6 +95,7 @@ pub fn all_credentials(api_url: &str) -> AtlassianConfig {
         site_admin_email: Some("bot@acme.io".into()),
         site_admin_token: Some(Secret::new("site-token")),
         cloud_id: None,
+        account_index_interval: std::time::Duration::from_secs(21_600),
         synced_groups: Vec::new(),
     }
 }
@@ -468,9 +469,16 @@ async fn admin_api_scim_and_site_admin_operations() {
             .await,
         Ok(None)
     );
-    // Ola's email is hidden on the site and not in SCIM: the Admin API's list finds her.
+    // Ola's email is hidden on the site and not in SCIM: the Admin API's list (the account
+    // index's source) has her.
     let ola = Email::parse("ola.olsen@acme.io").expect("email");
-    assert_eq!(a.account_by_email(site, &ola).await, Ok(Some(id(OLA))));
+    let listed = a.org_users().await.expect("org users");
+    assert!(
+        listed
+            .iter()
+            .any(|u| u.account_id == id(OLA) && u.email.as_ref() == Some(&ola)),
+        "{listed:?}"
+    );
 
     // Jira group membership with the site-admin token (Connect may not).
     assert_eq!(
@@ -519,6 +527,7 @@ async fn a_missing_credential_is_a_clear_error_before_any_call() {
         site_admin_email: None,
         site_admin_token: None,
         cloud_id: None,
+        account_index_interval: std::time::Duration::from_secs(21_600),
         synced_groups: Vec::new(),
     })
     .await;
@@ -544,16 +553,17 @@ async fn a_missing_credential_is_a_clear_error_before_any_call() {
         "{error}"
     );
     assert!(cloud.fake.recorded().is_empty(), "nothing was sent");
-    // Without SCIM or the Admin API, lookup falls back to the site's user search.
+    // Without SCIM or the Admin API, the site's user search is the lookup.
     let dan = Email::parse("dan.diaz@acme.io").expect("email");
+    let found = a.users_by_email(&cloud.jira, &dan).await.expect("search");
     assert_eq!(
-        a.account_by_email(&cloud.jira, &dan).await,
-        Ok(Some(id(DAN)))
+        found.iter().map(|u| &u.account_id).collect::<Vec<_>>(),
+        [&id(DAN)]
     );
     let ola = Email::parse("ola.olsen@acme.io").expect("email");
     assert_eq!(
-        a.account_by_email(&cloud.jira, &ola).await,
-        Ok(None),
+        a.users_by_email(&cloud.jira, &ola).await.map(|u| u.len()),
+        Ok(0),
         "hidden email, no other way"
     );
 }
