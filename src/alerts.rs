@@ -145,17 +145,5 @@ pub fn announce(metrics: &Metrics, alert: &Alert) {
 
 /// The alerts of `kind` raised so far, oldest first, as their audit events record them.
 pub async fn raised(store: &crate::store::Store, kind: &str) -> Result<Vec<Value>, StoreError> {
-    let action = format!("alert.{kind}");
-    let rows: Vec<(String,)> = crate::on_db!(store.db(), |pool| {
-        sqlx::query_as(
-            "SELECT canonical FROM audit_events WHERE action = $1 AND tenant IS NULL ORDER BY at",
-        )
-        .bind(&action)
-        .fetch_all(pool)
-        .await
-    })?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(canonical,)| serde_json::from_str(&canonical).ok())
-        .collect())
+    crate::audit::system_events(store, &format!("alert.{kind}")).await
 }

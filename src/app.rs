@@ -151,6 +151,12 @@ impl Application {
         if let Err(e) = state.org.refresh(&state.store).await {
             tracing::error!(error = %e, "cannot load the stored org chart");
         }
+        crate::grants::people_migration::run(
+            &state.store,
+            state.config.atlassian.org_id.as_deref(),
+            state.clock.now(),
+        )
+        .await?;
         Ok(Self {
             state,
             listener,

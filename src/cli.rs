@@ -588,6 +588,114 @@ pub async fn org_leavers(
     result
 }
 
+/// Opens and migrates the configured database (the data migration included), and reads the
+/// newest org chart snapshot.
+async fn store_with_org(
+    config: &crate::config::Config,
+) -> Result<(crate::store::Store, OrgSnapshot), String> {
+    let store = crate::store::Store::connect(&config.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    crate::grants::people_migration::run(
+        &store,
+        config.atlassian.org_id.as_deref(),
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    match crate::store::org::latest(&store).await {
+        Ok(Some((_, snapshot))) => Ok((store, snapshot)),
+        Ok(None) => {
+            store.close().await;
+            Err("no org chart has been synced yet (`tollgate org sync`)".into())
+        }
+        Err(e) => {
+            store.close().await;
+            Err(e.to_string())
+        }
+    }
+}
+
+/// `tollgate org unmatched`.
+pub async fn org_unmatched(
+    config: &crate::config::Config,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let (store, snapshot) = store_with_org(config).await?;
+    let result = async {
+        let found = crate::grants::remap::unmatched(&store, &snapshot)
+            .await
+            .map_err(|e| e.to_string())?;
+        if found.is_empty() {
+            writeln!(
+                out,
+                "every open request and grant names a person in the org chart"
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        for r in &found {
+            let person = r
+                .subject_person
+                .as_ref()
+                .map_or("no person id".to_string(), |p| {
+                    format!("person {} is gone", p.0)
+                });
+            writeln!(
+                out,
+                "{} {} ({}): {} <{}>",
+                r.tenant,
+                r.ticket_key,
+                r.state.as_str(),
+                person,
+                r.subject().unwrap_or("no email")
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+/// `tollgate org remap [--dry-run]`.
+pub async fn org_remap(
+    config: &crate::config::Config,
+    dry_run: bool,
+    by: &str,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let (store, snapshot) = store_with_org(config).await?;
+    let result = async {
+        let remaps = crate::grants::remap::plan(&store, &snapshot)
+            .await
+            .map_err(|e| e.to_string())?;
+        for r in &remaps {
+            writeln!(
+                out,
+                "{} <{}>: {} -> {}",
+                r.ticket,
+                r.email,
+                r.from.as_ref().map_or("(none)", |p| p.0.as_str()),
+                r.to.0
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        let verb = if dry_run { "would remap" } else { "remapped" };
+        if !dry_run && !remaps.is_empty() {
+            crate::grants::remap::apply(&store, &remaps, by, chrono::Utc::now())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        writeln!(out, "{verb} {} requests", remaps.len()).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
 /// The newest org chart a sync stored in the configured database, if any. A SQLite database
 /// that does not exist yet is not created for the asking.
 pub async fn synced_org(

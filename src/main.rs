@@ -163,6 +163,19 @@ enum OrgCommand {
         #[arg(long, requires = "approve")]
         by: Option<String>,
     },
+    /// List the requests (not over) whose person is not in the synced org chart: filed or
+    /// migrated while they were not in it, or with an id the source no longer has.
+    Unmatched,
+    /// Find each request's person again by email in the synced org chart: after changing the
+    /// identity source, which gives everyone new ids. Shows what changes; --dry-run changes
+    /// nothing.
+    Remap {
+        #[arg(long)]
+        dry_run: bool,
+        /// Who remaps, for the audit log (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -274,6 +287,21 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|| "operator".into());
             let mut out = std::io::stdout().lock();
             tollgate::cli::org_leavers(&config, approve, &by, &mut out)
+                .await
+                .map_err(Into::into)
+        }
+        Command::Org(OrgCommand::Unmatched) => {
+            let mut out = std::io::stdout().lock();
+            tollgate::cli::org_unmatched(&config, &mut out)
+                .await
+                .map_err(Into::into)
+        }
+        Command::Org(OrgCommand::Remap { dry_run, by }) => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "operator".into());
+            let mut out = std::io::stdout().lock();
+            tollgate::cli::org_remap(&config, dry_run, &by, &mut out)
                 .await
                 .map_err(Into::into)
         }

@@ -129,6 +129,25 @@ fn canonical_form(event: &Event, id: Uuid, chain: &str, seq: i64, prev_hash: &st
 }
 
 /// Appends `event` to its chain inside the caller's transaction.
+/// The deployment-wide events (no tenant) with this action, oldest first, as recorded.
+pub async fn system_events(
+    store: &crate::store::Store,
+    action: &str,
+) -> Result<Vec<Value>, StoreError> {
+    let rows: Vec<(String,)> = crate::on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT canonical FROM audit_events WHERE action = $1 AND tenant IS NULL ORDER BY at",
+        )
+        .bind(action)
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(canonical,)| serde_json::from_str(&canonical).ok())
+        .collect())
+}
+
 pub async fn append(tx: &mut Tx, event: &Event) -> Result<Appended, StoreError> {
     let chain = event
         .tenant

@@ -14,7 +14,9 @@ pub mod commands;
 pub mod expiry;
 pub mod leavers;
 pub mod notices;
+pub mod people_migration;
 pub mod plan;
+pub mod remap;
 pub mod run;
 pub mod sweep;
 

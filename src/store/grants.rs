@@ -300,6 +300,13 @@ mod edit {
             .collect()
     }
 
+    /// Rewrites what the grant phase recorded it found (a correction, nothing else moves).
+    pub fn correct(steps: &mut [Progress], step: i64, granted: &str) {
+        if let Some(p) = nth(steps, step) {
+            p.granted = Some(granted.to_string());
+        }
+    }
+
     /// The earliest moment a step was left unsettled: the request's `steps_due`.
     pub fn due(steps: &[Progress]) -> Option<DateTime<Utc>> {
         steps.iter().filter_map(|p| p.since).min()
@@ -558,6 +565,20 @@ pub async fn start_revoke(
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, i64)>, StoreError> {
     change(On::Tx(tx), request, |steps| edit::start_revoke(steps, now)).await
+}
+
+/// Corrects what the step's grant phase recorded it found (`pre_existing` that was another
+/// grant's doing becomes `already_in_place`).
+pub async fn correct_change(
+    tx: &mut Tx,
+    request: Uuid,
+    step: i64,
+    granted: &str,
+) -> Result<(), StoreError> {
+    change(On::Tx(tx), request, |steps| {
+        edit::correct(steps, step, granted)
+    })
+    .await
 }
 
 /// `(request id, steps)` as read from `requests`.
