@@ -563,3 +563,248 @@ async fn a_grant_joining_as_the_last_holder_leaves_never_loses_its_access() {
         .await;
     }
 }
+
+/// The last migration before people were keyed by their IdP id and holders counted.
+const BEFORE_HOLDERS: i64 = 20261203000012;
+
+fn org_person(id: &str, email: &str) -> tollgate::orgchart::Person {
+    tollgate::orgchart::Person {
+        id: tollgate::orgchart::PersonId(id.into()),
+        email: tollgate::orgchart::Email::parse(email).expect("email"),
+        display_name: id.into(),
+        title: None,
+        department: None,
+        cost_center: None,
+        manager: None,
+        active: true,
+        employment_type: tollgate::orgchart::EmploymentType::FullTime,
+        atlassian_account_id: None,
+        attributes: Default::default(),
+    }
+}
+
+async fn exec(store: &Store, sql: &str, binds: &[&str]) {
+    macro_rules! run {
+        ($pool:expr) => {{
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+            for b in binds {
+                query = query.bind(*b);
+            }
+            query.execute($pool).await.map(|_| ())
+        }};
+    }
+    match store.db() {
+        Db::Sqlite(pool) => run!(pool),
+        Db::Postgres(pool) => run!(pool),
+    }
+    .expect("exec");
+}
+
+/// Grants written by the release before holders were counted: A put Erin in the group and the
+/// role, B found both in place and recorded them `pre_existing` (the bug), Finn had his group
+/// before Tollgate, and Gus is no longer in the org chart. After the migration Erin's access
+/// is one holding two grants hold and that does not predate Tollgate, B's steps say so, Finn's
+/// predates, Gus's request is unmatched, and a second start changes nothing.
+#[tokio::test]
+async fn a_database_from_before_holders_is_migrated() {
+    use tollgate::grants::{people_migration, remap};
+    let db = TestDatabase::create().await;
+    let store = connect(&db).await;
+    store.migrate_to(BEFORE_HOLDERS).await.expect("old schema");
+    let snapshot = tollgate::orgchart::OrgSnapshot {
+        people: vec![
+            org_person("p-erin", "erin@example.com"),
+            org_person("p-finn", "finn@example.com"),
+        ],
+        groups: Vec::new(),
+        departments: Vec::new(),
+    };
+    let mut tx = store.begin().await.expect("tx");
+    tollgate::store::org::save_snapshot(&mut tx, "ldap", t0(), &snapshot)
+        .await
+        .expect("snapshot");
+    tx.commit().await.expect("commit");
+    let (a, b, f, g) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    let granted = |minutes: i64| (t0() + TimeDelta::minutes(minutes)).to_rfc3339();
+    for (id, ticket, who, minutes) in [
+        (a, "IT-1", "erin@example.com", 1),
+        (b, "IT-2", "erin@example.com", 2),
+        (f, "IT-3", "finn@example.com", 3),
+        (g, "IT-4", "gus@example.com", 4),
+    ] {
+        request(&store, id, ticket, who, "active").await;
+        let at = granted(minutes);
+        let update = match store.db() {
+            Db::Sqlite(_) => "UPDATE requests SET granted_at = $1 WHERE id = $2",
+            Db::Postgres(_) => {
+                "UPDATE requests SET granted_at = CAST($1 AS TIMESTAMPTZ) WHERE id = $2"
+            }
+        };
+        exec(&store, update, &[&at, &id.to_string()]).await;
+    }
+    plan(&store, a, &[group("fin-tools", Some("uid=erin")), role()]).await;
+    plan(&store, b, &[group("fin-tools", Some("uid=erin")), role()]).await;
+    plan(&store, f, &[group("fin-tools", Some("uid=finn"))]).await;
+    plan(&store, g, &[group("fin-tools", Some("uid=gus"))]).await;
+    let mut tx = store.begin().await.expect("tx");
+    for (id, step, change) in [
+        (a, 0, "applied"),
+        (a, 1, "applied"),
+        (b, 0, "pre_existing"),
+        (b, 1, "pre_existing"),
+        (f, 0, "pre_existing"),
+        (g, 0, "applied"),
+    ] {
+        grants::settle(
+            &mut tx,
+            id,
+            step,
+            Phase::Grant,
+            Status::Done,
+            Some(change),
+            None,
+            t0(),
+        )
+        .await
+        .expect("settle");
+    }
+    tx.commit().await.expect("commit");
+    exec(
+        &store,
+        "INSERT INTO atlassian_accounts (email, account_id, found_by, resolved_at) \
+         VALUES ('erin@example.com', 'acc-erin', 'email lookup', '2026-11-01T09:00:00Z')",
+        &[],
+    )
+    .await;
+
+    // Today's start: the SQL migrations, then the data migration.
+    store.migrate().await.expect("migrate");
+    let now = t0() + TimeDelta::hours(1);
+    let summary = people_migration::run(&store, Some("org-acme"), now)
+        .await
+        .expect("run")
+        .expect("it ran");
+    assert_eq!((summary.matched, summary.unmatched), (3, 1), "{summary:?}");
+    assert_eq!(summary.accounts, 1);
+    let mut corrected = summary.corrected.clone();
+    corrected.sort();
+    assert_eq!(
+        corrected,
+        [("IT-2".to_string(), 0), ("IT-2".to_string(), 1)]
+    );
+    assert_eq!(
+        people_migration::run(&store, Some("org-acme"), now)
+            .await
+            .expect("again"),
+        None,
+        "once"
+    );
+
+    let request_a = tollgate::store::requests::get(&store, a)
+        .await
+        .expect("read")
+        .expect("a");
+    assert_eq!(
+        request_a.subject_person.map(|p| p.0).as_deref(),
+        Some("p-erin")
+    );
+    let b_steps = grants::read(&store, b).await.expect("steps");
+    assert!(
+        b_steps
+            .iter()
+            .all(|s| s.granted_change.as_deref() == Some("already_in_place")),
+        "{b_steps:?}"
+    );
+    let holding = |person: &str, step: &Step, scope: &str| Holding {
+        scope: scope.into(),
+        target_key: step.target_key(),
+        person: person.into(),
+    };
+    let mut tx = store.begin().await.expect("tx");
+    let erin_group = holdings::read(&mut tx, &holding("p-erin", &group("x", None), "org")).await;
+    assert_eq!(
+        erin_group.expect("read"),
+        None,
+        "a group named x is nobody's"
+    );
+    let erin_group = holdings::read(
+        &mut tx,
+        &holding("p-erin", &group("fin-tools", None), holdings::ORG_SCOPE),
+    )
+    .await
+    .expect("read")
+    .expect("erin's group");
+    let erin_role = holdings::read(&mut tx, &holding("p-erin", &role(), "jira:acme"))
+        .await
+        .expect("read")
+        .expect("erin's role");
+    let finn_group = holdings::read(
+        &mut tx,
+        &holding("p-finn", &group("fin-tools", None), holdings::ORG_SCOPE),
+    )
+    .await
+    .expect("read")
+    .expect("finn's group");
+    tx.rollback().await.expect("rollback");
+    for held in [&erin_group, &erin_role] {
+        let tickets: Vec<&str> = held.holders.iter().map(|h| h.ticket.as_str()).collect();
+        assert_eq!((held.predates, tickets.len()), (Some(false), 2), "{held:?}");
+    }
+    assert_eq!(finn_group.predates, Some(true));
+    let matched = tollgate::store::accounts::match_for(
+        &store,
+        "org-acme",
+        &tollgate::orgchart::PersonId("p-erin".into()),
+    )
+    .await
+    .expect("match");
+    assert_eq!(matched.map(|m| m.account.0).as_deref(), Some("acc-erin"));
+    // Gus is listed as unmatched, and a remap by email after he is back gives him his id.
+    let unmatched = remap::unmatched(&store, &snapshot)
+        .await
+        .expect("unmatched");
+    assert_eq!(
+        unmatched
+            .iter()
+            .map(|r| r.ticket_key.as_str())
+            .collect::<Vec<_>>(),
+        ["IT-4"]
+    );
+    let mut back = snapshot.clone();
+    back.people.push(org_person("p-gus", "gus@example.com"));
+    let remaps = remap::plan(&store, &back).await.expect("plan");
+    assert_eq!(
+        remaps
+            .iter()
+            .map(|r| (r.ticket.as_str(), r.to.0.as_str()))
+            .collect::<Vec<_>>(),
+        [("IT-4", "p-gus")]
+    );
+    remap::apply(&store, &remaps, "test", now)
+        .await
+        .expect("apply");
+    assert!(
+        remap::unmatched(&store, &back)
+            .await
+            .expect("unmatched")
+            .is_empty()
+    );
+    let mut tx = store.begin().await.expect("tx");
+    let gus = holdings::read(
+        &mut tx,
+        &holding("p-gus", &group("fin-tools", None), holdings::ORG_SCOPE),
+    )
+    .await
+    .expect("read");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(
+        gus.map(|h| h.holders.len()),
+        Some(1),
+        "Gus's hold moved from his email to his id"
+    );
+}
