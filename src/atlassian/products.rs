@@ -75,15 +75,24 @@ pub fn assignment(product: &str, role: &str, site_id: &str) -> Result<Assignment
     if site_id.is_empty() || site_id.contains(['/', ':']) {
         return Err(format!("`{site_id}` is not a site's cloud id"));
     }
-    let resource_product = if role == "admin" && product.starts_with("jira-") {
+    Ok(Assignment {
+        role: format!("atlassian/{role}"),
+        resource: format!(
+            "ari:cloud:{}::site/{site_id}",
+            resource_product(product, role)
+        ),
+    })
+}
+
+/// The product whose resource `role` on `product` is given on: Jira's product-admin role lives
+/// on the Jira platform's resource, whichever Jira product names it, so two catalog entries
+/// naming different Jira products' `admin` are one and the same access.
+pub fn resource_product<'a>(product: &'a str, role: &str) -> &'a str {
+    if role == "admin" && product.starts_with("jira-") {
         "jira"
     } else {
         product
-    };
-    Ok(Assignment {
-        role: format!("atlassian/{role}"),
-        resource: format!("ari:cloud:{resource_product}::site/{site_id}"),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -129,9 +129,12 @@ pub fn target_key(target: &GrantTarget) -> String {
         }
         GrantTarget::ConfluenceSpace { space, role } => format!("confluence_space:{space}:{role}"),
         GrantTarget::JsmOrganization { organization } => format!("jsm_organization:{organization}"),
-        GrantTarget::AtlassianProduct { product, role } => {
-            format!("atlassian_product:{product}:{role}")
-        }
+        // Keyed by what the Admin API is given, not how the catalog spelled it: the admin
+        // role of Jira Software and of JSM is one grant on one resource.
+        GrantTarget::AtlassianProduct { product, role } => format!(
+            "atlassian_product:{}:{role}",
+            crate::atlassian::products::resource_product(product, role)
+        ),
     }
 }
 
@@ -451,5 +454,28 @@ mod tests {
         let synced = HashSet::new();
         let steps = plan(&[group("a"), group("a")], &ctx(&creds, &synced)).expect("plan");
         assert_eq!(steps.len(), 1);
+    }
+
+    #[test]
+    fn product_access_is_keyed_by_what_the_admin_api_is_given() {
+        let product = |product: &str, role: &str| {
+            target_key(&GrantTarget::AtlassianProduct {
+                product: product.into(),
+                role: role.into(),
+            })
+        };
+        // Both name the admin role on the Jira platform's resource: one access, one holding.
+        assert_eq!(
+            product("jira-software", "admin"),
+            product("jira-servicedesk", "admin")
+        );
+        assert_eq!(
+            product("jira-software", "admin"),
+            "atlassian_product:jira:admin"
+        );
+        assert_ne!(
+            product("jira-software", "user"),
+            product("jira-servicedesk", "user")
+        );
     }
 }

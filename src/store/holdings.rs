@@ -140,20 +140,30 @@ mod rule {
     }
 }
 
+/// Runs `$sql` for holding `$h`: its scope, target and person are `$1`–`$3`, `$extra` follow.
+macro_rules! on_holding {
+    ($tx:expr, $sql:expr, $h:expr $(, $extra:expr)*) => {
+        on_tx!($tx, |conn| {
+            sqlx::query($sql)
+                .bind(&$h.scope)
+                .bind(&$h.target_key)
+                .bind(&$h.person)
+                $(.bind($extra))*
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+        })
+    };
+}
+
 async fn lock(tx: &mut Tx, h: &Holding, now: DateTime<Utc>) -> Result<Option<bool>, StoreError> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "INSERT INTO holdings (scope, target_key, person, predates, since) \
-             VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (scope, target_key, person) DO NOTHING",
-        )
-        .bind(&h.scope)
-        .bind(&h.target_key)
-        .bind(&h.person)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-    })?;
+    on_holding!(
+        tx,
+        "INSERT INTO holdings (scope, target_key, person, predates, since) \
+         VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (scope, target_key, person) DO NOTHING",
+        h,
+        now
+    )?;
     let predates: Option<Option<bool>> = on_tx!(tx, |conn| {
         sqlx::query_scalar(
             "UPDATE holdings SET person = person WHERE scope = $1 AND target_key = $2 \
@@ -216,57 +226,38 @@ async fn set_holder(
     state: HolderState,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "INSERT INTO holders (scope, target_key, person, request_id, step, state, since) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (scope, target_key, person, request_id) \
-             DO UPDATE SET state = excluded.state, step = excluded.step",
-        )
-        .bind(&h.scope)
-        .bind(&h.target_key)
-        .bind(&h.person)
-        .bind(request.to_string())
-        .bind(step)
-        .bind(state.as_str())
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-    })?;
+    on_holding!(
+        tx,
+        "INSERT INTO holders (scope, target_key, person, request_id, step, state, since) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (scope, target_key, person, request_id) \
+         DO UPDATE SET state = excluded.state, step = excluded.step",
+        h,
+        request.to_string(),
+        step,
+        state.as_str(),
+        now
+    )?;
     Ok(())
 }
 
 async fn drop_holder(tx: &mut Tx, h: &Holding, request: Uuid) -> Result<(), StoreError> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "DELETE FROM holders WHERE scope = $1 AND target_key = $2 AND person = $3 \
-             AND request_id = $4",
-        )
-        .bind(&h.scope)
-        .bind(&h.target_key)
-        .bind(&h.person)
-        .bind(request.to_string())
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-    })?;
+    on_holding!(
+        tx,
+        "DELETE FROM holders WHERE scope = $1 AND target_key = $2 AND person = $3 \
+         AND request_id = $4",
+        h,
+        request.to_string()
+    )?;
     Ok(())
 }
 
 async fn set_predates(tx: &mut Tx, h: &Holding, predates: Option<bool>) -> Result<(), StoreError> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "UPDATE holdings SET predates = $1 WHERE scope = $2 AND target_key = $3 AND person = $4",
-        )
-        .bind(predates)
-        .bind(&h.scope)
-        .bind(&h.target_key)
-        .bind(&h.person)
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-    })?;
+    on_holding!(
+        tx,
+        "UPDATE holdings SET predates = $4 WHERE scope = $1 AND target_key = $2 AND person = $3",
+        h,
+        predates
+    )?;
     Ok(())
 }
 
@@ -279,16 +270,12 @@ async fn tidy(tx: &mut Tx, h: &Holding, predates: Option<bool>) -> Result<(), St
         return Ok(());
     }
     if left.is_empty() && predates != Some(true) {
-        return on_tx!(tx, |conn| {
-            sqlx::query("DELETE FROM holdings WHERE scope = $1 AND target_key = $2 AND person = $3")
-                .bind(&h.scope)
-                .bind(&h.target_key)
-                .bind(&h.person)
-                .execute(&mut *conn)
-                .await
-                .map(|_| ())
-        })
-        .map_err(StoreError::from);
+        on_holding!(
+            tx,
+            "DELETE FROM holdings WHERE scope = $1 AND target_key = $2 AND person = $3",
+            h
+        )?;
+        return Ok(());
     }
     if predates.is_none() {
         set_predates(tx, h, Some(true)).await?;

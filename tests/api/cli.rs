@@ -274,3 +274,78 @@ async fn a_scheduled_job_survives_kill_9_and_a_restart() {
     );
     store.close().await;
 }
+
+/// `tollgate org unmatched` and `tollgate org remap` on a database: a grant whose person id the
+/// org chart no longer has is listed, a dry run shows the remap by email and changes nothing,
+/// and the remap gives the grant its person back.
+#[test]
+fn org_unmatched_and_remap_find_people_again_by_email() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("remap.db");
+    let db = format!("sqlite://{}", path.display());
+    std::fs::write(
+        dir.path().join("org.yaml"),
+        "people:\n  - { id: p-erin, email: erin@example.com, name: Erin }\n",
+    )
+    .expect("org.yaml");
+    let org = dir.path().join("org.yaml").display().to_string();
+    let envs = [
+        ("DATABASE_URL", db.as_str()),
+        ("TOLLGATE_IDP_FILE", org.as_str()),
+    ];
+    let run = |args: &[&str]| {
+        let output = tollgate(&envs).args(args).output().expect("runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let (ok, _, err) = run(&["org", "unmatched"]);
+    assert!(!ok && err.contains("no org chart has been synced"), "{err}");
+    let (ok, _, err) = run(&["org", "sync", "--full"]);
+    assert!(ok, "{err}");
+    // An active grant of Erin's as an earlier source knew her (another id).
+    let conn = format!("sqlite://{}?mode=rw", path.display());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut c = conn
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .expect("url")
+            .connect()
+            .await
+            .expect("open");
+        sqlx::query(
+            "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, requester_account, \
+             requester_email, version, created_at, updated_at, subject_person) VALUES \
+             ('0193a6d2-0000-7000-8000-000000000001', 'jira:acme', 'IT-1', '1', 'active', 'acc', 'erin@example.com', 1, \
+             '2026-12-01T09:00:00Z', '2026-12-01T09:00:00Z', 'uid=erin')",
+        )
+        .execute(&mut c)
+        .await
+        .expect("insert");
+    });
+    let (ok, out, err) = run(&["org", "unmatched"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("IT-1 (active): person uid=erin is gone <erin@example.com>"),
+        "{out}"
+    );
+    let (ok, out, err) = run(&["org", "remap", "--dry-run"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("IT-1 <erin@example.com>: uid=erin -> p-erin"),
+        "{out}"
+    );
+    assert!(out.contains("would remap 1 requests"), "{out}");
+    let (_, out, _) = run(&["org", "unmatched"]);
+    assert!(out.contains("IT-1"), "a dry run changes nothing: {out}");
+    let (ok, out, err) = run(&["org", "remap", "--by", "ana"]);
+    assert!(ok && out.contains("remapped 1 requests"), "{out}{err}");
+    let (_, out, _) = run(&["org", "unmatched"]);
+    assert!(
+        out.contains("every open request and grant names a person"),
+        "{out}"
+    );
+}

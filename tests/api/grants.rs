@@ -356,6 +356,18 @@ impl Env {
             .collect()
     }
 
+    /// Files IT-7 and has Dev's manager approve it at once.
+    async fn file_and_approve(&self) {
+        self.webhook(
+            "/connect/webhooks/issue-created",
+            "d-1",
+            &issue_created("IT-7", DEV.0),
+        )
+        .await;
+        self.comment_with("Stage 1").await;
+        self.comment("d-2", VP, "/approve").await;
+    }
+
     /// Files IT-7 and, an hour later, has Dev's manager approve it; waits until the grant is
     /// active.
     async fn approved_and_active(&self) -> requests::Request {
@@ -639,14 +651,7 @@ async fn a_permanent_failure_rolls_back_what_was_granted() {
     let Some(env) = start("strict-tools").await else {
         return;
     };
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", DEV.0),
-    )
-    .await;
-    env.comment_with("Stage 1").await;
-    env.comment("d-2", VP, "/approve").await;
+    env.file_and_approve().await;
     let failed = env.reaches(State::Failed).await;
     assert!(
         failed
@@ -1187,14 +1192,7 @@ async fn shared_access_ends_with_its_last_holder_in_every_order() {
             // More 429s than one call rides out: IT-7's role step backs off as a job.
             env.cloud
                 .inject(Fault::rate_limited("/rest/api/3/project/FIN/role", 6, 1));
-            env.webhook(
-                "/connect/webhooks/issue-created",
-                "d-1",
-                &issue_created("IT-7", DEV.0),
-            )
-            .await;
-            env.comment_with("Stage 1").await;
-            env.comment("d-2", VP, "/approve").await;
+            env.file_and_approve().await;
             env.reaches(State::Provisioning).await;
             env.another_active("IT-8").await;
             env.reaches(State::Active).await;

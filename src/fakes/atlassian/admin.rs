@@ -64,14 +64,23 @@ fn unknown_org() -> Response {
     admin_error(StatusCode::NOT_FOUND, "Organization not found")
 }
 
-/// `{data, links: {next}}` with an opaque cursor.
-fn cursor_page(world: &World, values: &[Value], q: &HashMap<String, String>) -> Value {
-    let start = q
+/// `{data, links: {next}}` with an opaque cursor; only the page's items are turned into JSON
+/// (an organization of 100,000 accounts is listed a page at a time).
+fn cursor_page<T>(
+    world: &World,
+    items: &[T],
+    q: &HashMap<String, String>,
+    to_json: impl Fn(&T) -> Value,
+) -> Value {
+    let start: usize = q
         .get("cursor")
         .and_then(|c| c.strip_prefix("c-"))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    let (slice, last) = page(values, start, world.page_size(None, 100, 100));
+    let start = start.min(items.len());
+    let end = (start + world.page_size(None, 100, 100)).min(items.len());
+    let slice: Vec<Value> = items[start..end].iter().map(to_json).collect();
+    let last = end >= items.len();
     let mut body = json!({"data": slice, "links": {}});
     if !last {
         body["links"]["next"] = json!(format!("c-{}", start + slice.len()));
@@ -84,18 +93,14 @@ async fn org_users(State(w): St, Path(org): Path<String>, Query(q): Params) -> R
     if org != world.org_id {
         return unknown_org();
     }
-    let users: Vec<Value> = world
-        .users
-        .iter()
-        .map(|u| {
-            json!({
-                "account_id": u.account_id, "account_type": "atlassian",
-                "account_status": if u.active { "active" } else { "inactive" },
-                "name": u.display_name, "email": u.email,
-            })
+    let body = cursor_page(&world, &world.users, &q, |u| {
+        json!({
+            "account_id": u.account_id, "account_type": "atlassian",
+            "account_status": if u.active { "active" } else { "inactive" },
+            "name": u.display_name, "email": u.email,
         })
-        .collect();
-    Json(cursor_page(&world, &users, &q)).into_response()
+    });
+    Json(body).into_response()
 }
 
 async fn memberships(
@@ -110,8 +115,14 @@ async fn memberships(
     let Some(members) = world.groups.get(&group) else {
         return admin_error(StatusCode::NOT_FOUND, "Group not found");
     };
-    let values: Vec<Value> = members.iter().map(|a| json!({"account_id": a})).collect();
-    Json(cursor_page(&world, &values, &q)).into_response()
+    let members: Vec<&String> = members.iter().collect();
+    Json(cursor_page(
+        &world,
+        &members,
+        &q,
+        |a| json!({"account_id": a}),
+    ))
+    .into_response()
 }
 
 async fn add_membership(
