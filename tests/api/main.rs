@@ -4,6 +4,7 @@
 
 mod support;
 
+mod accounts;
 mod atlassian_client;
 mod atlassian_ops;
 mod audit;
