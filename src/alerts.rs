@@ -31,6 +31,13 @@ pub enum Alert {
         failures: i64,
         error: String,
     },
+    /// An acknowledged event could not be processed and will not be retried any more.
+    EventDead {
+        event: String,
+        tenant: String,
+        event_type: String,
+        reason: String,
+    },
 }
 
 impl Alert {
@@ -38,6 +45,7 @@ impl Alert {
         match self {
             Self::LeaverBrake { .. } => "leaver_brake",
             Self::SyncFailing { .. } => "sync_failing",
+            Self::EventDead { .. } => "event_dead",
         }
     }
 
@@ -61,6 +69,15 @@ impl Alert {
             } => format!(
                 "the org sync from {source} failed {failures} times in a row (last: {error}); \
                  routing and leavers use the chart from before the failures"
+            ),
+            Self::EventDead {
+                event,
+                tenant,
+                event_type,
+                reason,
+            } => format!(
+                "the {event_type} event {event} from {tenant} could not be processed ({reason}); \
+                 `tollgate events retry {event}` tries it again"
             ),
         }
     }

@@ -593,10 +593,7 @@ pub async fn org_leavers(
 async fn store_with_org(
     config: &crate::config::Config,
 ) -> Result<(crate::store::Store, OrgSnapshot), String> {
-    let store = crate::store::Store::connect(&config.database)
-        .await
-        .map_err(|e| e.to_string())?;
-    store.migrate().await.map_err(|e| e.to_string())?;
+    let store = migrated_store(config).await?;
     crate::grants::people_migration::run(
         &store,
         config.atlassian.org_id.as_deref(),
@@ -615,6 +612,78 @@ async fn store_with_org(
             Err(e.to_string())
         }
     }
+}
+
+/// Opens and migrates the configured database.
+async fn migrated_store(config: &crate::config::Config) -> Result<crate::store::Store, String> {
+    let store = crate::store::Store::connect(&config.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+/// `tollgate events list --dead`.
+pub async fn events_dead(
+    config: &crate::config::Config,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let store = migrated_store(config).await?;
+    let result = async {
+        let dead = crate::store::inbound::dead(&store)
+            .await
+            .map_err(|e| e.to_string())?;
+        if dead.is_empty() {
+            writeln!(out, "no dead events").map_err(|e| e.to_string())?;
+        }
+        for e in &dead {
+            writeln!(
+                out,
+                "{} {} {} from {} (delivery {}), {} tries, dead since {}: {}",
+                e.id,
+                e.event_type,
+                e.received_at.to_rfc3339(),
+                e.tenant,
+                e.delivery_id,
+                e.attempts,
+                e.dead_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                e.last_error.as_deref().unwrap_or("")
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+/// `tollgate events retry ID|--all`: the running service's worker processes them.
+pub async fn events_retry(
+    config: &crate::config::Config,
+    id: Option<uuid::Uuid>,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let store = migrated_store(config).await?;
+    let ids = id.map(|id| vec![id]);
+    let result = crate::intake::process::retry_dead(&store, ids.as_deref())
+        .await
+        .map_err(|e| e.to_string());
+    store.close().await;
+    let revived = result?;
+    if let Some(id) = id
+        && revived.is_empty()
+    {
+        return Err(format!(
+            "event {id} is not dead (see `tollgate events list --dead`)"
+        ));
+    }
+    writeln!(
+        out,
+        "queued {} events for another round of retries",
+        revived.len()
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// `tollgate org unmatched`.

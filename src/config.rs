@@ -156,6 +156,36 @@ pub const SETTINGS: &[Setting] = &[
         "Jobs one worker process runs at the same time.",
     ),
     setting(
+        "jobs.heartbeat",
+        "TOLLGATE_JOBS_HEARTBEAT",
+        Some("5s"),
+        "How often a worker says it is alive. A worker silent for two of these is dead: its jobs, running or only claimed, go back to the queue for any other worker.",
+    ),
+    setting(
+        "events.retry_for",
+        "TOLLGATE_EVENTS_RETRY_FOR",
+        Some("24h"),
+        "How long an acknowledged event whose processing keeps failing (Jira or the IdP down) is retried before it is recorded as dead, with an alert.",
+    ),
+    setting(
+        "events.ticket_block",
+        "TOLLGATE_EVENTS_TICKET_BLOCK",
+        Some("10m"),
+        "How long an event of a ticket that keeps failing holds back that ticket's later events (they are processed in Jira's order); after that they proceed, and the failing one is judged on re-read facts when it succeeds.",
+    ),
+    setting(
+        "events.retry_base",
+        "TOLLGATE_EVENTS_RETRY_BASE",
+        Some("10s"),
+        "The first wait before an event is retried; it doubles with each failure, up to `events.retry_max`, never sooner than the vendor's Retry-After.",
+    ),
+    setting(
+        "events.retry_max",
+        "TOLLGATE_EVENTS_RETRY_MAX",
+        Some("10m"),
+        "The longest wait between two retries of an event.",
+    ),
+    setting(
         "atlassian.api_url",
         "TOLLGATE_ATLASSIAN_API_URL",
         Some("https://api.atlassian.com"),
@@ -842,6 +872,16 @@ impl LeaverBrake {
 pub struct JobsConfig {
     pub poll_interval: Duration,
     pub concurrency: usize,
+    pub heartbeat: Duration,
+}
+
+/// How acknowledged events are retried when processing them fails.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    pub ticket_block: Duration,
+    pub retry_for: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -882,6 +922,7 @@ pub struct Config {
     pub secret_key: Option<SecretKey>,
     pub log: LogConfig,
     pub jobs: JobsConfig,
+    pub events: EventsConfig,
     pub connect: ConnectConfig,
     pub atlassian: AtlassianConfig,
     pub idp: IdpConfig,
@@ -944,6 +985,13 @@ impl Config {
             jobs: JobsConfig {
                 poll_interval: raw.require("jobs.poll_interval", parse_positive_duration)?,
                 concurrency: raw.require("jobs.concurrency", parse_positive)?,
+                heartbeat: raw.require("jobs.heartbeat", parse_positive_duration)?,
+            },
+            events: EventsConfig {
+                ticket_block: raw.require("events.ticket_block", parse_positive_duration)?,
+                retry_for: raw.require("events.retry_for", parse_positive_duration)?,
+                retry_base: raw.require("events.retry_base", parse_positive_duration)?,
+                retry_max: raw.require("events.retry_max", parse_positive_duration)?,
             },
             connect: ConnectConfig {
                 key: raw.require("connect.key", |v| {

@@ -47,6 +47,9 @@ enum Command {
     /// The org chart: people, managers and groups from the identity provider.
     #[command(subcommand)]
     Org(OrgCommand),
+    /// Acknowledged events (webhooks) that could not be processed.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// The tamper-evident audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -178,6 +181,23 @@ enum OrgCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// List the events given up on (retries ran out, or the error was permanent), with why.
+    List {
+        /// Only the dead ones (the only ones listed today; kept for the flag's meaning).
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Give dead events a fresh round of retries: one by id, or every one with --all.
+    Retry {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<uuid::Uuid>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum ShowFormat {
     Yaml,
@@ -269,6 +289,18 @@ async fn main() -> ExitCode {
             };
             let mut out = std::io::stdout().lock();
             tollgate::cli::webhook_source_add(&config, &name, &site, api, &mut out)
+                .await
+                .map_err(Into::into)
+        }
+        Command::Events(EventsCommand::List { .. }) => {
+            let mut out = std::io::stdout().lock();
+            tollgate::cli::events_dead(&config, &mut out)
+                .await
+                .map_err(Into::into)
+        }
+        Command::Events(EventsCommand::Retry { id, .. }) => {
+            let mut out = std::io::stdout().lock();
+            tollgate::cli::events_retry(&config, id, &mut out)
                 .await
                 .map_err(Into::into)
         }

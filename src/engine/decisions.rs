@@ -57,6 +57,7 @@ pub async fn from_comment(
                 .as_str()
                 .map_or_else(|| event.to_string(), str::to_string)
         ),
+        reread: false,
     };
     apply(state, tenant, ticket_key, &ballot).await
 }
@@ -85,6 +86,7 @@ pub async fn from_jsm_approvals(
                 reason: None,
                 via: "jsm_approval",
                 answer: format!("jsm:{}:{}", approval.id, account.0),
+                reread: true,
             };
             apply(state, tenant, ticket_key, &ballot).await?;
         }
@@ -102,6 +104,8 @@ struct Ballot<'a> {
     via: &'static str,
     /// Names this answer, so the same answer seen again is answered (refused) once.
     answer: String,
+    /// The ticket's approvals were re-read from Jira for this ballot already.
+    reread: bool,
 }
 
 /// Applies one decision: the request row is locked first, then (through the audit append)
@@ -180,6 +184,24 @@ async fn apply(
         Err(Refusal::NotPending) if ballot.via != "comment" => {
             tx.rollback().await?;
             return Ok(());
+        }
+        // Not this stage's approver: Jira may hold an earlier decision Tollgate has not seen
+        // yet (a JSM approval whose webhook is late, or still being processed). Judge on the
+        // facts: apply what Jira has, then this ballot again.
+        Err(Refusal::NotAnApprover { .. }) if !ballot.reread => {
+            tx.rollback().await?;
+            match Box::pin(from_jsm_approvals(state, tenant, ticket_key)).await {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => return Err(e),
+                // No approvals to read (not a JSM ticket): the refusal stands on what we have.
+                Err(e) => tracing::debug!(ticket_key, error = %e, "approvals not re-read"),
+            }
+            let again = Ballot {
+                reread: true,
+                answer: ballot.answer.clone(),
+                ..*ballot
+            };
+            return Box::pin(apply(state, tenant, ticket_key, &again)).await;
         }
         Err(refusal) => {
             let why = match &refusal {

@@ -55,6 +55,16 @@ impl EngineError {
             Self::Tenant(_) => false,
         }
     }
+
+    /// How long the vendor asked to wait before trying again, when it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Atlassian(AtlassianError::Call(
+                crate::atlassian::errors::CallError::RateLimited { retry_after },
+            )) => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 /// The tenant row and the site to call back.

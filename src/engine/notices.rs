@@ -212,6 +212,8 @@ pub async fn enqueue(
         ticket_key: request.ticket_key.clone(),
         notice,
         key,
+        attempt: 0,
+        since: 0,
     };
     // Due at once, on the wall clock the queue runs on.
     jobs::schedule(tx, &job, Utc::now()).await.map(|_| ())

@@ -6,6 +6,8 @@
 //! (group commit), because one commit per request is what limits a webhook burst — each
 //! caller still gets its answer only after its delivery is durable.
 
+pub mod process;
+
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;

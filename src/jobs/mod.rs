@@ -21,7 +21,7 @@ pub use tick::WakeSignal;
 
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
-use crate::store::{Db, StoreError, Tx, inbound, selfcheck};
+use crate::store::{Db, StoreError, Tx, selfcheck};
 
 /// The queue's name is fixed here, not derived from a Rust type name, so renaming a type never
 /// orphans jobs already queued.
@@ -29,6 +29,10 @@ pub const QUEUE: &str = "tollgate.jobs";
 
 /// How often a job is tried before it stays failed.
 const MAX_ATTEMPTS: usize = 5;
+
+/// Heartbeats a worker may miss before its jobs go back to the queue (apalis's PostgreSQL
+/// default is 10: five minutes at its 30 s heartbeat, while the other workers sit idle).
+const MISSED_HEARTBEATS: usize = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -38,6 +42,11 @@ pub enum Job {
     /// Process inbound events (webhooks) stored by intake, in order: one job per committed
     /// intake batch, so a burst costs the queue one job per batch rather than per event.
     ProcessInbound { ids: Vec<Uuid> },
+    /// Try one stored event again: `round` names the occasion (`a3`: its third retry, `s…`:
+    /// a sweep, `r…`: an operator's retry), so each is queued once.
+    RetryInbound { id: Uuid, round: String },
+    /// Queue again the events whose job was lost, for one slot of a minute.
+    EventSweep { slot: i64 },
     /// Sync the org chart for one slot of `idp.sync_interval` (slots count from the epoch, so
     /// every replica names the same slot and only one job runs per slot).
     OrgSync { slot: i64 },
@@ -99,6 +108,12 @@ pub enum Job {
         ticket_key: String,
         notice: crate::engine::notices::Notice,
         key: String,
+        /// Tries so far that failed, and when the first failed (µs, wall clock): a notice is
+        /// retried with the events' backoff for `events.retry_for`.
+        #[serde(default)]
+        attempt: i64,
+        #[serde(default)]
+        since: i64,
     },
 }
 
@@ -108,6 +123,8 @@ impl Job {
         match self {
             Job::SelfCheck { .. } => "self_check",
             Job::ProcessInbound { .. } => "process_inbound",
+            Job::RetryInbound { .. } => "retry_inbound",
+            Job::EventSweep { .. } => "event_sweep",
             Job::OrgSync { .. } => "org_sync",
             Job::OrgApply { .. } => "org_apply",
             Job::AlertTicket { .. } => "alert_ticket",
@@ -133,11 +150,16 @@ impl Job {
             Job::SelfCheck { id } => Some(format!("self_check:{id}")),
             // Event ids are fresh UUIDs, so the first names the batch.
             Job::ProcessInbound { ids } => ids.first().map(|id| format!("inbound:{id}")),
+            Job::RetryInbound { id, round } => Some(format!("inbound_retry:{id}:{round}")),
+            Job::EventSweep { slot } => Some(format!("event_sweep:{slot}")),
             Job::OrgSync { slot } => Some(format!("org_sync:{slot}")),
             Job::OrgApply { why } => Some(format!("org_apply:{why}")),
             Job::AlertTicket { kind, raised, .. } => Some(format!("alert_ticket:{kind}:{raised}")),
             Job::RecoverWebhooks { slot } => Some(format!("recover_webhooks:{slot}")),
-            Job::TicketNotice { key, .. } => Some(format!("notice:{key}")),
+            Job::TicketNotice {
+                key, attempt: 0, ..
+            } => Some(format!("notice:{key}")),
+            Job::TicketNotice { key, attempt, .. } => Some(format!("notice:{key}:r{attempt}")),
             Job::StageTimer {
                 request,
                 stage,
@@ -334,7 +356,11 @@ pub async fn run_worker(state: AppState, shutdown: Shutdown) -> Result<(), BoxDy
 
     let monitor = match state.store.db().clone() {
         Db::Sqlite(pool) => {
-            let queue = apalis_sqlite::Config::default().queue(QUEUE);
+            let queue = apalis_sqlite::Config::default()
+                .queue(QUEUE)
+                .heartbeat_interval(config.heartbeat)
+                .missed_heartbeats(MISSED_HEARTBEATS)
+                .batch_size(config.concurrency);
             monitor.register(move |restarts| {
                 let backend = PollWith::new(
                     apalis_sqlite::SqliteStorage::<Job>::new(&pool).with_config(queue.clone()),
@@ -348,7 +374,11 @@ pub async fn run_worker(state: AppState, shutdown: Shutdown) -> Result<(), BoxDy
             })
         }
         Db::Postgres(pool) => {
-            let queue = apalis_postgres::Config::default().queue(QUEUE);
+            let queue = apalis_postgres::Config::default()
+                .queue(QUEUE)
+                .heartbeat_interval(config.heartbeat)
+                .missed_heartbeats(MISSED_HEARTBEATS)
+                .batch_size(config.concurrency);
             monitor.register(move |restarts| {
                 let backend = PollWith::new(
                     apalis_postgres::PostgresStorage::<Job>::new(&pool).with_config(queue.clone()),
@@ -477,48 +507,62 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             tenant,
             ticket_key,
             notice,
-            ..
+            key,
+            attempt,
+            since,
         } => match crate::engine::notices::deliver(state, tenant, ticket_key, notice).await {
             Ok(()) => Ok(()),
-            Err(e) if e.is_retryable() => Err(e.into()),
+            Err(e) if e.is_retryable() => {
+                let now = Utc::now();
+                let first = if *since == 0 {
+                    now.timestamp_micros()
+                } else {
+                    *since
+                };
+                let wait = crate::intake::process::backoff(
+                    &state.config.events,
+                    *attempt,
+                    e.retry_after(),
+                );
+                let due = now
+                    + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::minutes(10));
+                let window = chrono::TimeDelta::from_std(state.config.events.retry_for)
+                    .unwrap_or(chrono::TimeDelta::days(1));
+                if due.timestamp_micros() - first > window.num_microseconds().unwrap_or(i64::MAX) {
+                    tracing::error!(ticket_key, error = %e, "ALERT: the ticket could not be told for as long as retries go on; giving up");
+                    return Ok(());
+                }
+                let again = Job::TicketNotice {
+                    tenant: tenant.clone(),
+                    ticket_key: ticket_key.clone(),
+                    notice: notice.clone(),
+                    key: key.clone(),
+                    attempt: attempt + 1,
+                    since: first,
+                };
+                let mut tx = state.store.begin().await?;
+                schedule(&mut tx, &again, due).await?;
+                tx.commit().await?;
+                tracing::warn!(ticket_key, error = %e, ?wait, "the ticket could not be told; retrying");
+                Ok(())
+            }
             Err(e) => {
                 tracing::error!(ticket_key, error = %e, "the ticket could not be told; giving up");
                 Ok(())
             }
         },
         Job::ProcessInbound { ids } => {
-            // Each event goes to the request engine on its own; a redelivered job redoes
-            // nothing that was done.
-            let now = state.clock.now();
-            for id in ids {
-                let Some(event) = inbound::get(&state.store, *id).await? else {
-                    tracing::warn!(%id, "inbound event vanished; nothing to process");
-                    continue;
-                };
-                if event.processed_at.is_some() {
-                    continue;
-                }
-                match crate::engine::handle(state, &event).await {
-                    Ok(()) => {}
-                    // The whole batch is retried; what was done is not done twice.
-                    Err(e) if e.is_retryable() => return Err(e.into()),
-                    Err(e) => {
-                        tracing::error!(%id, error = %e, "inbound event could not be handled")
-                    }
-                }
-                tracing::debug!(
-                    tenant = event.tenant,
-                    event = event.event_type,
-                    delivery = event.delivery_id,
-                    "inbound event"
-                );
-            }
-            let marked = inbound::mark_processed(&state.store, ids, now).await?;
-            tracing::info!(
-                events = ids.len(),
-                newly = marked,
-                "inbound events processed"
-            );
+            let outcomes = crate::intake::process::process(state, ids).await?;
+            tracing::info!(events = ids.len(), ?outcomes, "inbound events processed");
+            Ok(())
+        }
+        Job::RetryInbound { id, .. } => {
+            crate::intake::process::process_one(state, *id).await?;
+            Ok(())
+        }
+        Job::EventSweep { slot } => {
+            queue_following(state, Periodic::EventSweep, *slot).await?;
+            crate::intake::process::sweep(state, *slot).await?;
             Ok(())
         }
     }
@@ -552,6 +596,7 @@ enum Periodic {
     ExpiryWindow,
     Reconcile,
     AuditCheckpoints,
+    EventSweep,
 }
 
 impl Periodic {
@@ -561,7 +606,7 @@ impl Periodic {
                 .unwrap_or(i64::MAX)
                 .max(1),
             Self::RecoverWebhooks => RECOVERY_EVERY_SECONDS,
-            Self::ExpiryWindow => 60,
+            Self::ExpiryWindow | Self::EventSweep => 60,
             Self::Reconcile => i64::try_from(state.config.grants.reconcile_interval.as_secs())
                 .unwrap_or(i64::MAX)
                 .max(1),
@@ -580,6 +625,7 @@ impl Periodic {
             Self::ExpiryWindow => Job::ExpiryWindow { slot },
             Self::Reconcile => Job::Reconcile { slot },
             Self::AuditCheckpoints => Job::AuditCheckpoints { slot },
+            Self::EventSweep => Job::EventSweep { slot },
         }
     }
 
@@ -614,6 +660,7 @@ pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
         Periodic::ExpiryWindow,
         Periodic::Reconcile,
         Periodic::AuditCheckpoints,
+        Periodic::EventSweep,
     ] {
         let slot = periodic.current_slot(state);
         let run_now = match periodic {
@@ -622,7 +669,8 @@ pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
             Periodic::RecoverWebhooks
             | Periodic::ExpiryWindow
             | Periodic::Reconcile
-            | Periodic::AuditCheckpoints => true,
+            | Periodic::AuditCheckpoints
+            | Periodic::EventSweep => true,
         };
         if run_now {
             schedule(&mut tx, &periodic.job(slot), Utc::now()).await?;

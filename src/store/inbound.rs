@@ -7,12 +7,33 @@ use super::{Store, StoreError, Tx};
 use crate::intake::Delivery;
 use crate::{on_db, on_tx};
 
+/// What orders an event among its ticket's: the issue key and Jira's timestamp (ms), when
+/// the payload has them.
+#[derive(serde::Deserialize, Default)]
+struct Ordering {
+    #[serde(default)]
+    issue: Option<IssueKey>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct IssueKey {
+    key: Option<String>,
+}
+
+fn ordering(payload: &str) -> (Option<String>, Option<i64>) {
+    let o: Ordering = serde_json::from_str(payload).unwrap_or_default();
+    (o.issue.and_then(|i| i.key), o.timestamp)
+}
+
 /// Inserts the delivery; `false` when the tenant already sent this delivery id.
 pub async fn insert(tx: &mut Tx, id: Uuid, d: &Delivery) -> Result<bool, StoreError> {
+    let (ticket, event_at) = ordering(&d.payload);
     let inserted = on_tx!(tx, |conn| {
         sqlx::query(
             "INSERT INTO inbound_events (id, tenant, ingress, delivery_id, event_type, payload, \
-             received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             received_at, ticket_key, event_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (tenant, delivery_id) DO NOTHING",
         )
         .bind(id)
@@ -22,6 +43,8 @@ pub async fn insert(tx: &mut Tx, id: Uuid, d: &Delivery) -> Result<bool, StoreEr
         .bind(&d.event_type)
         .bind(&d.payload)
         .bind(d.received_at)
+        .bind(&ticket)
+        .bind(event_at)
         .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1)
@@ -39,55 +62,255 @@ pub struct InboundEvent {
     pub payload: String,
     pub received_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
+    /// Failed tries so far, and when the first failed (wall clock).
+    pub attempts: i64,
+    pub first_failed_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Given up on: retries ran out, or the error was permanent.
+    pub dead_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The issue it is about, and Jira's timestamp (ms): the order among its ticket's events.
+    pub ticket_key: Option<String>,
+    pub event_at: Option<i64>,
 }
 
-type Row = (
-    Uuid,
-    String,
-    String,
-    String,
-    String,
-    String,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-);
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    tenant: String,
+    ingress: String,
+    delivery_id: String,
+    event_type: String,
+    payload: String,
+    received_at: DateTime<Utc>,
+    processed_at: Option<DateTime<Utc>>,
+    attempts: i64,
+    first_failed_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    dead_at: Option<DateTime<Utc>>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    ticket_key: Option<String>,
+    event_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, tenant, ingress, delivery_id, event_type, payload, received_at, \
+    processed_at, attempts, first_failed_at, last_error, dead_at, next_attempt_at, ticket_key, \
+    event_at";
 
 fn from_row(r: Row) -> InboundEvent {
     InboundEvent {
-        id: r.0,
-        tenant: r.1,
-        ingress: r.2,
-        delivery_id: r.3,
-        event_type: r.4,
-        payload: r.5,
-        received_at: r.6,
-        processed_at: r.7,
+        id: r.id,
+        tenant: r.tenant,
+        ingress: r.ingress,
+        delivery_id: r.delivery_id,
+        event_type: r.event_type,
+        payload: r.payload,
+        received_at: r.received_at,
+        processed_at: r.processed_at,
+        attempts: r.attempts,
+        first_failed_at: r.first_failed_at,
+        last_error: r.last_error,
+        dead_at: r.dead_at,
+        next_attempt_at: r.next_attempt_at,
+        ticket_key: r.ticket_key,
+        event_at: r.event_at,
     }
 }
 
-pub async fn get(store: &Store, id: Uuid) -> Result<Option<InboundEvent>, StoreError> {
-    let row: Option<Row> = on_db!(store.db(), |pool| {
-        sqlx::query_as(
-            "SELECT id, tenant, ingress, delivery_id, event_type, payload, received_at, \
-             processed_at FROM inbound_events WHERE id = $1",
+/// Events matching `condition` (binds `$1`…), as listed.
+async fn select(
+    store: &Store,
+    condition: &str,
+    bind: Option<DateTime<Utc>>,
+) -> Result<Vec<InboundEvent>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM inbound_events WHERE {condition}");
+    let rows: Vec<Row> = on_db!(store.db(), |pool| {
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+        match bind {
+            Some(at) => query.bind(at).fetch_all(pool).await,
+            None => query.fetch_all(pool).await,
+        }
+    })?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// A failed try: counted, with its error and when the next is due. `None` when the event was
+/// processed or given up on meanwhile; else the attempts so far.
+pub async fn failed(
+    tx: &mut Tx,
+    id: Uuid,
+    error: &str,
+    next_attempt_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, StoreError> {
+    let attempts: Option<i64> = on_tx!(tx, |conn| {
+        sqlx::query_scalar(
+            "UPDATE inbound_events SET attempts = attempts + 1, last_error = $2, \
+             next_attempt_at = $3, first_failed_at = COALESCE(first_failed_at, $4) \
+             WHERE id = $1 AND processed_at IS NULL AND dead_at IS NULL RETURNING attempts",
         )
         .bind(id)
-        .fetch_optional(pool)
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(now)
+        .fetch_optional(conn)
         .await
+    })?;
+    Ok(attempts)
+}
+
+/// Gives up on the event, with why; `false` when it was processed or dead already.
+pub async fn mark_dead(
+    tx: &mut Tx,
+    id: Uuid,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let marked = on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE inbound_events SET dead_at = $2, last_error = $3, next_attempt_at = NULL \
+             WHERE id = $1 AND processed_at IS NULL AND dead_at IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(reason)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected() == 1)
+    })?;
+    Ok(marked)
+}
+
+/// Events neither processed nor dead whose next try (or, never tried, their arrival) is
+/// before `before`: their job was lost. Oldest first, at most `limit`.
+pub async fn stranded(
+    store: &Store,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<InboundEvent>, StoreError> {
+    let condition = format!(
+        "processed_at IS NULL AND dead_at IS NULL \
+         AND COALESCE(next_attempt_at, received_at) < $1 ORDER BY received_at, id LIMIT {limit}"
+    );
+    select(store, &condition, Some(before)).await
+}
+
+/// The ticket's events neither processed nor dead, in the order Jira produced them (its
+/// timestamp, then arrival).
+pub async fn open_for_ticket(
+    store: &Store,
+    tenant: &str,
+    ticket: &str,
+) -> Result<Vec<InboundEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM inbound_events WHERE tenant = $1 AND ticket_key = $2 \
+         AND processed_at IS NULL AND dead_at IS NULL ORDER BY event_at, received_at, id"
+    );
+    let rows: Vec<Row> = on_db!(store.db(), |pool| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(tenant)
+            .bind(ticket)
+            .fetch_all(pool)
+            .await
+    })?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// Takes the ticket's lease for `holder` until `until`, if it is free or ran out; whether it
+/// was taken.
+pub async fn lease_ticket(
+    store: &Store,
+    tenant: &str,
+    ticket: &str,
+    holder: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let taken = on_db!(store.db(), |pool| {
+        sqlx::query(
+            "INSERT INTO ticket_leases (tenant, ticket_key, holder, until) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant, ticket_key) DO UPDATE SET holder = excluded.holder, \
+             until = excluded.until WHERE ticket_leases.until < $5",
+        )
+        .bind(tenant)
+        .bind(ticket)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected() == 1)
+    })?;
+    Ok(taken)
+}
+
+pub async fn release_ticket(
+    store: &Store,
+    tenant: &str,
+    ticket: &str,
+    holder: &str,
+) -> Result<(), StoreError> {
+    on_db!(store.db(), |pool| {
+        sqlx::query(
+            "DELETE FROM ticket_leases WHERE tenant = $1 AND ticket_key = $2 AND holder = $3",
+        )
+        .bind(tenant)
+        .bind(ticket)
+        .bind(holder)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// The events given up on, oldest first.
+pub async fn dead(store: &Store) -> Result<Vec<InboundEvent>, StoreError> {
+    select(
+        store,
+        "dead_at IS NOT NULL AND processed_at IS NULL ORDER BY dead_at, id",
+        None,
+    )
+    .await
+}
+
+/// Brings a dead event back for a fresh round of retries, due at `at`; `false` if it was not
+/// dead.
+pub async fn revive(tx: &mut Tx, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    let revived = on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE inbound_events SET dead_at = NULL, attempts = 0, first_failed_at = NULL, \
+             next_attempt_at = $2 WHERE id = $1 AND dead_at IS NOT NULL AND processed_at IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected() == 1)
+    })?;
+    Ok(revived)
+}
+
+pub async fn get(store: &Store, id: Uuid) -> Result<Option<InboundEvent>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM inbound_events WHERE id = $1");
+    let row: Option<Row> = on_db!(store.db(), |pool| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
     })?;
     Ok(row.map(from_row))
 }
 
 /// Events of a tenant, oldest first.
 pub async fn list_for_tenant(store: &Store, tenant: &str) -> Result<Vec<InboundEvent>, StoreError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM inbound_events WHERE tenant = $1 ORDER BY received_at, id");
     let rows: Vec<Row> = on_db!(store.db(), |pool| {
-        sqlx::query_as(
-            "SELECT id, tenant, ingress, delivery_id, event_type, payload, received_at, \
-             processed_at FROM inbound_events WHERE tenant = $1 ORDER BY received_at, id",
-        )
-        .bind(tenant)
-        .fetch_all(pool)
-        .await
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(tenant)
+            .fetch_all(pool)
+            .await
     })?;
     Ok(rows.into_iter().map(from_row).collect())
 }

@@ -349,3 +349,56 @@ fn org_unmatched_and_remap_find_people_again_by_email() {
         "{out}"
     );
 }
+
+/// `tollgate events list --dead` shows a dead event with why; `tollgate events retry --all`
+/// queues it for the worker; an id that is not dead is a clear error.
+#[test]
+fn dead_events_are_listed_and_retried_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let db = format!("sqlite://{}", path.display());
+    let envs = [("DATABASE_URL", db.as_str())];
+    let run = |args: &[&str]| {
+        let output = tollgate(&envs).args(args).output().expect("runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = run(&["events", "list", "--dead"]);
+    assert!(ok && out.contains("no dead events"), "{out}{err}");
+    let id = "0193a6d2-0000-7000-8000-0000000000e1";
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut c = format!("sqlite://{}?mode=rw", path.display())
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .expect("url")
+            .connect()
+            .await
+            .expect("open");
+        sqlx::query(
+            "INSERT INTO inbound_events (id, tenant, ingress, delivery_id, event_type, payload, \
+             received_at, attempts, last_error, dead_at) VALUES ($1, 'jira:acme', 'connect', \
+             'd-1', 'jira:issue_created', '{}', '2026-12-01T09:00:00Z', 3, \
+             'cannot be processed: not allowed', '2026-12-01T10:00:00Z')",
+        )
+        .bind(uuid::Uuid::parse_str(id).expect("uuid"))
+        .execute(&mut c)
+        .await
+        .expect("insert");
+    });
+    let (ok, out, err) = run(&["events", "list", "--dead"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(id) && out.contains("cannot be processed: not allowed"),
+        "{out}"
+    );
+    let (ok, _, err) = run(&["events", "retry", "0193a6d2-0000-7000-8000-0000000000ff"]);
+    assert!(!ok && err.contains("is not dead"), "{err}");
+    let (ok, out, err) = run(&["events", "retry", "--all"]);
+    assert!(ok && out.contains("queued 1 events"), "{out}{err}");
+    let (_, out, _) = run(&["events", "list", "--dead"]);
+    assert!(out.contains("no dead events"), "{out}");
+}

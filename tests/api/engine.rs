@@ -867,3 +867,99 @@ async fn a_decision_arriving_before_its_ticket_is_applied_after_taking_it_in() {
         "{state:?}"
     );
 }
+
+/// Dan's JSM approval (stage 1) and, a moment later, Carol's `/approve` comment (stage 2), 20
+/// tickets for each order of arrival: processed together, or with the approval's webhook
+/// delivered last. Carol's comment is judged on what Jira holds (the approval is re-read
+/// before a refusal), so every approval counts and nobody is refused.
+#[tokio::test]
+async fn a_decision_is_judged_on_the_facts_whatever_order_its_events_arrive_in() {
+    const TRIALS: usize = 20;
+    let env = start(TestDatabase::create().await).await;
+    for approval_last in [false, true] {
+        let tickets: Vec<String> = (0..TRIALS)
+            .map(|i| format!("IT-{}", if approval_last { 200 } else { 100 } + i))
+            .collect();
+        {
+            let mut world = env.cloud.world();
+            let fields = world.issues["IT-7"].custom.clone();
+            for t in &tickets {
+                world.add_issue(t, ERIN.0).custom = fields.clone();
+            }
+        }
+        for t in &tickets {
+            env.webhook(
+                "/connect/webhooks/issue-created",
+                &format!("{t}-c"),
+                &issue_created(t, ERIN.0),
+            )
+            .await;
+        }
+        let state_of = |t: &str| {
+            let (store, key, t) = (
+                env.app.state.store.clone(),
+                env.site.client_key.clone(),
+                t.to_string(),
+            );
+            async move {
+                requests::by_ticket(&store, &key, &t)
+                    .await
+                    .expect("read")
+                    .map(|r| (r.state, r.stage))
+            }
+        };
+        for t in &tickets {
+            let pending = eventually(Duration::from_secs(20), || async {
+                (state_of(t).await == Some((State::Pending, 0))).then_some(())
+            })
+            .await;
+            assert!(pending.is_some(), "{t} was routed");
+        }
+        let sends = tickets.iter().map(|t| {
+            let env = &env;
+            async move {
+                env.cloud.world().issues.get_mut(t.as_str()).expect("issue").approvals =
+                    vec![json!({
+                        "id": "1", "name": "Manager", "finalDecision": "approved",
+                        "approvers": [{"approver": {"accountId": DAN.0}, "approverDecision": "approved"}],
+                    })];
+                let (a_id, a_body) = (format!("{t}-a"), issue_updated(t, DAN));
+                let (c_id, c_body) = (format!("{t}-b"), comment_created(t, CAROL, "/approve"));
+                let approval = env.webhook("/connect/webhooks/issue-updated", &a_id, &a_body);
+                let comment = env.webhook("/connect/webhooks/comment-created", &c_id, &c_body);
+                if approval_last {
+                    comment.await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    approval.await;
+                } else {
+                    tokio::join!(approval, comment);
+                }
+            }
+        });
+        futures::future::join_all(sends).await;
+        for t in &tickets {
+            // Both approvals count: the request leaves `pending` (the grant then fails, as
+            // org.yaml cannot be changed, which is not what this test is about).
+            let decided = eventually(Duration::from_secs(30), || async {
+                state_of(t)
+                    .await
+                    .filter(|(s, _)| *s != State::Pending)
+                    .map(|(s, _)| s)
+            })
+            .await;
+            let comments: Vec<String> = env.cloud.world().issues[t.as_str()]
+                .comments
+                .iter()
+                .map(|c| tollgate::atlassian::adf::plain_text(&c.body))
+                .collect();
+            assert!(
+                decided.is_some_and(|s| s != State::Declined),
+                "{t} (approval last: {approval_last}): {decided:?} {comments:#?}"
+            );
+            assert!(
+                !comments.iter().any(|c| c.contains("not counted")),
+                "{t} (approval last: {approval_last}): {comments:#?}"
+            );
+        }
+    }
+}

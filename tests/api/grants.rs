@@ -1415,3 +1415,244 @@ async fn an_email_change_is_a_rename_not_a_leaver() {
     assert_eq!(renamed[0]["details"]["to"], "dev.dean@example.org");
     assert_eq!(renamed[0]["details"]["tickets"], json!(["IT-7"]));
 }
+
+/// Jira answers 503 to every call for a while during a burst of new tickets, all acknowledged
+/// with 204: nothing acknowledged is lost. Once Jira is back, every ticket has exactly one
+/// request and one routing comment.
+#[tokio::test]
+async fn an_outage_during_a_burst_loses_no_acknowledged_event() {
+    const TICKETS: usize = 40;
+    let quick = [
+        ("TOLLGATE_EVENTS_RETRY_BASE", "1s"),
+        ("TOLLGATE_EVENTS_RETRY_MAX", "2s"),
+    ];
+    let Some(env) = start_with("ldap", "fin-tools", &quick).await else {
+        return;
+    };
+    let tickets: Vec<String> = (0..TICKETS).map(|i| format!("IT-{}", 100 + i)).collect();
+    {
+        let mut world = env.cloud.world();
+        let fields = world.issues["IT-7"].custom.clone();
+        for ticket in &tickets {
+            world.add_issue(ticket, DEV.0).custom = fields.clone();
+        }
+    }
+    // Far more 503s than one call's own retries, or the old job's five back-to-back attempts,
+    // ride out.
+    env.cloud.inject(Fault::unavailable("/rest/", 600));
+    for (i, ticket) in tickets.iter().enumerate() {
+        env.webhook(
+            "/connect/webhooks/issue-created",
+            &format!("burst-{i}"),
+            &issue_created(ticket, DEV.0),
+        )
+        .await;
+    }
+    let routed = |ticket: &str| {
+        env.cloud.world().issues[ticket]
+            .comments
+            .iter()
+            .filter(|c| tollgate::atlassian::adf::plain_text(&c.body).contains("Stage 1"))
+            .count()
+    };
+    let all = eventually(Duration::from_secs(180), || async {
+        tickets.iter().all(|t| routed(t) >= 1).then_some(())
+    })
+    .await;
+    let failed = env
+        .cloud
+        .recorded()
+        .iter()
+        .filter(|r| r.status == 503)
+        .count();
+    assert!(
+        failed >= 100,
+        "the outage was real: {failed} answers were 503"
+    );
+    assert!(
+        all.is_some(),
+        "not routed: {:?}",
+        tickets
+            .iter()
+            .filter(|t| routed(t) == 0)
+            .collect::<Vec<_>>()
+    );
+    // Settled: each ticket one request, pending, and one routing comment.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for ticket in &tickets {
+        assert_eq!(
+            env.request_of(ticket).await.state,
+            State::Pending,
+            "{ticket}"
+        );
+        assert_eq!(routed(ticket), 1, "{ticket}: one routing comment");
+    }
+    let dead = tollgate::store::inbound::dead(&env.app.state.store)
+        .await
+        .expect("dead");
+    assert!(dead.is_empty(), "{dead:?}");
+}
+
+/// An event whose job was lost (stored, never queued) is found by the sweep and processed;
+/// one that fails for good is recorded as dead with an alert, and a person's retry processes
+/// it once the cause is fixed.
+#[tokio::test]
+async fn a_lost_event_is_swept_and_a_dead_one_retried() {
+    use tollgate::intake::{Delivery, Ingress, process};
+    use tollgate::store::inbound;
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    let state = &env.app.state;
+    let stored = |ticket: &str, delivery: &str, minutes_ago: i64| Delivery {
+        tenant: env.site.client_key.clone(),
+        ingress: Ingress::Connect,
+        delivery_id: delivery.into(),
+        event_type: "jira:issue_created".into(),
+        payload: issue_created(ticket, DEV.0).to_string(),
+        received_at: Utc::now() - TimeDelta::minutes(minutes_ago),
+    };
+    {
+        let mut world = env.cloud.world();
+        let fields = world.issues["IT-7"].custom.clone();
+        world.add_issue("IT-8", DEV.0).custom = fields;
+    }
+    // Written as the intake writes it, but its job never committed (or was deleted).
+    let lost = uuid::Uuid::now_v7();
+    let mut tx = state.store.begin().await.expect("tx");
+    inbound::insert(&mut tx, lost, &stored("IT-7", "lost-1", 5))
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    // Too recent to be believed lost: the sweep leaves it to its job.
+    let fresh = uuid::Uuid::now_v7();
+    let mut tx = state.store.begin().await.expect("tx");
+    inbound::insert(&mut tx, fresh, &stored("IT-8", "fresh-1", 0))
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    assert_eq!(process::sweep(state, 1).await.expect("sweep"), 1);
+    assert_eq!(
+        process::sweep(state, 1).await.expect("again"),
+        1,
+        "its job is keyed"
+    );
+    env.reaches(State::Pending).await;
+    let event = inbound::get(&state.store, lost).await.expect("read");
+    assert!(event.is_some_and(|e| e.processed_at.is_some()));
+
+    // IT-8's issue cannot be read (403, permanent): dead, with an alert.
+    env.cloud.inject(Fault {
+        path_prefix: "/rest/api/3/issue/IT-8".into(),
+        remaining: 1,
+        status: 403,
+        headers: Vec::new(),
+        body: json!({"errorMessages": ["You do not have permission"], "errors": {}}),
+    });
+    let outcome = process::process_one(state, fresh).await.expect("process");
+    assert!(
+        matches!(outcome, process::Processed::Dead(_)),
+        "{outcome:?}"
+    );
+    let dead = inbound::dead(&state.store).await.expect("dead");
+    assert_eq!(dead.iter().map(|e| e.id).collect::<Vec<_>>(), [fresh]);
+    let alerts = tollgate::alerts::raised(&state.store, "event_dead")
+        .await
+        .expect("alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    // The permission is fixed; a person retries every dead event.
+    assert_eq!(
+        process::retry_dead(&state.store, None)
+            .await
+            .expect("retry"),
+        [fresh]
+    );
+    env.reaches_of("IT-8", State::Pending).await;
+    assert!(inbound::dead(&state.store).await.expect("dead").is_empty());
+}
+
+/// A ticket's events are processed one at a time in the order Jira produced them: the
+/// approver's comment, though picked up first, waits for the ticket's creation before it; while
+/// the creation keeps failing, the comment waits behind it (up to `events.ticket_block`), and
+/// goes on once the creation is through.
+#[tokio::test]
+async fn a_tickets_events_are_processed_in_jiras_order() {
+    use tollgate::intake::{Delivery, Ingress, process};
+    use tollgate::store::inbound;
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    let state = &env.app.state;
+    let store_event = |delivery: &str, kind: &str, body: Value| {
+        let d = Delivery {
+            tenant: env.site.client_key.clone(),
+            ingress: Ingress::Connect,
+            delivery_id: delivery.into(),
+            event_type: kind.into(),
+            payload: body.to_string(),
+            received_at: Utc::now(),
+        };
+        async move {
+            let id = uuid::Uuid::now_v7();
+            let mut tx = state.store.begin().await.expect("tx");
+            inbound::insert(&mut tx, id, &d).await.expect("insert");
+            tx.commit().await.expect("commit");
+            id
+        }
+    };
+    let mut created = issue_created("IT-7", DEV.0);
+    created["timestamp"] = json!(1_000);
+    let mut approved = comment_created("IT-7", VP, "/approve");
+    approved["timestamp"] = json!(2_000);
+    // The comment arrived first, the creation (produced first) second.
+    let comment = store_event("o-2", "comment_created", approved).await;
+    let creation = store_event("o-1", "jira:issue_created", created).await;
+    // Jira cannot be read for now: the creation fails, and the comment waits behind it.
+    env.cloud
+        .inject(Fault::unavailable("/rest/api/3/issue/IT-7", 10_000));
+    let outcome = process::process_one(state, comment).await.expect("process");
+    assert!(
+        matches!(outcome, process::Processed::Waiting(_)),
+        "{outcome:?}"
+    );
+    let read = |id| async move {
+        inbound::get(&state.store, id)
+            .await
+            .expect("read")
+            .expect("event")
+    };
+    assert!(
+        read(creation).await.attempts >= 1,
+        "the creation was tried first"
+    );
+    assert!(read(comment).await.processed_at.is_none());
+    assert_eq!(read(comment).await.attempts, 0, "waiting is not failing");
+    // Jira is back: the creation, then the comment, in that order.
+    env.cloud.clear_faults();
+    let outcome = process::process_one(state, comment).await.expect("process");
+    let (first, second) = (read(creation).await, read(comment).await);
+    // The creation is resting until its next try; after the block it is passed by, or it is
+    // due and goes first: either way, the comment counts only once the request exists.
+    if outcome == process::Processed::Done {
+        assert!(first.processed_at.is_some() || first.next_attempt_at.is_some());
+        assert!(second.processed_at.is_some());
+    } else {
+        assert!(
+            matches!(outcome, process::Processed::Waiting(_)),
+            "{outcome:?}"
+        );
+    }
+    let approved = eventually(Duration::from_secs(30), || async {
+        let done = inbound::get(&state.store, comment)
+            .await
+            .expect("read")
+            .and_then(|e| e.processed_at);
+        if done.is_none() {
+            let _ = process::process_one(state, comment).await;
+        }
+        done
+    })
+    .await;
+    assert!(approved.is_some(), "the comment was processed");
+    env.reaches(State::Active).await;
+}

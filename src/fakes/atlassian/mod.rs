@@ -397,6 +397,11 @@ impl FakeAtlassian {
         lock(&self.shared.faults).push_back(fault);
     }
 
+    /// Ends every injected fault (the outage is over).
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
     pub fn world(&self) -> MutexGuard<'_, World> {
         lock(&self.shared.world)
     }
