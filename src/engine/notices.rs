@@ -219,12 +219,15 @@ pub async fn enqueue(
     jobs::schedule(tx, &job, Utc::now()).await.map(|_| ())
 }
 
-/// Tells the ticket. A re-delivery may repeat the comment (at least once), never skip it.
+/// Tells the ticket: its comment once per `key` (a re-run of the job finds it posted and
+/// posts nothing again), then participants and the transition, which are idempotent. Only a
+/// worker dying between the post and its record can repeat the comment.
 pub async fn deliver(
     state: &AppState,
     tenant: &str,
     ticket_key: &str,
     notice: &Notice,
+    key: &str,
 ) -> Result<(), EngineError> {
     let (tenant_row, site) = site(state, tenant).await?;
     let tenant_host = tenant_row.host.clone();
@@ -237,10 +240,14 @@ pub async fn deliver(
     }
     let text = templates::render(&notice.template, &context)
         .map_err(|e| EngineError::Atlassian(AtlassianError::Refused(e)))?;
-    state
-        .atlassian
-        .comment(&site, ticket_key, &text, false)
-        .await?;
+    if !crate::store::notices::sent(&state.store, key).await? {
+        state
+            .atlassian
+            .comment(&site, ticket_key, &text, false)
+            .await?;
+        crate::store::notices::record(&state.store, key, tenant, ticket_key, state.clock.now())
+            .await?;
+    }
     if !notice.participants.is_empty() {
         let accounts: Vec<AccountId> = notice.participants.iter().cloned().map(AccountId).collect();
         state

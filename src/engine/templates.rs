@@ -36,6 +36,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/revoke_failed.hbs"),
     ),
     (
+        "grant_delayed",
+        include_str!("../../templates/grant_delayed.hbs"),
+    ),
+    (
         "expiry_reminder",
         include_str!("../../templates/expiry_reminder.hbs"),
     ),

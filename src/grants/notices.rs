@@ -82,6 +82,15 @@ pub fn revoke_failed(request: &Request, rows: &[StepRow]) -> Notice {
     notice("revoke_failed", context)
 }
 
+/// A step keeps failing on a vendor's outage: said once, while it is still retried.
+pub fn delayed(request: &Request, row: &StepRow, why: &str, until: DateTime<Utc>) -> Notice {
+    let mut context = base(request);
+    context["step"] = json!(describe(&row.plan.asked));
+    context["why"] = json!(why);
+    context["until"] = json!(when(until));
+    notice("grant_delayed", context)
+}
+
 pub fn reminder(request: &Request, expires: DateTime<Utc>, left: std::time::Duration) -> Notice {
     let mut context = base(request);
     context["expires"] = json!(when(expires));

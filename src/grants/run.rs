@@ -26,9 +26,10 @@ use crate::store::requests::{self, Request};
 use crate::store::{StoreError, Tx, tenants};
 use crate::workflow::{FailurePolicy, GrantTarget};
 
-/// How often a step is tried before it fails for good (backoff doubles from 2 s to 10 min:
-/// about 40 minutes in all, enough to ride out a vendor's short outage).
-pub const MAX_STEP_ATTEMPTS: i64 = 12;
+/// After this many failed tries in a row (each already rides out a few seconds of 429s and 5xx
+/// within its call) the ticket is told, once, that the grant is delayed; the step goes on trying
+/// for its resource's `give_up_after`.
+const DELAY_NOTICE_AFTER: i64 = 2;
 
 /// How long a claimed step is leased to its claimer.
 const LEASE: TimeDelta = TimeDelta::minutes(5);
@@ -280,6 +281,24 @@ pub async fn provision(state: &AppState, id: Uuid) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// When a step that keeps failing on retryable errors gives up: its resource's
+/// `give_up_after` (default 24 h) after its first failure.
+fn give_up_at(
+    state: &AppState,
+    request: &Request,
+    row: &StepRow,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let after = state
+        .workflows()
+        .and_then(|w| {
+            let resource = request.resource.as_deref()?;
+            w.catalog.get(resource).map(|r| r.give_up_after)
+        })
+        .unwrap_or(crate::workflow::definition::DEFAULT_GIVE_UP_AFTER);
+    row.failing_since.unwrap_or(now) + TimeDelta::from_std(after).unwrap_or(TimeDelta::days(1))
+}
+
 /// What happened to one step this time.
 enum Outcome {
     /// The access is in place for this grant.
@@ -361,8 +380,15 @@ pub async fn step(
             let extra = json!({"why": why});
             (Status::Skipped, None, Some(why), "step_skipped", extra)
         }
-        Outcome::Failed(StepFailure::Retry { after, why }) if attempt + 1 < MAX_STEP_ATTEMPTS => {
+        Outcome::Failed(StepFailure::Retry { after, why })
+            if now < give_up_at(state, &request, row, now) =>
+        {
             steps::retry(&mut tx, id, index, phase, attempt + 1, &why, now).await?;
+            if phase == Phase::Grant && attempt + 1 == DELAY_NOTICE_AFTER {
+                let until = give_up_at(state, &request, row, now);
+                let notice = notices::delayed(&request, row, &why, until);
+                ticket::enqueue(&mut tx, &request, notice, format!("{id}:delayed")).await?;
+            }
             let wait = backoff(attempt, after);
             let due = now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::minutes(10));
             let job = Job::GrantStep {

@@ -510,7 +510,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             key,
             attempt,
             since,
-        } => match crate::engine::notices::deliver(state, tenant, ticket_key, notice).await {
+        } => match crate::engine::notices::deliver(state, tenant, ticket_key, notice, key).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_retryable() => {
                 let now = Utc::now();

@@ -77,6 +77,8 @@ pub struct StepRow {
     pub revoked_change: Option<String>,
     pub error: Option<String>,
     pub drift_at: Option<DateTime<Utc>>,
+    /// Since when the step keeps failing on retryable errors (cleared once it settles).
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 impl StepRow {
@@ -117,6 +119,10 @@ pub struct Progress {
     /// for a lost job. The request's `steps_due` is the earliest of these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
+    /// Since when the step keeps failing on retryable errors: it gives up after its resource's
+    /// `give_up_after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<DateTime<Utc>>,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -138,6 +144,7 @@ impl Progress {
             error: None,
             drift: None,
             since: Some(now),
+            failing: None,
         }
     }
 
@@ -231,6 +238,7 @@ mod edit {
         }
         p.error = error.map(str::to_string);
         p.lease = None;
+        p.failing = None;
         p.moved(now);
     }
 
@@ -245,6 +253,7 @@ mod edit {
         let Some(p) = nth(steps, step) else { return };
         p.set(phase, Status::Pending);
         p.attempts = attempts;
+        p.failing.get_or_insert(now);
         p.error = Some(error.to_string());
         p.lease = None;
         p.moved(now);
@@ -657,6 +666,7 @@ fn expand(
                 revoked_change: p.revoked.clone(),
                 error: p.error.clone(),
                 drift_at: p.drift,
+                failing_since: p.failing,
             });
         }
     }

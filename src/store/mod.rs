@@ -10,6 +10,7 @@ pub mod grants;
 pub mod holdings;
 pub mod inbound;
 pub mod nodelay;
+pub mod notices;
 pub mod org;
 pub mod org_changes;
 pub mod requests;

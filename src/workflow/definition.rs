@@ -59,7 +59,12 @@ pub struct Resource {
     pub permanent_allowed: bool,
     pub grants: Vec<GrantTarget>,
     pub on_failure: FailurePolicy,
+    /// How long a step that keeps failing on a vendor's outage is retried before it fails.
+    pub give_up_after: Duration,
 }
+
+/// How long a grant step is retried through a vendor's outage when the catalog does not say.
+pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// What happens to the steps that worked when one step of a grant fails for good.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -343,6 +343,8 @@ fn convert_resource(report: &mut Reporter, r: &ResourceYaml) -> Option<(Resource
         OwnerYaml::Group(name) => Some(Owner::Group(name.clone())),
     });
     let max_duration = duration(report, &r.max_duration);
+    let give_up_after = duration(report, &r.give_up_after)
+        .unwrap_or(crate::workflow::definition::DEFAULT_GIVE_UP_AFTER);
     let default_duration = duration(report, &r.default_duration);
     if let (Some(max), Some(default)) = (max_duration, default_duration)
         && default > max
@@ -413,6 +415,7 @@ fn convert_resource(report: &mut Reporter, r: &ResourceYaml) -> Option<(Resource
                 permanent_allowed: r.permanent_allowed,
                 grants,
                 on_failure: r.on_failure,
+                give_up_after,
             },
             level_refs,
         )

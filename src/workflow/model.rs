@@ -36,6 +36,8 @@ pub struct ResourceYaml {
     /// `all_or_nothing` (default) or `keep_partial`.
     #[serde(default)]
     pub on_failure: crate::workflow::definition::FailurePolicy,
+    /// How long a step that keeps failing on a vendor's outage is retried (default 24h).
+    pub give_up_after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

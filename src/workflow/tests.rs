@@ -843,6 +843,7 @@ mod properties {
                 permanent_allowed: true,
                 grants: vec![GrantTarget::IdpGroup { group: "X".into() }],
                 on_failure: Default::default(),
+                give_up_after: crate::workflow::definition::DEFAULT_GIVE_UP_AFTER,
             }]),
             workflows: vec![Workflow {
                 id: "w".into(),

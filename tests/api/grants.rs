@@ -51,6 +51,14 @@ resources:
     grants:
       - idp_group: fin-tools
       - jira_project_role: { project: FIN, role: Administrators }
+  - id: brief-tools
+    name: Brief tools
+    owner: { user: ceo@example.com }
+    default_duration: 7d
+    give_up_after: 1m
+    grants:
+      - idp_group: fin-tools
+      - jira_project_role: { project: FIN, role: Administrators }
   - id: strict-tools
     name: Strict tools
     owner: { user: ceo@example.com }
@@ -1655,4 +1663,63 @@ async fn a_tickets_events_are_processed_in_jiras_order() {
     .await;
     assert!(approved.is_some(), "the comment was processed");
     env.reaches(State::Active).await;
+}
+
+/// Jira keeps answering 429 to a grant step: the ticket is told once that the grant is
+/// delayed and until when Tollgate keeps trying; once the resource's `give_up_after` has
+/// passed, the step fails and what was applied is rolled back.
+#[tokio::test]
+async fn a_step_failing_through_an_outage_says_so_once_and_gives_up_after_its_time() {
+    let Some(env) = start("brief-tools").await else {
+        return;
+    };
+    env.cloud.inject(Fault::rate_limited(
+        "/rest/api/3/project/FIN/role",
+        100_000,
+        1,
+    ));
+    env.file_and_approve().await;
+    let delayed = env.comment_with("is delayed").await;
+    assert!(
+        delayed.contains("role Administrators in Jira project FIN") && delayed.contains("until"),
+        "{delayed}"
+    );
+    assert_eq!(env.request().await.state, State::Provisioning);
+    // Past the resource's minute of retries: the next failure is the last.
+    env.advance(TimeDelta::minutes(2));
+    let failed = env.reaches(State::Failed).await;
+    assert!(failed.reason.is_some(), "{failed:?}");
+    assert!(
+        !env.members("fin-tools").await.contains(&"dev".to_string()),
+        "rolled back"
+    );
+    let said = env
+        .comments()
+        .iter()
+        .filter(|c| c.contains("is delayed"))
+        .count();
+    assert_eq!(said, 1, "the delay is said once");
+}
+
+/// A notice job run twice (its worker died after posting, before the job was marked done)
+/// posts its comment once.
+#[tokio::test]
+async fn a_notice_delivered_twice_comments_once() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    let state = &env.app.state;
+    let notice =
+        tollgate::engine::notices::refused(Some("Dev Dean"), "a test of saying things once");
+    for _ in 0..2 {
+        tollgate::engine::notices::deliver(state, &env.site.client_key, "IT-7", &notice, "t:once")
+            .await
+            .expect("told");
+    }
+    let said = env
+        .comments()
+        .iter()
+        .filter(|c| c.contains("a test of saying things once"))
+        .count();
+    assert_eq!(said, 1);
 }
