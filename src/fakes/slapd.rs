@@ -89,24 +89,57 @@ refint_attributes member manager
         );
         let port = free_port();
         let url = format!("ldap://127.0.0.1:{port}");
-        let log = std::fs::File::create(format!("{d}/slapd.log")).expect("log");
-        let child = Command::new("/usr/sbin/slapd")
-            .args(["-f", &conf, "-h", &format!("{url}/"), "-d", "0"])
+        let child = Self::spawn(&dir, &url);
+        let slapd = Self { url, child, dir };
+        slapd.wait_listening();
+        slapd
+    }
+
+    fn spawn(dir: &Path, url: &str) -> Child {
+        let d = dir.display();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{d}/slapd.log"))
+            .expect("log");
+        Command::new("/usr/sbin/slapd")
+            .args([
+                "-f",
+                &format!("{d}/slapd.conf"),
+                "-h",
+                &format!("{url}/"),
+                "-d",
+                "0",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("slapd starts");
-        let slapd = Self { url, child, dir };
+            .expect("slapd starts")
+    }
+
+    fn wait_listening(&self) {
+        let address = self.url.trim_start_matches("ldap://").to_string();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(&address).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "slapd did not listen: {}",
-                slapd.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        slapd
+    }
+
+    /// An outage: the server goes away (its data stays).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The outage is over: the server is back on the same address with the same data.
+    pub fn resume(&mut self) {
+        self.child = Self::spawn(&self.dir, &self.url);
+        self.wait_listening();
     }
 
     pub fn log(&self) -> String {

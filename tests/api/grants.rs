@@ -1723,3 +1723,113 @@ async fn a_notice_delivered_twice_comments_once() {
         .count();
     assert_eq!(said, 1);
 }
+
+/// The IdP is down when the grant starts: the LDAP step fails and is retried; when the
+/// directory is back, the grant completes, with the membership applied once.
+#[tokio::test]
+async fn an_idp_outage_during_a_grant_is_waited_out() {
+    let Some(mut env) = start("fin-tools").await else {
+        return;
+    };
+    if let Idp::Ldap(ldap) = &mut env.idp {
+        ldap.stop();
+    }
+    env.file_and_approve().await;
+    let provisioning = env.reaches(State::Provisioning).await;
+    let state = &env.app.state;
+    let tried = eventually(Duration::from_secs(30), || async {
+        let steps = tollgate::store::grants::read(&state.store, provisioning.id)
+            .await
+            .expect("steps");
+        steps
+            .iter()
+            .find(|s| s.plan.target_key().starts_with("idp_group"))
+            .filter(|s| s.attempts >= 1 && s.grant_status == Status::Pending)
+            .cloned()
+    })
+    .await;
+    assert!(
+        tried.is_some(),
+        "the LDAP step failed and waits for its retry"
+    );
+    if let Idp::Ldap(ldap) = &mut env.idp {
+        ldap.resume();
+    }
+    let active = env.reaches(State::Active).await;
+    assert_eq!(
+        env.members("fin-tools").await,
+        ["ceo", "dev"],
+        "Dev added once, next to the CEO"
+    );
+    let steps = tollgate::store::grants::read(&state.store, active.id)
+        .await
+        .expect("steps");
+    assert!(
+        steps.iter().all(|s| s.grant_status == Status::Done),
+        "{steps:?}"
+    );
+}
+
+/// The Admin API is down when a grant expires: its site group and product access steps are
+/// retried until it is back; then each is removed once, and the grant ends `expired`.
+#[tokio::test]
+async fn an_admin_api_outage_during_an_expiry_is_waited_out() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    let active = env.approved_and_active().await;
+    env.cloud.inject(Fault::unavailable("/admin/", 100_000));
+    env.advance(TimeDelta::days(7) + TimeDelta::minutes(1));
+    let state = &env.app.state;
+    let at = active.expires_at.expect("expires").timestamp_micros();
+    tollgate::grants::expiry::expire_many(state, &[(active.id, at)])
+        .await
+        .expect("expiry");
+    let waiting = eventually(Duration::from_secs(30), || async {
+        let steps = tollgate::store::grants::read(&state.store, active.id)
+            .await
+            .expect("steps");
+        steps
+            .iter()
+            .any(|s| {
+                matches!(s.plan.via, tollgate::grants::plan::Via::AdminApi)
+                    && s.revoke_status == Some(Status::Pending)
+                    && s.attempts >= 2
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(
+        waiting.is_some(),
+        "the Admin API steps wait for their retries"
+    );
+    assert_eq!(env.request().await.state, State::Revoking);
+    env.cloud.clear_faults();
+    let ended = env.reaches(State::Expired).await;
+    assert!(ended.ended_at.is_some());
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
+    // Each removal through the Admin API succeeded once.
+    let removals: Vec<String> = env
+        .cloud
+        .recorded()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/admin/") && r.status < 300)
+        .filter(|r| r.method == "DELETE" || r.path.ends_with("/roles/revoke"))
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.path,
+                r.body.map(|b| b.to_string()).unwrap_or_default()
+            )
+        })
+        .collect();
+    let mut unique = removals.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(removals.len(), unique.len(), "{removals:#?}");
+    assert_eq!(
+        removals.len(),
+        3,
+        "the site group and two product roles: {removals:#?}"
+    );
+}
