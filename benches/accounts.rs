@@ -35,19 +35,11 @@ fn knob(name: &str, default: usize) -> usize {
 }
 
 fn person(i: usize) -> Person {
-    Person {
-        id: PersonId(format!("00u{i:07}")),
-        email: Email::parse(&format!("p{i:06}@acme.test")).unwrap_or_else(|e| panic!("{e}")),
-        display_name: format!("Person {i}"),
-        title: None,
-        department: None,
-        cost_center: None,
-        manager: None,
-        active: true,
-        employment_type: tollgate::orgchart::EmploymentType::FullTime,
-        atlassian_account_id: None,
-        attributes: Default::default(),
-    }
+    Person::new(
+        PersonId(format!("00u{i:07}")),
+        Email::parse(&format!("p{i:06}@acme.test")).unwrap_or_else(|e| panic!("{e}")),
+        format!("Person {i}"),
+    )
 }
 
 fn account(i: usize) -> String {

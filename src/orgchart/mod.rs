@@ -125,6 +125,25 @@ pub struct Person {
     pub attributes: BTreeMap<String, String>,
 }
 
+impl Person {
+    /// An active, full-time person with nothing else known (a source fills in the rest).
+    pub fn new(id: PersonId, email: Email, display_name: impl Into<String>) -> Self {
+        Self {
+            id,
+            email,
+            display_name: display_name.into(),
+            title: None,
+            department: None,
+            cost_center: None,
+            manager: None,
+            active: true,
+            employment_type: EmploymentType::FullTime,
+            atlassian_account_id: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     pub id: String,

@@ -16,19 +16,7 @@ const DAN: &str = "5b10ac8d82e05b22cc7d4e02";
 const OLA: &str = "5b10ac8d82e05b22cc7d4e03";
 
 fn person(id: &str, email: &str) -> Person {
-    Person {
-        id: PersonId(id.into()),
-        email: Email::parse(email).expect("email"),
-        display_name: id.into(),
-        title: None,
-        department: None,
-        cost_center: None,
-        manager: None,
-        active: true,
-        employment_type: tollgate::orgchart::EmploymentType::FullTime,
-        atlassian_account_id: None,
-        attributes: Default::default(),
-    }
+    Person::new(PersonId(id.into()), Email::parse(email).expect("email"), id)
 }
 
 fn org() -> OrgIndex {

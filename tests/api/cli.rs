@@ -275,6 +275,16 @@ async fn a_scheduled_job_survives_kill_9_and_a_restart() {
     store.close().await;
 }
 
+/// Runs the binary with `args`: whether it succeeded, its stdout and its stderr.
+fn run_cli(envs: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
+    let output = tollgate(envs).args(args).output().expect("runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
 /// `tollgate org unmatched` and `tollgate org remap` on a database: a grant whose person id the
 /// org chart no longer has is listed, a dry run shows the remap by email and changes nothing,
 /// and the remap gives the grant its person back.
@@ -293,14 +303,7 @@ fn org_unmatched_and_remap_find_people_again_by_email() {
         ("DATABASE_URL", db.as_str()),
         ("TOLLGATE_IDP_FILE", org.as_str()),
     ];
-    let run = |args: &[&str]| {
-        let output = tollgate(&envs).args(args).output().expect("runs");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).to_string(),
-            String::from_utf8_lossy(&output.stderr).to_string(),
-        )
-    };
+    let run = |args: &[&str]| run_cli(&envs, args);
     let (ok, _, err) = run(&["org", "unmatched"]);
     assert!(!ok && err.contains("no org chart has been synced"), "{err}");
     let (ok, _, err) = run(&["org", "sync", "--full"]);
@@ -358,14 +361,7 @@ fn dead_events_are_listed_and_retried_from_the_cli() {
     let path = dir.path().join("events.db");
     let db = format!("sqlite://{}", path.display());
     let envs = [("DATABASE_URL", db.as_str())];
-    let run = |args: &[&str]| {
-        let output = tollgate(&envs).args(args).output().expect("runs");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).to_string(),
-            String::from_utf8_lossy(&output.stderr).to_string(),
-        )
-    };
+    let run = |args: &[&str]| run_cli(&envs, args);
     let (ok, out, err) = run(&["events", "list", "--dead"]);
     assert!(ok && out.contains("no dead events"), "{out}{err}");
     let id = "0193a6d2-0000-7000-8000-0000000000e1";

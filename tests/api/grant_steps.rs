@@ -568,19 +568,11 @@ async fn a_grant_joining_as_the_last_holder_leaves_never_loses_its_access() {
 const BEFORE_HOLDERS: i64 = 20261203000012;
 
 fn org_person(id: &str, email: &str) -> tollgate::orgchart::Person {
-    tollgate::orgchart::Person {
-        id: tollgate::orgchart::PersonId(id.into()),
-        email: tollgate::orgchart::Email::parse(email).expect("email"),
-        display_name: id.into(),
-        title: None,
-        department: None,
-        cost_center: None,
-        manager: None,
-        active: true,
-        employment_type: tollgate::orgchart::EmploymentType::FullTime,
-        atlassian_account_id: None,
-        attributes: Default::default(),
-    }
+    tollgate::orgchart::Person::new(
+        tollgate::orgchart::PersonId(id.into()),
+        tollgate::orgchart::Email::parse(email).expect("email"),
+        id,
+    )
 }
 
 async fn exec(store: &Store, sql: &str, binds: &[&str]) {
