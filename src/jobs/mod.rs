@@ -38,7 +38,13 @@ const MISSED_HEARTBEATS: usize = 2;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Job {
     /// Diagnostic: proves the worker runs what was queued, also across restarts.
-    SelfCheck { id: Uuid },
+    SelfCheck {
+        id: Uuid,
+        /// How long the job takes (ms) before it records its run: a job still running when
+        /// its worker dies, to check that another worker takes it over.
+        #[serde(default)]
+        hold_ms: u64,
+    },
     /// Process inbound events (webhooks) stored by intake, in order: one job per committed
     /// intake batch, so a burst costs the queue one job per batch rather than per event.
     ProcessInbound { ids: Vec<Uuid> },
@@ -147,7 +153,7 @@ impl Job {
     /// A job with a key is enqueued at most once per key.
     pub fn idempotency_key(&self) -> Option<String> {
         match self {
-            Job::SelfCheck { id } => Some(format!("self_check:{id}")),
+            Job::SelfCheck { id, .. } => Some(format!("self_check:{id}")),
             // Event ids are fresh UUIDs, so the first names the batch.
             Job::ProcessInbound { ids } => ids.first().map(|id| format!("inbound:{id}")),
             Job::RetryInbound { id, round } => Some(format!("inbound_retry:{id}:{round}")),
@@ -421,7 +427,8 @@ async fn run(job: Job, state: Data<AppState>) -> Result<(), BoxDynError> {
 
 async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
     match job {
-        Job::SelfCheck { id } => {
+        Job::SelfCheck { id, hold_ms } => {
+            tokio::time::sleep(Duration::from_millis(*hold_ms)).await;
             let first = selfcheck::record_run(&state.store, *id, state.clock.now()).await?;
             if !first {
                 tracing::info!(%id, "self-check delivered again; already recorded");
@@ -809,12 +816,25 @@ pub async fn queue_org_apply(store: &crate::store::Store, why: &str) -> Result<(
 
 /// Schedules a self-check to run after `delay`, returning its id.
 pub async fn schedule_self_check(state: &AppState, delay: Duration) -> Result<Uuid, JobError> {
+    schedule_self_check_holding(state, delay, Duration::ZERO).await
+}
+
+/// [`schedule_self_check`] for a job that takes `hold` to run.
+pub async fn schedule_self_check_holding(
+    state: &AppState,
+    delay: Duration,
+    hold: Duration,
+) -> Result<Uuid, JobError> {
     let id = Uuid::now_v7();
     let now = state.clock.now();
     let due = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
     let mut tx = state.store.begin().await?;
     selfcheck::insert(&mut tx, id, now, due).await?;
-    schedule(&mut tx, &Job::SelfCheck { id }, wall(state, due)).await?;
+    let job = Job::SelfCheck {
+        id,
+        hold_ms: u64::try_from(hold.as_millis()).unwrap_or(u64::MAX),
+    };
+    schedule(&mut tx, &job, wall(state, due)).await?;
     tx.commit().await?;
     Ok(id)
 }

@@ -398,3 +398,90 @@ fn dead_events_are_listed_and_retried_from_the_cli() {
     let (_, out, _) = run(&["events", "list", "--dead"]);
     assert!(out.contains("no dead events"), "{out}");
 }
+
+/// A job still running when its worker is killed (`kill -9`) is taken over by another worker
+/// once the dead one misses two heartbeats (`TOLLGATE_JOBS_HEARTBEAT`, 1 s here), and runs to
+/// its end once. How long the takeover takes is printed (the figure is a measurement, not a
+/// limit: see docs/benchmarks.md).
+#[tokio::test]
+async fn a_job_running_when_its_worker_dies_is_taken_over() {
+    init();
+    let db = TestDatabase::create().await;
+    let key = test_secret_key();
+    let envs: Vec<(&str, &str)> = vec![
+        ("DATABASE_URL", db.url()),
+        ("TOLLGATE_SECRET_KEY", &key),
+        ("TOLLGATE_JOBS_POLL_INTERVAL", "200ms"),
+        ("TOLLGATE_JOBS_HEARTBEAT", "1s"),
+        ("TOLLGATE_LOG", "warn"),
+        ("TOLLGATE_IDP_SYNC_INTERVAL", "24h"),
+    ];
+    let scheduler = Application::build(
+        test_config(&db, &[("TOLLGATE_SECRET_KEY", &key)]),
+        Mode::WebOnly,
+    )
+    .await
+    .expect("builds");
+    let state = scheduler.state().clone();
+    let store = state.store.clone();
+    let first = Running(
+        tollgate(&envs)
+            .arg("worker")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starts"),
+    );
+    // Long enough that it is still running when its worker dies.
+    let id = jobs::schedule_self_check_holding(
+        &state,
+        Duration::from_millis(500),
+        Duration::from_secs(4),
+    )
+    .await
+    .expect("scheduled");
+    let claimed = eventually(Duration::from_secs(30), || async {
+        let count: i64 = match store.db() {
+            tollgate::store::Db::Sqlite(pool) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM Jobs WHERE idempotency_key = $1 AND lock_by IS NOT NULL",
+            )
+            .bind(format!("self_check:{id}"))
+            .fetch_one(pool)
+            .await
+            .unwrap_or(0),
+            tollgate::store::Db::Postgres(pool) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM apalis.jobs WHERE idempotency_key = $1 AND lock_by IS NOT NULL",
+            )
+            .bind(format!("self_check:{id}"))
+            .fetch_one(pool)
+            .await
+            .unwrap_or(0),
+        };
+        (count > 0).then_some(())
+    })
+    .await;
+    assert!(claimed.is_some(), "the first worker took the job");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(first);
+    let killed = std::time::Instant::now();
+    let _second = Running(
+        tollgate(&envs)
+            .arg("worker")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starts"),
+    );
+    let ran = eventually(Duration::from_secs(90), || async {
+        selfcheck::get(&store, id)
+            .await
+            .expect("read")
+            .filter(|c| c.ran_at.is_some())
+    })
+    .await
+    .expect("another worker took the job over");
+    assert_eq!(ran.runs, 1, "run to its end once");
+    println!(
+        "takeover: the job finished {:.1} s after its worker was killed (4 s of it the job itself)",
+        killed.elapsed().as_secs_f64()
+    );
+    store.close().await;
+}

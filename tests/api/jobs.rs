@@ -64,7 +64,7 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_runs() {
     selfcheck::insert(&mut tx, id, now, now)
         .await
         .expect("insert");
-    jobs::schedule(&mut tx, &Job::SelfCheck { id }, now)
+    jobs::schedule(&mut tx, &Job::SelfCheck { id, hold_ms: 0 }, now)
         .await
         .expect("enqueue");
     tx.rollback().await.expect("rollback");
@@ -99,7 +99,7 @@ async fn the_same_job_is_enqueued_once() {
     selfcheck::insert(&mut tx, id, Utc::now(), due)
         .await
         .expect("insert");
-    let job = Job::SelfCheck { id };
+    let job = Job::SelfCheck { id, hold_ms: 0 };
     assert_eq!(
         jobs::schedule(&mut tx, &job, due).await.expect("first"),
         Enqueued::Added
