@@ -199,6 +199,31 @@ fn migrate_brings_a_fresh_sqlite_database_up_to_date_and_generates_its_key() {
     assert!(path.exists());
 }
 
+/// The binary running `command` with `envs`, killed (SIGKILL) when dropped.
+fn running(envs: &[(&str, &str)], command: &str) -> Running {
+    Running(
+        tollgate(envs)
+            .arg(command)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starts"),
+    )
+}
+
+/// Waits until the self-check job `id` has recorded its run.
+async fn self_check_ran(
+    store: &tollgate::store::Store,
+    id: uuid::Uuid,
+) -> Option<selfcheck::SelfCheck> {
+    eventually(Duration::from_secs(90), || async {
+        selfcheck::get(store, id)
+            .await
+            .expect("read")
+            .filter(|c| c.ran_at.is_some())
+    })
+    .await
+}
+
 /// A job scheduled for the future survives `kill -9` of the process that would have run it.
 #[tokio::test]
 async fn a_scheduled_job_survives_kill_9_and_a_restart() {
@@ -218,13 +243,7 @@ async fn a_scheduled_job_survives_kill_9_and_a_restart() {
         envs.push(("TOLLGATE_SECRET_KEY", &key));
     }
 
-    let first = Running(
-        tollgate(&envs)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starts"),
-    );
+    let first = running(&envs, "serve");
     wait_ready(port).await;
 
     // Schedule through the library against the same database, as the engine would; this
@@ -252,21 +271,10 @@ async fn a_scheduled_job_survives_kill_9_and_a_restart() {
         "the job must not have run before its time"
     );
 
-    let _second = Running(
-        tollgate(&envs)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("restarts"),
-    );
-    let ran = eventually(Duration::from_secs(40), || async {
-        selfcheck::get(&store, id)
-            .await
-            .expect("read")
-            .filter(|c| c.ran_at.is_some())
-    })
-    .await
-    .expect("the job ran after the restart");
+    let _second = running(&envs, "serve");
+    let ran = self_check_ran(&store, id)
+        .await
+        .expect("the job ran after the restart");
     assert_eq!(ran.runs, 1);
     assert!(
         ran.ran_at.expect("ran") >= ran.due_at,
@@ -424,13 +432,7 @@ async fn a_job_running_when_its_worker_dies_is_taken_over() {
     .expect("builds");
     let state = scheduler.state().clone();
     let store = state.store.clone();
-    let first = Running(
-        tollgate(&envs)
-            .arg("worker")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starts"),
-    );
+    let first = running(&envs, "worker");
     // Long enough that it is still running when its worker dies.
     let id = jobs::schedule_self_check_holding(
         &state,
@@ -463,21 +465,10 @@ async fn a_job_running_when_its_worker_dies_is_taken_over() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(first);
     let killed = std::time::Instant::now();
-    let _second = Running(
-        tollgate(&envs)
-            .arg("worker")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starts"),
-    );
-    let ran = eventually(Duration::from_secs(90), || async {
-        selfcheck::get(&store, id)
-            .await
-            .expect("read")
-            .filter(|c| c.ran_at.is_some())
-    })
-    .await
-    .expect("another worker took the job over");
+    let _second = running(&envs, "worker");
+    let ran = self_check_ran(&store, id)
+        .await
+        .expect("another worker took the job over");
     assert_eq!(ran.runs, 1, "run to its end once");
     println!(
         "takeover: the job finished {:.1} s after its worker was killed (4 s of it the job itself)",

@@ -364,6 +364,32 @@ impl Env {
             .collect()
     }
 
+    /// Stores an event as the intake does, without queueing its job (a lost job), received
+    /// `ago` before now; returns its id.
+    async fn store_event(
+        &self,
+        delivery: &str,
+        kind: &str,
+        body: &Value,
+        ago: TimeDelta,
+    ) -> uuid::Uuid {
+        let d = tollgate::intake::Delivery {
+            tenant: self.site.client_key.clone(),
+            ingress: tollgate::intake::Ingress::Connect,
+            delivery_id: delivery.into(),
+            event_type: kind.into(),
+            payload: body.to_string(),
+            received_at: Utc::now() - ago,
+        };
+        let id = uuid::Uuid::now_v7();
+        let mut tx = self.app.state.store.begin().await.expect("tx");
+        tollgate::store::inbound::insert(&mut tx, id, &d)
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        id
+    }
+
     /// Files IT-7 and has Dev's manager approve it at once.
     async fn file_and_approve(&self) {
         self.webhook(
@@ -1506,39 +1532,36 @@ async fn an_outage_during_a_burst_loses_no_acknowledged_event() {
 /// it once the cause is fixed.
 #[tokio::test]
 async fn a_lost_event_is_swept_and_a_dead_one_retried() {
-    use tollgate::intake::{Delivery, Ingress, process};
+    use tollgate::intake::process;
     use tollgate::store::inbound;
     let Some(env) = start("fin-tools").await else {
         return;
     };
     let state = &env.app.state;
-    let stored = |ticket: &str, delivery: &str, minutes_ago: i64| Delivery {
-        tenant: env.site.client_key.clone(),
-        ingress: Ingress::Connect,
-        delivery_id: delivery.into(),
-        event_type: "jira:issue_created".into(),
-        payload: issue_created(ticket, DEV.0).to_string(),
-        received_at: Utc::now() - TimeDelta::minutes(minutes_ago),
-    };
     {
         let mut world = env.cloud.world();
         let fields = world.issues["IT-7"].custom.clone();
         world.add_issue("IT-8", DEV.0).custom = fields;
     }
+    let created = |ticket: &str| issue_created(ticket, DEV.0);
     // Written as the intake writes it, but its job never committed (or was deleted).
-    let lost = uuid::Uuid::now_v7();
-    let mut tx = state.store.begin().await.expect("tx");
-    inbound::insert(&mut tx, lost, &stored("IT-7", "lost-1", 5))
-        .await
-        .expect("insert");
-    tx.commit().await.expect("commit");
+    let lost = env
+        .store_event(
+            "lost-1",
+            "jira:issue_created",
+            &created("IT-7"),
+            TimeDelta::minutes(5),
+        )
+        .await;
     // Too recent to be believed lost: the sweep leaves it to its job.
-    let fresh = uuid::Uuid::now_v7();
-    let mut tx = state.store.begin().await.expect("tx");
-    inbound::insert(&mut tx, fresh, &stored("IT-8", "fresh-1", 0))
-        .await
-        .expect("insert");
-    tx.commit().await.expect("commit");
+    let fresh = env
+        .store_event(
+            "fresh-1",
+            "jira:issue_created",
+            &created("IT-8"),
+            TimeDelta::zero(),
+        )
+        .await;
     assert_eq!(process::sweep(state, 1).await.expect("sweep"), 1);
     assert_eq!(
         process::sweep(state, 1).await.expect("again"),
@@ -1585,36 +1608,24 @@ async fn a_lost_event_is_swept_and_a_dead_one_retried() {
 /// goes on once the creation is through.
 #[tokio::test]
 async fn a_tickets_events_are_processed_in_jiras_order() {
-    use tollgate::intake::{Delivery, Ingress, process};
+    use tollgate::intake::process;
     use tollgate::store::inbound;
     let Some(env) = start("fin-tools").await else {
         return;
     };
     let state = &env.app.state;
-    let store_event = |delivery: &str, kind: &str, body: Value| {
-        let d = Delivery {
-            tenant: env.site.client_key.clone(),
-            ingress: Ingress::Connect,
-            delivery_id: delivery.into(),
-            event_type: kind.into(),
-            payload: body.to_string(),
-            received_at: Utc::now(),
-        };
-        async move {
-            let id = uuid::Uuid::now_v7();
-            let mut tx = state.store.begin().await.expect("tx");
-            inbound::insert(&mut tx, id, &d).await.expect("insert");
-            tx.commit().await.expect("commit");
-            id
-        }
-    };
     let mut created = issue_created("IT-7", DEV.0);
     created["timestamp"] = json!(1_000);
     let mut approved = comment_created("IT-7", VP, "/approve");
     approved["timestamp"] = json!(2_000);
     // The comment arrived first, the creation (produced first) second.
-    let comment = store_event("o-2", "comment_created", approved).await;
-    let creation = store_event("o-1", "jira:issue_created", created).await;
+    let now = TimeDelta::zero();
+    let comment = env
+        .store_event("o-2", "comment_created", &approved, now)
+        .await;
+    let creation = env
+        .store_event("o-1", "jira:issue_created", &created, now)
+        .await;
     // Jira cannot be read for now: the creation fails, and the comment waits behind it.
     env.cloud
         .inject(Fault::unavailable("/rest/api/3/issue/IT-7", 10_000));
