@@ -417,15 +417,19 @@ impl Env {
         self.reaches(State::Active).await
     }
 
+    /// Adds Dev's `tickets` to the site, asking for what IT-7 asks (resource, level, duration).
+    fn add_tickets_like_it_7(&self, tickets: &[&str]) {
+        let mut world = self.cloud.world();
+        let fields = world.issues["IT-7"].custom.clone();
+        for ticket in tickets {
+            world.add_issue(ticket, DEV.0).custom = fields.clone();
+        }
+    }
+
     /// Files `ticket` (another request of Dev's) and has it approved at once; waits until its
     /// grant is active.
     async fn another_active(&self, ticket: &str) -> requests::Request {
-        {
-            // The same resource, level and duration as IT-7.
-            let mut world = self.cloud.world();
-            let fields = world.issues["IT-7"].custom.clone();
-            world.add_issue(ticket, DEV.0).custom = fields;
-        }
+        self.add_tickets_like_it_7(&[ticket]);
         self.webhook(
             "/connect/webhooks/issue-created",
             &format!("{ticket}-1"),
@@ -1464,13 +1468,7 @@ async fn an_outage_during_a_burst_loses_no_acknowledged_event() {
         return;
     };
     let tickets: Vec<String> = (0..TICKETS).map(|i| format!("IT-{}", 100 + i)).collect();
-    {
-        let mut world = env.cloud.world();
-        let fields = world.issues["IT-7"].custom.clone();
-        for ticket in &tickets {
-            world.add_issue(ticket, DEV.0).custom = fields.clone();
-        }
-    }
+    env.add_tickets_like_it_7(&tickets.iter().map(String::as_str).collect::<Vec<_>>());
     // Far more 503s than one call's own retries, or the old job's five back-to-back attempts,
     // ride out.
     env.cloud.inject(Fault::unavailable("/rest/", 600));
@@ -1538,11 +1536,7 @@ async fn a_lost_event_is_swept_and_a_dead_one_retried() {
         return;
     };
     let state = &env.app.state;
-    {
-        let mut world = env.cloud.world();
-        let fields = world.issues["IT-7"].custom.clone();
-        world.add_issue("IT-8", DEV.0).custom = fields;
-    }
+    env.add_tickets_like_it_7(&["IT-8"]);
     let created = |ticket: &str| issue_created(ticket, DEV.0);
     // Written as the intake writes it, but its job never committed (or was deleted).
     let lost = env
