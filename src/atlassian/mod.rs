@@ -6,6 +6,7 @@ pub mod adf;
 pub mod admin;
 pub mod api;
 pub mod client;
+pub mod comments;
 pub mod confluence;
 pub mod credentials;
 pub mod errors;

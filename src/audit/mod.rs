@@ -128,17 +128,28 @@ fn canonical_form(event: &Event, id: Uuid, chain: &str, seq: i64, prev_hash: &st
     }))
 }
 
-/// Appends `event` to its chain inside the caller's transaction.
 /// The deployment-wide events (no tenant) with this action, oldest first, as recorded.
 pub async fn system_events(
     store: &crate::store::Store,
     action: &str,
 ) -> Result<Vec<Value>, StoreError> {
+    events(store, None, action).await
+}
+
+/// The events of `tenant`'s chain (the deployment's own with `None`) with this action, oldest
+/// first, as recorded.
+pub async fn events(
+    store: &crate::store::Store,
+    tenant: Option<&str>,
+    action: &str,
+) -> Result<Vec<Value>, StoreError> {
     let rows: Vec<(String,)> = crate::on_db!(store.db(), |pool| {
         sqlx::query_as(
-            "SELECT canonical FROM audit_events WHERE action = $1 AND tenant IS NULL ORDER BY at",
+            "SELECT canonical FROM audit_events WHERE action = $1 \
+             AND (tenant = $2 OR (tenant IS NULL AND $2 IS NULL)) ORDER BY seq",
         )
         .bind(action)
+        .bind(tenant)
         .fetch_all(pool)
         .await
     })?;
@@ -148,6 +159,7 @@ pub async fn system_events(
         .collect())
 }
 
+/// Appends `event` to its chain inside the caller's transaction.
 pub async fn append(tx: &mut Tx, event: &Event) -> Result<Appended, StoreError> {
     let chain = event
         .tenant

@@ -3,11 +3,12 @@
 //! a refused attempt is answered in the ticket and recorded in the audit log.
 
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::machine::{self, Next, Refusal, Verdict};
 use super::{EngineError, notices, site};
-use crate::atlassian::adf;
+use chrono::{DateTime, Utc};
+
+use crate::atlassian::comments::{Comment, CommentId};
 use crate::atlassian::jsm::Decision as JsmDecision;
 use crate::audit::{self, Actor};
 use crate::state::AppState;
@@ -27,39 +28,23 @@ pub fn command(text: &str) -> Option<(Verdict, Option<String>)> {
     Some((verdict, (!reason.is_empty()).then(|| reason.to_string())))
 }
 
+/// Names a comment's answer: the same comment seen twice (two deliveries, two doors, a
+/// re-read) is one answer.
+pub fn answer_of(comment: &Comment) -> String {
+    format!("comment:{}", comment.id)
+}
+
+/// A decision in a comment read back from Jira (never the webhook body's word).
 pub async fn from_comment(
     state: &AppState,
     tenant: &str,
     ticket_key: &str,
-    comment: &Value,
-    event: Uuid,
+    comment: &Comment,
 ) -> Result<(), EngineError> {
-    let Some((verdict, reason)) = command(&adf::plain_text(&comment["body"])) else {
-        return Ok(());
-    };
-    let Some(account) = comment.pointer("/author/accountId").and_then(Value::as_str) else {
-        return Ok(());
-    };
-    let who = comment
-        .pointer("/author/displayName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.trim().is_empty());
-    let ballot = Ballot {
-        account,
-        who,
-        verdict,
-        reason: reason.as_deref(),
-        via: "comment",
-        // The comment's id: the same comment delivered twice is one answer.
-        answer: format!(
-            "comment:{}",
-            comment["id"]
-                .as_str()
-                .map_or_else(|| event.to_string(), str::to_string)
-        ),
-        reread: false,
-    };
-    apply(state, tenant, ticket_key, &ballot).await
+    match Ballot::of_comment(comment) {
+        Some(ballot) => apply(state, tenant, ticket_key, &ballot).await,
+        None => Ok(()),
+    }
 }
 
 /// Reads the request's JSM approvals and applies the answered ones.
@@ -87,11 +72,31 @@ pub async fn from_jsm_approvals(
                 via: "jsm_approval",
                 answer: format!("jsm:{}:{}", approval.id, account.0),
                 reread: true,
+                written: None,
+                quiet: false,
             };
             apply(state, tenant, ticket_key, &ballot).await?;
         }
     }
     Ok(())
+}
+
+impl<'a> Ballot<'a> {
+    /// The ballot a comment casts, if its first line is `/approve` or `/decline`.
+    fn of_comment(comment: &'a Comment) -> Option<Self> {
+        let (verdict, reason) = command(&comment.text)?;
+        Some(Ballot {
+            account: &comment.author.0,
+            who: comment.author_name.as_deref(),
+            verdict,
+            reason,
+            via: "comment",
+            answer: answer_of(comment),
+            reread: false,
+            written: Some((comment.created, &comment.id)),
+            quiet: false,
+        })
+    }
 }
 
 struct Ballot<'a> {
@@ -100,16 +105,53 @@ struct Ballot<'a> {
     /// read tickets).
     who: Option<&'a str>,
     verdict: Verdict,
-    reason: Option<&'a str>,
+    reason: Option<String>,
     via: &'static str,
     /// Names this answer, so the same answer seen again is answered (refused) once.
     answer: String,
-    /// The ticket's approvals were re-read from Jira for this ballot already.
+    /// The ticket's approvals and comments were re-read from Jira for this ballot already.
     reread: bool,
+    /// When and as which comment it was written (comments only): what came before it.
+    written: Option<(DateTime<Utc>, &'a CommentId)>,
+    /// Applied because a later decision needed it first: a refusal is left to its own event.
+    quiet: bool,
 }
 
 /// Applies one decision: the request row is locked first, then (through the audit append)
 /// the chain head.
+/// Applies the ticket's JSM approvals, and the decisions in comments written before `before`
+/// (all of them when it is `None`), as Jira holds them now.
+async fn apply_earlier(
+    state: &AppState,
+    tenant: &str,
+    ticket_key: &str,
+    before: Option<(DateTime<Utc>, &CommentId)>,
+) -> Result<(), EngineError> {
+    match from_jsm_approvals(state, tenant, ticket_key).await {
+        Ok(()) => {}
+        Err(e) if e.is_retryable() => return Err(e),
+        // No approvals to read (not a JSM ticket): what the comments hold still counts.
+        Err(e) => tracing::debug!(ticket_key, error = %e, "approvals not re-read"),
+    }
+    let (_, site) = site(state, tenant).await?;
+    let comments = state.atlassian.issue_comments(&site, ticket_key).await?;
+    let earlier = comments
+        .iter()
+        .filter(|c| !c.by_app)
+        .filter(|c| before.is_none_or(|(at, id)| (c.created, &c.id) < (at, id)));
+    for comment in earlier {
+        if let Some(ballot) = Ballot::of_comment(comment) {
+            let ballot = Ballot {
+                reread: true,
+                quiet: true,
+                ..ballot
+            };
+            apply(state, tenant, ticket_key, &ballot).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn apply(
     state: &AppState,
     tenant: &str,
@@ -117,6 +159,7 @@ async fn apply(
     ballot: &Ballot<'_>,
 ) -> Result<(), EngineError> {
     let now = state.clock.now();
+    let reason = ballot.reason.as_deref();
     let mut tx = state.store.begin().await?;
     let Some(mut request) = requests::lock_deciding(&mut tx, tenant, ticket_key).await? else {
         tx.rollback().await?;
@@ -186,22 +229,23 @@ async fn apply(
             return Ok(());
         }
         // Not this stage's approver: Jira may hold an earlier decision Tollgate has not seen
-        // yet (a JSM approval whose webhook is late, or still being processed). Judge on the
-        // facts: apply what Jira has, then this ballot again.
+        // yet (a JSM approval or a comment whose webhook is late, or still being processed).
+        // Judge on the facts: apply what Jira has from before this ballot, then it again.
         Err(Refusal::NotAnApprover { .. }) if !ballot.reread => {
             tx.rollback().await?;
-            match Box::pin(from_jsm_approvals(state, tenant, ticket_key)).await {
-                Ok(()) => {}
-                Err(e) if e.is_retryable() => return Err(e),
-                // No approvals to read (not a JSM ticket): the refusal stands on what we have.
-                Err(e) => tracing::debug!(ticket_key, error = %e, "approvals not re-read"),
-            }
+            Box::pin(apply_earlier(state, tenant, ticket_key, ballot.written)).await?;
             let again = Ballot {
                 reread: true,
                 answer: ballot.answer.clone(),
+                reason: ballot.reason.clone(),
                 ..*ballot
             };
             return Box::pin(apply(state, tenant, ticket_key, &again)).await;
+        }
+        // An earlier comment applied during a re-read: its own event judges it.
+        Err(_) if ballot.quiet => {
+            tx.rollback().await?;
+            return Ok(());
         }
         Err(refusal) => {
             let why = match &refusal {
@@ -247,7 +291,7 @@ async fn apply(
         ballot.verdict,
         ballot.via,
         &ballot.answer,
-        ballot.reason,
+        reason,
         now,
     )
     .await?;
@@ -257,32 +301,32 @@ async fn apply(
             required,
         } => (
             "decision.approved",
-            notices::waiting(&request, &name, ballot.reason, approvals, required),
+            notices::waiting(&request, &name, reason, approvals, required),
         ),
         Next::Stage(open) => {
             request.stage = open as i64;
             request.stage_started_at = Some(now);
             (
                 "decision.approved",
-                notices::stage_approved(&request, &name, ballot.reason, stage),
+                notices::stage_approved(&request, &name, reason, stage),
             )
         }
         Next::Approved => {
             request.state = machine::State::Approved;
             (
                 "decision.approved",
-                notices::approved(&request, &name, ballot.reason),
+                notices::approved(&request, &name, reason),
             )
         }
         Next::Declined => {
             request.state = machine::State::Declined;
-            request.reason = Some(ballot.reason.map_or_else(
+            request.reason = Some(reason.map_or_else(
                 || format!("declined by {name}"),
                 |r| format!("declined by {name}: {r}"),
             ));
             (
                 "decision.declined",
-                notices::declined(&request, Some(&name), ballot.reason),
+                notices::declined(&request, Some(&name), reason),
             )
         }
     };
@@ -301,7 +345,7 @@ async fn apply(
             action,
             json!({
                 "stage": stage, "stage_name": plan.stages.get(stage).map(|s| &s.name),
-                "via": ballot.via, "reason": ballot.reason, "approver_email": email,
+                "via": ballot.via, "reason": reason, "approver_email": email,
                 "state": request.state.as_str(), "open_stage": request.stage,
             }),
         ),

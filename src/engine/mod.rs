@@ -178,6 +178,69 @@ fn by_an_app(user: &Value) -> bool {
     user.get("accountType").and_then(Value::as_str) == Some("app")
 }
 
+/// A comment event names a comment; what counts is that comment as Jira holds it (its author,
+/// text and time), read back by id. The event body is only a hint of what to read: a signed
+/// token covers the path, never the body.
+async fn on_comment(
+    state: &AppState,
+    request: &crate::store::requests::Request,
+    hint: &Value,
+) -> Result<(), EngineError> {
+    use crate::atlassian::comments::CommentId;
+    let (tenant, key) = (request.tenant.as_str(), request.ticket_key.as_str());
+    let Some(id) = hint.get("id").and_then(CommentId::from_json) else {
+        tracing::warn!(
+            ticket_key = key,
+            "comment event without a usable comment id; skipped"
+        );
+        return Ok(());
+    };
+    let (_, site) = site(state, tenant).await?;
+    let Some(comment) = state.atlassian.issue_comment(&site, key, &id).await? else {
+        // Jira has no such comment on this ticket: a forged or replayed body, or one deleted
+        // since. Nothing counts; the attempt is kept for whoever reviews the ticket.
+        let claimed = |pointer: &str| hint.pointer(pointer).cloned().unwrap_or(Value::Null);
+        let mut tx = state.store.begin().await?;
+        crate::audit::append(
+            &mut tx,
+            &request_event(
+                request,
+                state.clock.now(),
+                crate::audit::Actor::System("intake".into()),
+                "comment.unverified",
+                serde_json::json!({
+                    "comment_id": id.as_str(),
+                    "claimed_author": claimed("/author/accountId"),
+                    "claimed_text": crate::atlassian::adf::plain_text(&hint["body"]).chars().take(200).collect::<String>(),
+                    "why": "Jira has no such comment on this ticket",
+                }),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::warn!(ticket_key = key, comment = %id, "a comment event names a comment Jira does not have; nothing done");
+        return Ok(());
+    };
+    if comment.by_app {
+        return Ok(());
+    }
+    match crate::grants::commands::command(&comment.text) {
+        Some(command) => {
+            crate::grants::commands::handle(
+                state,
+                tenant,
+                key,
+                &comment.author.0,
+                comment.author_name.as_deref(),
+                command,
+                &decisions::answer_of(&comment),
+            )
+            .await
+        }
+        None => decisions::from_comment(state, tenant, key, &comment).await,
+    }
+}
+
 /// Applies one inbound event. Idempotent: a redelivered event changes nothing twice.
 pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), EngineError> {
     let payload: Value = match serde_json::from_str(&event.payload) {
@@ -196,44 +259,9 @@ pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), Engine
             intake::ensure_request(state, &event.tenant, key).await?;
         }
         "comment_created" => {
-            let comment = &payload["comment"];
-            if by_an_app(&comment["author"]) {
-                return Ok(());
-            }
             // Out of order: a comment may arrive before its ticket was taken in.
-            if intake::ensure_request(state, &event.tenant, key)
-                .await?
-                .is_some()
-            {
-                let text = crate::atlassian::adf::plain_text(&comment["body"]);
-                match crate::grants::commands::command(&text) {
-                    Some(command) => {
-                        let account = comment.pointer("/author/accountId").and_then(Value::as_str);
-                        let who = comment
-                            .pointer("/author/displayName")
-                            .and_then(Value::as_str)
-                            .filter(|n| !n.trim().is_empty());
-                        let answer = comment["id"]
-                            .as_str()
-                            .map_or_else(|| event.id.to_string(), str::to_string);
-                        if let Some(account) = account {
-                            crate::grants::commands::handle(
-                                state,
-                                &event.tenant,
-                                key,
-                                account,
-                                who,
-                                command,
-                                &format!("comment:{answer}"),
-                            )
-                            .await?;
-                        }
-                    }
-                    None => {
-                        decisions::from_comment(state, &event.tenant, key, comment, event.id)
-                            .await?
-                    }
-                }
+            if let Some(request) = intake::ensure_request(state, &event.tenant, key).await? {
+                on_comment(state, &request, &payload["comment"]).await?;
             }
         }
         "jira:issue_updated" => {

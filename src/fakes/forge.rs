@@ -247,8 +247,9 @@ pub mod bodies {
         })
     }
 
-    /// A comment event; the body is ADF, as Jira's v3 API and Forge give it.
-    pub fn commented(key: &str, comment_id: &str, author: (&str, &str), text: &str) -> Value {
+    /// A comment event; the body is ADF, as Jira's v3 API and Forge give it, and the comment's
+    /// id a number, as Forge sends it.
+    pub fn commented(key: &str, comment_id: u64, author: (&str, &str), text: &str) -> Value {
         json!({
             "eventType": "avi:jira:commented:issue",
             "atlassianId": author.0,

@@ -11,7 +11,7 @@ use tollgate::app::Mode;
 use tollgate::clock::SystemClock;
 use tollgate::engine::machine::State;
 use tollgate::fakes::atlassian::connect::{
-    FakeSite, InstallKeyServer, TEST_KEY_1, comment_created, issue_created, issue_updated,
+    FakeSite, InstallKeyServer, TEST_KEY_1, issue_created, issue_updated,
 };
 use tollgate::fakes::atlassian::{FakeAtlassian, FakeUser, World};
 use tollgate::store::requests;
@@ -115,20 +115,14 @@ impl Env {
     /// Waits until the ticket has `n` comments; returns their text.
     async fn comments(&self, n: usize) -> Vec<String> {
         let found = eventually(Duration::from_secs(20), || async {
-            let world = self.cloud.world();
-            let comments = &world.issues["IT-7"].comments;
-            (comments.len() >= n).then(|| {
-                comments
-                    .iter()
-                    .map(|c| tollgate::atlassian::adf::plain_text(&c.body))
-                    .collect::<Vec<_>>()
-            })
+            let comments = self.cloud.world().issues["IT-7"].app_comments();
+            (comments.len() >= n).then_some(comments)
         })
         .await;
         found.unwrap_or_else(|| {
             panic!(
                 "expected {n} comments, have {:?}",
-                self.cloud.world().issues["IT-7"].comments
+                self.cloud.world().issues["IT-7"].app_comments()
             )
         })
     }
@@ -207,7 +201,7 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-2",
-        &comment_created("IT-7", FRANK, "/approve"),
+        &env.cloud.comment_by("IT-7", FRANK, "/approve"),
     )
     .await;
     let comments = env.comments(2).await;
@@ -221,7 +215,7 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-3",
-        &comment_created("IT-7", ERIN, "/approve I need it"),
+        &env.cloud.comment_by("IT-7", ERIN, "/approve I need it"),
     )
     .await;
     let comments = env.comments(3).await;
@@ -234,7 +228,7 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-4",
-        &comment_created("IT-7", DAN, "Looking at it"),
+        &env.cloud.comment_by("IT-7", DAN, "Looking at it"),
     )
     .await;
 
@@ -268,7 +262,8 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-7",
-        &comment_created("IT-7", CAROL, "/approve within policy"),
+        &env.cloud
+            .comment_by("IT-7", CAROL, "/approve within policy"),
     )
     .await;
     let comments = env.comments(5).await;
@@ -295,7 +290,7 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     assert_eq!(request.state, State::Failed);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
-        env.cloud.world().issues["IT-7"].comments.len(),
+        env.cloud.world().issues["IT-7"].app_comments().len(),
         6,
         "no comment for the ignored events"
     );
@@ -354,7 +349,8 @@ async fn a_decline_by_comment_ends_the_request_with_its_reason() {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-2",
-        &comment_created("IT-7", DAN, "/decline not during the freeze"),
+        &env.cloud
+            .comment_by("IT-7", DAN, "/decline not during the freeze"),
     )
     .await;
     let comments = env.comments(2).await;
@@ -372,7 +368,7 @@ async fn a_decline_by_comment_ends_the_request_with_its_reason() {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-3",
-        &comment_created("IT-7", DAN, "/approve"),
+        &env.cloud.comment_by("IT-7", DAN, "/approve"),
     )
     .await;
     let comments = env.comments(3).await;
@@ -558,7 +554,8 @@ async fn escalated_then_decided_by(decider: (&str, &str)) {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-2",
-        &comment_created("IT-7", decider, "/approve late but fine"),
+        &env.cloud
+            .comment_by("IT-7", decider, "/approve late but fine"),
     )
     .await;
     let approved = eventually(Duration::from_secs(10), || async {
@@ -624,7 +621,7 @@ async fn cancelling_the_ticket_cancels_the_request() {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-3",
-        &comment_created("IT-7", DAN, "/approve"),
+        &env.cloud.comment_by("IT-7", DAN, "/approve"),
     )
     .await;
     let comments = env.comments(2).await;
@@ -659,7 +656,7 @@ async fn two_replicas_receiving_the_same_decision_apply_it_once() {
     via_replica.app_url = replica.url("").trim_end_matches('/').to_string();
     // Jira delivers the decision to both (two deliveries of one comment, as after a retry
     // that reached the other replica), at the same moment.
-    let body = comment_created("IT-7", DAN, "/approve");
+    let body = env.cloud.comment_by("IT-7", DAN, "/approve");
     let (a, b) = tokio::join!(
         env.site
             .send_webhook("/connect/webhooks/comment-created", "d-2", &body),
@@ -769,7 +766,7 @@ async fn an_org_change_while_pending_re_resolves_the_open_stage() {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-2",
-        &comment_created("IT-7", FRANK, "/approve"),
+        &env.cloud.comment_by("IT-7", FRANK, "/approve"),
     )
     .await;
     let advanced = eventually(Duration::from_secs(10), || async {
@@ -800,7 +797,7 @@ async fn an_org_change_synced_by_the_cli_moves_the_open_stage() {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-2",
-        &comment_created("IT-7", DAN, "/approve"),
+        &env.cloud.comment_by("IT-7", DAN, "/approve"),
     )
     .await;
     let refused = eventually(Duration::from_secs(10), || async {
@@ -833,7 +830,7 @@ async fn a_decision_arriving_before_its_ticket_is_applied_after_taking_it_in() {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-1",
-        &comment_created("IT-7", DAN, "/approve"),
+        &env.cloud.comment_by("IT-7", DAN, "/approve"),
     )
     .await;
     let advanced = eventually(Duration::from_secs(10), || async {
@@ -854,7 +851,7 @@ async fn a_decision_arriving_before_its_ticket_is_applied_after_taking_it_in() {
     env.webhook(
         "/connect/webhooks/comment-created",
         "d-3",
-        &comment_created("IT-7", CAROL, "/approve"),
+        &env.cloud.comment_by("IT-7", CAROL, "/approve"),
     )
     .await;
     assert!(
@@ -924,7 +921,7 @@ async fn a_decision_is_judged_on_the_facts_whatever_order_its_events_arrive_in()
                         "approvers": [{"approver": {"accountId": DAN.0}, "approverDecision": "approved"}],
                     })];
                 let (a_id, a_body) = (format!("{t}-a"), issue_updated(t, DAN));
-                let (c_id, c_body) = (format!("{t}-b"), comment_created(t, CAROL, "/approve"));
+                let (c_id, c_body) = (format!("{t}-b"), env.cloud.comment_by(t, CAROL, "/approve"));
                 let approval = env.webhook("/connect/webhooks/issue-updated", &a_id, &a_body);
                 let comment = env.webhook("/connect/webhooks/comment-created", &c_id, &c_body);
                 if approval_last {
@@ -947,11 +944,7 @@ async fn a_decision_is_judged_on_the_facts_whatever_order_its_events_arrive_in()
                     .map(|(s, _)| s)
             })
             .await;
-            let comments: Vec<String> = env.cloud.world().issues[t.as_str()]
-                .comments
-                .iter()
-                .map(|c| tollgate::atlassian::adf::plain_text(&c.body))
-                .collect();
+            let comments = env.cloud.world().issues[t.as_str()].app_comments();
             assert!(
                 decided.is_some_and(|s| s != State::Declined),
                 "{t} (approval last: {approval_last}): {decided:?} {comments:#?}"
@@ -962,4 +955,131 @@ async fn a_decision_is_judged_on_the_facts_whatever_order_its_events_arrive_in()
             );
         }
     }
+}
+
+/// A signed `comment_created` body is only a hint: a comment Jira does not have, or a real
+/// comment whose author and text the body misstates, decides nothing. Jira is asked for the
+/// comment by id, and the attempt is kept in the audit trail.
+#[tokio::test]
+async fn a_comment_counts_only_as_jira_holds_it() {
+    let env = start(TestDatabase::create().await).await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    env.comments(1).await;
+    // A body naming a comment that was never written, with Dan's name and `/approve`.
+    let mut forged = tollgate::fakes::atlassian::connect::comment_created("IT-7", DAN, "/approve");
+    forged["comment"]["id"] = json!("77777");
+    env.webhook("/connect/webhooks/comment-created", "f-1", &forged)
+        .await;
+    // A real comment (Erin saying thanks), its body rewritten to Dan's `/approve`.
+    let mut rewritten = env.cloud.comment_by("IT-7", ERIN, "thanks!");
+    rewritten["comment"]["author"] = json!({"accountId": DAN.0, "displayName": DAN.1});
+    rewritten["comment"]["body"] = json!("/approve");
+    env.webhook("/connect/webhooks/comment-created", "f-2", &rewritten)
+        .await;
+    let unverified = eventually(Duration::from_secs(10), || async {
+        let events = tollgate::audit::events(
+            &env.app.state.store,
+            Some(&env.site.client_key),
+            "comment.unverified",
+        )
+        .await
+        .expect("events");
+        (!events.is_empty()).then_some(events)
+    })
+    .await
+    .expect("the forged comment is recorded");
+    assert_eq!(unverified[0]["details"]["comment_id"], "77777");
+    assert_eq!(unverified[0]["details"]["claimed_author"], DAN.0);
+    let asked = |path: &str| {
+        env.cloud
+            .recorded()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == path)
+            .map(|r| r.status)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(asked("/rest/api/3/issue/IT-7/comment/77777"), [404]);
+    let real = rewritten["comment"]["id"].as_str().expect("id");
+    assert_eq!(
+        asked(&format!("/rest/api/3/issue/IT-7/comment/{real}")),
+        [200]
+    );
+    // Both events are processed, and nothing was decided.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let request = env.request().await;
+    assert_eq!((request.state, request.stage), (State::Pending, 0));
+    assert_eq!(env.comments(1).await.len(), 1, "no decision was announced");
+    // Dan's real `/approve` counts.
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "d-2",
+        &env.cloud.comment_by("IT-7", DAN, "/approve"),
+    )
+    .await;
+    let comments = env.comments(2).await;
+    assert!(
+        comments[1].contains("Dan Diaz approved stage 1"),
+        "{comments:?}"
+    );
+}
+
+/// Dan approves stage 1 in a comment and Carol stage 2 right after, but Carol's webhook
+/// arrives first (Dan's is late): Carol's comment is judged on what Jira holds, so Dan's earlier
+/// comment is applied first and both count; Dan's late webhook then changes nothing.
+#[tokio::test]
+async fn an_earlier_comment_whose_webhook_is_late_is_applied_first() {
+    let env = start(TestDatabase::create().await).await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    env.comments(1).await;
+    let dan = env.cloud.comment_by("IT-7", DAN, "/approve fine by me");
+    let carol = env
+        .cloud
+        .comment_by("IT-7", CAROL, "/approve within budget");
+    env.webhook("/connect/webhooks/comment-created", "d-3", &carol)
+        .await;
+    let approved = eventually(Duration::from_secs(15), || async {
+        let request = env.request().await;
+        (request.state != State::Pending).then_some(request.state)
+    })
+    .await;
+    assert!(
+        approved.is_some_and(|s| s != State::Declined),
+        "{approved:?}"
+    );
+    env.webhook("/connect/webhooks/comment-created", "d-2", &dan)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let comments = env.comments(3).await;
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.contains("Dan Diaz approved stage 1")),
+        "{comments:#?}"
+    );
+    assert!(
+        !comments.iter().any(|c| c.contains("not counted")),
+        "nobody was refused: {comments:#?}"
+    );
+    let decisions = tollgate::audit::events(
+        &env.app.state.store,
+        Some(&env.site.client_key),
+        "decision.approved",
+    )
+    .await
+    .expect("events");
+    let stages: Vec<_> = decisions
+        .iter()
+        .map(|e| e["details"]["stage"].clone())
+        .collect();
+    assert_eq!(stages, [json!(0), json!(1)], "one decision each, in order");
 }

@@ -13,7 +13,7 @@ use tollgate::app::Mode;
 use tollgate::clock::{Clock, ManualClock};
 use tollgate::engine::machine::State;
 use tollgate::fakes::atlassian::connect::{
-    FakeSite, InstallKeyServer, TEST_KEY_1, comment_created, issue_created, issue_updated,
+    FakeSite, InstallKeyServer, TEST_KEY_1, issue_created, issue_updated,
 };
 use tollgate::fakes::atlassian::{FakeAtlassian, FakeKeys, FakeUser, Fault, World};
 use tollgate::fakes::harness::FakeServer;
@@ -299,7 +299,7 @@ impl Env {
         self.webhook(
             "/connect/webhooks/comment-created",
             delivery,
-            &comment_created("IT-7", who, text),
+            &self.cloud.comment_by("IT-7", who, text),
         )
         .await;
     }
@@ -357,11 +357,7 @@ impl Env {
     }
 
     fn comments(&self) -> Vec<String> {
-        self.cloud.world().issues["IT-7"]
-            .comments
-            .iter()
-            .map(|c| tollgate::atlassian::adf::plain_text(&c.body))
-            .collect()
+        self.cloud.world().issues["IT-7"].app_comments()
     }
 
     /// Stores an event as the intake does, without queueing its job (a lost job), received
@@ -440,7 +436,7 @@ impl Env {
         self.webhook(
             "/connect/webhooks/comment-created",
             &format!("{ticket}-2"),
-            &comment_created(ticket, VP, "/approve"),
+            &self.cloud.comment_by(ticket, VP, "/approve"),
         )
         .await;
         self.reaches_of(ticket, State::Active).await
@@ -1194,7 +1190,9 @@ impl Env {
         self.webhook(
             "/connect/webhooks/comment-created",
             &format!("{ticket}-revoke"),
-            &comment_created(ticket, VP, "/revoke no longer needed"),
+            &self
+                .cloud
+                .comment_by(ticket, VP, "/revoke no longer needed"),
         )
         .await;
         self.reaches_of(ticket, State::Revoked).await;
@@ -1365,7 +1363,7 @@ async fn across_two_sites_org_wide_access_is_shared_and_site_access_is_not() {
                 .unwrap_or_else(|| panic!("IT-7 on {key} never became {wanted:?}"))
             }
         };
-        for site in [&env.site, &site2] {
+        for (site, cloud) in [(&env.site, &env.cloud), (&site2, &sandbox)] {
             let created = issue_created("IT-7", DEV.0);
             send(
                 site,
@@ -1375,7 +1373,7 @@ async fn across_two_sites_org_wide_access_is_shared_and_site_access_is_not() {
             )
             .await;
             state_on(site, State::Pending).await;
-            let approve = comment_created("IT-7", VP, "/approve");
+            let approve = cloud.comment_by("IT-7", VP, "/approve");
             send(
                 site,
                 "c-2".into(),
@@ -1387,12 +1385,12 @@ async fn across_two_sites_org_wide_access_is_shared_and_site_access_is_not() {
         }
         assert!(role_holder(&env.cloud, DEV.0) && role_holder(&sandbox, DEV.0));
         let order = if sandbox_ends_first {
-            [&site2, &env.site]
+            [(&site2, &sandbox), (&env.site, &env.cloud)]
         } else {
-            [&env.site, &site2]
+            [(&env.site, &env.cloud), (&site2, &sandbox)]
         };
-        for (i, site) in order.iter().enumerate() {
-            let revoke = comment_created("IT-7", VP, "/revoke done");
+        for (i, (site, cloud)) in order.iter().enumerate() {
+            let revoke = cloud.comment_by("IT-7", VP, "/revoke done");
             send(
                 site,
                 "c-3".into(),
@@ -1610,7 +1608,7 @@ async fn a_tickets_events_are_processed_in_jiras_order() {
     let state = &env.app.state;
     let mut created = issue_created("IT-7", DEV.0);
     created["timestamp"] = json!(1_000);
-    let mut approved = comment_created("IT-7", VP, "/approve");
+    let mut approved = env.cloud.comment_by("IT-7", VP, "/approve");
     approved["timestamp"] = json!(2_000);
     // The comment arrived first, the creation (produced first) second.
     let now = TimeDelta::zero();

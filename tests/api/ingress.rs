@@ -14,9 +14,7 @@ use sha2::Sha256;
 use tollgate::app::Mode;
 use tollgate::clock::ManualClock;
 use tollgate::engine::machine::State;
-use tollgate::fakes::atlassian::connect::{
-    FakeSite, InstallKeyServer, TEST_KEY_1, comment_created, issue_created,
-};
+use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
 use tollgate::fakes::atlassian::{Caller, FakeAtlassian, FakeKeys, FakeUser, World};
 use tollgate::fakes::forge::{FakeForge, bodies};
 use tollgate::store::requests;
@@ -253,11 +251,15 @@ impl Env {
         .await;
     }
 
-    async fn comment(&self, id: &str, who: (&str, &str), text: &str) {
-        let mut webhook = comment_created("IT-7", who, text);
-        webhook["comment"]["id"] = json!(id);
-        self.deliver(id, webhook, bodies::commented("IT-7", id, who, text))
-            .await;
+    /// `who` writes `text` on IT-7 in Jira; the door delivers the event.
+    async fn comment(&self, delivery: &str, who: (&str, &str), text: &str) {
+        let webhook = self.cloud.comment_by("IT-7", who, text);
+        let id: u64 = webhook["comment"]["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("Jira's comment ids are numbers in a string");
+        let forge_event = bodies::commented("IT-7", id, who, text);
+        self.deliver(delivery, webhook, forge_event).await;
     }
 
     /// Time moves for the app and for the sender's clock alike.

@@ -8,7 +8,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Access, FakeComment, FakeUser, Ops, Scope, SharedWorld, World, jira_error, page};
+use super::{
+    APP_ACCOUNT, Access, FakeComment, FakeUser, Ops, Scope, SharedWorld, World, jira_error, page,
+};
 
 type Params = Query<HashMap<String, String>>;
 type St = State<SharedWorld>;
@@ -39,6 +41,18 @@ pub fn ops() -> Ops {
             "/rest/api/3/issue/{issueIdOrKey}/comment",
             Connect(Scope::Write),
             add_comment,
+        )
+        .op(
+            Method::GET,
+            "/rest/api/3/issue/{issueIdOrKey}/comment",
+            Connect(Scope::Read),
+            get_comments,
+        )
+        .op(
+            Method::GET,
+            "/rest/api/3/issue/{issueIdOrKey}/comment/{id}",
+            Connect(Scope::Read),
+            get_comment,
         )
         .op(
             Method::GET,
@@ -255,14 +269,49 @@ async fn add_comment(State(w): St, Path(key): Path<String>, Json(body): Json<Val
     };
     issue.comments.push(FakeComment {
         id: id.clone(),
+        author: APP_ACCOUNT.0.to_string(),
         body: body["body"].clone(),
         public: !internal,
+        created: chrono::Utc::now(),
     });
     (
         StatusCode::CREATED,
         Json(json!({"id": id, "body": body["body"], "jsdPublic": !internal})),
     )
         .into_response()
+}
+
+/// `PageOfComments`, oldest first (`orderBy=created`, the default; `-created` reverses).
+async fn get_comments(State(w): St, Path(key): Path<String>, Query(q): Params) -> Response {
+    let world = w.world();
+    let Some(issue) = world.issues.get(&key) else {
+        return no_issue();
+    };
+    let mut comments: Vec<Value> = issue.comments.iter().map(|c| c.to_rest(&world)).collect();
+    if q.get("orderBy").map(String::as_str) == Some("-created") {
+        comments.reverse();
+    }
+    let start: usize = q.get("startAt").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let size = world.page_size(q.get("maxResults").and_then(|v| v.parse().ok()), 5000, 5000);
+    let (slice, _) = page(&comments, start, size);
+    Json(json!({
+        "startAt": start, "maxResults": size, "total": comments.len(), "comments": slice,
+    }))
+    .into_response()
+}
+
+async fn get_comment(State(w): St, Path((key, id)): Path<(String, String)>) -> Response {
+    let world = w.world();
+    let Some(issue) = world.issues.get(&key) else {
+        return no_issue();
+    };
+    match issue.comments.iter().find(|c| c.id == id) {
+        Some(comment) => Json(comment.to_rest(&world)).into_response(),
+        None => jira_error(
+            StatusCode::NOT_FOUND,
+            &format!("Can not find a comment for the id: {id}."),
+        ),
+    }
 }
 
 async fn get_transitions(State(w): St, Path(key): Path<String>) -> Response {

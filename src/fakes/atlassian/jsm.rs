@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::jira::user_json;
-use super::{Access, FakeComment, Ops, Scope, SharedWorld, World, page};
+use super::{APP_ACCOUNT, Access, FakeComment, Ops, Scope, SharedWorld, World, page};
 
 type Params = Query<HashMap<String, String>>;
 type St = State<SharedWorld>;
@@ -129,8 +129,10 @@ async fn add_comment(State(w): St, Path(key): Path<String>, Json(body): Json<Val
     };
     issue.comments.push(FakeComment {
         id: id.clone(),
+        author: APP_ACCOUNT.0.to_string(),
         body: json!(text),
         public,
+        created: chrono::Utc::now(),
     });
     (
         StatusCode::CREATED,

@@ -406,6 +406,12 @@ impl FakeAtlassian {
         lock(&self.shared.world)
     }
 
+    /// `author` writes `text` on issue `key`; the `comment_created` webhook Jira then sends
+    /// (see [`World::comment_by`]).
+    pub fn comment_by(&self, key: &str, author: (&str, &str), text: &str) -> Value {
+        self.world().comment_by(key, author, text)
+    }
+
     pub fn recorded(&self) -> Vec<Recorded> {
         lock(&self.shared.recorded).clone()
     }

@@ -17,9 +17,39 @@ pub struct FakeUser {
 #[derive(Debug, Clone)]
 pub struct FakeComment {
     pub id: String,
+    /// The author's account id ([`APP_ACCOUNT`] for what Tollgate posts).
+    pub author: String,
     /// ADF (Jira v3) or plain text (JSM).
     pub body: Value,
     pub public: bool,
+    pub created: chrono::DateTime<chrono::Utc>,
+}
+
+/// The account Jira gives an installed app: what Tollgate's own comments are written as.
+pub const APP_ACCOUNT: (&str, &str) = ("557058:0a1b2c3d-tollgate-app", "Tollgate");
+
+impl FakeComment {
+    /// The comment as Jira's REST API returns it.
+    pub fn to_rest(&self, world: &World) -> Value {
+        let (name, kind) = if self.author == APP_ACCOUNT.0 {
+            (APP_ACCOUNT.1.to_string(), "app")
+        } else {
+            let name = world
+                .user(&self.author)
+                .map_or_else(|| self.author.clone(), |u| u.display_name.clone());
+            (name, "atlassian")
+        };
+        let created = self.created.format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string();
+        json!({
+            "id": self.id,
+            "author": {"accountId": self.author, "displayName": name, "accountType": kind, "active": true},
+            "updateAuthor": {"accountId": self.author, "displayName": name},
+            "body": self.body,
+            "created": created,
+            "updated": created,
+            "jsdPublic": self.public,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +70,17 @@ pub struct FakeIssue {
     pub request_type_name: String,
     pub created: chrono::DateTime<chrono::Utc>,
     pub service_desk_id: String,
+}
+
+impl FakeIssue {
+    /// The text of what Tollgate wrote on the issue, oldest first (people's comments left out).
+    pub fn app_comments(&self) -> Vec<String> {
+        self.comments
+            .iter()
+            .filter(|c| c.author == APP_ACCOUNT.0)
+            .map(|c| crate::atlassian::adf::plain_text(&c.body))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +246,31 @@ impl World {
             .iter()
             .find(|(_, n)| n.as_str() == name)
             .map(|(id, _)| id.clone())
+    }
+
+    /// `author` (account id, display name) writes `text` on issue `key`, as a person does in
+    /// Jira; returns the `comment_created` webhook Jira then sends. Panics on an unknown issue
+    /// (a test's mistake).
+    pub fn comment_by(&mut self, key: &str, author: (&str, &str), text: &str) -> Value {
+        let id = self.next_id();
+        let comment = FakeComment {
+            id,
+            author: author.0.to_string(),
+            body: crate::atlassian::adf::render(text),
+            public: true,
+            created: chrono::Utc::now(),
+        };
+        let mut rest = comment.to_rest(self);
+        // The webhook carries the name the person had when they wrote.
+        rest["author"]["displayName"] = json!(author.1);
+        let issue = self.issues.get_mut(key).expect("the test added this issue");
+        issue.comments.push(comment);
+        json!({
+            "timestamp": chrono::Utc::now().timestamp_millis(),
+            "webhookEvent": "comment_created",
+            "issue": {"id": issue.id, "key": key, "fields": {"summary": issue.summary}},
+            "comment": rest,
+        })
     }
 
     /// Adds a JSM request in project `IT`, waiting for approval.
