@@ -338,7 +338,8 @@ pub async fn run_worker(state: AppState, shutdown: Shutdown) -> Result<(), BoxDy
     let wake = state.job_wake.clone();
     // A fresh name per process and per restart: apalis refuses a worker name that was seen
     // alive in the last minute, which would kill a quickly restarted process's worker.
-    let name = move |restarts: usize| format!("tollgate-{}-{restarts}", Uuid::now_v7());
+    let process = Uuid::now_v7();
+    let name = move |restarts: usize| format!("tollgate-{process}-{restarts}");
     let monitor = Monitor::new()
         .should_restart(|ctx, error| {
             tracing::warn!(worker = ctx.name(), %error, "job worker stopped; restarting");
@@ -360,7 +361,8 @@ pub async fn run_worker(state: AppState, shutdown: Shutdown) -> Result<(), BoxDy
         })
         .shutdown_timeout(state.config.server.shutdown_timeout);
 
-    let monitor = match state.store.db().clone() {
+    let db = state.store.db().clone();
+    let monitor = match db.clone() {
         Db::Sqlite(pool) => {
             let queue = apalis_sqlite::Config::default()
                 .queue(QUEUE)
@@ -404,7 +406,43 @@ pub async fn run_worker(state: AppState, shutdown: Shutdown) -> Result<(), BoxDy
             Ok(())
         })
         .await?;
+    // Stopped: what this process claimed and did not finish goes back to the queue now, not
+    // after its heartbeats are missed.
+    match hand_back(&db, &format!("tollgate-{process}-%")).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "unfinished jobs handed back to the queue"),
+        Err(e) => {
+            tracing::warn!(error = %e, "unfinished jobs not handed back; other workers take them over once this one's heartbeats stop")
+        }
+    }
     Ok(())
+}
+
+/// Puts the jobs claimed by workers named like `workers` (a `LIKE` pattern) and not finished
+/// back in the queue; a job that had started counts the attempt. Only for stopped workers.
+async fn hand_back(db: &Db, workers: &str) -> Result<u64, sqlx::Error> {
+    let done = match db {
+        Db::Sqlite(pool) => sqlx::query(
+            "UPDATE Jobs SET attempts = attempts + (status = 'Running'), status = 'Pending', \
+                 lock_by = NULL, lock_at = NULL, done_at = NULL \
+                 WHERE lock_by LIKE ?1 AND status IN ('Running', 'Queued')",
+        )
+        .bind(workers)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+        Db::Postgres(pool) => sqlx::query(
+            "UPDATE apalis.jobs SET attempts = attempts + \
+                 CASE WHEN status = 'Running' THEN 1 ELSE 0 END, status = 'Pending', \
+                 lock_by = NULL, lock_at = NULL, done_at = NULL \
+                 WHERE lock_by LIKE $1 AND status IN ('Running', 'Queued')",
+        )
+        .bind(workers)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+    };
+    Ok(done)
 }
 
 /// Runs one job and records its outcome.

@@ -407,6 +407,82 @@ fn dead_events_are_listed_and_retried_from_the_cli() {
     assert!(out.contains("no dead events"), "{out}");
 }
 
+/// The self-check job `id`'s queue row: its status and the worker holding it.
+async fn job_row(
+    store: &tollgate::store::Store,
+    id: uuid::Uuid,
+) -> Option<(String, Option<String>)> {
+    let key = format!("self_check:{id}");
+    match store.db() {
+        tollgate::store::Db::Sqlite(pool) => {
+            sqlx::query_as("SELECT status, lock_by FROM Jobs WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+        }
+        tollgate::store::Db::Postgres(pool) => {
+            sqlx::query_as("SELECT status, lock_by FROM apalis.jobs WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+        }
+    }
+    .expect("read the queue")
+}
+
+/// A worker stopped gracefully (SIGTERM) while a job runs past its shutdown timeout hands the
+/// job back at once: it is queued again when the process exits (its heartbeat, 30 s, would
+/// take a minute), and the next worker runs it to its end once.
+#[tokio::test]
+async fn a_stopping_worker_hands_its_unfinished_jobs_back() {
+    init();
+    let db = TestDatabase::create().await;
+    let key = test_secret_key();
+    let envs: Vec<(&str, &str)> = vec![
+        ("DATABASE_URL", db.url()),
+        ("TOLLGATE_SECRET_KEY", &key),
+        ("TOLLGATE_JOBS_POLL_INTERVAL", "200ms"),
+        ("TOLLGATE_JOBS_HEARTBEAT", "30s"),
+        ("TOLLGATE_SERVER_SHUTDOWN_TIMEOUT", "1s"),
+        ("TOLLGATE_LOG", "warn"),
+        ("TOLLGATE_IDP_SYNC_INTERVAL", "24h"),
+    ];
+    let scheduler = Application::build(
+        test_config(&db, &[("TOLLGATE_SECRET_KEY", &key)]),
+        Mode::WebOnly,
+    )
+    .await
+    .expect("builds");
+    let state = scheduler.state().clone();
+    let store = state.store.clone();
+    let mut first = running(&envs, "worker");
+    let id = jobs::schedule_self_check_holding(&state, Duration::ZERO, Duration::from_secs(8))
+        .await
+        .expect("scheduled");
+    let claimed = eventually(Duration::from_secs(30), || async {
+        job_row(&store, id)
+            .await
+            .filter(|(status, _)| status == "Running")
+    })
+    .await;
+    assert!(claimed.is_some(), "the first worker runs the job");
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &first.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let exited = first.0.wait().expect("wait");
+    assert!(exited.success(), "a graceful stop exits 0: {exited:?}");
+    let row = job_row(&store, id).await;
+    assert_eq!(row, Some(("Pending".to_string(), None)), "handed back");
+    let _second = running(&envs, "worker");
+    let ran = self_check_ran(&store, id)
+        .await
+        .expect("the next worker ran it");
+    assert_eq!(ran.runs, 1, "run to its end once");
+    store.close().await;
+}
+
 /// A job still running when its worker is killed (`kill -9`) is taken over by another worker
 /// once the dead one misses two heartbeats (`TOLLGATE_JOBS_HEARTBEAT`, 1 s here), and runs to
 /// its end once. How long the takeover takes is printed (the figure is a measurement, not a
@@ -442,23 +518,7 @@ async fn a_job_running_when_its_worker_dies_is_taken_over() {
     .await
     .expect("scheduled");
     let claimed = eventually(Duration::from_secs(30), || async {
-        let count: i64 = match store.db() {
-            tollgate::store::Db::Sqlite(pool) => sqlx::query_scalar(
-                "SELECT COUNT(*) FROM Jobs WHERE idempotency_key = $1 AND lock_by IS NOT NULL",
-            )
-            .bind(format!("self_check:{id}"))
-            .fetch_one(pool)
-            .await
-            .unwrap_or(0),
-            tollgate::store::Db::Postgres(pool) => sqlx::query_scalar(
-                "SELECT COUNT(*) FROM apalis.jobs WHERE idempotency_key = $1 AND lock_by IS NOT NULL",
-            )
-            .bind(format!("self_check:{id}"))
-            .fetch_one(pool)
-            .await
-            .unwrap_or(0),
-        };
-        (count > 0).then_some(())
+        job_row(&store, id).await.filter(|(_, by)| by.is_some())
     })
     .await;
     assert!(claimed.is_some(), "the first worker took the job");
