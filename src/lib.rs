@@ -25,6 +25,7 @@ pub mod idp;
 pub mod intake;
 pub mod jira_webhooks;
 pub mod jobs;
+pub mod lease;
 pub mod metrics;
 pub mod orgchart;
 pub mod secrets;

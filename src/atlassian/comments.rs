@@ -10,6 +10,9 @@ use super::api::{Atlassian, AtlassianError, Site, segment, with_query};
 use super::errors::CallError;
 use crate::orgchart::AccountId;
 
+/// The comment property naming the notice a comment of Tollgate's carries.
+pub const NOTICE_PROPERTY: &str = "tollgate.notice";
+
 /// A comment's id. Jira sends it as a string; Forge's events as a number. Both are one comment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CommentId(String);
@@ -52,6 +55,8 @@ pub struct Comment {
     pub created: DateTime<Utc>,
     /// Hidden from the customer (JSM internal) or restricted to a role or group.
     pub restricted: bool,
+    /// The notice key a comment of Tollgate's carries (read when properties are expanded).
+    pub notice: Option<String>,
 }
 
 impl Comment {
@@ -82,6 +87,13 @@ impl Comment {
             },
             created,
             restricted,
+            notice: value
+                .get("properties")
+                .and_then(Value::as_array)
+                .and_then(|ps| ps.iter().find(|p| p["key"] == NOTICE_PROPERTY))
+                .and_then(|p| p.pointer("/value/key"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
         })
     }
 }
@@ -130,7 +142,10 @@ impl Atlassian {
         site: &Site,
         key: &str,
     ) -> Result<Vec<Comment>, AtlassianError> {
-        let path = with_query(&comments_path(key), &[("orderBy", "created")]);
+        let path = with_query(
+            &comments_path(key),
+            &[("orderBy", "created"), ("expand", "properties")],
+        );
         let items = self.jira_pages(site, None, &path, "comments").await?;
         let mut comments: Vec<Comment> = items.iter().filter_map(Comment::from_rest).collect();
         comments.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
@@ -175,6 +190,15 @@ mod tests {
         assert_eq!(comment.author, AccountId("acc-dan".into()));
         assert_eq!(comment.text.trim(), "/approve ok");
         assert!(comment.restricted && !comment.by_app);
+        assert_eq!(comment.notice, None);
+        let mut tagged = value.clone();
+        tagged["properties"] = json!([{"key": NOTICE_PROPERTY, "value": {"key": "r1:v2"}}]);
+        assert_eq!(
+            Comment::from_rest(&tagged)
+                .and_then(|c| c.notice)
+                .as_deref(),
+            Some("r1:v2")
+        );
         assert_eq!(comment.created.to_rfc3339(), "2026-11-28T09:20:00+00:00");
         let mut no_author = value.clone();
         no_author["author"] = json!({"displayName": "Dan"});

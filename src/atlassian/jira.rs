@@ -109,17 +109,27 @@ impl Atlassian {
         })
     }
 
-    /// A comment on any Jira issue, as ADF; `internal` hides it from JSM customers.
+    /// A comment on any Jira issue, as ADF; `internal` hides it from JSM customers. `notice`
+    /// is kept on the comment (a comment property) so the comment can be found again by it.
     pub async fn comment(
         &self,
         site: &Site,
         key: &str,
         text: &str,
         internal: bool,
+        notice: Option<&str>,
     ) -> Result<String, AtlassianError> {
         let mut body = json!({ "body": adf::render(text) });
+        let mut properties = Vec::new();
         if internal {
-            body["properties"] = json!([{"key": "sd.public.comment", "value": {"internal": true}}]);
+            properties.push(json!({"key": "sd.public.comment", "value": {"internal": true}}));
+        }
+        if let Some(notice) = notice {
+            properties
+                .push(json!({"key": super::comments::NOTICE_PROPERTY, "value": {"key": notice}}));
+        }
+        if !properties.is_empty() {
+            body["properties"] = json!(properties);
         }
         let path = format!("{}/comment", issue_path(key));
         let reply = self.on_site(site, Method::POST, &path, Some(body)).await?;

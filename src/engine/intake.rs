@@ -259,11 +259,12 @@ pub(crate) async fn decide(
         request.reason = Some(reason.clone());
         Ok(Outcome::Invalid(reason))
     };
+    // Not synced yet (a new deployment, a worker whose first sync is running): the ticket
+    // waits for the chart rather than being declined for want of it.
     let Some(org) = state.org.index() else {
-        return invalid(
-            request,
-            "the org chart has not been synced yet, so nobody can approve".into(),
-        );
+        return Err(EngineError::NotReady(
+            "the org chart has not been synced yet".into(),
+        ));
     };
     let clock = &*state.clock;
     let Some(filer) =

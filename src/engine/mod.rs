@@ -35,6 +35,9 @@ pub enum EngineError {
     Job(#[from] JobError),
     #[error("tenant {0} is not installed or its secret does not unseal")]
     Tenant(String),
+    /// Tollgate cannot judge yet (no org chart synced): worth trying again shortly.
+    #[error("not ready: {0}")]
+    NotReady(String),
 }
 
 impl From<crate::orgchart::accounts::AccountError> for EngineError {
@@ -50,7 +53,7 @@ impl EngineError {
     /// Whether trying the event again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Store(_) | Self::Job(_) => true,
+            Self::Store(_) | Self::Job(_) | Self::NotReady(_) => true,
             Self::Atlassian(e) => e.is_retryable(),
             Self::Tenant(_) => false,
         }

@@ -219,9 +219,10 @@ pub async fn enqueue(
     jobs::schedule(tx, &job, Utc::now()).await.map(|_| ())
 }
 
-/// Tells the ticket: its comment once per `key` (a re-run of the job finds it posted and
-/// posts nothing again), then participants and the transition, which are idempotent. Only a
-/// worker dying between the post and its record can repeat the comment.
+/// Tells the ticket: its comment once per `key`, then participants and the transition, which
+/// are idempotent. The comment is recorded as being posted before the call and as sent after
+/// it; a re-run that finds it being posted (its worker died in between) looks for the key in
+/// the ticket's comments before posting it again.
 pub async fn deliver(
     state: &AppState,
     tenant: &str,
@@ -240,13 +241,23 @@ pub async fn deliver(
     }
     let text = templates::render(&notice.template, &context)
         .map_err(|e| EngineError::Atlassian(AtlassianError::Refused(e)))?;
-    if !crate::store::notices::sent(&state.store, key).await? {
-        state
+    use crate::store::notices::{self as sent, Posting};
+    let posting = sent::begin(&state.store, key, tenant, ticket_key, state.clock.now()).await?;
+    let posted_before = posting == Posting::Unsure
+        && state
             .atlassian
-            .comment(&site, ticket_key, &text, false)
-            .await?;
-        crate::store::notices::record(&state.store, key, tenant, ticket_key, state.clock.now())
-            .await?;
+            .issue_comments(&site, ticket_key)
+            .await?
+            .iter()
+            .any(|c| c.notice.as_deref() == Some(key));
+    if posting != Posting::Sent {
+        if !posted_before {
+            state
+                .atlassian
+                .comment(&site, ticket_key, &text, false, Some(key))
+                .await?;
+        }
+        sent::sent(&state.store, key, state.clock.now()).await?;
     }
     if !notice.participants.is_empty() {
         let accounts: Vec<AccountId> = notice.participants.iter().cloned().map(AccountId).collect();

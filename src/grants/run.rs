@@ -31,8 +31,10 @@ use crate::workflow::{FailurePolicy, GrantTarget};
 /// for its resource's `give_up_after`.
 const DELAY_NOTICE_AFTER: i64 = 2;
 
-/// How long a claimed step is leased to its claimer.
-const LEASE: TimeDelta = TimeDelta::minutes(5);
+/// How long a claimed step is leased to its claimer, renewed every [`RENEW_EVERY`] while its
+/// vendor call runs: a worker killed mid-call holds the step at most this long.
+const LEASE: TimeDelta = TimeDelta::seconds(15);
+const RENEW_EVERY: Duration = Duration::from_secs(5);
 
 /// Expiries this close are scheduled as soon as the grant is active (the expiry window job
 /// picks up the later ones).
@@ -327,6 +329,36 @@ fn holding(request: &Request, row: &StepRow) -> Holding {
 /// How long a grant waits for another grant's removal of the same access to finish.
 const WAIT_FOR_REMOVAL: Duration = Duration::from_secs(5);
 
+/// Claims the step for this attempt: `Some(retaken)` when ours. A live lease on the same attempt
+/// is another run of this job, usually one whose worker died mid-call (its job was handed to
+/// this worker): wait for the lease to run out, as long as one lease at most, rather than leave
+/// the step to the sweep.
+async fn claim(
+    state: &AppState,
+    id: Uuid,
+    index: i64,
+    phase: Phase,
+    attempt: i64,
+) -> Result<Option<bool>, EngineError> {
+    let waited = std::time::Instant::now();
+    let longest = LEASE.to_std().unwrap_or(Duration::from_secs(15)) + RENEW_EVERY;
+    loop {
+        let now = state.clock.now();
+        match steps::claim(&state.store, id, index, phase, attempt, now, now + LEASE).await? {
+            Claim::Taken { retaken } => return Ok(Some(retaken)),
+            Claim::NotOurs => return Ok(None),
+            Claim::Leased { until } => {
+                if waited.elapsed() >= longest {
+                    // Renewed all along: its holder is alive and will settle it.
+                    return Ok(None);
+                }
+                let left = (until - now).to_std().unwrap_or_default();
+                tokio::time::sleep(left.clamp(Duration::from_millis(200), RENEW_EVERY)).await;
+            }
+        }
+    }
+}
+
 /// The `GrantStep` job: applies or undoes one step, once, then settles the request.
 pub async fn step(
     state: &AppState,
@@ -335,9 +367,7 @@ pub async fn step(
     phase: Phase,
     attempt: i64,
 ) -> Result<(), EngineError> {
-    let now = state.clock.now();
-    let claim = steps::claim(&state.store, id, index, phase, attempt, now, now + LEASE).await?;
-    let Claim::Taken { retaken } = claim else {
+    let Some(retaken) = claim(state, id, index, phase, attempt).await? else {
         return Ok(());
     };
     let Some(request) = requests::get(&state.store, id).await? else {
@@ -348,7 +378,15 @@ pub async fn step(
         return Ok(());
     };
     let held = holding(&request, row);
-    let outcome = run_one(state, &request, row, &held, phase, attempt, retaken).await?;
+    // The lease is renewed while the vendor call runs, so a slow call is never taken over.
+    let run = run_one(state, &request, row, &held, phase, attempt, retaken);
+    let outcome = crate::lease::renewing(run, RENEW_EVERY, || async {
+        let until = state.clock.now() + LEASE;
+        if let Err(e) = steps::renew(&state.store, id, index, phase, attempt, until).await {
+            tracing::warn!(request = %id, step = index, error = %e, "lease not renewed");
+        }
+    })
+    .await?;
 
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;

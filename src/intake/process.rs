@@ -84,13 +84,32 @@ pub async fn process_one(state: &AppState, id: Uuid) -> Result<Processed, JobErr
         // Another worker is processing this ticket's events; this one follows.
         return wait_behind(state, &event, now).await;
     }
-    let drained = drain(state, &event, &ticket).await;
+    // Renewed while the events are handled: a worker killed mid-drain holds the ticket for at
+    // most one lease, a live one however long Jira takes to answer.
+    let drained = crate::lease::renewing(drain(state, &event, &ticket), RENEW_EVERY, || async {
+        let now = Utc::now();
+        let renewed = inbound::lease_ticket(
+            store,
+            &event.tenant,
+            &ticket,
+            &holder,
+            now,
+            now + TICKET_LEASE,
+        )
+        .await;
+        if let Err(e) = renewed {
+            tracing::warn!(ticket_key = %ticket, error = %e, "ticket lease not renewed");
+        }
+    })
+    .await;
     inbound::release_ticket(store, &event.tenant, &ticket, &holder).await?;
     drained
 }
 
-/// How long a worker may hold a ticket's events before another may take them over.
-const TICKET_LEASE: TimeDelta = TimeDelta::minutes(5);
+/// How long a worker holds a ticket's events without renewing before another may take them
+/// over (the holder renews every [`RENEW_EVERY`]).
+const TICKET_LEASE: TimeDelta = TimeDelta::seconds(15);
+const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn drain(
     state: &AppState,

@@ -185,7 +185,10 @@ pub enum Claim {
     /// Ours; `retaken` when an earlier claim's lease ran out (its holder may have applied the
     /// change before it died).
     Taken { retaken: bool },
-    /// Done, failed, leased by someone else, or this job's attempt is stale.
+    /// This attempt is running under a live lease until then: another run of the same job
+    /// (taken over from a worker that died mid-call), or one still alive.
+    Leased { until: DateTime<Utc> },
+    /// Done, failed, or this job's attempt is stale.
     NotOurs,
 }
 
@@ -212,14 +215,39 @@ mod edit {
         };
         let status = p.status(phase);
         let retaken = status == Some(Status::Running);
-        let free = status == Some(Status::Pending) || (retaken && p.lease.is_some_and(|l| l < now));
-        if p.attempts != attempt || !free {
+        if p.attempts != attempt {
             return Claim::NotOurs;
+        }
+        match (status, p.lease) {
+            (Some(Status::Pending), _) => {}
+            (Some(Status::Running), Some(until)) if until >= now => {
+                return Claim::Leased { until };
+            }
+            (Some(Status::Running), _) => {}
+            _ => return Claim::NotOurs,
         }
         p.set(phase, Status::Running);
         p.lease = Some(lease_until);
         p.moved(now);
         Claim::Taken { retaken }
+    }
+
+    /// Extends the lease of a step this attempt is running; false when it is no longer so.
+    pub fn renew(
+        steps: &mut [Progress],
+        step: i64,
+        phase: Phase,
+        attempt: i64,
+        until: DateTime<Utc>,
+    ) -> bool {
+        let Some(p) = nth(steps, step) else {
+            return false;
+        };
+        let ours = p.attempts == attempt && p.status(phase) == Some(Status::Running);
+        if ours {
+            p.lease = Some(until);
+        }
+        ours
     }
 
     pub fn settle(
@@ -506,6 +534,21 @@ pub async fn claim(
     .await
 }
 
+/// Extends the lease of a step `attempt` is running (its vendor call is taking a while).
+pub async fn renew(
+    store: &Store,
+    request: Uuid,
+    step: i64,
+    phase: Phase,
+    attempt: i64,
+    until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    change(On::Pool(store), request, |steps| {
+        edit::renew(steps, step, phase, attempt, until)
+    })
+    .await
+}
+
 /// Records a phase's outcome for the step and releases its lease.
 #[allow(clippy::too_many_arguments)]
 pub async fn settle(
@@ -782,10 +825,11 @@ mod tests {
         let first = edit::claim(&mut steps, 0, Phase::Grant, 0, t(10), lease);
         assert_eq!(first, Claim::Taken { retaken: false });
         assert_eq!(steps[0].grant, Status::Running);
-        // A second delivery while the lease holds, or a stale attempt, gets nothing.
+        // A second run of the job while the lease holds is told until when; a stale attempt
+        // gets nothing.
         assert_eq!(
             edit::claim(&mut steps, 0, Phase::Grant, 0, t(20), t(400)),
-            Claim::NotOurs
+            Claim::Leased { until: lease }
         );
         assert_eq!(
             edit::claim(&mut steps, 1, Phase::Grant, 3, t(20), t(400)),
@@ -796,6 +840,10 @@ mod tests {
             edit::claim(&mut steps, 1, Phase::Grant, 0, t(20), t(400)),
             Claim::Taken { retaken: false }
         );
+        // The runner renews its lease; a stale attempt cannot.
+        assert!(!edit::renew(&mut steps, 0, Phase::Grant, 3, t(30)));
+        assert!(edit::renew(&mut steps, 0, Phase::Grant, 0, lease));
+        assert_eq!(steps[0].lease, Some(lease));
         // After the lease the step may be taken again, and the taker is told.
         assert_eq!(
             edit::claim(

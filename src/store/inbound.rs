@@ -216,8 +216,8 @@ pub async fn open_for_ticket(
     Ok(rows.into_iter().map(from_row).collect())
 }
 
-/// Takes the ticket's lease for `holder` until `until`, if it is free or ran out; whether it
-/// was taken.
+/// Takes the ticket's lease for `holder` until `until`, if it is free, ran out, or is already
+/// `holder`'s (a renewal); whether it was taken.
 pub async fn lease_ticket(
     store: &Store,
     tenant: &str,
@@ -230,7 +230,8 @@ pub async fn lease_ticket(
         sqlx::query(
             "INSERT INTO ticket_leases (tenant, ticket_key, holder, until) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (tenant, ticket_key) DO UPDATE SET holder = excluded.holder, \
-             until = excluded.until WHERE ticket_leases.until < $5",
+             until = excluded.until \
+             WHERE ticket_leases.until < $5 OR ticket_leases.holder = excluded.holder",
         )
         .bind(tenant)
         .bind(ticket)

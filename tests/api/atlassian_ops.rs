@@ -143,7 +143,8 @@ async fn jira_and_jsm_operations_with_connect_tokens() {
     assert_eq!(issue.project_key.as_deref(), Some("IT"));
     assert_eq!(issue.fields["customfield_10052"], "14d");
 
-    a.comment(site, "IT-1", "Routed to **Dan Diaz**.", true)
+    let first = a
+        .comment(site, "IT-1", "Routed to **Dan Diaz**.", true, Some("r1:v1"))
         .await
         .expect("internal comment");
     a.request_comment(
@@ -166,6 +167,22 @@ async fn jira_and_jsm_operations_with_connect_tokens() {
         );
         assert!(comments[1].public);
     }
+    // Read back: the listing carries the notice key; one comment is read by its id; an id
+    // Jira does not have is `None`.
+    let listed = a.issue_comments(site, "IT-1").await.expect("comments");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].notice.as_deref(), Some("r1:v1"));
+    assert!(listed[0].by_app && listed[0].restricted);
+    let first = tollgate::atlassian::comments::CommentId::from_json(&serde_json::json!(first))
+        .expect("a comment id");
+    let one = a.issue_comment(site, "IT-1", &first).await.expect("read");
+    assert_eq!(one.map(|c| c.text), Some("Routed to Dan Diaz.".to_string()));
+    let missing = tollgate::atlassian::comments::CommentId::from_json(&serde_json::json!(99_999))
+        .expect("an id");
+    assert_eq!(
+        a.issue_comment(site, "IT-1", &missing).await.expect("read"),
+        None
+    );
 
     assert_eq!(
         a.transition(site, "IT-1", "approved").await,
@@ -671,7 +688,7 @@ async fn the_fake_authenticates_and_enforces_scopes_like_atlassian() {
     });
     match cloud
         .atlassian
-        .comment(&cloud.jira, "IT-1", "hi", false)
+        .comment(&cloud.jira, "IT-1", "hi", false, None)
         .await
     {
         Err(AtlassianError::Call(CallError::Forbidden(m))) => assert!(m.contains("Write"), "{m}"),

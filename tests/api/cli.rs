@@ -1,55 +1,15 @@
 //! The real `tollgate` binary: start-up failures, migrations, and a scheduled job surviving
 //! `kill -9` and a restart.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use tollgate::app::{Application, Mode};
 use tollgate::jobs;
 use tollgate::store::selfcheck;
 
+use crate::support::process::{Running, free_port, running, tollgate, wait_ready};
 use crate::support::{TestDatabase, eventually, init, test_config, test_secret_key};
-
-fn tollgate(envs: &[(&str, &str)]) -> Command {
-    let mut command = crate::support::binary();
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    command
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_ready(port: u16) {
-    let client = reqwest::Client::new();
-    let ready = eventually(Duration::from_secs(30), || async {
-        let response = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .ok()?;
-        (response.status() == 200).then_some(())
-    })
-    .await;
-    assert!(
-        ready.is_some(),
-        "tollgate on port {port} never became ready"
-    );
-}
 
 #[test]
 fn help_describes_the_commands() {
@@ -200,16 +160,6 @@ fn migrate_brings_a_fresh_sqlite_database_up_to_date_and_generates_its_key() {
 }
 
 /// The binary running `command` with `envs`, killed (SIGKILL) when dropped.
-fn running(envs: &[(&str, &str)], command: &str) -> Running {
-    Running(
-        tollgate(envs)
-            .arg(command)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starts"),
-    )
-}
-
 /// Waits until the self-check job `id` has recorded its run.
 async fn self_check_ran(
     store: &tollgate::store::Store,

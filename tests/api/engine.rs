@@ -1083,3 +1083,63 @@ async fn an_earlier_comment_whose_webhook_is_late_is_applied_first() {
         .collect();
     assert_eq!(stages, [json!(0), json!(1)], "one decision each, in order");
 }
+
+/// A ticket notice's comment is posted once per key: a re-run after it was posted posts
+/// nothing, and a re-run after a worker died between the post and its record finds the comment
+/// in the ticket by the key it carries, and posts nothing either.
+#[tokio::test]
+async fn a_notice_is_posted_once_even_when_its_worker_died_after_posting() {
+    use tollgate::engine::notices;
+    use tollgate::store::notices::{self as sent, Posting};
+    let env = start(TestDatabase::create().await).await;
+    let state = &env.app.state;
+    let tenant = env.site.client_key.as_str();
+    let notice = notices::refused(Some("Frank Fox"), "a test");
+    let said = || {
+        env.cloud.world().issues["IT-7"]
+            .app_comments()
+            .iter()
+            .filter(|c| c.contains("a test"))
+            .count()
+    };
+    notices::deliver(state, tenant, "IT-7", &notice, "k-1")
+        .await
+        .expect("delivered");
+    notices::deliver(state, tenant, "IT-7", &notice, "k-1")
+        .await
+        .expect("re-run");
+    assert_eq!(said(), 1, "a re-run says nothing again");
+    // A run that posted `k-2` and died before recording it.
+    let now = state.clock.now();
+    assert_eq!(
+        sent::begin(&state.store, "k-2", tenant, "IT-7", now)
+            .await
+            .expect("begin"),
+        Posting::New
+    );
+    let (_, site) = tollgate::engine::site(state, tenant).await.expect("site");
+    state
+        .atlassian
+        .comment(&site, "IT-7", "Frank Fox: a test", false, Some("k-2"))
+        .await
+        .expect("posted");
+    assert_eq!(said(), 2);
+    notices::deliver(state, tenant, "IT-7", &notice, "k-2")
+        .await
+        .expect("re-run");
+    assert_eq!(said(), 2, "found in the ticket, not posted again");
+    assert_eq!(
+        sent::begin(&state.store, "k-2", tenant, "IT-7", now)
+            .await
+            .expect("begin"),
+        Posting::Sent
+    );
+    // A run that recorded `k-3` as being posted and died before the call: posted once now.
+    sent::begin(&state.store, "k-3", tenant, "IT-7", now)
+        .await
+        .expect("begin");
+    notices::deliver(state, tenant, "IT-7", &notice, "k-3")
+        .await
+        .expect("re-run");
+    assert_eq!(said(), 3);
+}

@@ -293,9 +293,11 @@ async fn steps_stored_as_rows_move_into_their_requests() {
         )
     };
     let early = t0() + TimeDelta::minutes(2);
-    assert_eq!(
-        claim_revoke(early).await.expect("claim"),
-        Claim::NotOurs,
+    assert!(
+        matches!(
+            claim_revoke(early).await.expect("claim"),
+            Claim::Leased { .. }
+        ),
         "the migrated lease holds until it runs out"
     );
     assert_eq!(

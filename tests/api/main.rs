@@ -10,6 +10,7 @@ mod atlassian_ops;
 mod audit;
 mod cli;
 mod connect;
+mod crash;
 mod engine;
 mod forge;
 mod grant_steps;

@@ -273,6 +273,7 @@ async fn add_comment(State(w): St, Path(key): Path<String>, Json(body): Json<Val
         body: body["body"].clone(),
         public: !internal,
         created: chrono::Utc::now(),
+        properties: body["properties"].as_array().cloned().unwrap_or_default(),
     });
     (
         StatusCode::CREATED,
@@ -287,7 +288,20 @@ async fn get_comments(State(w): St, Path(key): Path<String>, Query(q): Params) -
     let Some(issue) = world.issues.get(&key) else {
         return no_issue();
     };
-    let mut comments: Vec<Value> = issue.comments.iter().map(|c| c.to_rest(&world)).collect();
+    let expanded = q
+        .get("expand")
+        .is_some_and(|e| e.split(',').any(|part| part.trim() == "properties"));
+    let mut comments: Vec<Value> = issue
+        .comments
+        .iter()
+        .map(|c| {
+            if expanded {
+                c.to_rest_expanded(&world)
+            } else {
+                c.to_rest(&world)
+            }
+        })
+        .collect();
     if q.get("orderBy").map(String::as_str) == Some("-created") {
         comments.reverse();
     }

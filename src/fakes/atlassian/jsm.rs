@@ -133,6 +133,7 @@ async fn add_comment(State(w): St, Path(key): Path<String>, Json(body): Json<Val
         body: json!(text),
         public,
         created: chrono::Utc::now(),
+        properties: Vec::new(),
     });
     (
         StatusCode::CREATED,

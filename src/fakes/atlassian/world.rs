@@ -23,12 +23,21 @@ pub struct FakeComment {
     pub body: Value,
     pub public: bool,
     pub created: chrono::DateTime<chrono::Utc>,
+    /// Comment properties (`EntityProperty`: `{key, value}`) set when it was written.
+    pub properties: Vec<Value>,
 }
 
 /// The account Jira gives an installed app: what Tollgate's own comments are written as.
 pub const APP_ACCOUNT: (&str, &str) = ("557058:0a1b2c3d-tollgate-app", "Tollgate");
 
 impl FakeComment {
+    /// The comment as Jira's REST API returns it with `expand=properties`.
+    pub fn to_rest_expanded(&self, world: &World) -> Value {
+        let mut rest = self.to_rest(world);
+        rest["properties"] = json!(self.properties);
+        rest
+    }
+
     /// The comment as Jira's REST API returns it.
     pub fn to_rest(&self, world: &World) -> Value {
         let (name, kind) = if self.author == APP_ACCOUNT.0 {
@@ -259,6 +268,7 @@ impl World {
             body: crate::atlassian::adf::render(text),
             public: true,
             created: chrono::Utc::now(),
+            properties: Vec::new(),
         };
         let mut rest = comment.to_rest(self);
         // The webhook carries the name the person had when they wrote.

@@ -4,6 +4,7 @@ pub mod breaking_proxy;
 pub mod database;
 pub mod env;
 pub mod oracle;
+pub mod process;
 pub mod scim_server;
 
 use std::net::SocketAddr;
