@@ -21,6 +21,65 @@ pub struct Normalized {
     pub delivery_id: String,
     /// A Jira webhook body.
     pub payload: String,
+    /// The sites the event names; they must be the invocation token's.
+    pub sites: NamedSites,
+}
+
+/// The sites an event body names: cloud ids (`cloudId`, `installContext`) and site hosts (the
+/// issue's `self`, `siteUrl`). The body is not signed; the token says which site called.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedSites {
+    pub cloud_ids: Vec<String>,
+    pub hosts: Vec<String>,
+}
+
+impl NamedSites {
+    fn read(value: &Value, into: &mut Self) {
+        for pointer in ["/cloudId", "/context/cloudId"] {
+            if let Some(id) = value.pointer(pointer).and_then(Value::as_str) {
+                into.cloud_ids.push(id.to_string());
+            }
+        }
+        for pointer in ["/installContext", "/context/installContext"] {
+            if let Some(ari) = value.pointer(pointer).and_then(Value::as_str) {
+                // `ari:cloud:jira::site/{cloudId}`
+                into.cloud_ids
+                    .push(ari.rsplit('/').next().unwrap_or(ari).to_string());
+            }
+        }
+        for pointer in ["/issue/self", "/siteUrl", "/context/siteUrl"] {
+            if let Some(url) = value.pointer(pointer).and_then(Value::as_str) {
+                into.hosts.push(host_of(url));
+            }
+        }
+    }
+
+    /// Whether every site named is the one the token was issued for (`site_url` when the token
+    /// names it); the reason when not.
+    pub fn check(&self, cloud_id: &str, site_url: Option<&str>) -> Result<(), String> {
+        if let Some(other) = self.cloud_ids.iter().find(|id| id.as_str() != cloud_id) {
+            return Err(format!(
+                "the event names cloud {other}, the token cloud {cloud_id}"
+            ));
+        }
+        if let Some(site) = site_url.map(host_of)
+            && let Some(other) = self.hosts.iter().find(|h| **h != site)
+        {
+            return Err(format!(
+                "the event names site {other}, the token site {site}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `https://acme.atlassian.net/rest/…` → `acme.atlassian.net` (lower case).
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -46,6 +105,11 @@ pub fn normalize(body: &[u8]) -> Result<Option<Normalized>, EventError> {
     let Some(&(_, event_type)) = EVENTS.iter().find(|(forge, _)| *forge == forge_type) else {
         return Ok(None);
     };
+    let mut sites = NamedSites::default();
+    NamedSites::read(&value, &mut sites);
+    if !std::ptr::eq(event, &value) {
+        NamedSites::read(event, &mut sites);
+    }
     let issue = event.get("issue").ok_or(EventError::Missing("issue"))?;
     let issue_id = issue
         .get("id")
@@ -89,6 +153,7 @@ pub fn normalize(body: &[u8]) -> Result<Option<Normalized>, EventError> {
         event_type,
         delivery_id,
         payload: Value::Object(payload).to_string(),
+        sites,
     }))
 }
 
@@ -104,6 +169,39 @@ fn id_text(value: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sites_an_event_names_must_be_the_tokens() {
+        let body = json!({
+            "payload": {
+                "eventType": "avi:jira:created:issue",
+                "issue": {"id": "1", "key": "IT-1", "self": "https://ACME.atlassian.net/rest/api/3/issue/1"},
+            },
+            "context": {"cloudId": "c1", "installContext": "ari:cloud:jira::site/c1"},
+        });
+        let event = normalize(body.to_string().as_bytes())
+            .expect("event")
+            .expect("handled");
+        assert_eq!(event.sites.cloud_ids, ["c1", "c1"]);
+        assert_eq!(event.sites.hosts, ["acme.atlassian.net"]);
+        assert_eq!(
+            event.sites.check("c1", Some("https://acme.atlassian.net")),
+            Ok(())
+        );
+        assert_eq!(event.sites.check("c1", None), Ok(()));
+        assert!(event.sites.check("c2", None).is_err());
+        assert!(
+            event
+                .sites
+                .check("c1", Some("https://evil.atlassian.net"))
+                .is_err()
+        );
+        // An event that names no site is judged by the token alone.
+        assert_eq!(
+            NamedSites::default().check("c9", Some("https://x.atlassian.net")),
+            Ok(())
+        );
+    }
 
     #[test]
     fn a_comment_event_becomes_a_comment_webhook_with_a_stable_id() {

@@ -183,10 +183,20 @@ impl FromRequest<AppState> for ConnectBody {
     }
 }
 
+/// The webhook event a descriptor path stands for (`issue-created` → `jira:issue_created`):
+/// the token signs the path, so the path says which event the body may be.
+fn event_of_path(slug: &str) -> Option<&'static str> {
+    crate::intake::HANDLED_EVENTS
+        .iter()
+        .copied()
+        .find(|event| event.trim_start_matches("jira:").replace('_', "-") == slug)
+}
+
 pub async fn webhook(
     State(state): State<AppState>,
-    Path(_slug): Path<String>,
+    Path(slug): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
     ConnectBody(verified, body): ConnectBody,
 ) -> Result<StatusCode, ApiError> {
     if verified.tenant.product != Product::Jira {
@@ -194,12 +204,37 @@ pub async fn webhook(
             "webhooks come from Jira tenants".into(),
         ));
     }
+    let Some(event) = event_of_path(&slug) else {
+        return Err(ApiError::NotFound(format!(
+            "no webhook is registered at {slug}"
+        )));
+    };
+    // The token, as sent (the header, else the query): one token, one body.
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(
+            || uri.query().unwrap_or_default().to_string(),
+            str::to_string,
+        );
+    let expires_at = verified
+        .claims
+        .exp
+        .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0))
+        .unwrap_or_else(|| state.clock.now() + chrono::TimeDelta::hours(1));
+    let signed = crate::intake::SignedBy {
+        token_hash: auth::sha256_hex(token.as_bytes()),
+        body_hash: auth::sha256_hex(&body),
+        expires_at,
+    };
     super::jira_webhook(
         &state,
         verified.tenant.client_key,
         Ingress::Connect,
         &headers,
         &body,
+        Some(signed),
+        Some(event),
     )
     .await
 }

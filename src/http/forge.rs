@@ -94,6 +94,19 @@ pub async fn event(
     let normalized = events::normalize(&body).map_err(|e| match e {
         EventError::NotJson(_) | EventError::Missing(_) => ApiError::BadRequest(e.to_string()),
     })?;
+    // The body is not signed: the site it names must be the one the token was issued for,
+    // before anything (the installation included) is stored.
+    if let Some(event) = &normalized
+        && let Err(why) = event.sites.check(
+            &call.invocation.cloud_id,
+            call.invocation.site_url.as_deref(),
+        )
+    {
+        tracing::warn!(installation = %call.invocation.installation_id, %why, "Forge event for another site refused");
+        return Err(ApiError::Unauthorized(
+            "the event is for another site than its token".into(),
+        ));
+    }
     let tenant = call.tenant(&state).await?;
     let Some(event) = normalized else {
         return Ok(StatusCode::NO_CONTENT);
@@ -107,6 +120,8 @@ pub async fn event(
             event_type: event.event_type.to_string(),
             payload: event.payload,
             received_at: state.clock.now(),
+            // Forge's token is checked above; Forge retries with a new one.
+            signed: None,
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)

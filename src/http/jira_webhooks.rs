@@ -34,6 +34,9 @@ pub async fn receive(
         Ingress::JiraWebhook,
         &headers,
         &body,
+        // The signature covers the body, and any event goes to the one URL.
+        None,
+        None,
     )
     .await
 }

@@ -181,6 +181,8 @@ pub(crate) async fn jira_webhook(
     ingress: crate::intake::Ingress,
     headers: &axum::http::HeaderMap,
     body: &[u8],
+    signed: Option<crate::intake::SignedBy>,
+    bound_to: Option<&str>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     #[derive(serde::Deserialize)]
     struct Envelope {
@@ -192,6 +194,17 @@ pub(crate) async fn jira_webhook(
     let event_type = serde_json::from_str::<Envelope>(payload)
         .map(|e| e.webhook_event)
         .map_err(|e| ApiError::BadRequest(format!("the webhook body is not a Jira event: {e}")))?;
+    // What was signed (the path, naming one event) must be what is done. An event Tollgate
+    // does not act on is ignored whichever path it came to.
+    if let Some(path_event) = bound_to
+        && path_event != event_type
+        && crate::intake::HANDLED_EVENTS.contains(&event_type.as_str())
+    {
+        tracing::warn!(path_event, body_event = %event_type, "webhook body names another event than its signed path; refused");
+        return Err(ApiError::Unauthorized(
+            "the webhook body does not match the event its token was signed for".into(),
+        ));
+    }
     let delivery_id = match headers
         .get(WEBHOOK_IDENTIFIER)
         .and_then(|v| v.to_str().ok())
@@ -209,10 +222,20 @@ pub(crate) async fn jira_webhook(
             event_type,
             payload: payload.to_string(),
             received_at: state.clock.now(),
+            signed,
         })
         .await?;
-    if accepted == crate::intake::Accepted::Duplicate {
-        tracing::debug!(%delivery_id, "webhook delivered again; ignored");
+    match accepted {
+        crate::intake::Accepted::Duplicate => {
+            tracing::debug!(%delivery_id, "webhook delivered again; ignored");
+        }
+        crate::intake::Accepted::Replayed => {
+            tracing::warn!(%delivery_id, "a webhook token seen before came with another body; refused");
+            return Err(ApiError::Unauthorized(
+                "this token was already used with another body".into(),
+            ));
+        }
+        _ => {}
     }
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

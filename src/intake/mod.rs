@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::jobs::{self, Job, JobError};
+use crate::store::tenants::TokenUse;
 use crate::store::{Store, StoreError, inbound};
 
 /// The events Tollgate acts on; anything else is accepted and ignored.
@@ -54,14 +55,27 @@ pub struct Delivery {
     /// The body exactly as it arrived.
     pub payload: String,
     pub received_at: DateTime<Utc>,
+    /// The token that signed it, where one signs each delivery (Connect): the same token may
+    /// carry only the same body.
+    pub signed: Option<SignedBy>,
+}
+
+/// A delivery's token and body, by their hashes, and when the token expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedBy {
+    pub token_hash: String,
+    pub body_hash: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
     /// Stored and queued for processing.
     New(Uuid),
-    /// Seen before (a retried delivery): nothing done.
+    /// Seen before (a retried delivery, or its token with the same body): nothing done.
     Duplicate,
+    /// A token seen before with another body: a replay. Nothing stored.
+    Replayed,
     /// An event type Tollgate does not act on.
     Ignored,
 }
@@ -88,6 +102,19 @@ async fn store_batch(store: &Store, deliveries: &[Delivery]) -> Result<Vec<Accep
     let mut stored = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         let id = Uuid::now_v7();
+        if let Some(signed) = &delivery.signed {
+            match inbound::record_token(&mut tx, signed, delivery.received_at).await? {
+                TokenUse::First => {}
+                TokenUse::Retry => {
+                    outcomes.push(Accepted::Duplicate);
+                    continue;
+                }
+                TokenUse::Replay => {
+                    outcomes.push(Accepted::Replayed);
+                    continue;
+                }
+            }
+        }
         if inbound::insert(&mut tx, id, delivery).await? {
             stored.push(id);
             outcomes.push(Accepted::New(id));

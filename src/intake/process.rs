@@ -263,6 +263,8 @@ const SWEEP_LIMIT: i64 = 1_000;
 /// more than [`STRANDED_AFTER`] ago; returns how many. `slot` keeps each sweep's jobs its own.
 pub async fn sweep(state: &AppState, slot: i64) -> Result<usize, JobError> {
     let now = Utc::now();
+    // Expired webhook tokens are refused at the door; their replay records can go.
+    inbound::forget_tokens(&state.store, state.clock.now() - TimeDelta::hours(1)).await?;
     let stranded = inbound::stranded(&state.store, now - STRANDED_AFTER, SWEEP_LIMIT).await?;
     if stranded.is_empty() {
         return Ok(0);

@@ -28,6 +28,60 @@ fn ordering(payload: &str) -> (Option<String>, Option<i64>) {
 }
 
 /// Inserts the delivery; `false` when the tenant already sent this delivery id.
+/// How long after a token is first seen another body may still come with it: Atlassian's
+/// webhook tokens carry no unique id, so deliveries to one path signed in the same second share
+/// one. Later, another body under a seen token is a replay.
+pub const SAME_TOKEN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+/// Records a delivery's token with its body (at `now`); says whether it was seen before, and
+/// with which body.
+pub async fn record_token(
+    tx: &mut Tx,
+    signed: &crate::intake::SignedBy,
+    now: DateTime<Utc>,
+) -> Result<crate::store::tenants::TokenUse, StoreError> {
+    use crate::store::tenants::TokenUse;
+    let inserted = on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO webhook_tokens (token_hash, body_hash, seen_at, expires_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(&signed.token_hash)
+        .bind(&signed.body_hash)
+        .bind(now)
+        .bind(signed.expires_at)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected() == 1)
+    })?;
+    if inserted {
+        return Ok(TokenUse::First);
+    }
+    let earlier: Option<(String, DateTime<Utc>)> = on_tx!(tx, |conn| {
+        sqlx::query_as("SELECT body_hash, seen_at FROM webhook_tokens WHERE token_hash = $1")
+            .bind(&signed.token_hash)
+            .fetch_optional(conn)
+            .await
+    })?;
+    Ok(match earlier {
+        Some((hash, _)) if hash == signed.body_hash => TokenUse::Retry,
+        Some((_, seen_at)) if now - seen_at > SAME_TOKEN_WINDOW => TokenUse::Replay,
+        // Another delivery signed in the same second: its own event.
+        _ => TokenUse::First,
+    })
+}
+
+/// Forgets tokens that expired before `before` (a token past its expiry is refused anyway).
+pub async fn forget_tokens(store: &Store, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    Ok(on_db!(store.db(), |pool| {
+        sqlx::query("DELETE FROM webhook_tokens WHERE expires_at < $1")
+            .bind(before)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+    })?)
+}
+
 pub async fn insert(tx: &mut Tx, id: Uuid, d: &Delivery) -> Result<bool, StoreError> {
     let (ticket, event_at) = ordering(&d.payload);
     let inserted = on_tx!(tx, |conn| {

@@ -29,6 +29,10 @@ struct Env {
 }
 
 async fn start() -> Env {
+    start_on(Arc::new(SystemClock)).await
+}
+
+async fn start_on(clock: Arc<dyn tollgate::clock::Clock>) -> Env {
     let keys = InstallKeyServer::start().await.expect("key server");
     keys.publish(KID, TEST_KEY_1.1);
     let keys_url = keys.url();
@@ -39,7 +43,7 @@ async fn start() -> Env {
             ("TOLLGATE_BASE_URL", BASE_URL),
             ("TOLLGATE_CONNECT_KEYS_URL", &keys_url),
         ],
-        Arc::new(SystemClock),
+        clock,
     )
     .await;
     let cloud = tollgate::fakes::atlassian::FakeAtlassian::start(
@@ -832,4 +836,68 @@ async fn a_secret_rotated_elsewhere_is_picked_up_despite_the_cache() {
     );
     // The old secret no longer works.
     assert_unauthorized(site.send_webhook(path, "r-3", &body).await.expect("sent")).await;
+}
+
+/// What a Connect webhook's token signs is bound to what is done: the path's event must be the
+/// body's `webhookEvent`; the same token again with the same body is one delivery (acknowledged,
+/// stored once, whatever delivery id it claims); with another body it is a replay, refused,
+/// unless it comes in the moment the token was signed in (Atlassian's tokens have no unique id:
+/// two deliveries to one path signed in the same second share one).
+#[tokio::test]
+async fn a_webhook_token_is_bound_to_its_path_event_and_its_body() {
+    let clock = tollgate::clock::ManualClock::new(Utc::now());
+    let env = start_on(Arc::new(clock.clone())).await;
+    let site = installed_site(&env).await;
+    let key = site.client_key.clone();
+    let send = |path: &'static str, token: String, delivery: &'static str, body: Value| {
+        let app = &env.app;
+        async move {
+            app.client
+                .post(app.url(path))
+                .header("authorization", format!("JWT {token}"))
+                .header("content-type", "application/json")
+                .header("x-atlassian-webhook-identifier", delivery)
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    // A comment body on the issue-updated path (signed for that path).
+    let updated = "/connect/webhooks/issue-updated";
+    let comment = tollgate::fakes::atlassian::connect::comment_created(
+        "IT-7",
+        ("557058:dan", "Dan"),
+        "/approve",
+    );
+    let response = send(updated, site.hs256_token("POST", updated), "w-1", comment).await;
+    assert_eq!(response.status(), 401);
+    assert!(events_of(&env.app, &key).await.is_empty(), "nothing stored");
+
+    // One token, one body: sent again under another delivery id, it is the same delivery.
+    let created = "/connect/webhooks/issue-created";
+    let token = site.hs256_token("POST", created);
+    let body = issue_created("IT-7", "557058:erin");
+    for delivery in ["w-2", "w-3"] {
+        let response = send(created, token.clone(), delivery, body.clone()).await;
+        assert_eq!(response.status(), 204, "{delivery}");
+    }
+    assert_eq!(events_of(&env.app, &key).await.len(), 1, "stored once");
+    // Another ticket's delivery signed in the same second: its own event.
+    let same_second = issue_created("IT-8", "557058:erin");
+    let response = send(created, token.clone(), "w-4", same_second).await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(events_of(&env.app, &key).await.len(), 2);
+    // The same token later with another body: a replay, refused, nothing stored.
+    clock.advance(chrono::TimeDelta::seconds(30));
+    let replayed = issue_created("IT-9", "557058:erin");
+    let response = send(created, token, "w-6", replayed).await;
+    assert_eq!(response.status(), 401);
+    let events = events_of(&env.app, &key).await;
+    assert_eq!(events.len(), 2);
+    assert!(!events.iter().any(|e| e.payload.contains("IT-9")));
+    // A path that names no event Tollgate registered.
+    let nowhere = "/connect/webhooks/issue-deleted";
+    let response = send(nowhere, site.hs256_token("POST", nowhere), "w-5", body).await;
+    assert_eq!(response.status(), 404);
 }

@@ -1143,3 +1143,48 @@ async fn a_notice_is_posted_once_even_when_its_worker_died_after_posting() {
         .expect("re-run");
     assert_eq!(said(), 3);
 }
+
+/// One comment, its id sent once as a number (as Forge sends it) and once as a string (as Jira
+/// does), under two delivery ids: one comment, one decision.
+#[tokio::test]
+async fn a_comment_id_as_a_number_or_a_string_is_one_comment() {
+    let env = start(TestDatabase::create().await).await;
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", ERIN.0),
+    )
+    .await;
+    env.comments(1).await;
+    let as_string = env.cloud.comment_by("IT-7", DAN, "/approve");
+    let mut as_number = as_string.clone();
+    let id: u64 = as_string["comment"]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("a numeric id");
+    as_number["comment"]["id"] = json!(id);
+    env.webhook("/connect/webhooks/comment-created", "d-2", &as_number)
+        .await;
+    env.webhook("/connect/webhooks/comment-created", "d-3", &as_string)
+        .await;
+    let comments = env.comments(2).await;
+    assert!(
+        comments[1].contains("Dan Diaz approved stage 1"),
+        "{comments:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let comments = env.comments(2).await;
+    assert_eq!(
+        comments.len(),
+        2,
+        "said once, nobody refused: {comments:#?}"
+    );
+    let decisions = tollgate::audit::events(
+        &env.app.state.store,
+        Some(&env.site.client_key),
+        "decision.approved",
+    )
+    .await
+    .expect("events");
+    assert_eq!(decisions.len(), 1);
+}

@@ -521,3 +521,40 @@ async fn a_forge_tenant_without_a_fresh_token_waits_for_the_next_invocation() {
         .expect("a fresh token");
     assert!(!site.is_connect());
 }
+
+/// A Forge event body is not signed: an event naming another site (cloud id or site URL) than
+/// its invocation token's is refused, and nothing is stored, not even the installation.
+#[tokio::test]
+async fn a_forge_event_for_another_site_than_its_token_is_refused() {
+    let env = start().await;
+    let token = env.forge.sign(&env.forge.claims());
+    let mut other_cloud = json!({
+        "payload": bodies::issue_created("IT-7", "acc-dev"),
+        "context": {"cloudId": "another-cloud", "installContext": "ari:cloud:jira::site/another-cloud"},
+    });
+    let response = env.post(&token, "/forge/events", &other_cloud).await;
+    assert_eq!(response.status(), 401);
+    let mut other_site = bodies::issue_created("IT-7", "acc-dev");
+    other_site["issue"]["self"] = json!("https://evil.atlassian.net/rest/api/3/issue/10007");
+    let mut naming_its_site = env.forge.claims();
+    naming_its_site["context"] =
+        json!({"cloudId": CLOUD_ID, "siteUrl": "https://acme.atlassian.net"});
+    let site_token = env.forge.sign(&naming_its_site);
+    let response = env.post(&site_token, "/forge/events", &other_site).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(env.inbound().await, 0);
+    assert_eq!(
+        count(
+            &env.app.state.store,
+            "SELECT COUNT(*) FROM forge_installations"
+        )
+        .await,
+        0,
+        "no installation registered"
+    );
+    // The same event naming the token's own cloud is taken.
+    other_cloud["context"] = json!({"cloudId": CLOUD_ID});
+    let response = env.post(&token, "/forge/events", &other_cloud).await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(env.inbound().await, 1);
+}

@@ -376,6 +376,7 @@ impl Env {
             event_type: kind.into(),
             payload: body.to_string(),
             received_at: Utc::now() - ago,
+            signed: None,
         };
         let id = uuid::Uuid::now_v7();
         let mut tx = self.app.state.store.begin().await.expect("tx");

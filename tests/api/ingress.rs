@@ -251,15 +251,27 @@ impl Env {
         .await;
     }
 
-    /// `who` writes `text` on IT-7 in Jira; the door delivers the event.
-    async fn comment(&self, delivery: &str, who: (&str, &str), text: &str) {
+    /// `who` writes `text` on IT-7 in Jira; the door delivers the event. Returns what was
+    /// delivered, to deliver it again.
+    async fn comment(&self, delivery: &str, who: (&str, &str), text: &str) -> (Value, Value) {
         let webhook = self.cloud.comment_by("IT-7", who, text);
         let id: u64 = webhook["comment"]["id"]
             .as_str()
             .and_then(|id| id.parse().ok())
             .expect("Jira's comment ids are numbers in a string");
         let forge_event = bodies::commented("IT-7", id, who, text);
-        self.deliver(delivery, webhook, forge_event).await;
+        self.deliver(delivery, webhook.clone(), forge_event.clone())
+            .await;
+        (webhook, forge_event)
+    }
+
+    /// An event naming comment `id`, which Jira does not have, as `who` saying `text`: signed
+    /// as the door signs, but only a hint.
+    async fn forged_comment(&self, delivery: &str, id: u64, who: (&str, &str), text: &str) {
+        let mut webhook = tollgate::fakes::atlassian::connect::comment_created("IT-7", who, text);
+        webhook["comment"]["id"] = json!(id.to_string());
+        self.deliver(delivery, webhook, bodies::commented("IT-7", id, who, text))
+            .await;
     }
 
     /// Time moves for the app and for the sender's clock alike.
@@ -344,7 +356,25 @@ async fn the_whole_request(door: Door) {
     env.filed().await;
     env.comment_with("Stage 1").await;
     env.advance(TimeDelta::hours(1)).await;
-    env.comment("c-100", VP, "/approve").await;
+    // A comment Jira does not have, in the approver's name: nothing counts.
+    env.forged_comment("f-1", 99_999, VP, "/approve").await;
+    let unverified = eventually(Duration::from_secs(10), || async {
+        let events = tollgate::audit::events(
+            &env.app.state.store,
+            Some(&env.tenant),
+            "comment.unverified",
+        )
+        .await
+        .expect("events");
+        (!events.is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        unverified.is_some(),
+        "{door:?}: the forged comment was read back and not found"
+    );
+    assert_eq!(env.request().await.map(|r| r.state), Some(State::Pending));
+    let (approval, forge_approval) = env.comment("c-100", VP, "/approve").await;
     let active = env.reaches(State::Active).await;
     assert!(env.holds_role(), "{door:?}: the role was granted");
     assert_eq!(
@@ -353,7 +383,7 @@ async fn the_whole_request(door: Door) {
     );
     env.comment_with("Access granted").await;
     // The same approval delivered again changes nothing.
-    env.comment("c-100", VP, "/approve").await;
+    env.deliver("c-100", approval, forge_approval).await;
 
     // The expiry job waits in wall time; the reconcile sweep (its safety net) ends grants
     // the app's clock says are over.
