@@ -614,6 +614,43 @@ async fn store_with_org(
     }
 }
 
+/// `tollgate webhook-source link NAME [--dry-run]`: the source joins its site's Connect or
+/// Forge tenant. Its requests stay where they are (on its own audit chain); from then on its
+/// events, lookups, reports and evidence treat the two as one site.
+pub async fn webhook_source_link(
+    config: &crate::config::Config,
+    name: &str,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let store = migrated_store(config).await?;
+    let result = async {
+        let plan = crate::jira_webhooks::link_plan(&store, name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let say = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(|e| e.to_string());
+        let verb = if dry_run { "Would link" } else { "Linking" };
+        say(out, format!("{verb} {} to {} (the tenant of {}).", plan.source, plan.site, plan.host))?;
+        say(
+            out,
+            format!(
+                "{} requests stay on {}'s audit chain; new tickets from either door go to {}; reports and evidence for {} include both.",
+                plan.requests, plan.source, plan.site, plan.site
+            ),
+        )?;
+        if dry_run {
+            return say(out, "Dry run: nothing changed.".into());
+        }
+        let linked = crate::jira_webhooks::link(&store, &plan, chrono::Utc::now(), "cli")
+            .await
+            .map_err(|e| e.to_string())?;
+        say(out, if linked { "Linked.".into() } else { "Already linked by another run.".into() })
+    }
+    .await;
+    store.close().await;
+    result
+}
+
 /// Opens and migrates the configured database.
 async fn migrated_store(config: &crate::config::Config) -> Result<crate::store::Store, String> {
     let store = crate::store::Store::connect(&config.database)

@@ -77,6 +77,15 @@ enum WebhookSourceCommand {
         #[arg(long, requires = "api_email")]
         api_token_file: Option<std::path::PathBuf>,
     },
+    /// Link a source to its site's Connect or Forge tenant: one site, one tenant. Its requests
+    /// stay on its own audit chain; reports and evidence treat the two as one site.
+    Link {
+        /// The source's name (or `jira-webhook:NAME`).
+        name: String,
+        /// Say what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -289,6 +298,12 @@ async fn main() -> ExitCode {
             };
             let mut out = std::io::stdout().lock();
             tollgate::cli::webhook_source_add(&config, &name, &site, api, &mut out)
+                .await
+                .map_err(Into::into)
+        }
+        Command::WebhookSource(WebhookSourceCommand::Link { name, dry_run }) => {
+            let mut out = std::io::stdout().lock();
+            tollgate::cli::webhook_source_link(&config, &name, dry_run, &mut out)
                 .await
                 .map_err(Into::into)
         }

@@ -88,7 +88,8 @@ pub async fn bundle(
             "SELECT id, tenant, parent_id, state, requester_account, requester_email, \
              subject_email, resource, level, duration_seconds, justification, workflow, \
              workflow_version, routing, reason, created_at, granted_at, expires_at, ended_at, \
-             end_cause FROM requests WHERE ticket_key = $1 AND ($2 IS NULL OR tenant = $2) \
+             end_cause FROM requests WHERE ticket_key = $1 AND ($2 IS NULL OR tenant = $2 \
+             OR tenant IN (SELECT alias FROM tenant_links WHERE site_tenant = $2)) \
              ORDER BY created_at, id",
         )
         .bind(ticket)

@@ -266,7 +266,8 @@ impl Report {
         sql.push_str(
             " AND ($3 IS NULL OR r.resource = $3) \
              AND ($4 IS NULL OR lower(r.requester_email) = lower($4) OR lower(r.subject_email) = lower($4)) \
-             AND ($8 IS NULL OR r.tenant = $8)",
+             AND ($8 IS NULL OR r.tenant = $8 \
+                  OR r.tenant IN (SELECT alias FROM tenant_links WHERE site_tenant = $8))",
         );
         // A row-value keyset walks the (created_at, id) index in order and stops at the page's
         // end: each page costs its own rows, not a scan and sort of the whole table.

@@ -244,6 +244,46 @@ async fn on_comment(
     }
 }
 
+/// The tenant a ticket's event is judged on. A site is one tenant whichever door it uses: a
+/// plain webhook source linked to its site's Connect or Forge tenant is that tenant, and a
+/// ticket whose request lives on a linked source (taken in before the link) stays there.
+/// A source not linked yet joins its site on its first event if it holds no requests (else
+/// `tollgate tenants link` does it, on purpose).
+async fn tenant_for_ticket(
+    state: &AppState,
+    stored: &str,
+    ticket: &str,
+) -> Result<String, EngineError> {
+    use crate::store::{requests, tenant_links};
+    let store = &state.store;
+    let mut site = tenant_links::site_of(store, stored)
+        .await?
+        .unwrap_or_else(|| stored.to_string());
+    if site == stored && stored.starts_with(crate::jira_webhooks::TENANT_PREFIX) {
+        match crate::jira_webhooks::link_plan(store, stored).await {
+            Ok(plan) if plan.requests == 0 => {
+                crate::jira_webhooks::link(store, &plan, state.clock.now(), "first event").await?;
+                site = plan.site;
+            }
+            Ok(plan) => tracing::warn!(
+                source = stored,
+                site = plan.site,
+                requests = plan.requests,
+                "a plain webhook source with requests is not linked to its site's tenant; \
+                 `tollgate tenants link` makes them one"
+            ),
+            Err(crate::jira_webhooks::LinkError::Store(e)) => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    for tenant in tenant_links::group_of(store, &site).await? {
+        if requests::by_ticket(store, &tenant, ticket).await?.is_some() {
+            return Ok(tenant);
+        }
+    }
+    Ok(site)
+}
+
 /// Applies one inbound event. Idempotent: a redelivered event changes nothing twice.
 pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), EngineError> {
     let payload: Value = match serde_json::from_str(&event.payload) {
@@ -257,13 +297,14 @@ pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), Engine
         tracing::debug!(id = %event.id, "event without an issue; nothing to do");
         return Ok(());
     };
+    let tenant = tenant_for_ticket(state, &event.tenant, key).await?;
     match event.event_type.as_str() {
         "jira:issue_created" => {
-            intake::ensure_request(state, &event.tenant, key).await?;
+            intake::ensure_request(state, &tenant, key).await?;
         }
         "comment_created" => {
             // Out of order: a comment may arrive before its ticket was taken in.
-            if let Some(request) = intake::ensure_request(state, &event.tenant, key).await? {
+            if let Some(request) = intake::ensure_request(state, &tenant, key).await? {
                 on_comment(state, &request, &payload["comment"]).await?;
             }
         }
@@ -271,12 +312,9 @@ pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), Engine
             if by_an_app(&payload["user"]) {
                 return Ok(());
             }
-            if intake::ensure_request(state, &event.tenant, key)
-                .await?
-                .is_some()
-            {
-                decisions::from_jsm_approvals(state, &event.tenant, key).await?;
-                cancel::if_ticket_cancelled(state, &event.tenant, key).await?;
+            if intake::ensure_request(state, &tenant, key).await?.is_some() {
+                decisions::from_jsm_approvals(state, &tenant, key).await?;
+                cancel::if_ticket_cancelled(state, &tenant, key).await?;
             }
         }
         _ => {}

@@ -15,6 +15,7 @@ pub mod org;
 pub mod org_changes;
 pub mod requests;
 pub mod selfcheck;
+pub mod tenant_links;
 pub mod tenants;
 pub mod webhook_sources;
 

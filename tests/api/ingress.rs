@@ -77,7 +77,7 @@ enum Door {
 /// The sender on the Atlassian side of each door.
 enum Front {
     Connect(FakeSite),
-    Forge(FakeForge),
+    Forge(Arc<FakeForge>),
     Webhook { secret: String, url: String },
 }
 
@@ -85,15 +85,82 @@ struct Env {
     app: TestApp,
     cloud: FakeAtlassian,
     clock: ManualClock,
-    front: Front,
+    /// The doors the test sends through; the first is the request's own.
+    fronts: Vec<Front>,
+    /// The first door's tenant.
     tenant: String,
     http: reqwest::Client,
     _keys: InstallKeyServer,
     _workflows: tempfile::TempDir,
 }
 
+/// Opens `door` for the site: installs the Connect app (with the site's cloud id, so a later
+/// Forge installation continues it), installs the Forge app, or registers a plain source. The
+/// sender, and the tenant the door was installed as.
+async fn open(
+    door: Door,
+    app: &TestApp,
+    cloud: &FakeAtlassian,
+    forge: &Arc<FakeForge>,
+    clock: &ManualClock,
+) -> (Front, String) {
+    match door {
+        Door::Connect => {
+            let site = FakeSite::jira(&app.url(""), "acme.atlassian.net", "k1")
+                .at(&cloud.site_url())
+                .with_cloud_id(CLOUD_ID);
+            cloud.install(site.fake_tenant(&site.descriptor().await.expect("descriptor")));
+            assert_eq!(site.install().await.expect("install").status(), 204);
+            let tenant = site.client_key.clone();
+            (Front::Connect(site), tenant)
+        }
+        Door::Forge => {
+            let response = forge
+                .invoke(
+                    cloud,
+                    &app.url(""),
+                    "/forge/installed",
+                    &bodies::installed(CLOUD_ID),
+                )
+                .await
+                .expect("sent");
+            assert_eq!(response.status(), 204);
+            (Front::Forge(forge.clone()), forge.installation_id.clone())
+        }
+        Door::Webhook => {
+            let registered = tollgate::jira_webhooks::register(
+                &app.state.store,
+                &app.state.secret_key,
+                "https://tollgate.example.com",
+                "acme-plain",
+                &cloud.site_url(),
+                Some(tollgate::jira_webhooks::ApiToken {
+                    email: SITE_ADMIN.0.into(),
+                    token: SITE_ADMIN.1.into(),
+                }),
+                clock_now(clock),
+            )
+            .await
+            .expect("registered");
+            assert_eq!(
+                registered.url,
+                "https://tollgate.example.com/webhooks/jira/acme-plain"
+            );
+            let front = Front::Webhook {
+                secret: registered.secret,
+                url: app.url("/webhooks/jira/acme-plain"),
+            };
+            (front, registered.tenant)
+        }
+    }
+}
+
 impl Env {
     async fn start(door: Door) -> Self {
+        Self::start_with(&[door]).await
+    }
+
+    async fn start_with(doors: &[Door]) -> Self {
         support::init();
         let cloud = FakeAtlassian::start(
             world(),
@@ -121,15 +188,10 @@ impl Env {
         let keys = InstallKeyServer::start().await.expect("key server");
         keys.publish("k1", TEST_KEY_1.1);
         settings.push(("TOLLGATE_CONNECT_KEYS_URL", keys.url()));
-        let forge = match door {
-            Door::Forge => {
-                let forge = FakeForge::start(&cloud, CLOUD_ID).await.expect("forge");
-                settings.push(("TOLLGATE_FORGE_APP_ID", forge.app_id.clone()));
-                settings.push(("TOLLGATE_FORGE_JWKS_URL", forge.jwks_url()));
-                Some(forge)
-            }
-            _ => None,
-        };
+        // Every door is open; the test sends through the ones it names.
+        let forge = Arc::new(FakeForge::start(&cloud, CLOUD_ID).await.expect("forge"));
+        settings.push(("TOLLGATE_FORGE_APP_ID", forge.app_id.clone()));
+        settings.push(("TOLLGATE_FORGE_JWKS_URL", forge.jwks_url()));
         let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let app = support::spawn_app_on(
             TestDatabase::create().await,
@@ -138,62 +200,19 @@ impl Env {
             Arc::new(clock.clone()),
         )
         .await;
-        let (front, tenant) = match (door, forge) {
-            (Door::Connect, _) => {
-                let site =
-                    FakeSite::jira(&app.url(""), "acme.atlassian.net", "k1").at(&cloud.site_url());
-                cloud.install(site.fake_tenant(&site.descriptor().await.expect("descriptor")));
-                assert_eq!(site.install().await.expect("install").status(), 204);
-                let tenant = site.client_key.clone();
-                (Front::Connect(site), tenant)
-            }
-            (Door::Forge, Some(forge)) => {
-                let response = forge
-                    .invoke(
-                        &cloud,
-                        &app.url(""),
-                        "/forge/installed",
-                        &bodies::installed(CLOUD_ID),
-                    )
-                    .await
-                    .expect("sent");
-                assert_eq!(response.status(), 204);
-                let tenant = forge.installation_id.clone();
-                (Front::Forge(forge), tenant)
-            }
-            _ => {
-                let registered = tollgate::jira_webhooks::register(
-                    &app.state.store,
-                    &app.state.secret_key,
-                    "https://tollgate.example.com",
-                    "acme-plain",
-                    &cloud.site_url(),
-                    Some(tollgate::jira_webhooks::ApiToken {
-                        email: SITE_ADMIN.0.into(),
-                        token: SITE_ADMIN.1.into(),
-                    }),
-                    clock_now(&clock),
-                )
-                .await
-                .expect("registered");
-                assert_eq!(
-                    registered.url,
-                    "https://tollgate.example.com/webhooks/jira/acme-plain"
-                );
-                let front = Front::Webhook {
-                    secret: registered.secret,
-                    url: app.url("/webhooks/jira/acme-plain"),
-                };
-                (front, registered.tenant)
-            }
-        };
+        let mut fronts = Vec::new();
+        for door in doors {
+            fronts.push(open(*door, &app, &cloud, &forge, &clock).await);
+        }
+        let tenant = fronts[0].1.clone();
+        let fronts = fronts.into_iter().map(|(front, _)| front).collect();
         let synced = eventually(Duration::from_secs(15), || async { app.state.org.index() }).await;
         assert!(synced.is_some(), "the org chart was loaded");
         Self {
             app,
             cloud,
             clock,
-            front,
+            fronts,
             tenant,
             http: reqwest::Client::new(),
             _keys: keys,
@@ -201,9 +220,15 @@ impl Env {
         }
     }
 
-    /// Delivers one event through the door; `id` is the event's own id (delivery, comment).
+    /// Delivers one event through the first door; `id` is the event's own id (delivery,
+    /// comment).
     async fn deliver(&self, id: &str, webhook: Value, forge_event: Value) {
-        let response = match &self.front {
+        self.deliver_via(&self.fronts[0], id, webhook, forge_event)
+            .await;
+    }
+
+    async fn deliver_via(&self, front: &Front, id: &str, webhook: Value, forge_event: Value) {
+        let response = match front {
             Front::Connect(site) => {
                 let path = match webhook["webhookEvent"].as_str() {
                     Some("comment_created") => "/connect/webhooks/comment-created",
@@ -277,7 +302,13 @@ impl Env {
     /// Time moves for the app and for the sender's clock alike.
     async fn advance(&self, by: TimeDelta) {
         self.clock.advance(by);
-        match &self.front {
+        for front in &self.fronts {
+            self.advance_sender(front, by).await;
+        }
+    }
+
+    async fn advance_sender(&self, front: &Front, by: TimeDelta) {
+        match front {
             Front::Connect(site) => site.advance(by),
             Front::Forge(forge) => {
                 forge.advance(by);
@@ -316,12 +347,9 @@ impl Env {
         })
     }
 
+    /// What Tollgate wrote on IT-7.
     fn comments(&self) -> Vec<String> {
-        self.cloud.world().issues["IT-7"]
-            .comments
-            .iter()
-            .map(|c| tollgate::atlassian::adf::plain_text(&c.body))
-            .collect()
+        self.cloud.world().issues["IT-7"].app_comments()
     }
 
     async fn comment_with(&self, text: &str) -> String {
@@ -445,7 +473,7 @@ async fn a_request_through_a_plain_webhook_is_routed_granted_and_expires() {
 #[tokio::test]
 async fn plain_webhooks_without_the_right_signature_are_refused() {
     let env = Env::start(Door::Webhook).await;
-    let Front::Webhook { secret, url } = &env.front else {
+    let Front::Webhook { secret, url } = &env.fronts[0] else {
         unreachable!("a webhook door");
     };
     let body = issue_created("IT-7", DEV.0).to_string();
@@ -625,4 +653,149 @@ async fn the_cli_registers_a_webhook_source_and_rotates_its_secret() {
         .expect("runs");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a source name"));
+}
+
+/// How many requests IT-7 has on any tenant.
+async fn requests_for_it_7(env: &Env) -> i64 {
+    tollgate::on_db!(env.app.state.store.db(), |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE ticket_key = 'IT-7'")
+            .fetch_one(pool)
+            .await
+    })
+    .expect("count")
+}
+
+/// One site, one tenant, whichever door: the ticket filed through the plain webhook source,
+/// its creation delivered again through Connect and Forge, and the approval through all three,
+/// is one request on the site's tenant, decided once. The plain source joined its site on its
+/// first event (it had no requests), recorded on both audit chains.
+#[tokio::test]
+async fn the_same_ticket_through_all_three_doors_is_one_request() {
+    let env = Env::start_with(&[Door::Connect, Door::Forge, Door::Webhook]).await;
+    let [connect, forge, plain] = &env.fronts[..] else {
+        panic!("three doors");
+    };
+    let created = || {
+        (
+            issue_created("IT-7", DEV.0),
+            bodies::issue_created("IT-7", DEV.0),
+        )
+    };
+    let (webhook, event) = created();
+    env.deliver_via(plain, "p-1", webhook, event).await;
+    env.comment_with("Stage 1").await;
+    for (front, delivery) in [(connect, "c-1"), (forge, "f-1")] {
+        let (webhook, event) = created();
+        env.deliver_via(front, delivery, webhook, event).await;
+    }
+    let approval = env.cloud.comment_by("IT-7", VP, "/approve");
+    let id: u64 = approval["comment"]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("id");
+    for (front, delivery) in [(forge, "f-2"), (plain, "p-2"), (connect, "c-2")] {
+        let event = bodies::commented("IT-7", id, VP, "/approve");
+        env.deliver_via(front, delivery, approval.clone(), event)
+            .await;
+    }
+    let active = env.reaches(State::Active).await;
+    assert_eq!(active.tenant, env.tenant, "on the site's (Connect) tenant");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(requests_for_it_7(&env).await, 1, "one request");
+    let comments = env.comments();
+    assert_eq!(
+        comments.iter().filter(|c| c.contains("Stage 1")).count(),
+        1,
+        "{comments:#?}"
+    );
+    assert!(
+        !comments.iter().any(|c| c.contains("not counted")),
+        "{comments:#?}"
+    );
+    let store = &env.app.state.store;
+    let linked = tollgate::store::tenant_links::site_of(store, "jira-webhook:acme-plain")
+        .await
+        .expect("read");
+    assert_eq!(linked.as_deref(), Some(env.tenant.as_str()));
+    for chain in [env.tenant.as_str(), "jira-webhook:acme-plain"] {
+        let events = tollgate::audit::events(store, Some(chain), "tenant.linked")
+            .await
+            .expect("events");
+        assert_eq!(events.len(), 1, "{chain}");
+        let verified = tollgate::audit::verify_chain(store, chain)
+            .await
+            .expect("read");
+        assert!(verified.is_ok(), "{chain}: {verified:?}");
+    }
+    let decisions = tollgate::audit::events(store, Some(&env.tenant), "decision.approved")
+        .await
+        .expect("events");
+    assert_eq!(decisions.len(), 1, "decided once");
+}
+
+/// A plain source that took tickets in before its site installed the Connect app is linked by
+/// `tollgate webhook-source link` (a dry run first changes nothing): its request stays on its
+/// own chain, the approval through Connect decides that request (no second one), and the
+/// evidence asked of the site's tenant finds it.
+#[tokio::test]
+async fn a_source_with_requests_is_linked_to_its_site_by_the_command() {
+    let mut env = Env::start(Door::Webhook).await;
+    env.filed().await;
+    let on_source = env.reaches(State::Pending).await;
+    assert_eq!(on_source.tenant, "jira-webhook:acme-plain");
+    let forge = Arc::new(FakeForge::start(&env.cloud, CLOUD_ID).await.expect("forge"));
+    let (connect, site_tenant) =
+        open(Door::Connect, &env.app, &env.cloud, &forge, &env.clock).await;
+    env.fronts.push(connect);
+    let config = &env.app.state.config;
+    let run = |dry_run: bool| async move {
+        let mut out = Vec::new();
+        tollgate::cli::webhook_source_link(config, "acme-plain", dry_run, &mut out)
+            .await
+            .expect("link");
+        String::from_utf8(out).expect("utf-8")
+    };
+    let said = run(true).await;
+    assert!(
+        said.contains(&format!(
+            "Would link jira-webhook:acme-plain to {site_tenant}"
+        )) && said.contains("1 requests stay")
+            && said.contains("Dry run: nothing changed."),
+        "{said}"
+    );
+    let store = &env.app.state.store;
+    let site_of = || tollgate::store::tenant_links::site_of(store, "jira-webhook:acme-plain");
+    assert_eq!(
+        site_of().await.expect("read"),
+        None,
+        "a dry run changes nothing"
+    );
+    let said = run(false).await;
+    assert!(said.contains("Linked."), "{said}");
+    assert_eq!(site_of().await.expect("read"), Some(site_tenant.clone()));
+    let again = tollgate::jira_webhooks::link_plan(store, "acme-plain").await;
+    assert!(again.is_err(), "linked once");
+    // The approval comes through Connect, for the site's tenant.
+    let approval = env.cloud.comment_by("IT-7", VP, "/approve");
+    let id: u64 = approval["comment"]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("id");
+    let event = bodies::commented("IT-7", id, VP, "/approve");
+    env.deliver_via(&env.fronts[1], "c-2", approval, event)
+        .await;
+    let active = env.reaches(State::Active).await;
+    assert_eq!(active.id, on_source.id, "the same request");
+    assert_eq!(requests_for_it_7(&env).await, 1);
+    let key = tollgate::audit::checkpoint::CheckpointKey::derive(&env.app.state.secret_key);
+    let bundle = tollgate::audit::evidence::bundle(store, &key, Some(&site_tenant), "IT-7")
+        .await
+        .expect("evidence through the site's tenant");
+    assert_eq!(bundle["tenant"], "jira-webhook:acme-plain", "its own chain");
+    for chain in [site_tenant.as_str(), "jira-webhook:acme-plain"] {
+        let verified = tollgate::audit::verify_chain(store, chain)
+            .await
+            .expect("read");
+        assert!(verified.is_ok(), "{chain}: {verified:?}");
+    }
 }
