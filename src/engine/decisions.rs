@@ -73,6 +73,7 @@ pub async fn from_jsm_approvals(
                 answer: format!("jsm:{}:{}", approval.id, account.0),
                 reread: true,
                 written: None,
+                restricted: false,
                 quiet: false,
             };
             apply(state, tenant, ticket_key, &ballot).await?;
@@ -94,6 +95,7 @@ impl<'a> Ballot<'a> {
             answer: answer_of(comment),
             reread: false,
             written: Some((comment.created, &comment.id)),
+            restricted: comment.restricted,
             quiet: false,
         })
     }
@@ -113,6 +115,8 @@ struct Ballot<'a> {
     reread: bool,
     /// When and as which comment it was written (comments only): what came before it.
     written: Option<(DateTime<Utc>, &'a CommentId)>,
+    /// The comment was internal or restricted to a role or group (the requester may not see it).
+    restricted: bool,
     /// Applied because a later decision needed it first: a refusal is left to its own event.
     quiet: bool,
 }
@@ -347,6 +351,10 @@ async fn apply(
                 "stage": stage, "stage_name": plan.stages.get(stage).map(|s| &s.name),
                 "via": ballot.via, "reason": reason, "approver_email": email,
                 "state": request.state.as_str(), "open_stage": request.stage,
+                // As read back from Jira: which comment, when, and who could see it.
+                "comment": ballot.written.map(|(at, id)| json!({
+                    "id": id.as_str(), "created": at, "restricted": ballot.restricted,
+                })),
             }),
         ),
     )
