@@ -279,6 +279,26 @@ impl FakeSite {
         sign_hs256(&claims, self.shared_secret.as_bytes()).unwrap_or_default()
     }
 
+    /// `n` distinct request-bound tokens for `method path_and_query`, valid for an hour (each
+    /// with its own `jti`), for a load test: one token carries one body.
+    pub fn hs256_tokens(&self, method: &str, path_and_query: &str, n: usize) -> Vec<String> {
+        let now = self.now();
+        let qsh = qsh::qsh(method, path_and_query, "");
+        (0..n)
+            .map(|i| {
+                let claims = Claims {
+                    iss: Some(self.client_key.clone()),
+                    qsh: Some(qsh.clone()),
+                    exp: Some(now + 3600),
+                    iat: Some(now),
+                    jti: Some(format!("load-{i}")),
+                    ..Claims::default()
+                };
+                sign_hs256(&claims, self.shared_secret.as_bytes()).unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// A context token, as `AP.context.getToken()` hands our pages' scripts: bound to no
     /// request (`qsh` is `context-qsh`), naming the viewer.
     pub fn context_token(&self, account_id: &str) -> String {
