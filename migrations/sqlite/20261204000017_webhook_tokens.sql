@@ -8,5 +8,7 @@ CREATE TABLE webhook_tokens (
     body_hash TEXT NOT NULL,
     seen_at TEXT NOT NULL,
     expires_at TEXT NOT NULL
-);
-CREATE INDEX webhook_tokens_expiry ON webhook_tokens (expires_at);
+) WITHOUT ROWID;
+-- One B-tree, keyed by the hash (WITHOUT ROWID), and no index on the expiry: a row per webhook is
+-- written in the intake's group commit, and the minute sweep's delete can scan what is at most
+-- an hour of tokens.
