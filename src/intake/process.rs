@@ -69,26 +69,11 @@ pub async fn process_one(state: &AppState, id: Uuid) -> Result<Processed, JobErr
         return handle(state, &event).await;
     };
     let holder = Uuid::now_v7().to_string();
-    let now = Utc::now();
     let store = &state.store;
-    if !inbound::lease_ticket(
-        store,
-        &event.tenant,
-        &ticket,
-        &holder,
-        now,
-        now + TICKET_LEASE,
-    )
-    .await?
-    {
-        // Another worker is processing this ticket's events; this one follows.
-        return wait_behind(state, &event, now).await;
-    }
-    // Renewed while the events are handled: a worker killed mid-drain holds the ticket for at
-    // most one lease, a live one however long Jira takes to answer.
-    let drained = crate::lease::renewing(drain(state, &event, &ticket), RENEW_EVERY, || async {
+    // Taken, or renewed by its holder, for one lease from now.
+    let lease = || {
         let now = Utc::now();
-        let renewed = inbound::lease_ticket(
+        inbound::lease_ticket(
             store,
             &event.tenant,
             &ticket,
@@ -96,8 +81,15 @@ pub async fn process_one(state: &AppState, id: Uuid) -> Result<Processed, JobErr
             now,
             now + TICKET_LEASE,
         )
-        .await;
-        if let Err(e) = renewed {
+    };
+    if !lease().await? {
+        // Another worker is processing this ticket's events; this one follows.
+        return wait_behind(state, &event, Utc::now()).await;
+    }
+    // Renewed while the events are handled: a worker killed mid-drain holds the ticket for at
+    // most one lease, a live one however long Jira takes to answer.
+    let drained = crate::lease::renewing(drain(state, &event, &ticket), RENEW_EVERY, || async {
+        if let Err(e) = lease().await {
             tracing::warn!(ticket_key = %ticket, error = %e, "ticket lease not renewed");
         }
     })

@@ -112,6 +112,16 @@ impl Env {
         .await;
     }
 
+    /// Erin files IT-7 (its `jira:issue_created` webhook, delivery `d-1`).
+    async fn file_it_7(&self) {
+        self.webhook(
+            "/connect/webhooks/issue-created",
+            "d-1",
+            &issue_created("IT-7", ERIN.0),
+        )
+        .await;
+    }
+
     /// Waits until the ticket has `n` comments; returns their text.
     async fn comments(&self, n: usize) -> Vec<String> {
         let found = eventually(Duration::from_secs(20), || async {
@@ -147,12 +157,7 @@ impl Env {
 #[tokio::test]
 async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     let env = start(TestDatabase::create().await).await;
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    env.file_it_7().await;
     let comments = env.comments(1).await;
     assert!(comments[0].contains("NetSuite"), "{}", comments[0]);
     assert!(
@@ -190,12 +195,7 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     assert_eq!(request.duration_seconds, Some(14 * 86_400));
 
     // The same delivery again is dropped at intake; the ticket is told nothing new.
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    env.file_it_7().await;
 
     // Frank is nobody's approver here; Erin asked for it.
     env.webhook(
@@ -308,12 +308,7 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
 #[tokio::test]
 async fn a_refused_jsm_approval_names_the_person() {
     let env = start(TestDatabase::create().await).await;
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    env.file_it_7().await;
     env.comments(1).await;
     env.answer_in_jsm(FRANK, "pending", "d-2").await;
     let comments = env.comments(2).await;
@@ -339,12 +334,7 @@ async fn a_decline_by_comment_ends_the_request_with_its_reason() {
             "customfield_10050".into(),
             json!({"id": "10100", "value": "NetSuite (finance ERP)"}),
         );
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    env.file_it_7().await;
     env.comments(1).await;
     env.webhook(
         "/connect/webhooks/comment-created",
@@ -390,12 +380,7 @@ async fn an_invalid_request_is_declined_with_what_to_fix() {
         .expect("IT-7")
         .custom
         .insert("customfield_10052".into(), json!("a fortnight"));
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    env.file_it_7().await;
     let comments = env.comments(1).await;
     assert!(
         comments[0]
@@ -438,12 +423,7 @@ async fn filed_on_a_fast_clock() -> (Env, tempfile::TempDir) {
         &[("TOLLGATE_WORKFLOWS_DIR", &dir)],
     )
     .await;
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    env.file_it_7().await;
     (env, workflows)
 }
 
@@ -589,12 +569,7 @@ async fn after_an_escalation_the_added_manager_decides() {
 #[tokio::test]
 async fn cancelling_the_ticket_cancels_the_request() {
     let env = start(TestDatabase::create().await).await;
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    env.file_it_7().await;
     env.comments(1).await;
     env.cloud
         .world()
@@ -636,12 +611,7 @@ async fn cancelling_the_ticket_cancels_the_request() {
 #[tokio::test]
 async fn two_replicas_receiving_the_same_decision_apply_it_once() {
     let env = start(TestDatabase::create().await).await;
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    env.file_it_7().await;
     env.comments(1).await;
     // A second replica (web and worker) on the same database and secret key.
     let key = env.app.state.secret_key.to_base64();
@@ -963,12 +933,7 @@ async fn a_decision_is_judged_on_the_facts_whatever_order_its_events_arrive_in()
 #[tokio::test]
 async fn a_comment_counts_only_as_jira_holds_it() {
     let env = start(TestDatabase::create().await).await;
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    env.file_it_7().await;
     env.comments(1).await;
     // A body naming a comment that was never written, with Dan's name and `/approve`.
     let mut forged = tollgate::fakes::atlassian::connect::comment_created("IT-7", DAN, "/approve");
@@ -1005,10 +970,14 @@ async fn a_comment_counts_only_as_jira_holds_it() {
     };
     assert_eq!(asked("/rest/api/3/issue/IT-7/comment/77777"), [404]);
     let real = rewritten["comment"]["id"].as_str().expect("id");
-    assert_eq!(
-        asked(&format!("/rest/api/3/issue/IT-7/comment/{real}")),
-        [200]
-    );
+    let real_path = format!("/rest/api/3/issue/IT-7/comment/{real}");
+    // The two events are processed in turn: wait for the second's read.
+    let read = eventually(Duration::from_secs(10), || async {
+        let asked = asked(&real_path);
+        (!asked.is_empty()).then_some(asked)
+    })
+    .await;
+    assert_eq!(read, Some(vec![200]));
     // Both events are processed, and nothing was decided.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let request = env.request().await;
@@ -1034,12 +1003,7 @@ async fn a_comment_counts_only_as_jira_holds_it() {
 #[tokio::test]
 async fn an_earlier_comment_whose_webhook_is_late_is_applied_first() {
     let env = start(TestDatabase::create().await).await;
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    env.file_it_7().await;
     env.comments(1).await;
     let dan = env.cloud.comment_by("IT-7", DAN, "/approve fine by me");
     let carol = env
@@ -1149,12 +1113,7 @@ async fn a_notice_is_posted_once_even_when_its_worker_died_after_posting() {
 #[tokio::test]
 async fn a_comment_id_as_a_number_or_a_string_is_one_comment() {
     let env = start(TestDatabase::create().await).await;
-    env.webhook(
-        "/connect/webhooks/issue-created",
-        "d-1",
-        &issue_created("IT-7", ERIN.0),
-    )
-    .await;
+    env.file_it_7().await;
     env.comments(1).await;
     let as_string = env.cloud.comment_by("IT-7", DAN, "/approve");
     let mut as_number = as_string.clone();
