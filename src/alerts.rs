@@ -31,6 +31,13 @@ pub enum Alert {
         failures: i64,
         error: String,
     },
+    /// A ticket could not be told (its notice's comment) and will not be retried any more.
+    NoticeDead {
+        notice: String,
+        tenant: String,
+        ticket_key: String,
+        reason: String,
+    },
     /// An acknowledged event could not be processed and will not be retried any more.
     EventDead {
         event: String,
@@ -46,6 +53,7 @@ impl Alert {
             Self::LeaverBrake { .. } => "leaver_brake",
             Self::SyncFailing { .. } => "sync_failing",
             Self::EventDead { .. } => "event_dead",
+            Self::NoticeDead { .. } => "notice_dead",
         }
     }
 
@@ -78,6 +86,15 @@ impl Alert {
             } => format!(
                 "the {event_type} event {event} from {tenant} could not be processed ({reason}); \
                  `tollgate events retry {event}` tries it again"
+            ),
+            Self::NoticeDead {
+                notice,
+                tenant,
+                ticket_key,
+                reason,
+            } => format!(
+                "{ticket_key} on {tenant} could not be told ({reason}); \
+                 `tollgate events retry {notice}` tries it again"
             ),
         }
     }

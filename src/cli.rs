@@ -670,7 +670,10 @@ pub async fn events_dead(
         let dead = crate::store::inbound::dead(&store)
             .await
             .map_err(|e| e.to_string())?;
-        if dead.is_empty() {
+        let notices = crate::store::notices::dead(&store)
+            .await
+            .map_err(|e| e.to_string())?;
+        if dead.is_empty() && notices.is_empty() {
             writeln!(out, "no dead events").map_err(|e| e.to_string())?;
         }
         for e in &dead {
@@ -688,6 +691,18 @@ pub async fn events_dead(
             )
             .map_err(|e| e.to_string())?;
         }
+        for n in &notices {
+            writeln!(
+                out,
+                "notice {} for {} on {}, dead since {}: {}",
+                n.key,
+                n.ticket_key,
+                n.tenant,
+                n.dead_at.to_rfc3339(),
+                n.reason
+            )
+            .map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
     .await;
@@ -698,27 +713,45 @@ pub async fn events_dead(
 /// `tollgate events retry ID|--all`: the running service's worker processes them.
 pub async fn events_retry(
     config: &crate::config::Config,
-    id: Option<uuid::Uuid>,
+    id: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), String> {
     let store = migrated_store(config).await?;
-    let ids = id.map(|id| vec![id]);
-    let result = crate::intake::process::retry_dead(&store, ids.as_deref())
-        .await
-        .map_err(|e| e.to_string());
+    // An event is named by its UUID; anything else names a ticket notice by its key.
+    let event = id.map(uuid::Uuid::parse_str).transpose();
+    let result = async {
+        let (events, notices) = match (id, event) {
+            (None, _) => (Some(None), Some(None)),
+            (Some(_), Ok(Some(uuid))) => (Some(Some(vec![uuid])), None),
+            (Some(key), _) => (None, Some(Some(key))),
+        };
+        let mut revived_events = Vec::new();
+        if let Some(ids) = events {
+            revived_events = crate::intake::process::retry_dead(&store, ids.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let mut revived_notices = Vec::new();
+        if let Some(key) = notices {
+            revived_notices = crate::engine::notices::retry_dead(&store, key)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>((revived_events.len(), revived_notices.len()))
+    }
+    .await;
     store.close().await;
-    let revived = result?;
+    let (events, notices) = result?;
     if let Some(id) = id
-        && revived.is_empty()
+        && events + notices == 0
     {
         return Err(format!(
-            "event {id} is not dead (see `tollgate events list --dead`)"
+            "{id} is not a dead event or notice (see `tollgate events list --dead`)"
         ));
     }
     writeln!(
         out,
-        "queued {} events for another round of retries",
-        revived.len()
+        "queued {events} events and {notices} ticket notices for another round of retries"
     )
     .map_err(|e| e.to_string())
 }

@@ -198,10 +198,11 @@ enum EventsCommand {
         #[arg(long)]
         dead: bool,
     },
-    /// Give dead events a fresh round of retries: one by id, or every one with --all.
+    /// Give dead events and ticket notices a fresh round of retries: one by its id (an
+    /// event's UUID, a notice's key), or every one with --all.
     Retry {
         #[arg(required_unless_present = "all", conflicts_with = "all")]
-        id: Option<uuid::Uuid>,
+        id: Option<String>,
         #[arg(long)]
         all: bool,
     },
@@ -315,7 +316,7 @@ async fn main() -> ExitCode {
         }
         Command::Events(EventsCommand::Retry { id, .. }) => {
             let mut out = std::io::stdout().lock();
-            tollgate::cli::events_retry(&config, id, &mut out)
+            tollgate::cli::events_retry(&config, id.as_deref(), &mut out)
                 .await
                 .map_err(Into::into)
         }

@@ -214,9 +214,74 @@ pub async fn enqueue(
         key,
         attempt: 0,
         since: 0,
+        round: 0,
     };
     // Due at once, on the wall clock the queue runs on.
     jobs::schedule(tx, &job, Utc::now()).await.map(|_| ())
+}
+
+/// A notice that could not be delivered and will not be retried any more: kept as dead with
+/// its reason, and an alert raised, in one transaction. (tenant, ticket, notice, key, round)
+pub async fn give_up(
+    state: &AppState,
+    (tenant, ticket_key, notice, key, round): (&String, &String, &Notice, &String, i64),
+    reason: &str,
+) -> Result<(), JobError> {
+    use crate::store::notices::{self as sent, DeadNotice};
+    let now = Utc::now();
+    let dead = DeadNotice {
+        key: key.clone(),
+        tenant: tenant.clone(),
+        ticket_key: ticket_key.clone(),
+        notice: serde_json::to_string(notice)?,
+        reason: reason.to_string(),
+        dead_at: now,
+        rounds: round,
+    };
+    let alert = crate::alerts::Alert::NoticeDead {
+        notice: key.clone(),
+        tenant: tenant.clone(),
+        ticket_key: ticket_key.clone(),
+        reason: reason.to_string(),
+    };
+    let mut tx = state.store.begin().await?;
+    if sent::mark_dead(&mut tx, &dead).await? {
+        crate::alerts::record(&mut tx, &state.config, &alert, state.clock.now()).await?;
+    }
+    tx.commit().await?;
+    crate::alerts::announce(&state.metrics, &alert);
+    tracing::error!(
+        ticket_key,
+        key,
+        reason,
+        "the ticket could not be told; given up, listed by `tollgate events list --dead`"
+    );
+    Ok(())
+}
+
+/// Queues dead notices again (`key`, or every one with `None`) for a fresh round of retries;
+/// returns their keys.
+pub async fn retry_dead(
+    store: &crate::store::Store,
+    key: Option<&str>,
+) -> Result<Vec<String>, JobError> {
+    let mut tx = store.begin().await?;
+    let revived = crate::store::notices::revive(&mut tx, key).await?;
+    for dead in &revived {
+        let notice: Notice = serde_json::from_str(&dead.notice)?;
+        let job = Job::TicketNotice {
+            tenant: dead.tenant.clone(),
+            ticket_key: dead.ticket_key.clone(),
+            notice,
+            key: dead.key.clone(),
+            attempt: 0,
+            since: 0,
+            round: dead.rounds + 1,
+        };
+        jobs::schedule(&mut tx, &job, Utc::now()).await?;
+    }
+    tx.commit().await?;
+    Ok(revived.into_iter().map(|d| d.key).collect())
 }
 
 /// Tells the ticket: its comment once per `key`, then participants and the transition, which

@@ -120,6 +120,9 @@ pub enum Job {
         attempt: i64,
         #[serde(default)]
         since: i64,
+        /// How many times an operator brought it back after it was given up on: a new round.
+        #[serde(default)]
+        round: i64,
     },
 }
 
@@ -163,9 +166,23 @@ impl Job {
             Job::AlertTicket { kind, raised, .. } => Some(format!("alert_ticket:{kind}:{raised}")),
             Job::RecoverWebhooks { slot } => Some(format!("recover_webhooks:{slot}")),
             Job::TicketNotice {
-                key, attempt: 0, ..
+                key,
+                attempt: 0,
+                round: 0,
+                ..
             } => Some(format!("notice:{key}")),
-            Job::TicketNotice { key, attempt, .. } => Some(format!("notice:{key}:r{attempt}")),
+            Job::TicketNotice {
+                key,
+                attempt,
+                round: 0,
+                ..
+            } => Some(format!("notice:{key}:r{attempt}")),
+            Job::TicketNotice {
+                key,
+                attempt,
+                round,
+                ..
+            } => Some(format!("notice:{key}:o{round}:r{attempt}")),
             Job::StageTimer {
                 request,
                 stage,
@@ -555,6 +572,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             key,
             attempt,
             since,
+            round,
         } => match crate::engine::notices::deliver(state, tenant, ticket_key, notice, key).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_retryable() => {
@@ -574,8 +592,9 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
                 let window = chrono::TimeDelta::from_std(state.config.events.retry_for)
                     .unwrap_or(chrono::TimeDelta::days(1));
                 if due.timestamp_micros() - first > window.num_microseconds().unwrap_or(i64::MAX) {
-                    tracing::error!(ticket_key, error = %e, "ALERT: the ticket could not be told for as long as retries go on; giving up");
-                    return Ok(());
+                    let reason = format!("retried for {:?}: {e}", state.config.events.retry_for);
+                    let dead = (tenant, ticket_key, notice, key, *round);
+                    return Ok(crate::engine::notices::give_up(state, dead, &reason).await?);
                 }
                 let again = Job::TicketNotice {
                     tenant: tenant.clone(),
@@ -584,6 +603,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
                     key: key.clone(),
                     attempt: attempt + 1,
                     since: first,
+                    round: *round,
                 };
                 let mut tx = state.store.begin().await?;
                 schedule(&mut tx, &again, due).await?;
@@ -592,8 +612,8 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(ticket_key, error = %e, "the ticket could not be told; giving up");
-                Ok(())
+                let dead = (tenant, ticket_key, notice, key, *round);
+                Ok(crate::engine::notices::give_up(state, dead, &e.to_string()).await?)
             }
         },
         Job::ProcessInbound { ids } => {

@@ -66,3 +66,79 @@ pub async fn sent(store: &Store, key: &str, at: DateTime<Utc>) -> Result<(), Sto
     })?;
     Ok(())
 }
+
+/// A notice given up on, as listed for an operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadNotice {
+    pub key: String,
+    pub tenant: String,
+    pub ticket_key: String,
+    /// The notice, as its job carried it (JSON).
+    pub notice: String,
+    pub reason: String,
+    pub dead_at: DateTime<Utc>,
+    pub rounds: i64,
+}
+
+type DeadRow = (String, String, String, String, String, DateTime<Utc>, i64);
+
+fn dead_from(row: DeadRow) -> DeadNotice {
+    let (key, tenant, ticket_key, notice, reason, dead_at, rounds) = row;
+    DeadNotice {
+        key,
+        tenant,
+        ticket_key,
+        notice,
+        reason,
+        dead_at,
+        rounds,
+    }
+}
+
+/// Records the notice as given up on (again, if it was before); false when it already is.
+pub async fn mark_dead(tx: &mut super::Tx, dead: &DeadNotice) -> Result<bool, StoreError> {
+    Ok(crate::on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO dead_notices (key, tenant, ticket_key, notice, reason, dead_at, rounds) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&dead.key)
+        .bind(&dead.tenant)
+        .bind(&dead.ticket_key)
+        .bind(&dead.notice)
+        .bind(&dead.reason)
+        .bind(dead.dead_at)
+        .bind(dead.rounds)
+        .execute(&mut *conn)
+        .await
+        .map(|r| r.rows_affected() == 1)
+    })?)
+}
+
+/// Every notice given up on, oldest first.
+pub async fn dead(store: &Store) -> Result<Vec<DeadNotice>, StoreError> {
+    let rows: Vec<DeadRow> = on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT key, tenant, ticket_key, notice, reason, dead_at, rounds FROM dead_notices \
+             ORDER BY dead_at, key",
+        )
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows.into_iter().map(dead_from).collect())
+}
+
+/// Takes `key`'s dead notice (every one with `None`) out of the list, in the caller's
+/// transaction, to queue it again.
+pub async fn revive(tx: &mut super::Tx, key: Option<&str>) -> Result<Vec<DeadNotice>, StoreError> {
+    let rows: Vec<DeadRow> = crate::on_tx!(tx, |conn| {
+        sqlx::query_as(
+            "DELETE FROM dead_notices WHERE ($1 IS NULL OR key = $1) \
+             RETURNING key, tenant, ticket_key, notice, reason, dead_at, rounds",
+        )
+        .bind(key)
+        .fetch_all(&mut *conn)
+        .await
+    })?;
+    Ok(rows.into_iter().map(dead_from).collect())
+}

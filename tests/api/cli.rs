@@ -350,9 +350,15 @@ fn dead_events_are_listed_and_retried_from_the_cli() {
         "{out}"
     );
     let (ok, _, err) = run(&["events", "retry", "0193a6d2-0000-7000-8000-0000000000ff"]);
-    assert!(!ok && err.contains("is not dead"), "{err}");
+    assert!(
+        !ok && err.contains("is not a dead event or notice"),
+        "{err}"
+    );
     let (ok, out, err) = run(&["events", "retry", "--all"]);
-    assert!(ok && out.contains("queued 1 events"), "{out}{err}");
+    assert!(
+        ok && out.contains("queued 1 events and 0 ticket notices"),
+        "{out}{err}"
+    );
     let (_, out, _) = run(&["events", "list", "--dead"]);
     assert!(out.contains("no dead events"), "{out}");
 }

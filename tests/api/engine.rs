@@ -1147,3 +1147,54 @@ async fn a_comment_id_as_a_number_or_a_string_is_one_comment() {
     .expect("events");
     assert_eq!(decisions.len(), 1);
 }
+
+/// A ticket that cannot be told (Jira refuses the comment for good) is not dropped: the notice
+/// is kept as dead with its reason and raises `notice_dead`; once the cause is fixed, an
+/// operator's retry posts it, once.
+#[tokio::test]
+async fn a_notice_that_cannot_be_posted_is_kept_dead_and_retried() {
+    use tollgate::fakes::atlassian::Fault;
+    let env = start(TestDatabase::create().await).await;
+    env.cloud.inject(Fault {
+        path_prefix: "/rest/api/3/issue/IT-7/comment".into(),
+        remaining: 1,
+        status: 403,
+        headers: Vec::new(),
+        body: json!({"errorMessages": ["You do not have permission to comment"], "errors": {}}),
+    });
+    env.file_it_7().await;
+    let store = &env.app.state.store;
+    let dead = eventually(Duration::from_secs(15), || async {
+        let dead = tollgate::store::notices::dead(store).await.expect("read");
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await
+    .expect("the routing notice is kept as dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].ticket_key, "IT-7");
+    assert!(
+        dead[0].reason.contains("permission"),
+        "{:?}",
+        dead[0].reason
+    );
+    let alerts = tollgate::alerts::raised(store, "notice_dead")
+        .await
+        .expect("alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(env.cloud.world().issues["IT-7"].app_comments().is_empty());
+    // The permission is fixed; the operator retries every dead notice.
+    let revived = tollgate::engine::notices::retry_dead(store, None)
+        .await
+        .expect("retry");
+    assert_eq!(revived, [dead[0].key.clone()]);
+    let comments = env.comments(1).await;
+    assert!(comments[0].contains("Stage 1"), "{comments:?}");
+    assert!(
+        tollgate::store::notices::dead(store)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.comments(1).await.len(), 1, "posted once");
+}
