@@ -386,6 +386,34 @@ async fn job_row(
     .expect("read the queue")
 }
 
+/// The environment of a `tollgate worker` on `db` (quick polls, no periodic sync in the
+/// way), with `extra` on top.
+fn worker_envs<'a>(
+    db: &'a TestDatabase,
+    key: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut envs = vec![
+        ("DATABASE_URL", db.url()),
+        ("TOLLGATE_SECRET_KEY", key),
+        ("TOLLGATE_JOBS_POLL_INTERVAL", "200ms"),
+        ("TOLLGATE_LOG", "warn"),
+        ("TOLLGATE_IDP_SYNC_INTERVAL", "24h"),
+    ];
+    envs.extend_from_slice(extra);
+    envs
+}
+
+/// An app on `db` built only to schedule jobs (never run: the worker processes run them).
+async fn scheduler_on(db: &TestDatabase, key: &str) -> Application {
+    Application::build(
+        test_config(db, &[("TOLLGATE_SECRET_KEY", key)]),
+        Mode::WebOnly,
+    )
+    .await
+    .expect("builds")
+}
+
 /// A worker stopped gracefully (SIGTERM) while a job runs past its shutdown timeout hands the
 /// job back at once: it is queued again when the process exits (its heartbeat, 30 s, would
 /// take a minute), and the next worker runs it to its end once.
@@ -394,21 +422,15 @@ async fn a_stopping_worker_hands_its_unfinished_jobs_back() {
     init();
     let db = TestDatabase::create().await;
     let key = test_secret_key();
-    let envs: Vec<(&str, &str)> = vec![
-        ("DATABASE_URL", db.url()),
-        ("TOLLGATE_SECRET_KEY", &key),
-        ("TOLLGATE_JOBS_POLL_INTERVAL", "200ms"),
-        ("TOLLGATE_JOBS_HEARTBEAT", "30s"),
-        ("TOLLGATE_SERVER_SHUTDOWN_TIMEOUT", "1s"),
-        ("TOLLGATE_LOG", "warn"),
-        ("TOLLGATE_IDP_SYNC_INTERVAL", "24h"),
-    ];
-    let scheduler = Application::build(
-        test_config(&db, &[("TOLLGATE_SECRET_KEY", &key)]),
-        Mode::WebOnly,
-    )
-    .await
-    .expect("builds");
+    let envs = worker_envs(
+        &db,
+        &key,
+        &[
+            ("TOLLGATE_JOBS_HEARTBEAT", "30s"),
+            ("TOLLGATE_SERVER_SHUTDOWN_TIMEOUT", "1s"),
+        ],
+    );
+    let scheduler = scheduler_on(&db, &key).await;
     let state = scheduler.state().clone();
     let store = state.store.clone();
     let mut first = running(&envs, "worker");
@@ -448,20 +470,8 @@ async fn a_job_running_when_its_worker_dies_is_taken_over() {
     init();
     let db = TestDatabase::create().await;
     let key = test_secret_key();
-    let envs: Vec<(&str, &str)> = vec![
-        ("DATABASE_URL", db.url()),
-        ("TOLLGATE_SECRET_KEY", &key),
-        ("TOLLGATE_JOBS_POLL_INTERVAL", "200ms"),
-        ("TOLLGATE_JOBS_HEARTBEAT", "1s"),
-        ("TOLLGATE_LOG", "warn"),
-        ("TOLLGATE_IDP_SYNC_INTERVAL", "24h"),
-    ];
-    let scheduler = Application::build(
-        test_config(&db, &[("TOLLGATE_SECRET_KEY", &key)]),
-        Mode::WebOnly,
-    )
-    .await
-    .expect("builds");
+    let envs = worker_envs(&db, &key, &[("TOLLGATE_JOBS_HEARTBEAT", "1s")]);
+    let scheduler = scheduler_on(&db, &key).await;
     let state = scheduler.state().clone();
     let store = state.store.clone();
     let first = running(&envs, "worker");
