@@ -351,19 +351,15 @@ async fn main() {
     let cloud = FakeAtlassian::start(world(expiring), Default::default())
         .await
         .expect("cloud");
-    let base = vec![
+    let mut base = ldap.settings();
+    base.extend([
         ("TOLLGATE_SECRET_KEY", secret.clone()),
         ("TOLLGATE_CONNECT_KEYS_URL", keys.url()),
-        ("TOLLGATE_IDP_KIND", "ldap".into()),
-        ("TOLLGATE_IDP_LDAP_URL", ldap.url.clone()),
-        ("TOLLGATE_IDP_LDAP_BIND_DN", slapd::SERVICE_DN.into()),
-        ("TOLLGATE_IDP_LDAP_BIND_PASSWORD", slapd::PASSWORD.into()),
-        ("TOLLGATE_IDP_LDAP_BASE_DN", slapd::BASE.into()),
         // The org chart is not what is measured: no sync during the run.
         ("TOLLGATE_IDP_SYNC_INTERVAL", "24h".into()),
         ("TOLLGATE_JOBS_CONCURRENCY", "32".into()),
         ("TOLLGATE_DATABASE_MAX_CONNECTIONS", "40".into()),
-    ];
+    ]);
 
     // Install the site with a web-only process, seed, then start the worker.
     let web = run(config(&database, &base), Mode::WebOnly).await;

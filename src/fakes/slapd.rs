@@ -30,6 +30,17 @@ fn free_port() -> u16 {
 }
 
 impl Slapd {
+    /// The settings that make Tollgate's IdP this directory, as its service account.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("TOLLGATE_IDP_KIND", "ldap".into()),
+            ("TOLLGATE_IDP_LDAP_URL", self.url.clone()),
+            ("TOLLGATE_IDP_LDAP_BIND_DN", SERVICE_DN.into()),
+            ("TOLLGATE_IDP_LDAP_BIND_PASSWORD", PASSWORD.into()),
+            ("TOLLGATE_IDP_LDAP_BASE_DN", BASE.into()),
+        ]
+    }
+
     /// Starts slapd holding `ldif` (loaded offline, so even 100,000 entries take seconds).
     pub fn start(ldif: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("tollgate-slapd-{}", uuid::Uuid::new_v4()));

@@ -249,11 +249,6 @@ async fn burst_with_kills(shape: Shape) {
         ("TOLLGATE_ATLASSIAN_ORG_ID", "org-acme".into()),
         ("TOLLGATE_ATLASSIAN_ADMIN_API_KEY", "admin-key".into()),
         ("TOLLGATE_ATLASSIAN_CLOUD_ID", "acme-cloud".into()),
-        ("TOLLGATE_IDP_KIND", "ldap".into()),
-        ("TOLLGATE_IDP_LDAP_URL", ldap.url.clone()),
-        ("TOLLGATE_IDP_LDAP_BIND_DN", slapd::SERVICE_DN.into()),
-        ("TOLLGATE_IDP_LDAP_BIND_PASSWORD", slapd::PASSWORD.into()),
-        ("TOLLGATE_IDP_LDAP_BASE_DN", slapd::BASE.into()),
         ("TOLLGATE_JOBS_POLL_INTERVAL", "200ms".into()),
         ("TOLLGATE_JOBS_HEARTBEAT", "1s".into()),
         ("TOLLGATE_EVENTS_RETRY_BASE", "1s".into()),
@@ -261,6 +256,7 @@ async fn burst_with_kills(shape: Shape) {
         ("TOLLGATE_LOG", "warn".into()),
     ]
     .into_iter()
+    .chain(ldap.settings())
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let mut cluster = Cluster::start(envs, shape).await;

@@ -1121,10 +1121,7 @@ async fn a_comment_id_as_a_number_or_a_string_is_one_comment() {
     env.comments(1).await;
     let as_string = env.cloud.comment_by("IT-7", DAN, "/approve");
     let mut as_number = as_string.clone();
-    let id: u64 = as_string["comment"]["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .expect("a numeric id");
+    let id = tollgate::fakes::atlassian::connect::comment_id(&as_string);
     as_number["comment"]["id"] = json!(id);
     env.webhook("/connect/webhooks/comment-created", "d-2", &as_number)
         .await;

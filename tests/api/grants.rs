@@ -165,13 +165,7 @@ impl Idp {
 
     fn settings(&self) -> Vec<(&'static str, String)> {
         match self {
-            Self::Ldap(ldap) => vec![
-                ("TOLLGATE_IDP_KIND", "ldap".into()),
-                ("TOLLGATE_IDP_LDAP_URL", ldap.url.clone()),
-                ("TOLLGATE_IDP_LDAP_BIND_DN", slapd::SERVICE_DN.into()),
-                ("TOLLGATE_IDP_LDAP_BIND_PASSWORD", slapd::PASSWORD.into()),
-                ("TOLLGATE_IDP_LDAP_BASE_DN", slapd::BASE.into()),
-            ],
+            Self::Ldap(ldap) => ldap.settings(),
             Self::Scim(server) => vec![
                 ("TOLLGATE_IDP_KIND", "scim".into()),
                 ("TOLLGATE_IDP_SCIM_URL", server.url.clone()),

@@ -280,10 +280,7 @@ impl Env {
     /// delivered, to deliver it again.
     async fn comment(&self, delivery: &str, who: (&str, &str), text: &str) -> (Value, Value) {
         let webhook = self.cloud.comment_by("IT-7", who, text);
-        let id: u64 = webhook["comment"]["id"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .expect("Jira's comment ids are numbers in a string");
+        let id = tollgate::fakes::atlassian::connect::comment_id(&webhook);
         let forge_event = bodies::commented("IT-7", id, who, text);
         self.deliver(delivery, webhook.clone(), forge_event.clone())
             .await;
@@ -689,10 +686,7 @@ async fn the_same_ticket_through_all_three_doors_is_one_request() {
         env.deliver_via(front, delivery, webhook, event).await;
     }
     let approval = env.cloud.comment_by("IT-7", VP, "/approve");
-    let id: u64 = approval["comment"]["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .expect("id");
+    let id = tollgate::fakes::atlassian::connect::comment_id(&approval);
     for (front, delivery) in [(forge, "f-2"), (plain, "p-2"), (connect, "c-2")] {
         let event = bodies::commented("IT-7", id, VP, "/approve");
         env.deliver_via(front, delivery, approval.clone(), event)
@@ -777,10 +771,7 @@ async fn a_source_with_requests_is_linked_to_its_site_by_the_command() {
     assert!(again.is_err(), "linked once");
     // The approval comes through Connect, for the site's tenant.
     let approval = env.cloud.comment_by("IT-7", VP, "/approve");
-    let id: u64 = approval["comment"]["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .expect("id");
+    let id = tollgate::fakes::atlassian::connect::comment_id(&approval);
     let event = bodies::commented("IT-7", id, VP, "/approve");
     env.deliver_via(&env.fronts[1], "c-2", approval, event)
         .await;

@@ -381,6 +381,15 @@ pub fn issue_created(issue_key: &str, reporter_account_id: &str) -> Value {
     })
 }
 
+/// The id of the comment a `comment_created` webhook names, as the number Forge would send.
+/// Panics on a body the fake did not make (a test's mistake).
+pub fn comment_id(webhook: &Value) -> u64 {
+    webhook["comment"]["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("Jira's comment ids are numbers in a string")
+}
+
 /// A `comment_created` body: `author` is (account id, display name).
 pub fn comment_created(issue_key: &str, author: (&str, &str), body: &str) -> Value {
     json!({
