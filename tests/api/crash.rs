@@ -332,7 +332,20 @@ async fn burst_with_kills(shape: Shape) {
     for n in 0..people {
         states.push((ticket(n), state_of(n).await));
     }
-    assert!(all_active.is_some(), "{states:?}");
+    if all_active.is_none() {
+        let stuck: Vec<_> = states
+            .iter()
+            .filter(|(_, s)| *s != Some(State::Active))
+            .collect();
+        let mut why = String::new();
+        if let Some((key, _)) = stuck.first()
+            && let Ok(Some(request)) = requests::by_ticket(&store, &tenant, key).await
+        {
+            let steps = tollgate::store::grants::read(&store, request.id).await;
+            why = format!("{key}: steps {steps:#?}\n{}", diagnose(&store, key).await);
+        }
+        panic!("not all active: {stuck:?}\n{why}");
+    }
     println!(
         "{shape:?}: {people} tickets filed and granted through {TRIALS} kills in {:.1} s",
         started.elapsed().as_secs_f64()
