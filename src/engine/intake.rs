@@ -239,6 +239,19 @@ pub async fn ensure_request(
     Ok(Some(request))
 }
 
+/// Before someone is declared missing from the chart: `NotReady` when this process holds an
+/// older chart than the newest stored (a worker that has not yet noticed another's sync), so
+/// the ticket waits for the reload rather than being declined.
+pub(crate) async fn stale_chart(state: &AppState) -> Result<(), EngineError> {
+    if state.org.is_newest(&state.store).await? {
+        Ok(())
+    } else {
+        Err(EngineError::NotReady(
+            "a newer org chart is being loaded".into(),
+        ))
+    }
+}
+
 pub(crate) enum Outcome {
     Routed,
     /// Declined before routing, with what the requester must fix.
@@ -271,6 +284,7 @@ pub(crate) async fn decide(
         accounts::person_for_account(&state.store, &state.atlassian, site, &org, reporter, clock)
             .await?
     else {
+        stale_chart(state).await?;
         return invalid(
             request,
             "your Atlassian account could not be matched to a person in the org chart".into(),
@@ -297,6 +311,7 @@ pub(crate) async fn decide(
                     Some(org.person(p).email.clone())
                 }
                 None => {
+                    stale_chart(state).await?;
                     return invalid(
                         request,
                         "the person this request is for is not in the org chart".into(),

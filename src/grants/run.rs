@@ -96,6 +96,8 @@ pub async fn on_approved(tx: &mut Tx, request: &Request) -> Result<(), EngineErr
         tx,
         &Job::Provision {
             request: request.id,
+            attempt: 0,
+            since: 0,
         },
         Utc::now(),
     )
@@ -110,11 +112,19 @@ async fn context_inputs(
     targets: &[GrantTarget],
 ) -> Result<(Option<String>, Option<AccountId>, HashSet<String>, bool), EngineError> {
     let (tenant, site) = crate::engine::site(state, &request.tenant).await?;
-    let org = state.org.index();
-    let person = org.as_ref().and_then(|o| {
-        let idx = o.by_id_or_email(request.subject_person.as_ref(), request.subject())?;
-        Some(o.person(idx).clone())
-    });
+    // A worker started before the first sync, or one that has not yet noticed another's,
+    // must not plan without the person: the plan would be refused for good.
+    let Some(org) = state.org.index() else {
+        return Err(EngineError::NotReady(
+            "the org chart has not been synced yet".into(),
+        ));
+    };
+    let person = org
+        .by_id_or_email(request.subject_person.as_ref(), request.subject())
+        .map(|idx| org.person(idx).clone());
+    if person.is_none() {
+        crate::engine::intake::stale_chart(state).await?;
+    }
     let account = match (&request.subject_email, &person) {
         // Filed for themselves: the reporter's account is theirs.
         (None, _) => Some(AccountId(request.requester_account.clone())),
@@ -215,6 +225,21 @@ pub async fn provision(state: &AppState, id: Uuid) -> Result<(), EngineError> {
         }
     };
 
+    record_plan(state, id, planned).await
+}
+
+/// The `Provision` job gave up (its retryable error lasted `events.retry_for`): the request
+/// fails with the reason, and the ticket is told, rather than waiting approved for ever.
+pub async fn give_up_provision(state: &AppState, id: Uuid, why: String) -> Result<(), EngineError> {
+    record_plan(state, id, Err(vec![why])).await
+}
+
+/// Stores a plan's outcome: the steps and their jobs, or the request failed with the problems.
+async fn record_plan(
+    state: &AppState,
+    id: Uuid,
+    planned: Result<(Vec<plan::Step>, Option<AccountId>), Vec<String>>,
+) -> Result<(), EngineError> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let Some(mut request) = requests::lock_id(&mut tx, id).await? else {

@@ -78,7 +78,15 @@ pub enum Job {
         kind: crate::engine::timers::TimerKind,
     },
     /// Plan an approved request's grant and start its steps (or apply an approved extension).
-    Provision { request: Uuid },
+    Provision {
+        request: Uuid,
+        /// Tries so far that failed on a retryable error, and when the first did (µs, wall
+        /// clock): planning is retried with the events' backoff for `events.retry_for`.
+        #[serde(default)]
+        attempt: i64,
+        #[serde(default)]
+        since: i64,
+    },
     /// Apply or undo one step of a grant; `attempt` counts tries, so a stale job is a no-op.
     GrantStep {
         request: Uuid,
@@ -190,7 +198,15 @@ impl Job {
                 kind,
                 ..
             } => Some(format!("timer:{request}:{stage}:{epoch}:{kind:?}")),
-            Job::Provision { request } => Some(format!("provision:{request}")),
+            // The first try keeps the key it always had (jobs queued before retries existed).
+            Job::Provision {
+                request,
+                attempt: 0,
+                ..
+            } => Some(format!("provision:{request}")),
+            Job::Provision {
+                request, attempt, ..
+            } => Some(format!("provision:{request}:r{attempt}")),
             Job::GrantStep {
                 request,
                 step,
@@ -495,9 +511,30 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
         Job::AlertTicket { kind, summary, .. } => {
             engine_job(crate::alerts::open_ticket(state, kind, summary).await)
         }
-        Job::Provision { request } => {
-            engine_job(crate::grants::run::provision(state, *request).await)
-        }
+        Job::Provision {
+            request,
+            attempt,
+            since,
+        } => match crate::grants::run::provision(state, *request).await {
+            Err(e) if e.is_retryable() => match next_try(state, *attempt, *since, &e) {
+                Err(why) => {
+                    engine_job(crate::grants::run::give_up_provision(state, *request, why).await)
+                }
+                Ok(next) => {
+                    let again = Job::Provision {
+                        request: *request,
+                        attempt: attempt + 1,
+                        since: next.since,
+                    };
+                    let mut tx = state.store.begin().await?;
+                    schedule(&mut tx, &again, next.at).await?;
+                    tx.commit().await?;
+                    tracing::warn!(%request, error = %e, wait = ?next.wait, "the grant could not be planned; retrying");
+                    Ok(())
+                }
+            },
+            other => engine_job(other),
+        },
         Job::GrantStep {
             request,
             step,
@@ -576,39 +613,26 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
         } => match crate::engine::notices::deliver(state, tenant, ticket_key, notice, key).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_retryable() => {
-                let now = Utc::now();
-                let first = if *since == 0 {
-                    now.timestamp_micros()
-                } else {
-                    *since
+                let next = match next_try(state, *attempt, *since, &e) {
+                    Ok(next) => next,
+                    Err(reason) => {
+                        let dead = (tenant, ticket_key, notice, key, *round);
+                        return Ok(crate::engine::notices::give_up(state, dead, &reason).await?);
+                    }
                 };
-                let wait = crate::intake::process::backoff(
-                    &state.config.events,
-                    *attempt,
-                    e.retry_after(),
-                );
-                let due = now
-                    + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::minutes(10));
-                let window = chrono::TimeDelta::from_std(state.config.events.retry_for)
-                    .unwrap_or(chrono::TimeDelta::days(1));
-                if due.timestamp_micros() - first > window.num_microseconds().unwrap_or(i64::MAX) {
-                    let reason = format!("retried for {:?}: {e}", state.config.events.retry_for);
-                    let dead = (tenant, ticket_key, notice, key, *round);
-                    return Ok(crate::engine::notices::give_up(state, dead, &reason).await?);
-                }
                 let again = Job::TicketNotice {
                     tenant: tenant.clone(),
                     ticket_key: ticket_key.clone(),
                     notice: notice.clone(),
                     key: key.clone(),
                     attempt: attempt + 1,
-                    since: first,
+                    since: next.since,
                     round: *round,
                 };
                 let mut tx = state.store.begin().await?;
-                schedule(&mut tx, &again, due).await?;
+                schedule(&mut tx, &again, next.at).await?;
                 tx.commit().await?;
-                tracing::warn!(ticket_key, error = %e, ?wait, "the ticket could not be told; retrying");
+                tracing::warn!(ticket_key, error = %e, wait = ?next.wait, "the ticket could not be told; retrying");
                 Ok(())
             }
             Err(e) => {
@@ -631,6 +655,42 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             Ok(())
         }
     }
+}
+
+/// When a job that failed on a retryable error runs again.
+struct NextTry {
+    at: DateTime<Utc>,
+    wait: Duration,
+    /// When its first try failed (µs, wall clock), carried to the next.
+    since: i64,
+}
+
+/// The next try of a job failing `attempt` times since `since` (0: this is the first failure),
+/// with the events' backoff and the vendor's Retry-After; `Err` with the reason once it would
+/// fall past `events.retry_for`.
+fn next_try(
+    state: &AppState,
+    attempt: i64,
+    since: i64,
+    error: &crate::engine::EngineError,
+) -> Result<NextTry, String> {
+    let now = Utc::now();
+    let since = if since == 0 {
+        now.timestamp_micros()
+    } else {
+        since
+    };
+    let wait = crate::intake::process::backoff(&state.config.events, attempt, error.retry_after());
+    let at = now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::minutes(10));
+    let window = chrono::TimeDelta::from_std(state.config.events.retry_for)
+        .unwrap_or(chrono::TimeDelta::days(1));
+    if at.timestamp_micros() - since > window.num_microseconds().unwrap_or(i64::MAX) {
+        return Err(format!(
+            "retried for {:?}: {error}",
+            state.config.events.retry_for
+        ));
+    }
+    Ok(NextTry { at, wait, since })
 }
 
 /// A job's engine result: retryable errors are retried by the queue, others logged and

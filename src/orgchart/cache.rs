@@ -45,6 +45,13 @@ impl OrgCache {
             .and_then(|c| c.as_ref().map(|(_, t, _)| *t))
     }
 
+    /// Whether the index held is the newest stored (one `MAX(version)` query): a person
+    /// missing from a stale one may be in the snapshot another replica just wrote, so a miss
+    /// there is "not yet", not "no such person".
+    pub async fn is_newest(&self, store: &Store) -> Result<bool, StoreError> {
+        Ok(org_store::latest_version(store).await? == self.version())
+    }
+
     /// Loads the newest snapshot if it is newer than the one held; `true` when it changed.
     /// Polling costs one `MAX(version)` query.
     pub async fn refresh(&self, store: &Store) -> Result<bool, StoreError> {

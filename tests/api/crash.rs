@@ -429,13 +429,5 @@ async fn kill_9_of_a_worker_beside_another_loses_and_doubles_nothing() {
         println!("SKIPPED: two replicas and two workers need PostgreSQL (TEST_DATABASE_URL)");
         return;
     }
-    // Open bug (issue 24): about one run in three, a request ends `failed` with no grant steps
-    // planned (provisioning on a worker just restarted); run it on purpose until that is fixed.
-    if std::env::var("TOLLGATE_CRASH_REPLICAS").is_err() {
-        println!(
-            "SKIPPED: known to fail about one run in three (a request failed with no steps); set TOLLGATE_CRASH_REPLICAS=1"
-        );
-        return;
-    }
     burst_with_kills(Shape::TwoReplicasTwoWorkers).await;
 }

@@ -785,6 +785,75 @@ async fn an_org_change_synced_by_the_cli_moves_the_open_stage() {
     assert_eq!(env.request().await.stage, 0);
 }
 
+/// A joiner synced by `tollgate org sync` (another process) files a ticket at once, and a
+/// worker that has not yet noticed the new snapshot (each looks every 5 s) takes the event:
+/// the ticket waits for the chart and is then routed; it is not declined as "not in the org
+/// chart".
+#[tokio::test]
+async fn a_joiner_filing_before_a_worker_reloads_the_chart_is_routed() {
+    let workflows = fast_workflows();
+    let dir = workflows.path().display().to_string();
+    let settings = [("TOLLGATE_WORKFLOWS_DIR", dir.as_str())];
+    let env = start_with(TestDatabase::create().await, &settings).await;
+    let stale = support::idle_replica(&env.app, &settings, Arc::new(SystemClock)).await;
+    {
+        let mut world = env.cloud.world();
+        world.users.push(FakeUser {
+            account_id: "acc-gina".into(),
+            email: "gina.gale@acme.example".into(),
+            display_name: "Gina Gale".into(),
+            active: true,
+            email_visible: true,
+        });
+        world.add_issue("IT-9", "acc-gina");
+    }
+    let org = workflows.path().join("org.yaml");
+    let text = std::fs::read_to_string(&org).expect("org");
+    let erin = "  - { email: erin.evans@acme.example,";
+    assert!(text.contains(erin), "the test adds Gina beside Erin");
+    let gina = "  - { email: gina.gale@acme.example, name: Gina Gale, title: Accountant, department: Finance, cost_center: CC-210, manager: dan.diaz@acme.example }\n";
+    std::fs::write(&org, text.replacen(erin, &format!("{gina}{erin}"), 1)).expect("write");
+    tollgate::cli::org_sync(&env.app.state.config, false)
+        .await
+        .expect("the CLI synced");
+
+    let store = &env.app.state.store;
+    let tenant = &env.site.client_key;
+    let body = issue_created("IT-9", "acc-gina");
+    let now = chrono::Utc::now();
+    let event = support::store_event(store, tenant, "d-9", "jira:issue_created", &body, now).await;
+    let waited = tollgate::intake::process::process_one(stale.state(), event)
+        .await
+        .expect("recorded");
+    assert!(
+        matches!(waited, tollgate::intake::process::Processed::RetryAt(_)),
+        "{waited:?}"
+    );
+    let filed = requests::by_ticket(store, tenant, "IT-9")
+        .await
+        .expect("read");
+    assert!(filed.is_none(), "not declined: {filed:?}");
+    // Its poller loads the chart; the event's retry routes the ticket.
+    stale.state().org.refresh(store).await.expect("reload");
+    let done = tollgate::intake::process::process_one(stale.state(), event)
+        .await
+        .expect("processed");
+    assert_eq!(done, tollgate::intake::process::Processed::Done);
+    let routed = requests::by_ticket(store, tenant, "IT-9")
+        .await
+        .expect("read")
+        .expect("IT-9 is a request");
+    assert_eq!(
+        (routed.state, routed.reason.as_deref()),
+        (State::Pending, None),
+        "routed, not declined"
+    );
+    assert_eq!(
+        routed.requester_email.as_deref(),
+        Some("gina.gale@acme.example")
+    );
+}
+
 #[tokio::test]
 async fn a_decision_arriving_before_its_ticket_is_applied_after_taking_it_in() {
     let workflows = fast_workflows();

@@ -363,22 +363,9 @@ impl Env {
         body: &Value,
         ago: TimeDelta,
     ) -> uuid::Uuid {
-        let d = tollgate::intake::Delivery {
-            tenant: self.site.client_key.clone(),
-            ingress: tollgate::intake::Ingress::Connect,
-            delivery_id: delivery.into(),
-            event_type: kind.into(),
-            payload: body.to_string(),
-            received_at: Utc::now() - ago,
-            signed: None,
-        };
-        let id = uuid::Uuid::now_v7();
-        let mut tx = self.app.state.store.begin().await.expect("tx");
-        tollgate::store::inbound::insert(&mut tx, id, &d)
-            .await
-            .expect("insert");
-        tx.commit().await.expect("commit");
-        id
+        let at = Utc::now() - ago;
+        let tenant = &self.site.client_key;
+        support::store_event(&self.app.state.store, tenant, delivery, kind, body, at).await
     }
 
     /// Files IT-7 and has Dev's manager approve it at once.
@@ -1840,4 +1827,74 @@ async fn an_admin_api_outage_during_an_expiry_is_waited_out() {
         3,
         "the site group and two product roles: {removals:#?}"
     );
+}
+
+/// Two workers: one routed and approved a request for someone in a snapshot the other has not
+/// loaded yet (it looks every 5 s). The other, planning the grant, waits for the chart rather
+/// than failing the request for want of the person; with the chart, the plan is made.
+#[tokio::test]
+async fn a_worker_holding_an_older_chart_waits_to_plan_the_grant() {
+    let Some(env) = start("fin-tools").await else {
+        return;
+    };
+    env.webhook(
+        "/connect/webhooks/issue-created",
+        "d-1",
+        &issue_created("IT-7", DEV.0),
+    )
+    .await;
+    let routed = env.reaches(State::Pending).await;
+    // A worker built now holds today's chart, and is never run: only this test drives it.
+    let pairs: Vec<(&str, &str)> = env
+        .settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let stale = support::idle_replica(&env.app, &pairs, Arc::new(env.clock.clone())).await;
+    // Then a joiner's snapshot, and an approved request of theirs (as the other worker
+    // would leave it: approved, its plan not made yet).
+    let store = &env.app.state.store;
+    let (_, mut snapshot) = tollgate::store::org::latest(store)
+        .await
+        .expect("read")
+        .expect("a snapshot");
+    let mut joiner = snapshot
+        .people
+        .iter()
+        .find(|p| p.email.as_str() == "dev@example.com")
+        .expect("Dev")
+        .clone();
+    joiner.id = tollgate::orgchart::PersonId(format!("uid=gina,ou=people,{}", slapd::BASE));
+    joiner.email = tollgate::orgchart::Email::parse("gina@example.com").expect("email");
+    snapshot.people.push(joiner.clone());
+    let mut tx = store.begin().await.expect("tx");
+    tollgate::store::org::save_snapshot(&mut tx, "ldap", env.clock.now(), &snapshot)
+        .await
+        .expect("snapshot");
+    let mut request = routed.clone();
+    request.id = uuid::Uuid::now_v7();
+    request.ticket_key = "IT-8".into();
+    request.state = State::Approved;
+    request.requester_email = Some(joiner.email.to_string());
+    request.subject_person = Some(joiner.id.clone());
+    requests::insert(&mut tx, &request).await.expect("insert");
+    tx.commit().await.expect("commit");
+
+    let waited = tollgate::grants::run::provision(stale.state(), request.id).await;
+    assert!(
+        matches!(waited, Err(tollgate::engine::EngineError::NotReady(_))),
+        "{waited:?}"
+    );
+    assert_eq!(env.request_of("IT-8").await.state, State::Approved);
+    // Once it has the chart (its poller would load it), the same job plans the grant.
+    stale.state().org.refresh(store).await.expect("reload");
+    tollgate::grants::run::provision(stale.state(), request.id)
+        .await
+        .expect("planned");
+    let planned = env.request_of("IT-8").await;
+    assert_ne!(planned.state, State::Failed, "{:?}", planned.reason);
+    let steps = tollgate::store::grants::of_requests(store, &[request.id])
+        .await
+        .expect("steps");
+    assert!(!steps.is_empty(), "the grant was planned");
 }

@@ -148,6 +148,51 @@ pub async fn spawn_app_on(
     }
 }
 
+/// Another worker on `app`'s database and secret key, built (its caches loaded as a start
+/// loads them) and never run: a test calls its jobs by hand, to keep it in a state a running
+/// one would leave within seconds (a chart older than the newest, say).
+pub async fn idle_replica(
+    app: &TestApp,
+    overrides: &[(&str, &str)],
+    clock: Arc<dyn Clock>,
+) -> Application {
+    let key = app.state.secret_key.to_base64();
+    let mut settings = overrides.to_vec();
+    settings.push(("TOLLGATE_SECRET_KEY", &key));
+    let config = test_config(&app.db.share(), &settings);
+    Application::build_with_clock(config, Mode::WorkerOnly, clock)
+        .await
+        .expect("the replica builds")
+}
+
+/// Stores an event as the intake does, without queueing its job (as if its job were lost, or
+/// for a test to process by hand); returns its id.
+pub async fn store_event(
+    store: &tollgate::store::Store,
+    tenant: &str,
+    delivery: &str,
+    kind: &str,
+    body: &serde_json::Value,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> uuid::Uuid {
+    let d = tollgate::intake::Delivery {
+        tenant: tenant.to_string(),
+        ingress: tollgate::intake::Ingress::Connect,
+        delivery_id: delivery.into(),
+        event_type: kind.into(),
+        payload: body.to_string(),
+        received_at,
+        signed: None,
+    };
+    let id = uuid::Uuid::now_v7();
+    let mut tx = store.begin().await.expect("tx");
+    tollgate::store::inbound::insert(&mut tx, id, &d)
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    id
+}
+
 /// The real `tollgate` binary with an empty environment, run from the repository root.
 pub fn binary() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
