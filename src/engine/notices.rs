@@ -207,6 +207,10 @@ pub async fn enqueue(
     notice: Notice,
     key: String,
 ) -> Result<(), JobError> {
+    // Due at once, on the wall clock the queue runs on; its place in the ticket's order is
+    // taken in the same transaction.
+    let now = Utc::now();
+    crate::store::notices::queue(tx, &key, &request.tenant, &request.ticket_key, now).await?;
     let job = Job::TicketNotice {
         tenant: request.tenant.clone(),
         ticket_key: request.ticket_key.clone(),
@@ -215,9 +219,17 @@ pub async fn enqueue(
         attempt: 0,
         since: 0,
         round: 0,
+        waited: 0,
     };
-    // Due at once, on the wall clock the queue runs on.
-    jobs::schedule(tx, &job, Utc::now()).await.map(|_| ())
+    jobs::schedule(tx, &job, now).await.map(|_| ())
+}
+
+/// What a notice job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Told {
+    Done,
+    /// An earlier notice of the ticket (this key) is not posted yet: try again shortly.
+    Behind(String),
 }
 
 /// A notice that could not be delivered and will not be retried any more: kept as dead with
@@ -277,6 +289,7 @@ pub async fn retry_dead(
             attempt: 0,
             since: 0,
             round: dead.rounds + 1,
+            waited: 0,
         };
         jobs::schedule(&mut tx, &job, Utc::now()).await?;
     }
@@ -294,7 +307,16 @@ pub async fn deliver(
     ticket_key: &str,
     notice: &Notice,
     key: &str,
-) -> Result<(), EngineError> {
+) -> Result<Told, EngineError> {
+    // The ticket reads as things happened: an earlier notice still being tried goes first,
+    // for at most `events.ticket_block` (then this one proceeds; that one keeps retrying).
+    let block = chrono::TimeDelta::from_std(state.config.events.ticket_block)
+        .unwrap_or(chrono::TimeDelta::minutes(10));
+    if let Some(earlier) =
+        crate::store::notices::earlier_unsent(&state.store, key, Utc::now() - block).await?
+    {
+        return Ok(Told::Behind(earlier));
+    }
     let (tenant_row, site) = site(state, tenant).await?;
     let tenant_host = tenant_row.host.clone();
     // Resources by the name the catalog gives them.
@@ -363,5 +385,5 @@ pub async fn deliver(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(Told::Done)
 }

@@ -19,6 +19,7 @@ mod tick;
 
 pub use tick::WakeSignal;
 
+use crate::engine::notices::Told;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::store::{Db, StoreError, Tx, selfcheck};
@@ -131,6 +132,9 @@ pub enum Job {
         /// How many times an operator brought it back after it was given up on: a new round.
         #[serde(default)]
         round: i64,
+        /// Tries put off behind an earlier notice of the ticket (not failures).
+        #[serde(default)]
+        waited: i64,
     },
 }
 
@@ -173,6 +177,13 @@ impl Job {
             Job::OrgApply { why } => Some(format!("org_apply:{why}")),
             Job::AlertTicket { kind, raised, .. } => Some(format!("alert_ticket:{kind}:{raised}")),
             Job::RecoverWebhooks { slot } => Some(format!("recover_webhooks:{slot}")),
+            Job::TicketNotice {
+                key,
+                attempt,
+                round,
+                waited,
+                ..
+            } if *waited > 0 => Some(format!("notice:{key}:o{round}:r{attempt}:w{waited}")),
             Job::TicketNotice {
                 key,
                 attempt: 0,
@@ -610,8 +621,31 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             attempt,
             since,
             round,
+            waited,
         } => match crate::engine::notices::deliver(state, tenant, ticket_key, notice, key).await {
-            Ok(()) => Ok(()),
+            Ok(Told::Done) => Ok(()),
+            Ok(Told::Behind(earlier)) => {
+                let again = Job::TicketNotice {
+                    tenant: tenant.clone(),
+                    ticket_key: ticket_key.clone(),
+                    notice: notice.clone(),
+                    key: key.clone(),
+                    attempt: *attempt,
+                    since: *since,
+                    round: *round,
+                    waited: waited + 1,
+                };
+                let mut tx = state.store.begin().await?;
+                schedule(&mut tx, &again, Utc::now() + NOTICE_WAIT).await?;
+                tx.commit().await?;
+                tracing::debug!(
+                    ticket_key,
+                    key,
+                    earlier,
+                    "the notice waits for an earlier one"
+                );
+                Ok(())
+            }
             Err(e) if e.is_retryable() => {
                 let next = match next_try(state, *attempt, *since, &e) {
                     Ok(next) => next,
@@ -628,6 +662,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
                     attempt: attempt + 1,
                     since: next.since,
                     round: *round,
+                    waited: *waited,
                 };
                 let mut tx = state.store.begin().await?;
                 schedule(&mut tx, &again, next.at).await?;
@@ -656,6 +691,9 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
         }
     }
 }
+
+/// How long a ticket notice waiting behind an earlier one waits before looking again.
+const NOTICE_WAIT: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// When a job that failed on a retryable error runs again.
 struct NextTry {

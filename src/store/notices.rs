@@ -18,6 +18,56 @@ pub enum Posting {
     Sent,
 }
 
+/// Records `key` as queued, last among its ticket's notices, in the transaction that queues
+/// its job (a second queueing of the same key changes nothing).
+pub async fn queue(
+    tx: &mut super::Tx,
+    key: &str,
+    tenant: &str,
+    ticket_key: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    crate::on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO notices_sent (key, tenant, ticket_key, sent_at, state, queued_at, seq) \
+             VALUES ($1, $2, $3, $4, 'queued', $4, \
+                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM notices_sent \
+                  WHERE tenant = $2 AND ticket_key = $3)) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(tenant)
+        .bind(ticket_key)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// An earlier notice of `key`'s ticket, queued after `since`, that is neither posted nor
+/// given up on: `key` waits for it.
+pub async fn earlier_unsent(
+    store: &Store,
+    key: &str,
+    since: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
+    Ok(on_db!(store.db(), |pool| {
+        sqlx::query_scalar(
+            "SELECT e.key FROM notices_sent n JOIN notices_sent e \
+                 ON e.tenant = n.tenant AND e.ticket_key = n.ticket_key AND e.seq < n.seq \
+             WHERE n.key = $1 AND e.state IN ('queued', 'posting') AND e.queued_at > $2 \
+               AND NOT EXISTS (SELECT 1 FROM dead_notices d WHERE d.key = e.key) \
+             ORDER BY e.seq LIMIT 1",
+        )
+        .bind(key)
+        .bind(since)
+        .fetch_optional(pool)
+        .await
+    })?)
+}
+
 /// Records that `key`'s comment is about to be posted (unless a run did so before); says
 /// where it stood.
 pub async fn begin(
@@ -27,6 +77,21 @@ pub async fn begin(
     ticket_key: &str,
     at: DateTime<Utc>,
 ) -> Result<Posting, StoreError> {
+    let taken = on_db!(store.db(), |pool| {
+        sqlx::query(
+            "UPDATE notices_sent SET state = 'posting', sent_at = $2 \
+             WHERE key = $1 AND state = 'queued'",
+        )
+        .bind(key)
+        .bind(at)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected() == 1)
+    })?;
+    if taken {
+        return Ok(Posting::New);
+    }
+    // Queued before notices were ordered (no `queued` row), or posted before.
     let inserted = on_db!(store.db(), |pool| {
         sqlx::query(
             "INSERT INTO notices_sent (key, tenant, ticket_key, sent_at, state) \

@@ -266,13 +266,11 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
             .comment_by("IT-7", CAROL, "/approve within policy"),
     )
     .await;
-    // The approval's notice and the refused grant's are separate jobs: either may be posted
-    // first.
+    // The approval's notice and the refused grant's are separate jobs, posted in the order
+    // they were queued.
     let comments = env.comments(5).await;
     assert!(
-        comments[4..].iter().any(
-            |c| c.starts_with("Approved. Carol Chen gave the last approval: \"within policy\"")
-        ),
+        comments[4].starts_with("Approved. Carol Chen gave the last approval: \"within policy\""),
         "{comments:#?}"
     );
     let status = eventually(Duration::from_secs(5), || async {
@@ -285,9 +283,7 @@ async fn a_request_is_routed_and_approved_in_the_ticket_both_ways() {
     // whole, with the reason in the ticket (the grants suite covers real IdPs).
     let comments = env.comments(6).await;
     assert!(
-        comments[4..]
-            .iter()
-            .any(|c| c.contains("could not be granted") && c.contains("org.yaml")),
+        comments[5].contains("could not be granted") && comments[5].contains("org.yaml"),
         "{comments:#?}"
     );
     let request = env.request().await;
@@ -1267,4 +1263,52 @@ async fn a_notice_that_cannot_be_posted_is_kept_dead_and_retried() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(env.comments(1).await.len(), 1, "posted once");
+}
+
+/// Two notices of one ticket, the first failing (Jira's 503s outlast the client's own five
+/// tries, so its job retries later) before the second is queued: the second waits for it, so
+/// the ticket reads in the order things happened.
+#[tokio::test]
+async fn a_tickets_notices_are_posted_in_the_order_they_were_queued() {
+    use tollgate::fakes::atlassian::Fault;
+    let env = start_with(
+        TestDatabase::create().await,
+        &[("TOLLGATE_EVENTS_RETRY_BASE", "1s")],
+    )
+    .await;
+    env.file_it_7().await;
+    env.comments(1).await;
+    let request = env.request().await;
+    let store = &env.app.state.store;
+    let comment_path = "/rest/api/3/issue/IT-7/comment";
+    env.cloud.inject(Fault::unavailable(comment_path, 5));
+    let queue = |why: &'static str, key: &'static str| {
+        let request = request.clone();
+        async move {
+            let mut tx = store.begin().await.expect("tx");
+            let notice = tollgate::engine::notices::refused(None, why);
+            tollgate::engine::notices::enqueue(&mut tx, &request, notice, key.into())
+                .await
+                .expect("queued");
+            tx.commit().await.expect("commit");
+        }
+    };
+    queue("the first thing happened", "order-1").await;
+    let failed = eventually(Duration::from_secs(10), || async {
+        let calls = env.cloud.recorded();
+        let refused = calls
+            .iter()
+            .filter(|c| c.method == "POST" && c.path == comment_path && c.status == 503);
+        (refused.count() == 5).then_some(())
+    })
+    .await;
+    assert!(failed.is_some(), "the first notice's job failed");
+    queue("the second thing happened", "order-2").await;
+    let comments = env.comments(3).await;
+    let first = comments.iter().position(|c| c.contains("the first thing"));
+    let second = comments.iter().position(|c| c.contains("the second thing"));
+    assert!(
+        matches!((first, second), (Some(a), Some(b)) if a < b),
+        "{comments:#?}"
+    );
 }
