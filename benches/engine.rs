@@ -67,6 +67,10 @@ async fn main() {
                 .to_base64(),
         ),
         ("TOLLGATE_CONNECT_KEYS_URL", keys_url),
+        (
+            "TOLLGATE_CONNECT_ALLOWED_SITES",
+            tollgate::fakes::atlassian::connect::TEST_SITES.into(),
+        ),
         ("TOLLGATE_BASE_URL", "https://tollgate.bench".into()),
         ("TOLLGATE_LOG", "warn".into()),
     ];

@@ -355,6 +355,10 @@ async fn main() {
     base.extend([
         ("TOLLGATE_SECRET_KEY", secret.clone()),
         ("TOLLGATE_CONNECT_KEYS_URL", keys.url()),
+        (
+            "TOLLGATE_CONNECT_ALLOWED_SITES",
+            tollgate::fakes::atlassian::connect::TEST_SITES.into(),
+        ),
         // The org chart is not what is measured: no sync during the run.
         ("TOLLGATE_IDP_SYNC_INTERVAL", "24h".into()),
         ("TOLLGATE_JOBS_CONCURRENCY", "32".into()),

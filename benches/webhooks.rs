@@ -99,6 +99,10 @@ async fn run(
         .env("TOLLGATE_BIND", format!("127.0.0.1:{port}"))
         .env("TOLLGATE_BASE_URL", BASE_URL)
         .env("TOLLGATE_CONNECT_KEYS_URL", keys.url())
+        .env(
+            "TOLLGATE_CONNECT_ALLOWED_SITES",
+            tollgate::fakes::atlassian::connect::TEST_SITES,
+        )
         .env("TOLLGATE_SECRET_KEY", &key)
         .env("TOLLGATE_LOG", "warn")
         .env(

@@ -235,11 +235,8 @@ impl Application {
         let server = listener.map(|listener| {
             let app = crate::http::router(state.clone());
             let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { shutdown.wait().await })
-                    .await
-            })
+            let limits = state.config.server.connections;
+            tokio::spawn(crate::http::serve::serve(listener, app, limits, shutdown))
         });
         tracing::info!(
             ?mode,

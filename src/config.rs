@@ -69,8 +69,20 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "server.request_timeout",
         "TOLLGATE_SERVER_REQUEST_TIMEOUT",
-        Some("30s"),
-        "Longest time one HTTP request may take before it is answered with 408.",
+        Some("20s"),
+        "Longest time one HTTP request may take, from the end of its headers, before it is answered with 408.",
+    ),
+    setting(
+        "server.header_timeout",
+        "TOLLGATE_SERVER_HEADER_TIMEOUT",
+        Some("10s"),
+        "Longest time a client may take to send a request's headers; a keep-alive connection idle this long is closed.",
+    ),
+    setting(
+        "server.max_connections",
+        "TOLLGATE_SERVER_MAX_CONNECTIONS",
+        Some("512"),
+        "Connections open at once; more wait in the listen backlog until one closes.",
     ),
     setting(
         "server.shutdown_timeout",
@@ -136,6 +148,12 @@ pub const SETTINGS: &[Setting] = &[
         "TOLLGATE_CONNECT_KEYS_URL",
         Some("https://connect-install-keys.atlassian.com"),
         "Where the public keys of signed installs are fetched (`/{kid}` is appended).",
+    ),
+    setting(
+        "connect.allowed_sites",
+        "TOLLGATE_CONNECT_ALLOWED_SITES",
+        Some("https://*.atlassian.net,https://*.jira.com"),
+        "Sites that may install the app: comma-separated `scheme://host[:port]`, the host may start with `*.` and the port may be `*`.",
     ),
     setting(
         "connect.webhook_jql",
@@ -792,6 +810,7 @@ pub struct ServerConfig {
     pub base_url: String,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub connections: crate::http::serve::Limits,
 }
 
 #[derive(Debug, Clone)]
@@ -811,6 +830,7 @@ pub struct LogConfig {
 pub struct ConnectConfig {
     pub key: String,
     pub keys_url: String,
+    pub allowed_sites: crate::connect::sites::AllowedSites,
     pub webhook_jql: Option<String>,
     pub jwt_leeway: Duration,
 }
@@ -961,6 +981,12 @@ impl Config {
                 base_url: raw.require("server.base_url", parse_base_url)?,
                 request_timeout: raw.require("server.request_timeout", parse_positive_duration)?,
                 shutdown_timeout: raw.require("server.shutdown_timeout", crate::duration::parse)?,
+                connections: crate::http::serve::Limits {
+                    header_timeout: raw
+                        .require("server.header_timeout", parse_positive_duration)?,
+                    max_connections: raw
+                        .require("server.max_connections", parse_positive::<usize>)?,
+                },
             },
             database: DatabaseConfig {
                 url: raw.require("database.url", DatabaseUrl::parse)?,
@@ -1004,6 +1030,10 @@ impl Config {
                     })
                 })?,
                 keys_url: raw.require("connect.keys_url", parse_base_url)?,
+                allowed_sites: raw.require(
+                    "connect.allowed_sites",
+                    crate::connect::sites::AllowedSites::parse,
+                )?,
                 webhook_jql: raw.parse("connect.webhook_jql", |v| Ok(v.to_string()))?,
                 jwt_leeway: raw.require("connect.jwt_leeway", crate::duration::parse)?,
             },
@@ -1284,8 +1314,9 @@ fn parse_identifier(v: &str) -> Result<String, String> {
         .ok_or_else(|| format!("`{v}` is not an id (letters, digits, - _ : .)"))
 }
 
-/// A secret value (API key, token): never printed by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret value (API key, token, shared secret): never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {

@@ -28,6 +28,10 @@ pub enum ApiError {
     Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Storing failed below the store (the intake's batch, the job queue): the text is for
+    /// the log only.
+    #[error("{0}")]
+    Storage(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -36,7 +40,10 @@ impl From<crate::intake::IntakeError> for ApiError {
     fn from(e: crate::intake::IntakeError) -> Self {
         match e {
             crate::intake::IntakeError::Store(e) => Self::Store(e),
-            other => Self::Unavailable(other.to_string()),
+            crate::intake::IntakeError::Stopped => {
+                Self::Unavailable("the service is stopping; retry".into())
+            }
+            other => Self::Storage(other.to_string()),
         }
     }
 }
@@ -51,7 +58,9 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Unavailable(_) | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Store(_) | Self::Storage(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -66,7 +75,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Timeout => "timeout",
             Self::Unavailable(_) => "unavailable",
-            Self::Store(_) => "storage_unavailable",
+            Self::Store(_) | Self::Storage(_) => "storage_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -81,34 +90,67 @@ struct Body<'a> {
 struct Detail<'a> {
     code: &'a str,
     message: String,
+    /// On a 5xx: the id its detail is logged under, for the operator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<String>,
 }
 
-/// The JSON error body, for middleware that answers without going through a handler.
+/// The JSON error body of a 4xx, for middleware that answers without going through a handler.
 pub fn error_response(status: StatusCode, code: &str, message: String) -> Response {
+    body(status, code, message, None)
+}
+
+fn body(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    correlation_id: Option<String>,
+) -> Response {
     (
         status,
         Json(Body {
-            error: Detail { code, message },
+            error: Detail {
+                code,
+                message,
+                correlation_id,
+            },
         }),
     )
         .into_response()
 }
 
+/// A 5xx: what went wrong goes to the log under a new correlation id; the caller gets `public`
+/// and the id, never the internal text (a database's error names tables and values).
+pub fn server_error(status: StatusCode, code: &str, public: &str, detail: &str) -> Response {
+    let id = uuid::Uuid::now_v7().to_string();
+    tracing::error!(correlation_id = %id, status = status.as_u16(), code, error = detail, "request failed");
+    let mut response = body(
+        status,
+        code,
+        format!("{public} (correlation id {id})"),
+        Some(id),
+    );
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        // Internal details go to the log, never to the caller.
-        let message = match &self {
-            Self::Internal(source) => {
-                tracing::error!(error = ?source, "internal error");
-                "internal error".to_string()
-            }
-            Self::Store(source) => {
-                tracing::error!(error = %source, "storage error");
-                "storage is unavailable".to_string()
-            }
+        let public = match &self {
+            Self::Internal(_) => "internal error",
+            Self::Store(_) | Self::Storage(_) => "storage is unavailable; retry later",
+            // Written by a handler for the caller.
+            Self::Unavailable(message) => message.as_str(),
+            other => return error_response(status, self.code(), other.to_string()),
+        };
+        let detail = match &self {
+            Self::Internal(source) => format!("{source:?}"),
             other => other.to_string(),
         };
-        error_response(status, self.code(), message)
+        server_error(status, self.code(), public, &detail)
     }
 }

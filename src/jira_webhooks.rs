@@ -58,7 +58,7 @@ pub struct Registered {
 #[derive(Debug, Clone)]
 pub struct ApiToken {
     pub email: String,
-    pub token: String,
+    pub token: crate::config::Secret,
 }
 
 /// Registers `name` for the site at `site_url`, or gives it a new secret (and API token, if
@@ -74,7 +74,7 @@ pub async fn register(
 ) -> Result<Registered, SourceError> {
     check_name(name)?;
     if let Some(api) = &api
-        && (api.token.is_empty() || !api.email.contains('@'))
+        && (api.token.expose().is_empty() || !api.email.contains('@'))
     {
         return Err(SourceError::Invalid(
             "the API token is empty or the email is not an email address".into(),
@@ -125,7 +125,7 @@ pub async fn register(
             tenant: tenant_key.clone(),
             api_email: Some(api.email.clone()),
             api_token: Some(seal(
-                &api.token,
+                api.token.expose(),
                 &webhook_sources::token_context(&tenant_key),
             )?),
             created_at: now,
@@ -233,6 +233,17 @@ mod tests {
         assert!(!signature_matches(b"s3cret", body, None));
         assert!(!signature_matches(b"s3cret", body, Some("sha1=abcd")));
         assert!(!signature_matches(b"s3cret", body, Some("sha256=zz")));
+    }
+
+    #[test]
+    fn an_api_token_never_prints_its_token() {
+        let token = ApiToken {
+            email: "admin@acme.example".into(),
+            token: crate::config::Secret::new("ATATT-very-secret"),
+        };
+        let shown = format!("{token:?}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("admin@acme.example"), "{shown}");
     }
 
     #[test]

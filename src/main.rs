@@ -288,7 +288,7 @@ async fn main() -> ExitCode {
                 (Some(email), Some(file)) => match std::fs::read_to_string(&file) {
                     Ok(token) => Some(tollgate::jira_webhooks::ApiToken {
                         email,
-                        token: token.trim().to_string(),
+                        token: tollgate::config::Secret::new(token.trim()),
                     }),
                     Err(e) => {
                         eprintln!("tollgate: cannot read {}: {e}", file.display());

@@ -1,9 +1,18 @@
 //! Atlassian's public keys for signed install tokens, fetched from the key server by `kid` and
-//! cached: a key never changes under its kid.
+//! cached: a key never changes under its kid. Anyone can post an install naming any kid, so an
+//! unknown kid is remembered as unknown for a while, and fetches are budgeted: a flood of
+//! forged installs costs a bounded number of outbound calls.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// How long a kid the key server did not know is taken as unknown without asking again.
+const UNKNOWN_FOR: Duration = Duration::from_secs(600);
+/// Unknown kids remembered at most; past it the expired are dropped, then all.
+const UNKNOWN_MAX: usize = 10_000;
+/// Key fetches per minute; more are refused (a real install then retries).
+pub const FETCHES_PER_MINUTE: u32 = 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -13,6 +22,8 @@ pub enum KeyError {
     Unknown(String),
     #[error("key server unavailable: {0}")]
     Unavailable(String),
+    #[error("too many key fetches in the last minute")]
+    Throttled,
 }
 
 #[derive(Debug)]
@@ -20,6 +31,9 @@ pub struct InstallKeys {
     base_url: String,
     http: reqwest::Client,
     cache: RwLock<HashMap<String, Arc<Vec<u8>>>>,
+    unknown: Mutex<HashMap<String, Instant>>,
+    /// The current minute's start and the fetches made in it.
+    budget: Mutex<(Instant, u32)>,
 }
 
 impl InstallKeys {
@@ -31,7 +45,44 @@ impl InstallKeys {
                 .build()
                 .unwrap_or_default(),
             cache: RwLock::new(HashMap::new()),
+            unknown: Mutex::new(HashMap::new()),
+            budget: Mutex::new((Instant::now(), 0)),
         }
+    }
+
+    fn known_unknown(&self, kid: &str) -> bool {
+        self.unknown
+            .lock()
+            .ok()
+            .and_then(|u| u.get(kid).map(|at| at.elapsed() < UNKNOWN_FOR))
+            .unwrap_or(false)
+    }
+
+    fn remember_unknown(&self, kid: &str) {
+        if let Ok(mut unknown) = self.unknown.lock() {
+            if unknown.len() >= UNKNOWN_MAX {
+                unknown.retain(|_, at| at.elapsed() < UNKNOWN_FOR);
+                if unknown.len() >= UNKNOWN_MAX {
+                    unknown.clear();
+                }
+            }
+            unknown.insert(kid.to_string(), Instant::now());
+        }
+    }
+
+    /// Takes one fetch from this minute's budget; false when it is spent.
+    fn spend(&self) -> bool {
+        let Ok(mut budget) = self.budget.lock() else {
+            return false;
+        };
+        if budget.0.elapsed() >= Duration::from_secs(60) {
+            *budget = (Instant::now(), 0);
+        }
+        if budget.1 >= FETCHES_PER_MINUTE {
+            return false;
+        }
+        budget.1 += 1;
+        true
     }
 
     /// The PEM public key for `kid`.
@@ -49,6 +100,12 @@ impl InstallKeys {
         if let Some(key) = self.cache.read().ok().and_then(|c| c.get(kid).cloned()) {
             return Ok(key);
         }
+        if self.known_unknown(kid) {
+            return Err(KeyError::Unknown(kid.to_string()));
+        }
+        if !self.spend() {
+            return Err(KeyError::Throttled);
+        }
         let url = format!("{}/{kid}", self.base_url);
         let response = self
             .http
@@ -59,6 +116,7 @@ impl InstallKeys {
         match response.status() {
             s if s.is_success() => {}
             s if s.as_u16() == 404 || s.as_u16() == 403 => {
+                self.remember_unknown(kid);
                 return Err(KeyError::Unknown(kid.to_string()));
             }
             s => return Err(KeyError::Unavailable(format!("{url} answered {s}"))),

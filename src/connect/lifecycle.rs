@@ -15,6 +15,8 @@ pub enum LifecycleError {
     Auth(#[from] AuthError),
     #[error("invalid lifecycle payload: {0}")]
     Payload(String),
+    #[error("the site `{0}` is not among the sites allowed to install (connect.allowed_sites)")]
+    SiteNotAllowed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot seal the shared secret: {0}")]
@@ -27,7 +29,7 @@ pub enum LifecycleError {
 struct Payload {
     key: String,
     client_key: String,
-    shared_secret: Option<String>,
+    shared_secret: Option<crate::config::Secret>,
     base_url: String,
     display_url: Option<String>,
     product_type: String,
@@ -81,6 +83,12 @@ async fn verify_signed(
     body: &[u8],
 ) -> Result<Option<Signed>, LifecycleError> {
     let payload = parse(body)?;
+    // Before anything is fetched or stored for it.
+    if !state.connect.allowed_sites.allows(&payload.base_url) {
+        return Err(LifecycleError::SiteNotAllowed(
+            payload.base_url.chars().take(200).collect(),
+        ));
+    }
     let verified = auth::verify_install(
         &state.connect.keys,
         request,
@@ -137,7 +145,8 @@ pub async fn installed(
     })?;
     let secret = payload
         .shared_secret
-        .as_deref()
+        .as_ref()
+        .map(crate::config::Secret::expose)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| LifecycleError::Payload("sharedSecret is missing".into()))?;
     let host = host_of(&payload.base_url).ok_or_else(|| {
@@ -317,4 +326,26 @@ pub(crate) async fn audit_lifecycle(
         workflow_version: None,
     };
     crate::audit::append(tx, &event).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_install_payload_never_prints_its_shared_secret() {
+        let body = br#"{"key": "io.tollgate.access", "clientKey": "c-1",
+            "sharedSecret": "s3cr3t-value-that-signs-everything", "baseUrl": "https://acme.atlassian.net",
+            "productType": "jira"}"#;
+        let payload = parse(body).expect("parses");
+        let shown = format!("{payload:?} {payload:#?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert_eq!(
+            payload
+                .shared_secret
+                .as_ref()
+                .map(crate::config::Secret::expose),
+            Some("s3cr3t-value-that-signs-everything")
+        );
+    }
 }

@@ -7,6 +7,7 @@ pub mod jwt;
 pub mod keys;
 pub mod lifecycle;
 pub mod qsh;
+pub mod sites;
 pub mod tenant;
 pub mod tenant_cache;
 
@@ -17,6 +18,7 @@ use crate::config::Config;
 pub struct Connect {
     pub descriptors: descriptor::Descriptors,
     pub keys: keys::InstallKeys,
+    pub allowed_sites: sites::AllowedSites,
     pub base_url: String,
     /// The path of our base URL, stripped before computing qsh.
     pub base_path: String,
@@ -34,6 +36,7 @@ impl Connect {
                 config.connect.webhook_jql.as_deref(),
             ),
             keys: keys::InstallKeys::new(&config.connect.keys_url),
+            allowed_sites: config.connect.allowed_sites.clone(),
             base_path: tenant::base_path(&base_url).to_string(),
             base_url,
             leeway_seconds: i64::try_from(config.connect.jwt_leeway.as_secs()).unwrap_or(60),

@@ -71,6 +71,10 @@ impl From<LifecycleError> for ApiError {
                 tracing::warn!(%message, "lifecycle payload refused");
                 ApiError::BadRequest(message)
             }
+            LifecycleError::SiteNotAllowed(site) => {
+                tracing::warn!(%site, "install from a site outside connect.allowed_sites refused");
+                ApiError::Unauthorized("this site may not install the app".into())
+            }
             LifecycleError::Store(e) => ApiError::Store(e),
             LifecycleError::Seal(message) => ApiError::Internal(anyhow::anyhow!(message)),
         }

@@ -7,6 +7,7 @@ mod health;
 mod jira_webhooks;
 mod org;
 mod reports;
+pub mod serve;
 
 use std::any::Any;
 use std::time::Instant;
@@ -14,7 +15,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -25,7 +26,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::{ApiError, error_response};
+use crate::error::{ApiError, error_response, server_error};
 use crate::state::AppState;
 
 /// Largest request body accepted; Atlassian webhooks are far below it.
@@ -96,7 +97,17 @@ async fn not_found(request: Request) -> ApiError {
 
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    // Methods are whatever a client writes: the standard ones by name, the rest as one.
+    let method: &'static str = match *request.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     // Unmatched paths share one label: the series must not grow with what clients send.
     let route = request
         .extensions()
@@ -105,7 +116,7 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         .unwrap_or_else(|| "unmatched".to_string());
     let response = next.run(request).await;
     state.metrics.record_http(
-        &method,
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
@@ -126,6 +137,16 @@ async fn json_error_bodies(request: Request, next: Next) -> Response {
         return response;
     }
     let (parts, _) = response.into_parts();
+    if status.is_server_error() {
+        let mut fixed = server_error(
+            status,
+            "unavailable",
+            "the service cannot take this now; retry later",
+            &format!("answered {status} without a body"),
+        );
+        keep_headers(&mut fixed, &parts.headers);
+        return fixed;
+    }
     let error = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
         StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
@@ -143,13 +164,17 @@ async fn json_error_bodies(request: Request, next: Next) -> Response {
         ),
     };
     let mut fixed = error_response(status, error.code(), error.to_string());
-    // Keep headers such as Allow and the request id.
-    for (name, value) in &parts.headers {
+    keep_headers(&mut fixed, &parts.headers);
+    fixed
+}
+
+/// Keeps the replaced answer's headers, such as Allow and the request id.
+fn keep_headers(fixed: &mut Response, headers: &axum::http::HeaderMap) {
+    for (name, value) in headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             fixed.headers_mut().insert(name.clone(), value.clone());
         }
     }
-    fixed
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
@@ -158,16 +183,12 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown panic");
-    tracing::error!(panic = detail, "handler panicked");
-    let mut response = error_response(
+    server_error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
-        "internal error".into(),
-    );
-    response
-        .headers_mut()
-        .insert("cache-control", HeaderValue::from_static("no-store"));
-    response
+        "internal error",
+        &format!("handler panicked: {detail}"),
+    )
 }
 
 /// The webhook header whose value is stable across a delivery's retries.

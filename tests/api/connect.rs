@@ -901,3 +901,137 @@ async fn a_webhook_token_is_bound_to_its_path_event_and_its_body() {
     let response = send(nowhere, site.hs256_token("POST", nowhere), "w-5", body).await;
     assert_eq!(response.status(), 404);
 }
+
+/// `connect.allowed_sites`: a genuinely signed install from a site outside the list is
+/// refused with 401 before its key is fetched or anything is stored; the same install is
+/// taken once the site is listed.
+#[tokio::test]
+async fn a_site_outside_the_allowed_sites_may_not_install() {
+    let keys = InstallKeyServer::start().await.expect("key server");
+    keys.publish(KID, TEST_KEY_1.1);
+    let keys_url = keys.url();
+    let cloud = tollgate::fakes::atlassian::FakeAtlassian::start(
+        tollgate::fakes::atlassian::World::default(),
+        Default::default(),
+    )
+    .await
+    .expect("fake cloud");
+    let db = TestDatabase::create().await;
+    let settings = |sites: &'static str| {
+        vec![
+            ("TOLLGATE_BASE_URL", BASE_URL),
+            ("TOLLGATE_CONNECT_KEYS_URL", keys_url.as_str()),
+            ("TOLLGATE_CONNECT_ALLOWED_SITES", sites),
+        ]
+    };
+    // Only Atlassian's own sites: the fake's site at 127.0.0.1 is not one.
+    let app = spawn_app_on(
+        db.share(),
+        Mode::All,
+        &settings("https://*.atlassian.net"),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let site = FakeSite::jira(&app_url(&app), "acme.atlassian.net", KID).at(&cloud.site_url());
+    let response = site.install().await.expect("sent");
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        body["error"]["message"],
+        "this site may not install the app"
+    );
+    assert_eq!(tenant_count(&app).await, 0, "nothing was stored");
+    assert_eq!(keys.requests(), 0, "no key was fetched for it");
+    drop(app);
+
+    let app = spawn_app_on(
+        db,
+        Mode::All,
+        &settings("https://*.atlassian.net, http://127.0.0.1:*"),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let site = FakeSite::jira(&app_url(&app), "acme.atlassian.net", KID).at(&cloud.site_url());
+    let descriptor = site.descriptor().await.expect("descriptor");
+    cloud.install(site.fake_tenant(&descriptor));
+    assert_eq!(site.install().await.expect("sent").status(), 204);
+    assert_eq!(tenant_count(&app).await, 1);
+}
+
+/// A flood of forged installs naming made-up key ids: each unknown kid is asked about once
+/// and remembered, and fetches are budgeted per minute, so the key server sees a bounded
+/// number of calls; every forged install is refused.
+#[tokio::test]
+async fn a_flood_of_forged_installs_makes_a_bounded_number_of_key_fetches() {
+    let env = start().await;
+    let site = FakeSite::jira(&app_url(&env.app), "acme.atlassian.net", KID);
+    let body = site.lifecycle_body("io.tollgate.access", "installed");
+    let path = "/connect/installed";
+    let claims = site.install_claims(BASE_URL, path);
+    // One made-up kid, 50 times: one fetch.
+    let mut forged = site.clone();
+    forged.kid = "made-up".into();
+    for _ in 0..50 {
+        let response = post_with_token(&env.app, path, &forged.sign_install(&claims), &body).await;
+        assert_eq!(response.status(), 401);
+    }
+    assert_eq!(env.keys.requests(), 1, "an unknown kid is remembered");
+    // 300 different ones: no more fetches than a minute's budget.
+    let mut statuses = std::collections::BTreeMap::new();
+    for n in 0..300 {
+        forged.kid = format!("made-up-{n}");
+        let response = post_with_token(&env.app, path, &forged.sign_install(&claims), &body).await;
+        *statuses.entry(response.status().as_u16()).or_insert(0) += 1;
+    }
+    let budget = tollgate::connect::keys::FETCHES_PER_MINUTE as usize;
+    assert!(
+        env.keys.requests() <= 1 + budget,
+        "{} key fetches",
+        env.keys.requests()
+    );
+    // Those past the budget are told to retry (503), not let in.
+    assert_eq!(statuses.keys().copied().collect::<Vec<_>>(), [401, 503]);
+    assert_eq!(tenant_count(&env.app).await, 0);
+}
+
+/// A 5xx says what happened in words for the caller and a correlation id, never the
+/// database's text; the detail is in the log under that id.
+#[tokio::test]
+async fn a_server_error_carries_a_correlation_id_and_no_internal_text() {
+    let env = start().await;
+    let site = installed_site(&env).await;
+    // The intake's table is gone (a botched manual change, a broken restore).
+    let drop_table = "DROP TABLE inbound_events";
+    tollgate::on_db!(env.app.state.store.db(), |pool| {
+        sqlx::query(drop_table).execute(pool).await.map(|_| ())
+    })
+    .expect("dropped");
+    let response = site
+        .send_webhook(
+            "/connect/webhooks/issue-created",
+            "d-1",
+            &issue_created("IT-1", "acc-1"),
+        )
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 503);
+    let text = response.text().await.expect("body");
+    for internal in [
+        "database",
+        "inbound_events",
+        "does not exist",
+        "no such table",
+        "sqlx",
+    ] {
+        assert!(!text.contains(internal), "{internal:?} in {text}");
+    }
+    let body: Value = serde_json::from_str(&text).expect("json");
+    let id = body["error"]["correlation_id"].as_str().expect("an id");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(id)),
+        "{body}"
+    );
+}

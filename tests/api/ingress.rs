@@ -136,7 +136,7 @@ async fn open(
                 &cloud.site_url(),
                 Some(tollgate::jira_webhooks::ApiToken {
                     email: SITE_ADMIN.0.into(),
-                    token: SITE_ADMIN.1.into(),
+                    token: tollgate::config::Secret::new(SITE_ADMIN.1),
                 }),
                 clock_now(clock),
             )

@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod connect;
 mod crash;
+mod edge;
 mod engine;
 mod forge;
 mod grant_steps;

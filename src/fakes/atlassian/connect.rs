@@ -19,6 +19,10 @@ use crate::connect::jwt::{Audience, Claims, sign_hs256};
 use crate::connect::qsh;
 
 /// Test-only RSA key pairs (see `src/fakes/keys/README.md`).
+/// `connect.allowed_sites` for tests: the default (Atlassian's sites) and the fakes' (any
+/// port on the loopback address).
+pub const TEST_SITES: &str = "https://*.atlassian.net,https://*.jira.com,http://127.0.0.1:*";
+
 pub const TEST_KEY_1: (&str, &str) = (
     include_str!("../keys/test-install-1.key.pem"),
     include_str!("../keys/test-install-1.pub.pem"),

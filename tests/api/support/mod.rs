@@ -75,6 +75,10 @@ pub fn test_config(db: &TestDatabase, overrides: &[(&str, &str)]) -> Config {
         ("TOLLGATE_JOBS_POLL_INTERVAL".into(), "200ms".into()),
         ("TOLLGATE_SERVER_SHUTDOWN_TIMEOUT".into(), "5s".into()),
         ("TOLLGATE_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
+        (
+            "TOLLGATE_CONNECT_ALLOWED_SITES".into(),
+            tollgate::fakes::atlassian::connect::TEST_SITES.into(),
+        ),
     ];
     for (k, v) in overrides {
         vars.retain(|(name, _)| name != k);
@@ -193,10 +197,16 @@ pub async fn store_event(
     id
 }
 
-/// The real `tollgate` binary with an empty environment, run from the repository root.
+/// The real `tollgate` binary with an empty environment (but for the fakes' sites being allowed
+/// to install), run from the repository root.
 pub fn binary() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
     command.env_clear().current_dir(env!("CARGO_MANIFEST_DIR"));
+    // The fakes' sites may install (a test's own setting comes later and wins).
+    command.env(
+        "TOLLGATE_CONNECT_ALLOWED_SITES",
+        tollgate::fakes::atlassian::connect::TEST_SITES,
+    );
     command
 }
 
