@@ -380,6 +380,56 @@ fn existing_key(config: &crate::config::Config) -> Result<crate::secrets::Secret
         .map_err(|e| format!("bad key file {}: {e}", path.display()))
 }
 
+/// `tollgate secrets rotate`: every stored secret sealed again under the newest key; with
+/// `new_key`, a fresh key first put in front of those in SQLite's key file.
+pub async fn secrets_rotate(
+    config: &crate::config::Config,
+    new_key: bool,
+    out: &mut dyn Write,
+) -> Result<i32, String> {
+    let mut keys = existing_key(config)?;
+    if new_key {
+        let file = match (&config.secret_key, config.database.url.sqlite_file()) {
+            (None, Some(db)) => crate::secrets::key_file_for(&db),
+            _ => {
+                return Err(
+                    "--new-key rotates SQLite's key file; with TOLLGATE_SECRET_KEY, put the new key first in it on every process (`openssl rand -base64 32`) and run this again without --new-key"
+                        .into(),
+                );
+            }
+        };
+        keys = keys.with_new_key().map_err(|e| e.to_string())?;
+        crate::secrets::replace_key_file(&file, &keys).map_err(|e| e.to_string())?;
+        writeln!(
+            out,
+            "new key {} put first in {}",
+            keys.newest_id(),
+            file.display()
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    let store = crate::store::Store::connect(&config.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let result = crate::store::sealed::reseal_all(&store, &keys).await;
+    store.close().await;
+    let done = result.map_err(|e| e.to_string())?;
+    writeln!(
+        out,
+        "sealed under key {}: {} resealed, {} already were, {} could not be opened",
+        keys.newest_id(),
+        done.resealed,
+        done.current,
+        done.failed.len()
+    )
+    .map_err(|e| e.to_string())?;
+    for failed in &done.failed {
+        writeln!(out, "  {failed}").map_err(|e| e.to_string())?;
+    }
+    Ok(if done.failed.is_empty() { 0 } else { 1 })
+}
+
 /// `tollgate audit evidence`: the ticket's evidence bundle, as pretty JSON.
 pub async fn audit_evidence(
     config: &crate::config::Config,

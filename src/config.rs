@@ -117,7 +117,7 @@ pub const SETTINGS: &[Setting] = &[
     secret(
         "secrets.key",
         "TOLLGATE_SECRET_KEY",
-        "Key that encrypts secrets at rest: 32 bytes, base64. Generated beside a SQLite database if unset; required with PostgreSQL.",
+        "Key that encrypts secrets at rest: 32 bytes, base64; several, comma-separated, newest first, while rotating (`tollgate secrets rotate`). Generated beside a SQLite database if unset; required with PostgreSQL.",
     ),
     setting(
         "log.filter",

@@ -59,6 +59,22 @@ enum Command {
     /// Plain Jira webhooks, for sites that cannot install the app (see docs/install.md).
     #[command(subcommand)]
     WebhookSource(WebhookSourceCommand),
+    /// The keys that seal stored secrets (TOLLGATE_SECRET_KEY).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Seal every stored secret again under the newest key (the first in TOLLGATE_SECRET_KEY),
+    /// after a new key was put in front of the old ones on every process. Keep the old key at
+    /// the end of the list: its audit checkpoints verify only with it.
+    Rotate {
+        /// Without TOLLGATE_SECRET_KEY (SQLite's key file): put a new key in front in the file
+        /// first. Stop the service before, start it after.
+        #[arg(long)]
+        new_key: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,6 +279,17 @@ async fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify { tenant }) => {
             let mut out = std::io::stdout().lock();
             return match tollgate::cli::audit_verify(&config, tenant.as_deref(), &mut out).await {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("tollgate: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Secrets(SecretsCommand::Rotate { new_key }) => {
+            let mut out = std::io::stdout().lock();
+            return match tollgate::cli::secrets_rotate(&config, new_key, &mut out).await {
                 Ok(0) => ExitCode::SUCCESS,
                 Ok(_) => ExitCode::from(1),
                 Err(e) => {

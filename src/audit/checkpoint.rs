@@ -21,10 +21,11 @@ pub const CHECKPOINT_EVERY: i64 = 1_000;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The checkpoint key, derived from the secret key so the same secret never signs two kinds
-/// of thing.
+/// The checkpoint keys, derived from the secret keys so the same secret never signs two kinds
+/// of thing: the newest signs; each checkpoint names the key that signed it, and verifies
+/// under that key while it is configured (a retired key kept at the end of the list).
 #[derive(Clone)]
-pub struct CheckpointKey([u8; 32]);
+pub struct CheckpointKey(Vec<(String, [u8; 32])>);
 
 impl std::fmt::Debug for CheckpointKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,47 +41,78 @@ pub struct Checkpoint {
     pub hash: String,
     pub at: DateTime<Utc>,
     pub mac: String,
+    /// The id of the secret key it was signed under; `None` for checkpoints from before keys
+    /// had ids (any configured key may verify those).
+    pub key_id: Option<String>,
 }
 
 impl CheckpointKey {
     pub fn derive(secret: &SecretKey) -> Self {
-        let mut mac = HmacSha256::new_from_slice(secret.expose_bytes())
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(b"tollgate audit checkpoint v1");
-        Self(mac.finalize().into_bytes().into())
+        Self(
+            secret
+                .each()
+                .map(|(id, bytes)| {
+                    let mut mac = HmacSha256::new_from_slice(bytes)
+                        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+                    mac.update(b"tollgate audit checkpoint v1");
+                    (id.to_string(), mac.finalize().into_bytes().into())
+                })
+                .collect(),
+        )
     }
 
-    fn hmac(&self, chain: &str, seq: i64, hash: &str, at: DateTime<Utc>) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.0)
+    fn hmac(key: &[u8; 32], chain: &str, seq: i64, hash: &str, at: DateTime<Utc>) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(key)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(message(chain, seq, hash, at).as_bytes());
         mac
     }
 
-    /// Signs the position.
+    /// Signs the position with the newest key.
     pub fn sign(&self, chain: &str, seq: i64, hash: &str, at: DateTime<Utc>) -> Checkpoint {
+        let (id, key) = self
+            .0
+            .first()
+            .map_or(("", &[0u8; 32]), |(id, k)| (id.as_str(), k));
         Checkpoint {
             chain: chain.to_string(),
             seq,
             hash: hash.to_string(),
             at,
-            mac: hex(&self.hmac(chain, seq, hash, at).finalize().into_bytes()),
+            mac: hex(&Self::hmac(key, chain, seq, hash, at)
+                .finalize()
+                .into_bytes()),
+            key_id: Some(id.to_string()),
         }
     }
 
-    /// Whether the checkpoint was signed with this key (constant-time).
+    /// Whether the checkpoint was signed with the key it names (constant-time).
     pub fn verifies(&self, checkpoint: &Checkpoint) -> bool {
         let Some(mac) = crate::audit::unhex(&checkpoint.mac) else {
             return false;
         };
-        self.hmac(
-            &checkpoint.chain,
-            checkpoint.seq,
-            &checkpoint.hash,
-            checkpoint.at,
-        )
-        .verify_slice(&mac)
-        .is_ok()
+        self.0
+            .iter()
+            .filter(|(id, _)| checkpoint.key_id.as_ref().is_none_or(|named| named == id))
+            .any(|(_, key)| {
+                Self::hmac(
+                    key,
+                    &checkpoint.chain,
+                    checkpoint.seq,
+                    &checkpoint.hash,
+                    checkpoint.at,
+                )
+                .verify_slice(&mac)
+                .is_ok()
+            })
+    }
+
+    /// Whether the key the checkpoint names is configured (else it cannot be verified).
+    pub fn knows(&self, checkpoint: &Checkpoint) -> bool {
+        checkpoint
+            .key_id
+            .as_ref()
+            .is_none_or(|named| self.0.iter().any(|(id, _)| id == named))
     }
 }
 
@@ -114,14 +146,15 @@ pub async fn write_at(
     let checkpoint = key.sign(chain, seq, &hash, now);
     let inserted = on_db!(store.db(), |pool| {
         sqlx::query(
-            "INSERT INTO audit_checkpoints (chain, seq, hash, at, mac) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (chain, seq) DO NOTHING",
+            "INSERT INTO audit_checkpoints (chain, seq, hash, at, mac, key_id) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (chain, seq) DO NOTHING",
         )
         .bind(&checkpoint.chain)
         .bind(checkpoint.seq)
         .bind(&checkpoint.hash)
         .bind(checkpoint.at)
         .bind(&checkpoint.mac)
+        .bind(&checkpoint.key_id)
         .execute(pool)
         .await
         .map(|done| done.rows_affected())
@@ -156,9 +189,11 @@ pub async fn write_heads(
 
 /// A chain's checkpoints, oldest first.
 pub async fn of_chain(store: &Store, chain: &str) -> Result<Vec<Checkpoint>, StoreError> {
-    let rows: Vec<(String, i64, String, DateTime<Utc>, String)> = on_db!(store.db(), |pool| {
+    type Row = (String, i64, String, DateTime<Utc>, String, Option<String>);
+    let rows: Vec<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(
-            "SELECT chain, seq, hash, at, mac FROM audit_checkpoints WHERE chain = $1 ORDER BY seq",
+            "SELECT chain, seq, hash, at, mac, key_id FROM audit_checkpoints WHERE chain = $1 \
+             ORDER BY seq",
         )
         .bind(chain)
         .fetch_all(pool)
@@ -166,12 +201,13 @@ pub async fn of_chain(store: &Store, chain: &str) -> Result<Vec<Checkpoint>, Sto
     })?;
     Ok(rows
         .into_iter()
-        .map(|(chain, seq, hash, at, mac)| Checkpoint {
+        .map(|(chain, seq, hash, at, mac, key_id)| Checkpoint {
             chain,
             seq,
             hash,
             at,
             mac,
+            key_id,
         })
         .collect())
 }

@@ -226,6 +226,7 @@ pub async fn bundle(
             "hash": c.hash,
             "at": time(Some(c.at)),
             "mac": c.mac,
+            "key_id": c.key_id,
         })),
     }))
 }

@@ -279,8 +279,17 @@ pub async fn verify(
                 broken: Some(Break::new(
                     forged.seq,
                     None,
-                    "a checkpoint's signature does not verify with this secret key \
-                     (forged, edited, or signed with another key)",
+                    if key.knows(forged) {
+                        "a checkpoint's signature does not verify with this secret key \
+                         (forged, edited, or signed with another key)"
+                            .to_string()
+                    } else {
+                        format!(
+                            "a checkpoint was signed under secret key {}, which is not in \
+                             TOLLGATE_SECRET_KEY: keep retired keys at the end of the list",
+                            forged.key_id.as_deref().unwrap_or("?")
+                        )
+                    },
                 )),
             });
             continue;

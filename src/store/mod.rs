@@ -14,6 +14,7 @@ pub mod notices;
 pub mod org;
 pub mod org_changes;
 pub mod requests;
+pub mod sealed;
 pub mod selfcheck;
 pub mod tenant_links;
 pub mod tenants;

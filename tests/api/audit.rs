@@ -329,12 +329,15 @@ mod checkpoints {
         let cut = report(&store, &key, "archive").await.broken.expect("found");
         assert!(cut.problem.contains("missing from the start"), "{cut:?}");
 
-        // A verifier with another key trusts no checkpoint.
+        // A verifier with another key trusts no checkpoint, and names the key they need.
         let wrong = report(&store, &other, "intact")
             .await
             .broken
             .expect("found");
-        assert!(wrong.problem.contains("signature"), "{wrong:?}");
+        assert!(
+            wrong.problem.contains("not in TOLLGATE_SECRET_KEY"),
+            "{wrong:?}"
+        );
 
         // Every chain at once: the intact one passes, each tampered one is reported.
         let all = verify::verify(&store, &key, None).await.expect("verify");

@@ -502,3 +502,204 @@ async fn a_job_running_when_its_worker_dies_is_taken_over() {
     );
     store.close().await;
 }
+
+/// Every kind of stored secret (a Connect site's shared secret, one still in the format from
+/// before keys had ids, a webhook source's secret and API token, a Forge system token) and
+/// signed checkpoints, under the old key; a new key is put in front and `tollgate secrets
+/// rotate` runs: the new key alone opens every secret, checkpoints verify while the old key is
+/// kept at the end of the list (and say which key they need when it is not), and the service
+/// on the rotated database takes the site's webhooks.
+#[tokio::test]
+async fn a_key_rotation_keeps_every_secret_readable_and_every_checkpoint_verifiable() {
+    use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1};
+    use tollgate::secrets::SecretKey;
+
+    init();
+    let keys = InstallKeyServer::start().await.expect("key server");
+    keys.publish("k1", TEST_KEY_1.1);
+    let cloud = tollgate::fakes::atlassian::FakeAtlassian::start(
+        tollgate::fakes::atlassian::World::default(),
+        Default::default(),
+    )
+    .await
+    .expect("cloud");
+    let db = TestDatabase::create().await;
+    let old = SecretKey::generate().expect("key");
+    let (old_text, keys_url) = (old.to_base64(), keys.url());
+    let settings = |key: &str| {
+        vec![
+            ("TOLLGATE_SECRET_KEY".to_string(), key.to_string()),
+            (
+                "TOLLGATE_BASE_URL".into(),
+                "https://tollgate.example.com".into(),
+            ),
+            ("TOLLGATE_CONNECT_KEYS_URL".into(), keys_url.clone()),
+        ]
+    };
+    let spawn = |key: &str| {
+        let settings = settings(key);
+        let db = db.share();
+        async move {
+            let pairs: Vec<(&str, &str)> = settings
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            crate::support::spawn_app_on(
+                db,
+                Mode::All,
+                &pairs,
+                std::sync::Arc::new(tollgate::clock::SystemClock),
+            )
+            .await
+        }
+    };
+    let app = spawn(&old_text).await;
+    let site = FakeSite::jira(&app.url(""), "acme.atlassian.net", "k1").at(&cloud.site_url());
+    let descriptor = site.descriptor().await.expect("descriptor");
+    cloud.install(site.fake_tenant(&descriptor));
+    assert_eq!(site.install().await.expect("install").status(), 204);
+    let api = tollgate::jira_webhooks::ApiToken {
+        email: "admin@acme.example".into(),
+        token: tollgate::config::Secret::new("ATATT-api-token"),
+    };
+    let config = &app.state.config;
+    tollgate::cli::webhook_source_add(
+        config,
+        "dc",
+        "https://dc.atlassian.net",
+        Some(api),
+        &mut Vec::new(),
+    )
+    .await
+    .expect("source");
+    let store = app.state.store.clone();
+    let forge_id = "ari:cloud:ecosystem::installation/1";
+    let context = tollgate::store::forge::token_context(forge_id);
+    let now = chrono::Utc::now();
+    let mut tx = store.begin().await.expect("tx");
+    tollgate::store::forge::insert_in(
+        &mut tx,
+        &tollgate::store::forge::Installation {
+            installation_id: forge_id.into(),
+            tenant: forge_id.into(),
+            app_id: "app".into(),
+            cloud_id: "cloud-1".into(),
+            api_base_url: "https://api.atlassian.com/ex/jira/cloud-1".into(),
+            system_token: Some(old.seal(b"forge-system-token", &context).expect("seal")),
+            token_expires_at: Some(now + chrono::TimeDelta::hours(1)),
+            installed_at: now,
+            uninstalled_at: None,
+        },
+    )
+    .await
+    .expect("forge");
+    tx.commit().await.expect("commit");
+    // The Connect site's secret as the release before key ids wrote it.
+    let legacy = format!(
+        "UPDATE tenants SET shared_secret = 'v1:' || \
+         substr(shared_secret, {}) WHERE client_key = $1",
+        5 + old.newest_id().len()
+    );
+    tollgate::on_db!(store.db(), |pool| {
+        sqlx::query(sqlx::AssertSqlSafe(legacy.clone()))
+            .bind(&site.client_key)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
+    .expect("legacy");
+    let checkpoint_key = tollgate::audit::checkpoint::CheckpointKey::derive(&old);
+    tollgate::audit::checkpoint::write_heads(&store, &checkpoint_key, now)
+        .await
+        .expect("checkpoints");
+    // Written here or by the service's own checkpoint job: under the old key either way.
+    let count = "SELECT COUNT(*) FROM audit_checkpoints WHERE key_id = $1";
+    let under_old: i64 = tollgate::on_db!(store.db(), |pool| {
+        sqlx::query_scalar(count)
+            .bind(old.newest_id())
+            .fetch_one(pool)
+            .await
+    })
+    .expect("count");
+    assert!(under_old >= 2, "{under_old} checkpoints under the old key");
+    app.stop().await;
+
+    // A new key in front of the old, then the rotation.
+    let both = old.with_new_key().expect("key");
+    let new_only = SecretKey::from_base64(both.to_base64().split(',').next().expect("first"))
+        .expect("new key");
+    let run = |key: &str, args: &[&str]| {
+        tollgate(&[("DATABASE_URL", db.url()), ("TOLLGATE_SECRET_KEY", key)])
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let rotated = run(&both.to_base64(), &["secrets", "rotate"]);
+    let said = String::from_utf8_lossy(&rotated.stdout).to_string();
+    assert!(
+        rotated.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    assert!(
+        said.contains("4 resealed, 0 already were, 0 could not be opened"),
+        "{said}"
+    );
+    let again = run(&both.to_base64(), &["secrets", "rotate"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 resealed, 4 already were"));
+
+    // The new key alone opens every stored secret.
+    let store = crate::support::store(&db).await;
+    let sealed: Vec<(String, String, String)> = tollgate::on_db!(store.db(), |pool| {
+        sqlx::query_as(
+            "SELECT 'tenant', client_key, shared_secret FROM tenants \
+             UNION ALL SELECT 'forge', installation_id, system_token FROM forge_installations \
+             UNION ALL SELECT 'api', tenant, api_token FROM webhook_sources",
+        )
+        .fetch_all(pool)
+        .await
+    })
+    .expect("read");
+    assert_eq!(sealed.len(), 4, "{sealed:?}");
+    for (kind, id, value) in &sealed {
+        let context = match kind.as_str() {
+            "tenant" => tollgate::connect::tenant::Tenant::secret_context(id),
+            "forge" => tollgate::store::forge::token_context(id),
+            _ => tollgate::store::webhook_sources::token_context(id),
+        };
+        assert!(
+            new_only.unseal(value, &context).is_ok(),
+            "{kind} {id} does not open"
+        );
+    }
+    store.close().await;
+
+    // Checkpoints: verified with the old key kept at the end; named when it is dropped.
+    let verified = run(&both.to_base64(), &["audit", "verify"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let without_old = run(&new_only.to_base64(), &["audit", "verify"]);
+    assert_eq!(without_old.status.code(), Some(1));
+    let told = String::from_utf8_lossy(&without_old.stdout);
+    assert!(
+        told.contains(old.newest_id()) && told.contains("not in TOLLGATE_SECRET_KEY"),
+        "{told}"
+    );
+
+    // The service on the rotated database: the site's webhook is taken (its secret opens).
+    let app = spawn(&both.to_base64()).await;
+    let mut site = site;
+    site.app_url = app.url("").trim_end_matches('/').to_string();
+    let response = site
+        .send_webhook(
+            "/connect/webhooks/issue-created",
+            "d-1",
+            &tollgate::fakes::atlassian::connect::issue_created("IT-1", "acc-1"),
+        )
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 204);
+}

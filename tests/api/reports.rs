@@ -750,7 +750,12 @@ async fn an_evidence_bundle_verifies_without_the_database() {
         hash: cp["hash"].as_str().expect("hash").into(),
         at: cp["at"].as_str().expect("at").parse().expect("time"),
         mac: cp["mac"].as_str().expect("mac").into(),
+        key_id: cp["key_id"].as_str().map(str::to_string),
     };
+    assert!(
+        checkpoint.key_id.is_some(),
+        "the bundle names the signing key"
+    );
     assert!(key.verifies(&checkpoint));
 
     // The script docs/audit.md gives auditors (jq and sha256sum) agrees, and sees an edit.
