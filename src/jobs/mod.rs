@@ -537,9 +537,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
                         attempt: attempt + 1,
                         since: next.since,
                     };
-                    let mut tx = state.store.begin().await?;
-                    schedule(&mut tx, &again, next.at).await?;
-                    tx.commit().await?;
+                    queue_again(state, &again, next.at).await?;
                     tracing::warn!(%request, error = %e, wait = ?next.wait, "the grant could not be planned; retrying");
                     Ok(())
                 }
@@ -635,9 +633,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
                     round: *round,
                     waited: waited + 1,
                 };
-                let mut tx = state.store.begin().await?;
-                schedule(&mut tx, &again, Utc::now() + NOTICE_WAIT).await?;
-                tx.commit().await?;
+                queue_again(state, &again, Utc::now() + NOTICE_WAIT).await?;
                 tracing::debug!(
                     ticket_key,
                     key,
@@ -664,9 +660,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
                     round: *round,
                     waited: *waited,
                 };
-                let mut tx = state.store.begin().await?;
-                schedule(&mut tx, &again, next.at).await?;
-                tx.commit().await?;
+                queue_again(state, &again, next.at).await?;
                 tracing::warn!(ticket_key, error = %e, wait = ?next.wait, "the ticket could not be told; retrying");
                 Ok(())
             }
@@ -690,6 +684,14 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             Ok(())
         }
     }
+}
+
+/// Queues the next run of a job that is not done yet (a retry, a wait), in its own transaction.
+async fn queue_again(state: &AppState, job: &Job, at: DateTime<Utc>) -> Result<(), JobError> {
+    let mut tx = state.store.begin().await?;
+    schedule(&mut tx, job, at).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// How long a ticket notice waiting behind an earlier one waits before looking again.
