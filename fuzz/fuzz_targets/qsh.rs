@@ -13,6 +13,9 @@ fuzz_target!(|data: &str| {
     let _ = qsh::canonical_request(method, path_and_query, base_path);
     let hash = qsh::qsh(method, path_and_query, base_path);
     assert_eq!(hash.len(), 64);
-    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(
+        hash.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     let _ = qsh::rfc3986(data);
 });
