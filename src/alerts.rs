@@ -119,7 +119,7 @@ pub async fn record(
             raised: now.timestamp_micros(),
         };
         // Due at once on the wall clock the queue runs on (`now` may be a test's clock).
-        crate::jobs::schedule(tx, &job, Utc::now()).await?;
+        crate::jobs::schedule_now(tx, &job).await?;
     }
     let mut details = alert.details();
     details["summary"] = json!(alert.summary());

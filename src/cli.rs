@@ -4,8 +4,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
-
 use crate::orgchart::{Email, OrgIndex, OrgSnapshot, file as org_file};
 use crate::store::org::SnapshotInfo;
 use crate::workflow::{self, Decision, RequestedDuration, RouteRequest, Routing};
@@ -177,7 +175,7 @@ pub fn simulate(
         level: args.level.as_deref(),
         duration,
         justification: &args.justification,
-        now: Utc::now(),
+        now: crate::clock::wall(),
     };
     let routing = match workflow::route(&workflows, &index, &request) {
         Ok(routing) => routing,
@@ -552,7 +550,7 @@ pub async fn webhook_source_add(
         name,
         site,
         api,
-        chrono::Utc::now(),
+        crate::clock::wall(),
     )
     .await;
     store.close().await;
@@ -593,7 +591,7 @@ pub async fn org_leavers(
     let result = async {
         if let Some(version) = approve {
             let approved =
-                crate::engine::org_change::approve(&store, version, by, chrono::Utc::now())
+                crate::engine::org_change::approve(&store, version, by, crate::clock::wall())
                     .await
                     .map_err(|e| e.to_string())?;
             if !approved {
@@ -647,7 +645,7 @@ async fn store_with_org(
     crate::grants::people_migration::run(
         &store,
         config.atlassian.org_id.as_deref(),
-        chrono::Utc::now(),
+        crate::clock::wall(),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -691,7 +689,7 @@ pub async fn webhook_source_link(
         if dry_run {
             return say(out, "Dry run: nothing changed.".into());
         }
-        let linked = crate::jira_webhooks::link(&store, &plan, chrono::Utc::now(), "cli")
+        let linked = crate::jira_webhooks::link(&store, &plan, crate::clock::wall(), "cli")
             .await
             .map_err(|e| e.to_string())?;
         say(out, if linked { "Linked.".into() } else { "Already linked by another run.".into() })
@@ -873,7 +871,7 @@ pub async fn org_remap(
         }
         let verb = if dry_run { "would remap" } else { "remapped" };
         if !dry_run && !remaps.is_empty() {
-            crate::grants::remap::apply(&store, &remaps, by, chrono::Utc::now())
+            crate::grants::remap::apply(&store, &remaps, by, crate::clock::wall())
                 .await
                 .map_err(|e| e.to_string())?;
         }

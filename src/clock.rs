@@ -1,8 +1,18 @@
-//! Time comes from here, never from `Utc::now()` scattered in code, so tests can move it.
+//! Time comes from here, never from `Utc::now()` scattered in code.
+//!
+//! What the app decides (deadlines, expiries, what a ticket is told) goes by a [`Clock`], which
+//! tests move. What is checked against someone else's clock goes by [`wall`]: the job queue's
+//! schedule (`crate::jobs::wall` turns an app time into the queue's), leases between workers,
+//! the tokens Tollgate signs, a vendor's `Retry-After`.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Duration, Utc};
+
+/// The machine's own time (see the module's note for when to use it rather than a [`Clock`]).
+pub fn wall() -> DateTime<Utc> {
+    Utc::now()
+}
 
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> DateTime<Utc>;

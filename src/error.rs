@@ -36,6 +36,19 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError;
+        match e {
+            EngineError::Store(e) => Self::Store(e),
+            EngineError::Conflict(message) => Self::Conflict(message),
+            EngineError::NotReady(message) => Self::Unavailable(message),
+            EngineError::Job(e) => Self::Storage(e.to_string()),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
 impl From<crate::intake::IntakeError> for ApiError {
     fn from(e: crate::intake::IntakeError) -> Self {
         match e {
@@ -58,6 +71,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Store(StoreError::Corrupt(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) | Self::Store(_) | Self::Storage(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -75,6 +89,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Timeout => "timeout",
             Self::Unavailable(_) => "unavailable",
+            Self::Store(StoreError::Corrupt(_)) => "internal",
             Self::Store(_) | Self::Storage(_) => "storage_unavailable",
             Self::Internal(_) => "internal",
         }
@@ -141,7 +156,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let public = match &self {
-            Self::Internal(_) => "internal error",
+            Self::Internal(_) | Self::Store(StoreError::Corrupt(_)) => "internal error",
             Self::Store(_) | Self::Storage(_) => "storage is unavailable; retry later",
             // Written by a handler for the caller.
             Self::Unavailable(message) => message.as_str(),

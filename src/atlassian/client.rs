@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::Utc;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::sync::Semaphore;
@@ -135,7 +134,7 @@ impl AtlassianClient {
         }
         if let Some(wait) = header("x-ratelimit-reset")
             .or(header("x-rate-limit-reset"))
-            .and_then(|v| retry::parse_wait(v, Utc::now()))
+            .and_then(|v| retry::parse_wait(v, crate::clock::wall()))
         {
             self.hold_back(key, wait);
         }
@@ -190,7 +189,7 @@ impl AtlassianClient {
                 retry_after: header("retry-after"),
                 rate_limit_reset: header("x-ratelimit-reset").or(header("x-rate-limit-reset")),
             };
-            let now = Utc::now();
+            let now = crate::clock::wall();
             if status == Some(429)
                 && let Some(wait) = outcome
                     .retry_after
@@ -275,7 +274,7 @@ pub fn connect_token(call: &Call) -> Option<String> {
         .map_or(call.url.as_str(), |(_, rest)| {
             rest.find('/').map_or("/", |i| &rest[i..])
         });
-    let now = Utc::now().timestamp();
+    let now = crate::clock::wall().timestamp();
     let claims = Claims {
         iss: Some(app_key.clone()),
         aud: Some(Audience::Many(vec![client_key.clone()])),

@@ -220,7 +220,12 @@ mod tests {
     fn a_checkpoint_verifies_only_as_signed_and_only_with_its_key() {
         let key = CheckpointKey::derive(&SecretKey::generate().expect("key"));
         let other = CheckpointKey::derive(&SecretKey::generate().expect("key"));
-        let signed = key.sign("jira:acme", 1000, "ab".repeat(32).as_str(), Utc::now());
+        let signed = key.sign(
+            "jira:acme",
+            1000,
+            "ab".repeat(32).as_str(),
+            crate::clock::wall(),
+        );
         assert!(key.verifies(&signed));
         assert!(!other.verifies(&signed));
         let mut moved = signed.clone();

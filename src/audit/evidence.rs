@@ -148,7 +148,7 @@ pub async fn bundle(
                 .await
         })?;
         if let Some((head,)) = head {
-            checkpoint::write_at(store, key, &chain, head, Utc::now()).await?;
+            checkpoint::write_at(store, key, &chain, head, crate::clock::wall()).await?;
             signed = checkpoint::of_chain(store, &chain).await?;
         }
     }
@@ -170,7 +170,7 @@ pub async fn bundle(
 
     Ok(json!({
         "format": "tollgate-evidence-v1",
-        "generated_at": time(Some(Utc::now())),
+        "generated_at": time(Some(crate::clock::wall())),
         "ticket": ticket,
         "tenant": chain,
         "requests": requests.iter().map(|r| json!({

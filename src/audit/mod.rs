@@ -234,7 +234,7 @@ pub async fn append(tx: &mut Tx, event: &Event) -> Result<Appended, StoreError> 
             chain: chain.clone(),
             seq,
         };
-        crate::jobs::schedule(tx, &job, Utc::now())
+        crate::jobs::schedule_now(tx, &job)
             .await
             .map_err(|e| match e {
                 crate::jobs::JobError::Store(e) => e,

@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::lifecycle::State;
 use crate::on_db;
 use crate::store::grants::{self, Status, StepRow};
 use crate::store::{Store, StoreError};
@@ -251,17 +252,16 @@ impl Report {
              r.ended_at, r.end_cause, r.parent_id \
              FROM requests r LEFT JOIN tenants t ON t.client_key = r.tenant WHERE ",
         );
-        sql.push_str(match self.query.scope {
-            Scope::Period { .. } => {
-                "((r.created_at >= $1 AND r.created_at < $2) \
+        sql.push_str(&match self.query.scope {
+            Scope::Period { .. } => "((r.created_at >= $1 AND r.created_at < $2) \
                  OR (r.granted_at >= $1 AND r.granted_at < $2) \
                  OR (r.ended_at >= $1 AND r.ended_at < $2))"
-            }
+                .to_string(),
             // No period (both NULL), so every variant binds the same parameters.
-            Scope::Active => {
-                "r.state IN ('provisioning', 'active', 'revoking', 'revoke_failed') \
-                 AND $1 IS NULL AND $2 IS NULL"
-            }
+            Scope::Active => format!(
+                "r.state IN ({}) AND $1 IS NULL AND $2 IS NULL",
+                State::sql_list(State::holds_access)
+            ),
         });
         sql.push_str(
             " AND ($3 IS NULL OR r.resource = $3) \

@@ -2,9 +2,9 @@
 
 use serde_json::json;
 
-use super::machine::State;
 use super::{EngineError, site};
 use crate::audit::{self, Actor};
+use crate::lifecycle::Event;
 use crate::state::AppState;
 use crate::store::requests;
 
@@ -55,9 +55,10 @@ pub async fn if_ticket_cancelled(
         tx.rollback().await?;
         return Ok(());
     }
-    request.state = State::Cancelled;
-    request.reason = Some("the ticket was cancelled".into());
-    request.updated_at = now;
+    let cancelled = Event::Cancelled {
+        reason: "the ticket was cancelled".into(),
+    };
+    let action = crate::lifecycle::apply(&mut request, cancelled, now)?.action;
     if !requests::update(&mut tx, &request).await? {
         tx.rollback().await?;
         return Ok(());
@@ -66,7 +67,7 @@ pub async fn if_ticket_cancelled(
     let details = json!({"status": issue.status, "resolution": resolution});
     audit::append(
         &mut tx,
-        &super::request_event(&request, now, actor, "request.cancelled", details),
+        &super::request_event(&request, now, actor, action, details),
     )
     .await?;
     tx.commit().await?;

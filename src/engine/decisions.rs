@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use super::machine::{self, Next, Refusal, Verdict};
 use super::{EngineError, notices, site};
+use crate::lifecycle::{Action, Event, Next, Refusal, Verdict, approval};
 use chrono::{DateTime, Utc};
 
 use crate::atlassian::comments::{Comment, CommentId};
@@ -203,7 +203,7 @@ async fn apply(
         .unwrap_or_default()
         .to_string();
     let email = approver.map(|a| a.email.clone()).unwrap_or_default();
-    let approver_event = |request: &requests::Request, action: &str, details: Value| {
+    let approver_event = |request: &requests::Request, action: Action, details: Value| {
         super::request_event(
             request,
             now,
@@ -213,7 +213,7 @@ async fn apply(
         )
     };
 
-    let outcome = machine::decide(
+    let outcome = approval::decide(
         request.state,
         &plan,
         stage,
@@ -266,7 +266,7 @@ async fn apply(
             audit::append(
                 &mut tx,
                 &approver_event(&request,
-                    "decision.refused",
+                    Action::DecisionRefused,
                     json!({"verdict": ballot.verdict.as_str(), "via": ballot.via, "why": why, "stage": stage}),
                 ),
             )
@@ -299,47 +299,34 @@ async fn apply(
         now,
     )
     .await?;
-    let (action, notice) = match next {
+    let declined = || {
+        reason.map_or_else(
+            || format!("declined by {name}"),
+            |r| format!("declined by {name}: {r}"),
+        )
+    };
+    let event = match next {
+        Next::Waiting { .. } => Event::Counted,
+        Next::Stage(open) => Event::StageApproved { next: open },
+        Next::Approved => Event::Approved,
+        Next::Declined => Event::Declined { reason: declined() },
+    };
+    let action = crate::lifecycle::apply(&mut request, event, now)?.action;
+    let notice = match next {
         Next::Waiting {
             approvals,
             required,
-        } => (
-            "decision.approved",
-            notices::waiting(&request, &name, reason, approvals, required),
-        ),
-        Next::Stage(open) => {
-            request.stage = open as i64;
-            request.stage_started_at = Some(now);
-            (
-                "decision.approved",
-                notices::stage_approved(&request, &name, reason, stage),
-            )
-        }
-        Next::Approved => {
-            request.state = machine::State::Approved;
-            (
-                "decision.approved",
-                notices::approved(&request, &name, reason),
-            )
-        }
-        Next::Declined => {
-            request.state = machine::State::Declined;
-            request.reason = Some(reason.map_or_else(
-                || format!("declined by {name}"),
-                |r| format!("declined by {name}: {r}"),
-            ));
-            (
-                "decision.declined",
-                notices::declined(&request, Some(&name), reason),
-            )
-        }
+        } => notices::waiting(&request, &name, reason, approvals, required),
+        Next::Stage(_) => notices::stage_approved(&request, &name, reason, stage),
+        Next::Approved => notices::approved(&request, &name, reason),
+        Next::Declined => notices::declined(&request, Some(&name), reason),
     };
-    request.updated_at = now;
     if !requests::update(&mut tx, &request).await? {
         // The row is locked, so only a bug gets here; nothing half-applied is kept.
         tx.rollback().await?;
-        return Err(EngineError::Store(crate::store::StoreError::Database(
-            sqlx::Error::Protocol(format!("request {} changed under its lock", request.id)),
+        return Err(EngineError::Conflict(format!(
+            "request {} changed under its lock",
+            request.id
         )));
     }
     audit::append(

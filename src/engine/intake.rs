@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::machine::{Approver, Plan, PlannedStage, State};
 use super::{EngineError, notices, site};
 use crate::atlassian::adf;
 use crate::audit::{self, Actor};
+use crate::lifecycle::{self, Action, Approver, Event, Plan, PlannedStage, State};
 use crate::orgchart::accounts;
 use crate::orgchart::{AccountId, Email, OrgIndex};
 use crate::state::AppState;
@@ -183,14 +183,14 @@ pub async fn ensure_request(
         tx.rollback().await?;
         return Ok(requests::by_ticket(&state.store, tenant_key, ticket_key).await?);
     }
-    let event = |actor: Actor, action: &str, details: Value| {
+    let event = |actor: Actor, action: Action, details: Value| {
         super::request_event(&request, now, actor, action, details)
     };
     audit::append(
         &mut tx,
         &event(
             Actor::Person(reporter.0.clone()),
-            "request.received",
+            Action::RequestReceived,
             json!({
                 "resource": asked.resource, "level": asked.level, "duration": asked.duration,
                 "justification": asked.justification, "on_behalf_of": asked.on_behalf_of,
@@ -200,15 +200,15 @@ pub async fn ensure_request(
     )
     .await?;
     let (action, notice) = match &outcome {
-        Outcome::Invalid(reason) => ("request.invalid", notices::invalid(&request, reason)),
-        Outcome::Routed => match request.state {
-            State::Approved => ("request.auto_approved", notices::auto_approved(&request)),
-            State::Declined => (
-                "request.denied",
-                notices::declined(&request, None, request.reason.as_deref()),
-            ),
-            _ => ("request.routed", notices::routed(state, &request)),
-        },
+        Outcome::Invalid(reason) => (Action::RequestInvalid, notices::invalid(&request, reason)),
+        Outcome::Routed(action) => (
+            *action,
+            match request.state {
+                State::Approved => notices::auto_approved(&request),
+                State::Declined => notices::declined(&request, None, request.reason.as_deref()),
+                _ => notices::routed(state, &request),
+            },
+        ),
     };
     audit::append(
         &mut tx,
@@ -223,7 +223,7 @@ pub async fn ensure_request(
         &mut tx,
         &request,
         notice,
-        format!("{}:{action}", request.id),
+        format!("{}:{}", request.id, action.as_str()),
     )
     .await?;
     super::timers::schedule(&mut tx, state, &request, false).await?;
@@ -253,7 +253,8 @@ pub(crate) async fn stale_chart(state: &AppState) -> Result<(), EngineError> {
 }
 
 pub(crate) enum Outcome {
-    Routed,
+    /// Routed, as the audit log names what routing decided.
+    Routed(Action),
     /// Declined before routing, with what the requester must fix.
     Invalid(String),
 }
@@ -267,9 +268,15 @@ pub(crate) async fn decide(
     asked: &Asked,
     request: &mut Request,
 ) -> Result<Outcome, EngineError> {
+    let now = state.clock.now();
     let invalid = |request: &mut Request, reason: String| {
-        request.state = State::Declined;
-        request.reason = Some(reason.clone());
+        lifecycle::apply(
+            request,
+            Event::Invalid {
+                reason: reason.clone(),
+            },
+            now,
+        )?;
         Ok(Outcome::Invalid(reason))
     };
     // Not synced yet (a new deployment, a worker whose first sync is running): the ticket
@@ -357,26 +364,21 @@ pub(crate) async fn decide(
     request.duration_seconds = routing.duration_seconds.map(|s| s as i64);
     request.level = routing.level.clone();
     let plan = plan_of(state, site, &org, &routing).await?;
-    match routing.decision {
-        Decision::AutoApproved => request.state = State::Approved,
-        Decision::Denied => {
-            request.state = State::Declined;
-            request.reason = Some(routing.reasons.join("; "));
-        }
-        Decision::Pending => match plan.open_stage(0) {
-            Some(stage) => {
-                request.state = State::Pending;
-                request.stage = stage as i64;
-                request.stage_started_at = Some(state.clock.now());
-            }
-            None => {
-                request.state = State::Declined;
-                request.reason = Some("no stage has anyone who may approve".into());
-            }
+    let event = match routing.decision {
+        Decision::AutoApproved => Event::AutoApproved,
+        Decision::Denied => Event::Denied {
+            reason: routing.reasons.join("; "),
         },
-    }
+        Decision::Pending => match plan.open_stage(0) {
+            Some(stage) => Event::Routed { stage },
+            None => Event::Denied {
+                reason: "no stage has anyone who may approve".into(),
+            },
+        },
+    };
+    let routed = lifecycle::apply(request, event, now)?;
     request.plan = Some(plan);
-    Ok(Outcome::Routed)
+    Ok(Outcome::Routed(routed.action))
 }
 
 /// An approver by email: their name from the org chart and their Atlassian account, when

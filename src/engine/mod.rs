@@ -8,7 +8,6 @@
 pub mod cancel;
 pub mod decisions;
 pub mod intake;
-pub mod machine;
 pub mod notices;
 pub mod org_change;
 pub mod recovery;
@@ -38,6 +37,16 @@ pub enum EngineError {
     /// Tollgate cannot judge yet (no org chart synced): worth trying again shortly.
     #[error("not ready: {0}")]
     NotReady(String),
+    /// A change the request's state does not allow, or one that lost a race it should not have
+    /// been able to run: a bug to look into, not an outage to wait out.
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+impl From<crate::lifecycle::Conflict> for EngineError {
+    fn from(e: crate::lifecycle::Conflict) -> Self {
+        Self::Conflict(e.to_string())
+    }
 }
 
 impl From<crate::orgchart::accounts::AccountError> for EngineError {
@@ -53,9 +62,10 @@ impl EngineError {
     /// Whether trying the event again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Store(_) | Self::Job(_) | Self::NotReady(_) => true,
+            Self::Store(e) => e.is_retryable(),
+            Self::Job(_) | Self::NotReady(_) => true,
             Self::Atlassian(e) => e.is_retryable(),
-            Self::Tenant(_) => false,
+            Self::Tenant(_) | Self::Conflict(_) => false,
         }
     }
 
@@ -160,7 +170,7 @@ pub(crate) fn request_event(
     request: &crate::store::requests::Request,
     at: chrono::DateTime<chrono::Utc>,
     actor: crate::audit::Actor,
-    action: &str,
+    action: crate::lifecycle::Action,
     details: Value,
 ) -> crate::audit::Event {
     crate::audit::Event {
@@ -169,7 +179,7 @@ pub(crate) fn request_event(
         request_id: Some(request.id),
         ticket_key: Some(request.ticket_key.clone()),
         actor,
-        action: action.to_string(),
+        action: action.as_str().to_string(),
         target: request.resource.clone(),
         details,
         workflow_version: request.workflow_version.clone(),
@@ -210,7 +220,7 @@ async fn on_comment(
                 request,
                 state.clock.now(),
                 crate::audit::Actor::System("intake".into()),
-                "comment.unverified",
+                crate::lifecycle::Action::CommentUnverified,
                 serde_json::json!({
                     "comment_id": id.as_str(),
                     "claimed_author": claimed("/author/accountId"),

@@ -2,15 +2,14 @@
 //! transition where the JSM workflow has one by that name. Built inside the transaction that
 //! makes the change, delivered by a durable job (retried while Jira is unavailable).
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::intake::duration_words;
-use super::machine::Plan;
 use super::{EngineError, site, templates};
 use crate::atlassian::{AtlassianError, Change};
 use crate::jobs::{self, Job, JobError};
+use crate::lifecycle::Plan;
 use crate::orgchart::AccountId;
 use crate::state::AppState;
 use crate::store::Tx;
@@ -209,7 +208,7 @@ pub async fn enqueue(
 ) -> Result<(), JobError> {
     // Due at once, on the wall clock the queue runs on; its place in the ticket's order is
     // taken in the same transaction.
-    let now = Utc::now();
+    let now = crate::clock::wall();
     crate::store::notices::queue(tx, &key, &request.tenant, &request.ticket_key, now).await?;
     let job = Job::TicketNotice {
         tenant: request.tenant.clone(),
@@ -240,7 +239,7 @@ pub async fn give_up(
     reason: &str,
 ) -> Result<(), JobError> {
     use crate::store::notices::{self as sent, DeadNotice};
-    let now = Utc::now();
+    let now = crate::clock::wall();
     let dead = DeadNotice {
         key: key.clone(),
         tenant: tenant.clone(),
@@ -291,7 +290,7 @@ pub async fn retry_dead(
             round: dead.rounds + 1,
             waited: 0,
         };
-        jobs::schedule(&mut tx, &job, Utc::now()).await?;
+        jobs::schedule_now(&mut tx, &job).await?;
     }
     tx.commit().await?;
     Ok(revived.into_iter().map(|d| d.key).collect())
@@ -313,7 +312,8 @@ pub async fn deliver(
     let block = chrono::TimeDelta::from_std(state.config.events.ticket_block)
         .unwrap_or(chrono::TimeDelta::minutes(10));
     if let Some(earlier) =
-        crate::store::notices::earlier_unsent(&state.store, key, Utc::now() - block).await?
+        crate::store::notices::earlier_unsent(&state.store, key, crate::clock::wall() - block)
+            .await?
     {
         return Ok(Told::Behind(earlier));
     }

@@ -239,12 +239,11 @@ pub async fn approve(
         now,
     )
     .await?;
-    crate::jobs::schedule(
+    crate::jobs::schedule_now(
         &mut tx,
         &crate::jobs::Job::OrgApply {
             why: format!("hold:{version}:approved"),
         },
-        chrono::Utc::now(),
     )
     .await?;
     tx.commit().await?;

@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::machine::{Approver, State};
 use super::notices::{self, Notice};
 use super::{EngineError, request_event, site};
 use crate::audit::{self, Actor};
+use crate::lifecycle::{Action, Approver, State};
 use crate::orgchart::Email;
 use crate::state::AppState;
 use crate::store::requests::{self, Request};
@@ -129,7 +129,7 @@ async fn replace(
             &request,
             now,
             Actor::System("org-sync".into()),
-            "request.rerouted",
+            Action::RequestRerouted,
             json!({"stage": index, "from": previous, "to": now_names}),
         ),
     )

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::EngineError;
-use super::machine::{Approver, State};
 use super::notices::{self, Notice};
 use crate::audit::{self, Actor};
 use crate::jobs::{self, Job, JobError};
+use crate::lifecycle::{Action, Approver, Event, State};
 use crate::orgchart::Email;
 use crate::state::AppState;
 use crate::store::Tx;
@@ -136,7 +136,7 @@ pub async fn fire(
                 participants: Vec::new(),
                 transition: None,
             };
-            ("request.reminded", notice, json!({"stage": index}))
+            (Action::RequestReminded, notice, json!({"stage": index}))
         }
         TimerKind::Escalate => {
             // The approvers keep their say; their managers are added beside them.
@@ -167,7 +167,7 @@ pub async fn fire(
                 transition: None,
             };
             (
-                "request.escalated",
+                Action::RequestEscalated,
                 notice,
                 json!({"stage": index, "added": names(&added), "approvers": everyone}),
             )
@@ -178,14 +178,12 @@ pub async fn fire(
                 .map(crate::duration::format)
                 .unwrap_or_default();
             let reason = format!("no decision within {after}");
-            request.state = State::Declined;
-            request.reason = Some(reason.clone());
+            let timed_out = Event::TimedOut {
+                reason: reason.clone(),
+            };
+            let action = crate::lifecycle::apply(&mut request, timed_out, now)?.action;
             let notice = notices::declined(&request, None, Some(&reason));
-            (
-                "request.timed_out",
-                notice,
-                json!({"stage": index, "after": after}),
-            )
+            (action, notice, json!({"stage": index, "after": after}))
         }
     };
     if kind != TimerKind::Remind {

@@ -12,8 +12,8 @@ use super::notices;
 use super::run::{self, EXPIRY_WINDOW};
 use crate::audit::Actor;
 use crate::engine::intake::{self, Asked, Outcome};
-use crate::engine::machine::{EndCause, State};
 use crate::engine::{EngineError, notices as ticket, site};
+use crate::lifecycle::{self, Action, EndCause, Event, State};
 use crate::orgchart::{AccountId, accounts};
 use crate::state::AppState;
 use crate::store::requests::{self, Request};
@@ -76,7 +76,7 @@ async fn refuse(
         request,
         now,
         Actor::Person(account.to_string()),
-        "command.refused",
+        Action::CommandRefused,
         json!({"why": why}),
     )
     .await?;
@@ -324,7 +324,7 @@ async fn extend(
         &child,
         now,
         Actor::Person(account.to_string()),
-        "extension.requested",
+        Action::ExtensionRequested,
         json!({"parent": parent.id, "by_seconds": by.as_secs(), "total_seconds": total, "reason": reason, "state": child.state.as_str(), "plan": child.plan}),
     )
     .await?;
@@ -376,41 +376,28 @@ pub async fn apply_extension(state: &AppState, child_id: Uuid) -> Result<(), Eng
         tx.rollback().await?;
         return Ok(());
     };
+    let system = || Actor::System("grants".into());
     if parent.state != State::Active {
-        child.state = State::Failed;
-        child.reason = Some(format!("the access is {} now", parent.state.as_str()));
-        child.updated_at = now;
-        run::save(&mut tx, &mut child).await?;
-        run::event(
-            &mut tx,
-            &child,
-            now,
-            Actor::System("grants".into()),
-            "extension.failed",
-            json!({"reason": child.reason}),
-        )
-        .await?;
+        let reason = format!("the access is {} now", parent.state.as_str());
+        let details = json!({"reason": reason});
+        let failed = Event::ExtensionFailed { reason };
+        run::transition(&mut tx, &mut child, failed, system(), details, now).await?;
         tx.commit().await?;
         return Ok(());
     }
     let expires = (granted + TimeDelta::seconds(total)).max(current);
-    parent.expires_at = Some(expires);
-    parent.duration_seconds = Some(total);
-    parent.updated_at = now;
-    run::save(&mut tx, &mut parent).await?;
-    child.granted_at = Some(now);
-    child.expires_at = Some(expires);
-    child.updated_at = now;
+    let extended = Event::Extended {
+        expires_at: expires,
+        total_seconds: total,
+    };
+    let details =
+        json!({"extension": child.id, "from": current, "to": expires, "total_seconds": total});
+    run::transition(&mut tx, &mut parent, extended, system(), details, now).await?;
+    let applied = Event::ExtensionApplied {
+        expires_at: expires,
+    };
+    lifecycle::apply(&mut child, applied, now)?;
     run::save(&mut tx, &mut child).await?;
-    run::event(
-        &mut tx,
-        &parent,
-        now,
-        Actor::System("grants".into()),
-        "grant.extended",
-        json!({"extension": child.id, "from": current, "to": expires, "total_seconds": total}),
-    )
-    .await?;
     run::tell(&mut tx, &parent, notices::extended(&parent, None)).await?;
     if expires <= now + EXPIRY_WINDOW {
         super::expiry::schedule_expiry(&mut tx, state, parent.id, expires).await?;

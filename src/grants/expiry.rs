@@ -10,8 +10,8 @@ use super::run::{self, EXPIRY_WINDOW};
 use super::{notices, wall};
 use crate::audit::Actor;
 use crate::engine::EngineError;
-use crate::engine::machine::{EndCause, State};
 use crate::jobs::{self, Job};
+use crate::lifecycle::{Action, EndCause, State};
 use crate::state::AppState;
 use crate::store::Tx;
 use crate::store::requests;
@@ -178,7 +178,7 @@ pub async fn expire_many(state: &AppState, items: &[(Uuid, i64)]) -> Result<usiz
         let job = Job::RevokeSteps {
             items: chunk.to_vec(),
         };
-        jobs::schedule(&mut tx, &job, chrono::Utc::now()).await?;
+        jobs::schedule_now(&mut tx, &job).await?;
     }
     tx.commit().await?;
     Ok(ended)
@@ -213,7 +213,7 @@ pub async fn remind(
         &request,
         now,
         Actor::System("expiry".into()),
-        "grant.reminded",
+        Action::GrantReminded,
         serde_json::json!({"expires_at": expires, "before_seconds": before_seconds}),
     )
     .await?;

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::run;
 use crate::audit::Actor;
 use crate::engine::EngineError;
-use crate::engine::machine::{EndCause, State};
+use crate::lifecycle::{EndCause, Event, State};
 use crate::orgchart::{OrgIndex, PersonId};
 use crate::state::AppState;
 use crate::store::requests::{self, Request};
@@ -109,11 +109,7 @@ pub async fn leaving(state: &AppState, held: &HashSet<String>) -> Result<Leaving
                     }),
             );
     }
-    let open = requests::in_states(
-        &state.store,
-        &[State::Received, State::Routing, State::Pending],
-    )
-    .await?;
+    let open = requests::in_states(&state.store, State::is_open).await?;
     found.open = open
         .into_iter()
         .filter(|r| has_left(&org, r, held))
@@ -165,19 +161,10 @@ async fn cancel(state: &AppState, request: &Request) -> Result<bool, EngineError
         return Ok(false);
     }
     let who = request.subject().unwrap_or("the person").to_string();
-    request.state = State::Cancelled;
-    request.reason = Some(format!("{who} is no longer active in the org chart"));
-    request.updated_at = now;
-    run::save(&mut tx, &mut request).await?;
-    run::event(
-        &mut tx,
-        &request,
-        now,
-        actor(),
-        "request.cancelled",
-        json!({"reason": request.reason}),
-    )
-    .await?;
+    let reason = format!("{who} is no longer active in the org chart");
+    let details = json!({"reason": reason});
+    let cancelled = Event::Cancelled { reason };
+    run::transition(&mut tx, &mut request, cancelled, actor(), details, now).await?;
     let notice = crate::engine::notices::declined(&request, None, request.reason.as_deref());
     run::tell(&mut tx, &request, notice).await?;
     tx.commit().await?;

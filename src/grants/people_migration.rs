@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::plan::per_site;
 use crate::audit::{self, Actor};
-use crate::engine::machine::State;
+use crate::lifecycle::State;
 use crate::orgchart::{Email, PersonId};
 use crate::store::grants::{self as steps, Status, StepRow};
 use crate::store::holdings::{self, Holding};
@@ -143,9 +143,8 @@ async fn all_requests(tx: &mut Tx) -> Result<Vec<Request>, StoreError> {
     })?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let id = Uuid::parse_str(&id).map_err(|e| {
-            StoreError::Database(sqlx::Error::Decode(format!("request id {id}: {e}").into()))
-        })?;
+        let id = Uuid::parse_str(&id)
+            .map_err(|e| StoreError::corrupt(format!("request id {id}: {e}")))?;
         if let Some(request) = requests::lock_id(tx, id).await? {
             out.push(request);
         }

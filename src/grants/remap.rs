@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit::{self, Actor};
-use crate::engine::machine::State;
+use crate::lifecycle::State;
 use crate::on_tx;
 use crate::orgchart::{Email, OrgSnapshot, PersonId};
 use crate::store::holdings;
@@ -17,22 +17,15 @@ use crate::store::requests::{self, Request};
 use crate::store::{Store, StoreError};
 
 /// States whose requests still matter to whom they are for.
-const LIVE: [State; 8] = [
-    State::Received,
-    State::Routing,
-    State::Pending,
-    State::Approved,
-    State::Provisioning,
-    State::Active,
-    State::Revoking,
-    State::RevokeFailed,
-];
+fn live(state: State) -> bool {
+    !state.is_final()
+}
 
 /// A request that is not over whose person is not in `snapshot`: no person id (they were not
 /// in the org chart when it was filed or migrated), or an id the snapshot does not have.
 pub async fn unmatched(store: &Store, snapshot: &OrgSnapshot) -> Result<Vec<Request>, StoreError> {
     let known: BTreeSet<&str> = snapshot.people.iter().map(|p| p.id.0.as_str()).collect();
-    Ok(requests::in_states(store, &LIVE)
+    Ok(requests::in_states(store, live)
         .await?
         .into_iter()
         .filter(|r| {
@@ -61,7 +54,7 @@ pub async fn plan(store: &Store, snapshot: &OrgSnapshot) -> Result<Vec<Remap>, S
         .iter()
         .map(|p| (p.email.as_str(), &p.id))
         .collect();
-    Ok(requests::in_states(store, &LIVE)
+    Ok(requests::in_states(store, live)
         .await?
         .into_iter()
         .filter_map(|r| {

@@ -15,9 +15,10 @@ use super::{notices, wall};
 use crate::atlassian::{Change, CredentialKind};
 use crate::audit::{self, Actor};
 use crate::connect::tenant::Product;
-use crate::engine::machine::{EndCause, State};
 use crate::engine::{EngineError, notices as ticket};
 use crate::jobs::{self, Job};
+use crate::lifecycle::step::Settled;
+use crate::lifecycle::{self, Action, EndCause, Event, State};
 use crate::orgchart::{AccountId, accounts};
 use crate::state::AppState;
 use crate::store::grants::{self as steps, Claim, Phase, Status, StepRow};
@@ -53,15 +54,32 @@ pub fn backoff(attempt: i64, asked: Option<Duration>) -> Duration {
         .max(asked.unwrap_or_default())
 }
 
-/// Writes the request (compare-and-set) and keeps the in-memory version in step.
+/// Writes the request (compare-and-set) and keeps the in-memory version in step. Callers hold
+/// the row's lock, so a lost compare-and-set is a bug: a conflict, not an outage.
 pub(crate) async fn save(tx: &mut Tx, request: &mut Request) -> Result<(), EngineError> {
     if !requests::update(tx, request).await? {
-        return Err(EngineError::Store(StoreError::Database(
-            sqlx::Error::Protocol(format!("request {} changed under its lock", request.id)),
+        return Err(EngineError::Conflict(format!(
+            "request {} changed under its lock",
+            request.id
         )));
     }
     request.version += 1;
     Ok(())
+}
+
+/// Applies `event` to the locked `request`, writes it, and appends its audit event with
+/// `details`: the one way the grants change a request's state.
+pub(crate) async fn transition(
+    tx: &mut Tx,
+    request: &mut Request,
+    event: Event,
+    actor: Actor,
+    details: Value,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    let moved = lifecycle::apply(request, event, now)?;
+    save(tx, request).await?;
+    self::event(tx, request, now, actor, moved.action, details).await
 }
 
 pub(crate) async fn event(
@@ -69,7 +87,7 @@ pub(crate) async fn event(
     request: &Request,
     now: DateTime<Utc>,
     actor: Actor,
-    action: &str,
+    action: Action,
     details: Value,
 ) -> Result<(), EngineError> {
     audit::append(
@@ -92,14 +110,13 @@ pub(crate) async fn tell(
 
 /// Called in the transaction that approves a request: the grant starts once it commits.
 pub async fn on_approved(tx: &mut Tx, request: &Request) -> Result<(), EngineError> {
-    jobs::schedule(
+    jobs::schedule_now(
         tx,
         &Job::Provision {
             request: request.id,
             attempt: 0,
             since: 0,
         },
-        Utc::now(),
     )
     .await?;
     Ok(())
@@ -253,19 +270,11 @@ async fn record_plan(
     match planned {
         Err(problems) => {
             let reason = problems.join("; ");
-            request.state = State::Failed;
-            request.reason = Some(reason.clone());
-            request.updated_at = now;
-            save(&mut tx, &mut request).await?;
-            event(
-                &mut tx,
-                &request,
-                now,
-                system(),
-                "grant.refused",
-                json!({"problems": problems}),
-            )
-            .await?;
+            let refused = Event::Refused {
+                reason: reason.clone(),
+            };
+            let details = json!({"problems": problems});
+            transition(&mut tx, &mut request, refused, system(), details, now).await?;
             tell(
                 &mut tx,
                 &request,
@@ -275,23 +284,15 @@ async fn record_plan(
         }
         Ok((planned, account)) => {
             steps::insert(&mut tx, request.id, &planned, now).await?;
-            request.state = State::Provisioning;
-            request.subject_account = account.map(|a| a.0);
-            request.updated_at = now;
-            save(&mut tx, &mut request).await?;
             let described: Vec<Value> = planned
                 .iter()
                 .map(|s| json!({"target": s.asked, "applied": s.applied, "via": s.via, "note": s.note}))
                 .collect();
-            event(
-                &mut tx,
-                &request,
-                now,
-                system(),
-                "grant.planned",
-                json!({"steps": described}),
-            )
-            .await?;
+            let event = Event::Planned {
+                account: account.map(|a| a.0),
+            };
+            let details = json!({"steps": described});
+            transition(&mut tx, &mut request, event, system(), details, now).await?;
             for i in 0..planned.len() {
                 let job = Job::GrantStep {
                     request: request.id,
@@ -299,7 +300,7 @@ async fn record_plan(
                     phase: Phase::Grant,
                     attempt: 0,
                 };
-                jobs::schedule(&mut tx, &job, Utc::now()).await?;
+                jobs::schedule_now(&mut tx, &job).await?;
             }
             settle(&mut tx, state, &mut request, now).await?;
         }
@@ -429,19 +430,37 @@ pub async fn step(
                 Found::InPlace { .. } => "already_in_place",
             };
             let extra = json!({"change": change});
-            (Status::Done, Some(change), None, "step_done", extra)
+            (
+                Status::Done,
+                Some(change),
+                None,
+                Action::StepDone(phase),
+                extra,
+            )
         }
         Outcome::Removed(change) => {
             holdings::removed(&mut tx, &held, id, index, true, now).await?;
             let extra = json!({"change": change});
-            (Status::Done, Some(change), None, "step_done", extra)
+            (
+                Status::Done,
+                Some(change),
+                None,
+                Action::StepDone(phase),
+                extra,
+            )
         }
         Outcome::Skipped(why) => {
             if phase == Phase::Grant {
                 holdings::granted(&mut tx, &held, id, index, None, now).await?;
             }
             let extra = json!({"why": why});
-            (Status::Skipped, None, Some(why), "step_skipped", extra)
+            (
+                Status::Skipped,
+                None,
+                Some(why),
+                Action::StepSkipped(phase),
+                extra,
+            )
         }
         Outcome::Failed(StepFailure::Retry { after, why })
             if now < give_up_at(state, &request, row, now) =>
@@ -475,7 +494,13 @@ pub async fn step(
             };
             let why = failure.message().to_string();
             let extra = json!({"error": why, "attempts": attempt + 1});
-            (Status::Failed, None, Some(why), "step_failed", extra)
+            (
+                Status::Failed,
+                None,
+                Some(why),
+                Action::StepFailed(phase),
+                extra,
+            )
         }
     };
     steps::settle(
@@ -493,15 +518,7 @@ pub async fn step(
     if let (Some(details), Some(extra)) = (details.as_object_mut(), extra.as_object()) {
         details.extend(extra.clone());
     }
-    event(
-        &mut tx,
-        &request,
-        now,
-        system(),
-        &format!("{}.{action}", phase.as_str()),
-        details,
-    )
-    .await?;
+    event(&mut tx, &request, now, system(), action, details).await?;
     settle(&mut tx, state, &mut request, now).await?;
     tx.commit().await?;
     Ok(())
@@ -570,112 +587,60 @@ pub(crate) async fn settle(
     now: DateTime<Utc>,
 ) -> Result<(), EngineError> {
     let rows = steps::of_request(tx, request.id).await?;
-    match request.state {
-        State::Provisioning => {
-            if rows.iter().any(|r| !r.grant_status.is_settled()) {
-                return Ok(());
-            }
-            let done = rows
-                .iter()
-                .filter(|r| r.grant_status == Status::Done)
-                .count();
-            let failed = rows
-                .iter()
-                .filter(|r| r.grant_status == Status::Failed)
-                .count();
-            let policy = state
-                .workflows()
-                .and_then(|w| {
-                    request
-                        .resource
-                        .as_deref()
-                        .and_then(|r| w.catalog.get(r).map(|r| r.on_failure))
-                })
-                .unwrap_or_default();
-            if failed == 0 || (policy == FailurePolicy::KeepPartial && done > 0) {
-                activate(tx, state, request, &rows, failed > 0, now).await
-            } else if done == 0 {
-                request.state = State::Failed;
-                request.reason = Some("no step of the grant could be applied".into());
-                request.updated_at = now;
-                save(tx, request).await?;
-                event(
-                    tx,
-                    request,
-                    now,
-                    system(),
-                    "grant.failed",
-                    json!({"failed": failed}),
-                )
-                .await?;
-                tell(tx, request, notices::failed(request, &rows, None)).await
-            } else {
-                let reason = format!(
-                    "{failed} of {} steps failed, and {} is all-or-nothing",
-                    rows.len(),
-                    request.resource.as_deref().unwrap_or("the resource")
-                );
-                Box::pin(begin_revoke(
-                    tx,
-                    state,
-                    request,
-                    EndCause::Rollback,
-                    &reason,
-                    system(),
-                    now,
-                ))
-                .await
-            }
+    let statuses: Vec<_> = rows
+        .iter()
+        .map(|r| (r.grant_status, r.revoke_status))
+        .collect();
+    let keep_partial = state
+        .workflows()
+        .and_then(|w| {
+            request
+                .resource
+                .as_deref()
+                .and_then(|r| w.catalog.get(r).map(|r| r.on_failure))
+        })
+        .unwrap_or_default()
+        == FailurePolicy::KeepPartial;
+    let Some(settled) = lifecycle::step::settled(request.state, &statuses, keep_partial) else {
+        return Ok(());
+    };
+    match settled {
+        Settled::Granted { partial } => activate(tx, state, request, &rows, partial, now).await,
+        Settled::NothingApplied { failed } => {
+            let details = json!({"failed": failed});
+            transition(tx, request, Event::NothingApplied, system(), details, now).await?;
+            tell(tx, request, notices::failed(request, &rows, None)).await
         }
-        State::Revoking => {
-            if rows
-                .iter()
-                .any(|r| r.revoke_status.is_some_and(|s| !s.is_settled()))
-            {
-                return Ok(());
-            }
-            let cause = request.end_cause.unwrap_or(EndCause::Revoked);
-            let failed = rows
-                .iter()
-                .filter(|r| r.revoke_status == Some(Status::Failed))
-                .count();
-            request.updated_at = now;
-            if failed > 0 {
-                request.state = State::RevokeFailed;
-                save(tx, request).await?;
-                tracing::error!(
-                    ticket = request.ticket_key,
-                    failed,
-                    "ALERT: access could not be removed; the reconcile sweep will retry"
-                );
-                event(
-                    tx,
-                    request,
-                    now,
-                    system(),
-                    "grant.revoke_failed",
-                    json!({"failed": failed}),
-                )
-                .await?;
-                return tell(tx, request, notices::revoke_failed(request, &rows)).await;
-            }
-            request.state = cause.final_state();
-            request.ended_at = Some(now);
-            save(tx, request).await?;
-            let action = match cause {
-                EndCause::Expired => "grant.expired",
-                EndCause::Rollback => "grant.rolled_back",
-                EndCause::Revoked | EndCause::Leaver => "grant.revoked",
-            };
-            event(
+        Settled::RollBack { failed, of } => {
+            let reason = format!(
+                "{failed} of {of} steps failed, and {} is all-or-nothing",
+                request.resource.as_deref().unwrap_or("the resource")
+            );
+            Box::pin(begin_revoke(
                 tx,
+                state,
                 request,
-                now,
+                EndCause::Rollback,
+                &reason,
                 system(),
-                action,
-                json!({"cause": cause.as_str(), "reason": request.reason}),
-            )
-            .await?;
+                now,
+            ))
+            .await
+        }
+        Settled::UndoFailed { failed } => {
+            let details = json!({"failed": failed});
+            transition(tx, request, Event::UndoFailed, system(), details, now).await?;
+            tracing::error!(
+                ticket = request.ticket_key,
+                failed,
+                "ALERT: access could not be removed; the reconcile sweep will retry"
+            );
+            tell(tx, request, notices::revoke_failed(request, &rows)).await
+        }
+        Settled::Undone => {
+            let cause = request.end_cause.unwrap_or(EndCause::Revoked);
+            let details = json!({"cause": cause.as_str(), "reason": request.reason});
+            transition(tx, request, Event::Undone, system(), details, now).await?;
             let notice = match cause {
                 EndCause::Rollback => notices::failed(request, &rows, request.reason.as_deref()),
                 EndCause::Expired => notices::ended(request, &rows, true),
@@ -683,7 +648,6 @@ pub(crate) async fn settle(
             };
             tell(tx, request, notice).await
         }
-        _ => Ok(()),
     }
 }
 
@@ -695,21 +659,14 @@ async fn activate(
     partial: bool,
     now: DateTime<Utc>,
 ) -> Result<(), EngineError> {
-    request.state = State::Active;
-    request.partial = partial;
-    // The clock of temporary access starts now, not when it was asked for.
-    request.granted_at = Some(now);
-    request.expires_at = request
-        .duration_seconds
-        .map(|s| now + TimeDelta::seconds(s));
-    request.updated_at = now;
+    let moved = lifecycle::apply(request, Event::Granted { partial }, now)?;
     save(tx, request).await?;
     event(
         tx,
         request,
         now,
         system(),
-        if partial { "grant.partial" } else { "grant.active" },
+        moved.action,
         json!({"expires_at": request.expires_at, "steps": rows.iter().map(|r| json!({"target": r.plan.applied, "status": r.grant_status.as_str(), "change": r.granted_change})).collect::<Vec<_>>()}),
     )
     .await?;
@@ -748,20 +705,12 @@ pub async fn begin_revoke_into(
     now: DateTime<Utc>,
     mut batch: Option<&mut Vec<(Uuid, i64, i64)>>,
 ) -> Result<(), EngineError> {
-    request.state = State::Revoking;
-    request.end_cause = Some(cause);
-    request.reason = Some(reason.to_string());
-    request.updated_at = now;
-    save(tx, request).await?;
-    event(
-        tx,
-        request,
-        now,
-        actor,
-        "grant.revoking",
-        json!({"cause": cause.as_str(), "reason": reason}),
-    )
-    .await?;
+    let revoke = Event::Revoke {
+        cause,
+        reason: reason.to_string(),
+    };
+    let details = json!({"cause": cause.as_str(), "reason": reason});
+    transition(tx, request, revoke, actor, details, now).await?;
     let todo = steps::start_revoke(tx, request.id, now).await?;
     for (step, attempt) in &todo {
         if let Some(batch) = batch.as_deref_mut() {
@@ -774,7 +723,7 @@ pub async fn begin_revoke_into(
             phase: Phase::Revoke,
             attempt: *attempt,
         };
-        jobs::schedule(tx, &job, Utc::now()).await?;
+        jobs::schedule_now(tx, &job).await?;
     }
     settle(tx, state, request, now).await
 }

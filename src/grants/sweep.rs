@@ -13,8 +13,8 @@ use super::run;
 use super::{notices, wall};
 use crate::audit::Actor;
 use crate::engine::EngineError;
-use crate::engine::machine::{EndCause, State};
 use crate::jobs::{self, Job};
+use crate::lifecycle::{Action, EndCause, State};
 use crate::orgchart::PersonId;
 use crate::state::AppState;
 use crate::store::grants::{self as steps, Phase, Status};
@@ -50,7 +50,7 @@ pub async fn sweep(state: &AppState) -> Result<SweepReport, EngineError> {
     for batch in overdue.chunks(super::expiry::BATCH_SIZE) {
         report.overdue += super::expiry::expire_many(state, batch).await?;
     }
-    for request in requests::in_states(&state.store, &[State::RevokeFailed]).await? {
+    for request in requests::in_states(&state.store, |s| s == State::RevokeFailed).await? {
         if run::revoke_now(state, request.id, EndCause::Revoked, "revoked", sweeper()).await? {
             report.retried_revocations += 1;
         }
@@ -149,7 +149,7 @@ async fn drift(state: &AppState) -> Result<usize, EngineError> {
                 request,
                 now,
                 sweeper(),
-                "grant.drift",
+                Action::GrantDrift,
                 json!({"step": row.step, "target": row.plan.applied}),
             )
             .await?;

@@ -50,15 +50,17 @@ pub async fn approve(
     State(state): State<AppState>,
     Path(version): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let approved =
-        crate::engine::org_change::approve(&state.store, version, "api token", state.clock.now())
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
-    if approved {
-        Ok(Json(json!({"approved": version})))
-    } else {
-        Err(ApiError::NotFound(format!(
+    let now = state.clock.now();
+    if crate::engine::org_change::approve(&state.store, version, "api token", now).await? {
+        return Ok(Json(json!({"approved": version})));
+    }
+    match org_changes::hold_state(&state.store, version).await? {
+        Some(hold) => Err(ApiError::Conflict(format!(
+            "the removals held for snapshot {version} are {}, not waiting for approval",
+            hold.as_str()
+        ))),
+        None => Err(ApiError::NotFound(format!(
             "no removals are held for snapshot {version}"
-        )))
+        ))),
     }
 }

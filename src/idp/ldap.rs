@@ -10,7 +10,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::Utc;
 use ldap3::controls::{PagedResults, RawControl};
 use ldap3::{
     Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry, ldap_escape,
@@ -422,7 +421,7 @@ impl Directory for LdapDirectory {
 
     async fn start_cursor(&self) -> Result<String, IdpError> {
         match self.config.flavor {
-            Flavor::OpenLdap => Ok((Utc::now() - SKEW_MARGIN)
+            Flavor::OpenLdap => Ok((crate::clock::wall() - SKEW_MARGIN)
                 .format("%Y%m%d%H%M%SZ")
                 .to_string()),
             Flavor::ActiveDirectory => {

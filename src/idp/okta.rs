@@ -299,7 +299,8 @@ impl Directory for OktaDirectory {
     }
 
     async fn start_cursor(&self) -> Result<String, IdpError> {
-        Ok((chrono::Utc::now() - SKEW_MARGIN).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        Ok((crate::clock::wall() - SKEW_MARGIN)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     }
 
     async fn read_page(&self, resume: Option<&str>) -> Result<Page, IdpError> {

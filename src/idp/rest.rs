@@ -126,7 +126,7 @@ impl OAuth {
     }
 
     fn form(&self) -> Result<Vec<(&'static str, String)>, IdpError> {
-        let now = Utc::now().timestamp();
+        let now = crate::clock::wall().timestamp();
         let jti = uuid::Uuid::new_v4().to_string();
         Ok(match &self.grant {
             Grant::ClientSecret {
@@ -385,7 +385,7 @@ impl RestClient {
         loop {
             let wait = {
                 let mut pacer = self.pacer.lock().unwrap_or_else(|e| e.into_inner());
-                pacer.reserve(family, Utc::now())
+                pacer.reserve(family, crate::clock::wall())
             };
             match wait {
                 None => return,
@@ -493,7 +493,7 @@ impl RestClient {
                 || (self.vendor == Vendor::Google
                     && status == Some(403)
                     && google_rate_limited(&parsed));
-            let now = Utc::now();
+            let now = crate::clock::wall();
             if throttled {
                 let told = match self.vendor {
                     // Okta: the window's reset, in epoch seconds; never `Retry-After`.

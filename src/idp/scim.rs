@@ -3,7 +3,6 @@
 //! by `meta.lastModified` where the server filters on it (else a full read); membership by
 //! PATCH with `If-Match`, re-read on 412.
 
-use chrono::Utc;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -239,7 +238,7 @@ impl Directory for ScimDirectory {
     }
 
     async fn start_cursor(&self) -> Result<String, IdpError> {
-        Ok((Utc::now() - SKEW_MARGIN).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        Ok((crate::clock::wall() - SKEW_MARGIN).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
     }
 
     async fn read_page(&self, resume: Option<&str>) -> Result<Page, IdpError> {

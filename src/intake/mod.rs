@@ -125,7 +125,7 @@ async fn store_batch(store: &Store, deliveries: &[Delivery]) -> Result<Vec<Accep
     if !stored.is_empty() {
         let job = Job::ProcessInbound { ids: stored };
         // Due at once on the wall clock the queue runs on (the app's clock may be a test's).
-        jobs::schedule_new(&mut tx, &[(job, chrono::Utc::now())]).await?;
+        jobs::schedule_new(&mut tx, &[(job, crate::clock::wall())]).await?;
     }
     tx.commit().await?;
     Ok(outcomes)

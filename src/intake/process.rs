@@ -72,7 +72,7 @@ pub async fn process_one(state: &AppState, id: Uuid) -> Result<Processed, JobErr
     let store = &state.store;
     // Taken, or renewed by its holder, for one lease from now.
     let lease = || {
-        let now = Utc::now();
+        let now = crate::clock::wall();
         inbound::lease_ticket(
             store,
             &event.tenant,
@@ -84,7 +84,7 @@ pub async fn process_one(state: &AppState, id: Uuid) -> Result<Processed, JobErr
     };
     if !lease().await? {
         // Another worker is processing this ticket's events; this one follows.
-        return wait_behind(state, &event, Utc::now()).await;
+        return wait_behind(state, &event, crate::clock::wall()).await;
     }
     // Renewed while the events are handled: a worker killed mid-drain holds the ticket for at
     // most one lease, a live one however long Jira takes to answer.
@@ -113,7 +113,7 @@ async fn drain(
     let open = inbound::open_for_ticket(&state.store, &event.tenant, ticket).await?;
     let mut mine: Option<Processed> = None;
     for earlier in open {
-        let now = Utc::now();
+        let now = crate::clock::wall();
         let blocks = |e: &InboundEvent| e.first_failed_at.is_none_or(|at| now - at < block_for);
         let resting = earlier.id != event.id && earlier.next_attempt_at.is_some_and(|at| at > now);
         if resting {
@@ -151,7 +151,7 @@ async fn wait_behind(
     event: &InboundEvent,
     at: DateTime<Utc>,
 ) -> Result<Processed, JobError> {
-    let now = Utc::now();
+    let now = crate::clock::wall();
     let due = at.max(now) + TimeDelta::seconds(1);
     let job = Job::RetryInbound {
         id: event.id,
@@ -190,7 +190,7 @@ async fn retry_later(
     error: &EngineError,
 ) -> Result<Processed, JobError> {
     let config = &state.config.events;
-    let now = Utc::now();
+    let now = crate::clock::wall();
     let wait = backoff(config, event.attempts, error.retry_after());
     let due = now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::minutes(10));
     let first = event.first_failed_at.unwrap_or(now);
@@ -226,7 +226,7 @@ async fn retry_later(
 }
 
 async fn die(state: &AppState, event: &InboundEvent, reason: &str) -> Result<Processed, JobError> {
-    let now = Utc::now();
+    let now = crate::clock::wall();
     let alert = Alert::EventDead {
         event: event.id.to_string(),
         tenant: event.tenant.clone(),
@@ -254,7 +254,7 @@ const SWEEP_LIMIT: i64 = 1_000;
 /// Queues again every event neither processed, due for a retry nor dead whose time passed
 /// more than [`STRANDED_AFTER`] ago; returns how many. `slot` keeps each sweep's jobs its own.
 pub async fn sweep(state: &AppState, slot: i64) -> Result<usize, JobError> {
-    let now = Utc::now();
+    let now = crate::clock::wall();
     // Expired webhook tokens are refused at the door; their replay records can go.
     inbound::forget_tokens(&state.store, state.clock.now() - TimeDelta::hours(1)).await?;
     let stranded = inbound::stranded(&state.store, now - STRANDED_AFTER, SWEEP_LIMIT).await?;
@@ -283,7 +283,7 @@ pub async fn retry_dead(
     store: &crate::store::Store,
     ids: Option<&[Uuid]>,
 ) -> Result<Vec<Uuid>, JobError> {
-    let now = Utc::now();
+    let now = crate::clock::wall();
     let wanted: Vec<Uuid> = match ids {
         Some(ids) => ids.to_vec(),
         None => inbound::dead(store)

@@ -261,7 +261,7 @@ pub enum JobError {
 /// The queue runs on wall time, the app on its clock (a test's may be days ahead): the wall
 /// time at which the app's clock shows `at` (now, if that has passed).
 pub fn wall(state: &AppState, at: DateTime<Utc>) -> DateTime<Utc> {
-    Utc::now() + (at - state.clock.now()).max(chrono::TimeDelta::zero())
+    crate::clock::wall() + (at - state.clock.now()).max(chrono::TimeDelta::zero())
 }
 
 /// Whether [`schedule`] added the job or found it already queued under its idempotency key.
@@ -275,7 +275,7 @@ fn task(job: &Job, run_at: DateTime<Utc>) -> Result<apalis::prelude::Task<Vec<u8
     let payload = serde_json::to_vec(job)?;
     // apalis stores whole seconds: a future job is rounded up, so it never runs before its
     // time; a job due now is rounded down, so it does not wait up to a second for nothing.
-    let due_now = run_at <= Utc::now();
+    let due_now = run_at <= crate::clock::wall();
     let seconds = run_at.timestamp() + i64::from(!due_now && run_at.timestamp_subsec_nanos() > 0);
     let mut builder = TaskBuilder::new(payload)
         .run_at_timestamp(u64::try_from(seconds).unwrap_or(0))
@@ -307,6 +307,11 @@ pub async fn schedule_new(tx: &mut Tx, jobs: &[(Job, DateTime<Utc>)]) -> Result<
 }
 
 /// Enqueues `job` to run at `run_at` (1-second resolution) inside the open transaction.
+/// [`schedule`] to run as soon as a worker takes it.
+pub async fn schedule_now(tx: &mut Tx, job: &Job) -> Result<Enqueued, JobError> {
+    schedule(tx, job, crate::clock::wall()).await
+}
+
 pub async fn schedule(tx: &mut Tx, job: &Job, run_at: DateTime<Utc>) -> Result<Enqueued, JobError> {
     let task = task(job, run_at)?;
     match tx {
@@ -574,14 +579,22 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
         }
         Job::AuditCheckpoint { chain, seq } => {
             let key = crate::audit::checkpoint::CheckpointKey::derive(&state.secret_key);
-            crate::audit::checkpoint::write_at(&state.store, &key, chain, *seq, Utc::now()).await?;
+            crate::audit::checkpoint::write_at(
+                &state.store,
+                &key,
+                chain,
+                *seq,
+                crate::clock::wall(),
+            )
+            .await?;
             Ok(())
         }
         Job::AuditCheckpoints { slot } => {
             queue_following(state, Periodic::AuditCheckpoints, *slot).await?;
             let key = crate::audit::checkpoint::CheckpointKey::derive(&state.secret_key);
             let written =
-                crate::audit::checkpoint::write_heads(&state.store, &key, Utc::now()).await?;
+                crate::audit::checkpoint::write_heads(&state.store, &key, crate::clock::wall())
+                    .await?;
             tracing::debug!(written, "audit chains checkpointed");
             Ok(())
         }
@@ -633,7 +646,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
                     round: *round,
                     waited: waited + 1,
                 };
-                queue_again(state, &again, Utc::now() + NOTICE_WAIT).await?;
+                queue_again(state, &again, crate::clock::wall() + NOTICE_WAIT).await?;
                 tracing::debug!(
                     ticket_key,
                     key,
@@ -714,7 +727,7 @@ fn next_try(
     since: i64,
     error: &crate::engine::EngineError,
 ) -> Result<NextTry, String> {
-    let now = Utc::now();
+    let now = crate::clock::wall();
     let since = if since == 0 {
         now.timestamp_micros()
     } else {
@@ -838,7 +851,7 @@ pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
             | Periodic::EventSweep => true,
         };
         if run_now {
-            schedule(&mut tx, &periodic.job(slot), Utc::now()).await?;
+            schedule_now(&mut tx, &periodic.job(slot)).await?;
         }
         periodic.queue_next(state, &mut tx, slot).await?;
     }
@@ -846,7 +859,7 @@ pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
     // applied now; one already applied makes this a no-op.
     if let Some(version) = crate::store::org::latest_version(&state.store).await? {
         let why = format!("snapshot:{version}");
-        schedule(&mut tx, &Job::OrgApply { why }, Utc::now()).await?;
+        schedule_now(&mut tx, &Job::OrgApply { why }).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -960,12 +973,11 @@ async fn org_apply(state: &AppState) -> Result<(), BoxDynError> {
 /// queued once per occasion), for a process that is not the worker.
 pub async fn queue_org_apply(store: &crate::store::Store, why: &str) -> Result<(), JobError> {
     let mut tx = store.begin().await?;
-    schedule(
+    schedule_now(
         &mut tx,
         &Job::OrgApply {
             why: why.to_string(),
         },
-        Utc::now(),
     )
     .await?;
     tx.commit().await?;

@@ -11,57 +11,13 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Store, StoreError, Tx};
 use crate::grants::plan::Step;
+use crate::lifecycle::step;
+pub use crate::lifecycle::step::{Claim, Phase, Progress, Status};
 use crate::{on_db, on_tx};
-
-/// Granting or revoking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    Grant,
-    Revoke,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Grant => "grant",
-            Self::Revoke => "revoke",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Pending,
-    Running,
-    Done,
-    Failed,
-    /// Nothing to do in this phase (revoking a step that was never applied, or access that
-    /// was in place before Tollgate granted it, or that another grant still holds).
-    Skipped,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Done => "done",
-            Self::Failed => "failed",
-            Self::Skipped => "skipped",
-        }
-    }
-
-    pub fn is_settled(self) -> bool {
-        !matches!(self, Self::Pending | Self::Running)
-    }
-}
 
 /// A step as its readers see it: the plan with the person filled in, and its progress.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,281 +46,17 @@ impl StepRow {
     }
 }
 
-/// One step's entry in its request's `steps` column. Absent fields are left out: a million
-/// grants are a million of these.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Progress {
-    /// The step's plan, in `step_plans`.
-    pub plan: i64,
-    /// The person's id in the IdP, for IdP steps (plans are shared; people are not).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub person: Option<String>,
-    pub grant: Status,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoke: Option<Status>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub attempts: i64,
-    /// A step being applied is leased, so a second delivery of its job does not apply it too.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub granted: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drift: Option<DateTime<Utc>>,
-    /// When the step last moved, kept while it is unsettled in either phase: the sweep's test
-    /// for a lost job. The request's `steps_due` is the earliest of these.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<DateTime<Utc>>,
-    /// Since when the step keeps failing on retryable errors: it gives up after its resource's
-    /// `give_up_after`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failing: Option<DateTime<Utc>>,
-}
-
-fn is_zero(n: &i64) -> bool {
-    *n == 0
-}
-
-impl Progress {
-    /// A step just planned: pending, not yet tried.
-    pub fn planned(plan: i64, person: Option<String>, now: DateTime<Utc>) -> Self {
-        Self {
-            plan,
-            person,
-            grant: Status::Pending,
-            revoke: None,
-            attempts: 0,
-            lease: None,
-            granted: None,
-            revoked: None,
-            error: None,
-            drift: None,
-            since: Some(now),
-            failing: None,
-        }
-    }
-
-    fn status(&self, phase: Phase) -> Option<Status> {
-        match phase {
-            Phase::Grant => Some(self.grant),
-            Phase::Revoke => self.revoke,
-        }
-    }
-
-    fn set(&mut self, phase: Phase, status: Status) {
-        match phase {
-            Phase::Grant => self.grant = status,
-            Phase::Revoke => self.revoke = Some(status),
-        }
-    }
-
-    fn change_mut(&mut self, phase: Phase) -> &mut Option<String> {
-        match phase {
-            Phase::Grant => &mut self.granted,
-            Phase::Revoke => &mut self.revoked,
-        }
-    }
-
-    fn unsettled(&self) -> bool {
-        !self.grant.is_settled() || self.revoke.is_some_and(|s| !s.is_settled())
-    }
-
-    /// The step moved at `now`.
-    fn moved(&mut self, now: DateTime<Utc>) {
-        self.since = self.unsettled().then_some(now);
-    }
-}
-
-/// How a claim went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// Ours; `retaken` when an earlier claim's lease ran out (its holder may have applied the
-    /// change before it died).
-    Taken { retaken: bool },
-    /// This attempt is running under a live lease until then: another run of the same job
-    /// (taken over from a worker that died mid-call), or one still alive.
-    Leased { until: DateTime<Utc> },
-    /// Done, failed, or this job's attempt is stale.
-    NotOurs,
-}
-
-/// What each store operation does to a grant's steps: pure, so every rule is a unit test.
-mod edit {
-    use super::*;
-
-    fn nth(steps: &mut [Progress], step: i64) -> Option<&mut Progress> {
-        usize::try_from(step).ok().and_then(|i| steps.get_mut(i))
-    }
-
-    /// A step is ours when this job's attempt is current and it is pending, or running under
-    /// a lease that ran out.
-    pub fn claim(
-        steps: &mut [Progress],
-        step: i64,
-        phase: Phase,
-        attempt: i64,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Claim {
-        let Some(p) = nth(steps, step) else {
-            return Claim::NotOurs;
-        };
-        let status = p.status(phase);
-        let retaken = status == Some(Status::Running);
-        if p.attempts != attempt {
-            return Claim::NotOurs;
-        }
-        match (status, p.lease) {
-            (Some(Status::Pending), _) => {}
-            (Some(Status::Running), Some(until)) if until >= now => {
-                return Claim::Leased { until };
-            }
-            (Some(Status::Running), _) => {}
-            _ => return Claim::NotOurs,
-        }
-        p.set(phase, Status::Running);
-        p.lease = Some(lease_until);
-        p.moved(now);
-        Claim::Taken { retaken }
-    }
-
-    /// Extends the lease of a step this attempt is running; false when it is no longer so.
-    pub fn renew(
-        steps: &mut [Progress],
-        step: i64,
-        phase: Phase,
-        attempt: i64,
-        until: DateTime<Utc>,
-    ) -> bool {
-        let Some(p) = nth(steps, step) else {
-            return false;
-        };
-        let ours = p.attempts == attempt && p.status(phase) == Some(Status::Running);
-        if ours {
-            p.lease = Some(until);
-        }
-        ours
-    }
-
-    pub fn settle(
-        steps: &mut [Progress],
-        step: i64,
-        phase: Phase,
-        status: Status,
-        change: Option<&str>,
-        error: Option<&str>,
-        now: DateTime<Utc>,
-    ) {
-        let Some(p) = nth(steps, step) else { return };
-        p.set(phase, status);
-        if let Some(change) = change {
-            *p.change_mut(phase) = Some(change.to_string());
-        }
-        p.error = error.map(str::to_string);
-        p.lease = None;
-        p.failing = None;
-        p.moved(now);
-    }
-
-    pub fn retry(
-        steps: &mut [Progress],
-        step: i64,
-        phase: Phase,
-        attempts: i64,
-        error: &str,
-        now: DateTime<Utc>,
-    ) {
-        let Some(p) = nth(steps, step) else { return };
-        p.set(phase, Status::Pending);
-        p.attempts = attempts;
-        p.failing.get_or_insert(now);
-        p.error = Some(error.to_string());
-        p.lease = None;
-        p.moved(now);
-    }
-
-    pub fn drift(steps: &mut [Progress], step: i64, at: DateTime<Utc>) {
-        if let Some(p) = nth(steps, step) {
-            p.drift.get_or_insert(at);
-        }
-    }
-
-    /// Pending again under the next attempt, if nobody moved it since `attempts` was read.
-    pub fn bump(
-        steps: &mut [Progress],
-        step: i64,
-        phase: Phase,
-        attempts: i64,
-        now: DateTime<Utc>,
-    ) -> bool {
-        let Some(p) = nth(steps, step) else {
-            return false;
-        };
-        if p.attempts != attempts {
-            return false;
-        }
-        p.set(phase, Status::Pending);
-        p.attempts += 1;
-        p.lease = None;
-        p.moved(now);
-        true
-    }
-
-    /// Applied steps become pending revocations, the others skipped; failed revocations are
-    /// tried again. Returns every pending revocation with its attempt number.
-    pub fn start_revoke(steps: &mut [Progress], now: DateTime<Utc>) -> Vec<(i64, i64)> {
-        for p in steps.iter_mut() {
-            if matches!(p.revoke, None | Some(Status::Failed)) {
-                p.revoke = Some(if p.grant == Status::Done {
-                    Status::Pending
-                } else {
-                    Status::Skipped
-                });
-                p.attempts += 1;
-                p.error = None;
-                p.lease = None;
-                p.moved(now);
-            }
-        }
-        (0_i64..)
-            .zip(steps.iter())
-            .filter(|(_, p)| p.revoke == Some(Status::Pending))
-            .map(|(i, p)| (i, p.attempts))
-            .collect()
-    }
-
-    /// Rewrites what the grant phase recorded it found (a correction, nothing else moves).
-    pub fn correct(steps: &mut [Progress], step: i64, granted: &str) {
-        if let Some(p) = nth(steps, step) {
-            p.granted = Some(granted.to_string());
-        }
-    }
-
-    /// The earliest moment a step was left unsettled: the request's `steps_due`.
-    pub fn due(steps: &[Progress]) -> Option<DateTime<Utc>> {
-        steps.iter().filter_map(|p| p.since).min()
-    }
-}
-
-fn corrupt(what: String) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(what.into()))
-}
-
 fn decode(request: &str, text: Option<&str>) -> Result<Vec<Progress>, StoreError> {
     match text {
         None => Ok(Vec::new()),
         Some(text) => serde_json::from_str(text)
-            .map_err(|e| corrupt(format!("steps of request {request}: {e}"))),
+            .map_err(|e| StoreError::corrupt(format!("steps of request {request}: {e}"))),
     }
 }
 
 /// The `steps` column for `steps` (benches and tests seed with it too).
 pub fn encode(steps: &[Progress]) -> Result<String, StoreError> {
-    serde_json::to_string(steps).map_err(|e| corrupt(format!("steps: {e}")))
+    serde_json::to_string(steps).map_err(|e| StoreError::corrupt(format!("steps: {e}")))
 }
 
 /// A plan as shared between grants: the person is kept with each grant instead.
@@ -373,7 +65,7 @@ fn shared_plan(step: &Step) -> Result<String, StoreError> {
         idp_person: None,
         ..step.clone()
     };
-    serde_json::to_string(&shared).map_err(|e| corrupt(format!("step plan: {e}")))
+    serde_json::to_string(&shared).map_err(|e| StoreError::corrupt(format!("step plan: {e}")))
 }
 
 /// The id of `step`'s plan in `step_plans`, stored on first use.
@@ -413,7 +105,7 @@ pub async fn insert(
         progress.push(Progress::planned(plan, step.idp_person.clone(), now));
     }
     let text = encode(&progress)?;
-    let due = edit::due(&progress);
+    let due = step::due(&progress);
     on_tx!(tx, |conn| {
         sqlx::query(
             "UPDATE requests SET steps = $1, steps_due = $2 WHERE id = $3 AND steps IS NULL",
@@ -509,7 +201,7 @@ async fn change<T>(
         let mut steps = decode(&id, Some(&text))?;
         let out = change(&mut steps);
         let new = encode(&steps)?;
-        if new == text || on.swap(&id, &new, edit::due(&steps), &text).await? {
+        if new == text || on.swap(&id, &new, step::due(&steps), &text).await? {
             return Ok(out);
         }
     }
@@ -529,7 +221,7 @@ pub async fn claim(
     lease_until: DateTime<Utc>,
 ) -> Result<Claim, StoreError> {
     change(On::Pool(store), request, |steps| {
-        edit::claim(steps, step, phase, attempt, now, lease_until)
+        step::claim(steps, step, phase, attempt, now, lease_until)
     })
     .await
 }
@@ -544,7 +236,7 @@ pub async fn renew(
     until: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     change(On::Pool(store), request, |steps| {
-        edit::renew(steps, step, phase, attempt, until)
+        step::renew(steps, step, phase, attempt, until)
     })
     .await
 }
@@ -562,7 +254,7 @@ pub async fn settle(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     change(On::Tx(tx), request, |steps| {
-        edit::settle(steps, step, phase, status, change_made, error, now)
+        step::settle(steps, step, phase, status, change_made, error, now)
     })
     .await
 }
@@ -578,7 +270,7 @@ pub async fn retry(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     change(On::Tx(tx), request, |steps| {
-        edit::retry(steps, step, phase, attempts, error, now)
+        step::retry(steps, step, phase, attempts, error, now)
     })
     .await
 }
@@ -589,7 +281,7 @@ pub async fn mark_drift(
     step: i64,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    change(On::Tx(tx), request, |steps| edit::drift(steps, step, at)).await
+    change(On::Tx(tx), request, |steps| step::drift(steps, step, at)).await
 }
 
 /// Makes a stalled step pending again under the next attempt, so a fresh job may claim it;
@@ -603,7 +295,7 @@ pub async fn bump(
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     change(On::Tx(tx), request, |steps| {
-        edit::bump(steps, step, phase, attempts, now)
+        step::bump(steps, step, phase, attempts, now)
     })
     .await
 }
@@ -616,7 +308,7 @@ pub async fn start_revoke(
     request: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, i64)>, StoreError> {
-    change(On::Tx(tx), request, |steps| edit::start_revoke(steps, now)).await
+    change(On::Tx(tx), request, |steps| step::start_revoke(steps, now)).await
 }
 
 /// Corrects what the step's grant phase recorded it found (`pre_existing` that was another
@@ -628,7 +320,7 @@ pub async fn correct_change(
     granted: &str,
 ) -> Result<(), StoreError> {
     change(On::Tx(tx), request, |steps| {
-        edit::correct(steps, step, granted)
+        step::correct(steps, step, granted)
     })
     .await
 }
@@ -665,7 +357,7 @@ fn parse_plans(rows: Vec<(i64, String)>) -> Result<HashMap<i64, Step>, StoreErro
         .map(|(id, plan)| {
             serde_json::from_str(&plan)
                 .map(|step| (id, step))
-                .map_err(|e| corrupt(format!("step plan {id}: {e}")))
+                .map_err(|e| StoreError::corrupt(format!("step plan {id}: {e}")))
         })
         .collect()
 }
@@ -687,16 +379,15 @@ fn expand(
 ) -> Result<Vec<StepRow>, StoreError> {
     let mut rows = Vec::new();
     for (id, steps) in stored {
-        let request_id =
-            Uuid::parse_str(id).map_err(|e| corrupt(format!("step request id {id}: {e}")))?;
+        let request_id = Uuid::parse_str(id)
+            .map_err(|e| StoreError::corrupt(format!("step request id {id}: {e}")))?;
         for (index, p) in (0_i64..).zip(steps) {
             if !keep(p) {
                 continue;
             }
-            let mut plan = plans
-                .get(&p.plan)
-                .cloned()
-                .ok_or_else(|| corrupt(format!("request {id} names unknown plan {}", p.plan)))?;
+            let mut plan = plans.get(&p.plan).cloned().ok_or_else(|| {
+                StoreError::corrupt(format!("request {id} names unknown plan {}", p.plan))
+            })?;
             plan.idp_person = p.person.clone();
             rows.push(StepRow {
                 request_id,
@@ -791,161 +482,25 @@ pub async fn stalled(
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeDelta;
-
     use super::*;
+    use crate::lifecycle::step::settle;
 
     fn t(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap_or_default()
     }
 
-    fn applied(steps: &mut [Progress], step: i64, at: DateTime<Utc>) {
-        edit::settle(
-            steps,
-            step,
+    #[test]
+    fn the_stored_form_leaves_out_what_is_absent() {
+        let mut steps = vec![Progress::planned(7, Some("uid=erin".into()), t(0))];
+        settle(
+            &mut steps,
+            0,
             Phase::Grant,
             Status::Done,
             Some("applied"),
             None,
-            at,
-        );
-    }
-
-    fn two() -> Vec<Progress> {
-        vec![
-            Progress::planned(7, Some("uid=erin".into()), t(0)),
-            Progress::planned(9, None, t(0)),
-        ]
-    }
-
-    #[test]
-    fn a_step_is_claimed_once_until_its_lease_runs_out() {
-        let mut steps = two();
-        let lease = t(10) + TimeDelta::minutes(5);
-        let first = edit::claim(&mut steps, 0, Phase::Grant, 0, t(10), lease);
-        assert_eq!(first, Claim::Taken { retaken: false });
-        assert_eq!(steps[0].grant, Status::Running);
-        // A second run of the job while the lease holds is told until when; a stale attempt
-        // gets nothing.
-        assert_eq!(
-            edit::claim(&mut steps, 0, Phase::Grant, 0, t(20), t(400)),
-            Claim::Leased { until: lease }
-        );
-        assert_eq!(
-            edit::claim(&mut steps, 1, Phase::Grant, 3, t(20), t(400)),
-            Claim::NotOurs
-        );
-        // The other step is claimed on its own.
-        assert_eq!(
-            edit::claim(&mut steps, 1, Phase::Grant, 0, t(20), t(400)),
-            Claim::Taken { retaken: false }
-        );
-        // The runner renews its lease; a stale attempt cannot.
-        assert!(!edit::renew(&mut steps, 0, Phase::Grant, 3, t(30)));
-        assert!(edit::renew(&mut steps, 0, Phase::Grant, 0, lease));
-        assert_eq!(steps[0].lease, Some(lease));
-        // After the lease the step may be taken again, and the taker is told.
-        assert_eq!(
-            edit::claim(
-                &mut steps,
-                0,
-                Phase::Grant,
-                0,
-                t(10) + TimeDelta::minutes(6),
-                t(900)
-            ),
-            Claim::Taken { retaken: true }
-        );
-        // No such step, or a phase not started, is not ours.
-        assert_eq!(
-            edit::claim(&mut steps, 5, Phase::Grant, 0, t(20), t(400)),
-            Claim::NotOurs
-        );
-        assert_eq!(
-            edit::claim(&mut steps, 0, Phase::Revoke, 0, t(20), t(400)),
-            Claim::NotOurs
-        );
-    }
-
-    #[test]
-    fn settling_keeps_the_change_releases_the_lease_and_clears_since() {
-        let mut steps = two();
-        edit::claim(&mut steps, 0, Phase::Grant, 0, t(1), t(300));
-        applied(&mut steps, 0, t(2));
-        let step = &steps[0];
-        assert_eq!(
-            (step.grant, step.granted.as_deref(), step.lease, step.since),
-            (Status::Done, Some("applied"), None, None)
-        );
-        // The other step is still pending since it was planned: the request is due then.
-        assert_eq!(edit::due(&steps), Some(t(0)));
-        edit::settle(
-            &mut steps,
-            1,
-            Phase::Grant,
-            Status::Failed,
-            None,
-            Some("403"),
-            t(3),
-        );
-        assert_eq!(edit::due(&steps), None);
-        assert_eq!(steps[1].error.as_deref(), Some("403"));
-        // A later settle without a change keeps the one recorded.
-        edit::settle(&mut steps, 0, Phase::Grant, Status::Done, None, None, t(4));
-        assert_eq!(steps[0].granted.as_deref(), Some("applied"));
-    }
-
-    #[test]
-    fn revoking_starts_applied_steps_skips_the_rest_and_retries_failures() {
-        let mut steps = two();
-        applied(&mut steps, 0, t(1));
-        edit::settle(
-            &mut steps,
-            1,
-            Phase::Grant,
-            Status::Failed,
-            None,
-            Some("x"),
             t(1),
         );
-        assert_eq!(edit::start_revoke(&mut steps, t(5)), vec![(0, 1)]);
-        assert_eq!(steps[1].revoke, Some(Status::Skipped));
-        assert_eq!(edit::due(&steps), Some(t(5)));
-        // Started twice: nothing new, the pending one is still returned.
-        assert_eq!(edit::start_revoke(&mut steps, t(6)), vec![(0, 1)]);
-        edit::settle(
-            &mut steps,
-            0,
-            Phase::Revoke,
-            Status::Failed,
-            None,
-            Some("503"),
-            t(7),
-        );
-        assert_eq!(edit::start_revoke(&mut steps, t(8)), vec![(0, 2)]);
-        assert_eq!(steps[0].error, None);
-    }
-
-    #[test]
-    fn a_retry_and_a_bump_move_the_attempt_on() {
-        let mut steps = two();
-        edit::claim(&mut steps, 0, Phase::Grant, 0, t(1), t(300));
-        edit::retry(&mut steps, 0, Phase::Grant, 1, "429", t(2));
-        assert_eq!((steps[0].grant, steps[0].attempts), (Status::Pending, 1));
-        assert_eq!(steps[0].since, Some(t(2)));
-        // A bump with a stale attempt count is refused; with the current one it moves on.
-        assert!(!edit::bump(&mut steps, 0, Phase::Grant, 0, t(3)));
-        assert!(edit::bump(&mut steps, 0, Phase::Grant, 1, t(3)));
-        assert_eq!(steps[0].attempts, 2);
-        edit::drift(&mut steps, 1, t(4));
-        edit::drift(&mut steps, 1, t(5));
-        assert_eq!(steps[1].drift, Some(t(4)));
-    }
-
-    #[test]
-    fn the_stored_form_leaves_out_what_is_absent() {
-        let mut steps = two();
-        applied(&mut steps, 0, t(1));
         let text = encode(&steps[..1]).unwrap_or_default();
         assert_eq!(
             text,

@@ -193,11 +193,8 @@ async fn holders(tx: &mut Tx, h: &Holding) -> Result<Vec<(Holder, i64)>, StoreEr
     })?;
     rows.into_iter()
         .map(|(request, state, step, ticket)| {
-            let state = HolderState::parse(&state).ok_or_else(|| {
-                StoreError::Database(sqlx::Error::Decode(
-                    format!("holder {request}: state `{state}`").into(),
-                ))
-            })?;
+            let state = HolderState::parse(&state)
+                .ok_or_else(|| StoreError::corrupt(format!("holder {request}: state `{state}`")))?;
             Ok((
                 Holder {
                     ticket: ticket.unwrap_or_else(|| request.clone()),

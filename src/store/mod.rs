@@ -50,9 +50,22 @@ pub enum StoreError {
     /// Something around the database failed (queueing a job, a reading task).
     #[error("{0}")]
     Internal(String),
+    /// What is stored cannot be read as what it should be (a damaged row, or one a newer
+    /// release wrote): waiting does not help, so it is not reported as an outage.
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
 }
 
 impl StoreError {
+    pub fn corrupt(what: impl Into<String>) -> Self {
+        Self::Corrupt(what.into())
+    }
+
+    /// Whether trying again later may succeed (not for data that cannot be read).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Corrupt(_))
+    }
+
     /// A unique-constraint violation, which callers often treat as "already done".
     pub fn is_unique_violation(&self) -> bool {
         match self {

@@ -20,10 +20,6 @@ pub struct SnapshotInfo {
     pub groups: i64,
 }
 
-fn corrupt(what: String) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(what.into()))
-}
-
 pub async fn latest_version(store: &Store) -> Result<Option<i64>, StoreError> {
     let row: (Option<i64>,) = on_db!(store.db(), |pool| {
         sqlx::query_as("SELECT MAX(version) FROM org_snapshots")
@@ -71,8 +67,8 @@ fn parse_snapshot(
     let Some((version, source, taken_at, people, groups, body)) = row else {
         return Ok(None);
     };
-    let snapshot: OrgSnapshot =
-        serde_json::from_str(&body).map_err(|e| corrupt(format!("org snapshot {version}: {e}")))?;
+    let snapshot: OrgSnapshot = serde_json::from_str(&body)
+        .map_err(|e| StoreError::corrupt(format!("org snapshot {version}: {e}")))?;
     let info = SnapshotInfo {
         version,
         source,
@@ -91,8 +87,8 @@ pub async fn save_snapshot(
     taken_at: DateTime<Utc>,
     snapshot: &OrgSnapshot,
 ) -> Result<i64, StoreError> {
-    let body =
-        serde_json::to_string(snapshot).map_err(|e| corrupt(format!("org snapshot: {e}")))?;
+    let body = serde_json::to_string(snapshot)
+        .map_err(|e| StoreError::corrupt(format!("org snapshot: {e}")))?;
     let (people, groups) = (snapshot.people.len() as i64, snapshot.groups.len() as i64);
     let (version,): (i64,) = on_tx!(tx, |conn| {
         sqlx::query_as(
@@ -213,18 +209,18 @@ pub async fn stage_page(
     let (people, groups, resume) = (&page.people, &page.groups, page.next.as_deref());
     let mut items = Vec::with_capacity(people.len() + groups.len());
     for p in people {
-        let body =
-            serde_json::to_string(p).map_err(|e| corrupt(format!("staging {}: {e}", p.id.0)))?;
+        let body = serde_json::to_string(p)
+            .map_err(|e| StoreError::corrupt(format!("staging {}: {e}", p.id.0)))?;
         items.push(("person", p.id.0.as_str(), body));
     }
     for g in groups {
-        let body =
-            serde_json::to_string(g).map_err(|e| corrupt(format!("staging {}: {e}", g.id)))?;
+        let body = serde_json::to_string(g)
+            .map_err(|e| StoreError::corrupt(format!("staging {}: {e}", g.id)))?;
         items.push(("group", g.id.as_str(), body));
     }
     for d in &page.departments {
-        let body =
-            serde_json::to_string(d).map_err(|e| corrupt(format!("staging {}: {e}", d.name)))?;
+        let body = serde_json::to_string(d)
+            .map_err(|e| StoreError::corrupt(format!("staging {}: {e}", d.name)))?;
         items.push(("department", d.name.as_str(), body));
     }
     // A batch of pages may hold an item twice (a source that pages while it changes); one
@@ -288,7 +284,8 @@ pub async fn staged(store: &Store, run_id: &str) -> Result<OrgSnapshot, StoreErr
         })?;
         let done = (rows.len() as i64) < BATCH;
         for (kind, id, body) in rows {
-            let bad = |e: serde_json::Error| corrupt(format!("staged {kind} {id}: {e}"));
+            let bad =
+                |e: serde_json::Error| StoreError::corrupt(format!("staged {kind} {id}: {e}"));
             match kind.as_str() {
                 "person" => snapshot
                     .people

@@ -99,7 +99,7 @@ type HoldRow = (
 
 fn hold(row: HoldRow) -> Result<Hold, StoreError> {
     let (version, created_at, people, active_before, state, decided_by, decided_at) = row;
-    let corrupt = |what: String| StoreError::Database(sqlx::Error::Decode(what.into()));
+    let corrupt = |what: String| StoreError::corrupt(what);
     Ok(Hold {
         version,
         created_at,
@@ -140,8 +140,7 @@ pub async fn open_holds(tx: &mut Tx) -> Result<Vec<Hold>, StoreError> {
 }
 
 fn people_json(people: &[HeldPerson]) -> Result<String, StoreError> {
-    serde_json::to_string(people)
-        .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.to_string().into())))
+    serde_json::to_string(people).map_err(|e| StoreError::corrupt(format!("held people: {e}")))
 }
 
 /// Records a new hold; a hold for the same snapshot already there is kept as it is.
@@ -205,6 +204,22 @@ pub async fn approve_hold(
         .map(|r| r.rows_affected())
     })?;
     Ok(changed == 1)
+}
+
+/// What became of the removals held for snapshot `version`, whatever it was.
+pub async fn hold_state(store: &Store, version: i64) -> Result<Option<HoldState>, StoreError> {
+    let state: Option<String> = on_db!(store.db(), |pool| {
+        sqlx::query_scalar("SELECT state FROM org_holds WHERE version = $1")
+            .bind(version)
+            .fetch_optional(pool)
+            .await
+    })?;
+    state
+        .map(|s| {
+            HoldState::parse(&s)
+                .ok_or_else(|| StoreError::corrupt(format!("hold {version}: state `{s}`")))
+        })
+        .transpose()
 }
 
 /// The people whose removal is held (person ids and lower-case emails): leavers not to act

@@ -5,72 +5,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Store, StoreError, Tx};
-use crate::engine::machine::{EndCause, Plan, State, Verdict};
+pub use crate::lifecycle::Request;
+use crate::lifecycle::{EndCause, State, Verdict};
 use crate::orgchart::PersonId;
 use crate::{on_db, on_tx};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    pub id: Uuid,
-    pub tenant: String,
-    pub ticket_key: String,
-    pub issue_id: String,
-    pub state: State,
-    /// Index of the open stage in `plan`.
-    pub stage: i64,
-    pub requester_account: String,
-    pub requester_email: Option<String>,
-    /// Whom the access is for, when not the requester.
-    pub subject_email: Option<String>,
-    /// The IdP person id of whom the access is for (the subject, else the requester): how
-    /// leavers, holders and account matches know them, since emails change. `None` for someone
-    /// not in the org chart (`tollgate org unmatched` lists them).
-    pub subject_person: Option<PersonId>,
-    pub resource: Option<String>,
-    pub level: Option<String>,
-    pub duration_seconds: Option<i64>,
-    pub justification: String,
-    pub workflow: Option<String>,
-    pub workflow_version: Option<String>,
-    pub plan: Option<Plan>,
-    /// Why it was declined or failed, in words for the ticket.
-    pub reason: Option<String>,
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub stage_started_at: Option<DateTime<Utc>>,
-    /// For an extension: the grant it extends (same ticket).
-    pub parent_id: Option<Uuid>,
-    /// The Atlassian account of whom the access is for, once resolved for the grant.
-    pub subject_account: Option<String>,
-    /// When every step was applied: the clock of temporary access starts here.
-    pub granted_at: Option<DateTime<Utc>>,
-    /// `None` while not granted, or for permanent access.
-    pub expires_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub end_cause: Option<EndCause>,
-    /// Active with only some steps applied (the resource's policy keeps partial access).
-    pub partial: bool,
-}
-
-impl Request {
-    /// Whether the access is for someone other than who filed it, by email.
-    pub fn subject(&self) -> Option<&str> {
-        self.subject_email
-            .as_deref()
-            .or(self.requester_email.as_deref())
-    }
-
-    /// How whom the access is for is known to holders: their IdP person id, else their email
-    /// (`email:<address>`), else the requester's account (`account:<id>`).
-    pub fn person_key(&self) -> String {
-        match (&self.subject_person, self.subject()) {
-            (Some(id), _) => id.0.clone(),
-            (None, Some(email)) => format!("email:{}", email.to_ascii_lowercase()),
-            (None, None) => format!("account:{}", self.requester_account),
-        }
-    }
-}
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -111,22 +49,21 @@ pub(crate) const COLUMNS: &str = "id, tenant, ticket_key, issue_id, state, stage
     stage_started_at, parent_id, subject_account, granted_at, expires_at, ended_at, end_cause, \
     partial, subject_person";
 
-fn corrupt(what: String) -> StoreError {
-    StoreError::Database(sqlx::Error::Decode(what.into()))
-}
-
 impl TryFrom<Row> for Request {
     type Error = StoreError;
     fn try_from(r: Row) -> Result<Self, StoreError> {
         Ok(Request {
-            id: Uuid::parse_str(&r.id).map_err(|e| corrupt(format!("request id {}: {e}", r.id)))?,
-            state: State::parse(&r.state)
-                .ok_or_else(|| corrupt(format!("request {}: state `{}`", r.id, r.state)))?,
+            id: Uuid::parse_str(&r.id)
+                .map_err(|e| StoreError::corrupt(format!("request id {}: {e}", r.id)))?,
+            state: State::parse(&r.state).ok_or_else(|| {
+                StoreError::corrupt(format!("request {}: state `{}`", r.id, r.state))
+            })?,
             plan: match &r.routing {
-                Some(text) => Some(
-                    serde_json::from_str(text)
-                        .map_err(|e| corrupt(format!("request {} routing: {e}", r.id)))?,
-                ),
+                Some(text) => {
+                    Some(serde_json::from_str(text).map_err(|e| {
+                        StoreError::corrupt(format!("request {} routing: {e}", r.id))
+                    })?)
+                }
                 None => None,
             },
             parent_id: r
@@ -134,12 +71,11 @@ impl TryFrom<Row> for Request {
                 .as_deref()
                 .map(Uuid::parse_str)
                 .transpose()
-                .map_err(|e| corrupt(format!("request {} parent: {e}", r.id)))?,
+                .map_err(|e| StoreError::corrupt(format!("request {} parent: {e}", r.id)))?,
             end_cause: match &r.end_cause {
-                Some(text) => Some(
-                    EndCause::parse(text)
-                        .ok_or_else(|| corrupt(format!("request {}: end cause `{text}`", r.id)))?,
-                ),
+                Some(text) => Some(EndCause::parse(text).ok_or_else(|| {
+                    StoreError::corrupt(format!("request {}: end cause `{text}`", r.id))
+                })?),
                 None => None,
             },
             subject_account: r.subject_account,
@@ -176,7 +112,7 @@ fn routing_json(request: &Request) -> Result<Option<String>, StoreError> {
         .as_ref()
         .map(serde_json::to_string)
         .transpose()
-        .map_err(|e| corrupt(format!("routing: {e}")))
+        .map_err(|e| StoreError::corrupt(format!("routing: {e}")))
 }
 
 /// Inserts a new request; `false` when the ticket already has one.
@@ -243,7 +179,10 @@ pub async fn by_ticket(
 
 /// Every pending request (for re-resolving open stages after the org chart changed).
 pub async fn pending(store: &Store) -> Result<Vec<Request>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM requests WHERE state = 'pending' ORDER BY created_at");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM requests WHERE state = '{}' ORDER BY created_at",
+        State::Pending
+    );
     let rows: Vec<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
             .fetch_all(pool)
@@ -303,10 +242,13 @@ pub async fn lock_deciding(
     tenant: &str,
     ticket_key: &str,
 ) -> Result<Option<Request>, StoreError> {
+    let pending = State::Pending;
     lock_where(
         tx,
-        "tenant = $1 AND ticket_key = $2 AND (parent_id IS NULL OR state = 'pending') \
-         ORDER BY CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END, created_at DESC LIMIT 1",
+        &format!(
+            "tenant = $1 AND ticket_key = $2 AND (parent_id IS NULL OR state = '{pending}') \
+             ORDER BY CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END, created_at DESC LIMIT 1"
+        ),
         &[tenant, ticket_key],
     )
     .await
@@ -368,13 +310,12 @@ pub async fn page_in_state(
     rows.into_iter().map(Request::try_from).collect()
 }
 
-/// Requests in any of `states`, oldest first.
-pub async fn in_states(store: &Store, states: &[State]) -> Result<Vec<Request>, StoreError> {
-    let list = states
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// Requests in the states `pick` chooses, oldest first.
+pub async fn in_states(
+    store: &Store,
+    pick: impl Fn(State) -> bool,
+) -> Result<Vec<Request>, StoreError> {
+    let list = State::sql_list(pick);
     select(
         store,
         &format!("state IN ({list}) ORDER BY created_at"),
@@ -389,8 +330,9 @@ pub async fn active_expiring_by(
     until: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Request>, StoreError> {
+    let active = State::Active;
     let sql = format!(
-        "SELECT {COLUMNS} FROM requests WHERE state = 'active' AND expires_at IS NOT NULL \
+        "SELECT {COLUMNS} FROM requests WHERE state = '{active}' AND expires_at IS NOT NULL \
          AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2"
     );
     let rows: Vec<Row> = on_db!(store.db(), |pool| {
@@ -409,8 +351,9 @@ pub async fn active_expiring_between(
     after: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<Request>, StoreError> {
+    let active = State::Active;
     let sql = format!(
-        "SELECT {COLUMNS} FROM requests WHERE state = 'active' AND expires_at > $1 \
+        "SELECT {COLUMNS} FROM requests WHERE state = '{active}' AND expires_at > $1 \
          AND expires_at <= $2 ORDER BY expires_at"
     );
     let rows: Vec<Row> = on_db!(store.db(), |pool| {
@@ -474,7 +417,7 @@ pub async fn rename_person(
     email: &str,
 ) -> Result<Vec<(String, String)>, StoreError> {
     // Ended requests keep the email they were decided and granted under.
-    const OVER: &str = "('declined', 'cancelled', 'failed', 'expired', 'revoked')";
+    let over = State::sql_list(State::is_final);
     let mut changed: Vec<(String, String)> = Vec::new();
     for column in ["subject_email", "requester_email"] {
         // The person is the subject when one is named, else the requester.
@@ -485,7 +428,7 @@ pub async fn rename_person(
         };
         let sql = format!(
             "UPDATE requests SET {column} = $1, version = version + 1 \
-             WHERE subject_person = $2 AND {which} AND state NOT IN {OVER} \
+             WHERE subject_person = $2 AND {which} AND state NOT IN ({over}) \
              AND ({column} IS NULL OR {column} <> $1) RETURNING tenant, ticket_key"
         );
         let rows: Vec<(String, String)> = on_tx!(tx, |conn| {

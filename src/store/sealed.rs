@@ -102,7 +102,7 @@ pub async fn reseal_all(store: &Store, keys: &SecretKey) -> Result<Resealed, Sto
     crate::audit::append(
         &mut tx,
         &crate::audit::Event {
-            at: chrono::Utc::now(),
+            at: crate::clock::wall(),
             tenant: None,
             request_id: None,
             ticket_key: None,

@@ -50,9 +50,7 @@ fn from_row(row: Row) -> Result<Tenant, StoreError> {
         cloud_id,
     ) = row;
     let corrupt = |what: &str, value: &str| {
-        StoreError::Database(sqlx::Error::Decode(
-            format!("tenant {client_key}: unknown {what} `{value}`").into(),
-        ))
+        StoreError::corrupt(format!("tenant {client_key}: unknown {what} `{value}`"))
     };
     Ok(Tenant {
         product: Product::parse(&product).ok_or_else(|| corrupt("product", &product))?,

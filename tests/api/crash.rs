@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tollgate::engine::machine::State;
 use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
 use tollgate::fakes::atlassian::{FakeAtlassian, FakeKeys, FakeUser, World};
 use tollgate::fakes::slapd;
+use tollgate::lifecycle::State;
 use tollgate::store::requests;
 
 use crate::support::database::postgres_admin_url;

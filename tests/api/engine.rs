@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde_json::json;
 use tollgate::app::Mode;
 use tollgate::clock::SystemClock;
-use tollgate::engine::machine::State;
 use tollgate::fakes::atlassian::connect::{
     FakeSite, InstallKeyServer, TEST_KEY_1, issue_created, issue_updated,
 };
 use tollgate::fakes::atlassian::{FakeAtlassian, FakeUser, World};
+use tollgate::lifecycle::State;
 use tollgate::store::requests;
 
 use crate::support::{self, TestApp, TestDatabase, eventually};

@@ -2,6 +2,7 @@
 //! one row per step, steps of one grant changing at once, who holds what (every holder
 //! counted, a joiner racing the last holder), and the stall query.
 
+use crate::support::database::exec;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -575,23 +576,6 @@ fn org_person(id: &str, email: &str) -> tollgate::orgchart::Person {
         tollgate::orgchart::Email::parse(email).expect("email"),
         id,
     )
-}
-
-async fn exec(store: &Store, sql: &str, binds: &[&str]) {
-    macro_rules! run {
-        ($pool:expr) => {{
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
-            for b in binds {
-                query = query.bind(*b);
-            }
-            query.execute($pool).await.map(|_| ())
-        }};
-    }
-    match store.db() {
-        Db::Sqlite(pool) => run!(pool),
-        Db::Postgres(pool) => run!(pool),
-    }
-    .expect("exec");
 }
 
 /// Grants written by the release before holders were counted: A put Erin in the group and the

@@ -11,7 +11,6 @@ use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 use tollgate::app::Mode;
 use tollgate::clock::{Clock, ManualClock};
-use tollgate::engine::machine::State;
 use tollgate::fakes::atlassian::connect::{
     FakeSite, InstallKeyServer, TEST_KEY_1, issue_created, issue_updated,
 };
@@ -19,6 +18,7 @@ use tollgate::fakes::atlassian::{FakeAtlassian, FakeKeys, FakeUser, Fault, World
 use tollgate::fakes::harness::FakeServer;
 use tollgate::fakes::okta::FakeOkta;
 use tollgate::fakes::slapd;
+use tollgate::lifecycle::State;
 use tollgate::store::grants::{Phase, Status};
 use tollgate::store::requests;
 
@@ -847,7 +847,7 @@ async fn a_leaver_loses_access_after_an_org_sync() {
     let revoked = env.reaches(State::Revoked).await;
     assert_eq!(
         revoked.end_cause,
-        Some(tollgate::engine::machine::EndCause::Leaver)
+        Some(tollgate::lifecycle::EndCause::Leaver)
     );
     assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
 }
@@ -1056,7 +1056,7 @@ async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
     let revoked = env.reaches(State::Revoked).await;
     assert_eq!(
         revoked.end_cause,
-        Some(tollgate::engine::machine::EndCause::Leaver)
+        Some(tollgate::lifecycle::EndCause::Leaver)
     );
     assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
     // The approval and its carrying out are in the audit log.
@@ -1070,6 +1070,24 @@ async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
         .await;
         assert!(events.is_some(), "one {what} event");
     }
+    // Approving again through the API is a conflict (it is done), not an outage; a snapshot
+    // that never held anything is not found.
+    let again = http
+        .post(env.app.url(&format!("/api/v1/org/holds/{version}/approve")))
+        .bearer_auth("operator-token")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), 409);
+    let body: serde_json::Value = again.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "conflict", "{body}");
+    let unknown = http
+        .post(env.app.url("/api/v1/org/holds/999999/approve"))
+        .bearer_auth("operator-token")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(unknown.status(), 404);
     // Approving again (`tollgate org leavers --approve`) finds nothing held.
     let mut out = Vec::new();
     let again = tollgate::cli::org_leavers(&state.config, Some(version), "auditor", &mut out).await;
@@ -1085,6 +1103,27 @@ async fn the_leaver_brake_holds_a_mass_removal_until_approved() {
         )),
         "{listed}"
     );
+
+    // A hold that cannot be read back is a fault to look into (500, with a correlation id),
+    // not an outage to wait out (503).
+    crate::support::database::exec(
+        &state.store,
+        &format!(
+            "UPDATE org_holds SET state = 'held', people = '{{not json' WHERE version = {version}"
+        ),
+        &[],
+    )
+    .await;
+    let damaged = http
+        .get(&holds_url)
+        .bearer_auth("operator-token")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(damaged.status(), 500);
+    let body: serde_json::Value = damaged.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "internal", "{body}");
+    assert!(body["error"]["correlation_id"].is_string(), "{body}");
 }
 
 /// People a hold waits on who appear again in a later sync leave the hold; a hold everyone

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tollgate::app::Mode;
 use tollgate::clock::ManualClock;
-use tollgate::engine::machine::State;
 use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
 use tollgate::fakes::atlassian::{Caller, FakeAtlassian, FakeKeys, FakeUser, World};
 use tollgate::fakes::forge::{FakeForge, bodies};
+use tollgate::lifecycle::State;
 use tollgate::store::requests;
 
 use crate::support::{self, TestApp, TestDatabase, eventually};

@@ -1,9 +1,10 @@
 //! Compliance reports over a seeded history: the rows, the period and zone rules, the filters,
 //! CSV that a standard reader parses back, and JSON.
 
+use crate::support::database::exec;
 use serde_json::{Value, json};
 use tollgate::audit::report::{self, Format, Query, Report, Scope};
-use tollgate::store::{Db, Store};
+use tollgate::store::Store;
 
 use tollgate::grants::plan::{Step, Via};
 use tollgate::store::grants::{self, Progress, Status};
@@ -16,20 +17,6 @@ const A: &str = "00000000-0000-7000-8000-00000000000a";
 const B: &str = "00000000-0000-7000-8000-00000000000b";
 const C: &str = "00000000-0000-7000-8000-00000000000c";
 const D: &str = "00000000-0000-7000-8000-00000000000d";
-
-async fn exec(store: &Store, sql: &str) {
-    match store.db() {
-        Db::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(pool)
-            .await
-            .map(|_| ()),
-        Db::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(pool)
-            .await
-            .map(|_| ()),
-    }
-    .expect("seed");
-}
 
 /// A timestamp literal as the store writes one (sqlx's RFC 3339 text on SQLite).
 fn ts(rfc3339: &str) -> String {
@@ -46,7 +33,7 @@ async fn seed(store: &Store) {
         "INSERT INTO tenants (client_key, product, app_key, base_url, host, shared_secret, state, installed_at, updated_at) \
          VALUES ('jira:acme', 'jira', 'tollgate', 'https://acme.atlassian.net', 'acme.atlassian.net', 'x', 'installed', {n}, {n})",
         n = t("2026-01-01T00:00:00Z")
-    )).await;
+    ), &[]).await;
     let request = |id: &str,
                    key: &str,
                    state: &str,
@@ -86,6 +73,7 @@ async fn seed(store: &Store) {
                 t("2026-07-08T10:06:00Z")
             ),
         ),
+        &[],
     )
     .await;
     exec(
@@ -100,6 +88,7 @@ async fn seed(store: &Store) {
             "2026-06-30T23:30:00Z",
             "",
         ),
+        &[],
     )
     .await;
     exec(
@@ -118,6 +107,7 @@ async fn seed(store: &Store) {
                 t("2026-12-01T09:00:00Z")
             ),
         ),
+        &[],
     )
     .await;
     exec(
@@ -132,11 +122,13 @@ async fn seed(store: &Store) {
             "2026-08-01T08:00:00Z",
             "",
         ),
+        &[],
     )
     .await;
     exec(
         store,
         &format!("UPDATE requests SET reason = 'not needed' WHERE id = '{B}'"),
+        &[],
     )
     .await;
     for (id, stage, who, verdict, via, at) in [
@@ -156,7 +148,7 @@ async fn seed(store: &Store) {
             "INSERT INTO decisions (request_id, stage, approver_account, approver_email, verdict, via, answer, decided_at) \
              VALUES ('{id}', {stage}, 'acc-{who}', '{who}@example.com', '{verdict}', '{via}', 'x', {})",
             t(at)
-        )).await;
+        ), &[]).await;
     }
     // A's two steps were granted and revoked; C's one is granted and still held.
     let finance = Step::direct(
@@ -199,6 +191,7 @@ async fn seed(store: &Store) {
         exec(
             store,
             &format!("UPDATE requests SET steps = '{steps}' WHERE id = '{id}'"),
+            &[],
         )
         .await;
     }
@@ -535,8 +528,7 @@ async fn a_jira_administrator_reads_their_own_sites_reports_with_a_connect_token
          'month end', 'finance-two-stage', 'v7', 1, {t}, {t})",
         site.client_key,
         t = ts("2026-07-10T12:00:00Z")
-    ))
-    .await;
+    ), &[]).await;
 
     let get = |path: &str, account: &str| {
         app.client
@@ -656,7 +648,7 @@ async fn an_evidence_bundle_verifies_without_the_database() {
          resource, justification, routing, version, created_at, updated_at) VALUES ('{id}', 'jira:acme', 'IT-9', '9', \
          'active', 'acc-gina', 'gina@example.com', 'netsuite', 'month end', '{{\"stages\":[{{\"why\":\"manager of gina\"}}]}}', 1, {t}, {t})",
         t = ts("2026-07-02T09:00:00Z")
-    )).await;
+    ), &[]).await;
     // The ticket's events, with another ticket's in between (their links, not their content).
     for (n, action) in [
         "request.received",

@@ -135,3 +135,23 @@ fn database_name_is_replaced_in_urls() {
     );
     assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }
+
+/// Runs `sql` with `binds` straight on the store's database: how a test seeds rows the app
+/// would not write, or damages them.
+pub async fn exec(store: &tollgate::store::Store, sql: &str, binds: &[&str]) {
+    use tollgate::store::Db;
+    macro_rules! run {
+        ($pool:expr) => {{
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+            for b in binds {
+                query = query.bind(*b);
+            }
+            query.execute($pool).await.map(|_| ())
+        }};
+    }
+    match store.db() {
+        Db::Sqlite(pool) => run!(pool),
+        Db::Postgres(pool) => run!(pool),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
