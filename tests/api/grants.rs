@@ -207,68 +207,95 @@ async fn start_on(idp: &str, resource: &str) -> Option<Env> {
 }
 
 async fn start_with(idp: &str, resource: &str, extra: &[(&'static str, &str)]) -> Option<Env> {
-    let idp = Idp::start(idp).await?;
-    let keys = InstallKeyServer::start().await.expect("key server");
-    keys.publish("k1", TEST_KEY_1.1);
-    let fake_keys = FakeKeys {
-        admin_api_key: Some("admin-key".into()),
-        scim_key: None,
-        site_admin: None,
-    };
-    let cloud = FakeAtlassian::start(world(resource), fake_keys)
-        .await
-        .expect("cloud");
-    let workflows = workflows();
-    let mut settings: Vec<(&str, String)> = idp.settings();
-    settings.extend([
-        ("TOLLGATE_BASE_URL", "https://tollgate.example.com".into()),
-        ("TOLLGATE_CONNECT_KEYS_URL", keys.url()),
-        (
-            "TOLLGATE_WORKFLOWS_DIR",
-            workflows.path().display().to_string(),
-        ),
-        ("TOLLGATE_ATLASSIAN_API_URL", cloud.api_url()),
-        ("TOLLGATE_ATLASSIAN_ORG_ID", "org-acme".into()),
-        ("TOLLGATE_ATLASSIAN_ADMIN_API_KEY", "admin-key".into()),
-        ("TOLLGATE_ATLASSIAN_CLOUD_ID", "acme-cloud".into()),
-        ("TOLLGATE_SECRET_KEY", support::test_secret_key()),
-    ]);
-    // `{site-host}`: the fake site's host, known only now.
-    let host = cloud.site_url().trim_start_matches("http://").to_string();
-    settings.extend(
-        extra
-            .iter()
-            .map(|(k, v)| (*k, v.replace("{site-host}", &host))),
-    );
-    let settings: Vec<(String, String)> = settings
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let parts = Parts::start(idp, resource, extra).await?;
     // Whole seconds: PostgreSQL keeps microseconds, and the tests compare times it stored.
     let clock =
         ManualClock::new(chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("now"));
-    let app = spawn(TestDatabase::create().await, &settings, &clock).await;
-    let site = FakeSite::jira(&app.url(""), "acme.atlassian.net", "k1").at(&cloud.site_url());
+    let app = spawn(TestDatabase::create().await, &parts.settings, &clock).await;
+    let site = FakeSite::jira(&app.url(""), "acme.atlassian.net", "k1").at(&parts.cloud.site_url());
     let descriptor = site.descriptor().await.expect("descriptor");
-    cloud.install(site.fake_tenant(&descriptor));
+    parts.cloud.install(site.fake_tenant(&descriptor));
     assert_eq!(site.install().await.expect("install").status(), 204);
-    let wiki =
-        FakeSite::confluence(&app.url(""), "acme.atlassian.net", "k1").at(&cloud.confluence_url());
+    let wiki = FakeSite::confluence(&app.url(""), "acme.atlassian.net", "k1")
+        .at(&parts.cloud.confluence_url());
     let descriptor = wiki.descriptor().await.expect("descriptor");
-    cloud.install(wiki.fake_tenant(&descriptor));
+    parts.cloud.install(wiki.fake_tenant(&descriptor));
     assert_eq!(wiki.install().await.expect("install").status(), 204);
     let synced = eventually(Duration::from_secs(15), || async { app.state.org.index() }).await;
     assert!(synced.is_some(), "the org chart was synced from slapd");
-    Some(Env {
-        app,
-        cloud,
-        site,
-        clock,
-        idp,
-        settings,
-        _workflows: workflows,
-        _keys: keys,
-    })
+    Some(parts.into_env(app, site, clock))
+}
+
+/// What a test's app runs against, before the app: the IdP, the install keys, the fake cloud,
+/// the workflows and the settings naming them.
+struct Parts {
+    idp: Idp,
+    keys: InstallKeyServer,
+    cloud: FakeAtlassian,
+    workflows: tempfile::TempDir,
+    settings: Vec<(String, String)>,
+}
+
+impl Parts {
+    async fn start(idp: &str, resource: &str, extra: &[(&'static str, &str)]) -> Option<Self> {
+        let idp = Idp::start(idp).await?;
+        let keys = InstallKeyServer::start().await.expect("key server");
+        keys.publish("k1", TEST_KEY_1.1);
+        let fake_keys = FakeKeys {
+            admin_api_key: Some("admin-key".into()),
+            scim_key: None,
+            site_admin: None,
+        };
+        let cloud = FakeAtlassian::start(world(resource), fake_keys)
+            .await
+            .expect("cloud");
+        let workflows = workflows();
+        let mut settings: Vec<(&str, String)> = idp.settings();
+        settings.extend([
+            ("TOLLGATE_BASE_URL", "https://tollgate.example.com".into()),
+            ("TOLLGATE_CONNECT_KEYS_URL", keys.url()),
+            (
+                "TOLLGATE_WORKFLOWS_DIR",
+                workflows.path().display().to_string(),
+            ),
+            ("TOLLGATE_ATLASSIAN_API_URL", cloud.api_url()),
+            ("TOLLGATE_ATLASSIAN_ORG_ID", "org-acme".into()),
+            ("TOLLGATE_ATLASSIAN_ADMIN_API_KEY", "admin-key".into()),
+            ("TOLLGATE_ATLASSIAN_CLOUD_ID", "acme-cloud".into()),
+            ("TOLLGATE_SECRET_KEY", support::test_secret_key()),
+        ]);
+        // `{site-host}`: the fake site's host, known only now.
+        let host = cloud.site_url().trim_start_matches("http://").to_string();
+        settings.extend(
+            extra
+                .iter()
+                .map(|(k, v)| (*k, v.replace("{site-host}", &host))),
+        );
+        let settings = settings
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        Some(Self {
+            idp,
+            keys,
+            cloud,
+            workflows,
+            settings,
+        })
+    }
+
+    fn into_env(self, app: TestApp, site: FakeSite, clock: ManualClock) -> Env {
+        Env {
+            app,
+            cloud: self.cloud,
+            site,
+            clock,
+            idp: self.idp,
+            settings: self.settings,
+            _workflows: self.workflows,
+            _keys: self.keys,
+        }
+    }
 }
 
 async fn spawn(db: TestDatabase, settings: &[(String, String)], clock: &ManualClock) -> TestApp {
@@ -1936,4 +1963,206 @@ async fn a_worker_holding_an_older_chart_waits_to_plan_the_grant() {
         .await
         .expect("steps");
     assert!(!steps.is_empty(), "the grant was planned");
+}
+
+/// The database a release left behind, with the app's clock as it stood then.
+struct Fixture {
+    db: TestDatabase,
+    clock: chrono::DateTime<Utc>,
+    active: uuid::Uuid,
+    /// The `TOLLGATE_SECRET_KEY` it was written with (a test's key, made for that run).
+    secret_key: String,
+}
+
+/// `tests/fixtures/release-a01d686` (how it was written: `generate.rs` there), loaded into a
+/// fresh database of the kind the suite runs on.
+async fn release_fixture() -> Fixture {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/release-a01d686");
+    let db = TestDatabase::create().await;
+    let site = match &db {
+        TestDatabase::Postgres { url, .. } => {
+            use sqlx::Connection;
+            let dump = std::fs::read_to_string(dir.join("postgres.sql")).expect("postgres.sql");
+            // pg_dump's plain format is for psql: its `\restrict` lines are psql's, not SQL.
+            let dump: String = dump
+                .lines()
+                .filter(|line| !line.starts_with('\\'))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(dump))
+                .execute(&mut conn)
+                .await
+                .expect("the dump loads");
+            "site-postgres.json"
+        }
+        other => {
+            let path = other.url().trim_start_matches("sqlite://");
+            std::fs::copy(dir.join("tollgate.db"), path).expect("copy the database");
+            "site-sqlite.json"
+        }
+    };
+    let site: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(site)).expect("site")).expect("JSON");
+    Fixture {
+        db,
+        clock: serde_json::from_value(site["clock"].clone()).expect("clock"),
+        active: serde_json::from_value(site["active"].clone()).expect("active"),
+        secret_key: site["secret_key"].as_str().expect("secret key").to_string(),
+    }
+}
+
+/// The previous release's database (an active temporary grant with its expiry queued, a request
+/// waiting for its approver with its stage timers queued, the periodic jobs, the audit chain)
+/// opens under this release: the queued jobs run, the grant expires everywhere when its time
+/// comes, the waiting request is approved and granted, and the audit chain verifies.
+#[tokio::test]
+async fn a_database_the_previous_release_wrote_upgrades_and_runs_on() {
+    let Some(mut parts) = Parts::start("ldap", "fin-tools", &[]).await else {
+        return;
+    };
+    let fixture = release_fixture().await;
+    for (name, value) in &mut parts.settings {
+        if name == "TOLLGATE_SECRET_KEY" {
+            value.clone_from(&fixture.secret_key);
+        }
+    }
+    let clock = ManualClock::new(fixture.clock);
+    let app = spawn(fixture.db, &parts.settings, &clock).await;
+    // The sites as that release stored them (their keys and secrets), installed again at this
+    // test's fake cloud, which is the one thing that moved.
+    let state = &app.state;
+    // The sites' clocks agree with the app's, which stands where that release left it.
+    let skew = fixture.clock - Utc::now();
+    let keys: Vec<String> = match state.store.db() {
+        tollgate::store::Db::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT client_key FROM tenants")
+                .fetch_all(pool)
+                .await
+        }
+        tollgate::store::Db::Postgres(pool) => {
+            sqlx::query_scalar("SELECT client_key FROM tenants")
+                .fetch_all(pool)
+                .await
+        }
+    }
+    .expect("tenants");
+    let mut jira = None;
+    for key in keys {
+        let tenant = tollgate::store::tenants::get(&state.store, &key)
+            .await
+            .expect("read")
+            .expect("tenant");
+        let context = tollgate::connect::tenant::Tenant::secret_context(&key);
+        let secret = state
+            .secret_key
+            .unseal(&tenant.shared_secret_sealed, &context)
+            .expect("the stored secret unseals");
+        let confluence = tenant.product == tollgate::connect::tenant::Product::Confluence;
+        let mut site = if confluence {
+            FakeSite::confluence(&app.url(""), "acme.atlassian.net", "k1")
+                .at(&parts.cloud.confluence_url())
+        } else {
+            FakeSite::jira(&app.url(""), "acme.atlassian.net", "k1").at(&parts.cloud.site_url())
+        };
+        site.client_key = key;
+        site.shared_secret = String::from_utf8(secret).expect("text");
+        site.advance(skew);
+        let descriptor = site.descriptor().await.expect("descriptor");
+        parts.cloud.install(site.fake_tenant(&descriptor));
+        assert_eq!(site.install().await.expect("install").status(), 204);
+        if !confluence {
+            jira = Some(site);
+        }
+    }
+    let site = jira.expect("the fixture has a Jira site");
+    // What the grant gave is in place, as it was when that release stopped.
+    {
+        let mut world = parts.cloud.world();
+        world.add_issue("IT-8", DEV.0).custom = world.issues["IT-7"].custom.clone();
+        world
+            .project_roles
+            .entry(("FIN".to_string(), 10002))
+            .or_default()
+            .0
+            .insert(DEV.0.to_string());
+        world
+            .groups
+            .entry(GROUP_ID.to_string())
+            .or_default()
+            .insert(DEV.0.to_string());
+        world
+            .space_assignments
+            .entry(98_305)
+            .or_default()
+            .push((DEV.0.to_string(), "role-collaborator".to_string()));
+        for (role, resource) in [
+            ("atlassian/user", "ari:cloud:confluence::site/acme-cloud"),
+            ("atlassian/admin", "ari:cloud:jira::site/acme-cloud"),
+        ] {
+            world
+                .product_roles
+                .insert((DEV.0.to_string(), role.to_string(), resource.to_string()));
+        }
+    }
+    let mut ldap = parts.idp.ldap().admin().await;
+    ldap.modify(
+        &format!("cn=fin-tools,ou=groups,{}", slapd::BASE),
+        vec![ldap3::Mod::Add(
+            "member".to_string(),
+            std::collections::HashSet::from([format!("uid=dev,ou=people,{}", slapd::BASE)]),
+        )],
+    )
+    .await
+    .expect("modify")
+    .success()
+    .expect("dev is in fin-tools");
+    let env = parts.into_env(app, site, clock);
+    assert_eq!(env.holds_atlassian_access(), [true, true, true, true]);
+
+    // The notice the old release could not post (its job queued for a retry) is posted now.
+    let routed = eventually(Duration::from_secs(30), || async {
+        let world = env.cloud.world();
+        let comments = world.issues["IT-8"].app_comments();
+        comments.into_iter().find(|c| c.contains("Stage 1"))
+    })
+    .await;
+    assert!(
+        routed.is_some(),
+        "IT-8's routing comment was posted after the upgrade"
+    );
+
+    // A day later, the request the old release routed is approved under this one, and granted.
+    env.advance(TimeDelta::days(1));
+    env.webhook(
+        "/connect/webhooks/comment-created",
+        "IT-8-2",
+        &env.cloud.comment_by("IT-8", VP, "/approve"),
+    )
+    .await;
+    env.reaches_of("IT-8", State::Active).await;
+
+    // A week after it was granted, the old release's grant expires, and the ticket is told.
+    env.advance(TimeDelta::days(6) + TimeDelta::minutes(1));
+    let ended = env.reaches(State::Expired).await;
+    assert_eq!(ended.id, fixture.active);
+    assert!(ended.ended_at.is_some());
+    env.comment_with("expired").await;
+    // IT-8 holds the same access, so it all stays, with IT-8, until IT-8 ends.
+    assert_eq!(env.request_of("IT-8").await.state, State::Active);
+    assert_eq!(env.members("fin-tools").await, ["ceo", "dev"]);
+    assert_eq!(env.holds_atlassian_access(), [true, true, true, true]);
+    env.advance(TimeDelta::days(1));
+    env.reaches_of("IT-8", State::Expired).await;
+    assert_eq!(env.members("fin-tools").await, ["ceo"]);
+    assert_eq!(env.holds_atlassian_access(), [false, false, false, false]);
+
+    // The chain the old release started, and this one continued, verifies.
+    let chain = tollgate::audit::verify_chain(&env.app.state.store, &env.site.client_key)
+        .await
+        .expect("read");
+    assert!(chain.is_ok(), "{chain:?}");
+    let violations = env.cloud.take_violations();
+    assert!(violations.is_empty(), "{violations:#?}");
 }
