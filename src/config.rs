@@ -1314,14 +1314,14 @@ fn parse_identifier(v: &str) -> Result<String, String> {
         .ok_or_else(|| format!("`{v}` is not an id (letters, digits, - _ : .)"))
 }
 
-/// A secret value (API key, token, shared secret): never printed by `Debug`.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
+/// A secret value (API key, token, shared secret): never printed by `Debug`, wiped from memory
+/// when dropped (`secrecy`), compared in constant time.
+#[derive(Clone)]
+pub struct Secret(secrecy::SecretString);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(secrecy::SecretString::from(value.into()))
     }
 
     fn parse(v: &str) -> Result<Self, String> {
@@ -1329,11 +1329,30 @@ impl Secret {
         if v.is_empty() || v.contains(char::is_whitespace) {
             return Err("is empty or contains white space".into());
         }
-        Ok(Self(v.to_string()))
+        Ok(Self::new(v))
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
+        use secrecy::ExposeSecret;
+        self.0.expose_secret()
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
+    }
+}
+
+impl Eq for Secret {}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(deserializer).map(Self::new)
     }
 }
 

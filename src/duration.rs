@@ -1,5 +1,9 @@
 //! Human-written durations (`500ms`, `30s`, `5m`, `24h`, `7d`, `2w`), shared by configuration
 //! and workflow files so an admin writes durations the same way everywhere.
+//!
+//! Not `humantime`: it also takes `1month` (30.44 days) and `1y`, spelled-out units and spaces,
+//! and writes `7days`; here the six units are exact, a unit is required, the errors say what
+//! to write, and a duration is written back (`format`) the way an admin wrote it, in tickets too.
 
 use std::time::Duration;
 

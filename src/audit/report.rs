@@ -433,6 +433,9 @@ fn text(value: &Value) -> String {
 
 /// One RFC 4180 record, CRLF-terminated. A cell a spreadsheet would run as a formula
 /// (`=`, `+`, `-`, `@` first) is prefixed with `'`, so a justification cannot become one.
+/// Written here rather than with the `csv` crate: quoting is these few lines, the formula
+/// guard would sit outside the crate anyway, and the report tests read the output back with an
+/// independent reader (Python's `csv`).
 fn csv_line(out: &mut Vec<u8>, cells: impl IntoIterator<Item = String>) {
     for (i, cell) in cells.into_iter().enumerate() {
         if i > 0 {

@@ -477,3 +477,55 @@ mod checkpoints {
         assert_eq!(keyless.status.code(), Some(2));
     }
 }
+
+/// Numbers in an event's canonical form are written as ECMAScript writes them (RFC 8785), asked
+/// of Node itself for doubles of every magnitude: random bit patterns, random values around
+/// each power of ten, and the neighbours of the powers of ten where the notation changes.
+#[test]
+fn canonical_numbers_are_written_as_ecmascript_writes_them() {
+    if !support::oracle::available() {
+        return;
+    }
+    // xorshift64*: a fixed sequence, so a failure reproduces.
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let mut doubles: Vec<f64> = Vec::new();
+    for _ in 0..5_000 {
+        doubles.push(f64::from_bits(next()));
+        let fraction = (next() >> 11) as f64 / (1_u64 << 53) as f64;
+        let power = (next() % 34) as i32 - 9;
+        doubles.push(fraction * 10_f64.powi(power));
+    }
+    for power in -10..=25 {
+        let bits = 10_f64.powi(power).to_bits();
+        doubles.extend((bits - 3..=bits + 3).map(f64::from_bits));
+    }
+    doubles.retain(|x| x.is_finite());
+    let cases: Vec<String> = doubles
+        .iter()
+        .map(|x| format!("{:016x}", x.to_bits()))
+        .collect();
+    let answers = support::oracle::ask(&json!({"op": "numbers", "cases": cases}));
+    let answers = answers.as_array().expect("one answer per number");
+    assert_eq!(answers.len(), doubles.len());
+    let mut wrong = Vec::new();
+    for ((x, bits), expected) in doubles.iter().zip(&cases).zip(answers) {
+        let ours = serde_json::Number::from_f64(*x)
+            .map(|n| tollgate::audit::canonical::to_string(&serde_json::Value::Number(n)));
+        if ours.as_deref() != expected.as_str() {
+            wrong.push(format!("{bits}: ours {ours:?}, ECMAScript {expected}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {}:\n{}",
+        wrong.len(),
+        doubles.len(),
+        wrong.join("\n")
+    );
+}

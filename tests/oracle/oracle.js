@@ -5,6 +5,8 @@
 //   {"op": "sign", "claims": {...}, "secret": "..."}             -> "<HS256 token>"
 //   {"op": "sign_install", "claims": {...}, "privateKey": "PEM", "kid": "..."} -> "<RS256 token>"
 //   {"op": "decode", "token": "...", "secret": "..."}            -> claims (verifies HS256)
+//   {"op": "numbers", "cases": ["<f64 bits, 16 hex digits>", ...]} -> [String(number), ...]
+//     (ECMAScript's own Number-to-string, which RFC 8785 canonical JSON requires)
 'use strict';
 const jwt = require('atlassian-jwt');
 
@@ -32,6 +34,13 @@ process.stdin.on('end', () => {
       break;
     case 'decode':
       answer = jwt.decodeSymmetric(request.token, request.secret, jwt.SymmetricAlgorithm.HS256);
+      break;
+    case 'numbers':
+      answer = request.cases.map((bits) => {
+        const view = new DataView(new ArrayBuffer(8));
+        view.setBigUint64(0, BigInt('0x' + bits));
+        return String(view.getFloat64(0));
+      });
       break;
     default:
       throw new Error('unknown op ' + request.op);
