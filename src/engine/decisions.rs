@@ -321,14 +321,8 @@ async fn apply(
         Next::Approved => notices::approved(&request, &name, reason),
         Next::Declined => notices::declined(&request, Some(&name), reason),
     };
-    if !requests::update(&mut tx, &request).await? {
-        // The row is locked, so only a bug gets here; nothing half-applied is kept.
-        tx.rollback().await?;
-        return Err(EngineError::Conflict(format!(
-            "request {} changed under its lock",
-            request.id
-        )));
-    }
+    // The row is locked, so a lost write is a bug; nothing half-applied is kept.
+    crate::grants::run::save(&mut tx, &mut request).await?;
     audit::append(
         &mut tx,
         &approver_event(
@@ -346,7 +340,7 @@ async fn apply(
         ),
     )
     .await?;
-    let key = format!("{}:v{}", request.id, request.version + 1);
+    let key = format!("{}:v{}", request.id, request.version);
     notices::enqueue(&mut tx, &request, notice, key).await?;
     if matches!(next, Next::Stage(_)) {
         super::timers::schedule(&mut tx, state, &request, false).await?;
