@@ -6,6 +6,7 @@ use serde_json::json;
 use tollgate::audit::{self, Actor, Event};
 use tollgate::store::Store;
 
+use crate::support::database::exec;
 use crate::support::{self, TestDatabase};
 
 fn event(tenant: Option<&str>, action: &str, n: usize) -> Event {
@@ -27,17 +28,6 @@ async fn append(store: &Store, e: &Event) -> audit::Appended {
     let appended = audit::append(&mut tx, e).await.expect("append");
     tx.commit().await.expect("commit");
     appended
-}
-
-async fn execute(store: &Store, sql: &'static str) {
-    match store.db() {
-        tollgate::store::Db::Sqlite(pool) => {
-            sqlx::query(sql).execute(pool).await.expect("tamper");
-        }
-        tollgate::store::Db::Postgres(pool) => {
-            sqlx::query(sql).execute(pool).await.expect("tamper");
-        }
-    }
 }
 
 #[tokio::test]
@@ -76,15 +66,20 @@ async fn chains_link_every_event_and_any_edit_breaks_them() {
         4
     );
 
-    execute(&store, "UPDATE audit_events SET canonical = replace(canonical, 'netsuite', 'payroll') WHERE chain = 'jira:acme' AND seq = 2").await;
+    exec(&store, "UPDATE audit_events SET canonical = replace(canonical, 'netsuite', 'payroll') WHERE chain = 'jira:acme' AND seq = 2", &[]).await;
     let broken = audit::verify_chain(&store, "jira:acme")
         .await
         .expect("read")
         .expect_err("edited");
     assert_eq!(broken.seq, 2, "{broken:?}");
 
-    execute(&store, "DELETE FROM audit_events WHERE chain = 'system'").await;
-    execute(&store, "INSERT INTO audit_events (chain, seq, id, at, actor_kind, action, canonical, prev_hash, hash) SELECT 'system', 2, 'x', at, actor_kind, action, canonical, prev_hash, hash FROM audit_events WHERE chain = 'jira:acme' AND seq = 1").await;
+    exec(
+        &store,
+        "DELETE FROM audit_events WHERE chain = 'system'",
+        &[],
+    )
+    .await;
+    exec(&store, "INSERT INTO audit_events (chain, seq, id, at, actor_kind, action, canonical, prev_hash, hash) SELECT 'system', 2, 'x', at, actor_kind, action, canonical, prev_hash, hash FROM audit_events WHERE chain = 'jira:acme' AND seq = 1", &[]).await;
     let gap = audit::verify_chain(&store, "system")
         .await
         .expect("read")
@@ -130,6 +125,7 @@ mod checkpoints {
     use tollgate::store::{Db, Store};
 
     use super::{append, event};
+    use crate::support::database::exec;
     use crate::support::{self, TestDatabase};
 
     /// `n` events on `chain`, checkpointed at event 10 and at its head.
@@ -145,23 +141,6 @@ mod checkpoints {
         checkpoint::write_heads(store, key, Utc::now())
             .await
             .expect("heads");
-    }
-
-    async fn exec(store: &Store, sql: String) {
-        match store.db() {
-            Db::Sqlite(pool) => {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(pool)
-                    .await
-                    .expect("tamper");
-            }
-            Db::Postgres(pool) => {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(pool)
-                    .await
-                    .expect("tamper");
-            }
-        }
     }
 
     async fn report(store: &Store, key: &CheckpointKey, chain: &str) -> ChainReport {
@@ -195,7 +174,7 @@ mod checkpoints {
             "UPDATE audit_chains SET head_hash = '{prev}' WHERE chain = '{chain}'"
         ));
         for sql in statements {
-            exec(store, sql).await;
+            exec(store, &sql, &[]).await;
         }
     }
 
@@ -233,7 +212,7 @@ mod checkpoints {
             (25, Some(1), Some(25), 2)
         );
 
-        exec(&store, "UPDATE audit_events SET canonical = replace(canonical, 'netsuite', 'payroll') WHERE chain = 'edit' AND seq = 5".into()).await;
+        exec(&store, "UPDATE audit_events SET canonical = replace(canonical, 'netsuite', 'payroll') WHERE chain = 'edit' AND seq = 5", &[]).await;
         let edit = report(&store, &key, "edit")
             .await
             .broken
@@ -248,14 +227,15 @@ mod checkpoints {
             "UPDATE audit_events SET seq = 7 WHERE chain = 'reorder' AND seq = 8",
             "UPDATE audit_events SET seq = 8 WHERE chain = 'reorder' AND seq = -7",
         ] {
-            exec(&store, sql.into()).await;
+            exec(&store, sql, &[]).await;
         }
         let reorder = report(&store, &key, "reorder").await.broken.expect("found");
         assert_eq!(reorder.seq, 7, "{reorder:?}");
 
         exec(
             &store,
-            "DELETE FROM audit_events WHERE chain = 'middle' AND seq = 12".into(),
+            "DELETE FROM audit_events WHERE chain = 'middle' AND seq = 12",
+            &[],
         )
         .await;
         let middle = report(&store, &key, "middle").await.broken.expect("found");
@@ -273,14 +253,16 @@ mod checkpoints {
             .expect("24");
         exec(
             &store,
-            "DELETE FROM audit_events WHERE chain = 'newest' AND seq > 23".into(),
+            "DELETE FROM audit_events WHERE chain = 'newest' AND seq > 23",
+            &[],
         )
         .await;
         exec(
             &store,
-            format!(
+            &format!(
                 "UPDATE audit_chains SET seq = 23, head_hash = '{hash_23}' WHERE chain = 'newest'"
             ),
+            &[],
         )
         .await;
         assert_eq!(
@@ -307,14 +289,15 @@ mod checkpoints {
         // A checkpoint written without the key (or with another one).
         let other = CheckpointKey::derive(&SecretKey::generate().expect("key"));
         let fake = other.sign("forged", 20, "00", Utc::now());
-        exec(&store, format!("INSERT INTO audit_checkpoints (chain, seq, hash, at, mac) SELECT chain, 20, hash, at, '{}' FROM audit_checkpoints WHERE chain = 'forged' AND seq = 10", fake.mac)).await;
+        exec(&store, &format!("INSERT INTO audit_checkpoints (chain, seq, hash, at, mac) SELECT chain, 20, hash, at, '{}' FROM audit_checkpoints WHERE chain = 'forged' AND seq = 10", fake.mac), &[]).await;
         let forged = report(&store, &key, "forged").await.broken.expect("found");
         assert!(forged.problem.contains("signature"), "{forged:?}");
 
         // An operator archives events 1..=10 (up to a checkpoint): what is left verifies.
         exec(
             &store,
-            "DELETE FROM audit_events WHERE chain = 'archive' AND seq <= 10".into(),
+            "DELETE FROM audit_events WHERE chain = 'archive' AND seq <= 10",
+            &[],
         )
         .await;
         let archive = report(&store, &key, "archive").await;
@@ -323,7 +306,8 @@ mod checkpoints {
         // …but not from a point no checkpoint marks.
         exec(
             &store,
-            "DELETE FROM audit_events WHERE chain = 'archive' AND seq = 11".into(),
+            "DELETE FROM audit_events WHERE chain = 'archive' AND seq = 11",
+            &[],
         )
         .await;
         let cut = report(&store, &key, "archive").await.broken.expect("found");
@@ -448,7 +432,7 @@ mod checkpoints {
             "{stdout}"
         );
 
-        exec(&store, "UPDATE audit_events SET canonical = replace(canonical, 'netsuite', 'payroll') WHERE chain = 'jira:acme' AND seq = 4".into()).await;
+        exec(&store, "UPDATE audit_events SET canonical = replace(canonical, 'netsuite', 'payroll') WHERE chain = 'jira:acme' AND seq = 4", &[]).await;
         let broken = run();
         let stdout = String::from_utf8_lossy(&broken.stdout);
         assert_eq!(broken.status.code(), Some(1), "{stdout}");
