@@ -16,16 +16,16 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use tollgate::atlassian::client::AtlassianClient;
-use tollgate::atlassian::products::Assignment;
-use tollgate::atlassian::retry::RetryPolicy;
 use tollgate::atlassian::{Atlassian, Credentials, Site};
 use tollgate::clock::SystemClock;
 use tollgate::config::{AtlassianConfig, DatabaseConfig, DatabaseUrl, Secret};
 use tollgate::connect::descriptor::Descriptors;
 use tollgate::fakes::atlassian::{FakeAtlassian, FakeKeys, FakeTenant, FakeUser, World};
-use tollgate::orgchart::accounts;
 use tollgate::orgchart::{AccountId, Email, OrgIndex, OrgSnapshot, Person, PersonId};
+use tollgate::outbound::retry::RetryPolicy;
+use tollgate::people::accounts;
 use tollgate::store::Store;
+use tollgate::workflow::products::Assignment;
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -23,7 +23,7 @@ use tollgate::config::{DatabaseConfig, DatabaseUrl, Secret};
 use tollgate::fakes::harness::FakeServer;
 use tollgate::fakes::okta::FakeOkta;
 use tollgate::idp::okta::{ManagerSource, OktaAuth, OktaConfig, OktaDirectory};
-use tollgate::orgchart::sync::{self, Progress};
+use tollgate::people::sync::{self, Progress};
 use tollgate::store::Store;
 
 const TOKEN: &str = "bench-token";

@@ -18,8 +18,8 @@ use tollgate::clock::SystemClock;
 use tollgate::config::{DatabaseConfig, DatabaseUrl, Secret};
 use tollgate::fakes::slapd::{self, BASE, PASSWORD, SERVICE_DN, Slapd};
 use tollgate::idp::ldap::{Flavor, LdapConfig, LdapDirectory};
-use tollgate::orgchart::cache::OrgCache;
-use tollgate::orgchart::sync::{self, Quiet};
+use tollgate::people::cache::OrgCache;
+use tollgate::people::sync::{self, Quiet};
 use tollgate::store::Store;
 
 const PEOPLE: usize = 100_000;

@@ -147,8 +147,8 @@ pub async fn open_ticket(
     kind: &str,
     summary: &str,
 ) -> Result<(), crate::engine::EngineError> {
-    use crate::connect::tenant::Product;
     use crate::engine::EngineError;
+    use crate::tenant::Product;
     let Some(ticket) = &state.config.alert_ticket else {
         return Ok(());
     };

@@ -96,7 +96,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let (secret_key, source) =
-            secrets::resolve_key(config.secret_key.as_ref(), &config.database.url)?;
+            secrets::resolve_key(config.secret_key.as_ref(), config.database.url.key_home())?;
         match source {
             KeySource::GeneratedFile(path) => tracing::warn!(
                 path = %path.display(),
@@ -137,10 +137,10 @@ impl Application {
             secret_key: Arc::new(secret_key),
             worker_enabled: mode.worker(),
             worker_status: Arc::new(WorkerStatus::default()),
-            org: Arc::new(crate::orgchart::cache::OrgCache::new()),
+            org: Arc::new(crate::people::cache::OrgCache::new()),
             atlassian: crate::atlassian::Atlassian::new(
                 Arc::new(crate::atlassian::client::AtlassianClient::new(
-                    crate::atlassian::retry::RetryPolicy::default(),
+                    crate::outbound::retry::RetryPolicy::default(),
                     ATLASSIAN_CONCURRENCY_PER_TENANT,
                 )),
                 crate::atlassian::Credentials::from_config(&config_atlassian),

@@ -254,7 +254,7 @@ struct StderrProgress {
     terminal: bool,
 }
 
-impl crate::orgchart::sync::Progress for StderrProgress {
+impl crate::people::sync::Progress for StderrProgress {
     fn page(&self, pages: i64, people: usize, groups: usize) {
         if self.terminal {
             eprint!("\r  {pages} pages · {people} people · {groups} groups   ");
@@ -269,7 +269,7 @@ pub async fn org_sync(config: &crate::config::Config, full: bool) -> Result<(), 
     use std::io::IsTerminal;
 
     use crate::idp::{Connector, Directory};
-    use crate::orgchart::sync;
+    use crate::people::sync;
     use crate::store::Store;
     use crate::store::org::RunKind;
 
@@ -378,6 +378,37 @@ fn existing_key(config: &crate::config::Config) -> Result<crate::secrets::Secret
         .map_err(|e| format!("bad key file {}: {e}", path.display()))
 }
 
+/// Seals every stored secret again under the newest key, and records what it did.
+async fn reseal_and_record(
+    store: &crate::store::Store,
+    keys: &crate::secrets::SecretKey,
+) -> Result<crate::store::sealed::Resealed, crate::store::StoreError> {
+    let done = crate::store::sealed::reseal_all(store, keys).await?;
+    let mut tx = store.begin().await?;
+    crate::audit::append(
+        &mut tx,
+        &crate::audit::Event {
+            at: crate::clock::wall(),
+            tenant: None,
+            request_id: None,
+            ticket_key: None,
+            actor: crate::audit::Actor::System("secrets rotate".into()),
+            action: "secrets.rotated".into(),
+            target: None,
+            details: serde_json::json!({
+                "key_id": keys.newest_id(),
+                "resealed": done.resealed,
+                "current": done.current,
+                "failed": done.failed,
+            }),
+            workflow_version: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
 /// `tollgate secrets rotate`: every stored secret sealed again under the newest key; with
 /// `new_key`, a fresh key first put in front of those in SQLite's key file.
 pub async fn secrets_rotate(
@@ -410,7 +441,7 @@ pub async fn secrets_rotate(
         .await
         .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
-    let result = crate::store::sealed::reseal_all(&store, &keys).await;
+    let result = reseal_and_record(&store, &keys).await;
     store.close().await;
     let done = result.map_err(|e| e.to_string())?;
     writeln!(
@@ -536,8 +567,9 @@ pub async fn webhook_source_add(
     out: &mut dyn Write,
 ) -> Result<(), String> {
     // The key the service runs with (made beside a SQLite database on first use, as `serve` does).
-    let (key, _) = crate::secrets::resolve_key(config.secret_key.as_ref(), &config.database.url)
-        .map_err(|e| e.to_string())?;
+    let (key, _) =
+        crate::secrets::resolve_key(config.secret_key.as_ref(), config.database.url.key_home())
+            .map_err(|e| e.to_string())?;
     let store = crate::store::Store::connect(&config.database)
         .await
         .map_err(|e| e.to_string())?;

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+/// How an Atlassian app id is written as an ARI (a Forge app's id, in its tokens and settings).
+pub const APP_ARI_PREFIX: &str = "ari:cloud:ecosystem::app/";
+
 use serde::{Deserialize, Serialize};
 
 /// An email address, lower-cased so lookups do not depend on how someone typed it.

@@ -8,9 +8,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::connect::lifecycle::audit_lifecycle;
-use crate::connect::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
 use crate::secrets::SecretKey;
 use crate::store::{Store, StoreError, tenants, webhook_sources};
+use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
 
 pub const TENANT_PREFIX: &str = "jira-webhook:";
 
@@ -88,7 +88,7 @@ pub async fn register(
     let secret = {
         let mut bytes = [0u8; 24];
         getrandom::fill(&mut bytes).map_err(|e| SourceError::Seal(e.to_string()))?;
-        crate::audit::hex(&bytes)
+        hex::encode(bytes)
     };
     let seal = |value: &str, context: &str| {
         key.seal(value.as_bytes(), context)
@@ -173,7 +173,7 @@ pub fn signature_matches(secret: &[u8], body: &[u8], header: Option<&str>) -> bo
     let Some(hex) = header.and_then(|h| h.trim().strip_prefix("sha256=")) else {
         return false;
     };
-    let Some(claimed) = crate::audit::unhex(hex) else {
+    let Some(claimed) = hex::decode(hex).ok() else {
         return false;
     };
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {

@@ -11,8 +11,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use crate::config::DatabaseUrl;
-
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
 /// The first scheme: no key id; any configured key is tried.
@@ -49,7 +47,7 @@ fn key_id(bytes: &[u8; KEY_LEN]) -> String {
     let mut digest = Sha256::new();
     digest.update(b"tollgate secret key id\n");
     digest.update(bytes);
-    crate::audit::hex(&digest.finalize()[..8])
+    hex::encode(&digest.finalize()[..8])
 }
 
 impl fmt::Debug for SecretKey {
@@ -231,39 +229,49 @@ pub fn key_file_for(database_file: &Path) -> PathBuf {
     database_file.with_file_name(name)
 }
 
+/// Where a key that is not configured may come from, by the database the deployment uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyHome {
+    /// A database server (PostgreSQL): it must not keep the key that seals its own secrets, so
+    /// the key must be configured.
+    Server,
+    /// A SQLite file: the key file beside it.
+    BesideFile(PathBuf),
+    /// An in-memory SQLite database: a key for this process, as short-lived as the data.
+    Process,
+}
+
 /// The configured key; else, on SQLite, the key file beside the database (created `0600` if it
 /// does not exist yet); with PostgreSQL an unset key is an error.
 pub fn resolve_key(
     configured: Option<&SecretKey>,
-    database: &DatabaseUrl,
+    home: KeyHome,
 ) -> Result<(SecretKey, KeySource), SecretError> {
     if let Some(key) = configured {
         return Ok((key.clone(), KeySource::Configured));
     }
-    match database {
-        DatabaseUrl::Postgres(_) => Err(SecretError::RequiredForPostgres),
-        DatabaseUrl::Sqlite(_) => match database.sqlite_file() {
-            None => Ok((SecretKey::generate()?, KeySource::Ephemeral)),
-            Some(db_file) => {
-                let path = key_file_for(&db_file);
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => SecretKey::from_base64(&text)
-                        .map(|key| (key, KeySource::ExistingFile(path.clone())))
-                        .map_err(|reason| SecretError::BadKeyFile { path, reason }),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        let key = SecretKey::generate()?;
-                        write_private_file(&path, key.to_base64().as_bytes()).map_err(
-                            |source| SecretError::KeyFile {
-                                path: path.clone(),
-                                source,
-                            },
-                        )?;
-                        Ok((key, KeySource::GeneratedFile(path)))
-                    }
-                    Err(source) => Err(SecretError::KeyFile { path, source }),
+    match home {
+        KeyHome::Server => Err(SecretError::RequiredForPostgres),
+        KeyHome::Process => Ok((SecretKey::generate()?, KeySource::Ephemeral)),
+        KeyHome::BesideFile(db_file) => {
+            let path = key_file_for(&db_file);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => SecretKey::from_base64(&text)
+                    .map(|key| (key, KeySource::ExistingFile(path.clone())))
+                    .map_err(|reason| SecretError::BadKeyFile { path, reason }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let key = SecretKey::generate()?;
+                    write_private_file(&path, key.to_base64().as_bytes()).map_err(|source| {
+                        SecretError::KeyFile {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    Ok((key, KeySource::GeneratedFile(path)))
                 }
+                Err(source) => Err(SecretError::KeyFile { path, source }),
             }
-        },
+        }
     }
 }
 
@@ -353,8 +361,8 @@ mod tests {
     fn generates_a_private_key_file_beside_sqlite_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("tollgate.db");
-        let url = DatabaseUrl::parse(&format!("sqlite://{}", db.display())).expect("url");
-        let (first, source) = resolve_key(None, &url).expect("generated");
+        let home = KeyHome::BesideFile(db.clone());
+        let (first, source) = resolve_key(None, home.clone()).expect("generated");
         let path = dir.path().join("tollgate.db.secret-key");
         assert_eq!(source, KeySource::GeneratedFile(path.clone()));
         #[cfg(unix)]
@@ -363,21 +371,22 @@ mod tests {
             let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let (second, source) = resolve_key(None, &url).expect("reused");
+        let (second, source) = resolve_key(None, home).expect("reused");
         assert_eq!(source, KeySource::ExistingFile(path));
         assert_eq!(first, second);
     }
 
     #[test]
     fn postgres_requires_a_configured_key() {
-        let url = DatabaseUrl::parse("postgres://localhost/db").expect("url");
         assert!(matches!(
-            resolve_key(None, &url),
+            resolve_key(None, KeyHome::Server),
             Err(SecretError::RequiredForPostgres)
         ));
         let key = SecretKey::generate().expect("random");
         assert_eq!(
-            resolve_key(Some(&key), &url).expect("configured").1,
+            resolve_key(Some(&key), KeyHome::Server)
+                .expect("configured")
+                .1,
             KeySource::Configured
         );
     }

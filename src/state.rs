@@ -25,7 +25,7 @@ pub struct AppState {
     pub forge: Option<Arc<crate::forge::Forge>>,
     pub intake: crate::intake::Intake,
     /// The org chart routing uses, refreshed from the newest stored snapshot.
-    pub org: Arc<crate::orgchart::cache::OrgCache>,
+    pub org: Arc<crate::people::cache::OrgCache>,
     /// Outbound calls to Atlassian with this deployment's credentials.
     pub atlassian: crate::atlassian::Atlassian,
     /// The workflows loaded at start (`None` when they have errors: requests wait).

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tollgate::connect::jwt;
+use tollgate::atlassian::jwt;
 
 fuzz_target!(|data: &str| {
     let _ = jwt::extract(Some(data), Some(data), None);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tollgate::connect::qsh;
+use tollgate::atlassian::qsh;
 
 fuzz_target!(|data: &str| {
     let mut parts = data.splitn(3, '\n');

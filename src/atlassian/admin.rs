@@ -10,8 +10,8 @@ use super::api::{Atlassian, AtlassianError, Change, segment, with_query};
 use super::client::Credential;
 use super::credentials::Operation;
 use super::jira::AtlassianUser;
-use super::products::Assignment;
-use crate::orgchart::{AccountId, Email};
+use crate::ids::{AccountId, Email};
+use crate::workflow::products::Assignment;
 
 /// The Atlassian SCIM extension carrying the account id of a provisioned user.
 const ATLASSIAN_SCIM_EXTENSION: &str = "urn:scim:schemas:extension:atlassian-external:1.0";

@@ -11,9 +11,9 @@ use super::client::{AtlassianClient, Call, Credential, Reply};
 use super::credentials::{Credentials, MissingCredential, Operation};
 use super::errors::CallError;
 use super::pages::{self, Next};
-use crate::connect::qsh::rfc3986;
-use crate::connect::tenant::Tenant;
+use crate::outbound::rfc3986;
 use crate::secrets::{SecretError, SecretKey};
+use crate::tenant::Tenant;
 
 /// Listings stop here even if the vendor keeps offering pages (a loop in its cursors).
 const MAX_PAGES: usize = 10_000;

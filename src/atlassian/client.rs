@@ -1,6 +1,7 @@
 //! Sending one call to an Atlassian API: the credential, a `User-Agent` naming Tollgate,
 //! retries on throttling and transient failures, and a limit on concurrent calls per tenant.
 
+use crate::outbound::USER_AGENT;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -10,12 +11,10 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::sync::Semaphore;
 
 use super::errors::CallError;
-use super::retry::{self, Outcome, RetryPolicy};
-use crate::connect::jwt::{Audience, Claims, sign_hs256};
-use crate::connect::qsh;
-use crate::connect::tenant::base_path;
-
-pub const USER_AGENT: &str = concat!("Tollgate/", env!("CARGO_PKG_VERSION"));
+use crate::atlassian::jwt::{Audience, Claims, sign_hs256};
+use crate::atlassian::qsh;
+use crate::outbound::retry::{self, Outcome, RetryPolicy};
+use crate::tenant::base_path;
 
 /// How long a Connect token we sign is valid (as atlassian-connect-express does).
 const CONNECT_TOKEN_LIFETIME_SECONDS: i64 = 180;

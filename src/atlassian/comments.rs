@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::adf;
 use super::api::{Atlassian, AtlassianError, Site, segment, with_query};
 use super::errors::CallError;
-use crate::orgchart::AccountId;
+use crate::ids::AccountId;
 
 /// The comment property naming the notice a comment of Tollgate's carries.
 pub const NOTICE_PROPERTY: &str = "tollgate.notice";

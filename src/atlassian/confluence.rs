@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::api::{Atlassian, AtlassianError, Change, Site, converge, with_query};
-use crate::orgchart::AccountId;
+use crate::ids::AccountId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpaceRole {

@@ -1,5 +1,6 @@
 //! Typed results of a vendor call, with the vendor's own message kept.
 
+use crate::outbound::vendor_message;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,28 +42,6 @@ impl CallError {
             _ => Self::Permanent { status, message },
         }
     }
-}
-
-/// The human message of an Atlassian error body: Jira's `{errorMessages[], errors{field: msg}}`,
-/// JSM's and Confluence's `{errorMessage}` / `{message}`, SCIM's `{detail}`.
-pub fn vendor_message(body: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(list) = value.get("errorMessages").and_then(|v| v.as_array()) {
-        parts.extend(list.iter().filter_map(|m| m.as_str()).map(str::to_string));
-    }
-    if let Some(map) = value.get("errors").and_then(|v| v.as_object()) {
-        parts.extend(
-            map.iter()
-                .filter_map(|(field, m)| m.as_str().map(|m| format!("{field}: {m}"))),
-        );
-    }
-    for key in ["errorMessage", "message", "detail"] {
-        if let Some(m) = value.get(key).and_then(|v| v.as_str()) {
-            parts.push(m.to_string());
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 #[cfg(test)]

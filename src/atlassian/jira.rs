@@ -8,7 +8,7 @@ use super::adf;
 use super::api::{Atlassian, AtlassianError, Change, Site, converge, segment, with_query};
 use super::credentials::Operation;
 use super::errors::CallError;
-use crate::orgchart::{AccountId, Email};
+use crate::ids::{AccountId, Email};
 
 /// An issue as read back through REST (webhook payloads may be incomplete).
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::api::{Atlassian, AtlassianError, Change, Site, converge, segment, with_query};
-use crate::orgchart::AccountId;
+use crate::ids::AccountId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visibility {

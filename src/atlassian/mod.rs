@@ -12,10 +12,10 @@ pub mod credentials;
 pub mod errors;
 pub mod jira;
 pub mod jsm;
+pub mod jwt;
 pub mod lookup;
 pub mod pages;
-pub mod products;
-pub mod retry;
+pub mod qsh;
 
 pub use api::{Atlassian, AtlassianError, Change, Site};
 pub use credentials::{CredentialKind, Credentials, MissingCredential, Operation};

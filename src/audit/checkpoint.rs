@@ -11,7 +11,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::hex;
 use crate::on_db;
 use crate::secrets::SecretKey;
 use crate::store::{Store, StoreError};
@@ -79,16 +78,18 @@ impl CheckpointKey {
             seq,
             hash: hash.to_string(),
             at,
-            mac: hex(&Self::hmac(key, chain, seq, hash, at)
-                .finalize()
-                .into_bytes()),
+            mac: hex::encode(
+                Self::hmac(key, chain, seq, hash, at)
+                    .finalize()
+                    .into_bytes(),
+            ),
             key_id: Some(id.to_string()),
         }
     }
 
     /// Whether the checkpoint was signed with the key it names (constant-time).
     pub fn verifies(&self, checkpoint: &Checkpoint) -> bool {
-        let Some(mac) = crate::audit::unhex(&checkpoint.mac) else {
+        let Some(mac) = hex::decode(&checkpoint.mac).ok() else {
             return false;
         };
         self.0

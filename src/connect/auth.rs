@@ -3,14 +3,14 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::jwt::{self, Claims, TokenError};
 use super::keys::KeyError;
-use super::qsh;
-use super::tenant::Tenant;
 use super::tenant_cache::TenantCache;
-use crate::orgchart::AccountId;
+use crate::atlassian::jwt::{self, Claims, TokenError};
+use crate::atlassian::qsh;
+use crate::ids::AccountId;
 use crate::secrets::SecretKey;
 use crate::store::{Store, StoreError};
+use crate::tenant::Tenant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -172,10 +172,7 @@ pub struct VerifiedInstall {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Verifies an RS256 signed-install token: kid → key, signature, `aud` = our base URL, `qsh`,

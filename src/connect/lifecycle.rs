@@ -4,10 +4,10 @@
 use serde::Deserialize;
 
 use super::auth::{self, AuthError, Checks, QshRule, RequestParts};
-use super::jwt::TokenError;
-use super::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
+use crate::atlassian::jwt::TokenError;
 use crate::state::AppState;
 use crate::store::{StoreError, tenants};
+use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {

@@ -3,12 +3,8 @@
 
 pub mod auth;
 pub mod descriptor;
-pub mod jwt;
 pub mod keys;
 pub mod lifecycle;
-pub mod qsh;
-pub mod sites;
-pub mod tenant;
 pub mod tenant_cache;
 
 use crate::config::Config;
@@ -18,7 +14,7 @@ use crate::config::Config;
 pub struct Connect {
     pub descriptors: descriptor::Descriptors,
     pub keys: keys::InstallKeys,
-    pub allowed_sites: sites::AllowedSites,
+    pub allowed_sites: crate::tenant::sites::AllowedSites,
     pub base_url: String,
     /// The path of our base URL, stripped before computing qsh.
     pub base_path: String,
@@ -37,7 +33,7 @@ impl Connect {
             ),
             keys: keys::InstallKeys::new(&config.connect.keys_url),
             allowed_sites: config.connect.allowed_sites.clone(),
-            base_path: tenant::base_path(&base_url).to_string(),
+            base_path: crate::tenant::base_path(&base_url).to_string(),
             base_url,
             leeway_seconds: i64::try_from(config.connect.jwt_leeway.as_secs()).unwrap_or(60),
             tenants: tenant_cache::TenantCache::default(),

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use super::tenant::Tenant;
 use crate::secrets::SecretKey;
 use crate::store::{Store, StoreError, tenants};
+use crate::tenant::Tenant;
 
 const TTL: Duration = Duration::from_secs(5);
 
@@ -55,7 +55,7 @@ impl TenantCache {
         // Only Connect installs sign Connect tokens: a webhook source's secret is not one.
         let Some(tenant) = tenants::get(store, client_key)
             .await?
-            .filter(|t| t.kind == crate::connect::tenant::TenantKind::Connect)
+            .filter(|t| t.kind == crate::tenant::TenantKind::Connect)
         else {
             self.forget(client_key);
             return Ok(None);

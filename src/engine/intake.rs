@@ -11,8 +11,8 @@ use super::{EngineError, notices, site};
 use crate::atlassian::adf;
 use crate::audit::{self, Actor};
 use crate::lifecycle::{self, Action, Approver, Event, Plan, PlannedStage, State};
-use crate::orgchart::accounts;
 use crate::orgchart::{AccountId, Email, OrgIndex};
+use crate::people::accounts;
 use crate::state::AppState;
 use crate::store::requests::{self, Request};
 use crate::workflow::{

@@ -18,11 +18,11 @@ pub mod timers;
 use serde_json::Value;
 
 use crate::atlassian::{AtlassianError, Site};
-use crate::connect::tenant::Tenant;
 use crate::jobs::JobError;
 use crate::state::AppState;
 use crate::store::inbound::InboundEvent;
 use crate::store::{StoreError, tenants};
+use crate::tenant::Tenant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -49,11 +49,11 @@ impl From<crate::lifecycle::Conflict> for EngineError {
     }
 }
 
-impl From<crate::orgchart::accounts::AccountError> for EngineError {
-    fn from(e: crate::orgchart::accounts::AccountError) -> Self {
+impl From<crate::people::accounts::AccountError> for EngineError {
+    fn from(e: crate::people::accounts::AccountError) -> Self {
         match e {
-            crate::orgchart::accounts::AccountError::Store(e) => Self::Store(e),
-            crate::orgchart::accounts::AccountError::Atlassian(e) => Self::Atlassian(e),
+            crate::people::accounts::AccountError::Store(e) => Self::Store(e),
+            crate::people::accounts::AccountError::Atlassian(e) => Self::Atlassian(e),
         }
     }
 }
@@ -98,8 +98,8 @@ const FORGE_TOKEN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 /// token, else with what the tenant came in with (its Connect secret, or the API token of a
 /// webhook source).
 pub async fn site_of(state: &AppState, tenant: &Tenant) -> Result<Site, EngineError> {
-    use crate::connect::tenant::TenantKind;
     use crate::store::{forge, webhook_sources};
+    use crate::tenant::TenantKind;
     let unusable = || EngineError::Tenant(tenant.client_key.clone());
     let now = state.clock.now();
     if let Some(installation) = forge::of_tenant(&state.store, &tenant.client_key).await?

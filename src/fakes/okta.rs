@@ -408,7 +408,7 @@ impl FakeOkta {
             .query
             .iter()
             .filter(|(k, _)| k != "after" && k != "limit")
-            .map(|(k, v)| format!("{k}={}", crate::connect::qsh::rfc3986(v)))
+            .map(|(k, v)| format!("{k}={}", crate::outbound::rfc3986(v)))
             .collect();
         let query = |extra: &str| {
             let mut parts = kept.clone();

@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::token::Invocation;
 use crate::connect::lifecycle::audit_lifecycle;
-use crate::connect::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
 use crate::state::AppState;
 use crate::store::{StoreError, forge, tenants};
+use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
 
 /// When a system token cannot be read (it should be a JWT), how long it is trusted.
 const UNREADABLE_TOKEN_LIFETIME: TimeDelta = TimeDelta::minutes(5);

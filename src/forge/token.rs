@@ -7,10 +7,10 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 use super::keys::{ForgeKeys, KeyError};
-use crate::orgchart::AccountId;
+use crate::ids::AccountId;
 
 pub const ISSUER: &str = "forge/invocation-token";
-pub const APP_ARI_PREFIX: &str = "ari:cloud:ecosystem::app/";
+pub use crate::ids::APP_ARI_PREFIX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FitError {

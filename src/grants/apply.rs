@@ -5,13 +5,14 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::plan::{Step, Via, describe};
-use crate::atlassian::{AtlassianError, Change, Site, products};
-use crate::connect::tenant::Product;
+use crate::atlassian::{AtlassianError, Change, Site};
 use crate::idp::{Connector, GroupWriter, IdpError};
 use crate::orgchart::{AccountId, PersonId};
 use crate::state::AppState;
 use crate::store::tenants;
+use crate::tenant::Product;
 use crate::workflow::GrantTarget;
+use crate::workflow::products;
 
 /// Why a step did not work.
 #[derive(Debug, Clone, PartialEq, Eq)]

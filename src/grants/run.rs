@@ -14,17 +14,18 @@ use super::plan::{self, Context};
 use super::{notices, wall};
 use crate::atlassian::{Change, CredentialKind};
 use crate::audit::{self, Actor};
-use crate::connect::tenant::Product;
 use crate::engine::{EngineError, notices as ticket};
+use crate::ids::AccountId;
 use crate::jobs::{self, Job};
 use crate::lifecycle::step::Settled;
 use crate::lifecycle::{self, Action, EndCause, Event, State};
-use crate::orgchart::{AccountId, accounts};
+use crate::people::accounts;
 use crate::state::AppState;
 use crate::store::grants::{self as steps, Claim, Phase, Status, StepRow};
 use crate::store::holdings::{self, Found, Holding, Join, Leave};
 use crate::store::requests::{self, Request};
 use crate::store::{StoreError, Tx, tenants};
+use crate::tenant::Product;
 use crate::workflow::{FailurePolicy, GrantTarget};
 
 /// After this many failed tries in a row (each already rides out a few seconds of 429s and 5xx

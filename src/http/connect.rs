@@ -10,11 +10,11 @@ use serde_json::json;
 
 use crate::connect::auth::{self, AuthError, Checks, QshRule, RequestParts, Verified};
 use crate::connect::lifecycle::{self, LifecycleError};
-use crate::connect::tenant::Product;
 use crate::error::ApiError;
 use crate::http::BODY_LIMIT;
 use crate::intake::Ingress;
 use crate::state::AppState;
+use crate::tenant::Product;
 
 pub async fn jira_descriptor(State(state): State<AppState>) -> Response {
     descriptor(&state.connect.descriptors.jira)

@@ -13,11 +13,11 @@ use subtle::ConstantTimeEq;
 
 use crate::audit::report::{self, Format, Query, Report, Scope};
 use crate::connect::auth::{QshRule, Verified};
-use crate::connect::tenant::Product;
 use crate::error::ApiError;
 use crate::http::connect;
 use crate::orgchart::AccountId;
 use crate::state::AppState;
+use crate::tenant::Product;
 
 #[derive(Debug, Deserialize)]
 pub struct ReportParams {

@@ -2,6 +2,7 @@
 //! closes a keep-alive connection left idle), and a cap on open connections, so a slow or idle
 //! client cannot hold the process's sockets. `axum::serve` offers neither.
 
+use crate::config::ConnectionLimits;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,22 +15,12 @@ use tokio::sync::Semaphore;
 
 use crate::shutdown::Shutdown;
 
-/// What one client may hold.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// From a connection's first byte (or the end of its previous response) to the end of the
-    /// request's headers.
-    pub header_timeout: Duration,
-    /// Connections open at once; past it, new ones wait in the listen backlog.
-    pub max_connections: usize,
-}
-
 /// Serves `app` until `shutdown`, then waits for the open connections' requests to finish
 /// (the caller bounds that wait).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    limits: Limits,
+    limits: ConnectionLimits,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));

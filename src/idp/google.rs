@@ -5,6 +5,7 @@
 //! service account with domain-wide delegation, acting as an admin (JWT bearer grant);
 //! throttling (403/429 `rateLimitExceeded`) backs off exponentially (see `rest`).
 
+pub use crate::config::idp::GoogleConfig;
 use std::collections::HashMap;
 
 use futures::{StreamExt, TryStreamExt};
@@ -16,70 +17,11 @@ use super::rest::{
 };
 use super::{Changes, Directory, GroupWriter, IdpError, Page};
 use crate::change::Change;
-use crate::config::Secret;
-use crate::connect::qsh::rfc3986;
 use crate::orgchart::{Email, EmploymentType, Group, Person, PersonId};
+use crate::outbound::rfc3986;
 
 const API: &str = "/admin/directory/v1";
 pub const SCOPES: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly https://www.googleapis.com/auth/admin.directory.group.readonly https://www.googleapis.com/auth/admin.directory.group.member";
-
-#[derive(Debug, Clone)]
-pub struct GoogleConfig {
-    /// `my_customer`, or the customer id.
-    pub customer: String,
-    /// The admin the service account acts as.
-    pub admin: String,
-    pub client_email: String,
-    pub private_key: Secret,
-    pub key_id: Option<String>,
-    /// The key file's `token_uri` (default `https://oauth2.googleapis.com/token`).
-    pub token_url: String,
-    /// Default `https://admin.googleapis.com`.
-    pub api_url: String,
-    pub page_size: u32,
-    pub concurrency: usize,
-    /// Google announces no budget: the one to keep to (`TOLLGATE_IDP_RATE_LIMIT`).
-    pub budget: Option<crate::idp::pacing::Budget>,
-}
-
-impl GoogleConfig {
-    /// Fills the credential from a service account key file's JSON.
-    pub fn from_key_file(
-        text: &str,
-        admin: String,
-        customer: String,
-        api_url: String,
-        page_size: u32,
-        concurrency: usize,
-    ) -> Result<Self, String> {
-        let key: Value =
-            serde_json::from_str(text).map_err(|e| format!("is not a key file (JSON): {e}"))?;
-        if key["type"] != "service_account" {
-            return Err("is not a service account key (`type` is not `service_account`)".into());
-        }
-        let field = |name: &str| {
-            key[name]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| format!("has no `{name}`"))
-        };
-        Ok(Self {
-            customer,
-            admin,
-            client_email: field("client_email")?,
-            private_key: Secret::new(field("private_key")?),
-            key_id: key["private_key_id"].as_str().map(str::to_string),
-            token_url: key["token_uri"]
-                .as_str()
-                .unwrap_or("https://oauth2.googleapis.com/token")
-                .to_string(),
-            api_url,
-            budget: None,
-            page_size,
-            concurrency,
-        })
-    }
-}
 
 #[derive(Debug)]
 pub struct GoogleDirectory {

@@ -4,6 +4,7 @@
 //! synced from on-premises AD, dynamic groups and distribution lists cannot be changed through
 //! Graph: a clear error naming the group. Throttling follows `Retry-After` (see `rest`).
 
+pub use crate::config::idp::GraphConfig;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -13,29 +14,12 @@ use super::rest::{
 };
 use super::{Changes, Delta, Directory, GroupWriter, IdpError, Page};
 use crate::change::Change;
-use crate::config::Secret;
-use crate::connect::qsh::rfc3986;
 use crate::orgchart::{Email, EmploymentType, Group, Person, PersonId};
+use crate::outbound::rfc3986;
 
 const USER_FIELDS: &str = "id,displayName,mail,userPrincipalName,jobTitle,department,employeeId,employeeType,companyName,accountEnabled,employeeOrgData";
 const GROUP_FIELDS: &str =
     "id,displayName,groupTypes,onPremisesSyncEnabled,mailEnabled,securityEnabled";
-
-#[derive(Debug, Clone)]
-pub struct GraphConfig {
-    /// The directory (tenant) id.
-    pub tenant: String,
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Default `https://graph.microsoft.com/v1.0`.
-    pub graph_url: String,
-    /// Default `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.
-    pub token_url: Option<String>,
-    pub page_size: u32,
-    pub concurrency: usize,
-    /// Graph announces no budget: the one to keep to (`TOLLGATE_IDP_RATE_LIMIT`).
-    pub budget: Option<crate::idp::pacing::Budget>,
-}
 
 #[derive(Debug)]
 pub struct GraphDirectory {

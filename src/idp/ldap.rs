@@ -7,6 +7,7 @@
 //! `member` values are DNs, so no second lookup is needed. A rename shows up as one person
 //! leaving and another joining.
 
+pub use crate::config::idp::{Flavor, LdapConfig};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -18,7 +19,6 @@ use tokio::sync::Mutex;
 
 use super::{Changes, Delta, Directory, GroupWriter, IdpError, Page};
 use crate::change::Change;
-use crate::config::Secret;
 use crate::orgchart::{Email, EmploymentType, Group, Person, PersonId};
 
 const PAGED_RESULTS_OID: &str = "1.2.840.113556.1.4.319";
@@ -34,37 +34,6 @@ const RC_OBJECT_CLASS_VIOLATION: u32 = 65;
 const RC_SIZE_LIMIT: u32 = 4;
 /// Clock skew allowed between us and the directory for `modifyTimestamp` cursors.
 const SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    OpenLdap,
-    ActiveDirectory,
-}
-
-impl Flavor {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "openldap" => Ok(Self::OpenLdap),
-            "ad" | "active-directory" => Ok(Self::ActiveDirectory),
-            _ => Err(format!("`{text}` is neither `openldap` nor `ad`")),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct LdapConfig {
-    pub url: String,
-    pub bind_dn: String,
-    pub bind_password: Secret,
-    pub base_dn: String,
-    pub people_filter: String,
-    pub group_filter: String,
-    pub flavor: Flavor,
-    pub page_size: i32,
-    /// What a `groupOfNames` keeps as its member once its last person is removed: the
-    /// schema requires one. Empty is the empty DN, which names nobody.
-    pub empty_group_member: String,
-}
 
 #[derive(Debug)]
 pub struct LdapDirectory {

@@ -1,6 +1,6 @@
 //! Identity provider connectors behind two small traits: reading the directory
 //! ([`Directory`]) and changing group membership ([`GroupWriter`]). One module per IdP; the
-//! sync machinery (`orgchart::sync`) and grants use only the traits, through [`Connector`].
+//! sync machinery (`people::sync`) and grants use only the traits, through [`Connector`].
 
 use std::time::Duration;
 
@@ -14,33 +14,8 @@ pub mod rest;
 pub mod scim;
 
 use crate::change::Change;
-use crate::orgchart::{Department, Group, Person, PersonId};
-
-/// One page of a full read. `next` is where the read goes on (`None`: it is complete); it is
-/// stored with the page, so a crash resumes there.
-#[derive(Debug, Clone, Default)]
-pub struct Page {
-    pub people: Vec<Person>,
-    pub groups: Vec<Group>,
-    /// Department heads, where the source states them (org.yaml).
-    pub departments: Vec<Department>,
-    pub next: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Delta {
-    Person(Person),
-    PersonGone(PersonId),
-    Group(Group),
-    GroupGone(String),
-}
-
-/// What changed since a cursor, and the cursor to ask from next time.
-#[derive(Debug, Clone, Default)]
-pub struct Changes {
-    pub deltas: Vec<Delta>,
-    pub cursor: String,
-}
+use crate::orgchart::PersonId;
+pub use crate::orgchart::{Changes, Delta, Page};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdpError {

@@ -3,6 +3,7 @@
 //! (`filter`, which is consistent, unlike `search`), and membership by PUT/DELETE, which Okta
 //! allows on `OKTA_GROUP`s only. Throttling follows `X-Rate-Limit-*` (see `rest`).
 
+pub use crate::config::idp::{ManagerSource, OktaAuth, OktaConfig};
 use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde_json::Value;
@@ -13,62 +14,10 @@ use super::rest::{
 use super::{Changes, Delta, Directory, GroupWriter, IdpError, Page};
 use crate::change::Change;
 use crate::config::Secret;
-use crate::connect::qsh::rfc3986;
 use crate::orgchart::{Email, EmploymentType, Group, Person, PersonId};
+use crate::outbound::rfc3986;
 
 const SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
-
-#[derive(Debug, Clone)]
-pub enum OktaAuth {
-    /// `Authorization: SSWS {token}`: acts as the admin who made the token.
-    ApiToken(Secret),
-    /// An OAuth service app (`private_key_jwt`), least privilege: `okta.users.read`,
-    /// `okta.groups.manage`.
-    ServiceApp {
-        client_id: String,
-        key_pem: Secret,
-        key_id: Option<String>,
-        /// Default `{url}/oauth2/v1/token`.
-        token_url: Option<String>,
-    },
-}
-
-/// Where a person's manager comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ManagerSource {
-    /// `profile.managerId`: a plain string, with no referential integrity.
-    ManagerId,
-    /// A linked object relationship (its primary name, e.g. `manager`): one call per person.
-    Linked(String),
-}
-
-impl ManagerSource {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.trim() {
-            "" | "managerId" | "managerid" => Ok(Self::ManagerId),
-            other => match other.strip_prefix("linked:") {
-                Some(name)
-                    if !name.is_empty()
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-                {
-                    Ok(Self::Linked(name.to_string()))
-                }
-                _ => Err("is `managerId` or `linked:<primary relationship name>`".into()),
-            },
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct OktaConfig {
-    /// The org, e.g. `https://acme.okta.com`.
-    pub url: String,
-    pub auth: OktaAuth,
-    pub manager: ManagerSource,
-    pub page_size: u32,
-    /// Requests in flight at once while reading groups (Okta's concurrent limit is per org).
-    pub concurrency: usize,
-}
 
 #[derive(Debug)]
 pub struct OktaDirectory {

@@ -7,6 +7,7 @@
 //! are spread evenly over the rest of the window instead of spending it in a burst. After a 429
 //! the whole family waits out the announced reset: no call is sent before it.
 
+pub use crate::config::idp::Budget;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -36,26 +37,6 @@ pub struct Pacer {
     announced: bool,
     /// For a vendor that says nothing of its budget (Graph, Google): the one configured.
     budget: Option<Budget>,
-}
-
-/// A budget of `calls` per window of `per`, from configuration (`100/10s`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
-    pub calls: u32,
-    pub per: Duration,
-}
-
-impl Budget {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("`{text}` is not a budget like 100/10s");
-        let (calls, per) = text.split_once('/').ok_or_else(bad)?;
-        let calls: u32 = calls.trim().parse().map_err(|_| bad())?;
-        let per = crate::duration::parse(per.trim()).map_err(|_| bad())?;
-        if calls == 0 || per.is_zero() {
-            return Err(bad());
-        }
-        Ok(Self { calls, per })
-    }
 }
 
 /// How soon to ask again while waiting for an answer that tells the budget.

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::IdpError;
 use super::pacing::{Budget, Pacer, Window};
-use crate::atlassian::retry::{self, Outcome, RetryPolicy};
 use crate::config::Secret;
-use crate::connect::qsh::rfc3986;
+use crate::outbound::retry::{self, Outcome, RetryPolicy};
+use crate::outbound::rfc3986;
 
 /// Whose rules a client follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,7 +332,7 @@ impl RestClient {
             vendor,
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
-                .user_agent(crate::atlassian::client::USER_AGENT)
+                .user_agent(crate::outbound::USER_AGENT)
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap_or_default(),

@@ -3,15 +3,16 @@
 //! by `meta.lastModified` where the server filters on it (else a full read); membership by
 //! PATCH with `If-Match`, re-read on 412.
 
+pub use crate::config::idp::ScimConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::rest::{Credential, Reply, RestClient, Vendor};
 use super::{Changes, Delta, Directory, GroupWriter, IdpError, Page};
-use crate::atlassian::errors::vendor_message;
 use crate::change::Change;
 use crate::config::Secret;
 use crate::orgchart::{Email, EmploymentType, Group, Person, PersonId};
+use crate::outbound::vendor_message;
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -20,13 +21,6 @@ const SKEW_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 const EARLY_END: &str = "an empty page";
 /// Attempts of a PATCH whose `If-Match` lost a race with another writer.
 const PATCH_ATTEMPTS: usize = 3;
-
-#[derive(Debug, Clone)]
-pub struct ScimConfig {
-    pub url: String,
-    pub token: Secret,
-    pub page_size: u32,
-}
 
 #[derive(Debug)]
 pub struct ScimDirectory {
@@ -122,7 +116,7 @@ impl ScimDirectory {
         );
         if let Some(filter) = filter {
             path.push_str("&filter=");
-            path.push_str(&crate::connect::qsh::rfc3986(filter));
+            path.push_str(&crate::outbound::rfc3986(filter));
         }
         path
     }

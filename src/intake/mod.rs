@@ -8,7 +8,7 @@
 
 pub mod process;
 
-use chrono::{DateTime, Utc};
+pub use crate::store::inbound::{Delivery, Ingress, SignedBy};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -25,48 +25,6 @@ pub const HANDLED_EVENTS: &[&str] = &[
 
 /// Most deliveries one transaction commits.
 const MAX_BATCH: usize = 256;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ingress {
-    Connect,
-    Forge,
-    JiraWebhook,
-}
-
-impl Ingress {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connect => "connect",
-            Self::Forge => "forge",
-            Self::JiraWebhook => "jira_webhook",
-        }
-    }
-}
-
-/// One delivery, as received.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// The tenant it was authenticated as.
-    pub tenant: String,
-    pub ingress: Ingress,
-    /// The sender's id for this delivery, stable across its retries.
-    pub delivery_id: String,
-    pub event_type: String,
-    /// The body exactly as it arrived.
-    pub payload: String,
-    pub received_at: DateTime<Utc>,
-    /// The token that signed it, where one signs each delivery (Connect): the same token may
-    /// carry only the same body.
-    pub signed: Option<SignedBy>,
-}
-
-/// A delivery's token and body, by their hashes, and when the token expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedBy {
-    pub token_hash: String,
-    pub body_hash: String,
-    pub expires_at: DateTime<Utc>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {

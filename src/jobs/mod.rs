@@ -892,10 +892,10 @@ async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
     let connector = Connector::new(&state.config.idp.source);
     let last_full = crate::store::org::last_full_sync(&state.store, &connector.source()).await?;
     let full = last_full.is_none_or(|at| state.clock.now() - at > FULL_SYNC_EVERY);
-    let quiet = crate::orgchart::sync::Quiet;
+    let quiet = crate::people::sync::Quiet;
     let source = connector.source();
     let result =
-        crate::orgchart::sync::sync(&state.store, &connector, &*state.clock, full, &quiet).await;
+        crate::people::sync::sync(&state.store, &connector, &*state.clock, full, &quiet).await;
     if let Err(e) = &result {
         sync_failed(state, &source, &e.to_string()).await?;
     }
@@ -924,7 +924,7 @@ async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
 async fn refresh_account_index(state: &AppState) {
     let max_age = chrono::TimeDelta::from_std(state.config.atlassian.account_index_interval)
         .unwrap_or(chrono::TimeDelta::hours(6));
-    let refreshed = crate::orgchart::accounts::refresh_index(
+    let refreshed = crate::people::accounts::refresh_index(
         &state.store,
         &state.atlassian,
         &*state.clock,

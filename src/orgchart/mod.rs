@@ -4,17 +4,17 @@
 //! [`OrgIndex`] turns one into the lookups routing needs. Both are plain data: no I/O here
 //! except reading a file in [`file`].
 
-pub mod accounts;
-pub mod cache;
 pub mod file;
 mod index;
-pub mod sync;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::ids::{AccountId, Email, PersonId};
+/// A person for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) use index::tests::person as test_person;
 pub use index::{OrgIndex, PersonIdx};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,6 +107,32 @@ pub struct OrgSnapshot {
     pub groups: Vec<Group>,
     #[serde(default)]
     pub departments: Vec<Department>,
+}
+
+/// One page of a full read. `next` is where the read goes on (`None`: it is complete); it is
+/// stored with the page, so a crash resumes there.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub people: Vec<Person>,
+    pub groups: Vec<Group>,
+    /// Department heads, where the source states them (org.yaml).
+    pub departments: Vec<Department>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delta {
+    Person(Person),
+    PersonGone(PersonId),
+    Group(Group),
+    GroupGone(String),
+}
+
+/// What changed since a cursor, and the cursor to ask from next time.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    pub deltas: Vec<Delta>,
+    pub cursor: String,
 }
 
 #[cfg(test)]

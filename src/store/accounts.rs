@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, Tx};
-use crate::orgchart::{AccountId, Email, PersonId};
+use crate::ids::{AccountId, Email, PersonId};
 use crate::{on_db, on_tx};
 
 /// A stored match of a person to an account.

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Store, StoreError, Tx};
-use crate::grants::plan::Step;
+use crate::lifecycle::plan::Step;
 use crate::lifecycle::step;
 pub use crate::lifecycle::step::{Claim, Phase, Progress, Status};
 use crate::{on_db, on_tx};

@@ -3,8 +3,49 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    Connect,
+    Forge,
+    JiraWebhook,
+}
+
+impl Ingress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Forge => "forge",
+            Self::JiraWebhook => "jira_webhook",
+        }
+    }
+}
+
+/// One delivery, as received.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The tenant it was authenticated as.
+    pub tenant: String,
+    pub ingress: Ingress,
+    /// The sender's id for this delivery, stable across its retries.
+    pub delivery_id: String,
+    pub event_type: String,
+    /// The body exactly as it arrived.
+    pub payload: String,
+    pub received_at: DateTime<Utc>,
+    /// The token that signed it, where one signs each delivery (Connect): the same token may
+    /// carry only the same body.
+    pub signed: Option<SignedBy>,
+}
+
+/// A delivery's token and body, by their hashes, and when the token expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedBy {
+    pub token_hash: String,
+    pub body_hash: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 use super::{Store, StoreError, Tx};
-use crate::intake::Delivery;
 use crate::{on_db, on_tx};
 
 /// What orders an event among its ticket's: the issue key and Jira's timestamp (ms), when
@@ -37,7 +78,7 @@ pub const SAME_TOKEN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 /// with which body.
 pub async fn record_token(
     tx: &mut Tx,
-    signed: &crate::intake::SignedBy,
+    signed: &SignedBy,
     now: DateTime<Utc>,
 ) -> Result<crate::store::tenants::TokenUse, StoreError> {
     use crate::store::tenants::TokenUse;

@@ -203,7 +203,7 @@ pub async fn open_full_run(
 pub async fn stage_page(
     store: &Store,
     run_id: &str,
-    page: &crate::idp::Page,
+    page: &crate::orgchart::Page,
     pages: i64,
 ) -> Result<(), StoreError> {
     let (people, groups, resume) = (&page.people, &page.groups, page.next.as_deref());

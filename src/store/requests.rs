@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Store, StoreError, Tx};
+use crate::ids::PersonId;
 pub use crate::lifecycle::Request;
 use crate::lifecycle::{EndCause, State, Verdict};
-use crate::orgchart::PersonId;
 use crate::{on_db, on_tx};
 
 #[derive(sqlx::FromRow)]

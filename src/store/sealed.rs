@@ -1,8 +1,6 @@
 //! Every sealed value the database holds, for `tollgate secrets rotate`: each is opened with
 //! whichever configured key sealed it and sealed again under the newest.
 
-use serde_json::json;
-
 use super::{Store, StoreError};
 use crate::on_db;
 use crate::secrets::SecretKey;
@@ -21,7 +19,7 @@ const COLUMNS: &[Column] = &[
         table: "tenants",
         key: "client_key",
         column: "shared_secret",
-        context: crate::connect::tenant::Tenant::secret_context,
+        context: crate::tenant::Tenant::secret_context,
     },
     Column {
         table: "forge_installations",
@@ -98,27 +96,5 @@ pub async fn reseal_all(store: &Store, keys: &SecretKey) -> Result<Resealed, Sto
             done.resealed += 1;
         }
     }
-    let mut tx = store.begin().await?;
-    crate::audit::append(
-        &mut tx,
-        &crate::audit::Event {
-            at: crate::clock::wall(),
-            tenant: None,
-            request_id: None,
-            ticket_key: None,
-            actor: crate::audit::Actor::System("secrets rotate".into()),
-            action: "secrets.rotated".into(),
-            target: None,
-            details: json!({
-                "key_id": keys.newest_id(),
-                "resealed": done.resealed,
-                "current": done.current,
-                "failed": done.failed,
-            }),
-            workflow_version: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
     Ok(done)
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, Tx};
-use crate::connect::tenant::Tenant;
+use crate::tenant::Tenant;
 use crate::{on_db, on_tx};
 
 /// The site tenant `alias` is linked to, if any.

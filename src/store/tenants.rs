@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, Tx};
-use crate::connect::tenant::{Product, Tenant, TenantKind, TenantState};
+use crate::tenant::{Product, Tenant, TenantKind, TenantState};
 use crate::{on_db, on_tx};
 
 type Row = (

@@ -218,17 +218,13 @@ pub fn load_sources(sources: &[(PathBuf, String)], org: Option<&OrgIndex>) -> Lo
         }
     }
 
-    let version = hex(&hasher.finalize())[..16].to_string();
+    let version = hex::encode(hasher.finalize())[..16].to_string();
     let workflows = cross_check(sources, parts, org, &mut diagnostics, version);
     LoadOutcome {
         workflows: workflows.filter(|_| !has_errors(&diagnostics)),
         diagnostics,
         org_file,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn duration(report: &mut Reporter, value: &Option<Spanned<String>>) -> Option<Duration> {
@@ -310,7 +306,7 @@ fn convert_grant(report: &mut Reporter, grant: &Spanned<GrantYaml>) -> Option<Gr
         }
         GrantYaml::AtlassianProduct { product, role } => {
             // The site is named at grant time; any cloud id shows whether the pair is offered.
-            if let Err(message) = crate::atlassian::products::assignment(product, role, "site") {
+            if let Err(message) = crate::workflow::products::assignment(product, role, "site") {
                 report.error(pos, message);
                 return None;
             }

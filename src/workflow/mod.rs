@@ -6,6 +6,7 @@ pub mod condition;
 pub mod definition;
 pub mod load;
 mod model;
+pub mod products;
 pub mod route;
 
 pub use definition::*;

@@ -5,8 +5,8 @@
 use chrono::TimeDelta;
 use tollgate::clock::SystemClock;
 use tollgate::fakes::atlassian::World;
-use tollgate::orgchart::accounts;
 use tollgate::orgchart::{AccountId, Email, OrgIndex, OrgSnapshot, Person, PersonId};
+use tollgate::people::accounts;
 use tollgate::store::accounts as stored;
 
 use crate::atlassian_ops::{Cloud, all_credentials, cloud_with};

@@ -13,9 +13,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use reqwest::Method;
 use serde_json::json;
-use tollgate::atlassian::client::{AtlassianClient, Call, Credential, USER_AGENT};
+use tollgate::atlassian::client::{AtlassianClient, Call, Credential};
 use tollgate::atlassian::errors::CallError;
-use tollgate::atlassian::retry::RetryPolicy;
+use tollgate::outbound::USER_AGENT;
+use tollgate::outbound::retry::RetryPolicy;
 
 #[derive(Default)]
 struct Seen {

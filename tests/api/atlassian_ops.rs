@@ -10,12 +10,13 @@ use serde_json::{Value, json};
 use tollgate::atlassian::client::AtlassianClient;
 use tollgate::atlassian::errors::CallError;
 use tollgate::atlassian::jsm::{Decision, Visibility};
-use tollgate::atlassian::retry::RetryPolicy;
-use tollgate::atlassian::{Atlassian, AtlassianError, Change, Credentials, Site, products};
+use tollgate::atlassian::{Atlassian, AtlassianError, Change, Credentials, Site};
 use tollgate::config::{AtlassianConfig, Secret};
 use tollgate::connect::descriptor::Descriptors;
 use tollgate::fakes::atlassian::{Caller, FakeAtlassian, FakeKeys, FakeTenant, Fault, World};
 use tollgate::orgchart::{AccountId, Email};
+use tollgate::outbound::retry::RetryPolicy;
+use tollgate::workflow::products;
 
 use crate::support;
 
@@ -783,8 +784,8 @@ async fn outbound_connect_tokens_verify_with_atlassian_jwt() {
 #[tokio::test]
 async fn people_are_matched_to_accounts_once_and_the_match_is_stored() {
     use tollgate::clock::SystemClock;
-    use tollgate::orgchart::accounts::account_for;
     use tollgate::orgchart::{EmploymentType, Person, PersonId};
+    use tollgate::people::accounts::account_for;
 
     let cloud = cloud_with(World::sample(), all_credentials).await;
     let db = crate::support::TestDatabase::create().await;

@@ -663,7 +663,7 @@ async fn a_key_rotation_keeps_every_secret_readable_and_every_checkpoint_verifia
     assert_eq!(sealed.len(), 4, "{sealed:?}");
     for (kind, id, value) in &sealed {
         let context = match kind.as_str() {
-            "tenant" => tollgate::connect::tenant::Tenant::secret_context(id),
+            "tenant" => tollgate::tenant::Tenant::secret_context(id),
             "forge" => tollgate::store::forge::token_context(id),
             _ => tollgate::store::webhook_sources::token_context(id),
         };

@@ -7,14 +7,14 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Value, json};
 use tollgate::app::Mode;
+use tollgate::atlassian::jwt::{Audience, Claims, sign_hs256};
+use tollgate::atlassian::qsh;
 use tollgate::clock::SystemClock;
-use tollgate::connect::jwt::{Audience, Claims, sign_hs256};
-use tollgate::connect::qsh;
-use tollgate::connect::tenant::{Product, TenantState};
 use tollgate::fakes::atlassian::connect::{
     FakeSite, InstallKeyServer, TEST_KEY_1, TEST_KEY_2, issue_created,
 };
 use tollgate::store::{inbound, tenants};
+use tollgate::tenant::{Product, TenantState};
 
 use crate::support::{TestApp, TestDatabase, eventually, spawn_app_on};
 
@@ -76,12 +76,12 @@ async fn installed_site(env: &Env) -> FakeSite {
 }
 
 /// The tenant's shared secret as stored (unsealed).
-fn stored_secret(app: &TestApp, tenant: &tollgate::connect::tenant::Tenant) -> Vec<u8> {
+fn stored_secret(app: &TestApp, tenant: &tollgate::tenant::Tenant) -> Vec<u8> {
     app.state
         .secret_key
         .unseal(
             &tenant.shared_secret_sealed,
-            &tollgate::connect::tenant::Tenant::secret_context(&tenant.client_key),
+            &tollgate::tenant::Tenant::secret_context(&tenant.client_key),
         )
         .expect("unseals")
 }
@@ -756,7 +756,7 @@ fn our_qsh_matches_atlassian_jwt_on_generated_requests() {
     let mut mismatches = Vec::new();
     for (case, expected) in cases.iter().zip(theirs.as_array().expect("list")) {
         let base = case["baseUrl"].as_str().unwrap_or_default();
-        let base_path = tollgate::connect::tenant::base_path(base);
+        let base_path = tollgate::tenant::base_path(base);
         let ours = qsh::qsh(
             case["method"].as_str().unwrap_or_default(),
             case["url"].as_str().unwrap_or_default(),

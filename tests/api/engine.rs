@@ -709,12 +709,12 @@ async fn an_org_change_while_pending_re_resolves_the_open_stage() {
     move_erin_to_franks_team(&workflows);
     let state = &env.app.state;
     let connector = tollgate::idp::Connector::new(&state.config.idp.source);
-    tollgate::orgchart::sync::sync(
+    tollgate::people::sync::sync(
         &state.store,
         &connector,
         &SystemClock,
         false,
-        &tollgate::orgchart::sync::Quiet,
+        &tollgate::people::sync::Quiet,
     )
     .await
     .expect("sync");

@@ -9,11 +9,11 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use tollgate::app::Mode;
 use tollgate::clock::SystemClock;
-use tollgate::connect::tenant::TenantKind;
 use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, TEST_KEY_2};
 use tollgate::fakes::atlassian::{FakeAtlassian, World};
 use tollgate::fakes::forge::{FakeForge, bodies};
 use tollgate::store::{Db, Store, forge as installations, tenants};
+use tollgate::tenant::TenantKind;
 
 use crate::support::{self, TestApp, TestDatabase};
 
@@ -129,7 +129,7 @@ async fn forged_invocation_tokens_are_refused_and_store_nothing() {
         ),
         (
             "alg confusion: HS256 keyed with the public key",
-            tollgate::connect::jwt::sign_hs256(
+            tollgate::atlassian::jwt::sign_hs256(
                 &serde_json::from_value(json!({"iss": "forge/invocation-token", "exp": now + 60}))
                     .expect("claims"),
                 TEST_KEY_1.1.as_bytes(),

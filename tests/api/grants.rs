@@ -500,12 +500,12 @@ impl Env {
     async fn sync_and_apply(&self) -> (i64, tollgate::engine::org_change::Applied) {
         let state = &self.app.state;
         let connector = tollgate::idp::Connector::new(&state.config.idp.source);
-        let report = tollgate::orgchart::sync::sync(
+        let report = tollgate::people::sync::sync(
             &state.store,
             &connector,
             &*state.clock,
             true,
-            &tollgate::orgchart::sync::Quiet,
+            &tollgate::people::sync::Quiet,
         )
         .await
         .expect("sync");
@@ -2054,12 +2054,12 @@ async fn a_database_the_previous_release_wrote_upgrades_and_runs_on() {
             .await
             .expect("read")
             .expect("tenant");
-        let context = tollgate::connect::tenant::Tenant::secret_context(&key);
+        let context = tollgate::tenant::Tenant::secret_context(&key);
         let secret = state
             .secret_key
             .unseal(&tenant.shared_secret_sealed, &context)
             .expect("the stored secret unseals");
-        let confluence = tenant.product == tollgate::connect::tenant::Product::Confluence;
+        let confluence = tenant.product == tollgate::tenant::Product::Confluence;
         let mut site = if confluence {
             FakeSite::confluence(&app.url(""), "acme.atlassian.net", "k1")
                 .at(&parts.cloud.confluence_url())

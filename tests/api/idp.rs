@@ -12,8 +12,8 @@ use tollgate::idp::ldap::{Flavor, LdapConfig, LdapDirectory, normalize_dn};
 use tollgate::idp::scim::{ScimConfig, ScimDirectory};
 use tollgate::idp::{Changes, Directory, GroupWriter, IdpError, Page};
 use tollgate::orgchart::PersonId;
-use tollgate::orgchart::cache::OrgCache;
-use tollgate::orgchart::sync::{self, Quiet, SyncError};
+use tollgate::people::cache::OrgCache;
+use tollgate::people::sync::{self, Quiet, SyncError};
 use tollgate::store::Store;
 use tollgate::store::org::RunKind;
 

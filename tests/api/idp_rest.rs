@@ -17,8 +17,8 @@ use tollgate::idp::graph::{GraphConfig, GraphDirectory};
 use tollgate::idp::okta::{ManagerSource, OktaAuth, OktaConfig, OktaDirectory};
 use tollgate::idp::{Directory, GroupWriter, IdpError};
 use tollgate::orgchart::PersonId;
-use tollgate::orgchart::cache::OrgCache;
-use tollgate::orgchart::sync::{self, Quiet, SyncError};
+use tollgate::people::cache::OrgCache;
+use tollgate::people::sync::{self, Quiet, SyncError};
 
 use crate::idp::{Feed, People, sync_and_grant};
 use crate::support::{self, TestDatabase};

@@ -15,8 +15,8 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::connect::jwt::{Audience, Claims, sign_hs256};
-use crate::connect::qsh;
+use crate::atlassian::jwt::{Audience, Claims, sign_hs256};
+use crate::atlassian::qsh;
 
 /// Test-only RSA key pairs (see `src/fakes/keys/README.md`).
 /// `connect.allowed_sites` for tests: the default (Atlassian's sites) and the fakes' (any

@@ -35,8 +35,8 @@ use serde_json::{Value, json};
 pub use world::*;
 
 use super::contract::{Call as ContractCall, CallerKind, Contract};
-use crate::connect::jwt;
-use crate::connect::qsh;
+use crate::atlassian::jwt;
+use crate::atlassian::qsh;
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 //! - QUERY: form-decoded (`+` is a space), `jwt` dropped, keys sorted by code unit, a repeated
 //!   key's raw values sorted and joined with `,`, keys and values encoded per strict RFC 3986.
 
+use crate::outbound::rfc3986;
 use sha2::{Digest, Sha256};
 
 /// The literal `qsh` of context tokens (`AP.context.getToken()`), accepted only on routes that
@@ -161,19 +162,6 @@ fn form_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Strict RFC 3986 percent-encoding: everything but `A-Za-z0-9-._~`, upper-case hex.
-pub fn rfc3986(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -313,7 +313,7 @@ pub fn apply(snapshot: &mut OrgSnapshot, deltas: Vec<Delta>) {
 mod tests {
     use super::*;
     use crate::orgchart::Group;
-    use crate::orgchart::index::tests::person;
+    use crate::orgchart::test_person as person;
 
     #[test]
     fn deltas_replace_add_and_remove() {

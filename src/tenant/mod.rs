@@ -1,4 +1,7 @@
-//! A tenant: one product install (Jira or Confluence) of one Atlassian site.
+//! A tenant: one product install (Jira or Confluence) of one Atlassian site, whichever door it
+//! came in by (Connect, Forge, or a plain webhook source), and which sites may install.
+
+pub mod sites;
 
 use chrono::{DateTime, Utc};
 

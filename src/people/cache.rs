@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 
-use super::OrgIndex;
+use crate::orgchart::OrgIndex;
 use crate::store::org as org_store;
 use crate::store::{Store, StoreError};
 
