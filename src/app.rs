@@ -194,10 +194,10 @@ impl Application {
             let state = state.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                if let Err(e) = jobs::schedule_periodic(&state).await {
+                if let Err(e) = crate::worker::schedule_periodic(&state).await {
                     tracing::error!(error = %e, "cannot schedule the periodic jobs");
                 }
-                jobs::run_worker(state, shutdown).await
+                crate::worker::run_worker(state, shutdown).await
             })
         });
         // Every replica notices a snapshot written by any other.

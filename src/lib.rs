@@ -38,5 +38,6 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tenant;
+pub mod worker;
 pub mod workflow;
 pub mod yamlfile;

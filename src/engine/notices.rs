@@ -2,7 +2,7 @@
 //! transition where the JSM workflow has one by that name. Built inside the transaction that
 //! makes the change, delivered by a durable job (retried while Jira is unavailable).
 
-use serde::{Deserialize, Serialize};
+pub use crate::lifecycle::notice::Notice;
 use serde_json::{Value, json};
 
 use super::intake::duration_words;
@@ -14,16 +14,6 @@ use crate::orgchart::AccountId;
 use crate::state::AppState;
 use crate::store::Tx;
 use crate::store::requests::Request;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Notice {
-    pub template: String,
-    pub context: Value,
-    /// Accounts to add as request participants (the open stage's approvers).
-    pub participants: Vec<String>,
-    /// A JSM transition (or target status) to move the ticket by, if the workflow has it.
-    pub transition: Option<String>,
-}
 
 fn names(plan: &Plan, stage: usize) -> String {
     plan.stages

@@ -5,10 +5,10 @@
 //! Each is a durable job scheduled in the transaction that opens the stage, naming the stage
 //! and when it (re)started; a job that finds the request moved on does nothing.
 
+pub use crate::lifecycle::approval::TimerKind;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::EngineError;
@@ -20,24 +20,6 @@ use crate::orgchart::Email;
 use crate::state::AppState;
 use crate::store::Tx;
 use crate::store::requests::{self, Request};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimerKind {
-    Remind,
-    Escalate,
-    Decline,
-}
-
-impl TimerKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Remind => "remind",
-            Self::Escalate => "escalate",
-            Self::Decline => "decline",
-        }
-    }
-}
 
 fn timeouts(state: &AppState, request: &Request) -> crate::workflow::Timeouts {
     state
@@ -87,7 +69,7 @@ pub async fn schedule(
             epoch: started.timestamp_micros(),
             kind,
         };
-        jobs::schedule(tx, &job, jobs::wall(state, at(started, after))).await?;
+        jobs::schedule(tx, &job, jobs::wall(&*state.clock, at(started, after))).await?;
     }
     Ok(())
 }

@@ -58,7 +58,7 @@ pub(crate) async fn schedule_expiry(
         request,
         at: micros(at),
     };
-    jobs::schedule(tx, &job, wall(state, at)).await?;
+    jobs::schedule(tx, &job, wall(&*state.clock, at)).await?;
     Ok(())
 }
 
@@ -89,7 +89,7 @@ pub async fn queue_window(state: &AppState) -> Result<usize, EngineError> {
                 }
             };
             // Due when the last of them expires: the first waits at most BATCH_SPAN.
-            jobs::schedule(&mut tx, &job, wall(state, last.1)).await?;
+            jobs::schedule(&mut tx, &job, wall(&*state.clock, last.1)).await?;
         }
         tx.commit().await?;
     }
@@ -115,7 +115,7 @@ pub async fn queue_window(state: &AppState) -> Result<usize, EngineError> {
                 expires_at: micros(expires),
                 before_seconds: before.num_seconds(),
             };
-            jobs::schedule(&mut tx, &job, wall(state, remind_at.max(now))).await?;
+            jobs::schedule(&mut tx, &job, wall(&*state.clock, remind_at.max(now))).await?;
         }
         tx.commit().await?;
     }

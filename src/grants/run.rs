@@ -480,7 +480,7 @@ pub async fn step(
                 phase,
                 attempt: attempt + 1,
             };
-            jobs::schedule(&mut tx, &job, wall(state, due)).await?;
+            jobs::schedule(&mut tx, &job, wall(&*state.clock, due)).await?;
             tracing::info!(ticket = request.ticket_key, step = index, ?wait, %why, "step will be retried");
             tx.commit().await?;
             return Ok(());

@@ -65,7 +65,7 @@ pub async fn sweep(state: &AppState) -> Result<SweepReport, EngineError> {
                     phase,
                     attempt: row.attempts + 1,
                 };
-                jobs::schedule(&mut tx, &job, wall(state, now)).await?;
+                jobs::schedule(&mut tx, &job, wall(&*state.clock, now)).await?;
                 report.restarted_steps += 1;
             }
             tx.commit().await?;

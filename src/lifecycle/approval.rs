@@ -141,6 +141,25 @@ pub fn decide(
     })
 }
 
+/// What a stage's timer does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    Remind,
+    Escalate,
+    Decline,
+}
+
+impl TimerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Remind => "remind",
+            Self::Escalate => "escalate",
+            Self::Decline => "decline",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

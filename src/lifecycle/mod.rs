@@ -11,6 +11,7 @@
 
 pub mod action;
 pub mod approval;
+pub mod notice;
 pub mod plan;
 pub mod request;
 pub mod step;

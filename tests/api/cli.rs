@@ -5,7 +5,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tollgate::app::{Application, Mode};
-use tollgate::jobs;
 use tollgate::store::selfcheck;
 
 use crate::support::process::{Running, free_port, running, tollgate, wait_ready};
@@ -206,7 +205,7 @@ async fn a_scheduled_job_survives_kill_9_and_a_restart() {
     .expect("builds");
     let state = scheduler.state().clone();
     let store = state.store.clone();
-    let id = jobs::schedule_self_check(&state, Duration::from_secs(4))
+    let id = tollgate::worker::schedule_self_check(&state, Duration::from_secs(4))
         .await
         .expect("scheduled");
 
@@ -434,9 +433,13 @@ async fn a_stopping_worker_hands_its_unfinished_jobs_back() {
     let state = scheduler.state().clone();
     let store = state.store.clone();
     let mut first = running(&envs, "worker");
-    let id = jobs::schedule_self_check_holding(&state, Duration::ZERO, Duration::from_secs(8))
-        .await
-        .expect("scheduled");
+    let id = tollgate::worker::schedule_self_check_holding(
+        &state,
+        Duration::ZERO,
+        Duration::from_secs(8),
+    )
+    .await
+    .expect("scheduled");
     let claimed = eventually(Duration::from_secs(30), || async {
         job_row(&store, id)
             .await
@@ -476,7 +479,7 @@ async fn a_job_running_when_its_worker_dies_is_taken_over() {
     let store = state.store.clone();
     let first = running(&envs, "worker");
     // Long enough that it is still running when its worker dies.
-    let id = jobs::schedule_self_check_holding(
+    let id = tollgate::worker::schedule_self_check_holding(
         &state,
         Duration::from_millis(500),
         Duration::from_secs(4),

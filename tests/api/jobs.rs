@@ -10,7 +10,7 @@ use crate::support::{eventually, spawn_app};
 #[tokio::test]
 async fn a_due_job_runs_and_is_counted() {
     let app = spawn_app().await;
-    let id = jobs::schedule_self_check(&app.state, Duration::ZERO)
+    let id = tollgate::worker::schedule_self_check(&app.state, Duration::ZERO)
         .await
         .expect("scheduled");
     let ran = eventually(Duration::from_secs(15), || async {
@@ -34,7 +34,7 @@ async fn a_due_job_runs_and_is_counted() {
 #[tokio::test]
 async fn a_future_job_waits_for_its_time() {
     let app = spawn_app().await;
-    let id = jobs::schedule_self_check(&app.state, Duration::from_secs(3))
+    let id = tollgate::worker::schedule_self_check(&app.state, Duration::from_secs(3))
         .await
         .expect("scheduled");
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -70,7 +70,7 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_runs() {
     tx.rollback().await.expect("rollback");
 
     // A committed job scheduled after it runs, so the worker has had its chance.
-    let later = jobs::schedule_self_check(&app.state, Duration::ZERO)
+    let later = tollgate::worker::schedule_self_check(&app.state, Duration::ZERO)
         .await
         .expect("scheduled");
     eventually(Duration::from_secs(15), || async {
