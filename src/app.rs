@@ -78,6 +78,9 @@ pub enum StartError {
 
 pub struct Application {
     state: AppState,
+    /// What the doors keep (their keys, descriptors, tenant cache).
+    connect: Arc<crate::connect::Connect>,
+    forge: Option<Arc<crate::forge::Forge>>,
     listener: Option<TcpListener>,
     mode: Mode,
     shutdown: Shutdown,
@@ -125,10 +128,13 @@ impl Application {
         let config_atlassian = config.atlassian.clone();
         let job_wake = Arc::new(jobs::WakeSignal::default());
         let workflows = load_workflows(&config.workflows_dir);
+        let connect = Arc::new(crate::connect::Connect::new(&config));
+        let forge = crate::forge::Forge::new(&config.forge).map(Arc::new);
         let state = AppState {
-            connect: Arc::new(crate::connect::Connect::new(&config)),
-            forge: crate::forge::Forge::new(&config.forge).map(Arc::new),
-            intake: crate::intake::Intake::start(store.dedicated_writer().await?, job_wake.clone()),
+            ingress: crate::ingress::Writer::start(
+                store.dedicated_writer().await?,
+                job_wake.clone(),
+            ),
             job_wake,
             config: Arc::new(config),
             store,
@@ -159,6 +165,8 @@ impl Application {
         .await?;
         Ok(Self {
             state,
+            connect,
+            forge,
             listener,
             mode,
             shutdown: Shutdown::new(),
@@ -174,6 +182,11 @@ impl Application {
         &self.state
     }
 
+    /// The Connect door's own state (descriptors, install keys, tenant cache).
+    pub fn connect(&self) -> Arc<crate::connect::Connect> {
+        self.connect.clone()
+    }
+
     /// A handle that stops the application gracefully when triggered.
     pub fn shutdown_handle(&self) -> Shutdown {
         self.shutdown.clone()
@@ -184,6 +197,8 @@ impl Application {
     pub async fn run_until_stopped(self) -> Result<(), StartError> {
         let Application {
             state,
+            connect,
+            forge,
             listener,
             mode,
             shutdown,
@@ -233,7 +248,11 @@ impl Application {
 
         let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let server = listener.map(|listener| {
-            let app = crate::http::router(state.clone());
+            let app = crate::http::router(crate::http::Web {
+                app: state.clone(),
+                connect,
+                forge,
+            });
             let shutdown = shutdown.clone();
             let limits = state.config.server.connections;
             tokio::spawn(crate::http::serve::serve(listener, app, limits, shutdown))

@@ -807,7 +807,7 @@ pub async fn events_retry(
         };
         let mut revived_events = Vec::new();
         if let Some(ids) = events {
-            revived_events = crate::intake::process::retry_dead(&store, ids.as_deref())
+            revived_events = crate::engine::events::retry_dead(&store, ids.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -49,11 +49,11 @@ impl From<crate::engine::EngineError> for ApiError {
     }
 }
 
-impl From<crate::intake::IntakeError> for ApiError {
-    fn from(e: crate::intake::IntakeError) -> Self {
+impl From<crate::ingress::IngressError> for ApiError {
+    fn from(e: crate::ingress::IngressError) -> Self {
         match e {
-            crate::intake::IntakeError::Store(e) => Self::Store(e),
-            crate::intake::IntakeError::Stopped => {
+            crate::ingress::IngressError::Store(e) => Self::Store(e),
+            crate::ingress::IngressError::Stopped => {
                 Self::Unavailable("the service is stopping; retry".into())
             }
             other => Self::Storage(other.to_string()),

@@ -23,7 +23,7 @@ pub mod grants;
 pub mod http;
 pub mod idp;
 pub mod ids;
-pub mod intake;
+pub mod ingress;
 pub mod jira_webhooks;
 pub mod jobs;
 pub mod lease;

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::connect::Connect;
 use crate::jobs::WorkerStatus;
 use crate::metrics::Metrics;
 use crate::secrets::SecretKey;
@@ -20,10 +19,7 @@ pub struct AppState {
     /// Whether this process runs a job worker (`serve` without `--no-worker`, or `worker`).
     pub worker_enabled: bool,
     pub worker_status: Arc<WorkerStatus>,
-    pub connect: Arc<Connect>,
-    /// The Forge front door, when `TOLLGATE_FORGE_APP_ID` is set.
-    pub forge: Option<Arc<crate::forge::Forge>>,
-    pub intake: crate::intake::Intake,
+    pub ingress: crate::ingress::Writer,
     /// The org chart routing uses, refreshed from the newest stored snapshot.
     pub org: Arc<crate::people::cache::OrgCache>,
     /// Outbound calls to Atlassian with this deployment's credentials.

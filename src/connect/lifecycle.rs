@@ -1,6 +1,7 @@
 //! Lifecycle callbacks: `installed` and `uninstalled` (RS256 signed installs), `enabled` and
 //! `disabled` (HS256 with the tenant's secret).
 
+use super::Connect;
 use serde::Deserialize;
 
 use super::auth::{self, AuthError, Checks, QshRule, RequestParts};
@@ -50,10 +51,10 @@ fn parse(body: &[u8]) -> Result<Payload, LifecycleError> {
     Ok(payload)
 }
 
-fn checks(state: &AppState) -> Checks<'_> {
+fn checks<'a>(state: &AppState, connect: &'a Connect) -> Checks<'a> {
     Checks {
-        base_path: &state.connect.base_path,
-        leeway_seconds: state.connect.leeway_seconds,
+        base_path: &connect.base_path,
+        leeway_seconds: connect.leeway_seconds,
         now: state.clock.now(),
     }
 }
@@ -79,23 +80,24 @@ struct Signed {
 /// the same body seen before), an error for a replay with another body.
 async fn verify_signed(
     state: &AppState,
+    connect: &Connect,
     request: &RequestParts<'_>,
     body: &[u8],
 ) -> Result<Option<Signed>, LifecycleError> {
     let payload = parse(body)?;
     // Before anything is fetched or stored for it.
-    if !state.connect.allowed_sites.allows(&payload.base_url) {
+    if !connect.allowed_sites.allows(&payload.base_url) {
         return Err(LifecycleError::SiteNotAllowed(
             payload.base_url.chars().take(200).collect(),
         ));
     }
     let verified = auth::verify_install(
-        &state.connect.keys,
+        &connect.keys,
         request,
         body,
         &payload.client_key,
-        &state.connect.base_url,
-        &checks(state),
+        &connect.base_url,
+        &checks(state, connect),
     )
     .await?;
     let now = state.clock.now();
@@ -122,6 +124,7 @@ async fn verify_signed(
 
 pub async fn installed(
     state: &AppState,
+    connect: &Connect,
     request: &RequestParts<'_>,
     body: &[u8],
 ) -> Result<Installed, LifecycleError> {
@@ -130,11 +133,11 @@ pub async fn installed(
         client_key,
         mut tx,
         now,
-    }) = verify_signed(state, request, body).await?
+    }) = verify_signed(state, connect, request, body).await?
     else {
         return Ok(Installed::Retry);
     };
-    if !state.connect.descriptors.is_our_key(&payload.key) {
+    if !connect.descriptors.is_our_key(&payload.key) {
         return Err(LifecycleError::Payload(format!(
             "`{}` is not this app's key",
             payload.key
@@ -189,7 +192,7 @@ pub async fn installed(
     )
     .await?;
     tx.commit().await?;
-    state.connect.tenants.forget(&tenant.client_key);
+    connect.tenants.forget(&tenant.client_key);
     tracing::info!(
         client_key = tenant.client_key,
         product = product.as_str(),
@@ -206,6 +209,7 @@ pub async fn installed(
 
 pub async fn uninstalled(
     state: &AppState,
+    connect: &Connect,
     request: &RequestParts<'_>,
     body: &[u8],
 ) -> Result<(), LifecycleError> {
@@ -214,7 +218,7 @@ pub async fn uninstalled(
         mut tx,
         now,
         ..
-    }) = verify_signed(state, request, body).await?
+    }) = verify_signed(state, connect, request, body).await?
     else {
         return Ok(());
     };
@@ -229,7 +233,7 @@ pub async fn uninstalled(
     )
     .await?;
     tx.commit().await?;
-    state.connect.tenants.forget(&client_key);
+    connect.tenants.forget(&client_key);
     tracing::info!(client_key, "app uninstalled");
     Ok(())
 }
@@ -238,6 +242,7 @@ pub async fn uninstalled(
 /// uninstalled tenant stays uninstalled.
 pub async fn set_enabled(
     state: &AppState,
+    connect: &Connect,
     request: &RequestParts<'_>,
     body: &[u8],
     enabled: bool,
@@ -258,9 +263,9 @@ pub async fn set_enabled(
     let verified = auth::verify_request(
         &state.store,
         &state.secret_key,
-        &state.connect.tenants,
+        &connect.tenants,
         request,
-        &checks(state),
+        &checks(state, connect),
         QshRule::Exact,
     )
     .await?;
@@ -296,7 +301,7 @@ pub async fn set_enabled(
     )
     .await?;
     tx.commit().await?;
-    state.connect.tenants.forget(&payload.client_key);
+    connect.tenants.forget(&payload.client_key);
     tracing::info!(
         client_key = payload.client_key,
         state = target.as_str(),

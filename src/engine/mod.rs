@@ -7,6 +7,7 @@
 
 pub mod cancel;
 pub mod decisions;
+pub mod events;
 pub mod intake;
 pub mod notices;
 pub mod org_change;

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::{EngineError, site};
-use crate::intake::{Delivery, HANDLED_EVENTS, Ingress};
+use crate::ingress::{Delivery, Door, HANDLED_EVENTS};
 use crate::state::AppState;
 use crate::store::tenants;
 
@@ -38,7 +38,7 @@ pub async fn recover(state: &AppState) -> Result<usize, EngineError> {
             };
             let delivery = Delivery {
                 tenant: tenant.clone(),
-                ingress: Ingress::Connect,
+                ingress: Door::Connect,
                 delivery_id: webhook.id.clone(),
                 event_type,
                 payload: body,
@@ -46,7 +46,7 @@ pub async fn recover(state: &AppState) -> Result<usize, EngineError> {
                 // Read from Jira's own list of failed deliveries: no token came with it.
                 signed: None,
             };
-            match state.intake.accept(delivery).await {
+            match state.ingress.accept(delivery).await {
                 Ok(_) => recovered += 1,
                 Err(e) => {
                     // Not moving the cursor past it: the next run tries again.

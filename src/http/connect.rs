@@ -12,15 +12,15 @@ use crate::connect::auth::{self, AuthError, Checks, QshRule, RequestParts, Verif
 use crate::connect::lifecycle::{self, LifecycleError};
 use crate::error::ApiError;
 use crate::http::BODY_LIMIT;
-use crate::intake::Ingress;
-use crate::state::AppState;
+use crate::http::Web;
+use crate::ingress::Door;
 use crate::tenant::Product;
 
-pub async fn jira_descriptor(State(state): State<AppState>) -> Response {
+pub async fn jira_descriptor(State(state): State<Web>) -> Response {
     descriptor(&state.connect.descriptors.jira)
 }
 
-pub async fn confluence_descriptor(State(state): State<AppState>) -> Response {
+pub async fn confluence_descriptor(State(state): State<Web>) -> Response {
     descriptor(&state.connect.descriptors.confluence)
 }
 
@@ -83,7 +83,7 @@ impl From<LifecycleError> for ApiError {
 
 /// `POST /connect/{installed|uninstalled|enabled|disabled}`: the lifecycle callbacks.
 pub async fn lifecycle_event(
-    State(state): State<AppState>,
+    State(state): State<Web>,
     Path(event): Path<String>,
     method: Method,
     uri: Uri,
@@ -93,11 +93,13 @@ pub async fn lifecycle_event(
     let request = parts(&method, &uri, &headers, None);
     match event.as_str() {
         "installed" => {
-            lifecycle::installed(&state, &request, &body).await?;
+            lifecycle::installed(&state, &state.connect, &request, &body).await?;
         }
-        "uninstalled" => lifecycle::uninstalled(&state, &request, &body).await?,
-        "enabled" => lifecycle::set_enabled(&state, &request, &body, true).await?,
-        "disabled" => lifecycle::set_enabled(&state, &request, &body, false).await?,
+        "uninstalled" => lifecycle::uninstalled(&state, &state.connect, &request, &body).await?,
+        "enabled" => lifecycle::set_enabled(&state, &state.connect, &request, &body, true).await?,
+        "disabled" => {
+            lifecycle::set_enabled(&state, &state.connect, &request, &body, false).await?
+        }
         other => {
             return Err(ApiError::NotFound(format!("no lifecycle event `{other}`")));
         }
@@ -113,7 +115,7 @@ pub struct ConnectContextAuth(pub Verified);
 
 pub(crate) async fn verify_parts(
     parts: &Parts,
-    state: &AppState,
+    state: &Web,
     rule: QshRule,
     form_body: Option<&str>,
 ) -> Result<Verified, ApiError> {
@@ -145,20 +147,20 @@ pub(crate) async fn verify_parts(
     Ok(verified)
 }
 
-impl FromRequestParts<AppState> for ConnectAuth {
+impl FromRequestParts<Web> for ConnectAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Web) -> Result<Self, ApiError> {
         verify_parts(parts, state, QshRule::Exact, None)
             .await
             .map(Self)
     }
 }
 
-impl FromRequestParts<AppState> for ConnectContextAuth {
+impl FromRequestParts<Web> for ConnectContextAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Web) -> Result<Self, ApiError> {
         verify_parts(parts, state, QshRule::AllowContext, None)
             .await
             .map(Self)
@@ -169,10 +171,10 @@ impl FromRequestParts<AppState> for ConnectContextAuth {
 /// (and a token in both the query and the body is refused).
 pub struct ConnectBody(pub Verified, pub Bytes);
 
-impl FromRequest<AppState> for ConnectBody {
+impl FromRequest<Web> for ConnectBody {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &Web) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
         let bytes = axum::body::to_bytes(body, BODY_LIMIT)
             .await
@@ -190,14 +192,14 @@ impl FromRequest<AppState> for ConnectBody {
 /// The webhook event a descriptor path stands for (`issue-created` → `jira:issue_created`):
 /// the token signs the path, so the path says which event the body may be.
 fn event_of_path(slug: &str) -> Option<&'static str> {
-    crate::intake::HANDLED_EVENTS
+    crate::ingress::HANDLED_EVENTS
         .iter()
         .copied()
         .find(|event| event.trim_start_matches("jira:").replace('_', "-") == slug)
 }
 
 pub async fn webhook(
-    State(state): State<AppState>,
+    State(state): State<Web>,
     Path(slug): Path<String>,
     headers: HeaderMap,
     uri: Uri,
@@ -226,7 +228,7 @@ pub async fn webhook(
         .exp
         .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0))
         .unwrap_or_else(|| state.clock.now() + chrono::TimeDelta::hours(1));
-    let signed = crate::intake::SignedBy {
+    let signed = crate::ingress::SignedBy {
         token_hash: auth::sha256_hex(token.as_bytes()),
         body_hash: auth::sha256_hex(&body),
         expires_at,
@@ -234,7 +236,7 @@ pub async fn webhook(
     super::jira_webhook(
         &state,
         verified.tenant.client_key,
-        Ingress::Connect,
+        Door::Connect,
         &headers,
         &body,
         Some(signed),

@@ -12,7 +12,8 @@ use crate::error::ApiError;
 use crate::forge::events::{self, EventError};
 use crate::forge::installations::{self, InstallationError};
 use crate::forge::token::{self, Expected, FitError, Invocation};
-use crate::intake::{Delivery, Ingress};
+use crate::http::Web;
+use crate::ingress::{Delivery, Door};
 use crate::state::AppState;
 
 /// The header Forge puts the app's system token in.
@@ -24,10 +25,10 @@ pub struct ForgeCall {
     system_token: Option<String>,
 }
 
-impl FromRequestParts<AppState> for ForgeCall {
+impl FromRequestParts<Web> for ForgeCall {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Web) -> Result<Self, ApiError> {
         let Some(forge) = &state.forge else {
             return Err(ApiError::NotFound(
                 "the Forge door is closed: set TOLLGATE_FORGE_APP_ID".into(),
@@ -112,10 +113,10 @@ pub async fn event(
         return Ok(StatusCode::NO_CONTENT);
     };
     state
-        .intake
+        .ingress
         .accept(Delivery {
             tenant,
-            ingress: Ingress::Forge,
+            ingress: Door::Forge,
             delivery_id: event.delivery_id,
             event_type: event.event_type.to_string(),
             payload: event.payload,

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 
 use crate::error::ApiError;
-use crate::intake::Ingress;
+use crate::ingress::Door;
 use crate::jira_webhooks::{self, SIGNATURE_HEADER};
 use crate::state::AppState;
 
@@ -31,7 +31,7 @@ pub async fn receive(
     super::jira_webhook(
         &state,
         tenant.client_key,
-        Ingress::JiraWebhook,
+        Door::JiraWebhook,
         &headers,
         &body,
         // The signature covers the body, and any event goes to the one URL.

@@ -9,6 +9,12 @@ mod org;
 mod reports;
 pub mod serve;
 
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::connect::Connect;
+use crate::forge::Forge;
 use std::any::Any;
 use std::time::Instant;
 
@@ -34,7 +40,31 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: AppState) -> Router {
+/// What the routes share: the app's services (it derefs to them), and what only the doors
+/// use.
+#[derive(Debug, Clone)]
+pub struct Web {
+    pub app: AppState,
+    pub connect: Arc<Connect>,
+    /// The Forge front door, when `TOLLGATE_FORGE_APP_ID` is set.
+    pub forge: Option<Arc<Forge>>,
+}
+
+impl std::ops::Deref for Web {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
+}
+
+impl FromRef<Web> for AppState {
+    fn from_ref(web: &Web) -> Self {
+        web.app.clone()
+    }
+}
+
+pub fn router(state: Web) -> Router {
     let request_timeout = state.config.server.request_timeout;
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -199,10 +229,10 @@ const WEBHOOK_IDENTIFIER: &str = "x-atlassian-webhook-identifier";
 pub(crate) async fn jira_webhook(
     state: &AppState,
     tenant: String,
-    ingress: crate::intake::Ingress,
+    ingress: crate::ingress::Door,
     headers: &axum::http::HeaderMap,
     body: &[u8],
-    signed: Option<crate::intake::SignedBy>,
+    signed: Option<crate::ingress::SignedBy>,
     bound_to: Option<&str>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     #[derive(serde::Deserialize)]
@@ -219,7 +249,7 @@ pub(crate) async fn jira_webhook(
     // does not act on is ignored whichever path it came to.
     if let Some(path_event) = bound_to
         && path_event != event_type
-        && crate::intake::HANDLED_EVENTS.contains(&event_type.as_str())
+        && crate::ingress::HANDLED_EVENTS.contains(&event_type.as_str())
     {
         tracing::warn!(path_event, body_event = %event_type, "webhook body names another event than its signed path; refused");
         return Err(ApiError::Unauthorized(
@@ -235,8 +265,8 @@ pub(crate) async fn jira_webhook(
         _ => format!("sha256:{}", crate::connect::auth::sha256_hex(body)),
     };
     let accepted = state
-        .intake
-        .accept(crate::intake::Delivery {
+        .ingress
+        .accept(crate::ingress::Delivery {
             tenant,
             ingress,
             delivery_id: delivery_id.clone(),
@@ -247,10 +277,10 @@ pub(crate) async fn jira_webhook(
         })
         .await?;
     match accepted {
-        crate::intake::Accepted::Duplicate => {
+        crate::ingress::Accepted::Duplicate => {
             tracing::debug!(%delivery_id, "webhook delivered again; ignored");
         }
-        crate::intake::Accepted::Replayed => {
+        crate::ingress::Accepted::Replayed => {
             tracing::warn!(%delivery_id, "a webhook token seen before came with another body; refused");
             return Err(ApiError::Unauthorized(
                 "this token was already used with another body".into(),

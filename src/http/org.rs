@@ -9,16 +9,17 @@ use axum::http::request::Parts;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::http::Web;
 use crate::state::AppState;
 use crate::store::org_changes;
 
 /// The operator, by the API token.
 pub struct Operator;
 
-impl FromRequestParts<AppState> for Operator {
+impl FromRequestParts<Web> for Operator {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Web) -> Result<Self, ApiError> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)

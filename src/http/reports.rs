@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use crate::audit::report::{self, Format, Query, Report, Scope};
 use crate::connect::auth::{QshRule, Verified};
 use crate::error::ApiError;
+use crate::http::Web;
 use crate::http::connect;
 use crate::orgchart::AccountId;
 use crate::state::AppState;
@@ -63,10 +64,10 @@ impl Reader {
     }
 }
 
-impl FromRequestParts<AppState> for Reader {
+impl FromRequestParts<Web> for Reader {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Web) -> Result<Self, ApiError> {
         let authorization = parts
             .headers
             .get(header::AUTHORIZATION)

@@ -4,13 +4,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ingress {
+pub enum Door {
     Connect,
     Forge,
     JiraWebhook,
 }
 
-impl Ingress {
+impl Door {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
@@ -25,7 +25,7 @@ impl Ingress {
 pub struct Delivery {
     /// The tenant it was authenticated as.
     pub tenant: String,
-    pub ingress: Ingress,
+    pub ingress: Door,
     /// The sender's id for this delivery, stable across its retries.
     pub delivery_id: String,
     pub event_type: String,

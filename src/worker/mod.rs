@@ -322,17 +322,17 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             }
         },
         Job::ProcessInbound { ids } => {
-            let outcomes = crate::intake::process::process(state, ids).await?;
+            let outcomes = crate::engine::events::process(state, ids).await?;
             tracing::info!(events = ids.len(), ?outcomes, "inbound events processed");
             Ok(())
         }
         Job::RetryInbound { id, .. } => {
-            crate::intake::process::process_one(state, *id).await?;
+            crate::engine::events::process_one(state, *id).await?;
             Ok(())
         }
         Job::EventSweep { slot } => {
             queue_following(state, Periodic::EventSweep, *slot).await?;
-            crate::intake::process::sweep(state, *slot).await?;
+            crate::engine::events::sweep(state, *slot).await?;
             Ok(())
         }
     }
@@ -372,7 +372,7 @@ fn next_try(
     } else {
         since
     };
-    let wait = crate::intake::process::backoff(&state.config.events, attempt, error.retry_after());
+    let wait = crate::engine::events::backoff(&state.config.events, attempt, error.retry_after());
     let at = now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::minutes(10));
     let window = chrono::TimeDelta::from_std(state.config.events.retry_for)
         .unwrap_or(chrono::TimeDelta::days(1));

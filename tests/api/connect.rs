@@ -149,7 +149,7 @@ async fn descriptors_name_only_urls_that_are_served() {
         .await
         .expect("json");
     assert_eq!(confluence["key"], "io.tollgate.access.confluence");
-    for url in env.app.state.connect.descriptors.urls() {
+    for url in env.app.connect.descriptors.urls() {
         let get = env.app.get(&url).await.status();
         let post = env
             .app

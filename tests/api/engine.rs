@@ -818,11 +818,11 @@ async fn a_joiner_filing_before_a_worker_reloads_the_chart_is_routed() {
     let body = issue_created("IT-9", "acc-gina");
     let now = chrono::Utc::now();
     let event = support::store_event(store, tenant, "d-9", "jira:issue_created", &body, now).await;
-    let waited = tollgate::intake::process::process_one(stale.state(), event)
+    let waited = tollgate::engine::events::process_one(stale.state(), event)
         .await
         .expect("recorded");
     assert!(
-        matches!(waited, tollgate::intake::process::Processed::RetryAt(_)),
+        matches!(waited, tollgate::engine::events::Processed::RetryAt(_)),
         "{waited:?}"
     );
     let filed = requests::by_ticket(store, tenant, "IT-9")
@@ -831,10 +831,10 @@ async fn a_joiner_filing_before_a_worker_reloads_the_chart_is_routed() {
     assert!(filed.is_none(), "not declined: {filed:?}");
     // Its poller loads the chart; the event's retry routes the ticket.
     stale.state().org.refresh(store).await.expect("reload");
-    let done = tollgate::intake::process::process_one(stale.state(), event)
+    let done = tollgate::engine::events::process_one(stale.state(), event)
         .await
         .expect("processed");
-    assert_eq!(done, tollgate::intake::process::Processed::Done);
+    assert_eq!(done, tollgate::engine::events::Processed::Done);
     let routed = requests::by_ticket(store, tenant, "IT-9")
         .await
         .expect("read")

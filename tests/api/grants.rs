@@ -1586,7 +1586,7 @@ async fn an_outage_during_a_burst_loses_no_acknowledged_event() {
 /// it once the cause is fixed.
 #[tokio::test]
 async fn a_lost_event_is_swept_and_a_dead_one_retried() {
-    use tollgate::intake::process;
+    use tollgate::engine::events;
     use tollgate::store::inbound;
     let Some(env) = start("fin-tools").await else {
         return;
@@ -1612,9 +1612,9 @@ async fn a_lost_event_is_swept_and_a_dead_one_retried() {
             TimeDelta::zero(),
         )
         .await;
-    assert_eq!(process::sweep(state, 1).await.expect("sweep"), 1);
+    assert_eq!(events::sweep(state, 1).await.expect("sweep"), 1);
     assert_eq!(
-        process::sweep(state, 1).await.expect("again"),
+        events::sweep(state, 1).await.expect("again"),
         1,
         "its job is keyed"
     );
@@ -1630,11 +1630,8 @@ async fn a_lost_event_is_swept_and_a_dead_one_retried() {
         headers: Vec::new(),
         body: json!({"errorMessages": ["You do not have permission"], "errors": {}}),
     });
-    let outcome = process::process_one(state, fresh).await.expect("process");
-    assert!(
-        matches!(outcome, process::Processed::Dead(_)),
-        "{outcome:?}"
-    );
+    let outcome = events::process_one(state, fresh).await.expect("process");
+    assert!(matches!(outcome, events::Processed::Dead(_)), "{outcome:?}");
     let dead = inbound::dead(&state.store).await.expect("dead");
     assert_eq!(dead.iter().map(|e| e.id).collect::<Vec<_>>(), [fresh]);
     let alerts = tollgate::alerts::raised(&state.store, "event_dead")
@@ -1643,9 +1640,7 @@ async fn a_lost_event_is_swept_and_a_dead_one_retried() {
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     // The permission is fixed; a person retries every dead event.
     assert_eq!(
-        process::retry_dead(&state.store, None)
-            .await
-            .expect("retry"),
+        events::retry_dead(&state.store, None).await.expect("retry"),
         [fresh]
     );
     env.reaches_of("IT-8", State::Pending).await;
@@ -1658,7 +1653,7 @@ async fn a_lost_event_is_swept_and_a_dead_one_retried() {
 /// goes on once the creation is through.
 #[tokio::test]
 async fn a_tickets_events_are_processed_in_jiras_order() {
-    use tollgate::intake::process;
+    use tollgate::engine::events;
     use tollgate::store::inbound;
     let Some(env) = start("fin-tools").await else {
         return;
@@ -1679,9 +1674,9 @@ async fn a_tickets_events_are_processed_in_jiras_order() {
     // Jira cannot be read for now: the creation fails, and the comment waits behind it.
     env.cloud
         .inject(Fault::unavailable("/rest/api/3/issue/IT-7", 10_000));
-    let outcome = process::process_one(state, comment).await.expect("process");
+    let outcome = events::process_one(state, comment).await.expect("process");
     assert!(
-        matches!(outcome, process::Processed::Waiting(_)),
+        matches!(outcome, events::Processed::Waiting(_)),
         "{outcome:?}"
     );
     let read = |id| async move {
@@ -1698,16 +1693,16 @@ async fn a_tickets_events_are_processed_in_jiras_order() {
     assert_eq!(read(comment).await.attempts, 0, "waiting is not failing");
     // Jira is back: the creation, then the comment, in that order.
     env.cloud.clear_faults();
-    let outcome = process::process_one(state, comment).await.expect("process");
+    let outcome = events::process_one(state, comment).await.expect("process");
     let (first, second) = (read(creation).await, read(comment).await);
     // The creation is resting until its next try; after the block it is passed by, or it is
     // due and goes first: either way, the comment counts only once the request exists.
-    if outcome == process::Processed::Done {
+    if outcome == events::Processed::Done {
         assert!(first.processed_at.is_some() || first.next_attempt_at.is_some());
         assert!(second.processed_at.is_some());
     } else {
         assert!(
-            matches!(outcome, process::Processed::Waiting(_)),
+            matches!(outcome, events::Processed::Waiting(_)),
             "{outcome:?}"
         );
     }
@@ -1717,7 +1712,7 @@ async fn a_tickets_events_are_processed_in_jiras_order() {
             .expect("read")
             .and_then(|e| e.processed_at);
         if done.is_none() {
-            let _ = process::process_one(state, comment).await;
+            let _ = events::process_one(state, comment).await;
         }
         done
     })

@@ -23,6 +23,8 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
     pub state: AppState,
+    /// The Connect door's own state (its descriptors).
+    pub connect: std::sync::Arc<tollgate::connect::Connect>,
     pub shutdown: Shutdown,
     pub task: tokio::task::JoinHandle<Result<(), tollgate::app::StartError>>,
     // Dropped last: the database outlives the app that uses it.
@@ -137,9 +139,11 @@ pub async fn spawn_app_on(
         .expect("app builds");
     let address = app.local_addr().expect("listening");
     let state = app.state().clone();
+    let connect = app.connect();
     let shutdown = app.shutdown_handle();
     let task = tokio::spawn(app.run_until_stopped());
     TestApp {
+        connect,
         address,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -179,9 +183,9 @@ pub async fn store_event(
     body: &serde_json::Value,
     received_at: chrono::DateTime<chrono::Utc>,
 ) -> uuid::Uuid {
-    let d = tollgate::intake::Delivery {
+    let d = tollgate::ingress::Delivery {
         tenant: tenant.to_string(),
-        ingress: tollgate::intake::Ingress::Connect,
+        ingress: tollgate::ingress::Door::Connect,
         delivery_id: delivery.into(),
         event_type: kind.into(),
         payload: body.to_string(),

@@ -1,14 +1,12 @@
-//! Intake: events from Atlassian, whichever door they came through (Connect webhooks today;
-//! Forge remote calls and plain Jira webhooks later), written durably and deduplicated, then
-//! handed to a job. Nothing here knows about Connect.
+//! Ingress: events from Atlassian, whichever door they came through (a Connect webhook, a Forge
+//! remote call, a plain Jira webhook), written durably and deduplicated, then handed to a job
+//! (`engine::events` processes them in ticket order). Nothing here knows about a door's token.
 //!
 //! Writes are grouped: concurrent deliveries wait on one writer that commits them together
 //! (group commit), because one commit per request is what limits a webhook burst — each
 //! caller still gets its answer only after its delivery is durable.
 
-pub mod process;
-
-pub use crate::store::inbound::{Delivery, Ingress, SignedBy};
+pub use crate::store::inbound::{Delivery, Door, SignedBy};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -39,7 +37,7 @@ pub enum Accepted {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum IntakeError {
+pub enum IngressError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -51,10 +49,13 @@ pub enum IntakeError {
     Batch(String),
 }
 
-/// Stores deliveries (of handled event types: [`Intake::accept`] filters) and queues their
+/// Stores deliveries (of handled event types: [`Writer::accept`] filters) and queues their
 /// processing in one transaction. A delivery id the tenant sent before (in an earlier batch or
 /// earlier in this one) is a duplicate and changes nothing.
-async fn store_batch(store: &Store, deliveries: &[Delivery]) -> Result<Vec<Accepted>, IntakeError> {
+async fn store_batch(
+    store: &Store,
+    deliveries: &[Delivery],
+) -> Result<Vec<Accepted>, IngressError> {
     let mut tx = store.begin().await?;
     let mut outcomes = Vec::with_capacity(deliveries.len());
     let mut stored = Vec::with_capacity(deliveries.len());
@@ -93,11 +94,11 @@ type Reply = oneshot::Sender<Result<Accepted, String>>;
 
 /// The group-commit writer's front door; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Intake {
+pub struct Writer {
     tx: mpsc::Sender<(Delivery, Reply)>,
 }
 
-impl Intake {
+impl Writer {
     /// Starts the writer task for `store`; `wake` tells this process's worker a batch is in.
     pub fn start(store: Store, wake: std::sync::Arc<crate::jobs::WakeSignal>) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
@@ -106,7 +107,7 @@ impl Intake {
     }
 
     /// Returns once the delivery is durable (or known to be a duplicate).
-    pub async fn accept(&self, delivery: Delivery) -> Result<Accepted, IntakeError> {
+    pub async fn accept(&self, delivery: Delivery) -> Result<Accepted, IngressError> {
         if !HANDLED_EVENTS.contains(&delivery.event_type.as_str()) {
             tracing::debug!(
                 event = delivery.event_type,
@@ -118,11 +119,11 @@ impl Intake {
         self.tx
             .send((delivery, reply))
             .await
-            .map_err(|_| IntakeError::Stopped)?;
+            .map_err(|_| IngressError::Stopped)?;
         match answer.await {
             Ok(Ok(accepted)) => Ok(accepted),
-            Ok(Err(message)) => Err(IntakeError::Batch(message)),
-            Err(_) => Err(IntakeError::Stopped),
+            Ok(Err(message)) => Err(IngressError::Batch(message)),
+            Err(_) => Err(IngressError::Stopped),
         }
     }
 }
