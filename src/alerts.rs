@@ -146,8 +146,8 @@ pub async fn open_ticket(
     state: &crate::state::AppState,
     kind: &str,
     summary: &str,
-) -> Result<(), crate::engine::EngineError> {
-    use crate::engine::EngineError;
+) -> Result<(), crate::failure::Failure> {
+    use crate::failure::Failure;
     use crate::tenant::Product;
     let Some(ticket) = &state.config.alert_ticket else {
         return Ok(());
@@ -155,8 +155,8 @@ pub async fn open_ticket(
     let tenant = crate::store::tenants::linked(&state.store, &ticket.site, Product::Jira)
         .await?
         .filter(|t| t.state.is_active())
-        .ok_or_else(|| EngineError::Tenant(ticket.site.clone()))?;
-    let site = crate::engine::site_of(state, &tenant).await?;
+        .ok_or_else(|| Failure::Tenant(ticket.site.clone()))?;
+    let site = state.site_of(&tenant).await?;
     let key = state
         .atlassian
         .create_issue(

@@ -705,7 +705,7 @@ pub async fn webhook_source_link(
 ) -> Result<(), String> {
     let store = migrated_store(config).await?;
     let result = async {
-        let plan = crate::jira_webhooks::link_plan(&store, name)
+        let plan = crate::engine::links::link_plan(&store, name)
             .await
             .map_err(|e| e.to_string())?;
         let say = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(|e| e.to_string());
@@ -721,7 +721,7 @@ pub async fn webhook_source_link(
         if dry_run {
             return say(out, "Dry run: nothing changed.".into());
         }
-        let linked = crate::jira_webhooks::link(&store, &plan, crate::clock::wall(), "cli")
+        let linked = crate::engine::links::link(&store, &plan, crate::clock::wall(), "cli")
             .await
             .map_err(|e| e.to_string())?;
         say(out, if linked { "Linked.".into() } else { "Already linked by another run.".into() })
@@ -813,7 +813,7 @@ pub async fn events_retry(
         }
         let mut revived_notices = Vec::new();
         if let Some(key) = notices {
-            revived_notices = crate::engine::notices::retry_dead(&store, key)
+            revived_notices = crate::notices::retry_dead(&store, key)
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -7,12 +7,10 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::connect::lifecycle::audit_lifecycle;
+use crate::audit::tenant_event;
 use crate::secrets::SecretKey;
 use crate::store::{Store, StoreError, tenants, webhook_sources};
-use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
-
-pub const TENANT_PREFIX: &str = "jira-webhook:";
+use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of, webhook_source_key};
 
 /// The header Jira puts a secret-bearing webhook's signature in.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature";
@@ -25,10 +23,6 @@ pub enum SourceError {
     Store(#[from] StoreError),
     #[error("cannot seal a secret: {0}")]
     Seal(String),
-}
-
-pub fn tenant_key(source: &str) -> String {
-    format!("{TENANT_PREFIX}{source}")
 }
 
 /// Source names go into the webhook URL: lower-case letters, digits and dashes.
@@ -84,7 +78,7 @@ pub async fn register(
     let host = host_of(site_url)
         .filter(|_| site_url.starts_with("https://") || site_url.starts_with("http://"))
         .ok_or_else(|| SourceError::Invalid(format!("`{site_url}` is not a site URL")))?;
-    let tenant_key = tenant_key(name);
+    let tenant_key = webhook_source_key(name);
     let secret = {
         let mut bytes = [0u8; 24];
         getrandom::fill(&mut bytes).map_err(|e| SourceError::Seal(e.to_string()))?;
@@ -147,7 +141,7 @@ pub async fn register(
     } else {
         "tenant.installed"
     };
-    audit_lifecycle(
+    tenant_event(
         &mut tx,
         &tenant_key,
         action,
@@ -194,7 +188,7 @@ pub async fn authenticate(
     if check_name(name).is_err() {
         return Ok(None);
     }
-    let Some(tenant) = tenants::get(store, &tenant_key(name))
+    let Some(tenant) = tenants::get(store, &webhook_source_key(name))
         .await?
         .filter(|t| t.kind == TenantKind::JiraWebhook && t.state.is_active())
     else {
@@ -253,85 +247,4 @@ mod tests {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
     }
-}
-
-/// What linking a plain source to its site's Connect or Forge tenant does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkPlan {
-    pub source: String,
-    pub site: String,
-    pub host: String,
-    /// The source's requests: they stay on its audit chain.
-    pub requests: i64,
-}
-
-/// Why a source cannot be linked.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    #[error("no plain webhook source `{0}`")]
-    NoSource(String),
-    #[error("`{alias}` is already linked to {site}")]
-    Linked { alias: String, site: String },
-    #[error("no Connect or Forge tenant is installed for {0}: nothing to link to yet")]
-    NoSite(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// What linking `source` (a tenant key or a source name) would do.
-pub async fn link_plan(store: &Store, source: &str) -> Result<LinkPlan, LinkError> {
-    use crate::store::tenant_links;
-    let key = if source.starts_with(TENANT_PREFIX) {
-        source.to_string()
-    } else {
-        tenant_key(source)
-    };
-    let Some(tenant) = tenants::get(store, &key)
-        .await?
-        .filter(|t| t.kind == TenantKind::JiraWebhook)
-    else {
-        return Err(LinkError::NoSource(source.to_string()));
-    };
-    if let Some(site) = tenant_links::site_of(store, &key).await? {
-        return Err(LinkError::Linked { alias: key, site });
-    }
-    let Some(site) = tenant_links::app_tenant_of_site(store, &tenant).await? else {
-        return Err(LinkError::NoSite(tenant.host));
-    };
-    Ok(LinkPlan {
-        requests: tenant_links::requests_of(store, &key).await?,
-        source: key,
-        site: site.client_key,
-        host: tenant.host,
-    })
-}
-
-/// Links the source to its site tenant, with an audit event on both chains; false when another
-/// run linked it first.
-pub async fn link(
-    store: &Store,
-    plan: &LinkPlan,
-    at: DateTime<Utc>,
-    by: &str,
-) -> Result<bool, StoreError> {
-    let mut tx = store.begin().await?;
-    if !crate::store::tenant_links::link(&mut tx, &plan.source, &plan.site, at, by).await? {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    let details = serde_json::json!({
-        "source": plan.source, "site_tenant": plan.site, "host": plan.host,
-        "source_requests": plan.requests, "by": by,
-    });
-    for chain in [&plan.source, &plan.site] {
-        audit_lifecycle(&mut tx, chain, "tenant.linked", at, details.clone()).await?;
-    }
-    tx.commit().await?;
-    tracing::info!(
-        source = plan.source,
-        site = plan.site,
-        by,
-        "plain webhook source linked to its site's tenant"
-    );
-    Ok(true)
 }

@@ -15,7 +15,7 @@ pub mod config;
 pub mod connect;
 pub mod duration;
 pub mod engine;
-pub mod error;
+pub mod failure;
 #[cfg(feature = "fakes")]
 pub mod fakes;
 pub mod forge;
@@ -29,6 +29,7 @@ pub mod jobs;
 pub mod lease;
 pub mod lifecycle;
 pub mod metrics;
+pub mod notices;
 pub mod orgchart;
 pub mod outbound;
 pub mod people;

@@ -3,8 +3,11 @@
 //! - a request's state changes only in `lifecycle` (by its transition table);
 //! - no `sqlx::Error` is made up by hand to carry a domain problem (conflicts and unreadable
 //!   data have errors of their own);
-//! - time is read only in `clock.rs` (the fakes, being the vendors, keep their own).
+//! - time is read only in `clock.rs` (the fakes, being the vendors, keep their own);
+//! - the modules depend on each other in one direction ([`LAYERS`], ARCHITECTURE.md): no
+//!   module imports one above it, and no import cycle joins any of them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -127,4 +130,194 @@ fn time_is_read_only_in_the_clock_module() {
         broken,
         "time is read outside clock.rs (use the app's Clock, or clock::wall for the queue and vendors)",
     );
+}
+
+/// The crate's top-level modules from the bottom up: a module may use those in its own layer
+/// and below, never one above. Within a layer, [`no_import_cycle_joins_the_modules`] keeps the
+/// uses one-way. A new module must be placed here.
+const LAYERS: &[&[&str]] = &[
+    // Pure helpers: no I/O, no domain.
+    &[
+        "ids", "clock", "duration", "yamlfile", "change", "lease", "shutdown", "metrics",
+    ],
+    // The domain's model, pure: the org chart, workflows, a request's lifecycle, tenants, and
+    // the sealing of secrets.
+    &["orgchart", "workflow", "lifecycle", "tenant", "secrets"],
+    &["config", "telemetry"],
+    &["store"],
+    // What is stored to run later: the job queue, and the durable webhook writer.
+    &["jobs", "ingress"],
+    &["audit"],
+    // Calls to vendors.
+    &["outbound"],
+    &["atlassian", "idp"],
+    // The org chart as this deployment keeps it: synced, cached, matched to accounts.
+    &["people"],
+    &["failure"],
+    // What every domain call can reach.
+    &["state"],
+    &["alerts"],
+    &["notices"],
+    &["grants"],
+    &["engine"],
+    // The doors.
+    &["connect", "forge", "jira_webhooks"],
+    &["http", "worker"],
+    &["cli", "app"],
+];
+
+/// The top-level module a source file belongs to (`engine/intake.rs` → `engine`).
+fn module_of(name: &str) -> &str {
+    let first = name.split('/').next().unwrap_or(name);
+    first.strip_suffix(".rs").unwrap_or(first)
+}
+
+/// The top-level modules `text` names through `crate::` (`crate::store::x`, and each head of
+/// `crate::{a, b::c}`), outside comment lines.
+fn uses(text: &str) -> BTreeSet<String> {
+    let code: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut found = BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // The heads at the group's first level, each after `{` or a `,`.
+            let mut depth = 1;
+            let mut head = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    ',' if depth == 1 => head = true,
+                    c if c.is_whitespace() => {}
+                    _ => {
+                        if head && depth == 1 {
+                            found.insert(ident(&group[i..]));
+                        }
+                        head = false;
+                    }
+                }
+            }
+        } else {
+            found.insert(ident(rest));
+        }
+    }
+    found.retain(|m| !m.is_empty() && m != "self");
+    found
+}
+
+/// Which module uses which, and through which files.
+fn import_graph() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+    let mut graph: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for (name, text) in product() {
+        let from = module_of(&name);
+        if matches!(from, "bin" | "main" | "lib") {
+            continue;
+        }
+        let edges = graph.entry(from.to_string()).or_default();
+        for to in uses(&text) {
+            if to != from && LAYERS.iter().flat_map(|l| l.iter()).any(|m| *m == to) {
+                edges.entry(to).or_default().insert(format!("src/{name}"));
+            }
+        }
+    }
+    graph
+}
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+#[test]
+fn every_module_is_placed_in_a_layer() {
+    let unplaced: Vec<String> = import_graph()
+        .keys()
+        .filter(|m| layer_of(m).is_none())
+        .cloned()
+        .collect();
+    report(
+        unplaced,
+        "a module is not in tests/architecture.rs LAYERS (place it, and in ARCHITECTURE.md)",
+    );
+}
+
+#[test]
+fn no_module_uses_one_above_it() {
+    let mut broken = Vec::new();
+    for (from, edges) in import_graph() {
+        for (to, files) in edges {
+            if let (Some(a), Some(b)) = (layer_of(&from), layer_of(&to))
+                && b > a
+            {
+                let files: Vec<&str> = files.iter().map(String::as_str).collect();
+                broken.push(format!("{from} uses {to}: {}", files.join(", ")));
+            }
+        }
+    }
+    report(broken, "a module uses one in a layer above it");
+}
+
+#[test]
+fn no_import_cycle_joins_the_modules() {
+    let graph = import_graph();
+    // Depth-first, colouring: a use that reaches a module still on the path closes a cycle.
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        cycles: &mut Vec<String>,
+    ) {
+        if done.contains(node) {
+            return;
+        }
+        if let Some(at) = path.iter().position(|m| m == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            let steps: Vec<String> = cycle
+                .windows(2)
+                .map(|pair| {
+                    let files = &graph[&pair[0]][&pair[1]];
+                    let first = files.iter().next().map(String::as_str).unwrap_or("");
+                    format!("{} → {} ({first})", pair[0], pair[1])
+                })
+                .collect();
+            cycles.push(steps.join(", "));
+            return;
+        }
+        path.push(node.to_string());
+        if let Some(edges) = graph.get(node) {
+            for next in edges.keys() {
+                visit(next, graph, path, done, cycles);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+    }
+    let mut cycles = Vec::new();
+    let mut done = BTreeSet::new();
+    for module in graph.keys() {
+        visit(module, &graph, &mut Vec::new(), &mut done, &mut cycles);
+    }
+    report(cycles, "modules import each other in a cycle");
+}
+
+#[test]
+fn the_import_reader_finds_grouped_and_nested_uses() {
+    let text = "use crate::store::{Store, Tx};\n// use crate::engine;\nuse crate::{audit::{self, Event}, ids, jobs::Job};\nlet x = crate::clock::wall();";
+    let found: Vec<String> = uses(text).into_iter().collect();
+    assert_eq!(found, ["audit", "clock", "ids", "jobs", "store"]);
 }

@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &str| {
     let _ = tollgate::engine::decisions::command(data);
-    let _ = tollgate::grants::commands::command(data);
+    let _ = tollgate::engine::commands::command(data);
 });

@@ -71,6 +71,30 @@ pub struct Event {
     pub workflow_version: Option<String>,
 }
 
+impl Event {
+    /// An event about `request`, on its tenant's chain, naming the workflow version that
+    /// routed it.
+    pub fn of_request(
+        request: &crate::lifecycle::Request,
+        at: DateTime<Utc>,
+        actor: Actor,
+        action: crate::lifecycle::Action,
+        details: Value,
+    ) -> Self {
+        Self {
+            at,
+            tenant: Some(request.tenant.clone()),
+            request_id: Some(request.id),
+            ticket_key: Some(request.ticket_key.clone()),
+            actor,
+            action: action.as_str().to_string(),
+            target: request.resource.clone(),
+            details,
+            workflow_version: request.workflow_version.clone(),
+        }
+    }
+}
+
 /// An appended event's place in its chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -239,4 +263,26 @@ pub async fn verify_chain(
         Some(broken) => Err(broken),
         None => Ok(report.events),
     })
+}
+/// A lifecycle change on the tenant's own chain, in the transaction that makes it.
+/// Records something that happened to a tenant (installed, linked, …) on its own chain.
+pub async fn tenant_event(
+    tx: &mut Tx,
+    client_key: &str,
+    action: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    details: serde_json::Value,
+) -> Result<(), StoreError> {
+    let event = Event {
+        at: now,
+        tenant: Some(client_key.to_string()),
+        request_id: None,
+        ticket_key: None,
+        actor: Actor::System("atlassian".into()),
+        action: action.to_string(),
+        target: Some(client_key.to_string()),
+        details,
+        workflow_version: None,
+    };
+    append(tx, &event).await.map(|_| ())
 }

@@ -1,7 +1,7 @@
 //! Verifying what Atlassian sends: HS256 tokens on every Connect route, RS256 signed installs.
 
+use crate::ingress::sha256_hex;
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use super::keys::KeyError;
 use super::tenant_cache::TenantCache;
@@ -169,10 +169,6 @@ pub struct VerifiedInstall {
     /// sha256 of the token and of the body, to refuse a replay with another body.
     pub token_hash: String,
     pub body_hash: String,
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Verifies an RS256 signed-install token: kid → key, signature, `aud` = our base URL, `qsh`,

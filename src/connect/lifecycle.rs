@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::auth::{self, AuthError, Checks, QshRule, RequestParts};
 use crate::atlassian::jwt::TokenError;
+use crate::audit::tenant_event;
 use crate::state::AppState;
 use crate::store::{StoreError, tenants};
 use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
@@ -181,7 +182,7 @@ pub async fn installed(
     } else {
         "tenant.installed"
     };
-    audit_lifecycle(
+    tenant_event(
         &mut tx,
         &tenant.client_key,
         action,
@@ -224,7 +225,7 @@ pub async fn uninstalled(
     };
     // The tenant's data and audit history stay; a reinstall picks them up again.
     tenants::set_state(&mut tx, &client_key, TenantState::Uninstalled, now).await?;
-    audit_lifecycle(
+    tenant_event(
         &mut tx,
         &client_key,
         "tenant.uninstalled",
@@ -292,7 +293,7 @@ pub async fn set_enabled(
     } else {
         "tenant.disabled"
     };
-    audit_lifecycle(
+    tenant_event(
         &mut tx,
         &payload.client_key,
         action,
@@ -309,28 +310,6 @@ pub async fn set_enabled(
         "app lifecycle"
     );
     Ok(())
-}
-
-/// A lifecycle change on the tenant's own chain, in the transaction that makes it.
-pub(crate) async fn audit_lifecycle(
-    tx: &mut crate::store::Tx,
-    client_key: &str,
-    action: &str,
-    now: chrono::DateTime<chrono::Utc>,
-    details: serde_json::Value,
-) -> Result<(), StoreError> {
-    let event = crate::audit::Event {
-        at: now,
-        tenant: Some(client_key.to_string()),
-        request_id: None,
-        ticket_key: None,
-        actor: crate::audit::Actor::System("atlassian".into()),
-        action: action.to_string(),
-        target: Some(client_key.to_string()),
-        details,
-        workflow_version: None,
-    };
-    crate::audit::append(tx, &event).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use super::{EngineError, site};
 use crate::audit::{self, Actor};
+use crate::failure::Failure;
 use crate::lifecycle::Event;
 use crate::state::AppState;
 use crate::store::requests;
@@ -20,8 +20,8 @@ pub async fn if_ticket_cancelled(
     state: &AppState,
     tenant: &str,
     ticket_key: &str,
-) -> Result<(), EngineError> {
-    let (tenant_row, site) = site(state, tenant).await?;
+) -> Result<(), Failure> {
+    let (tenant_row, site) = state.site(tenant).await?;
     let issue = state.atlassian.issue(&site, ticket_key).await?;
     let resolution = issue
         .fields
@@ -38,7 +38,7 @@ pub async fn if_ticket_cancelled(
         })
     });
     if revoking && let Some(resolution) = resolution {
-        crate::grants::commands::revoke_for_resolution(state, tenant, ticket_key, resolution, None)
+        crate::engine::commands::revoke_for_resolution(state, tenant, ticket_key, resolution, None)
             .await?;
         return Ok(());
     }
@@ -67,7 +67,7 @@ pub async fn if_ticket_cancelled(
     let details = json!({"status": issue.status, "resolution": resolution});
     audit::append(
         &mut tx,
-        &super::request_event(&request, now, actor, action, details),
+        &crate::audit::Event::of_request(&request, now, actor, action, details),
     )
     .await?;
     tx.commit().await?;

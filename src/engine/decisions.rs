@@ -4,8 +4,9 @@
 
 use serde_json::{Value, json};
 
-use super::{EngineError, notices, site};
+use crate::failure::Failure;
 use crate::lifecycle::{Action, Event, Next, Refusal, Verdict, approval};
+use crate::notices;
 use chrono::{DateTime, Utc};
 
 use crate::atlassian::comments::{Comment, CommentId};
@@ -40,7 +41,7 @@ pub async fn from_comment(
     tenant: &str,
     ticket_key: &str,
     comment: &Comment,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     match Ballot::of_comment(comment) {
         Some(ballot) => apply(state, tenant, ticket_key, &ballot).await,
         None => Ok(()),
@@ -52,8 +53,8 @@ pub async fn from_jsm_approvals(
     state: &AppState,
     tenant: &str,
     ticket_key: &str,
-) -> Result<(), EngineError> {
-    let (_, site) = site(state, tenant).await?;
+) -> Result<(), Failure> {
+    let (_, site) = state.site(tenant).await?;
     let approvals = state.atlassian.approvals(&site, ticket_key).await?;
     for approval in approvals {
         for vote in &approval.approvers {
@@ -130,14 +131,14 @@ async fn apply_earlier(
     tenant: &str,
     ticket_key: &str,
     before: Option<(DateTime<Utc>, &CommentId)>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     match from_jsm_approvals(state, tenant, ticket_key).await {
         Ok(()) => {}
         Err(e) if e.is_retryable() => return Err(e),
         // No approvals to read (not a JSM ticket): what the comments hold still counts.
         Err(e) => tracing::debug!(ticket_key, error = %e, "approvals not re-read"),
     }
-    let (_, site) = site(state, tenant).await?;
+    let (_, site) = state.site(tenant).await?;
     let comments = state.atlassian.issue_comments(&site, ticket_key).await?;
     let earlier = comments
         .iter()
@@ -161,7 +162,7 @@ async fn apply(
     tenant: &str,
     ticket_key: &str,
     ballot: &Ballot<'_>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let now = state.clock.now();
     let reason = ballot.reason.as_deref();
     let mut tx = state.store.begin().await?;
@@ -204,7 +205,7 @@ async fn apply(
         .to_string();
     let email = approver.map(|a| a.email.clone()).unwrap_or_default();
     let approver_event = |request: &requests::Request, action: Action, details: Value| {
-        super::request_event(
+        crate::audit::Event::of_request(
             request,
             now,
             Actor::Approver(ballot.account.to_string()),

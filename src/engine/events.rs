@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::alerts::{self, Alert};
 use crate::config::EventsConfig;
-use crate::engine::EngineError;
+use crate::failure::Failure;
 use crate::jobs::{self, Job, JobError};
 use crate::state::AppState;
 use crate::store::inbound::{self, InboundEvent};
@@ -187,7 +187,7 @@ async fn handle(state: &AppState, event: &InboundEvent) -> Result<Processed, Job
 async fn retry_later(
     state: &AppState,
     event: &InboundEvent,
-    error: &EngineError,
+    error: &Failure,
 ) -> Result<Processed, JobError> {
     let config = &state.config.events;
     let now = crate::clock::wall();

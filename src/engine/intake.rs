@@ -2,15 +2,14 @@
 //! map its fields with the intake mapping, find the requester in the org chart, route it, and
 //! store the outcome with its audit events and the ticket notice, in one transaction.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{EngineError, notices, site};
 use crate::atlassian::adf;
 use crate::audit::{self, Actor};
+use crate::failure::Failure;
 use crate::lifecycle::{self, Action, Approver, Event, Plan, PlannedStage, State};
+use crate::notices;
 use crate::orgchart::{AccountId, Email, OrgIndex};
 use crate::people::accounts;
 use crate::state::AppState;
@@ -72,10 +71,6 @@ fn parse_duration(text: Option<&str>) -> Result<RequestedDuration, String> {
     }
 }
 
-pub fn duration_words(seconds: Option<i64>) -> Option<String> {
-    seconds.map(|s| crate::duration::format(Duration::from_secs(s.max(0) as u64)))
-}
-
 /// What the ticket asked for, before routing.
 pub(crate) struct Asked {
     pub resource: Option<String>,
@@ -101,7 +96,7 @@ pub async fn ensure_request(
     state: &AppState,
     tenant_key: &str,
     ticket_key: &str,
-) -> Result<Option<Request>, EngineError> {
+) -> Result<Option<Request>, Failure> {
     if let Some(existing) = requests::by_ticket(&state.store, tenant_key, ticket_key).await? {
         return Ok(Some(existing));
     }
@@ -109,7 +104,7 @@ pub async fn ensure_request(
         tracing::error!(ticket_key, "no workflows are loaded: ticket not taken in");
         return Ok(None);
     };
-    let (tenant, site) = site(state, tenant_key).await?;
+    let (tenant, site) = state.site(tenant_key).await?;
     let Some(mapping) = workflows.intake_for(&tenant.host) else {
         return Ok(None);
     };
@@ -184,7 +179,7 @@ pub async fn ensure_request(
         return Ok(requests::by_ticket(&state.store, tenant_key, ticket_key).await?);
     }
     let event = |actor: Actor, action: Action, details: Value| {
-        super::request_event(&request, now, actor, action, details)
+        crate::audit::Event::of_request(&request, now, actor, action, details)
     };
     audit::append(
         &mut tx,
@@ -239,19 +234,6 @@ pub async fn ensure_request(
     Ok(Some(request))
 }
 
-/// Before someone is declared missing from the chart: `NotReady` when this process holds an
-/// older chart than the newest stored (a worker that has not yet noticed another's sync), so
-/// the ticket waits for the reload rather than being declined.
-pub(crate) async fn stale_chart(state: &AppState) -> Result<(), EngineError> {
-    if state.org.is_newest(&state.store).await? {
-        Ok(())
-    } else {
-        Err(EngineError::NotReady(
-            "a newer org chart is being loaded".into(),
-        ))
-    }
-}
-
 pub(crate) enum Outcome {
     /// Routed, as the audit log names what routing decided.
     Routed(Action),
@@ -267,7 +249,7 @@ pub(crate) async fn decide(
     reporter: &AccountId,
     asked: &Asked,
     request: &mut Request,
-) -> Result<Outcome, EngineError> {
+) -> Result<Outcome, Failure> {
     let now = state.clock.now();
     let invalid = |request: &mut Request, reason: String| {
         lifecycle::apply(
@@ -282,7 +264,7 @@ pub(crate) async fn decide(
     // Not synced yet (a new deployment, a worker whose first sync is running): the ticket
     // waits for the chart rather than being declined for want of it.
     let Some(org) = state.org.index() else {
-        return Err(EngineError::NotReady(
+        return Err(Failure::NotReady(
             "the org chart has not been synced yet".into(),
         ));
     };
@@ -291,7 +273,7 @@ pub(crate) async fn decide(
         accounts::person_for_account(&state.store, &state.atlassian, site, &org, reporter, clock)
             .await?
     else {
-        stale_chart(state).await?;
+        state.newest_chart().await?;
         return invalid(
             request,
             "your Atlassian account could not be matched to a person in the org chart".into(),
@@ -318,7 +300,7 @@ pub(crate) async fn decide(
                     Some(org.person(p).email.clone())
                 }
                 None => {
-                    stale_chart(state).await?;
+                    state.newest_chart().await?;
                     return invalid(
                         request,
                         "the person this request is for is not in the org chart".into(),
@@ -388,7 +370,7 @@ pub(crate) async fn approver(
     site: &crate::atlassian::Site,
     org: &OrgIndex,
     email: &str,
-) -> Result<Approver, EngineError> {
+) -> Result<Approver, Failure> {
     let Some(idx) = Email::parse(email).ok().and_then(|e| org.by_email(&e)) else {
         return Ok(Approver {
             email: email.to_string(),
@@ -412,7 +394,7 @@ async fn plan_of(
     site: &crate::atlassian::Site,
     org: &OrgIndex,
     routing: &crate::workflow::Routing,
-) -> Result<Plan, EngineError> {
+) -> Result<Plan, Failure> {
     let mut stages = Vec::new();
     for stage in &routing.stages {
         let mut approvers = Vec::new();
@@ -436,6 +418,7 @@ async fn plan_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn field_values_read_from_every_shape() {

@@ -6,8 +6,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::EngineError;
 use crate::alerts::{self, Alert};
+use crate::failure::Failure;
 use crate::grants::leavers;
 use crate::orgchart::{Email, OrgSnapshot, PersonId};
 use crate::state::AppState;
@@ -28,7 +28,7 @@ pub struct Applied {
 }
 
 /// Applies the newest snapshot, if it (or an approval) is not applied yet.
-pub async fn apply(state: &AppState) -> Result<Applied, EngineError> {
+pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
     state.org.refresh(&state.store).await?;
     let Some((info, latest)) = org_store::latest(&state.store).await? else {
         return Ok(Applied::default());
@@ -186,7 +186,7 @@ async fn renamed(
     before: &OrgSnapshot,
     after: &OrgSnapshot,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     for (id, from, to) in renames(before, after) {
         let mut tx = state.store.begin().await?;
         let tickets = crate::store::requests::rename_person(&mut tx, &id, to.as_str()).await?;
@@ -224,7 +224,7 @@ pub async fn approve(
     version: i64,
     by: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<bool, EngineError> {
+) -> Result<bool, Failure> {
     // The approval, its audit event and the job that carries it out commit together.
     let mut tx = store.begin().await?;
     if !org_changes::approve_hold(&mut tx, version, by, now).await? {
@@ -257,7 +257,7 @@ async fn append_hold_event(
     what: &str,
     actor: crate::audit::Actor,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     crate::audit::append(
         tx,
         &crate::audit::Event {
@@ -281,7 +281,7 @@ async fn hold_event(
     version: i64,
     what: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     append_hold_event(
         tx,
         version,

@@ -6,17 +6,17 @@
 
 use serde_json::Value;
 
-use super::{EngineError, site};
+use crate::failure::Failure;
 use crate::ingress::{Delivery, Door, HANDLED_EVENTS};
 use crate::state::AppState;
 use crate::store::tenants;
 
 /// Reads every active Jira tenant's failed webhooks since the last read; returns how many
 /// were handed to intake (already-seen ones are dropped there).
-pub async fn recover(state: &AppState) -> Result<usize, EngineError> {
+pub async fn recover(state: &AppState) -> Result<usize, Failure> {
     let mut recovered = 0;
     for tenant in tenants::active_connect_jira(&state.store).await? {
-        let (_, site) = match site(state, &tenant).await {
+        let (_, site) = match state.site(&tenant).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(%tenant, error = %e, "cannot read failed webhooks");

@@ -5,17 +5,17 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::notices::{self, Notice};
-use super::{EngineError, request_event, site};
 use crate::audit::{self, Actor};
+use crate::failure::Failure;
 use crate::lifecycle::{Action, Approver, State};
+use crate::notices::{self, Notice};
 use crate::orgchart::Email;
 use crate::state::AppState;
 use crate::store::requests::{self, Request};
 use crate::workflow::{RequestedDuration, RouteRequest, route};
 
 /// Re-resolves every pending request's open stage; returns how many changed.
-pub async fn after_org_change(state: &AppState) -> Result<usize, EngineError> {
+pub async fn after_org_change(state: &AppState) -> Result<usize, Failure> {
     let (Some(org), Some(workflows)) = (state.org.index(), state.workflows()) else {
         return Ok(0);
     };
@@ -68,7 +68,7 @@ pub async fn after_org_change(state: &AppState) -> Result<usize, EngineError> {
         if before == after || after.is_empty() {
             continue;
         }
-        let (_, site) = site(state, &pending.tenant).await?;
+        let (_, site) = state.site(&pending.tenant).await?;
         let mut approvers = Vec::new();
         for email in &fresh.approvers {
             approvers.push(super::intake::approver(state, &site, &org, email).await?);
@@ -86,7 +86,7 @@ async fn replace(
     seen: &Request,
     approvers: Vec<Approver>,
     now: DateTime<Utc>,
-) -> Result<bool, EngineError> {
+) -> Result<bool, Failure> {
     let mut tx = state.store.begin().await?;
     let Some(mut request) = requests::lock(&mut tx, &seen.tenant, &seen.ticket_key).await? else {
         tx.rollback().await?;
@@ -125,7 +125,7 @@ async fn replace(
         .unwrap_or_default();
     audit::append(
         &mut tx,
-        &request_event(
+        &crate::audit::Event::of_request(
             &request,
             now,
             Actor::System("org-sync".into()),

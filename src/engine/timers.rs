@@ -11,11 +11,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::EngineError;
-use super::notices::{self, Notice};
 use crate::audit::{self, Actor};
+use crate::failure::Failure;
 use crate::jobs::{self, Job, JobError};
 use crate::lifecycle::{Action, Approver, Event, State};
+use crate::notices::{self, Notice};
 use crate::orgchart::Email;
 use crate::state::AppState;
 use crate::store::Tx;
@@ -82,7 +82,7 @@ pub async fn fire(
     stage: i64,
     epoch: i64,
     kind: TimerKind,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let Some(mut request) = requests::lock(&mut tx, tenant, ticket_key).await? else {
@@ -180,7 +180,7 @@ pub async fn fire(
     }
     audit::append(
         &mut tx,
-        &super::request_event(
+        &crate::audit::Event::of_request(
             &request,
             now,
             Actor::System("timer".into()),
@@ -202,11 +202,11 @@ async fn managers_of(
     tenant: &str,
     request: &Request,
     approvers: &[Approver],
-) -> Result<Vec<Approver>, EngineError> {
+) -> Result<Vec<Approver>, Failure> {
     let Some(org) = state.org.index() else {
         return Ok(Vec::new());
     };
-    let (_, site) = super::site(state, tenant).await?;
+    let (_, site) = state.site(tenant).await?;
     let requester = request
         .subject_email
         .as_deref()

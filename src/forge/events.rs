@@ -145,7 +145,7 @@ pub fn normalize(body: &[u8]) -> Result<Option<Normalized>, EventError> {
             }
             format!(
                 "forge:sha256:{}",
-                crate::connect::auth::sha256_hex(bare.to_string().as_bytes())
+                crate::ingress::sha256_hex(bare.to_string().as_bytes())
             )
         }
     };

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
 use super::token::Invocation;
-use crate::connect::lifecycle::audit_lifecycle;
+use crate::audit::tenant_event;
 use crate::state::AppState;
 use crate::store::{StoreError, forge, tenants};
 use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
@@ -125,7 +125,7 @@ pub async fn uninstalled(
     if tenant.as_ref().is_some_and(|t| t.kind == TenantKind::Forge) {
         tenants::set_state(&mut tx, &installation.tenant, TenantState::Uninstalled, now).await?;
     }
-    audit_lifecycle(
+    tenant_event(
         &mut tx,
         &installation.tenant,
         "tenant.forge_uninstalled",
@@ -206,7 +206,7 @@ async fn register(
             )
         }
     };
-    audit_lifecycle(&mut tx, &installation.tenant, action, now, details).await?;
+    tenant_event(&mut tx, &installation.tenant, action, now, details).await?;
     tx.commit().await?;
     tracing::info!(
         tenant = installation.tenant,

@@ -103,7 +103,8 @@ pub async fn apply(
     let account = subject.account.ok_or_else(|| {
         StepFailure::Permanent("the person's Atlassian account is unknown".into())
     })?;
-    let (tenant, site) = crate::engine::site(state, subject.tenant)
+    let (tenant, site) = state
+        .site(subject.tenant)
         .await
         .map_err(|e| StepFailure::Permanent(e.to_string()))?;
     let a = &state.atlassian;
@@ -190,7 +191,8 @@ pub async fn holders(
     tenant: &str,
     step: &Step,
 ) -> Result<Option<HashSet<String>>, StepFailure> {
-    let (tenant, site) = crate::engine::site(state, tenant)
+    let (tenant, site) = state
+        .site(tenant)
         .await
         .map_err(|e| StepFailure::Permanent(e.to_string()))?;
     let a = &state.atlassian;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::run::{self, EXPIRY_WINDOW};
 use super::{notices, wall};
 use crate::audit::Actor;
-use crate::engine::EngineError;
+use crate::failure::Failure;
 use crate::jobs::{self, Job};
 use crate::lifecycle::{Action, EndCause, State};
 use crate::state::AppState;
@@ -53,7 +53,7 @@ pub(crate) async fn schedule_expiry(
     state: &AppState,
     request: Uuid,
     at: DateTime<Utc>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let job = Job::Expire {
         request,
         at: micros(at),
@@ -64,7 +64,7 @@ pub(crate) async fn schedule_expiry(
 
 /// Queues the expiries and reminders due in the next window. Idempotent: a grant already
 /// queued is not queued twice (the job's key names the grant and its expiry).
-pub async fn queue_window(state: &AppState) -> Result<usize, EngineError> {
+pub async fn queue_window(state: &AppState) -> Result<usize, Failure> {
     let now = state.clock.now();
     let due = requests::active_expiring_by(&state.store, now + EXPIRY_WINDOW, WINDOW_BATCH).await?;
     let due: Vec<(Uuid, DateTime<Utc>)> = due
@@ -131,7 +131,7 @@ async fn end_if_due(
     at: i64,
     now: DateTime<Utc>,
     batch: Option<&mut Vec<(Uuid, i64, i64)>>,
-) -> Result<bool, EngineError> {
+) -> Result<bool, Failure> {
     let Some(mut request) = requests::lock_id(tx, id).await? else {
         return Ok(false);
     };
@@ -155,7 +155,7 @@ async fn end_if_due(
 }
 
 /// The `Expire` job: one grant, its steps a job each.
-pub async fn expire(state: &AppState, id: Uuid, at: i64) -> Result<(), EngineError> {
+pub async fn expire(state: &AppState, id: Uuid, at: i64) -> Result<(), Failure> {
     let mut tx = state.store.begin().await?;
     end_if_due(&mut tx, state, id, at, state.clock.now(), None).await?;
     tx.commit().await?;
@@ -164,7 +164,7 @@ pub async fn expire(state: &AppState, id: Uuid, at: i64) -> Result<(), EngineErr
 
 /// The `ExpireMany` job: each grant as [`expire`] would, in one transaction, with their steps
 /// handed to a few `RevokeSteps` jobs. Returns how many it ended.
-pub async fn expire_many(state: &AppState, items: &[(Uuid, i64)]) -> Result<usize, EngineError> {
+pub async fn expire_many(state: &AppState, items: &[(Uuid, i64)]) -> Result<usize, Failure> {
     let now = state.clock.now();
     let mut steps = Vec::new();
     let mut ended = 0;
@@ -190,7 +190,7 @@ pub async fn remind(
     id: Uuid,
     expires_at: i64,
     before_seconds: i64,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let Some(request) = requests::lock_id(&mut tx, id).await? else {
@@ -219,7 +219,7 @@ pub async fn remind(
     .await?;
     let notice = notices::reminder(&request, expires, left);
     let key = format!("{}:remind:{expires_at}:{before_seconds}", request.id);
-    crate::engine::notices::enqueue(&mut tx, &request, notice, key).await?;
+    crate::notices::enqueue(&mut tx, &request, notice, key).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::run;
 use crate::audit::Actor;
-use crate::engine::EngineError;
+use crate::failure::Failure;
 use crate::lifecycle::{EndCause, Event, State};
 use crate::orgchart::{OrgIndex, PersonId};
 use crate::state::AppState;
@@ -83,7 +83,7 @@ impl Leaving {
 }
 
 /// Finds what leavers hold, but for the people in `held`.
-pub async fn leaving(state: &AppState, held: &HashSet<String>) -> Result<Leaving, EngineError> {
+pub async fn leaving(state: &AppState, held: &HashSet<String>) -> Result<Leaving, Failure> {
     let Some(org) = state.org.index() else {
         return Ok(Leaving::default());
     };
@@ -118,7 +118,7 @@ pub async fn leaving(state: &AppState, held: &HashSet<String>) -> Result<Leaving
 }
 
 /// Revokes the grants and cancels the open requests `leaving` found; returns how many.
-pub async fn remove(state: &AppState, leaving: &Leaving) -> Result<usize, EngineError> {
+pub async fn remove(state: &AppState, leaving: &Leaving) -> Result<usize, Failure> {
     let mut touched = 0;
     for grant in &leaving.grants {
         let who = if grant.email.is_empty() {
@@ -141,15 +141,12 @@ pub async fn remove(state: &AppState, leaving: &Leaving) -> Result<usize, Engine
 
 /// Revokes leavers' grants and cancels their open requests, but for the people in `held`;
 /// returns how many were touched.
-pub async fn revoke_leavers(
-    state: &AppState,
-    held: &HashSet<String>,
-) -> Result<usize, EngineError> {
+pub async fn revoke_leavers(state: &AppState, held: &HashSet<String>) -> Result<usize, Failure> {
     let found = leaving(state, held).await?;
     remove(state, &found).await
 }
 
-async fn cancel(state: &AppState, request: &Request) -> Result<bool, EngineError> {
+async fn cancel(state: &AppState, request: &Request) -> Result<bool, Failure> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let Some(mut request) = requests::lock_id(&mut tx, request.id).await? else {
@@ -165,7 +162,7 @@ async fn cancel(state: &AppState, request: &Request) -> Result<bool, EngineError
     let details = json!({"reason": reason});
     let cancelled = Event::Cancelled { reason };
     run::transition(&mut tx, &mut request, cancelled, actor(), details, now).await?;
-    let notice = crate::engine::notices::declined(&request, None, request.reason.as_deref());
+    let notice = crate::notices::declined(&request, None, request.reason.as_deref());
     run::tell(&mut tx, &request, notice).await?;
     tx.commit().await?;
     Ok(true)

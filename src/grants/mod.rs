@@ -10,8 +10,8 @@
 //! the reconcile sweep ([`sweep`]) retries. Every transition commits with its audit event.
 
 pub mod apply;
-pub mod commands;
 pub mod expiry;
+pub mod extend;
 pub mod leavers;
 pub mod notices;
 pub mod people_migration;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::plan::describe;
-use crate::engine::notices::Notice;
+use crate::notices::Notice;
 use crate::store::grants::{Phase, Status, StepRow};
 use crate::store::requests::Request;
 

@@ -14,11 +14,12 @@ use super::plan::{self, Context};
 use super::{notices, wall};
 use crate::atlassian::{Change, CredentialKind};
 use crate::audit::{self, Actor};
-use crate::engine::{EngineError, notices as ticket};
+use crate::failure::Failure;
 use crate::ids::AccountId;
 use crate::jobs::{self, Job};
 use crate::lifecycle::step::Settled;
 use crate::lifecycle::{self, Action, EndCause, Event, State};
+use crate::notices as ticket;
 use crate::people::accounts;
 use crate::state::AppState;
 use crate::store::grants::{self as steps, Claim, Phase, Status, StepRow};
@@ -57,9 +58,9 @@ pub fn backoff(attempt: i64, asked: Option<Duration>) -> Duration {
 
 /// Writes the request (compare-and-set) and keeps the in-memory version in step. Callers hold
 /// the row's lock, so a lost compare-and-set is a bug: a conflict, not an outage.
-pub(crate) async fn save(tx: &mut Tx, request: &mut Request) -> Result<(), EngineError> {
+pub(crate) async fn save(tx: &mut Tx, request: &mut Request) -> Result<(), Failure> {
     if !requests::update(tx, request).await? {
-        return Err(EngineError::Conflict(format!(
+        return Err(Failure::Conflict(format!(
             "request {} changed under its lock",
             request.id
         )));
@@ -77,7 +78,7 @@ pub(crate) async fn transition(
     actor: Actor,
     details: Value,
     now: DateTime<Utc>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let moved = lifecycle::apply(request, event, now)?;
     save(tx, request).await?;
     self::event(tx, request, now, actor, moved.action, details).await
@@ -90,10 +91,10 @@ pub(crate) async fn event(
     actor: Actor,
     action: Action,
     details: Value,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     audit::append(
         tx,
-        &crate::engine::request_event(request, now, actor, action, details),
+        &crate::audit::Event::of_request(request, now, actor, action, details),
     )
     .await?;
     Ok(())
@@ -102,15 +103,15 @@ pub(crate) async fn event(
 pub(crate) async fn tell(
     tx: &mut Tx,
     request: &Request,
-    notice: crate::engine::notices::Notice,
-) -> Result<(), EngineError> {
+    notice: crate::notices::Notice,
+) -> Result<(), Failure> {
     let key = format!("{}:v{}", request.id, request.version);
     ticket::enqueue(tx, request, notice, key).await?;
     Ok(())
 }
 
 /// Called in the transaction that approves a request: the grant starts once it commits.
-pub async fn on_approved(tx: &mut Tx, request: &Request) -> Result<(), EngineError> {
+pub async fn on_approved(tx: &mut Tx, request: &Request) -> Result<(), Failure> {
     jobs::schedule_now(
         tx,
         &Job::Provision {
@@ -128,12 +129,12 @@ async fn context_inputs(
     state: &AppState,
     request: &Request,
     targets: &[GrantTarget],
-) -> Result<(Option<String>, Option<AccountId>, HashSet<String>, bool), EngineError> {
-    let (tenant, site) = crate::engine::site(state, &request.tenant).await?;
+) -> Result<(Option<String>, Option<AccountId>, HashSet<String>, bool), Failure> {
+    let (tenant, site) = state.site(&request.tenant).await?;
     // A worker started before the first sync, or one that has not yet noticed another's,
     // must not plan without the person: the plan would be refused for good.
     let Some(org) = state.org.index() else {
-        return Err(EngineError::NotReady(
+        return Err(Failure::NotReady(
             "the org chart has not been synced yet".into(),
         ));
     };
@@ -141,7 +142,7 @@ async fn context_inputs(
         .by_id_or_email(request.subject_person.as_ref(), request.subject())
         .map(|idx| org.person(idx).clone());
     if person.is_none() {
-        crate::engine::intake::stale_chart(state).await?;
+        state.newest_chart().await?;
     }
     let account = match (&request.subject_email, &person) {
         // Filed for themselves: the reporter's account is theirs.
@@ -184,7 +185,7 @@ async fn context_inputs(
 
 /// The `Provision` job: plans the grant of an approved request and starts its steps (or, for
 /// an extension, moves the grant's expiry).
-pub async fn provision(state: &AppState, id: Uuid) -> Result<(), EngineError> {
+pub async fn provision(state: &AppState, id: Uuid) -> Result<(), Failure> {
     let Some(request) = requests::get(&state.store, id).await? else {
         return Ok(());
     };
@@ -192,7 +193,7 @@ pub async fn provision(state: &AppState, id: Uuid) -> Result<(), EngineError> {
         return Ok(());
     }
     if request.parent_id.is_some() {
-        return super::commands::apply_extension(state, id).await;
+        return super::extend::apply_extension(state, id).await;
     }
     let workflows = state.workflows();
     let resource = request
@@ -248,7 +249,7 @@ pub async fn provision(state: &AppState, id: Uuid) -> Result<(), EngineError> {
 
 /// The `Provision` job gave up (its retryable error lasted `events.retry_for`): the request
 /// fails with the reason, and the ticket is told, rather than waiting approved for ever.
-pub async fn give_up_provision(state: &AppState, id: Uuid, why: String) -> Result<(), EngineError> {
+pub async fn give_up_provision(state: &AppState, id: Uuid, why: String) -> Result<(), Failure> {
     record_plan(state, id, Err(vec![why])).await
 }
 
@@ -257,7 +258,7 @@ async fn record_plan(
     state: &AppState,
     id: Uuid,
     planned: Result<(Vec<plan::Step>, Option<AccountId>), Vec<String>>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let Some(mut request) = requests::lock_id(&mut tx, id).await? else {
@@ -366,7 +367,7 @@ async fn claim(
     index: i64,
     phase: Phase,
     attempt: i64,
-) -> Result<Option<bool>, EngineError> {
+) -> Result<Option<bool>, Failure> {
     let waited = std::time::Instant::now();
     let longest = LEASE.to_std().unwrap_or(Duration::from_secs(15)) + RENEW_EVERY;
     loop {
@@ -393,7 +394,7 @@ pub async fn step(
     index: i64,
     phase: Phase,
     attempt: i64,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let Some(retaken) = claim(state, id, index, phase, attempt).await? else {
         return Ok(());
     };
@@ -536,7 +537,7 @@ async fn run_one(
     phase: Phase,
     attempt: i64,
     retaken: bool,
-) -> Result<Outcome, EngineError> {
+) -> Result<Outcome, Failure> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let decided = match phase {
@@ -586,7 +587,7 @@ pub(crate) async fn settle(
     state: &AppState,
     request: &mut Request,
     now: DateTime<Utc>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let rows = steps::of_request(tx, request.id).await?;
     let statuses: Vec<_> = rows
         .iter()
@@ -659,7 +660,7 @@ async fn activate(
     rows: &[StepRow],
     partial: bool,
     now: DateTime<Utc>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let moved = lifecycle::apply(request, Event::Granted { partial }, now)?;
     save(tx, request).await?;
     event(
@@ -689,7 +690,7 @@ pub async fn begin_revoke(
     reason: &str,
     actor: Actor,
     now: DateTime<Utc>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     begin_revoke_into(tx, state, request, cause, reason, actor, now, None).await
 }
 
@@ -705,7 +706,7 @@ pub async fn begin_revoke_into(
     actor: Actor,
     now: DateTime<Utc>,
     mut batch: Option<&mut Vec<(Uuid, i64, i64)>>,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let revoke = Event::Revoke {
         cause,
         reason: reason.to_string(),
@@ -735,7 +736,7 @@ const REVOKE_CONCURRENCY: usize = 16;
 /// The `RevokeSteps` job: undoes each step as its own `GrantStep` job would (claimed, so a
 /// second delivery of this job, or a retry of a step, applies nothing twice), several at a
 /// time. A store error fails the job, and its retry skips the steps already settled.
-pub async fn revoke_steps(state: &AppState, items: &[(Uuid, i64, i64)]) -> Result<(), EngineError> {
+pub async fn revoke_steps(state: &AppState, items: &[(Uuid, i64, i64)]) -> Result<(), Failure> {
     // Owned tasks: each step is a future of its own, a bounded number in flight.
     let mut pending = items.iter().copied();
     let mut running = tokio::task::JoinSet::new();
@@ -749,7 +750,7 @@ pub async fn revoke_steps(state: &AppState, items: &[(Uuid, i64, i64)]) -> Resul
         }
         match running.join_next().await {
             Some(Ok(result)) => results.push(result),
-            Some(Err(e)) => results.push(Err(EngineError::Store(StoreError::Internal(format!(
+            Some(Err(e)) => results.push(Err(Failure::Store(StoreError::Internal(format!(
                 "a revocation step stopped: {e}"
             ))))),
             None => break,
@@ -774,7 +775,7 @@ pub async fn revoke_now(
     cause: EndCause,
     reason: &str,
     actor: Actor,
-) -> Result<bool, EngineError> {
+) -> Result<bool, Failure> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let Some(mut request) = requests::lock_id(&mut tx, id).await? else {

@@ -12,7 +12,7 @@ use super::plan::{Via, target_key};
 use super::run;
 use super::{notices, wall};
 use crate::audit::Actor;
-use crate::engine::EngineError;
+use crate::failure::Failure;
 use crate::jobs::{self, Job};
 use crate::lifecycle::{Action, EndCause, State};
 use crate::orgchart::PersonId;
@@ -37,7 +37,7 @@ fn sweeper() -> Actor {
     Actor::System("reconcile".into())
 }
 
-pub async fn sweep(state: &AppState) -> Result<SweepReport, EngineError> {
+pub async fn sweep(state: &AppState) -> Result<SweepReport, Failure> {
     let mut report = SweepReport::default();
     let now = state.clock.now();
     // Overdue grants (after an outage there may be thousands) end in batches, as the
@@ -84,7 +84,7 @@ const PAGE: i64 = 500;
 /// Re-reads what can be read cheaply — IdP groups from the synced org chart, project roles
 /// (each read once per sweep, however many grants it has) — and flags, once per step, access
 /// that is gone though Tollgate did not remove it.
-async fn drift(state: &AppState) -> Result<usize, EngineError> {
+async fn drift(state: &AppState) -> Result<usize, Failure> {
     let org = state.org.index();
     let org_taken = state.org.taken_at();
     // Who holds each Atlassian target, by (tenant, target key): read once per sweep.
@@ -154,8 +154,7 @@ async fn drift(state: &AppState) -> Result<usize, EngineError> {
             )
             .await?;
             let key = format!("{}:drift:{}", request.id, row.step);
-            crate::engine::notices::enqueue(&mut tx, request, notices::drift(request, row), key)
-                .await?;
+            crate::notices::enqueue(&mut tx, request, notices::drift(request, row), key).await?;
             tx.commit().await?;
             flagged += 1;
         }

@@ -10,9 +10,9 @@ use serde_json::json;
 
 use crate::connect::auth::{self, AuthError, Checks, QshRule, RequestParts, Verified};
 use crate::connect::lifecycle::{self, LifecycleError};
-use crate::error::ApiError;
 use crate::http::BODY_LIMIT;
 use crate::http::Web;
+use crate::http::error::ApiError;
 use crate::ingress::Door;
 use crate::tenant::Product;
 
@@ -229,8 +229,8 @@ pub async fn webhook(
         .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0))
         .unwrap_or_else(|| state.clock.now() + chrono::TimeDelta::hours(1));
     let signed = crate::ingress::SignedBy {
-        token_hash: auth::sha256_hex(token.as_bytes()),
-        body_hash: auth::sha256_hex(&body),
+        token_hash: crate::ingress::sha256_hex(token.as_bytes()),
+        body_hash: crate::ingress::sha256_hex(&body),
         expires_at,
     };
     super::jira_webhook(

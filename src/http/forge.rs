@@ -8,11 +8,11 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 
-use crate::error::ApiError;
 use crate::forge::events::{self, EventError};
 use crate::forge::installations::{self, InstallationError};
 use crate::forge::token::{self, Expected, FitError, Invocation};
 use crate::http::Web;
+use crate::http::error::ApiError;
 use crate::ingress::{Delivery, Door};
 use crate::state::AppState;
 

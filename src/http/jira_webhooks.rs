@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::ingress::Door;
 use crate::jira_webhooks::{self, SIGNATURE_HEADER};
 use crate::state::AppState;

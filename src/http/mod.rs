@@ -2,6 +2,7 @@
 //! Handlers are thin: parse, authorize, call one engine function, map the result.
 
 mod connect;
+pub mod error;
 mod forge;
 mod health;
 mod jira_webhooks;
@@ -32,7 +33,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::{ApiError, error_response, server_error};
+use crate::http::error::{ApiError, error_response, server_error};
 use crate::state::AppState;
 
 /// Largest request body accepted; Atlassian webhooks are far below it.
@@ -262,7 +263,7 @@ pub(crate) async fn jira_webhook(
     {
         Some(id) if !id.is_empty() && id.len() <= 200 => id.to_string(),
         // Without the header, identical bodies are the same delivery.
-        _ => format!("sha256:{}", crate::connect::auth::sha256_hex(body)),
+        _ => format!("sha256:{}", crate::ingress::sha256_hex(body)),
     };
     let accepted = state
         .ingress

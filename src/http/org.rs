@@ -8,8 +8,8 @@ use axum::http::header;
 use axum::http::request::Parts;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
 use crate::http::Web;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 use crate::store::org_changes;
 

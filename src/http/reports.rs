@@ -13,9 +13,9 @@ use subtle::ConstantTimeEq;
 
 use crate::audit::report::{self, Format, Query, Report, Scope};
 use crate::connect::auth::{QshRule, Verified};
-use crate::error::ApiError;
 use crate::http::Web;
 use crate::http::connect;
+use crate::http::error::ApiError;
 use crate::orgchart::AccountId;
 use crate::state::AppState;
 use crate::tenant::Product;
@@ -125,7 +125,7 @@ async fn site_admin(state: &AppState, verified: Verified) -> Result<Reader, ApiE
     let Some(account) = verified.account_id else {
         return Err(ApiError::Forbidden("the token names no user".into()));
     };
-    let site = crate::engine::site_of(state, &tenant).await.map_err(|e| {
+    let site = state.site_of(&tenant).await.map_err(|e| {
         tracing::warn!(error = %e, tenant = tenant.client_key, "no way to call the site");
         ApiError::Unavailable("Jira cannot be called for this site now; try again".into())
     })?;

@@ -155,3 +155,9 @@ async fn writer(
         }
     }
 }
+
+/// A token's or a body's SHA-256, in hex: how a delivery is remembered without keeping what
+/// signed it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}

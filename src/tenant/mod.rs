@@ -146,6 +146,14 @@ pub fn base_path(url: &str) -> &str {
     }
 }
 
+/// How a plain webhook source's tenant key starts: `jira-webhook:{name}`.
+pub const WEBHOOK_SOURCE_PREFIX: &str = "jira-webhook:";
+
+/// The tenant key of the plain webhook source `name`.
+pub fn webhook_source_key(name: &str) -> String {
+    format!("{WEBHOOK_SOURCE_PREFIX}{name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,9 +9,9 @@ use apalis::prelude::{PollWith, WorkerBuilderExt, WorkerContext};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::engine::notices::Told;
 use crate::jobs::tick;
 use crate::jobs::{Job, JobError, QUEUE, schedule, schedule_now, wall};
+use crate::notices::Told;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::store::{Db, Tx, selfcheck};
@@ -272,7 +272,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             since,
             round,
             waited,
-        } => match crate::engine::notices::deliver(state, tenant, ticket_key, notice, key).await {
+        } => match crate::notices::deliver(state, tenant, ticket_key, notice, key).await {
             Ok(Told::Done) => Ok(()),
             Ok(Told::Behind(earlier)) => {
                 let again = Job::TicketNotice {
@@ -299,7 +299,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
                     Ok(next) => next,
                     Err(reason) => {
                         let dead = (tenant, ticket_key, notice, key, *round);
-                        return Ok(crate::engine::notices::give_up(state, dead, &reason).await?);
+                        return Ok(crate::notices::give_up(state, dead, &reason).await?);
                     }
                 };
                 let again = Job::TicketNotice {
@@ -318,7 +318,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             }
             Err(e) => {
                 let dead = (tenant, ticket_key, notice, key, *round);
-                Ok(crate::engine::notices::give_up(state, dead, &e.to_string()).await?)
+                Ok(crate::notices::give_up(state, dead, &e.to_string()).await?)
             }
         },
         Job::ProcessInbound { ids } => {
@@ -364,7 +364,7 @@ fn next_try(
     state: &AppState,
     attempt: i64,
     since: i64,
-    error: &crate::engine::EngineError,
+    error: &crate::failure::Failure,
 ) -> Result<NextTry, String> {
     let now = crate::clock::wall();
     let since = if since == 0 {
@@ -387,7 +387,7 @@ fn next_try(
 
 /// A job's engine result: retryable errors are retried by the queue, others logged and
 /// dropped (retrying cannot help; the sweep is the safety net).
-fn engine_job(result: Result<(), crate::engine::EngineError>) -> Result<(), BoxDynError> {
+fn engine_job(result: Result<(), crate::failure::Failure>) -> Result<(), BoxDynError> {
     match result {
         Ok(()) => Ok(()),
         Err(e) if e.is_retryable() => Err(e.into()),

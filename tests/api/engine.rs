@@ -1122,7 +1122,7 @@ async fn an_earlier_comment_whose_webhook_is_late_is_applied_first() {
 /// in the ticket by the key it carries, and posts nothing either.
 #[tokio::test]
 async fn a_notice_is_posted_once_even_when_its_worker_died_after_posting() {
-    use tollgate::engine::notices;
+    use tollgate::notices;
     use tollgate::store::notices::{self as sent, Posting};
     let env = start(TestDatabase::create().await).await;
     let state = &env.app.state;
@@ -1150,7 +1150,7 @@ async fn a_notice_is_posted_once_even_when_its_worker_died_after_posting() {
             .expect("begin"),
         Posting::New
     );
-    let (_, site) = tollgate::engine::site(state, tenant).await.expect("site");
+    let (_, site) = state.site(tenant).await.expect("site");
     state
         .atlassian
         .comment(&site, "IT-7", "Frank Fox: a test", false, Some("k-2"))
@@ -1249,7 +1249,7 @@ async fn a_notice_that_cannot_be_posted_is_kept_dead_and_retried() {
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(env.cloud.world().issues["IT-7"].app_comments().is_empty());
     // The permission is fixed; the operator retries every dead notice.
-    let revived = tollgate::engine::notices::retry_dead(store, None)
+    let revived = tollgate::notices::retry_dead(store, None)
         .await
         .expect("retry");
     assert_eq!(revived, [dead[0].key.clone()]);
@@ -1286,8 +1286,8 @@ async fn a_tickets_notices_are_posted_in_the_order_they_were_queued() {
         let request = request.clone();
         async move {
             let mut tx = store.begin().await.expect("tx");
-            let notice = tollgate::engine::notices::refused(None, why);
-            tollgate::engine::notices::enqueue(&mut tx, &request, notice, key.into())
+            let notice = tollgate::notices::refused(None, why);
+            tollgate::notices::enqueue(&mut tx, &request, notice, key.into())
                 .await
                 .expect("queued");
             tx.commit().await.expect("commit");

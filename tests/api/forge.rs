@@ -334,9 +334,7 @@ async fn a_site_moving_from_connect_to_forge_stays_one_tenant() {
         Ok(2)
     );
     // Calls back now go through Forge's gateway with the system token.
-    let (_, outbound) = tollgate::engine::site(&env.app.state, &site.client_key)
-        .await
-        .expect("site");
+    let (_, outbound) = env.app.state.site(&site.client_key).await.expect("site");
     assert!(outbound.base_url.ends_with(&format!("/ex/jira/{CLOUD_ID}")));
     assert!(!outbound.is_connect());
 }
@@ -387,9 +385,7 @@ async fn a_connect_site_without_a_cloud_id_is_found_by_its_host() {
         .expect("read")
         .expect("tenant");
     assert!(tenant.state.is_active());
-    let (_, outbound) = tollgate::engine::site(&env.app.state, &site.client_key)
-        .await
-        .expect("site");
+    let (_, outbound) = env.app.state.site(&site.client_key).await.expect("site");
     assert!(outbound.is_connect(), "back to Connect JWTs");
 }
 
@@ -488,11 +484,7 @@ async fn a_forge_tenant_without_a_fresh_token_waits_for_the_next_invocation() {
     // from Jira through the gateway.
     assert_eq!(stored.base_url, env.cloud.site_url());
     assert_eq!(stored.host, "127.0.0.1");
-    assert!(
-        tollgate::engine::site(&env.app.state, &tenant)
-            .await
-            .is_ok()
-    );
+    assert!(env.app.state.site(&tenant).await.is_ok());
 
     let lapse = "UPDATE forge_installations SET token_expires_at = '2000-01-01T00:00:00Z'";
     match env.app.state.store.db() {
@@ -505,7 +497,7 @@ async fn a_forge_tenant_without_a_fresh_token_waits_for_the_next_invocation() {
         .map(|_| ()),
     }
     .expect("lapse");
-    match tollgate::engine::site(&env.app.state, &tenant).await {
+    match env.app.state.site(&tenant).await {
         Err(e) => assert!(e.is_retryable(), "{e}"),
         Ok(site) => panic!("called with a lapsed token: {site:?}"),
     }
@@ -516,9 +508,7 @@ async fn a_forge_tenant_without_a_fresh_token_waits_for_the_next_invocation() {
             .status(),
         204
     );
-    let (_, site) = tollgate::engine::site(&env.app.state, &tenant)
-        .await
-        .expect("a fresh token");
+    let (_, site) = env.app.state.site(&tenant).await.expect("a fresh token");
     assert!(!site.is_connect());
 }
 

@@ -1765,10 +1765,9 @@ async fn a_notice_delivered_twice_comments_once() {
         return;
     };
     let state = &env.app.state;
-    let notice =
-        tollgate::engine::notices::refused(Some("Dev Dean"), "a test of saying things once");
+    let notice = tollgate::notices::refused(Some("Dev Dean"), "a test of saying things once");
     for _ in 0..2 {
-        tollgate::engine::notices::deliver(state, &env.site.client_key, "IT-7", &notice, "t:once")
+        tollgate::notices::deliver(state, &env.site.client_key, "IT-7", &notice, "t:once")
             .await
             .expect("told");
     }
@@ -1943,7 +1942,7 @@ async fn a_worker_holding_an_older_chart_waits_to_plan_the_grant() {
 
     let waited = tollgate::grants::run::provision(stale.state(), request.id).await;
     assert!(
-        matches!(waited, Err(tollgate::engine::EngineError::NotReady(_))),
+        matches!(waited, Err(tollgate::failure::Failure::NotReady(_))),
         "{waited:?}"
     );
     assert_eq!(env.request_of("IT-8").await.state, State::Approved);

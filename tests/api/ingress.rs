@@ -767,7 +767,7 @@ async fn a_source_with_requests_is_linked_to_its_site_by_the_command() {
     let said = run(false).await;
     assert!(said.contains("Linked."), "{said}");
     assert_eq!(site_of().await.expect("read"), Some(site_tenant.clone()));
-    let again = tollgate::jira_webhooks::link_plan(store, "acme-plain").await;
+    let again = tollgate::engine::links::link_plan(store, "acme-plain").await;
     assert!(again.is_err(), "linked once");
     // The approval comes through Connect, for the site's tenant.
     let approval = env.cloud.comment_by("IT-7", VP, "/approve");

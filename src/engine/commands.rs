@@ -4,17 +4,17 @@
 
 use std::time::Duration;
 
-use chrono::TimeDelta;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::notices;
-use super::run::{self, EXPIRY_WINDOW};
 use crate::audit::Actor;
 use crate::engine::intake::{self, Asked, Outcome};
-use crate::engine::{EngineError, notices as ticket, site};
+use crate::failure::Failure;
+use crate::grants::run;
+use crate::notices as ticket;
+
 use crate::ids::AccountId;
-use crate::lifecycle::{self, Action, EndCause, Event, State};
+use crate::lifecycle::{Action, EndCause, State};
 use crate::people::accounts;
 use crate::state::AppState;
 use crate::store::requests::{self, Request};
@@ -69,7 +69,7 @@ async fn refuse(
     account: &str,
     why: &str,
     answer: &str,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     run::event(
@@ -96,7 +96,7 @@ pub async fn handle(
     who: Option<&str>,
     command: Result<Command, String>,
     answer: &str,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     let Some(request) = requests::by_ticket(&state.store, tenant, ticket_key).await? else {
         return Ok(());
     };
@@ -113,11 +113,7 @@ pub async fn handle(
 
 /// Whether `account` may revoke the grant: one of its approvers, the resource's owner, or a
 /// member of the admin group.
-async fn may_revoke(
-    state: &AppState,
-    request: &Request,
-    account: &str,
-) -> Result<bool, EngineError> {
+async fn may_revoke(state: &AppState, request: &Request, account: &str) -> Result<bool, Failure> {
     let mut plans = vec![request.plan.clone().unwrap_or_default()];
     for child in requests::children(&state.store, request.id).await? {
         plans.extend(child.plan);
@@ -133,7 +129,7 @@ async fn may_revoke(
     let Some(org) = state.org.index() else {
         return Ok(false);
     };
-    let (_, site) = site(state, &request.tenant).await?;
+    let (_, site) = state.site(&request.tenant).await?;
     let Some(person) = accounts::person_for_account(
         &state.store,
         &state.atlassian,
@@ -177,7 +173,7 @@ async fn revoke(
     who: Option<&str>,
     reason: Option<&str>,
     answer: &str,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     if !matches!(request.state, State::Active | State::RevokeFailed) {
         // A second delivery of the same /revoke finds it revoking: nothing to say again.
         if matches!(
@@ -220,7 +216,7 @@ pub async fn revoke_for_resolution(
     ticket_key: &str,
     resolution: &str,
     by: Option<&str>,
-) -> Result<bool, EngineError> {
+) -> Result<bool, Failure> {
     let Some(request) = requests::by_ticket(&state.store, tenant, ticket_key).await? else {
         return Ok(false);
     };
@@ -243,7 +239,7 @@ async fn extend(
     by: Duration,
     reason: Option<&str>,
     answer: &str,
-) -> Result<(), EngineError> {
+) -> Result<(), Failure> {
     // The same comment seen twice is one extension.
     let child_id = Uuid::new_v5(&parent.id, answer.as_bytes());
     if requests::get(&state.store, child_id).await?.is_some() {
@@ -278,7 +274,7 @@ async fn extend(
     let Some(workflows) = state.workflows() else {
         return Ok(());
     };
-    let (_, site) = site(state, &parent.tenant).await?;
+    let (_, site) = state.site(&parent.tenant).await?;
     let total = parent.duration_seconds.unwrap_or(0) + by.as_secs() as i64;
     let asked = Asked {
         resource: parent.resource.clone(),
@@ -346,63 +342,6 @@ async fn extend(
         }
     };
     run::tell(&mut tx, &child, notice).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// An approved extension moves its grant's expiry: the new total duration counts from when
-/// the access was granted.
-pub async fn apply_extension(state: &AppState, child_id: Uuid) -> Result<(), EngineError> {
-    let now = state.clock.now();
-    let mut tx = state.store.begin().await?;
-    let Some(mut child) = requests::lock_id(&mut tx, child_id).await? else {
-        tx.rollback().await?;
-        return Ok(());
-    };
-    let Some(parent_id) = child.parent_id else {
-        tx.rollback().await?;
-        return Ok(());
-    };
-    if child.state != State::Approved || child.granted_at.is_some() {
-        tx.rollback().await?;
-        return Ok(());
-    }
-    let Some(mut parent) = requests::lock_id(&mut tx, parent_id).await? else {
-        tx.rollback().await?;
-        return Ok(());
-    };
-    let (Some(granted), Some(total), Some(current)) =
-        (parent.granted_at, child.duration_seconds, parent.expires_at)
-    else {
-        tx.rollback().await?;
-        return Ok(());
-    };
-    let system = || Actor::System("grants".into());
-    if parent.state != State::Active {
-        let reason = format!("the access is {} now", parent.state.as_str());
-        let details = json!({"reason": reason});
-        let failed = Event::ExtensionFailed { reason };
-        run::transition(&mut tx, &mut child, failed, system(), details, now).await?;
-        tx.commit().await?;
-        return Ok(());
-    }
-    let expires = (granted + TimeDelta::seconds(total)).max(current);
-    let extended = Event::Extended {
-        expires_at: expires,
-        total_seconds: total,
-    };
-    let details =
-        json!({"extension": child.id, "from": current, "to": expires, "total_seconds": total});
-    run::transition(&mut tx, &mut parent, extended, system(), details, now).await?;
-    let applied = Event::ExtensionApplied {
-        expires_at: expires,
-    };
-    lifecycle::apply(&mut child, applied, now)?;
-    run::save(&mut tx, &mut child).await?;
-    run::tell(&mut tx, &parent, notices::extended(&parent, None)).await?;
-    if expires <= now + EXPIRY_WINDOW {
-        super::expiry::schedule_expiry(&mut tx, state, parent.id, expires).await?;
-    }
     tx.commit().await?;
     Ok(())
 }

@@ -36,14 +36,14 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
-impl From<crate::engine::EngineError> for ApiError {
-    fn from(e: crate::engine::EngineError) -> Self {
-        use crate::engine::EngineError;
+impl From<crate::failure::Failure> for ApiError {
+    fn from(e: crate::failure::Failure) -> Self {
+        use crate::failure::Failure;
         match e {
-            EngineError::Store(e) => Self::Store(e),
-            EngineError::Conflict(message) => Self::Conflict(message),
-            EngineError::NotReady(message) => Self::Unavailable(message),
-            EngineError::Job(e) => Self::Storage(e.to_string()),
+            Failure::Store(e) => Self::Store(e),
+            Failure::Conflict(message) => Self::Conflict(message),
+            Failure::NotReady(message) => Self::Unavailable(message),
+            Failure::Job(e) => Self::Storage(e.to_string()),
             other => Self::Internal(other.into()),
         }
     }

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+mod site;
+
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::jobs::WorkerStatus;

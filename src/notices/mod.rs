@@ -2,12 +2,13 @@
 //! transition where the JSM workflow has one by that name. Built inside the transaction that
 //! makes the change, delivered by a durable job (retried while Jira is unavailable).
 
+pub mod templates;
+
 pub use crate::lifecycle::notice::Notice;
 use serde_json::{Value, json};
 
-use super::intake::duration_words;
-use super::{EngineError, site, templates};
 use crate::atlassian::{AtlassianError, Change};
+use crate::failure::Failure;
 use crate::jobs::{self, Job, JobError};
 use crate::lifecycle::Plan;
 use crate::orgchart::AccountId;
@@ -296,7 +297,7 @@ pub async fn deliver(
     ticket_key: &str,
     notice: &Notice,
     key: &str,
-) -> Result<Told, EngineError> {
+) -> Result<Told, Failure> {
     // The ticket reads as things happened: an earlier notice still being tried goes first,
     // for at most `events.ticket_block` (then this one proceeds; that one keeps retrying).
     let block = chrono::TimeDelta::from_std(state.config.events.ticket_block)
@@ -307,7 +308,7 @@ pub async fn deliver(
     {
         return Ok(Told::Behind(earlier));
     }
-    let (tenant_row, site) = site(state, tenant).await?;
+    let (tenant_row, site) = state.site(tenant).await?;
     let tenant_host = tenant_row.host.clone();
     // Resources by the name the catalog gives them.
     let mut context = notice.context.clone();
@@ -317,7 +318,7 @@ pub async fn deliver(
         context["resource"] = json!(resource.name);
     }
     let text = templates::render(&notice.template, &context)
-        .map_err(|e| EngineError::Atlassian(AtlassianError::Refused(e)))?;
+        .map_err(|e| Failure::Atlassian(AtlassianError::Refused(e)))?;
     use crate::store::notices::{self as sent, Posting};
     let posting = sent::begin(&state.store, key, tenant, ticket_key, state.clock.now()).await?;
     let posted_before = posting == Posting::Unsure
@@ -376,4 +377,9 @@ pub async fn deliver(
         }
     }
     Ok(Told::Done)
+}
+
+/// A duration as the ticket says it (`7d`), from stored seconds.
+pub fn duration_words(seconds: Option<i64>) -> Option<String> {
+    seconds.map(|s| crate::duration::format(std::time::Duration::from_secs(s.max(0) as u64)))
 }
