@@ -25,6 +25,9 @@ pub enum Failure {
     /// been able to run: a bug to look into, not an outage to wait out.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Reading the org chart from the identity source failed.
+    #[error(transparent)]
+    OrgSync(#[from] crate::people::sync::SyncError),
 }
 
 impl From<crate::lifecycle::Conflict> for Failure {
@@ -49,6 +52,7 @@ impl Failure {
             Self::Store(e) => e.is_retryable(),
             Self::Job(_) | Self::NotReady(_) => true,
             Self::Atlassian(e) => e.is_retryable(),
+            Self::OrgSync(e) => e.is_retryable(),
             Self::Tenant(_) | Self::Conflict(_) => false,
         }
     }

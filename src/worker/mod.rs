@@ -161,8 +161,11 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             }
             Ok(())
         }
-        Job::OrgSync { slot } => org_sync(state, *slot).await,
-        Job::OrgApply { .. } => org_apply(state).await,
+        Job::OrgSync { slot } => {
+            queue_following(state, Periodic::OrgSync, *slot).await?;
+            engine_job(crate::engine::org_change::sync(state).await)
+        }
+        Job::OrgApply { .. } => engine_job(crate::engine::org_change::apply_logged(state).await),
         Job::AlertTicket { kind, summary, .. } => {
             engine_job(crate::alerts::open_ticket(state, kind, summary).await)
         }
@@ -398,9 +401,6 @@ fn engine_job(result: Result<(), crate::failure::Failure>) -> Result<(), BoxDynE
     }
 }
 
-/// A full read at least this often: incremental reads do not see removals.
-const FULL_SYNC_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
-
 /// How often failed webhooks are read back from Jira (it keeps them about 72 hours).
 const RECOVERY_EVERY_SECONDS: i64 = 600;
 
@@ -522,90 +522,6 @@ async fn recover_webhooks(state: &AppState, slot: i64) -> Result<(), BoxDynError
             Ok(())
         }
     }
-}
-
-async fn org_sync(state: &AppState, slot: i64) -> Result<(), BoxDynError> {
-    use crate::idp::{Connector, Directory};
-    queue_following(state, Periodic::OrgSync, slot).await?;
-
-    let connector = Connector::new(&state.config.idp.source);
-    let last_full = crate::store::org::last_full_sync(&state.store, &connector.source()).await?;
-    let full = last_full.is_none_or(|at| state.clock.now() - at > FULL_SYNC_EVERY);
-    let quiet = crate::people::sync::Quiet;
-    let source = connector.source();
-    let result =
-        crate::people::sync::sync(&state.store, &connector, &*state.clock, full, &quiet).await;
-    if let Err(e) = &result {
-        sync_failed(state, &source, &e.to_string()).await?;
-    }
-    match result {
-        Ok(report) => {
-            tracing::info!(?report, "org chart synced");
-            crate::store::org_changes::sync_succeeded(&state.store, &source).await?;
-            if full {
-                refresh_account_index(state).await;
-            }
-            org_apply(state).await
-        }
-        Err(e) if e.is_retryable() => Err(e.into()),
-        Err(e) => {
-            // Retrying will not help (bad configuration, an empty source): say so loudly and
-            // wait for the next slot.
-            tracing::error!(error = %e, "org sync failed; the current org chart is kept");
-            Ok(())
-        }
-    }
-}
-
-/// Reads the organization's account list into the account index, with a full org sync and at
-/// most every `account_index_interval`. A failure keeps the index as it was (lookups that miss
-/// it make one targeted query meanwhile).
-async fn refresh_account_index(state: &AppState) {
-    let max_age = chrono::TimeDelta::from_std(state.config.atlassian.account_index_interval)
-        .unwrap_or(chrono::TimeDelta::hours(6));
-    let refreshed = crate::people::accounts::refresh_index(
-        &state.store,
-        &state.atlassian,
-        &*state.clock,
-        max_age,
-    )
-    .await;
-    if let Err(e) = refreshed {
-        tracing::warn!(error = %e, "the account index could not be read; the stored one is kept");
-    }
-}
-
-/// Failed syncs in a row before an alert.
-const SYNC_FAILURES_ALERT: i64 = 3;
-
-/// Counts a failed sync, and at the third in a row raises an alert (once per streak).
-async fn sync_failed(state: &AppState, source: &str, error: &str) -> Result<(), BoxDynError> {
-    use crate::alerts::{self, Alert};
-    let now = state.clock.now();
-    let mut tx = state.store.begin().await?;
-    let failures = crate::store::org_changes::sync_failed(&mut tx, source, error, now).await?;
-    let alert = (failures == SYNC_FAILURES_ALERT).then(|| Alert::SyncFailing {
-        source: source.to_string(),
-        failures,
-        error: error.to_string(),
-    });
-    if let Some(alert) = &alert {
-        alerts::record(&mut tx, &state.config, alert, now).await?;
-    }
-    tx.commit().await?;
-    if let Some(alert) = &alert {
-        alerts::announce(&state.metrics, alert);
-    }
-    Ok(())
-}
-
-/// Applies the newest org chart: leavers (with the brake), then open stages.
-async fn org_apply(state: &AppState) -> Result<(), BoxDynError> {
-    let applied = crate::engine::org_change::apply(state).await?;
-    if applied.leavers > 0 || applied.held > 0 || applied.rerouted > 0 {
-        tracing::info!(?applied, "org chart applied");
-    }
-    Ok(())
 }
 
 /// Schedules a self-check to run after `delay`, returning its id.
