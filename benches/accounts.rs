@@ -7,7 +7,7 @@
 //! lookup is a local read, and a miss is one targeted query. Target: at most 3 Admin API calls
 //! per request beyond the sync.
 //!
-//! `cargo bench --bench accounts --features fakes`. Knobs: `ACCOUNTS_BENCH_PEOPLE` (default
+//! `cargo bench --bench accounts`. Knobs: `ACCOUNTS_BENCH_PEOPLE` (default
 //! 100,000), `ACCOUNTS_BENCH_REQUESTS` (default 200), `BENCH_DATABASE_URL` (an empty PostgreSQL
 //! database; default a temporary SQLite file).
 
@@ -20,12 +20,12 @@ use tollgate::atlassian::{Atlassian, Credentials, Site};
 use tollgate::clock::SystemClock;
 use tollgate::config::{AtlassianConfig, DatabaseConfig, DatabaseUrl, Secret};
 use tollgate::connect::descriptor::Descriptors;
-use tollgate::fakes::atlassian::{FakeAtlassian, FakeKeys, FakeTenant, FakeUser, World};
 use tollgate::orgchart::{AccountId, Email, OrgIndex, OrgSnapshot, Person, PersonId};
 use tollgate::outbound::retry::RetryPolicy;
 use tollgate::people::accounts;
 use tollgate::store::Store;
 use tollgate::workflow::products::Assignment;
+use tollgate_fakes::atlassian::{FakeAtlassian, FakeKeys, FakeTenant, FakeUser, World};
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use tollgate::app::{Application, Mode};
 use tollgate::clock::SystemClock;
 use tollgate::config::Config;
-use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
-use tollgate::fakes::atlassian::{FakeAtlassian, FakeUser, World};
+use tollgate_fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
+use tollgate_fakes::atlassian::{FakeAtlassian, FakeUser, World};
 
 const RATE: u64 = 50;
 const SECONDS: u64 = 20;
@@ -69,7 +69,7 @@ async fn main() {
         ("TOLLGATE_CONNECT_KEYS_URL", keys_url),
         (
             "TOLLGATE_CONNECT_ALLOWED_SITES",
-            tollgate::fakes::atlassian::connect::TEST_SITES.into(),
+            tollgate_fakes::atlassian::connect::TEST_SITES.into(),
         ),
         ("TOLLGATE_BASE_URL", "https://tollgate.bench".into()),
         ("TOLLGATE_LOG", "warn".into()),

@@ -24,13 +24,13 @@ use chrono::{TimeDelta, Utc};
 use tollgate::app::{Application, Mode};
 use tollgate::clock::SystemClock;
 use tollgate::config::Config;
-use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
-use tollgate::fakes::atlassian::{FakeAtlassian, FakeUser, World};
-use tollgate::fakes::slapd;
 use tollgate::grants::plan::{Step, Via};
 use tollgate::store::grants::{self, Progress, Status};
 use tollgate::store::{Db, Store};
 use tollgate::workflow::GrantTarget;
+use tollgate_fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
+use tollgate_fakes::atlassian::{FakeAtlassian, FakeUser, World};
+use tollgate_fakes::slapd;
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -357,7 +357,7 @@ async fn main() {
         ("TOLLGATE_CONNECT_KEYS_URL", keys.url()),
         (
             "TOLLGATE_CONNECT_ALLOWED_SITES",
-            tollgate::fakes::atlassian::connect::TEST_SITES.into(),
+            tollgate_fakes::atlassian::connect::TEST_SITES.into(),
         ),
         // The org chart is not what is measured: no sync during the run.
         ("TOLLGATE_IDP_SYNC_INTERVAL", "24h".into()),

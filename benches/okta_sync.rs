@@ -7,7 +7,7 @@
 //! 2. Okta's default-like limits (users 600/min, groups 500/min, one group and below
 //!    1000/min): wall time, 429s answered, and calls made after a 429 before its reset.
 //!
-//! `cargo bench --bench okta_sync --features fakes`. Knobs: `OKTA_BENCH_PEOPLE`,
+//! `cargo bench --bench okta_sync`. Knobs: `OKTA_BENCH_PEOPLE`,
 //! `OKTA_BENCH_GROUPS`, `OKTA_BENCH_LIMITED=0` (skip run 2, which takes ~20 minutes at full
 //! scale), `BENCH_DATABASE_URL` (an empty PostgreSQL database; default a temporary SQLite file).
 
@@ -20,11 +20,11 @@ mod rss;
 use rss::{peak_rss_mb, reset_peak};
 use tollgate::clock::SystemClock;
 use tollgate::config::{DatabaseConfig, DatabaseUrl, Secret};
-use tollgate::fakes::harness::FakeServer;
-use tollgate::fakes::okta::FakeOkta;
 use tollgate::idp::okta::{ManagerSource, OktaAuth, OktaConfig, OktaDirectory};
 use tollgate::people::sync::{self, Progress};
 use tollgate::store::Store;
+use tollgate_fakes::harness::FakeServer;
+use tollgate_fakes::okta::FakeOkta;
 
 const TOKEN: &str = "bench-token";
 const MEMBERS: usize = 20;

@@ -16,11 +16,11 @@ mod rss;
 use rss::{peak_rss_mb, reset_peak};
 use tollgate::clock::SystemClock;
 use tollgate::config::{DatabaseConfig, DatabaseUrl, Secret};
-use tollgate::fakes::slapd::{self, BASE, PASSWORD, SERVICE_DN, Slapd};
 use tollgate::idp::ldap::{Flavor, LdapConfig, LdapDirectory};
 use tollgate::people::cache::OrgCache;
 use tollgate::people::sync::{self, Quiet};
 use tollgate::store::Store;
+use tollgate_fakes::slapd::{self, BASE, PASSWORD, SERVICE_DN, Slapd};
 
 const PEOPLE: usize = 100_000;
 const GROUPS: usize = 10_000;

@@ -10,8 +10,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
-use tollgate::fakes::atlassian::{FakeAtlassian, World};
+use tollgate_fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
+use tollgate_fakes::atlassian::{FakeAtlassian, World};
 
 const BASE_URL: &str = "https://tollgate.bench";
 const CONNECTIONS: &str = "32";
@@ -101,7 +101,7 @@ async fn run(
         .env("TOLLGATE_CONNECT_KEYS_URL", keys.url())
         .env(
             "TOLLGATE_CONNECT_ALLOWED_SITES",
-            tollgate::fakes::atlassian::connect::TEST_SITES,
+            tollgate_fakes::atlassian::connect::TEST_SITES,
         )
         .env("TOLLGATE_SECRET_KEY", &key)
         .env("TOLLGATE_LOG", "warn")

@@ -16,8 +16,6 @@ pub mod connect;
 pub mod duration;
 pub mod engine;
 pub mod failure;
-#[cfg(feature = "fakes")]
-pub mod fakes;
 pub mod forge;
 pub mod grants;
 pub mod http;

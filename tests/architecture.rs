@@ -4,6 +4,7 @@
 //! - no `sqlx::Error` is made up by hand to carry a domain problem (conflicts and unreadable
 //!   data have errors of their own);
 //! - time is read only in `clock.rs` (the fakes, being the vendors, keep their own);
+//! - the product never depends on the fakes (a dev-dependency only);
 //! - the modules depend on each other in one direction ([`LAYERS`], ARCHITECTURE.md): no
 //!   module imports one above it, and no import cycle joins any of them.
 
@@ -24,7 +25,7 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every product source file (not the fakes) as `(path under src/, text)`.
+/// Every product source file as `(path under src/, text)` (the fakes are a crate of their own).
 fn product() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
@@ -41,7 +42,6 @@ fn product() -> Vec<(String, String)> {
             let text = std::fs::read_to_string(&path).ok()?;
             Some((name, text))
         })
-        .filter(|(name, _)| !name.starts_with("fakes/"))
         .collect();
     assert!(read.len() > 50, "the sources were not found under {root:?}");
     read
@@ -224,7 +224,7 @@ fn import_graph() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     let mut graph: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for (name, text) in product() {
         let from = module_of(&name);
-        if matches!(from, "bin" | "main" | "lib") {
+        if matches!(from, "main" | "lib") {
             continue;
         }
         let edges = graph.entry(from.to_string()).or_default();
@@ -320,4 +320,26 @@ fn the_import_reader_finds_grouped_and_nested_uses() {
     let text = "use crate::store::{Store, Tx};\n// use crate::engine;\nuse crate::{audit::{self, Event}, ids, jobs::Job};\nlet x = crate::clock::wall();";
     let found: Vec<String> = uses(text).into_iter().collect();
     assert_eq!(found, ["audit", "clock", "ids", "jobs", "store"]);
+}
+
+#[test]
+fn the_product_never_depends_on_the_fakes() {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .expect("Cargo.toml");
+    let dependencies = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a [dependencies] table");
+    assert!(
+        !dependencies.contains("tollgate-fakes"),
+        "the fakes are a dev-dependency of the tests and benches, never of the product"
+    );
+    let mentions = product()
+        .into_iter()
+        .filter(|(_, text)| text.contains("tollgate_fakes"))
+        .map(|(name, _)| format!("src/{name}"))
+        .collect();
+    report(mentions, "product code names the fakes");
 }

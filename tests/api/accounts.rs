@@ -4,10 +4,10 @@
 
 use chrono::TimeDelta;
 use tollgate::clock::SystemClock;
-use tollgate::fakes::atlassian::World;
 use tollgate::orgchart::{AccountId, Email, OrgIndex, OrgSnapshot, Person, PersonId};
 use tollgate::people::accounts;
 use tollgate::store::accounts as stored;
+use tollgate_fakes::atlassian::World;
 
 use crate::atlassian_ops::{Cloud, all_credentials, cloud_with};
 use crate::support::{self, TestDatabase};
@@ -64,7 +64,7 @@ async fn accounts_come_from_the_index_and_a_miss_costs_one_targeted_query() {
         .fake
         .world()
         .users
-        .push(tollgate::fakes::atlassian::FakeUser {
+        .push(tollgate_fakes::atlassian::FakeUser {
             account_id: "acc-nina".into(),
             email: "nina.new@acme.io".into(),
             display_name: "Nina New".into(),

@@ -13,10 +13,10 @@ use tollgate::atlassian::jsm::{Decision, Visibility};
 use tollgate::atlassian::{Atlassian, AtlassianError, Change, Credentials, Site};
 use tollgate::config::{AtlassianConfig, Secret};
 use tollgate::connect::descriptor::Descriptors;
-use tollgate::fakes::atlassian::{Caller, FakeAtlassian, FakeKeys, FakeTenant, Fault, World};
 use tollgate::orgchart::{AccountId, Email};
 use tollgate::outbound::retry::RetryPolicy;
 use tollgate::workflow::products;
+use tollgate_fakes::atlassian::{Caller, FakeAtlassian, FakeKeys, FakeTenant, Fault, World};
 
 use crate::support;
 
@@ -679,7 +679,7 @@ async fn the_fake_authenticates_and_enforces_scopes_like_atlassian() {
     }
     // An install whose descriptor declared only READ cannot write.
     cloud.fake.install(FakeTenant {
-        scopes: vec![tollgate::fakes::atlassian::Scope::Read],
+        scopes: vec![tollgate_fakes::atlassian::Scope::Read],
         ..FakeTenant::from_descriptor(
             &json!({"key": "io.tollgate.access", "scopes": ["READ"]}),
             "jira:acme",

@@ -514,14 +514,14 @@ async fn a_job_running_when_its_worker_dies_is_taken_over() {
 /// on the rotated database takes the site's webhooks.
 #[tokio::test]
 async fn a_key_rotation_keeps_every_secret_readable_and_every_checkpoint_verifiable() {
-    use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1};
     use tollgate::secrets::SecretKey;
+    use tollgate_fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1};
 
     init();
     let keys = InstallKeyServer::start().await.expect("key server");
     keys.publish("k1", TEST_KEY_1.1);
-    let cloud = tollgate::fakes::atlassian::FakeAtlassian::start(
-        tollgate::fakes::atlassian::World::default(),
+    let cloud = tollgate_fakes::atlassian::FakeAtlassian::start(
+        tollgate_fakes::atlassian::World::default(),
         Default::default(),
     )
     .await
@@ -700,7 +700,7 @@ async fn a_key_rotation_keeps_every_secret_readable_and_every_checkpoint_verifia
         .send_webhook(
             "/connect/webhooks/issue-created",
             "d-1",
-            &tollgate::fakes::atlassian::connect::issue_created("IT-1", "acc-1"),
+            &tollgate_fakes::atlassian::connect::issue_created("IT-1", "acc-1"),
         )
         .await
         .expect("sent");

@@ -10,11 +10,11 @@ use tollgate::app::Mode;
 use tollgate::atlassian::jwt::{Audience, Claims, sign_hs256};
 use tollgate::atlassian::qsh;
 use tollgate::clock::SystemClock;
-use tollgate::fakes::atlassian::connect::{
-    FakeSite, InstallKeyServer, TEST_KEY_1, TEST_KEY_2, issue_created,
-};
 use tollgate::store::{inbound, tenants};
 use tollgate::tenant::{Product, TenantState};
+use tollgate_fakes::atlassian::connect::{
+    FakeSite, InstallKeyServer, TEST_KEY_1, TEST_KEY_2, issue_created,
+};
 
 use crate::support::{TestApp, TestDatabase, eventually, spawn_app_on};
 
@@ -25,7 +25,7 @@ struct Env {
     app: TestApp,
     keys: InstallKeyServer,
     /// Where the installed site lives, so the engine's calls back are answered.
-    cloud: tollgate::fakes::atlassian::FakeAtlassian,
+    cloud: tollgate_fakes::atlassian::FakeAtlassian,
 }
 
 async fn start() -> Env {
@@ -46,9 +46,9 @@ async fn start_on(clock: Arc<dyn tollgate::clock::Clock>) -> Env {
         clock,
     )
     .await;
-    let cloud = tollgate::fakes::atlassian::FakeAtlassian::start(
+    let cloud = tollgate_fakes::atlassian::FakeAtlassian::start(
         // An empty site: the start-up recovery finds no tickets to take in.
-        tollgate::fakes::atlassian::World::default(),
+        tollgate_fakes::atlassian::World::default(),
         Default::default(),
     )
     .await
@@ -865,7 +865,7 @@ async fn a_webhook_token_is_bound_to_its_path_event_and_its_body() {
     };
     // A comment body on the issue-updated path (signed for that path).
     let updated = "/connect/webhooks/issue-updated";
-    let comment = tollgate::fakes::atlassian::connect::comment_created(
+    let comment = tollgate_fakes::atlassian::connect::comment_created(
         "IT-7",
         ("557058:dan", "Dan"),
         "/approve",
@@ -910,8 +910,8 @@ async fn a_site_outside_the_allowed_sites_may_not_install() {
     let keys = InstallKeyServer::start().await.expect("key server");
     keys.publish(KID, TEST_KEY_1.1);
     let keys_url = keys.url();
-    let cloud = tollgate::fakes::atlassian::FakeAtlassian::start(
-        tollgate::fakes::atlassian::World::default(),
+    let cloud = tollgate_fakes::atlassian::FakeAtlassian::start(
+        tollgate_fakes::atlassian::World::default(),
         Default::default(),
     )
     .await

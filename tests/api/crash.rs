@@ -7,11 +7,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
-use tollgate::fakes::atlassian::{FakeAtlassian, FakeKeys, FakeUser, World};
-use tollgate::fakes::slapd;
 use tollgate::lifecycle::State;
 use tollgate::store::requests;
+use tollgate_fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
+use tollgate_fakes::atlassian::{FakeAtlassian, FakeKeys, FakeUser, World};
+use tollgate_fakes::slapd;
 
 use crate::support::database::postgres_admin_url;
 use crate::support::process::{Running, free_port, running, wait_ready};

@@ -9,12 +9,12 @@ use std::time::Duration;
 use serde_json::json;
 use tollgate::app::Mode;
 use tollgate::clock::SystemClock;
-use tollgate::fakes::atlassian::connect::{
-    FakeSite, InstallKeyServer, TEST_KEY_1, issue_created, issue_updated,
-};
-use tollgate::fakes::atlassian::{FakeAtlassian, FakeUser, World};
 use tollgate::lifecycle::State;
 use tollgate::store::requests;
+use tollgate_fakes::atlassian::connect::{
+    FakeSite, InstallKeyServer, TEST_KEY_1, issue_created, issue_updated,
+};
+use tollgate_fakes::atlassian::{FakeAtlassian, FakeUser, World};
 
 use crate::support::{self, TestApp, TestDatabase, eventually};
 
@@ -1005,7 +1005,7 @@ async fn a_comment_counts_only_as_jira_holds_it() {
     env.file_it_7().await;
     env.comments(1).await;
     // A body naming a comment that was never written, with Dan's name and `/approve`.
-    let mut forged = tollgate::fakes::atlassian::connect::comment_created("IT-7", DAN, "/approve");
+    let mut forged = tollgate_fakes::atlassian::connect::comment_created("IT-7", DAN, "/approve");
     forged["comment"]["id"] = json!("77777");
     env.webhook("/connect/webhooks/comment-created", "f-1", &forged)
         .await;
@@ -1186,7 +1186,7 @@ async fn a_comment_id_as_a_number_or_a_string_is_one_comment() {
     env.comments(1).await;
     let as_string = env.cloud.comment_by("IT-7", DAN, "/approve");
     let mut as_number = as_string.clone();
-    let id = tollgate::fakes::atlassian::connect::comment_id(&as_string);
+    let id = tollgate_fakes::atlassian::connect::comment_id(&as_string);
     as_number["comment"]["id"] = json!(id);
     env.webhook("/connect/webhooks/comment-created", "d-2", &as_number)
         .await;
@@ -1219,7 +1219,7 @@ async fn a_comment_id_as_a_number_or_a_string_is_one_comment() {
 /// operator's retry posts it, once.
 #[tokio::test]
 async fn a_notice_that_cannot_be_posted_is_kept_dead_and_retried() {
-    use tollgate::fakes::atlassian::Fault;
+    use tollgate_fakes::atlassian::Fault;
     let env = start(TestDatabase::create().await).await;
     env.cloud.inject(Fault {
         path_prefix: "/rest/api/3/issue/IT-7/comment".into(),
@@ -1270,7 +1270,7 @@ async fn a_notice_that_cannot_be_posted_is_kept_dead_and_retried() {
 /// the ticket reads in the order things happened.
 #[tokio::test]
 async fn a_tickets_notices_are_posted_in_the_order_they_were_queued() {
-    use tollgate::fakes::atlassian::Fault;
+    use tollgate_fakes::atlassian::Fault;
     let env = start_with(
         TestDatabase::create().await,
         &[("TOLLGATE_EVENTS_RETRY_BASE", "1s")],

@@ -9,11 +9,11 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use tollgate::app::Mode;
 use tollgate::clock::SystemClock;
-use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, TEST_KEY_2};
-use tollgate::fakes::atlassian::{FakeAtlassian, World};
-use tollgate::fakes::forge::{FakeForge, bodies};
 use tollgate::store::{Db, Store, forge as installations, tenants};
 use tollgate::tenant::TenantKind;
+use tollgate_fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, TEST_KEY_2};
+use tollgate_fakes::atlassian::{FakeAtlassian, World};
+use tollgate_fakes::forge::{FakeForge, bodies};
 
 use crate::support::{self, TestApp, TestDatabase};
 

@@ -11,16 +11,16 @@ use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 use tollgate::app::Mode;
 use tollgate::clock::{Clock, ManualClock};
-use tollgate::fakes::atlassian::connect::{
-    FakeSite, InstallKeyServer, TEST_KEY_1, issue_created, issue_updated,
-};
-use tollgate::fakes::atlassian::{FakeAtlassian, FakeKeys, FakeUser, Fault, World};
-use tollgate::fakes::harness::FakeServer;
-use tollgate::fakes::okta::FakeOkta;
-use tollgate::fakes::slapd;
 use tollgate::lifecycle::State;
 use tollgate::store::grants::{Phase, Status};
 use tollgate::store::requests;
+use tollgate_fakes::atlassian::connect::{
+    FakeSite, InstallKeyServer, TEST_KEY_1, issue_created, issue_updated,
+};
+use tollgate_fakes::atlassian::{FakeAtlassian, FakeKeys, FakeUser, Fault, World};
+use tollgate_fakes::harness::FakeServer;
+use tollgate_fakes::okta::FakeOkta;
+use tollgate_fakes::slapd;
 
 use crate::support::scim_server::{self, ScimServer};
 use crate::support::{self, TestApp, TestDatabase, env, eventually};

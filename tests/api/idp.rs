@@ -17,7 +17,7 @@ use tollgate::people::sync::{self, Quiet, SyncError};
 use tollgate::store::Store;
 use tollgate::store::org::RunKind;
 
-use tollgate::fakes::slapd;
+use tollgate_fakes::slapd;
 
 use crate::support::{self, TestDatabase, env, scim_server};
 
@@ -665,7 +665,7 @@ async fn a_person_listed_on_two_pages_is_staged_once_as_last_seen() {
 /// the wrong shape): the read fails naming the page, the stored chart stays, nobody leaves.
 #[tokio::test]
 async fn scim_a_broken_page_fails_the_read() {
-    use tollgate::fakes::harness::Broken;
+    use tollgate_fakes::harness::Broken;
 
     use crate::support::breaking_proxy::BreakingProxy;
     if !env::require(

@@ -8,10 +8,6 @@ use std::sync::Arc;
 use tollgate::change::Change;
 use tollgate::clock::SystemClock;
 use tollgate::config::Secret;
-use tollgate::fakes::google::{self, FakeGoogle};
-use tollgate::fakes::graph::{self, FakeGraph};
-use tollgate::fakes::harness::FakeServer;
-use tollgate::fakes::okta::{self, FakeOkta};
 use tollgate::idp::google::{GoogleConfig, GoogleDirectory};
 use tollgate::idp::graph::{GraphConfig, GraphDirectory};
 use tollgate::idp::okta::{ManagerSource, OktaAuth, OktaConfig, OktaDirectory};
@@ -19,6 +15,10 @@ use tollgate::idp::{Directory, GroupWriter, IdpError};
 use tollgate::orgchart::PersonId;
 use tollgate::people::cache::OrgCache;
 use tollgate::people::sync::{self, Quiet, SyncError};
+use tollgate_fakes::google::{self, FakeGoogle};
+use tollgate_fakes::graph::{self, FakeGraph};
+use tollgate_fakes::harness::FakeServer;
+use tollgate_fakes::okta::{self, FakeOkta};
 
 use crate::idp::{Feed, People, sync_and_grant};
 use crate::support::{self, TestDatabase};
@@ -254,7 +254,7 @@ async fn okta_waits_out_a_429_until_its_reset_and_a_storm_resumes_later() {
 #[tokio::test]
 async fn okta_managers_from_linked_objects_and_a_service_app_token() {
     let org = okta_org().await;
-    let (private, public) = tollgate::fakes::atlassian::connect::TEST_KEY_1;
+    let (private, public) = tollgate_fakes::atlassian::connect::TEST_KEY_1;
     {
         let mut okta = org.server.vendor();
         // The linked object says the developer reports to the CEO, whatever managerId says.
@@ -296,7 +296,7 @@ async fn okta_managers_from_linked_objects_and_a_service_app_token() {
     assert_eq!(tokens, 1, "one token for every call");
 
     // Another key: the token endpoint refuses it, and that is a configuration error.
-    let (other_private, _) = tollgate::fakes::atlassian::connect::TEST_KEY_2;
+    let (other_private, _) = tollgate_fakes::atlassian::connect::TEST_KEY_2;
     let forged = OktaDirectory::new(OktaConfig {
         auth: OktaAuth::ServiceApp {
             client_id: "0oa-tollgate".into(),
@@ -547,7 +547,7 @@ struct GoogleOrg {
 
 async fn google_org() -> GoogleOrg {
     support::init();
-    let (_, public) = tollgate::fakes::atlassian::connect::TEST_KEY_1;
+    let (_, public) = tollgate_fakes::atlassian::connect::TEST_KEY_1;
     let server = FakeServer::start(FakeGoogle::new().service_account(
         SERVICE_ACCOUNT,
         public,
@@ -598,7 +598,7 @@ async fn google_org() -> GoogleOrg {
 }
 
 fn google_config(url: &str, page_size: u32) -> GoogleConfig {
-    let (private, _) = tollgate::fakes::atlassian::connect::TEST_KEY_1;
+    let (private, _) = tollgate_fakes::atlassian::connect::TEST_KEY_1;
     GoogleConfig {
         customer: "my_customer".into(),
         admin: GOOGLE_ADMIN.into(),
@@ -721,7 +721,7 @@ async fn google_refuses_dynamic_groups_backs_off_and_checks_its_credential() {
     );
 
     // A service account the admin has not delegated to, or a forged key: a configuration error.
-    let (other, _) = tollgate::fakes::atlassian::connect::TEST_KEY_2;
+    let (other, _) = tollgate_fakes::atlassian::connect::TEST_KEY_2;
     for config in [
         GoogleConfig {
             admin: "someone@acme.test".into(),
@@ -834,10 +834,10 @@ async fn a_broken_page_fails_the_read<V, D>(
     later_page: &str,
     wrong_shape: serde_json::Value,
 ) where
-    V: tollgate::fakes::harness::Vendor,
+    V: tollgate_fakes::harness::Vendor,
     D: Directory + Sync,
 {
-    use tollgate::fakes::harness::{Broken, Fault};
+    use tollgate_fakes::harness::{Broken, Fault};
     let db = TestDatabase::create().await;
     let store = support::store(&db).await;
     let first = sync::sync(&store, directory, &SystemClock, true, &Quiet)
@@ -987,7 +987,7 @@ async fn graph_keeps_to_a_configured_budget() {
 /// the stored chart as it was.
 #[tokio::test]
 async fn the_cli_fails_a_broken_read_with_a_non_zero_exit() {
-    use tollgate::fakes::harness::{Broken, Fault};
+    use tollgate_fakes::harness::{Broken, Fault};
     let org = okta_org().await;
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite://{}", dir.path().join("t.db").display());

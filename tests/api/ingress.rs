@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tollgate::app::Mode;
 use tollgate::clock::ManualClock;
-use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
-use tollgate::fakes::atlassian::{Caller, FakeAtlassian, FakeKeys, FakeUser, World};
-use tollgate::fakes::forge::{FakeForge, bodies};
 use tollgate::lifecycle::State;
 use tollgate::store::requests;
+use tollgate_fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1, issue_created};
+use tollgate_fakes::atlassian::{Caller, FakeAtlassian, FakeKeys, FakeUser, World};
+use tollgate_fakes::forge::{FakeForge, bodies};
 
 use crate::support::{self, TestApp, TestDatabase, eventually};
 
@@ -280,7 +280,7 @@ impl Env {
     /// delivered, to deliver it again.
     async fn comment(&self, delivery: &str, who: (&str, &str), text: &str) -> (Value, Value) {
         let webhook = self.cloud.comment_by("IT-7", who, text);
-        let id = tollgate::fakes::atlassian::connect::comment_id(&webhook);
+        let id = tollgate_fakes::atlassian::connect::comment_id(&webhook);
         let forge_event = bodies::commented("IT-7", id, who, text);
         self.deliver(delivery, webhook.clone(), forge_event.clone())
             .await;
@@ -290,7 +290,7 @@ impl Env {
     /// An event naming comment `id`, which Jira does not have, as `who` saying `text`: signed
     /// as the door signs, but only a hint.
     async fn forged_comment(&self, delivery: &str, id: u64, who: (&str, &str), text: &str) {
-        let mut webhook = tollgate::fakes::atlassian::connect::comment_created("IT-7", who, text);
+        let mut webhook = tollgate_fakes::atlassian::connect::comment_created("IT-7", who, text);
         webhook["comment"]["id"] = json!(id.to_string());
         self.deliver(delivery, webhook, bodies::commented("IT-7", id, who, text))
             .await;
@@ -686,7 +686,7 @@ async fn the_same_ticket_through_all_three_doors_is_one_request() {
         env.deliver_via(front, delivery, webhook, event).await;
     }
     let approval = env.cloud.comment_by("IT-7", VP, "/approve");
-    let id = tollgate::fakes::atlassian::connect::comment_id(&approval);
+    let id = tollgate_fakes::atlassian::connect::comment_id(&approval);
     for (front, delivery) in [(forge, "f-2"), (plain, "p-2"), (connect, "c-2")] {
         let event = bodies::commented("IT-7", id, VP, "/approve");
         env.deliver_via(front, delivery, approval.clone(), event)
@@ -771,7 +771,7 @@ async fn a_source_with_requests_is_linked_to_its_site_by_the_command() {
     assert!(again.is_err(), "linked once");
     // The approval comes through Connect, for the site's tenant.
     let approval = env.cloud.comment_by("IT-7", VP, "/approve");
-    let id = tollgate::fakes::atlassian::connect::comment_id(&approval);
+    let id = tollgate_fakes::atlassian::connect::comment_id(&approval);
     let event = bodies::commented("IT-7", id, VP, "/approve");
     env.deliver_via(&env.fronts[1], "c-2", approval, event)
         .await;

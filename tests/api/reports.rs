@@ -487,8 +487,8 @@ async fn the_report_api_streams_to_an_admin_token_only() {
 /// nothing, and Jira being down is a 503 to retry, not a refusal.
 #[tokio::test]
 async fn a_jira_administrator_reads_their_own_sites_reports_with_a_connect_token() {
-    use tollgate::fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1};
-    use tollgate::fakes::atlassian::{FakeAtlassian, FakeUser, Fault, World};
+    use tollgate_fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1};
+    use tollgate_fakes::atlassian::{FakeAtlassian, FakeUser, Fault, World};
 
     let keys = InstallKeyServer::start().await.expect("key server");
     keys.publish("k1", TEST_KEY_1.1);

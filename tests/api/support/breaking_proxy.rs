@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::response::Response;
-use tollgate::fakes::harness::Broken;
+use tollgate_fakes::harness::Broken;
 
 struct Plan {
     upstream: String,

@@ -79,7 +79,7 @@ pub fn test_config(db: &TestDatabase, overrides: &[(&str, &str)]) -> Config {
         ("TOLLGATE_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
         (
             "TOLLGATE_CONNECT_ALLOWED_SITES".into(),
-            tollgate::fakes::atlassian::connect::TEST_SITES.into(),
+            tollgate_fakes::atlassian::connect::TEST_SITES.into(),
         ),
     ];
     for (k, v) in overrides {
@@ -209,7 +209,7 @@ pub fn binary() -> std::process::Command {
     // The fakes' sites may install (a test's own setting comes later and wins).
     command.env(
         "TOLLGATE_CONNECT_ALLOWED_SITES",
-        tollgate::fakes::atlassian::connect::TEST_SITES,
+        tollgate_fakes::atlassian::connect::TEST_SITES,
     );
     command
 }

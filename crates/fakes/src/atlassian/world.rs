@@ -87,7 +87,7 @@ impl FakeIssue {
         self.comments
             .iter()
             .filter(|c| c.author == APP_ACCOUNT.0)
-            .map(|c| crate::atlassian::adf::plain_text(&c.body))
+            .map(|c| tollgate::atlassian::adf::plain_text(&c.body))
             .collect()
     }
 }
@@ -265,7 +265,7 @@ impl World {
         let comment = FakeComment {
             id,
             author: author.0.to_string(),
-            body: crate::atlassian::adf::render(text),
+            body: tollgate::atlassian::adf::render(text),
             public: true,
             created: chrono::Utc::now(),
             properties: Vec::new(),

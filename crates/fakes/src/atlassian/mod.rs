@@ -6,7 +6,7 @@
 //! `qsh`; an Admin API or SCIM key; a site-admin basic token), enforces each operation's Connect
 //! scope against the scopes the descriptor declared (and refuses `INACCESSIBLE` ones), injects
 //! 429/5xx with Atlassian's headers, and checks every call against the published specs
-//! ([`crate::fakes::contract`]). A call that breaks the contract is still answered as Atlassian
+//! ([`crate::contract`]). A call that breaks the contract is still answered as Atlassian
 //! would, and remembered: dropping the fake with violations fails the test.
 
 pub mod admin;
@@ -35,8 +35,8 @@ use serde_json::{Value, json};
 pub use world::*;
 
 use super::contract::{Call as ContractCall, CallerKind, Contract};
-use crate::atlassian::jwt;
-use crate::atlassian::qsh;
+use tollgate::atlassian::jwt;
+use tollgate::atlassian::qsh;
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //!
 //! The checks read the contract data the repository carries (`tests/contract/*.json`, see
 //! `tests/contract/README.md`), so a fresh clone checks exactly as CI does. That data is
-//! generated from the full published specs by [`generate`] (`cargo run --features fakes --bin
+//! generated from the full published specs by [`generate`] (`cargo run -p tollgate-fakes --bin
 //! contract-data`), and CI regenerates it to catch drift when the specs are at hand.
 
 mod data;
@@ -41,12 +41,12 @@ pub struct Call<'a> {
 pub const FILES: &[(&str, &str)] = &[
     (
         "atlassian",
-        include_str!("../../../tests/contract/atlassian.json"),
+        include_str!("../../../../tests/contract/atlassian.json"),
     ),
-    ("okta", include_str!("../../../tests/contract/okta.json")),
+    ("okta", include_str!("../../../../tests/contract/okta.json")),
     (
         "google",
-        include_str!("../../../tests/contract/google.json"),
+        include_str!("../../../../tests/contract/google.json"),
     ),
 ];
 
@@ -519,7 +519,7 @@ mod tests {
     /// only documented operations.
     #[test]
     fn the_fakes_access_rules_match_the_specs() {
-        use crate::fakes::atlassian::{Access, operations};
+        use crate::atlassian::{Access, operations};
         let c = Contract::atlassian();
         for (method, path, access) in operations() {
             let op = c

@@ -1,12 +1,12 @@
 //! Writes the contract data the vendor fakes are checked against (`tests/contract/`) from the
 //! vendors' full published specs, or with `--check` says whether the committed data is what
-//! those specs give. `cargo run --features fakes --bin contract-data -- --specs DIR [--check]`.
+//! those specs give. `cargo run -p tollgate-fakes --bin contract-data -- --specs DIR [--check]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tollgate::fakes::contract::generate;
+use tollgate_fakes::contract::generate;
 
 #[derive(Parser)]
 #[command(about = "Generate (or check) the contract data in tests/contract from the vendor specs")]
@@ -15,7 +15,7 @@ struct Args {
     #[arg(long, env = "TOLLGATE_SPECS_DIR")]
     specs: PathBuf,
     /// Where the data goes.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract"))]
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/contract"))]
     out: PathBuf,
     /// Compare with what is there instead of writing; exit 1 on any difference.
     #[arg(long)]
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         eprintln!(
-            "contract data differs from what the specs give: {}\nregenerate with: cargo run --features fakes --bin contract-data -- --specs {}",
+            "contract data differs from what the specs give: {}\nregenerate with: cargo run -p tollgate-fakes --bin contract-data -- --specs {}",
             drifted.join(", "),
             args.specs.display()
         );

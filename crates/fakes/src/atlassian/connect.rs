@@ -15,10 +15,10 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::atlassian::jwt::{Audience, Claims, sign_hs256};
-use crate::atlassian::qsh;
+use tollgate::atlassian::jwt::{Audience, Claims, sign_hs256};
+use tollgate::atlassian::qsh;
 
-/// Test-only RSA key pairs (see `src/fakes/keys/README.md`).
+/// Test-only RSA key pairs (see `crates/fakes/src/keys/README.md`).
 /// `connect.allowed_sites` for tests: the default (Atlassian's sites) and the fakes' (any
 /// port on the loopback address).
 pub const TEST_SITES: &str = "https://*.atlassian.net,https://*.jira.com,http://127.0.0.1:*";

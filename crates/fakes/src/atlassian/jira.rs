@@ -261,7 +261,7 @@ async fn add_comment(State(w): St, Path(key): Path<String>, Json(body): Json<Val
     w.check_names(
         &world,
         &key,
-        &crate::atlassian::adf::plain_text(&body["body"]),
+        &tollgate::atlassian::adf::plain_text(&body["body"]),
     );
     let id = world.next_id();
     let Some(issue) = world.issues.get_mut(&key) else {

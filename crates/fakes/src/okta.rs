@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::contract::Contract;
 use super::harness::{FakeRequest, FakeResponse, Fault, Vendor};
-use crate::idp::rest::okta_family;
+use tollgate::idp::rest::okta_family;
 
 /// The operations this fake serves (besides its token endpoint), as Okta's spec names them:
 /// the contract data keeps what the spec says of each (`tests/contract/okta.json`).
@@ -408,7 +408,7 @@ impl FakeOkta {
             .query
             .iter()
             .filter(|(k, _)| k != "after" && k != "limit")
-            .map(|(k, v)| format!("{k}={}", crate::outbound::rfc3986(v)))
+            .map(|(k, v)| format!("{k}={}", tollgate::outbound::rfc3986(v)))
             .collect();
         let query = |extra: &str| {
             let mut parts = kept.clone();

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::atlassian::connect::TEST_KEY_1;
 use super::atlassian::{FakeAtlassian, Scope};
-use crate::forge::token::{APP_ARI_PREFIX, ISSUER};
+use tollgate::forge::token::{APP_ARI_PREFIX, ISSUER};
 
 /// How long Forge's system tokens last in this fake.
 const SYSTEM_TOKEN_LIFETIME: TimeDelta = TimeDelta::hours(1);
@@ -200,7 +200,7 @@ async fn jwks(State(published): State<Arc<Published>>) -> Json<JwkSet> {
 
 /// The scopes `forge/manifest.yml` asks for, as the Connect scopes the fake cloud enforces.
 fn manifest_scopes() -> Vec<Scope> {
-    let manifest = include_str!("../../forge/manifest.yml");
+    let manifest = include_str!("../../../forge/manifest.yml");
     let mut scopes: Vec<Scope> = manifest
         .lines()
         .map(str::trim)

@@ -209,7 +209,7 @@ fn resource_ok(world: &World, role: &str, resource: &str) -> bool {
     else {
         return false;
     };
-    let known = crate::workflow::products::products().any(|p| p == product) || product == "jira";
+    let known = tollgate::workflow::products::products().any(|p| p == product) || product == "jira";
     let jira_admin_elsewhere = role == "atlassian/admin" && product.starts_with("jira-");
     known && !jira_admin_elsewhere && site == world.cloud_id
 }

@@ -276,7 +276,7 @@ impl FakeGraph {
                 .query
                 .iter()
                 .filter(|(k, _)| k != "$skiptoken")
-                .map(|(k, v)| format!("{k}={}", crate::outbound::rfc3986(v)))
+                .map(|(k, v)| format!("{k}={}", tollgate::outbound::rfc3986(v)))
                 .chain([format!(
                     "$skiptoken={}",
                     B64.encode((skip + top).to_string())
