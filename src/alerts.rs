@@ -131,7 +131,7 @@ pub async fn record(
             request_id: None,
             ticket_key: None,
             actor: Actor::System("alerts".into()),
-            action: format!("alert.{}", alert.kind()),
+            action: crate::audit::Action::Alert(alert.kind()),
             target: None,
             details,
             workflow_version: None,

@@ -393,7 +393,7 @@ async fn reseal_and_record(
             request_id: None,
             ticket_key: None,
             actor: crate::audit::Actor::System("secrets rotate".into()),
-            action: "secrets.rotated".into(),
+            action: crate::audit::Action::SecretsRotated,
             target: None,
             details: serde_json::json!({
                 "key_id": keys.newest_id(),

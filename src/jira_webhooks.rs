@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::audit::tenant_event;
+use crate::audit::{TenantAction, tenant_event};
 use crate::secrets::SecretKey;
 use crate::store::{Store, StoreError, tenants, webhook_sources};
 use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of, webhook_source_key};
@@ -137,9 +137,9 @@ pub async fn register(
     };
     webhook_sources::upsert_in(&mut tx, &stored).await?;
     let action = if existing.is_some() {
-        "tenant.secret_rotated"
+        TenantAction::SecretRotated
     } else {
-        "tenant.installed"
+        TenantAction::Installed
     };
     tenant_event(
         &mut tx,

@@ -8,12 +8,14 @@
 //! **Lock order**: a transaction that changes a request locks the request row first, then the
 //! chain head (through `append`), never the other way round, so two writers cannot deadlock.
 
+pub mod action;
 pub mod canonical;
 pub mod checkpoint;
 pub mod evidence;
 pub mod report;
 pub mod verify;
 
+pub use action::{Action, HoldStep, TenantAction};
 pub use verify::Break;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -63,8 +65,8 @@ pub struct Event {
     pub request_id: Option<Uuid>,
     pub ticket_key: Option<String>,
     pub actor: Actor,
-    /// `request.received`, `request.routed`, `decision.approved`, …
-    pub action: String,
+    /// `request.routed`, `decision.approved`, `tenant.installed`, … (stored by its name).
+    pub action: Action,
     pub target: Option<String>,
     pub details: Value,
     /// The workflows version that decided it, when one did.
@@ -87,7 +89,7 @@ impl Event {
             request_id: Some(request.id),
             ticket_key: Some(request.ticket_key.clone()),
             actor,
-            action: action.as_str().to_string(),
+            action: Action::Request(action),
             target: request.resource.clone(),
             details,
             workflow_version: request.workflow_version.clone(),
@@ -124,7 +126,7 @@ fn canonical_form(event: &Event, id: Uuid, chain: &str, seq: i64, prev_hash: &st
         "request_id": event.request_id.map(|r| r.to_string()),
         "ticket_key": event.ticket_key,
         "actor": {"kind": event.actor.kind(), "id": event.actor.id()},
-        "action": event.action,
+        "action": event.action.name(),
         "target": event.target,
         "details": event.details,
         "workflow_version": event.workflow_version,
@@ -213,7 +215,7 @@ pub async fn append(tx: &mut Tx, event: &Event) -> Result<Appended, StoreError> 
         .bind(&event.ticket_key)
         .bind(event.actor.kind())
         .bind(event.actor.id())
-        .bind(&event.action)
+        .bind(event.action.name())
         .bind(&event.target)
         .bind(&event.workflow_version)
         .bind(&canonical)
@@ -269,7 +271,7 @@ pub async fn verify_chain(
 pub async fn tenant_event(
     tx: &mut Tx,
     client_key: &str,
-    action: &str,
+    action: TenantAction,
     now: chrono::DateTime<chrono::Utc>,
     details: serde_json::Value,
 ) -> Result<(), StoreError> {
@@ -279,7 +281,7 @@ pub async fn tenant_event(
         request_id: None,
         ticket_key: None,
         actor: Actor::System("atlassian".into()),
-        action: action.to_string(),
+        action: Action::Tenant(action),
         target: Some(client_key.to_string()),
         details,
         workflow_version: None,

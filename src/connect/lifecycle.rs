@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::auth::{self, AuthError, Checks, QshRule, RequestParts};
 use crate::atlassian::jwt::TokenError;
-use crate::audit::tenant_event;
+use crate::audit::{TenantAction, tenant_event};
 use crate::state::AppState;
 use crate::store::{StoreError, tenants};
 use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
@@ -178,9 +178,9 @@ pub async fn installed(
     };
     tenants::upsert_install(&mut tx, &tenant).await?;
     let action = if existing.is_some() {
-        "tenant.reinstalled"
+        TenantAction::Reinstalled
     } else {
-        "tenant.installed"
+        TenantAction::Installed
     };
     tenant_event(
         &mut tx,
@@ -228,7 +228,7 @@ pub async fn uninstalled(
     tenant_event(
         &mut tx,
         &client_key,
-        "tenant.uninstalled",
+        TenantAction::Uninstalled,
         now,
         serde_json::json!({}),
     )
@@ -289,9 +289,9 @@ pub async fn set_enabled(
     let now = state.clock.now();
     tenants::set_state(&mut tx, &payload.client_key, target, now).await?;
     let action = if enabled {
-        "tenant.enabled"
+        TenantAction::Enabled
     } else {
-        "tenant.disabled"
+        TenantAction::Disabled
     };
     tenant_event(
         &mut tx,

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::audit::tenant_event;
+use crate::audit::{TenantAction, tenant_event};
 use crate::store::{Store, StoreError, tenants};
 use crate::tenant::{TenantKind, WEBHOOK_SOURCE_PREFIX, webhook_source_key};
 
@@ -78,7 +78,7 @@ pub async fn link(
         "source_requests": plan.requests, "by": by,
     });
     for chain in [&plan.source, &plan.site] {
-        tenant_event(&mut tx, chain, "tenant.linked", at, details.clone()).await?;
+        tenant_event(&mut tx, chain, TenantAction::Linked, at, details.clone()).await?;
     }
     tx.commit().await?;
     tracing::info!(

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::alerts::{self, Alert};
+use crate::audit::HoldStep;
 use crate::failure::Failure;
 use crate::grants::leavers;
 use crate::orgchart::{Email, OrgSnapshot, PersonId};
@@ -64,7 +65,7 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
         if hold.people.len() != before {
             if hold.people.is_empty() {
                 hold.state = HoldState::Dropped;
-                hold_event(&mut tx, hold.version, "dropped", now).await?;
+                hold_event(&mut tx, hold.version, HoldStep::Dropped, now).await?;
             }
             org_changes::update_hold(&mut tx, hold.version, &hold.people, hold.state).await?;
         }
@@ -147,7 +148,7 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
     let mut tx = state.store.begin().await?;
     for hold in holds.iter().filter(|h| h.state == HoldState::Approved) {
         org_changes::update_hold(&mut tx, hold.version, &hold.people, HoldState::Done).await?;
-        hold_event(&mut tx, hold.version, "done", now).await?;
+        hold_event(&mut tx, hold.version, HoldStep::Done, now).await?;
     }
     org_changes::set_applied(&mut tx, info.version, now).await?;
     tx.commit().await?;
@@ -199,7 +200,7 @@ async fn renamed(
                 request_id: None,
                 ticket_key: None,
                 actor: crate::audit::Actor::System("org_sync".into()),
-                action: "person.renamed".into(),
+                action: crate::audit::Action::PersonRenamed,
                 target: Some(id.0.clone()),
                 details: serde_json::json!({
                     "person": id.0,
@@ -234,7 +235,7 @@ pub async fn approve(
     append_hold_event(
         &mut tx,
         version,
-        "approved",
+        HoldStep::Approved,
         crate::audit::Actor::System(format!("operator:{by}")),
         now,
     )
@@ -254,7 +255,7 @@ pub async fn approve(
 async fn append_hold_event(
     tx: &mut crate::store::Tx,
     version: i64,
-    what: &str,
+    what: HoldStep,
     actor: crate::audit::Actor,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), Failure> {
@@ -266,7 +267,7 @@ async fn append_hold_event(
             request_id: None,
             ticket_key: None,
             actor,
-            action: format!("alert.leaver_brake.{what}"),
+            action: crate::audit::Action::LeaverBrake(what),
             target: None,
             details: serde_json::json!({"version": version}),
             workflow_version: None,
@@ -279,7 +280,7 @@ async fn append_hold_event(
 async fn hold_event(
     tx: &mut crate::store::Tx,
     version: i64,
-    what: &str,
+    what: HoldStep,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), Failure> {
     append_hold_event(

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
 use super::token::Invocation;
-use crate::audit::tenant_event;
+use crate::audit::{TenantAction, tenant_event};
 use crate::state::AppState;
 use crate::store::{StoreError, forge, tenants};
 use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
@@ -128,7 +128,7 @@ pub async fn uninstalled(
     tenant_event(
         &mut tx,
         &installation.tenant,
-        "tenant.forge_uninstalled",
+        TenantAction::ForgeUninstalled,
         now,
         json!({"installation": installation.installation_id}),
     )
@@ -174,7 +174,7 @@ async fn register(
                 tenants::upsert_install(&mut tx, &with_id).await?;
             }
             (
-                "tenant.forge_linked",
+                TenantAction::ForgeLinked,
                 json!({"installation": installation.installation_id, "cloud_id": invocation.cloud_id}),
             )
         }
@@ -200,7 +200,7 @@ async fn register(
             };
             tenants::upsert_install(&mut tx, &tenant).await?;
             (
-                "tenant.installed",
+                TenantAction::Installed,
                 json!({"ingress": "forge", "installation": installation.installation_id,
                        "cloud_id": invocation.cloud_id, "base_url": tenant.base_url}),
             )

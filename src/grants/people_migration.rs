@@ -100,7 +100,7 @@ pub async fn run(
             request_id: None,
             ticket_key: None,
             actor: Actor::System("migration".into()),
-            action: "migration.people_and_holders".into(),
+            action: audit::Action::PeopleMigrated,
             target: None,
             details: json!({
                 "requests_matched": summary.matched,

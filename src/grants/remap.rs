@@ -105,7 +105,7 @@ pub async fn apply(
             request_id: None,
             ticket_key: None,
             actor: Actor::System(format!("operator:{by}")),
-            action: "person.remapped".into(),
+            action: audit::Action::PersonRemapped,
             target: None,
             details: json!({"requests": remaps.iter().map(|r| json!({
                 "ticket": r.ticket, "email": r.email,

@@ -4,12 +4,13 @@
 use chrono::Utc;
 use serde_json::json;
 use tollgate::audit::{self, Actor, Event};
+use tollgate::lifecycle::Action as Did;
 use tollgate::store::Store;
 
 use crate::support::database::exec;
 use crate::support::{self, TestDatabase};
 
-fn event(tenant: Option<&str>, action: &str, n: usize) -> Event {
+fn event(tenant: Option<&str>, action: impl Into<audit::Action>, n: usize) -> Event {
     Event {
         at: Utc::now(),
         tenant: tenant.map(str::to_string),
@@ -35,13 +36,13 @@ async fn chains_link_every_event_and_any_edit_breaks_them() {
     let db = TestDatabase::create().await;
     let store = support::store(&db).await;
     for n in 1..=3 {
-        let appended = append(&store, &event(Some("jira:acme"), "request.received", n)).await;
+        let appended = append(&store, &event(Some("jira:acme"), Did::RequestReceived, n)).await;
         assert_eq!(
             (appended.chain.as_str(), appended.seq),
             ("jira:acme", n as i64)
         );
     }
-    append(&store, &event(None, "org.synced", 0)).await;
+    append(&store, &event(None, audit::Action::PersonRenamed, 0)).await;
     assert_eq!(
         audit::verify_chain(&store, "jira:acme")
             .await
@@ -55,12 +56,12 @@ async fn chains_link_every_event_and_any_edit_breaks_them() {
 
     // A rolled-back transaction leaves no trace and no gap.
     let mut tx = store.begin().await.expect("begin");
-    audit::append(&mut tx, &event(Some("jira:acme"), "request.received", 9))
+    audit::append(&mut tx, &event(Some("jira:acme"), Did::RequestReceived, 9))
         .await
         .expect("append");
     tx.rollback().await.expect("rollback");
     assert_eq!(
-        append(&store, &event(Some("jira:acme"), "request.routed", 4))
+        append(&store, &event(Some("jira:acme"), Did::RequestRouted, 4))
             .await
             .seq,
         4
@@ -99,7 +100,7 @@ async fn concurrent_writers_never_fork_or_gap_the_chain() {
             for n in 0..25 {
                 append(
                     &store,
-                    &event(Some("jira:busy"), "decision.recorded", writer * 100 + n),
+                    &event(Some("jira:busy"), Did::DecisionApproved, writer * 100 + n),
                 )
                 .await;
             }
@@ -124,14 +125,14 @@ mod checkpoints {
     use tollgate::secrets::SecretKey;
     use tollgate::store::{Db, Store};
 
-    use super::{append, event};
+    use super::{Did, append, event};
     use crate::support::database::exec;
     use crate::support::{self, TestDatabase};
 
     /// `n` events on `chain`, checkpointed at event 10 and at its head.
     async fn seed(store: &Store, key: &CheckpointKey, chain: &str, n: usize) {
         for i in 1..=n {
-            append(store, &event(Some(chain), "request.received", i)).await;
+            append(store, &event(Some(chain), Did::RequestReceived, i)).await;
         }
         assert!(
             checkpoint::write_at(store, key, chain, 10, Utc::now())
@@ -352,7 +353,7 @@ mod checkpoints {
                 for n in 0..20 {
                     append(
                         &store,
-                        &event(Some("jira:busy"), "decision.recorded", writer * 100 + n),
+                        &event(Some("jira:busy"), Did::DecisionApproved, writer * 100 + n),
                     )
                     .await;
                     if n % 5 == 0 {
@@ -382,7 +383,7 @@ mod checkpoints {
         let store = app.state.store.clone();
         let mut tx = store.begin().await.expect("begin");
         for n in 1..=checkpoint::CHECKPOINT_EVERY as usize {
-            audit::append(&mut tx, &event(Some("jira:big"), "request.received", n))
+            audit::append(&mut tx, &event(Some("jira:big"), Did::RequestReceived, n))
                 .await
                 .expect("append");
         }

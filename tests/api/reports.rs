@@ -650,12 +650,13 @@ async fn an_evidence_bundle_verifies_without_the_database() {
         t = ts("2026-07-02T09:00:00Z")
     ), &[]).await;
     // The ticket's events, with another ticket's in between (their links, not their content).
+    use tollgate::lifecycle::Action as Did;
     for (n, action) in [
-        "request.received",
-        "",
-        "decision.approved",
-        "",
-        "grant.active",
+        Some(Did::RequestReceived),
+        None,
+        Some(Did::DecisionApproved),
+        None,
+        Some(Did::GrantActive),
     ]
     .iter()
     .enumerate()
@@ -666,22 +667,18 @@ async fn an_evidence_bundle_verifies_without_the_database() {
             &Event {
                 at: chrono::Utc::now(),
                 tenant: Some("jira:acme".into()),
-                request_id: if action.is_empty() {
+                request_id: if action.is_none() {
                     Some(uuid::Uuid::now_v7())
                 } else {
                     Some(id)
                 },
-                ticket_key: Some(if action.is_empty() {
+                ticket_key: Some(if action.is_none() {
                     format!("IT-{}", 100 + n)
                 } else {
                     "IT-9".into()
                 }),
                 actor: Actor::System("test".into()),
-                action: if action.is_empty() {
-                    "request.received".into()
-                } else {
-                    action.to_string()
-                },
+                action: action.unwrap_or(Did::RequestReceived).into(),
                 target: Some("netsuite".into()),
                 details: json!({"n": n}),
                 workflow_version: None,

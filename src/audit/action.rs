@@ -1,0 +1,134 @@
+//! What the audit log calls everything it records. The names are stored in the log and read by
+//! reports and auditors: they never change. A request's own actions are `lifecycle::Action`
+//! (each belongs to a transition); the rest happen to tenants, people, secrets and alerts.
+
+use crate::lifecycle;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Something that happened to a request or its grant.
+    Request(lifecycle::Action),
+    Tenant(TenantAction),
+    /// Every stored secret sealed again under the newest key (`tollgate secrets rotate`).
+    SecretsRotated,
+    /// A person's email changed in the identity source: their grants follow them.
+    PersonRenamed,
+    /// A grant's holder moved to another person id (`tollgate org remap`).
+    PersonRemapped,
+    /// Requests and holders keyed by email moved to person ids (a one-time migration).
+    PeopleMigrated,
+    /// An alert raised (its kind, `alerts::Alert::kind`).
+    Alert(&'static str),
+    /// What became of a leaver-brake hold (its raising is [`Action::Alert`]).
+    LeaverBrake(HoldStep),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantAction {
+    Installed,
+    Reinstalled,
+    Uninstalled,
+    Enabled,
+    Disabled,
+    /// A plain webhook source joined its site's tenant.
+    Linked,
+    /// A Forge installation joined its site's tenant.
+    ForgeLinked,
+    ForgeUninstalled,
+    /// A plain webhook source was given a new secret.
+    SecretRotated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldStep {
+    Approved,
+    Done,
+    Dropped,
+}
+
+impl HoldStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Done => "done",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+impl TenantAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Installed => "tenant.installed",
+            Self::Reinstalled => "tenant.reinstalled",
+            Self::Uninstalled => "tenant.uninstalled",
+            Self::Enabled => "tenant.enabled",
+            Self::Disabled => "tenant.disabled",
+            Self::Linked => "tenant.linked",
+            Self::ForgeLinked => "tenant.forge_linked",
+            Self::ForgeUninstalled => "tenant.forge_uninstalled",
+            Self::SecretRotated => "tenant.secret_rotated",
+        }
+    }
+}
+
+impl Action {
+    /// The name the log stores.
+    pub fn name(self) -> String {
+        match self {
+            Self::Request(action) => action.as_str().to_string(),
+            Self::Tenant(action) => action.as_str().to_string(),
+            Self::SecretsRotated => "secrets.rotated".into(),
+            Self::PersonRenamed => "person.renamed".into(),
+            Self::PersonRemapped => "person.remapped".into(),
+            Self::PeopleMigrated => "migration.people_and_holders".into(),
+            Self::Alert(kind) => format!("alert.{kind}"),
+            Self::LeaverBrake(step) => format!("alert.leaver_brake.{}", step.as_str()),
+        }
+    }
+}
+
+impl From<lifecycle::Action> for Action {
+    fn from(action: lifecycle::Action) -> Self {
+        Self::Request(action)
+    }
+}
+
+impl From<TenantAction> for Action {
+    fn from(action: TenantAction) -> Self {
+        Self::Tenant(action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names already in stored logs, written before these were types.
+    #[test]
+    fn names_are_the_stored_ones() {
+        let names = [
+            (Action::Tenant(TenantAction::Installed), "tenant.installed"),
+            (
+                Action::Tenant(TenantAction::SecretRotated),
+                "tenant.secret_rotated",
+            ),
+            (Action::SecretsRotated, "secrets.rotated"),
+            (Action::PersonRenamed, "person.renamed"),
+            (Action::PersonRemapped, "person.remapped"),
+            (Action::PeopleMigrated, "migration.people_and_holders"),
+            (Action::Alert("leaver_brake"), "alert.leaver_brake"),
+            (
+                Action::LeaverBrake(HoldStep::Approved),
+                "alert.leaver_brake.approved",
+            ),
+            (
+                Action::Request(lifecycle::Action::GrantActive),
+                "grant.active",
+            ),
+        ];
+        for (action, name) in names {
+            assert_eq!(action.name(), name);
+        }
+    }
+}
