@@ -85,9 +85,9 @@ impl Event {
     ) -> Self {
         Self {
             at,
-            tenant: Some(request.tenant.clone()),
+            tenant: Some(request.tenant.to_string()),
             request_id: Some(request.id),
-            ticket_key: Some(request.ticket_key.clone()),
+            ticket_key: Some(request.ticket_key.to_string()),
             actor,
             action: Action::Request(action),
             target: request.resource.clone(),

@@ -4,6 +4,7 @@ use serde_json::json;
 
 use crate::audit::{self, Actor};
 use crate::failure::Failure;
+use crate::ids::{TenantKey, TicketKey};
 use crate::lifecycle::Event;
 use crate::state::AppState;
 use crate::store::requests;
@@ -18,8 +19,8 @@ fn means_cancelled(name: Option<&str>) -> bool {
 /// Cancels the request if the ticket (read back through REST) says it was cancelled.
 pub async fn if_ticket_cancelled(
     state: &AppState,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
 ) -> Result<(), Failure> {
     let (tenant_row, site) = state.site(tenant).await?;
     let issue = state.atlassian.issue(&site, ticket_key).await?;
@@ -63,7 +64,7 @@ pub async fn if_ticket_cancelled(
         tx.rollback().await?;
         return Ok(());
     }
-    let actor = Actor::Person(request.requester_account.clone());
+    let actor = Actor::Person(request.requester_account.to_string());
     let details = json!({"status": issue.status, "resolution": resolution});
     audit::append(
         &mut tx,
@@ -71,7 +72,7 @@ pub async fn if_ticket_cancelled(
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(ticket_key, "request cancelled with its ticket");
+    tracing::info!(%ticket_key, "request cancelled with its ticket");
     Ok(())
 }
 

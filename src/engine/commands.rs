@@ -11,6 +11,7 @@ use crate::audit::Actor;
 use crate::engine::intake::{self, Asked, Outcome};
 use crate::failure::Failure;
 use crate::grants::run;
+use crate::ids::{TenantKey, TicketKey};
 use crate::notices as ticket;
 
 use crate::ids::AccountId;
@@ -66,7 +67,7 @@ async fn refuse(
     state: &AppState,
     request: &Request,
     who: Option<&str>,
-    account: &str,
+    account: &AccountId,
     why: &str,
     answer: &str,
 ) -> Result<(), Failure> {
@@ -90,9 +91,9 @@ async fn refuse(
 /// Handles a grant command from a comment; `answer` names the comment (once-only).
 pub async fn handle(
     state: &AppState,
-    tenant: &str,
-    ticket_key: &str,
-    account: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
+    account: &AccountId,
     who: Option<&str>,
     command: Result<Command, String>,
     answer: &str,
@@ -113,7 +114,11 @@ pub async fn handle(
 
 /// Whether `account` may revoke the grant: one of its approvers, the resource's owner, or a
 /// member of the admin group.
-async fn may_revoke(state: &AppState, request: &Request, account: &str) -> Result<bool, Failure> {
+async fn may_revoke(
+    state: &AppState,
+    request: &Request,
+    account: &AccountId,
+) -> Result<bool, Failure> {
     let mut plans = vec![request.plan.clone().unwrap_or_default()];
     for child in requests::children(&state.store, request.id).await? {
         plans.extend(child.plan);
@@ -169,7 +174,7 @@ async fn may_revoke(state: &AppState, request: &Request, account: &str) -> Resul
 async fn revoke(
     state: &AppState,
     request: &Request,
-    account: &str,
+    account: &AccountId,
     who: Option<&str>,
     reason: Option<&str>,
     answer: &str,
@@ -212,8 +217,8 @@ async fn revoke(
 /// A revoking resolution set on the ticket revokes its grant.
 pub async fn revoke_for_resolution(
     state: &AppState,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
     resolution: &str,
     by: Option<&str>,
 ) -> Result<bool, Failure> {
@@ -234,7 +239,7 @@ pub async fn revoke_for_resolution(
 async fn extend(
     state: &AppState,
     parent: &Request,
-    account: &str,
+    account: &AccountId,
     who: Option<&str>,
     by: Duration,
     reason: Option<&str>,
@@ -246,7 +251,7 @@ async fn extend(
         return Ok(());
     }
     let is_theirs =
-        account == parent.requester_account || parent.subject_account.as_deref() == Some(account);
+        parent.requester_account == *account || parent.subject_account.as_ref() == Some(account);
     let refusal = if !is_theirs {
         Some("only the person who asked for this access may extend it.".to_string())
     } else if parent.state != State::Active || parent.expires_at.is_none() {
@@ -284,7 +289,7 @@ async fn extend(
         on_behalf_of: parent
             .subject_email
             .as_ref()
-            .and(parent.subject_account.clone()),
+            .and(parent.subject_account.as_deref().map(str::to_string)),
     };
     let now = state.clock.now();
     let mut child = Request {
@@ -308,7 +313,7 @@ async fn extend(
         partial: false,
         ..parent.clone()
     };
-    let reporter = AccountId(parent.requester_account.clone());
+    let reporter = parent.requester_account.clone();
     let outcome = intake::decide(state, &site, &workflows, &reporter, &asked, &mut child).await?;
 
     let mut tx = state.store.begin().await?;

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::failure::Failure;
+use crate::ids::{TenantKey, TicketKey};
 use crate::lifecycle::{Action, Event, Next, Refusal, Verdict, approval};
 use crate::notices;
 use chrono::{DateTime, Utc};
@@ -38,8 +39,8 @@ pub fn answer_of(comment: &Comment) -> String {
 /// A decision in a comment read back from Jira (never the webhook body's word).
 pub async fn from_comment(
     state: &AppState,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
     comment: &Comment,
 ) -> Result<(), Failure> {
     match Ballot::of_comment(comment) {
@@ -51,8 +52,8 @@ pub async fn from_comment(
 /// Reads the request's JSM approvals and applies the answered ones.
 pub async fn from_jsm_approvals(
     state: &AppState,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
 ) -> Result<(), Failure> {
     let (_, site) = state.site(tenant).await?;
     let approvals = state.atlassian.approvals(&site, ticket_key).await?;
@@ -128,15 +129,15 @@ struct Ballot<'a> {
 /// (all of them when it is `None`), as Jira holds them now.
 async fn apply_earlier(
     state: &AppState,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
     before: Option<(DateTime<Utc>, &CommentId)>,
 ) -> Result<(), Failure> {
     match from_jsm_approvals(state, tenant, ticket_key).await {
         Ok(()) => {}
         Err(e) if e.is_retryable() => return Err(e),
         // No approvals to read (not a JSM ticket): what the comments hold still counts.
-        Err(e) => tracing::debug!(ticket_key, error = %e, "approvals not re-read"),
+        Err(e) => tracing::debug!(%ticket_key, error = %e, "approvals not re-read"),
     }
     let (_, site) = state.site(tenant).await?;
     let comments = state.atlassian.issue_comments(&site, ticket_key).await?;
@@ -159,8 +160,8 @@ async fn apply_earlier(
 
 async fn apply(
     state: &AppState,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
     ballot: &Ballot<'_>,
 ) -> Result<(), Failure> {
     let now = state.clock.now();
@@ -181,7 +182,7 @@ async fn apply(
     let decided = requests::decided(&mut tx, request.id, request.stage).await?;
     let decided: Vec<&str> = decided.iter().map(String::as_str).collect();
     // The requester, and whoever the access is for, cannot approve it.
-    let mut requesters = vec![request.requester_account.as_str()];
+    let mut requesters = vec![&*request.requester_account];
     let subject = request
         .subject_email
         .as_deref()
@@ -351,7 +352,7 @@ async fn apply(
     }
     tx.commit().await?;
     tracing::info!(
-        ticket_key,
+        %ticket_key,
         verdict = ballot.verdict.as_str(),
         via = ballot.via,
         state = request.state.as_str(),

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::atlassian::adf;
 use crate::audit::{self, Actor};
 use crate::failure::Failure;
+use crate::ids::{TenantKey, TicketKey};
 use crate::lifecycle::{self, Action, Approver, Event, Plan, PlannedStage, State};
 use crate::notices;
 use crate::orgchart::{AccountId, Email, OrgIndex};
@@ -94,14 +95,14 @@ fn is_access_request(
 /// access request (or no workflows are loaded to say what one is).
 pub async fn ensure_request(
     state: &AppState,
-    tenant_key: &str,
-    ticket_key: &str,
+    tenant_key: &TenantKey,
+    ticket_key: &TicketKey,
 ) -> Result<Option<Request>, Failure> {
     if let Some(existing) = requests::by_ticket(&state.store, tenant_key, ticket_key).await? {
         return Ok(Some(existing));
     }
     let Some(workflows) = state.workflows() else {
-        tracing::error!(ticket_key, "no workflows are loaded: ticket not taken in");
+        tracing::error!(%ticket_key, "no workflows are loaded: ticket not taken in");
         return Ok(None);
     };
     let (tenant, site) = state.site(tenant_key).await?;
@@ -115,7 +116,7 @@ pub async fn ensure_request(
         customer.request_type_id.as_deref(),
         customer.request_type_name.as_deref(),
     ) {
-        tracing::debug!(ticket_key, "not an access request type; ignored");
+        tracing::debug!(%ticket_key, "not an access request type; ignored");
         return Ok(None);
     }
     let issue = atlassian.issue(&site, ticket_key).await?;
@@ -141,12 +142,12 @@ pub async fn ensure_request(
     let now = state.clock.now();
     let mut request = Request {
         id: Uuid::now_v7(),
-        tenant: tenant_key.to_string(),
-        ticket_key: ticket_key.to_string(),
+        tenant: tenant_key.clone(),
+        ticket_key: ticket_key.clone(),
         issue_id: issue.id.clone(),
         state: State::Received,
         stage: 0,
-        requester_account: reporter.0.clone(),
+        requester_account: reporter.clone(),
         requester_email: None,
         subject_email: None,
         subject_person: None,
@@ -227,7 +228,7 @@ pub async fn ensure_request(
     }
     tx.commit().await?;
     tracing::info!(
-        ticket_key,
+        %ticket_key,
         state = request.state.as_str(),
         "request taken in"
     );
@@ -280,7 +281,7 @@ pub(crate) async fn decide(
         );
     };
     let filer_email = org.person(filer).email.clone();
-    request.requester_email = Some(filer_email.to_string());
+    request.requester_email = Some(filer_email.clone());
     request.subject_person = Some(org.person(filer).id.clone());
     let subject_email = match &asked.on_behalf_of {
         None => None,
@@ -309,7 +310,7 @@ pub(crate) async fn decide(
             }
         }
     };
-    request.subject_email = subject_email.as_ref().map(Email::to_string);
+    request.subject_email = subject_email.clone();
     let Some(asked_resource) = asked.resource.as_deref() else {
         return invalid(request, "no resource was chosen".into());
     };

@@ -19,6 +19,7 @@ pub mod timers;
 use serde_json::Value;
 
 use crate::failure::Failure;
+use crate::ids::{TenantKey, TicketKey};
 use crate::state::AppState;
 use crate::store::inbound::InboundEvent;
 
@@ -36,10 +37,10 @@ async fn on_comment(
     hint: &Value,
 ) -> Result<(), Failure> {
     use crate::atlassian::comments::CommentId;
-    let (tenant, key) = (request.tenant.as_str(), request.ticket_key.as_str());
+    let (tenant, key) = (&request.tenant, &request.ticket_key);
     let Some(id) = hint.get("id").and_then(CommentId::from_json) else {
         tracing::warn!(
-            ticket_key = key,
+            ticket_key = %key,
             "comment event without a usable comment id; skipped"
         );
         return Ok(());
@@ -67,7 +68,7 @@ async fn on_comment(
         )
         .await?;
         tx.commit().await?;
-        tracing::warn!(ticket_key = key, comment = %id, "a comment event names a comment Jira does not have; nothing done");
+        tracing::warn!(ticket_key = %key, comment = %id, "a comment event names a comment Jira does not have; nothing done");
         return Ok(());
     };
     if comment.by_app {
@@ -79,7 +80,7 @@ async fn on_comment(
                 state,
                 tenant,
                 key,
-                &comment.author.0,
+                &comment.author,
                 comment.author_name.as_deref(),
                 command,
                 &decisions::answer_of(&comment),
@@ -98,8 +99,8 @@ async fn on_comment(
 async fn tenant_for_ticket(
     state: &AppState,
     stored: &str,
-    ticket: &str,
-) -> Result<String, Failure> {
+    ticket: &TicketKey,
+) -> Result<TenantKey, Failure> {
     use crate::store::{requests, tenant_links};
     let store = &state.store;
     let mut site = tenant_links::site_of(store, stored)
@@ -122,12 +123,15 @@ async fn tenant_for_ticket(
             Err(_) => {}
         }
     }
+    let stored = |key: String| {
+        TenantKey::parse(&key).map_err(|e| Failure::Store(crate::store::StoreError::corrupt(e)))
+    };
     for tenant in tenant_links::group_of(store, &site).await? {
         if requests::by_ticket(store, &tenant, ticket).await?.is_some() {
-            return Ok(tenant);
+            return stored(tenant);
         }
     }
-    Ok(site)
+    stored(site)
 }
 
 /// Applies one inbound event. Idempotent: a redelivered event changes nothing twice.
@@ -143,14 +147,21 @@ pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), Failur
         tracing::debug!(id = %event.id, "event without an issue; nothing to do");
         return Ok(());
     };
-    let tenant = tenant_for_ticket(state, &event.tenant, key).await?;
+    let key = &match TicketKey::parse(key) {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::warn!(id = %event.id, error = %e, "inbound event names no Jira issue; skipped");
+            return Ok(());
+        }
+    };
+    let tenant = &tenant_for_ticket(state, &event.tenant, key).await?;
     match event.event_type.as_str() {
         "jira:issue_created" => {
-            intake::ensure_request(state, &tenant, key).await?;
+            intake::ensure_request(state, tenant, key).await?;
         }
         "comment_created" => {
             // Out of order: a comment may arrive before its ticket was taken in.
-            if let Some(request) = intake::ensure_request(state, &tenant, key).await? {
+            if let Some(request) = intake::ensure_request(state, tenant, key).await? {
                 on_comment(state, &request, &payload["comment"]).await?;
             }
         }
@@ -158,9 +169,9 @@ pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), Failur
             if by_an_app(&payload["user"]) {
                 return Ok(());
             }
-            if intake::ensure_request(state, &tenant, key).await?.is_some() {
-                decisions::from_jsm_approvals(state, &tenant, key).await?;
-                cancel::if_ticket_cancelled(state, &tenant, key).await?;
+            if intake::ensure_request(state, tenant, key).await?.is_some() {
+                decisions::from_jsm_approvals(state, tenant, key).await?;
+                cancel::if_ticket_cancelled(state, tenant, key).await?;
             }
         }
         _ => {}

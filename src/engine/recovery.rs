@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use crate::failure::Failure;
+use crate::ids::{TenantKey, TicketKey};
 use crate::ingress::{Delivery, Door, HANDLED_EVENTS};
 use crate::state::AppState;
 use crate::store::tenants;
@@ -65,6 +66,9 @@ pub async fn recover(state: &AppState) -> Result<usize, Failure> {
             _ => window.to_string(),
         };
         for key in state.atlassian.search_keys(&site, &jql).await? {
+            let (Ok(tenant), Ok(key)) = (TenantKey::parse(&tenant), TicketKey::parse(&key)) else {
+                continue;
+            };
             let known = crate::store::requests::by_ticket(&state.store, &tenant, &key).await?;
             if known.is_none()
                 && super::intake::ensure_request(state, &tenant, &key)

@@ -9,7 +9,6 @@ use crate::audit::{self, Actor};
 use crate::failure::Failure;
 use crate::lifecycle::{Action, Approver, State};
 use crate::notices::{self, Notice};
-use crate::orgchart::Email;
 use crate::state::AppState;
 use crate::store::requests::{self, Request};
 use crate::workflow::{RequestedDuration, RouteRequest, route};
@@ -21,19 +20,12 @@ pub async fn after_org_change(state: &AppState) -> Result<usize, Failure> {
     };
     let mut changed = 0;
     for pending in requests::pending(&state.store).await? {
-        let (Some(filer), Some(resource)) = (
-            pending
-                .requester_email
-                .as_deref()
-                .and_then(|e| Email::parse(e).ok()),
-            pending.resource.clone(),
-        ) else {
+        let (Some(filer), Some(resource)) =
+            (pending.requester_email.clone(), pending.resource.clone())
+        else {
             continue;
         };
-        let subject = pending
-            .subject_email
-            .as_deref()
-            .and_then(|e| Email::parse(e).ok());
+        let subject = pending.subject_email.clone();
         let duration = match pending.duration_seconds {
             Some(s) => RequestedDuration::For(std::time::Duration::from_secs(s.max(0) as u64)),
             None => RequestedDuration::Permanent,

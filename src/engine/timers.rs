@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::audit::{self, Actor};
 use crate::failure::Failure;
+use crate::ids::{TenantKey, TicketKey};
 use crate::jobs::{self, Job, JobError};
 use crate::lifecycle::{Action, Approver, Event, State};
 use crate::notices::{self, Notice};
@@ -62,8 +63,8 @@ pub async fn schedule(
     for (kind, after) in due {
         let Some(after) = after else { continue };
         let job = Job::StageTimer {
-            tenant: request.tenant.clone(),
-            ticket_key: request.ticket_key.clone(),
+            tenant: request.tenant.to_string(),
+            ticket_key: request.ticket_key.to_string(),
             request: request.id,
             stage: request.stage,
             epoch: started.timestamp_micros(),
@@ -77,8 +78,8 @@ pub async fn schedule(
 /// Runs one timer, if the request is still where it was when the timer was set.
 pub async fn fire(
     state: &AppState,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
     stage: i64,
     epoch: i64,
     kind: TimerKind,
@@ -129,7 +130,7 @@ pub async fn fire(
                 .collect();
             if added.is_empty() {
                 tx.rollback().await?;
-                tracing::info!(ticket_key, "nobody above the approvers to escalate to");
+                tracing::info!(%ticket_key, "nobody above the approvers to escalate to");
                 return Ok(());
             }
             let kept = names(&open.approvers);
@@ -192,14 +193,14 @@ pub async fn fire(
     let key = format!("{}:{}:{stage}:{epoch}", request.id, kind.as_str());
     notices::enqueue(&mut tx, &request, notice, key).await?;
     tx.commit().await?;
-    tracing::info!(ticket_key, timer = kind.as_str(), "stage timer fired");
+    tracing::info!(%ticket_key, timer = kind.as_str(), "stage timer fired");
     Ok(())
 }
 
 /// The approvers' managers (without the requester), resolved to accounts.
 async fn managers_of(
     state: &AppState,
-    tenant: &str,
+    tenant: &TenantKey,
     request: &Request,
     approvers: &[Approver],
 ) -> Result<Vec<Approver>, Failure> {

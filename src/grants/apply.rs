@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::plan::{Step, Via, describe};
 use crate::atlassian::{AtlassianError, Change, Site};
 use crate::idp::{Connector, GroupWriter, IdpError};
+use crate::ids::TenantKey;
 use crate::orgchart::{AccountId, PersonId};
 use crate::state::AppState;
 use crate::store::tenants;
@@ -188,7 +189,7 @@ async fn confluence_site(state: &AppState, host: &str) -> Result<Site, StepFailu
 /// once per sweep and checks every grant of it against that.
 pub async fn holders(
     state: &AppState,
-    tenant: &str,
+    tenant: &TenantKey,
     step: &Step,
 ) -> Result<Option<HashSet<String>>, StepFailure> {
     let (tenant, site) = state

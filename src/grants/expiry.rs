@@ -150,7 +150,7 @@ async fn end_if_due(
         batch,
     )
     .await?;
-    tracing::info!(ticket = request.ticket_key, "temporary access expired");
+    tracing::info!(ticket = %request.ticket_key, "temporary access expired");
     Ok(true)
 }
 

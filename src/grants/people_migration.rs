@@ -212,7 +212,7 @@ struct Reach {
 fn key_of(request: &Request, row: &StepRow) -> Holding {
     Holding {
         scope: if per_site(&row.plan.applied) {
-            request.tenant.clone()
+            request.tenant.to_string()
         } else {
             holdings::ORG_SCOPE.to_string()
         },
@@ -251,7 +251,7 @@ async fn back_fill_holders(
                 .or_default()
                 .push(Reach {
                     request: request.id,
-                    ticket: request.ticket_key.clone(),
+                    ticket: request.ticket_key.to_string(),
                     step: row.step,
                     at: request.granted_at.unwrap_or(request.updated_at),
                     pre_existing: row.granted_change.as_deref() == Some("pre_existing"),

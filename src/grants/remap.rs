@@ -62,7 +62,7 @@ pub async fn plan(store: &Store, snapshot: &OrgSnapshot) -> Result<Vec<Remap>, S
             let to = *by_email.get(email.as_str())?;
             (r.subject_person.as_ref() != Some(to)).then(|| Remap {
                 request: r.id,
-                ticket: r.ticket_key.clone(),
+                ticket: r.ticket_key.to_string(),
                 email: email.as_str().to_string(),
                 from: r.subject_person.clone(),
                 to: to.clone(),

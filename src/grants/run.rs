@@ -146,7 +146,7 @@ async fn context_inputs(
     }
     let account = match (&request.subject_email, &person) {
         // Filed for themselves: the reporter's account is theirs.
-        (None, _) => Some(AccountId(request.requester_account.clone())),
+        (None, _) => Some(request.requester_account.clone()),
         (Some(_), Some(person)) => {
             accounts::account_for(&state.store, &state.atlassian, &site, person, &*state.clock)
                 .await?
@@ -290,9 +290,7 @@ async fn record_plan(
                 .iter()
                 .map(|s| json!({"target": s.asked, "applied": s.applied, "via": s.via, "note": s.note}))
                 .collect();
-            let event = Event::Planned {
-                account: account.map(|a| a.0),
-            };
+            let event = Event::Planned { account };
             let details = json!({"steps": described});
             transition(&mut tx, &mut request, event, system(), details, now).await?;
             for i in 0..planned.len() {
@@ -343,7 +341,7 @@ enum Outcome {
 /// in one, else shared by every site of the deployment.
 fn holding(request: &Request, row: &StepRow) -> Holding {
     let scope = if super::plan::per_site(&row.plan.applied) {
-        request.tenant.clone()
+        request.tenant.to_string()
     } else {
         holdings::ORG_SCOPE.to_string()
     };
@@ -482,7 +480,7 @@ pub async fn step(
                 attempt: attempt + 1,
             };
             jobs::schedule(&mut tx, &job, wall(&*state.clock, due)).await?;
-            tracing::info!(ticket = request.ticket_key, step = index, ?wait, %why, "step will be retried");
+            tracing::info!(ticket = %request.ticket_key, step = index, ?wait, %why, "step will be retried");
             tx.commit().await?;
             return Ok(());
         }
@@ -562,7 +560,7 @@ async fn run_one(
     if let Some(outcome) = decided {
         return Ok(outcome);
     }
-    let account = request.subject_account.clone().map(AccountId);
+    let account = request.subject_account.clone();
     let subject = Subject {
         tenant: &request.tenant,
         account: account.as_ref(),
@@ -633,7 +631,7 @@ pub(crate) async fn settle(
             let details = json!({"failed": failed});
             transition(tx, request, Event::UndoFailed, system(), details, now).await?;
             tracing::error!(
-                ticket = request.ticket_key,
+                ticket = %request.ticket_key,
                 failed,
                 "ALERT: access could not be removed; the reconcile sweep will retry"
             );

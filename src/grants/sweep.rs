@@ -118,7 +118,7 @@ async fn drift(state: &AppState) -> Result<usize, Failure> {
                 }
                 (Via::Idp { .. }, _) => None,
                 (_, target) => {
-                    let key = (request.tenant.clone(), target_key(target));
+                    let key = (request.tenant.to_string(), target_key(target));
                     if !holders.contains_key(&key) {
                         let found = apply::holders(state, &request.tenant, &row.plan)
                             .await
@@ -133,7 +133,7 @@ async fn drift(state: &AppState) -> Result<usize, Failure> {
                         holders.insert(key.clone(), found);
                     }
                     match (&holders[&key], &request.subject_account) {
-                        (Some(members), Some(account)) => Some(members.contains(account)),
+                        (Some(members), Some(account)) => Some(members.contains(account.as_str())),
                         _ => None,
                     }
                 }

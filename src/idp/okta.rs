@@ -96,7 +96,7 @@ impl OktaDirectory {
             }
         }
         if let Some(login) =
-            text(&profile["login"]).filter(|l| !l.eq_ignore_ascii_case(&email.to_string()))
+            text(&profile["login"]).filter(|l| !l.eq_ignore_ascii_case(email.as_str()))
         {
             attributes.insert("login".into(), login);
         }

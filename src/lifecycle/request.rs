@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::action::Action;
 use super::approval::Plan;
-use crate::ids::PersonId;
+use crate::ids::{AccountId, Email, PersonId, TenantKey, TicketKey};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,7 +197,7 @@ pub enum Event {
     /// The ticket was cancelled, or the person left, before a decision.
     Cancelled { reason: String },
     /// The grant's steps are planned; `account` is whom they are for in Atlassian.
-    Planned { account: Option<String> },
+    Planned { account: Option<AccountId> },
     /// No grant could be planned (or planning gave up).
     Refused { reason: String },
     /// An approved extension of a grant that is no longer active.
@@ -374,16 +374,16 @@ pub fn apply(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub id: Uuid,
-    pub tenant: String,
-    pub ticket_key: String,
+    pub tenant: TenantKey,
+    pub ticket_key: TicketKey,
     pub issue_id: String,
     pub state: State,
     /// Index of the open stage in `plan`.
     pub stage: i64,
-    pub requester_account: String,
-    pub requester_email: Option<String>,
+    pub requester_account: AccountId,
+    pub requester_email: Option<Email>,
     /// Whom the access is for, when not the requester.
-    pub subject_email: Option<String>,
+    pub subject_email: Option<Email>,
     /// The IdP person id of whom the access is for (the subject, else the requester): how
     /// leavers, holders and account matches know them, since emails change. `None` for someone
     /// not in the org chart (`tollgate org unmatched` lists them).
@@ -404,7 +404,7 @@ pub struct Request {
     /// For an extension: the grant it extends (same ticket).
     pub parent_id: Option<Uuid>,
     /// The Atlassian account of whom the access is for, once resolved for the grant.
-    pub subject_account: Option<String>,
+    pub subject_account: Option<AccountId>,
     /// When every step was applied: the clock of temporary access starts here.
     pub granted_at: Option<DateTime<Utc>>,
     /// `None` while not granted, or for permanent access.

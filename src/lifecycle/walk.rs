@@ -8,6 +8,7 @@
 //!   left, on purpose, to another holder);
 //! - an event a state does not allow changes nothing.
 
+use crate::ids::{AccountId, Email, TenantKey, TicketKey};
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -92,13 +93,13 @@ fn start() -> DateTime<Utc> {
 fn new_request(duration_seconds: Option<i64>) -> Request {
     Request {
         id: Uuid::nil(),
-        tenant: "jira:acme".into(),
-        ticket_key: "IT-1".into(),
+        tenant: TenantKey::parse("jira:acme").expect("a tenant key"),
+        ticket_key: TicketKey::parse("IT-1").expect("a ticket key"),
         issue_id: "10001".into(),
         state: State::Received,
         stage: 0,
-        requester_account: account(0),
-        requester_email: Some("acc-0@x.io".into()),
+        requester_account: AccountId(account(0)),
+        requester_email: Email::parse("acc-0@x.io").ok(),
         subject_email: None,
         subject_person: None,
         resource: Some("netsuite".into()),
@@ -292,7 +293,7 @@ impl World {
                     .map(|i| Progress::planned(i as i64, None, now))
                     .collect();
                 self.must(Event::Planned {
-                    account: Some(account(0)),
+                    account: Some(AccountId(account(0))),
                 });
                 self.settle();
             }

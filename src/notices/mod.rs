@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::atlassian::{AtlassianError, Change};
 use crate::failure::Failure;
+use crate::ids::{TenantKey, TicketKey};
 use crate::jobs::{self, Job, JobError};
 use crate::lifecycle::Plan;
 use crate::orgchart::AccountId;
@@ -66,15 +67,12 @@ pub fn routed(state: &AppState, request: &Request) -> Notice {
         .collect();
     let mut context = base(request);
     // The requester by name, as the org chart has it.
-    let name = request
-        .requester_email
-        .as_deref()
-        .and_then(|e| crate::orgchart::Email::parse(e).ok())
-        .and_then(|e| {
-            let org = state.org.index()?;
-            org.by_email(&e).map(|p| org.person(p).display_name.clone())
-        });
-    context["requester"] = json!(name.or(request.requester_email.clone()));
+    let name = request.requester_email.as_ref().and_then(|e| {
+        let org = state.org.index()?;
+        org.by_email(e).map(|p| org.person(p).display_name.clone())
+    });
+    context["requester"] =
+        json!(name.or(request.requester_email.as_ref().map(ToString::to_string)));
     context["stages"] = json!(stages);
     context["reasons"] = json!(plan.reasons.join("; "));
     Notice {
@@ -202,8 +200,8 @@ pub async fn enqueue(
     let now = crate::clock::wall();
     crate::store::notices::queue(tx, &key, &request.tenant, &request.ticket_key, now).await?;
     let job = Job::TicketNotice {
-        tenant: request.tenant.clone(),
-        ticket_key: request.ticket_key.clone(),
+        tenant: request.tenant.to_string(),
+        ticket_key: request.ticket_key.to_string(),
         notice,
         key,
         attempt: 0,
@@ -293,8 +291,8 @@ pub async fn retry_dead(
 /// the ticket's comments before posting it again.
 pub async fn deliver(
     state: &AppState,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
     notice: &Notice,
     key: &str,
 ) -> Result<Told, Failure> {
@@ -372,7 +370,9 @@ pub async fn deliver(
         match state.atlassian.transition(&site, ticket_key, name).await {
             Ok(Change::Applied | Change::AlreadyInPlace) => {}
             // The JSM workflow has no such transition: the comment says it all.
-            Err(AtlassianError::Refused(why)) => tracing::debug!(ticket_key, %why, "no transition"),
+            Err(AtlassianError::Refused(why)) => {
+                tracing::debug!(%ticket_key, %why, "no transition")
+            }
             Err(e) => return Err(e.into()),
         }
     }

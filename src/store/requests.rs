@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Store, StoreError, Tx};
-use crate::ids::PersonId;
+use crate::ids::{AccountId, Email, PersonId, TenantKey, TicketKey};
 pub use crate::lifecycle::Request;
 use crate::lifecycle::{EndCause, State, Verdict};
 use crate::{on_db, on_tx};
@@ -78,18 +78,20 @@ impl TryFrom<Row> for Request {
                 })?),
                 None => None,
             },
-            subject_account: r.subject_account,
+            subject_account: r.subject_account.map(AccountId),
             granted_at: r.granted_at,
             expires_at: r.expires_at,
             ended_at: r.ended_at,
             partial: r.partial,
-            tenant: r.tenant,
-            ticket_key: r.ticket_key,
+            tenant: TenantKey::parse(&r.tenant)
+                .map_err(|e| StoreError::corrupt(format!("request {}: {e}", r.id)))?,
+            ticket_key: TicketKey::parse(&r.ticket_key)
+                .map_err(|e| StoreError::corrupt(format!("request {}: {e}", r.id)))?,
             issue_id: r.issue_id,
             stage: r.stage,
-            requester_account: r.requester_account,
-            requester_email: r.requester_email,
-            subject_email: r.subject_email,
+            requester_account: AccountId(r.requester_account),
+            requester_email: stored_email(r.requester_email, r.id.as_str())?,
+            subject_email: stored_email(r.subject_email, r.id.as_str())?,
             subject_person: r.subject_person.map(PersonId),
             resource: r.resource,
             level: r.level,
@@ -104,6 +106,13 @@ impl TryFrom<Row> for Request {
             stage_started_at: r.stage_started_at,
         })
     }
+}
+
+/// An email as stored: one that does not parse was not written by Tollgate.
+fn stored_email(text: Option<String>, id: &str) -> Result<Option<Email>, StoreError> {
+    text.map(|t| Email::parse(&t))
+        .transpose()
+        .map_err(|e| StoreError::corrupt(format!("request {id}: {e}")))
 }
 
 fn routing_json(request: &Request) -> Result<Option<String>, StoreError> {
@@ -129,14 +138,14 @@ pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
              ON CONFLICT (tenant, ticket_key) WHERE parent_id IS NULL DO NOTHING",
         )
         .bind(r.id.to_string())
-        .bind(&r.tenant)
-        .bind(&r.ticket_key)
+        .bind(r.tenant.as_str())
+        .bind(r.ticket_key.as_str())
         .bind(&r.issue_id)
         .bind(r.state.as_str())
         .bind(r.stage)
-        .bind(&r.requester_account)
-        .bind(&r.requester_email)
-        .bind(&r.subject_email)
+        .bind(r.requester_account.as_str())
+        .bind(r.requester_email.as_deref())
+        .bind(r.subject_email.as_deref())
         .bind(&r.resource)
         .bind(&r.level)
         .bind(r.duration_seconds)
@@ -150,7 +159,7 @@ pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
         .bind(r.updated_at)
         .bind(r.stage_started_at)
         .bind(r.parent_id.map(|p| p.to_string()))
-        .bind(&r.subject_account)
+        .bind(r.subject_account.as_deref())
         .bind(r.subject_person.as_ref().map(|p| p.0.as_str()))
         .execute(&mut *conn)
         .await
@@ -381,8 +390,8 @@ pub async fn update(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
         )
         .bind(r.state.as_str())
         .bind(r.stage)
-        .bind(&r.requester_email)
-        .bind(&r.subject_email)
+        .bind(r.requester_email.as_deref())
+        .bind(r.subject_email.as_deref())
         .bind(&r.resource)
         .bind(&r.level)
         .bind(r.duration_seconds)
@@ -393,7 +402,7 @@ pub async fn update(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
         .bind(&r.reason)
         .bind(r.updated_at)
         .bind(r.stage_started_at)
-        .bind(&r.subject_account)
+        .bind(r.subject_account.as_deref())
         .bind(r.granted_at)
         .bind(r.expires_at)
         .bind(r.ended_at)

@@ -9,6 +9,7 @@ use apalis::prelude::{PollWith, WorkerBuilderExt, WorkerContext};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::ids::{TenantKey, TicketKey};
 use crate::jobs::tick;
 use crate::jobs::{Job, JobError, QUEUE, schedule, schedule_now, wall};
 use crate::notices::Told;
@@ -256,14 +257,19 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             epoch,
             kind,
             ..
-        } => match crate::engine::timers::fire(state, tenant, ticket_key, *stage, *epoch, *kind)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_retryable() => Err(e.into()),
-            Err(e) => {
-                tracing::error!(ticket_key, error = %e, "stage timer failed");
-                Ok(())
+        } => match stored_ticket(tenant, ticket_key) {
+            None => Ok(()),
+            Some((tenant, ticket)) => {
+                match crate::engine::timers::fire(state, &tenant, &ticket, *stage, *epoch, *kind)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.is_retryable() => Err(e.into()),
+                    Err(e) => {
+                        tracing::error!(ticket_key, error = %e, "stage timer failed");
+                        Ok(())
+                    }
+                }
             }
         },
         Job::TicketNotice {
@@ -275,53 +281,58 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             since,
             round,
             waited,
-        } => match crate::notices::deliver(state, tenant, ticket_key, notice, key).await {
-            Ok(Told::Done) => Ok(()),
-            Ok(Told::Behind(earlier)) => {
-                let again = Job::TicketNotice {
-                    tenant: tenant.clone(),
-                    ticket_key: ticket_key.clone(),
-                    notice: notice.clone(),
-                    key: key.clone(),
-                    attempt: *attempt,
-                    since: *since,
-                    round: *round,
-                    waited: waited + 1,
-                };
-                queue_again(state, &again, crate::clock::wall() + NOTICE_WAIT).await?;
-                tracing::debug!(
-                    ticket_key,
-                    key,
-                    earlier,
-                    "the notice waits for an earlier one"
-                );
-                Ok(())
-            }
-            Err(e) if e.is_retryable() => {
-                let next = match next_try(state, *attempt, *since, &e) {
-                    Ok(next) => next,
-                    Err(reason) => {
-                        let dead = (tenant, ticket_key, notice, key, *round);
-                        return Ok(crate::notices::give_up(state, dead, &reason).await?);
+        } => match stored_ticket(tenant, ticket_key) {
+            None => Ok(()),
+            Some((tenant_key, ticket)) => {
+                match crate::notices::deliver(state, &tenant_key, &ticket, notice, key).await {
+                    Ok(Told::Done) => Ok(()),
+                    Ok(Told::Behind(earlier)) => {
+                        let again = Job::TicketNotice {
+                            tenant: tenant.clone(),
+                            ticket_key: ticket_key.clone(),
+                            notice: notice.clone(),
+                            key: key.clone(),
+                            attempt: *attempt,
+                            since: *since,
+                            round: *round,
+                            waited: waited + 1,
+                        };
+                        queue_again(state, &again, crate::clock::wall() + NOTICE_WAIT).await?;
+                        tracing::debug!(
+                            ticket_key,
+                            key,
+                            earlier,
+                            "the notice waits for an earlier one"
+                        );
+                        Ok(())
                     }
-                };
-                let again = Job::TicketNotice {
-                    tenant: tenant.clone(),
-                    ticket_key: ticket_key.clone(),
-                    notice: notice.clone(),
-                    key: key.clone(),
-                    attempt: attempt + 1,
-                    since: next.since,
-                    round: *round,
-                    waited: *waited,
-                };
-                queue_again(state, &again, next.at).await?;
-                tracing::warn!(ticket_key, error = %e, wait = ?next.wait, "the ticket could not be told; retrying");
-                Ok(())
-            }
-            Err(e) => {
-                let dead = (tenant, ticket_key, notice, key, *round);
-                Ok(crate::notices::give_up(state, dead, &e.to_string()).await?)
+                    Err(e) if e.is_retryable() => {
+                        let next = match next_try(state, *attempt, *since, &e) {
+                            Ok(next) => next,
+                            Err(reason) => {
+                                let dead = (tenant, ticket_key, notice, key, *round);
+                                return Ok(crate::notices::give_up(state, dead, &reason).await?);
+                            }
+                        };
+                        let again = Job::TicketNotice {
+                            tenant: tenant.clone(),
+                            ticket_key: ticket_key.clone(),
+                            notice: notice.clone(),
+                            key: key.clone(),
+                            attempt: attempt + 1,
+                            since: next.since,
+                            round: *round,
+                            waited: *waited,
+                        };
+                        queue_again(state, &again, next.at).await?;
+                        tracing::warn!(ticket_key, error = %e, wait = ?next.wait, "the ticket could not be told; retrying");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let dead = (tenant, ticket_key, notice, key, *round);
+                        Ok(crate::notices::give_up(state, dead, &e.to_string()).await?)
+                    }
+                }
             }
         },
         Job::ProcessInbound { ids } => {
@@ -347,6 +358,18 @@ async fn queue_again(state: &AppState, job: &Job, at: DateTime<Utc>) -> Result<(
     schedule(&mut tx, job, at).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// A job's tenant and ticket, as Tollgate stored them: one that does not parse is a damaged
+/// job, dropped with an error (retrying cannot mend it).
+fn stored_ticket(tenant: &str, ticket: &str) -> Option<(TenantKey, TicketKey)> {
+    match (TenantKey::parse(tenant), TicketKey::parse(ticket)) {
+        (Ok(tenant), Ok(ticket)) => Some((tenant, ticket)),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(tenant, ticket, error = %e, "a stored job names no ticket; dropped");
+            None
+        }
+    }
 }
 
 /// How long a ticket notice waiting behind an earlier one waits before looking again.

@@ -1122,11 +1122,16 @@ async fn an_earlier_comment_whose_webhook_is_late_is_applied_first() {
 /// in the ticket by the key it carries, and posts nothing either.
 #[tokio::test]
 async fn a_notice_is_posted_once_even_when_its_worker_died_after_posting() {
+    use tollgate::ids::{TenantKey, TicketKey};
     use tollgate::notices;
     use tollgate::store::notices::{self as sent, Posting};
     let env = start(TestDatabase::create().await).await;
     let state = &env.app.state;
     let tenant = env.site.client_key.as_str();
+    let (tenant_key, ticket) = (
+        TenantKey::parse(tenant).expect("tenant"),
+        TicketKey::parse("IT-7").expect("ticket"),
+    );
     let notice = notices::refused(Some("Frank Fox"), "a test");
     let said = || {
         env.cloud.world().issues["IT-7"]
@@ -1135,10 +1140,10 @@ async fn a_notice_is_posted_once_even_when_its_worker_died_after_posting() {
             .filter(|c| c.contains("a test"))
             .count()
     };
-    notices::deliver(state, tenant, "IT-7", &notice, "k-1")
+    notices::deliver(state, &tenant_key, &ticket, &notice, "k-1")
         .await
         .expect("delivered");
-    notices::deliver(state, tenant, "IT-7", &notice, "k-1")
+    notices::deliver(state, &tenant_key, &ticket, &notice, "k-1")
         .await
         .expect("re-run");
     assert_eq!(said(), 1, "a re-run says nothing again");
@@ -1157,7 +1162,7 @@ async fn a_notice_is_posted_once_even_when_its_worker_died_after_posting() {
         .await
         .expect("posted");
     assert_eq!(said(), 2);
-    notices::deliver(state, tenant, "IT-7", &notice, "k-2")
+    notices::deliver(state, &tenant_key, &ticket, &notice, "k-2")
         .await
         .expect("re-run");
     assert_eq!(said(), 2, "found in the ticket, not posted again");
@@ -1171,7 +1176,7 @@ async fn a_notice_is_posted_once_even_when_its_worker_died_after_posting() {
     sent::begin(&state.store, "k-3", tenant, "IT-7", now)
         .await
         .expect("begin");
-    notices::deliver(state, tenant, "IT-7", &notice, "k-3")
+    notices::deliver(state, &tenant_key, &ticket, &notice, "k-3")
         .await
         .expect("re-run");
     assert_eq!(said(), 3);

@@ -1767,7 +1767,9 @@ async fn a_notice_delivered_twice_comments_once() {
     let state = &env.app.state;
     let notice = tollgate::notices::refused(Some("Dev Dean"), "a test of saying things once");
     for _ in 0..2 {
-        tollgate::notices::deliver(state, &env.site.client_key, "IT-7", &notice, "t:once")
+        let tenant = tollgate::ids::TenantKey::parse(&env.site.client_key).expect("tenant");
+        let ticket = tollgate::ids::TicketKey::parse("IT-7").expect("ticket");
+        tollgate::notices::deliver(state, &tenant, &ticket, &notice, "t:once")
             .await
             .expect("told");
     }
@@ -1933,9 +1935,9 @@ async fn a_worker_holding_an_older_chart_waits_to_plan_the_grant() {
         .expect("snapshot");
     let mut request = routed.clone();
     request.id = uuid::Uuid::now_v7();
-    request.ticket_key = "IT-8".into();
+    request.ticket_key = tollgate::ids::TicketKey::parse("IT-8").expect("ticket");
     request.state = State::Approved;
-    request.requester_email = Some(joiner.email.to_string());
+    request.requester_email = Some(joiner.email.clone());
     request.subject_person = Some(joiner.id.clone());
     requests::insert(&mut tx, &request).await.expect("insert");
     tx.commit().await.expect("commit");

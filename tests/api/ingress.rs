@@ -693,7 +693,11 @@ async fn the_same_ticket_through_all_three_doors_is_one_request() {
             .await;
     }
     let active = env.reaches(State::Active).await;
-    assert_eq!(active.tenant, env.tenant, "on the site's (Connect) tenant");
+    assert_eq!(
+        active.tenant,
+        env.tenant.as_str(),
+        "on the site's (Connect) tenant"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(requests_for_it_7(&env).await, 1, "one request");
     let comments = env.comments();
