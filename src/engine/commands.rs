@@ -293,25 +293,8 @@ async fn extend(
     };
     let now = state.clock.now();
     let mut child = Request {
-        id: child_id,
-        parent_id: Some(parent.id),
-        state: State::Received,
-        stage: 0,
         justification: asked.justification.clone(),
-        workflow: None,
-        workflow_version: Some(workflows.version.clone()),
-        plan: None,
-        reason: None,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-        stage_started_at: None,
-        granted_at: None,
-        expires_at: None,
-        ended_at: None,
-        end_cause: None,
-        partial: false,
-        ..parent.clone()
+        ..Request::extension_of(parent, child_id, workflows.version.clone(), now)
     };
     let reporter = parent.requester_account.clone();
     let outcome = intake::decide(state, &site, &workflows, &reporter, &asked, &mut child).await?;

@@ -141,35 +141,18 @@ pub async fn ensure_request(
 
     let now = state.clock.now();
     let mut request = Request {
-        id: Uuid::now_v7(),
-        tenant: tenant_key.clone(),
-        ticket_key: ticket_key.clone(),
-        issue_id: issue.id.clone(),
-        state: State::Received,
-        stage: 0,
-        requester_account: reporter.clone(),
-        requester_email: None,
-        subject_email: None,
-        subject_person: None,
         resource: asked.resource.clone(),
         level: asked.level.clone(),
-        duration_seconds: None,
         justification: asked.justification.clone(),
-        workflow: None,
-        workflow_version: Some(workflows.version.clone()),
-        plan: None,
-        reason: None,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-        stage_started_at: None,
-        parent_id: None,
-        subject_account: None,
-        granted_at: None,
-        expires_at: None,
-        ended_at: None,
-        end_cause: None,
-        partial: false,
+        ..Request::received(
+            Uuid::now_v7(),
+            tenant_key.clone(),
+            ticket_key.clone(),
+            issue.id.clone(),
+            reporter.clone(),
+            workflows.version.clone(),
+            now,
+        )
     };
     let outcome = decide(state, &site, &workflows, &reporter, &asked, &mut request).await?;
 

@@ -416,6 +416,79 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request as its ticket brings it in: `received`, nothing resolved or decided yet (the
+    /// only state a request is made in; routing moves it on before it is stored).
+    pub fn received(
+        id: Uuid,
+        tenant: TenantKey,
+        ticket_key: TicketKey,
+        issue_id: String,
+        requester: AccountId,
+        workflow_version: String,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            tenant,
+            ticket_key,
+            issue_id,
+            state: State::Received,
+            stage: 0,
+            requester_account: requester,
+            requester_email: None,
+            subject_email: None,
+            subject_person: None,
+            resource: None,
+            level: None,
+            duration_seconds: None,
+            justification: String::new(),
+            workflow: None,
+            workflow_version: Some(workflow_version),
+            plan: None,
+            reason: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            stage_started_at: None,
+            parent_id: None,
+            subject_account: None,
+            granted_at: None,
+            expires_at: None,
+            ended_at: None,
+            end_cause: None,
+            partial: false,
+        }
+    }
+
+    /// An extension of `parent` (`/extend` in its ticket): a child request for the same
+    /// ticket, person and resource, received.
+    pub fn extension_of(
+        parent: &Request,
+        id: Uuid,
+        workflow_version: String,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            parent_id: Some(parent.id),
+            requester_email: parent.requester_email.clone(),
+            subject_email: parent.subject_email.clone(),
+            subject_person: parent.subject_person.clone(),
+            subject_account: parent.subject_account.clone(),
+            resource: parent.resource.clone(),
+            level: parent.level.clone(),
+            duration_seconds: parent.duration_seconds,
+            ..Self::received(
+                id,
+                parent.tenant.clone(),
+                parent.ticket_key.clone(),
+                parent.issue_id.clone(),
+                parent.requester_account.clone(),
+                workflow_version,
+                now,
+            )
+        }
+    }
+
     /// Whether the access is for someone other than who filed it, by email.
     pub fn subject(&self) -> Option<&str> {
         self.subject_email
