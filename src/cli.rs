@@ -468,6 +468,7 @@ pub async fn audit_evidence(
 ) -> Result<(), String> {
     use crate::audit::checkpoint::CheckpointKey;
 
+    let ticket = &crate::ids::TicketKey::parse(ticket)?;
     let key = CheckpointKey::derive(&existing_key(config)?);
     let store = crate::store::Store::connect(&config.database)
         .await

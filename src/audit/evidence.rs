@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::checkpoint::{self, CheckpointKey};
+use crate::ids::TicketKey;
 use crate::on_db;
 use crate::store::grants::{self, Status};
 use crate::store::{Store, StoreError};
@@ -81,7 +82,7 @@ pub async fn bundle(
     store: &Store,
     key: &CheckpointKey,
     tenant: Option<&str>,
-    ticket: &str,
+    ticket: &TicketKey,
 ) -> Result<Value, EvidenceError> {
     let requests: Vec<RequestRow> = on_db!(store.db(), |pool| {
         sqlx::query_as(
@@ -92,7 +93,7 @@ pub async fn bundle(
              OR tenant IN (SELECT alias FROM tenant_links WHERE site_tenant = $2)) \
              ORDER BY created_at, id",
         )
-        .bind(ticket)
+        .bind(ticket.as_str())
         .bind(tenant)
         .fetch_all(pool)
         .await

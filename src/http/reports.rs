@@ -224,6 +224,7 @@ pub async fn evidence(
     Params(params): Params<EvidenceParams>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     use crate::audit::evidence::{self, EvidenceError};
+    let ticket = crate::ids::TicketKey::parse(&ticket).map_err(ApiError::BadRequest)?;
     let tenant = reader.tenant(params.tenant)?;
     reader.log("evidence");
     let key = crate::audit::checkpoint::CheckpointKey::derive(&state.secret_key);

@@ -783,9 +783,14 @@ async fn a_source_with_requests_is_linked_to_its_site_by_the_command() {
     assert_eq!(active.id, on_source.id, "the same request");
     assert_eq!(requests_for_it_7(&env).await, 1);
     let key = tollgate::audit::checkpoint::CheckpointKey::derive(&env.app.state.secret_key);
-    let bundle = tollgate::audit::evidence::bundle(store, &key, Some(&site_tenant), "IT-7")
-        .await
-        .expect("evidence through the site's tenant");
+    let bundle = tollgate::audit::evidence::bundle(
+        store,
+        &key,
+        Some(&site_tenant),
+        &tollgate::ids::TicketKey::parse("IT-7").expect("key"),
+    )
+    .await
+    .expect("evidence through the site's tenant");
     assert_eq!(bundle["tenant"], "jira-webhook:acme-plain", "its own chain");
     for chain in [site_tenant.as_str(), "jira-webhook:acme-plain"] {
         let verified = tollgate::audit::verify_chain(store, chain)

@@ -578,6 +578,19 @@ async fn a_jira_administrator_reads_their_own_sites_reports_with_a_connect_token
             .status(),
         404
     );
+    // A path that names no ticket is refused as such, before anything is read.
+    let response = get("/api/v1/evidence/OPS-5x", "acc-admin")
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("is not a Jira issue key"),
+        "the error says what is wrong"
+    );
 
     // Not an administrator; an account Jira does not know.
     for account in ["acc-agent", "acc-nobody"] {
@@ -690,9 +703,14 @@ async fn an_evidence_bundle_verifies_without_the_database() {
     }
     let secret = tollgate::secrets::SecretKey::generate().expect("key");
     let key = CheckpointKey::derive(&secret);
-    let bundle = evidence::bundle(&store, &key, None, "IT-9")
-        .await
-        .expect("bundle");
+    let bundle = evidence::bundle(
+        &store,
+        &key,
+        None,
+        &tollgate::ids::TicketKey::parse("IT-9").expect("key"),
+    )
+    .await
+    .expect("bundle");
 
     assert_eq!(
         bundle["requests"][0]["routing"]["stages"][0]["why"],
@@ -786,7 +804,13 @@ async fn an_evidence_bundle_verifies_without_the_database() {
     }
 
     assert!(matches!(
-        evidence::bundle(&store, &key, None, "IT-404").await,
+        evidence::bundle(
+            &store,
+            &key,
+            None,
+            &tollgate::ids::TicketKey::parse("IT-404").expect("key")
+        )
+        .await,
         Err(evidence::EvidenceError::NotFound(_))
     ));
 }
