@@ -92,35 +92,18 @@ fn start() -> DateTime<Utc> {
 
 fn new_request(duration_seconds: Option<i64>) -> Request {
     Request {
-        id: Uuid::nil(),
-        tenant: TenantKey::parse("jira:acme").expect("a tenant key"),
-        ticket_key: TicketKey::parse("IT-1").expect("a ticket key"),
-        issue_id: "10001".into(),
-        state: State::Received,
-        stage: 0,
-        requester_account: AccountId(account(0)),
         requester_email: Email::parse("acc-0@x.io").ok(),
-        subject_email: None,
-        subject_person: None,
         resource: Some("netsuite".into()),
-        level: None,
         duration_seconds,
-        justification: String::new(),
-        workflow: None,
-        workflow_version: None,
-        plan: None,
-        reason: None,
-        version: 1,
-        created_at: start(),
-        updated_at: start(),
-        stage_started_at: None,
-        parent_id: None,
-        subject_account: None,
-        granted_at: None,
-        expires_at: None,
-        ended_at: None,
-        end_cause: None,
-        partial: false,
+        ..Request::received(
+            Uuid::nil(),
+            TenantKey::parse("jira:acme").expect("a tenant key"),
+            TicketKey::parse("IT-1").expect("a ticket key"),
+            "10001".into(),
+            AccountId(account(0)),
+            "v1".into(),
+            start(),
+        )
     }
 }
 
