@@ -1,5 +1,5 @@
 //! Atlassian Connect, inbound: the descriptors, signed installs, JWT/qsh verification, and the
-//! tenants they create. Connect is one authenticator in front of the intake, not the intake.
+//! tenants they create. Connect is one authenticator in front of the ingress, not the ingress.
 
 pub mod auth;
 pub mod descriptor;

@@ -1,6 +1,6 @@
 //! The request engine: from a JSM ticket to a decision.
 //!
-//! Inbound events (stored by intake, processed by a job) come here. Each state change is one
+//! Inbound events (stored by `ingress`, processed in ticket order by `events`) come here. Each state change is one
 //! transaction: the request row (compare-and-set on its version), the decision, the audit
 //! event, and a [`crate::jobs::Job::TicketNotice`] that tells the ticket — so the ticket is told
 //! at least once even if Jira is down when it happens.

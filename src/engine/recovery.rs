@@ -1,5 +1,5 @@
 //! Nothing missed: webhooks Jira gave up delivering (Tollgate was down for longer than Jira
-//! retries) are read back from `/rest/api/3/webhook/failed` and fed through the same intake,
+//! retries) are read back from `/rest/api/3/webhook/failed` and fed through the same ingress writer,
 //! where their delivery ids make them count once. As a safety net, tickets created in the last
 //! two days but more than ten minutes ago (within the webhook JQL filter, if one is set) that
 //! have no request are taken in.
@@ -13,7 +13,7 @@ use crate::state::AppState;
 use crate::store::tenants;
 
 /// Reads every active Jira tenant's failed webhooks since the last read; returns how many
-/// were handed to intake (already-seen ones are dropped there).
+/// were handed to the ingress writer (already-seen ones are dropped there).
 pub async fn recover(state: &AppState) -> Result<usize, Failure> {
     let mut recovered = 0;
     for tenant in tenants::active_connect_jira(&state.store).await? {

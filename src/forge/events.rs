@@ -1,4 +1,4 @@
-//! Forge product events, in the shape the intake knows. The engine reads Jira webhook bodies
+//! Forge product events, in the shape the ingress knows. The engine reads Jira webhook bodies
 //! (`issue.key`, `comment.author`, `comment.body`, `user`) and re-reads the issue through REST
 //! anyway, so a Forge event becomes a Jira webhook body with the same fields, and the engine
 //! does not know which door it came through.
@@ -12,7 +12,7 @@ pub const EVENTS: [(&str, &str); 3] = [
     ("avi:jira:commented:issue", "comment_created"),
 ];
 
-/// A product event ready for the intake.
+/// A product event ready for the ingress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Normalized {
     /// The Jira webhook event it stands for.

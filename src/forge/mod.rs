@@ -1,5 +1,5 @@
 //! The Forge remote front door: invocation tokens verified against Forge's keys, product
-//! events turned into the intake's deliveries, installations mapped to tenants, and the system
+//! events turned into the ingress's deliveries, installations mapped to tenants, and the system
 //! token each invocation brings kept for outbound calls.
 
 pub mod events;

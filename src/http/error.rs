@@ -28,7 +28,7 @@ pub enum ApiError {
     Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Storing failed below the store (the intake's batch, the job queue): the text is for
+    /// Storing failed below the store (the ingress batch, the job queue): the text is for
     /// the log only.
     #[error("{0}")]
     Storage(String),

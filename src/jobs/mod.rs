@@ -1,8 +1,9 @@
 //! Durable background jobs on apalis, stored in the same database as everything else.
 //!
-//! This is the only module that knows apalis. Every job is one variant of [`Job`], stored as
-//! JSON on the one named queue [`QUEUE`]; adding a job type means adding a variant and its arm
-//! in [`run`]. Jobs are delivered at least once, so every handler must be idempotent.
+//! This and `worker` (which runs the queue) are the only modules that know apalis. Every job is
+//! one variant of [`Job`], stored as JSON on the one named queue [`QUEUE`]; adding a job type
+//! means adding a variant and its arm in `worker::dispatch`. Jobs are delivered at least once,
+//! so every handler must be idempotent.
 //! A job is enqueued inside the caller's transaction ([`schedule`]), so a state change and its
 //! follow-up job commit or roll back together.
 
@@ -37,8 +38,8 @@ pub enum Job {
         #[serde(default)]
         hold_ms: u64,
     },
-    /// Process inbound events (webhooks) stored by intake, in order: one job per committed
-    /// intake batch, so a burst costs the queue one job per batch rather than per event.
+    /// Process inbound events (webhooks) stored by the ingress writer, in order: one job per
+    /// committed batch, so a burst costs the queue one job per batch rather than per event.
     ProcessInbound { ids: Vec<Uuid> },
     /// Try one stored event again: `round` names the occasion (`a3`: its third retry, `s…`:
     /// a sweep, `r…`: an operator's retry), so each is queued once.
@@ -278,7 +279,7 @@ fn task(job: &Job, run_at: DateTime<Utc>) -> Result<apalis::prelude::Task<Vec<u8
 }
 
 /// Enqueues jobs whose idempotency keys were minted in this transaction (so none can exist
-/// yet), in one statement: the intake's group commit uses it for a whole batch.
+/// yet), in one statement: the ingress writer's group commit uses it for a whole batch.
 pub async fn schedule_new(tx: &mut Tx, jobs: &[(Job, DateTime<Utc>)]) -> Result<(), JobError> {
     if jobs.is_empty() {
         return Ok(());

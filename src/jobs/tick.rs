@@ -15,7 +15,7 @@ use apalis::prelude::{PollSnapshot, PollStrategy};
 use tokio::time::{Instant, Sleep};
 
 /// Wakes this process's worker now instead of at its next tick: work was just committed
-/// (an intake batch, a job's follow-ups). Other processes still find it on their tick.
+/// (an ingress batch, a job's follow-ups). Other processes still find it on their tick.
 #[derive(Debug, Default)]
 pub struct WakeSignal {
     pending: AtomicBool,

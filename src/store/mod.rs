@@ -187,7 +187,7 @@ impl Store {
         Self { db }
     }
 
-    /// A store for one busy writer (the intake's group commit). On SQLite it has its own
+    /// A store for one busy writer (the ingress writer's group commit). On SQLite it has its own
     /// connection that does not sleep in SQLite's busy handler (which backs off in steps of up
     /// to 100 ms while another connection writes): [`Self::begin`] retries every millisecond
     /// instead, so the writer gets the lock as soon as it is free. On PostgreSQL it is this store.

@@ -1,5 +1,5 @@
 //! The job worker: runs what the queue (`jobs`) holds, each job by the domain it belongs to
-//! (one registry, [`dispatch`]), retries what failed on a retryable error, and keeps the
+//! (one registry, `dispatch`), retries what failed on a retryable error, and keeps the
 //! periodic schedule. It decides nothing about a request: that is the domains' work.
 
 use std::time::{Duration, Instant};
