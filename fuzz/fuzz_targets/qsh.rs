@@ -17,5 +17,5 @@ fuzz_target!(|data: &str| {
         hash.bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     );
-    let _ = qsh::rfc3986(data);
+    let _ = tollgate::outbound::rfc3986(data);
 });
