@@ -52,7 +52,7 @@ macro_rules! reads_as_text {
     )*};
 }
 
-reads_as_text!(Email, AccountId, PersonId, TenantKey, TicketKey);
+reads_as_text!(Email, AccountId, PersonId, ResourceId, TenantKey, TicketKey);
 
 /// A tenant's key: a Connect install's `clientKey`, `forge:{installation}`, or
 /// `jira-webhook:{source}`. Whichever door, one string that names whose data it is.
@@ -166,6 +166,17 @@ pub struct PersonId(pub String);
 pub struct AccountId(pub String);
 
 impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A resource's id in the catalog (`netsuite`): what a request asks for, as the catalog names
+/// it; on a request declined as invalid, what its ticket wrote (kept to show what was asked).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResourceId(pub String);
+
+impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }

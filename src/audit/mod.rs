@@ -90,7 +90,7 @@ impl Event {
             ticket_key: Some(request.ticket_key.to_string()),
             actor,
             action: Action::Request(action),
-            target: request.resource.clone(),
+            target: request.resource.as_deref().map(str::to_string),
             details,
             workflow_version: request.workflow_version.clone(),
         }

@@ -282,7 +282,7 @@ async fn extend(
     let (_, site) = state.site(&parent.tenant).await?;
     let total = parent.duration_seconds.unwrap_or(0) + by.as_secs() as i64;
     let asked = Asked {
-        resource: parent.resource.clone(),
+        resource: parent.resource.as_deref().map(str::to_string),
         level: parent.level.clone(),
         duration: Some(format!("{}s", total)),
         justification: reason.unwrap_or("extension").to_string(),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::atlassian::adf;
 use crate::audit::{self, Actor};
 use crate::failure::Failure;
-use crate::ids::{TenantKey, TicketKey};
+use crate::ids::{ResourceId, TenantKey, TicketKey};
 use crate::lifecycle::{self, Action, Approver, Event, Plan, PlannedStage, State};
 use crate::notices;
 use crate::orgchart::{AccountId, Email, OrgIndex};
@@ -141,7 +141,8 @@ pub async fn ensure_request(
 
     let now = state.clock.now();
     let mut request = Request {
-        resource: asked.resource.clone(),
+        // What the ticket wrote, until the catalog names it below.
+        resource: asked.resource.clone().map(ResourceId),
         level: asked.level.clone(),
         justification: asked.justification.clone(),
         ..Request::received(
@@ -304,7 +305,7 @@ pub(crate) async fn decide(
         .iter()
         .find(|r| r.name.eq_ignore_ascii_case(asked_resource.trim()))
         .map_or(asked_resource, |r| r.id.0.as_str());
-    request.resource = Some(resource.to_string());
+    request.resource = Some(ResourceId(resource.to_string()));
     let duration = match parse_duration(asked.duration.as_deref()) {
         Ok(d) => d,
         Err(reason) => return invalid(request, reason),

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::action::Action;
 use super::approval::Plan;
-use crate::ids::{AccountId, Email, PersonId, TenantKey, TicketKey};
+use crate::ids::{AccountId, Email, PersonId, ResourceId, TenantKey, TicketKey};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -388,7 +388,7 @@ pub struct Request {
     /// leavers, holders and account matches know them, since emails change. `None` for someone
     /// not in the org chart (`tollgate org unmatched` lists them).
     pub subject_person: Option<PersonId>,
-    pub resource: Option<String>,
+    pub resource: Option<ResourceId>,
     pub level: Option<String>,
     pub duration_seconds: Option<i64>,
     pub justification: String,

@@ -8,7 +8,7 @@
 //!   left, on purpose, to another holder);
 //! - an event a state does not allow changes nothing.
 
-use crate::ids::{AccountId, Email, TenantKey, TicketKey};
+use crate::ids::{AccountId, Email, ResourceId, TenantKey, TicketKey};
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -93,7 +93,7 @@ fn start() -> DateTime<Utc> {
 fn new_request(duration_seconds: Option<i64>) -> Request {
     Request {
         requester_email: Email::parse("acc-0@x.io").ok(),
-        resource: Some("netsuite".into()),
+        resource: Some(ResourceId("netsuite".into())),
         duration_seconds,
         ..Request::received(
             Uuid::nil(),

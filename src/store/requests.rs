@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Store, StoreError, Tx};
-use crate::ids::{AccountId, Email, PersonId, TenantKey, TicketKey};
+use crate::ids::{AccountId, Email, PersonId, ResourceId, TenantKey, TicketKey};
 pub use crate::lifecycle::Request;
 use crate::lifecycle::{EndCause, State, Verdict};
 use crate::{on_db, on_tx};
@@ -93,7 +93,7 @@ impl TryFrom<Row> for Request {
             requester_email: stored_email(r.requester_email, r.id.as_str())?,
             subject_email: stored_email(r.subject_email, r.id.as_str())?,
             subject_person: r.subject_person.map(PersonId),
-            resource: r.resource,
+            resource: r.resource.map(ResourceId),
             level: r.level,
             duration_seconds: r.duration_seconds,
             justification: r.justification,
@@ -146,7 +146,7 @@ pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
         .bind(r.requester_account.as_str())
         .bind(r.requester_email.as_deref())
         .bind(r.subject_email.as_deref())
-        .bind(&r.resource)
+        .bind(r.resource.as_deref())
         .bind(&r.level)
         .bind(r.duration_seconds)
         .bind(&r.justification)
@@ -392,7 +392,7 @@ pub async fn update(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
         .bind(r.stage)
         .bind(r.requester_email.as_deref())
         .bind(r.subject_email.as_deref())
-        .bind(&r.resource)
+        .bind(r.resource.as_deref())
         .bind(&r.level)
         .bind(r.duration_seconds)
         .bind(&r.justification)

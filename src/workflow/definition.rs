@@ -9,15 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::condition::Condition;
 use crate::orgchart::Email;
 
-/// A resource's id in the catalog (`netsuite`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct ResourceId(pub String);
-
-impl fmt::Display for ResourceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::ids::ResourceId;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
