@@ -153,11 +153,11 @@ fn steps(i: usize, expiring: usize) -> [Step; 2] {
             via: Via::Idp {
                 source: "ldap".into(),
             },
-            idp_person: Some(format!(
+            idp_person: Some(tollgate::ids::PersonId(format!(
                 "uid={},ou=people,{}",
                 uid(i % expiring.max(1)),
                 slapd::BASE
-            )),
+            ))),
             note: None,
         },
         Step {

@@ -8,7 +8,7 @@ use super::plan::{Step, Via, describe};
 use crate::atlassian::{AtlassianError, Change, Site};
 use crate::idp::{Connector, GroupWriter, IdpError};
 use crate::ids::TenantKey;
-use crate::orgchart::{AccountId, PersonId};
+use crate::orgchart::AccountId;
 use crate::state::AppState;
 use crate::store::tenants;
 use crate::tenant::Product;
@@ -97,9 +97,7 @@ pub async fn apply(
             .as_ref()
             .ok_or_else(|| StepFailure::Permanent("the person's IdP id is unknown".into()))?;
         let connector = Connector::new(&state.config.idp.source);
-        return Ok(connector
-            .set_member(group, &PersonId(person.clone()), granted)
-            .await?);
+        return Ok(connector.set_member(group, person, granted).await?);
     }
     let account = subject.account.ok_or_else(|| {
         StepFailure::Permanent("the person's Atlassian account is unknown".into())

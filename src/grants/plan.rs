@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use crate::atlassian::{CredentialKind, Credentials, Operation};
+use crate::ids::PersonId;
 use crate::workflow::GrantTarget;
 
 pub use crate::lifecycle::plan::{Step, Via, target_key};
@@ -47,7 +48,7 @@ pub struct Context<'a> {
     /// The IdP connector's name when it can change groups, else why it cannot.
     pub idp: Result<String, String>,
     /// The person's id in the IdP, when they are in the org chart.
-    pub idp_person: Option<String>,
+    pub idp_person: Option<PersonId>,
     /// Atlassian groups fed from the IdP by SCIM (configured or detected), lowercased.
     pub synced_groups: &'a HashSet<String>,
     pub confluence_installed: bool,
@@ -228,7 +229,7 @@ mod tests {
         Context {
             credentials,
             idp: Ok("ldap".into()),
-            idp_person: Some("uid=erin".into()),
+            idp_person: Some(PersonId("uid=erin".into())),
             synced_groups: synced,
             confluence_installed: true,
             cloud_id: None,

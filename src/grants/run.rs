@@ -15,7 +15,7 @@ use super::{notices, wall};
 use crate::atlassian::{Change, CredentialKind};
 use crate::audit::{self, Actor};
 use crate::failure::Failure;
-use crate::ids::AccountId;
+use crate::ids::{AccountId, PersonId};
 use crate::jobs::{self, Job};
 use crate::lifecycle::step::Settled;
 use crate::lifecycle::{self, Action, EndCause, Event, State};
@@ -129,7 +129,7 @@ async fn context_inputs(
     state: &AppState,
     request: &Request,
     targets: &[GrantTarget],
-) -> Result<(Option<String>, Option<AccountId>, HashSet<String>, bool), Failure> {
+) -> Result<(Option<PersonId>, Option<AccountId>, HashSet<String>, bool), Failure> {
     let (tenant, site) = state.site(&request.tenant).await?;
     // A worker started before the first sync, or one that has not yet noticed another's,
     // must not plan without the person: the plan would be refused for good.
@@ -180,7 +180,7 @@ async fn context_inputs(
         && tenants::linked(&state.store, &tenant.host, Product::Confluence)
             .await?
             .is_some_and(|t| t.state.is_active());
-    Ok((person.map(|p| p.id.0), account, synced, confluence))
+    Ok((person.map(|p| p.id), account, synced, confluence))
 }
 
 /// The `Provision` job: plans the grant of an approved request and starts its steps (or, for

@@ -15,7 +15,6 @@ use crate::audit::Actor;
 use crate::failure::Failure;
 use crate::jobs::{self, Job};
 use crate::lifecycle::{Action, EndCause, State};
-use crate::orgchart::PersonId;
 use crate::state::AppState;
 use crate::store::grants::{self as steps, Phase, Status};
 use crate::store::requests;
@@ -110,9 +109,7 @@ async fn drift(state: &AppState) -> Result<usize, Failure> {
                     if org_taken > request.granted_at =>
                 {
                     match (&org, &row.plan.idp_person) {
-                        (Some(org), Some(person)) => {
-                            org.is_member_by_id(group, &PersonId(person.clone()))
-                        }
+                        (Some(org), Some(person)) => org.is_member_by_id(group, person),
                         _ => None,
                     }
                 }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::PersonId;
 use crate::workflow::GrantTarget;
 
 /// The system a step changes, and how Tollgate authenticates to it.
@@ -45,7 +46,7 @@ pub struct Step {
     pub via: Via,
     /// The person's id in the IdP, for IdP steps (kept so a leaver can still be removed after
     /// they vanished from the org chart).
-    pub idp_person: Option<String>,
+    pub idp_person: Option<PersonId>,
     /// Why the step is what it is, when that is not obvious (in the plan and the ticket).
     pub note: Option<String>,
 }
@@ -58,7 +59,7 @@ struct StoredStep {
     applied: Option<GrantTarget>,
     via: Via,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    idp_person: Option<String>,
+    idp_person: Option<PersonId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     note: Option<String>,
 }

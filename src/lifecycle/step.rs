@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::State;
+use crate::ids::PersonId;
 
 /// Granting or revoking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +62,7 @@ pub struct Progress {
     pub plan: i64,
     /// The person's id in the IdP, for IdP steps (plans are shared; people are not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub person: Option<String>,
+    pub person: Option<PersonId>,
     pub grant: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke: Option<Status>,
@@ -94,7 +95,7 @@ fn is_zero(n: &i64) -> bool {
 
 impl Progress {
     /// A step just planned: pending, not yet tried.
-    pub fn planned(plan: i64, person: Option<String>, now: DateTime<Utc>) -> Self {
+    pub fn planned(plan: i64, person: Option<PersonId>, now: DateTime<Utc>) -> Self {
         Self {
             plan,
             person,
@@ -399,7 +400,7 @@ mod tests {
 
     fn two() -> Vec<Progress> {
         vec![
-            Progress::planned(7, Some("uid=erin".into()), t(0)),
+            Progress::planned(7, Some(PersonId("uid=erin".into())), t(0)),
             Progress::planned(9, None, t(0)),
         ]
     }

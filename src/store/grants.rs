@@ -491,7 +491,11 @@ mod tests {
 
     #[test]
     fn the_stored_form_leaves_out_what_is_absent() {
-        let mut steps = vec![Progress::planned(7, Some("uid=erin".into()), t(0))];
+        let mut steps = vec![Progress::planned(
+            7,
+            Some(crate::ids::PersonId("uid=erin".into())),
+            t(0),
+        )];
         settle(
             &mut steps,
             0,

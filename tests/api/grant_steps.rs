@@ -21,7 +21,7 @@ const STEPS_AS_ROWS: i64 = 20261129000010;
 
 fn group(name: &str, person: Option<&str>) -> Step {
     Step {
-        idp_person: person.map(str::to_string),
+        idp_person: person.map(|p| tollgate::ids::PersonId(p.to_string())),
         ..Step::direct(
             GrantTarget::IdpGroup { group: name.into() },
             Via::Idp {
@@ -384,9 +384,13 @@ async fn plans_are_shared_and_each_grant_keeps_its_person() {
         .map(|r| (r.request_id, r.step, r.plan.idp_person.clone()))
         .collect();
     let mut expected = vec![
-        (other, 0, Some("uid=erin".to_string())),
+        (other, 0, Some(tollgate::ids::PersonId("uid=erin".into()))),
         (other, 1, None),
-        (stranger, 0, Some("uid=finn".to_string())),
+        (
+            stranger,
+            0,
+            Some(tollgate::ids::PersonId("uid=finn".into())),
+        ),
     ];
     expected.sort_by_key(|(id, step, _)| (id.to_string(), *step));
     assert_eq!(people, expected);
