@@ -49,10 +49,29 @@ macro_rules! reads_as_text {
                 value.0
             }
         }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
+}
+
+/// Read back from stored JSON through `parse`, so a stored value is checked as an outside one is.
+macro_rules! parsed_from_text {
+    ($($name:ident),*) => {$(
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+            }
+        }
     )*};
 }
 
 reads_as_text!(Email, AccountId, PersonId, ResourceId, TenantKey, TicketKey);
+parsed_from_text!(Email, TenantKey, TicketKey);
 
 /// A tenant's key: a Connect install's `clientKey`, `forge:{installation}`, or
 /// `jira-webhook:{source}`. Whichever door, one string that names whose data it is.
@@ -67,19 +86,6 @@ impl TenantKey {
         } else {
             Ok(Self(text.to_string()))
         }
-    }
-}
-
-impl TryFrom<String> for TenantKey {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl fmt::Display for TenantKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -109,19 +115,6 @@ impl TicketKey {
     }
 }
 
-impl TryFrom<String> for TicketKey {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl fmt::Display for TicketKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// An email address, lower-cased so lookups do not depend on how someone typed it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -144,19 +137,6 @@ impl Email {
     }
 }
 
-impl TryFrom<String> for Email {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// The identity provider's stable id for a person (never the email: emails change).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PersonId(pub String);
@@ -165,22 +145,10 @@ pub struct PersonId(pub String);
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AccountId(pub String);
 
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A resource's id in the catalog (`netsuite`): what a request asks for, as the catalog names
 /// it; on a request declined as invalid, what its ticket wrote (kept to show what was asked).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ResourceId(pub String);
-
-impl fmt::Display for ResourceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 #[cfg(test)]
 mod tests {
