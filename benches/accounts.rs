@@ -109,7 +109,7 @@ async fn main() {
         "",
     ));
     let site = Site::connect(
-        "jira:acme",
+        &tollgate::ids::TenantKey::parse("jira:acme").expect("a key"),
         "io.tollgate.access",
         b"jira-secret".to_vec(),
         &fake.site_url(),

@@ -155,7 +155,7 @@ pub async fn open_ticket(
     let tenant = crate::store::tenants::linked(&state.store, &ticket.site, Product::Jira)
         .await?
         .filter(|t| t.state.is_active())
-        .ok_or_else(|| Failure::Tenant(ticket.site.clone()))?;
+        .ok_or_else(|| Failure::NoSite(ticket.site.clone()))?;
     let site = state.site_of(&tenant).await?;
     let key = state
         .atlassian

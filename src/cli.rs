@@ -469,12 +469,13 @@ pub async fn audit_evidence(
     use crate::audit::checkpoint::CheckpointKey;
 
     let ticket = &crate::ids::TicketKey::parse(ticket)?;
+    let tenant = tenant.map(crate::ids::TenantKey::parse).transpose()?;
     let key = CheckpointKey::derive(&existing_key(config)?);
     let store = crate::store::Store::connect(&config.database)
         .await
         .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
-    let result = crate::audit::evidence::bundle(&store, &key, tenant, ticket).await;
+    let result = crate::audit::evidence::bundle(&store, &key, tenant.as_ref(), ticket).await;
     store.close().await;
     let bundle = result.map_err(|e| e.to_string())?;
     serde_json::to_writer_pretty(&mut *out, &bundle).map_err(|e| e.to_string())?;

@@ -5,6 +5,7 @@
 //! (`error.rs`) and to a retry or a drop once (`worker`).
 
 use crate::atlassian::AtlassianError;
+use crate::ids::TenantKey;
 use crate::jobs::JobError;
 use crate::store::StoreError;
 
@@ -17,7 +18,10 @@ pub enum Failure {
     #[error(transparent)]
     Job(#[from] JobError),
     #[error("tenant {0} is not installed or its secret does not unseal")]
-    Tenant(String),
+    Tenant(TenantKey),
+    /// The configured alert ticket's site has no active Jira tenant.
+    #[error("no Jira tenant is installed for the site {0}")]
+    NoSite(String),
     /// Tollgate cannot judge yet (no org chart synced): worth trying again shortly.
     #[error("not ready: {0}")]
     NotReady(String),
@@ -53,7 +57,7 @@ impl Failure {
             Self::Job(_) | Self::NotReady(_) => true,
             Self::Atlassian(e) => e.is_retryable(),
             Self::OrgSync(e) => e.is_retryable(),
-            Self::Tenant(_) | Self::Conflict(_) => false,
+            Self::Tenant(_) | Self::NoSite(_) | Self::Conflict(_) => false,
         }
     }
 

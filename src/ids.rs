@@ -38,6 +38,12 @@ macro_rules! reads_as_text {
             }
         }
 
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                self.0 == *other
+            }
+        }
+
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
                 self.0 == *other
@@ -70,11 +76,14 @@ macro_rules! parsed_from_text {
     )*};
 }
 
-reads_as_text!(Email, AccountId, PersonId, ResourceId, TenantKey, TicketKey);
+reads_as_text!(
+    Email, AccountId, PersonId, ResourceId, TargetKey, TenantKey, TicketKey
+);
 parsed_from_text!(Email, TenantKey, TicketKey);
 
-/// A tenant's key: a Connect install's `clientKey`, `forge:{installation}`, or
-/// `jira-webhook:{source}`. Whichever door, one string that names whose data it is.
+/// A tenant's key: a Connect install's `clientKey`, a Forge installation's id (for a site that
+/// came by Forge alone), or `jira-webhook:{source}`. Whichever door, one string that names
+/// whose data it is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct TenantKey(String);
@@ -149,6 +158,11 @@ pub struct AccountId(pub String);
 /// it; on a request declined as invalid, what its ticket wrote (kept to show what was asked).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ResourceId(pub String);
+
+/// What a grant puts in place, as one key (`jira_project_role:IT:Developers`): who holds it
+/// is counted per target key and person. Made by `lifecycle::plan::target_key` only.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TargetKey(pub String);
 
 #[cfg(test)]
 mod tests {

@@ -436,7 +436,11 @@ async fn report(command: ReportCommand, config: &Config) -> ExitCode {
             scope,
             resource: common.resource,
             person: common.person,
-            tenant: common.tenant,
+            tenant: common
+                .tenant
+                .as_deref()
+                .map(tollgate::ids::TenantKey::parse)
+                .transpose()?,
             tz,
         };
         Ok((query, Format::parse(&common.format)?))

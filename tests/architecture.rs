@@ -132,6 +132,35 @@ fn time_is_read_only_in_the_clock_module() {
     );
 }
 
+#[test]
+fn tenant_ticket_and_account_are_passed_as_their_types() {
+    // Where text becomes one of these, it may be taken as text: the command line, a stored
+    // row or queued job read back (`store::stored_*`, the worker's `stored_ticket`), and the
+    // sealing contexts, which every table's key column shares.
+    let parses_text = |name: &str, code: &str| {
+        name == "cli.rs" || code.contains("fn stored_") || code.contains("_context(")
+    };
+    let mut broken = Vec::new();
+    for (name, text) in product() {
+        let lines = offending(&text, |code| {
+            !parses_text(&name, code)
+                && ["tenant", "ticket", "ticket_key", "client_key", "account"]
+                    .iter()
+                    .any(|param| {
+                        code.match_indices(&format!("{param}: &str"))
+                            .any(|(at, _)| {
+                                !code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                            })
+                    })
+        });
+        broken.extend(lines.into_iter().map(|line| format!("src/{name}:{line}")));
+    }
+    report(
+        broken,
+        "a tenant, ticket or account is passed as &str (take TenantKey, TicketKey or AccountId, parsed where it comes in)",
+    );
+}
+
 /// The crate's top-level modules from the bottom up: a module may use those in its own layer
 /// and below, never one above. Within a layer, [`no_import_cycle_joins_the_modules`] keeps the
 /// uses one-way. A new module must be placed here.

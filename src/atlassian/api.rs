@@ -11,6 +11,7 @@ use super::client::{AtlassianClient, Call, Credential, Reply};
 use super::credentials::{Credentials, MissingCredential, Operation};
 use super::errors::CallError;
 use super::pages::{self, Next};
+use crate::ids::TenantKey;
 use crate::outbound::rfc3986;
 use crate::secrets::{SecretError, SecretKey};
 use crate::tenant::Tenant;
@@ -35,7 +36,7 @@ enum SiteAuth {
 /// One installed product of a site, as far as calling it goes.
 #[derive(Clone)]
 pub struct Site {
-    pub client_key: String,
+    pub client_key: TenantKey,
     /// Where calls made with the site's own credential go: the site itself for Connect and API
     /// tokens (`https://acme.atlassian.net`, `…/wiki` for Confluence), Forge's `apiBaseUrl`
     /// (`https://api.atlassian.com/ex/jira/{cloudId}`) for Forge.
@@ -73,14 +74,14 @@ impl Site {
 
     /// A Connect install from its parts.
     pub fn connect(
-        client_key: &str,
+        client_key: &TenantKey,
         app_key: &str,
         shared_secret: Vec<u8>,
         base_url: &str,
     ) -> Self {
         let base_url = base_url.trim_end_matches('/').to_string();
         Self {
-            client_key: client_key.to_string(),
+            client_key: client_key.clone(),
             site_url: base_url.clone(),
             base_url,
             auth: SiteAuth::Connect {
@@ -119,7 +120,7 @@ impl Site {
                 shared_secret,
             } => Credential::Connect {
                 app_key: app_key.clone(),
-                client_key: self.client_key.clone(),
+                client_key: self.client_key.to_string(),
                 shared_secret: shared_secret.clone(),
                 base_url: self.base_url.clone(),
             },
@@ -449,7 +450,7 @@ mod tests {
     #[test]
     fn the_origin_of_a_confluence_site_leaves_out_wiki() {
         let site = Site {
-            client_key: "c".into(),
+            client_key: TenantKey::parse("c").expect("a key"),
             base_url: "http://127.0.0.1:9/wiki".into(),
             site_url: "http://127.0.0.1:9/wiki".into(),
             auth: SiteAuth::ApiToken {

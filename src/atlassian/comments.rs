@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::adf;
 use super::api::{Atlassian, AtlassianError, Site, segment, with_query};
 use super::errors::CallError;
-use crate::ids::AccountId;
+use crate::ids::{AccountId, TicketKey};
 
 /// The comment property naming the notice a comment of Tollgate's carries.
 pub const NOTICE_PROPERTY: &str = "tollgate.notice";
@@ -106,7 +106,7 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn comments_path(key: &str) -> String {
+fn comments_path(key: &TicketKey) -> String {
     format!("/rest/api/3/issue/{}/comment", segment(key))
 }
 
@@ -116,7 +116,7 @@ impl Atlassian {
     pub async fn issue_comment(
         &self,
         site: &Site,
-        key: &str,
+        key: &TicketKey,
         id: &CommentId,
     ) -> Result<Option<Comment>, AtlassianError> {
         let path = format!("{}/{}", comments_path(key), id.as_str());
@@ -140,7 +140,7 @@ impl Atlassian {
     pub async fn issue_comments(
         &self,
         site: &Site,
-        key: &str,
+        key: &TicketKey,
     ) -> Result<Vec<Comment>, AtlassianError> {
         let path = with_query(
             &comments_path(key),

@@ -8,13 +8,13 @@ use super::adf;
 use super::api::{Atlassian, AtlassianError, Change, Site, converge, segment, with_query};
 use super::credentials::Operation;
 use super::errors::CallError;
-use crate::ids::{AccountId, Email};
+use crate::ids::{AccountId, Email, TicketKey};
 
 /// An issue as read back through REST (webhook payloads may be incomplete).
 #[derive(Debug, Clone)]
 pub struct Issue {
     pub id: String,
-    pub key: String,
+    pub key: TicketKey,
     pub reporter: Option<AccountId>,
     pub status: Option<String>,
     pub project_key: Option<String>,
@@ -78,7 +78,7 @@ pub struct FailedWebhook {
 /// Jira's global permission for its administrators.
 const ADMINISTER: &str = "ADMINISTER";
 
-fn issue_path(key: &str) -> String {
+fn issue_path(key: &TicketKey) -> String {
     format!("/rest/api/3/issue/{}", segment(key))
 }
 
@@ -87,7 +87,7 @@ fn role_path(project: &str, role_id: u64) -> String {
 }
 
 impl Atlassian {
-    pub async fn issue(&self, site: &Site, key: &str) -> Result<Issue, AtlassianError> {
+    pub async fn issue(&self, site: &Site, key: &TicketKey) -> Result<Issue, AtlassianError> {
         let reply = self
             .on_site(site, Method::GET, &issue_path(key), None)
             .await?;
@@ -101,7 +101,11 @@ impl Atlassian {
         };
         Ok(Issue {
             id: value["id"].as_str().unwrap_or_default().to_string(),
-            key: value["key"].as_str().unwrap_or(key).to_string(),
+            // Jira answers with the key it has now (a moved issue's is new).
+            key: value["key"]
+                .as_str()
+                .and_then(|k| TicketKey::parse(k).ok())
+                .unwrap_or_else(|| key.clone()),
             reporter: text("/reporter/accountId").map(AccountId),
             status: text("/status/name"),
             project_key: text("/project/key"),
@@ -114,7 +118,7 @@ impl Atlassian {
     pub async fn comment(
         &self,
         site: &Site,
-        key: &str,
+        key: &TicketKey,
         text: &str,
         internal: bool,
         notice: Option<&str>,
@@ -167,7 +171,7 @@ impl Atlassian {
     pub async fn transitions(
         &self,
         site: &Site,
-        key: &str,
+        key: &TicketKey,
     ) -> Result<Vec<Transition>, AtlassianError> {
         let path = format!("{}/transitions", issue_path(key));
         let reply = self.on_site(site, Method::GET, &path, None).await?;
@@ -191,7 +195,7 @@ impl Atlassian {
     pub async fn transition(
         &self,
         site: &Site,
-        key: &str,
+        key: &TicketKey,
         name: &str,
     ) -> Result<Change, AtlassianError> {
         let path = with_query(&issue_path(key), &[("fields", "status")]);
@@ -233,7 +237,7 @@ impl Atlassian {
     pub async fn set_users_field(
         &self,
         site: &Site,
-        key: &str,
+        key: &TicketKey,
         field: &str,
         accounts: &[AccountId],
     ) -> Result<(), AtlassianError> {

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::api::{Atlassian, AtlassianError, Change, Site, converge, segment, with_query};
-use crate::ids::AccountId;
+use crate::ids::{AccountId, TicketKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visibility {
@@ -62,7 +62,7 @@ fn decision(text: Option<&str>) -> Decision {
     }
 }
 
-fn request_path(key: &str) -> String {
+fn request_path(key: &TicketKey) -> String {
     format!("/rest/servicedeskapi/request/{}", segment(key))
 }
 
@@ -82,7 +82,7 @@ impl Atlassian {
     pub async fn customer_request(
         &self,
         site: &Site,
-        key: &str,
+        key: &TicketKey,
     ) -> Result<CustomerRequest, AtlassianError> {
         let path = with_query(&request_path(key), &[("expand", "requestType,status")]);
         let value: Value = self.on_site(site, Method::GET, &path, None).await?.json()?;
@@ -110,7 +110,7 @@ impl Atlassian {
     pub async fn request_comment(
         &self,
         site: &Site,
-        key: &str,
+        key: &TicketKey,
         text: &str,
         visibility: Visibility,
     ) -> Result<String, AtlassianError> {
@@ -126,7 +126,7 @@ impl Atlassian {
     pub async fn participants(
         &self,
         site: &Site,
-        key: &str,
+        key: &TicketKey,
     ) -> Result<Vec<AccountId>, AtlassianError> {
         let path = format!("{}/participant", request_path(key));
         let values = self.jsm_pages(site, &path).await?;
@@ -138,7 +138,7 @@ impl Atlassian {
     pub async fn add_participants(
         &self,
         site: &Site,
-        key: &str,
+        key: &TicketKey,
         accounts: &[AccountId],
     ) -> Result<Change, AtlassianError> {
         let present = self.participants(site, key).await?;
@@ -156,7 +156,11 @@ impl Atlassian {
         Ok(Change::Applied)
     }
 
-    pub async fn approvals(&self, site: &Site, key: &str) -> Result<Vec<Approval>, AtlassianError> {
+    pub async fn approvals(
+        &self,
+        site: &Site,
+        key: &TicketKey,
+    ) -> Result<Vec<Approval>, AtlassianError> {
         let path = format!("{}/approval", request_path(key));
         let values = self.jsm_pages(site, &path).await?;
         Ok(values

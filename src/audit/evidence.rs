@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::checkpoint::{self, CheckpointKey};
-use crate::ids::TicketKey;
+use crate::ids::{TenantKey, TicketKey};
 use crate::on_db;
 use crate::store::grants::{self, Status};
 use crate::store::{Store, StoreError};
@@ -81,7 +81,7 @@ fn parsed(text: &str) -> Value {
 pub async fn bundle(
     store: &Store,
     key: &CheckpointKey,
-    tenant: Option<&str>,
+    tenant: Option<&TenantKey>,
     ticket: &TicketKey,
 ) -> Result<Value, EvidenceError> {
     let requests: Vec<RequestRow> = on_db!(store.db(), |pool| {
@@ -94,7 +94,7 @@ pub async fn bundle(
              ORDER BY created_at, id",
         )
         .bind(ticket.as_str())
-        .bind(tenant)
+        .bind(tenant.map(TenantKey::as_str))
         .fetch_all(pool)
         .await
     })?;

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::ids::TenantKey;
 use crate::on_tx;
 use crate::store::{StoreError, Tx};
 
@@ -266,11 +267,11 @@ pub async fn verify_chain(
         None => Ok(report.events),
     })
 }
-/// A lifecycle change on the tenant's own chain, in the transaction that makes it.
-/// Records something that happened to a tenant (installed, linked, …) on its own chain.
+/// Records something that happened to a tenant (installed, linked, …) on its own chain, in the
+/// transaction that makes it.
 pub async fn tenant_event(
     tx: &mut Tx,
-    client_key: &str,
+    client_key: &TenantKey,
     action: TenantAction,
     now: chrono::DateTime<chrono::Utc>,
     details: serde_json::Value,

@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::ids::TenantKey;
 use crate::lifecycle::State;
 use crate::on_db;
 use crate::store::grants::{self, Status, StepRow};
@@ -62,7 +63,7 @@ pub struct Query {
     /// The requester's or the subject's email.
     pub person: Option<String>,
     /// One site's requests (its client key); `None` for every site.
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantKey>,
     /// Times are written in this zone.
     pub tz: Tz,
 }
@@ -294,7 +295,7 @@ impl Report {
                 .bind(after_at)
                 .bind(after_id.clone())
                 .bind(PAGE)
-                .bind(&self.query.tenant)
+                .bind(self.query.tenant.as_deref())
                 .fetch_all(pool)
                 .await
         })?;

@@ -7,7 +7,7 @@ use super::keys::KeyError;
 use super::tenant_cache::TenantCache;
 use crate::atlassian::jwt::{self, Claims, TokenError};
 use crate::atlassian::qsh;
-use crate::ids::AccountId;
+use crate::ids::{AccountId, TenantKey};
 use crate::secrets::SecretKey;
 use crate::store::{Store, StoreError};
 use crate::tenant::Tenant;
@@ -95,10 +95,12 @@ pub async fn verify_request(
         .iss
         .as_ref()
         .ok_or(TokenError::MissingClaim("iss"))?;
-    let client_key = unverified
+    let claimed = unverified
         .client_key()
         .ok_or(TokenError::MissingClaim("iss"))?;
-    let unknown = || TokenError::UnknownTenant(client_key.clone());
+    let client_key =
+        TenantKey::parse(&claimed).map_err(|_| TokenError::UnknownTenant(claimed.clone()))?;
+    let unknown = || TokenError::UnknownTenant(claimed.clone());
     let mut found = cache
         .get(store, secret_key, &client_key, false)
         .await?
@@ -165,7 +167,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// A verified signed-install (or uninstall) token.
 #[derive(Debug, Clone)]
 pub struct VerifiedInstall {
-    pub client_key: String,
+    pub client_key: TenantKey,
     /// sha256 of the token and of the body, to refuse a replay with another body.
     pub token_hash: String,
     pub body_hash: String,
@@ -177,7 +179,7 @@ pub async fn verify_install(
     keys: &super::keys::InstallKeys,
     request: &RequestParts<'_>,
     body: &[u8],
-    body_client_key: &str,
+    body_client_key: &TenantKey,
     our_base_url: &str,
     checks: &Checks<'_>,
 ) -> Result<VerifiedInstall, AuthError> {
@@ -209,7 +211,7 @@ pub async fn verify_install(
     }
     jwt::check_expiry(&claims, checks.now, checks.leeway_seconds)?;
     check_qsh(&claims, request, checks, QshRule::Exact)?;
-    if body_client_key != iss {
+    if *body_client_key != iss {
         return Err(TokenError::ClientKeyMismatch {
             body: body_client_key.to_string(),
             iss,
@@ -217,7 +219,7 @@ pub async fn verify_install(
         .into());
     }
     Ok(VerifiedInstall {
-        client_key: iss,
+        client_key: body_client_key.clone(),
         token_hash: sha256_hex(token.as_bytes()),
         body_hash: sha256_hex(body),
     })

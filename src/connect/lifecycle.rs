@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::auth::{self, AuthError, Checks, QshRule, RequestParts};
 use crate::atlassian::jwt::TokenError;
 use crate::audit::{TenantAction, tenant_event};
+use crate::ids::TenantKey;
 use crate::state::AppState;
 use crate::store::{StoreError, tenants};
 use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
@@ -30,7 +31,7 @@ pub enum LifecycleError {
 #[serde(rename_all = "camelCase")]
 struct Payload {
     key: String,
-    client_key: String,
+    client_key: TenantKey,
     shared_secret: Option<crate::config::Secret>,
     base_url: String,
     display_url: Option<String>,
@@ -42,14 +43,9 @@ struct Payload {
 }
 
 fn parse(body: &[u8]) -> Result<Payload, LifecycleError> {
-    let payload: Payload =
-        serde_json::from_slice(body).map_err(|e| LifecycleError::Payload(e.to_string()))?;
-    if payload.client_key.is_empty() || payload.client_key.len() > 255 {
-        return Err(LifecycleError::Payload(
-            "clientKey is empty or too long".into(),
-        ));
-    }
-    Ok(payload)
+    // The client key is checked as it is read: an empty, overlong or control-character key
+    // refuses the body.
+    serde_json::from_slice(body).map_err(|e| LifecycleError::Payload(e.to_string()))
 }
 
 fn checks<'a>(state: &AppState, connect: &'a Connect) -> Checks<'a> {
@@ -72,7 +68,7 @@ pub enum Installed {
 /// A verified signed lifecycle call, its transaction open with the token recorded.
 struct Signed {
     payload: Payload,
-    client_key: String,
+    client_key: TenantKey,
     tx: crate::store::Tx,
     now: chrono::DateTime<chrono::Utc>,
 }
@@ -195,7 +191,7 @@ pub async fn installed(
     tx.commit().await?;
     connect.tenants.forget(&tenant.client_key);
     tracing::info!(
-        client_key = tenant.client_key,
+        client_key = %tenant.client_key,
         product = product.as_str(),
         base_url = tenant.base_url,
         reinstall = existing.is_some(),
@@ -235,7 +231,7 @@ pub async fn uninstalled(
     .await?;
     tx.commit().await?;
     connect.tenants.forget(&client_key);
-    tracing::info!(client_key, "app uninstalled");
+    tracing::info!(client_key = %client_key, "app uninstalled");
     Ok(())
 }
 
@@ -256,7 +252,7 @@ pub async fn set_enabled(
             .is_some_and(|t| t.state == TenantState::Uninstalled)
     {
         tracing::debug!(
-            client_key = payload.client_key,
+            client_key = %payload.client_key,
             "late unsigned lifecycle call for an uninstalled tenant; ignored"
         );
         return Ok(());
@@ -272,8 +268,8 @@ pub async fn set_enabled(
     .await?;
     if verified.tenant.client_key != payload.client_key {
         return Err(AuthError::Token(TokenError::ClientKeyMismatch {
-            body: payload.client_key,
-            iss: verified.tenant.client_key,
+            body: payload.client_key.into(),
+            iss: verified.tenant.client_key.into(),
         })
         .into());
     }
@@ -304,7 +300,7 @@ pub async fn set_enabled(
     tx.commit().await?;
     connect.tenants.forget(&payload.client_key);
     tracing::info!(
-        client_key = payload.client_key,
+        client_key = %payload.client_key,
         state = target.as_str(),
         event = payload.event_type.as_deref().unwrap_or("-"),
         "app lifecycle"

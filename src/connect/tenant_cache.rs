@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::ids::TenantKey;
 use crate::secrets::SecretKey;
 use crate::store::{Store, StoreError, tenants};
 use crate::tenant::Tenant;
@@ -25,7 +26,7 @@ pub struct Cached {
 
 #[derive(Debug, Default)]
 pub struct TenantCache {
-    entries: RwLock<HashMap<String, (Cached, Instant)>>,
+    entries: RwLock<HashMap<TenantKey, (Cached, Instant)>>,
 }
 
 impl TenantCache {
@@ -35,7 +36,7 @@ impl TenantCache {
         &self,
         store: &Store,
         secret_key: &SecretKey,
-        client_key: &str,
+        client_key: &TenantKey,
         fresh: bool,
     ) -> Result<Option<Cached>, StoreError> {
         if !fresh {
@@ -65,7 +66,7 @@ impl TenantCache {
             &Tenant::secret_context(client_key),
         ) else {
             tracing::error!(
-                client_key,
+                client_key = %client_key,
                 "a tenant's shared secret does not decrypt: was TOLLGATE_SECRET_KEY changed?"
             );
             return Ok(None);
@@ -77,12 +78,12 @@ impl TenantCache {
         };
         if let Ok(mut entries) = self.entries.write() {
             // Bounded: a flood of unknown client keys never reaches here (they are not stored).
-            entries.insert(client_key.to_string(), (cached.clone(), Instant::now()));
+            entries.insert(client_key.clone(), (cached.clone(), Instant::now()));
         }
         Ok(Some(cached))
     }
 
-    pub fn forget(&self, client_key: &str) {
+    pub fn forget(&self, client_key: &TenantKey) {
         if let Ok(mut entries) = self.entries.write() {
             entries.remove(client_key);
         }

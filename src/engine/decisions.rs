@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::failure::Failure;
-use crate::ids::{TenantKey, TicketKey};
+use crate::ids::{AccountId, TenantKey, TicketKey};
 use crate::lifecycle::{Action, Event, Next, Refusal, Verdict, approval};
 use crate::notices;
 use chrono::{DateTime, Utc};
@@ -67,7 +67,7 @@ pub async fn from_jsm_approvals(
             let account = &vote.account;
             // Every later update re-reads the same answered approval: it is one answer.
             let ballot = Ballot {
-                account: &account.0,
+                account,
                 who: vote.name.as_deref(),
                 verdict,
                 reason: None,
@@ -89,7 +89,7 @@ impl<'a> Ballot<'a> {
     fn of_comment(comment: &'a Comment) -> Option<Self> {
         let (verdict, reason) = command(&comment.text)?;
         Some(Ballot {
-            account: &comment.author.0,
+            account: &comment.author,
             who: comment.author_name.as_deref(),
             verdict,
             reason,
@@ -104,7 +104,7 @@ impl<'a> Ballot<'a> {
 }
 
 struct Ballot<'a> {
-    account: &'a str,
+    account: &'a AccountId,
     /// The person's display name, where the event gave one; never the account id (people
     /// read tickets).
     who: Option<&'a str>,
@@ -180,9 +180,8 @@ async fn apply(
         return Ok(());
     }
     let decided = requests::decided(&mut tx, request.id, request.stage).await?;
-    let decided: Vec<&str> = decided.iter().map(String::as_str).collect();
     // The requester, and whoever the access is for, cannot approve it.
-    let mut requesters = vec![&*request.requester_account];
+    let mut requesters = vec![&request.requester_account];
     let subject = request
         .subject_email
         .as_deref()
@@ -192,12 +191,12 @@ async fn apply(
             .iter()
             .flat_map(|s| &s.approvers)
             .filter(|a| Some(a.email.as_str()) == subject)
-            .filter_map(|a| a.account.as_deref()),
+            .filter_map(|a| a.account.as_ref()),
     );
     let approver = plan.stages.get(stage).and_then(|s| {
         s.approvers
             .iter()
-            .find(|a| a.account.as_deref() == Some(ballot.account))
+            .find(|a| a.account.as_ref() == Some(ballot.account))
     });
     let name = approver
         .map(|a| a.name.as_str())

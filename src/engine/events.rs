@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::alerts::{self, Alert};
 use crate::config::EventsConfig;
 use crate::failure::Failure;
+use crate::ids::TicketKey;
 use crate::jobs::{self, Job, JobError};
 use crate::state::AppState;
 use crate::store::inbound::{self, InboundEvent};
@@ -106,7 +107,7 @@ const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 async fn drain(
     state: &AppState,
     event: &InboundEvent,
-    ticket: &str,
+    ticket: &TicketKey,
 ) -> Result<Processed, JobError> {
     let block_for =
         TimeDelta::from_std(state.config.events.ticket_block).unwrap_or(TimeDelta::minutes(10));
@@ -172,7 +173,7 @@ async fn handle(state: &AppState, event: &InboundEvent) -> Result<Processed, Job
         Ok(()) => {
             inbound::mark_processed(&state.store, &[event.id], state.clock.now()).await?;
             tracing::debug!(
-                tenant = event.tenant,
+                tenant = %event.tenant,
                 event = event.event_type,
                 delivery = event.delivery_id,
                 "inbound event processed"
@@ -216,7 +217,7 @@ async fn retry_later(
     tx.commit().await?;
     tracing::warn!(
         id = %event.id,
-        tenant = event.tenant,
+        tenant = %event.tenant,
         attempts,
         ?wait,
         %error,
@@ -229,7 +230,7 @@ async fn die(state: &AppState, event: &InboundEvent, reason: &str) -> Result<Pro
     let now = crate::clock::wall();
     let alert = Alert::EventDead {
         event: event.id.to_string(),
-        tenant: event.tenant.clone(),
+        tenant: event.tenant.to_string(),
         event_type: event.event_type.clone(),
         reason: reason.to_string(),
     };

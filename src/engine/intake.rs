@@ -369,7 +369,7 @@ pub(crate) async fn approver(
     Ok(Approver {
         email: email.to_string(),
         name: person.display_name.clone(),
-        account: account.map(|a| a.0),
+        account,
     })
 }
 

@@ -6,14 +6,15 @@
 use chrono::{DateTime, Utc};
 
 use crate::audit::{TenantAction, tenant_event};
+use crate::ids::TenantKey;
 use crate::store::{Store, StoreError, tenants};
 use crate::tenant::{TenantKind, WEBHOOK_SOURCE_PREFIX, webhook_source_key};
 
 /// What linking a plain source to its site's Connect or Forge tenant does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkPlan {
-    pub source: String,
-    pub site: String,
+    pub source: TenantKey,
+    pub site: TenantKey,
     pub host: String,
     /// The source's requests: they stay on its audit chain.
     pub requests: i64,
@@ -25,7 +26,7 @@ pub enum LinkError {
     #[error("no plain webhook source `{0}`")]
     NoSource(String),
     #[error("`{alias}` is already linked to {site}")]
-    Linked { alias: String, site: String },
+    Linked { alias: TenantKey, site: TenantKey },
     #[error("no Connect or Forge tenant is installed for {0}: nothing to link to yet")]
     NoSite(String),
     #[error(transparent)]
@@ -36,10 +37,11 @@ pub enum LinkError {
 pub async fn link_plan(store: &Store, source: &str) -> Result<LinkPlan, LinkError> {
     use crate::store::tenant_links;
     let key = if source.starts_with(WEBHOOK_SOURCE_PREFIX) {
-        source.to_string()
+        TenantKey::parse(source)
     } else {
         webhook_source_key(source)
-    };
+    }
+    .map_err(|_| LinkError::NoSource(source.to_string()))?;
     let Some(tenant) = tenants::get(store, &key)
         .await?
         .filter(|t| t.kind == TenantKind::JiraWebhook)
@@ -82,8 +84,8 @@ pub async fn link(
     }
     tx.commit().await?;
     tracing::info!(
-        source = plan.source,
-        site = plan.site,
+        source = %plan.source,
+        site = %plan.site,
         by,
         "plain webhook source linked to its site's tenant"
     );

@@ -98,23 +98,23 @@ async fn on_comment(
 /// `tollgate tenants link` does it, on purpose).
 async fn tenant_for_ticket(
     state: &AppState,
-    stored: &str,
+    stored: &TenantKey,
     ticket: &TicketKey,
 ) -> Result<TenantKey, Failure> {
     use crate::store::{requests, tenant_links};
     let store = &state.store;
     let mut site = tenant_links::site_of(store, stored)
         .await?
-        .unwrap_or_else(|| stored.to_string());
-    if site == stored && stored.starts_with(crate::tenant::WEBHOOK_SOURCE_PREFIX) {
+        .unwrap_or_else(|| stored.clone());
+    if site == *stored && stored.starts_with(crate::tenant::WEBHOOK_SOURCE_PREFIX) {
         match links::link_plan(store, stored).await {
             Ok(plan) if plan.requests == 0 => {
                 links::link(store, &plan, state.clock.now(), "first event").await?;
                 site = plan.site;
             }
             Ok(plan) => tracing::warn!(
-                source = stored,
-                site = plan.site,
+                source = %stored,
+                site = %plan.site,
                 requests = plan.requests,
                 "a plain webhook source with requests is not linked to its site's tenant; \
                  `tollgate tenants link` makes them one"
@@ -123,15 +123,12 @@ async fn tenant_for_ticket(
             Err(_) => {}
         }
     }
-    let stored = |key: String| {
-        TenantKey::parse(&key).map_err(|e| Failure::Store(crate::store::StoreError::corrupt(e)))
-    };
     for tenant in tenant_links::group_of(store, &site).await? {
         if requests::by_ticket(store, &tenant, ticket).await?.is_some() {
-            return stored(tenant);
+            return Ok(tenant);
         }
     }
-    stored(site)
+    Ok(site)
 }
 
 /// Applies one inbound event. Idempotent: a redelivered event changes nothing twice.

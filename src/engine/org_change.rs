@@ -190,7 +190,7 @@ async fn renamed(
 ) -> Result<(), Failure> {
     for (id, from, to) in renames(before, after) {
         let mut tx = state.store.begin().await?;
-        let tickets = crate::store::requests::rename_person(&mut tx, &id, to.as_str()).await?;
+        let tickets = crate::store::requests::rename_person(&mut tx, &id, &to).await?;
         crate::store::accounts::renamed(&mut tx, &id, &to).await?;
         crate::audit::append(
             &mut tx,

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::token::Invocation;
 use crate::audit::{TenantAction, tenant_event};
+use crate::ids::TenantKey;
 use crate::state::AppState;
 use crate::store::{StoreError, forge, tenants};
 use crate::tenant::{Product, Tenant, TenantKind, TenantState, host_of};
@@ -31,7 +32,7 @@ pub async fn tenant_for(
     state: &AppState,
     invocation: &Invocation,
     system_token: Option<&str>,
-) -> Result<String, InstallationError> {
+) -> Result<TenantKey, InstallationError> {
     let now = state.clock.now();
     let sealed = match system_token {
         Some(token) => Some(seal(state, invocation, token, now)?),
@@ -96,7 +97,7 @@ async fn learn_site_url(
                 {
                     tracing::warn!(error = %e, "the site's URL was not stored");
                 } else {
-                    tracing::info!(tenant = tenant.client_key, url, "Forge site URL learnt");
+                    tracing::info!(tenant = %tenant.client_key, url, "Forge site URL learnt");
                 }
             }
             None => tracing::warn!(url, "serverInfo named no host"),
@@ -134,7 +135,7 @@ pub async fn uninstalled(
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(tenant = installation.tenant, "Forge installation removed");
+    tracing::info!(tenant = %installation.tenant, "Forge installation removed");
     Ok(())
 }
 
@@ -143,7 +144,7 @@ async fn register(
     invocation: &Invocation,
     sealed: Option<(String, DateTime<Utc>)>,
     now: DateTime<Utc>,
-) -> Result<String, InstallationError> {
+) -> Result<TenantKey, InstallationError> {
     let mut tx = state.store.begin().await?;
     let site_host = invocation.site_url.as_deref().and_then(host_of);
     let existing =
@@ -151,7 +152,7 @@ async fn register(
             .await?;
     let (token, expires) = sealed.unzip();
     let installation = forge::Installation {
-        installation_id: invocation.installation_id.clone(),
+        installation_id: invocation.installation_id.to_string(),
         tenant: existing.as_ref().map_or_else(
             || invocation.installation_id.clone(),
             |t| t.client_key.clone(),
@@ -209,7 +210,7 @@ async fn register(
     tenant_event(&mut tx, &installation.tenant, action, now, details).await?;
     tx.commit().await?;
     tracing::info!(
-        tenant = installation.tenant,
+        tenant = %installation.tenant,
         linked = existing.is_some(),
         "Forge installation registered"
     );

@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 use super::keys::{ForgeKeys, KeyError};
-use crate::ids::AccountId;
+use crate::ids::{AccountId, TenantKey};
 
 pub const ISSUER: &str = "forge/invocation-token";
 pub use crate::ids::APP_ARI_PREFIX;
@@ -48,8 +48,9 @@ impl FitError {
 /// What a verified token says about the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
-    /// `ari:cloud:ecosystem::installation/…`
-    pub installation_id: String,
+    /// `ari:cloud:ecosystem::installation/…`; also the tenant key of a site that came by
+    /// Forge alone (no Connect install to continue).
+    pub installation_id: TenantKey,
     /// `https://api.atlassian.com/ex/jira/{cloudId}`: where product calls go.
     pub api_base_url: String,
     pub cloud_id: String,
@@ -142,9 +143,9 @@ pub fn check(claims: &Value, expected: &Expected<'_>) -> Result<Invocation, FitE
     }
     let installation_id = text("/app/installationId")
         .or_else(|| text("/app/installation/id"))
-        .filter(|id| !id.is_empty() && id.len() <= 200)
-        .ok_or(FitError::MissingClaim("app.installationId"))?
-        .to_string();
+        .filter(|id| id.len() <= 200)
+        .and_then(|id| TenantKey::parse(id).ok())
+        .ok_or(FitError::MissingClaim("app.installationId"))?;
     let api_base_url = text("/app/apiBaseUrl")
         .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
         .ok_or(FitError::MissingClaim("app.apiBaseUrl"))?

@@ -71,7 +71,7 @@ impl From<IdpError> for StepFailure {
 
 /// Who the step is for.
 pub struct Subject<'a> {
-    pub tenant: &'a str,
+    pub tenant: &'a TenantKey,
     pub account: Option<&'a AccountId>,
 }
 

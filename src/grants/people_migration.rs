@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::plan::per_site;
 use crate::audit::{self, Actor};
+use crate::ids::TargetKey;
 use crate::lifecycle::State;
 use crate::orgchart::{Email, PersonId};
 use crate::store::grants::{self as steps, Status, StepRow};
@@ -239,7 +240,7 @@ async fn back_fill_holders(
 ) -> Result<(), StoreError> {
     let by_id: HashMap<Uuid, &Request> = all.iter().map(|r| (r.id, r)).collect();
     // Every grant step ever done, by holding (BTreeMap: a stable order for the audit event).
-    let mut reaches: BTreeMap<(String, String, String), Vec<Reach>> = BTreeMap::new();
+    let mut reaches: BTreeMap<(String, TargetKey, String), Vec<Reach>> = BTreeMap::new();
     for request in all {
         for row in steps::of_request(tx, request.id).await? {
             if row.grant_status != Status::Done {

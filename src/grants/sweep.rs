@@ -13,6 +13,7 @@ use super::run;
 use super::{notices, wall};
 use crate::audit::Actor;
 use crate::failure::Failure;
+use crate::ids::{TargetKey, TenantKey};
 use crate::jobs::{self, Job};
 use crate::lifecycle::{Action, EndCause, State};
 use crate::state::AppState;
@@ -87,7 +88,7 @@ async fn drift(state: &AppState) -> Result<usize, Failure> {
     let org = state.org.index();
     let org_taken = state.org.taken_at();
     // Who holds each Atlassian target, by (tenant, target key): read once per sweep.
-    let mut holders: HashMap<(String, String), Option<HashSet<String>>> = HashMap::new();
+    let mut holders: HashMap<(TenantKey, TargetKey), Option<HashSet<String>>> = HashMap::new();
     let mut flagged = 0;
     let mut after = None;
     loop {
@@ -115,13 +116,13 @@ async fn drift(state: &AppState) -> Result<usize, Failure> {
                 }
                 (Via::Idp { .. }, _) => None,
                 (_, target) => {
-                    let key = (request.tenant.to_string(), target_key(target));
+                    let key = (request.tenant.clone(), target_key(target));
                     if !holders.contains_key(&key) {
                         let found = apply::holders(state, &request.tenant, &row.plan)
                             .await
                             .unwrap_or_else(|e| {
                                 tracing::debug!(
-                                    target = key.1,
+                                    target = %key.1,
                                     error = e.message(),
                                     "drift check skipped"
                                 );

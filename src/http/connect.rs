@@ -136,7 +136,7 @@ pub(crate) async fn verify_parts(
     .await?;
     if !verified.tenant.state.is_active() {
         tracing::warn!(
-            client_key = verified.tenant.client_key,
+            client_key = %verified.tenant.client_key,
             state = verified.tenant.state.as_str(),
             "request from an inactive tenant refused"
         );

@@ -13,6 +13,7 @@ use crate::forge::installations::{self, InstallationError};
 use crate::forge::token::{self, Expected, FitError, Invocation};
 use crate::http::Web;
 use crate::http::error::ApiError;
+use crate::ids::TenantKey;
 use crate::ingress::{Delivery, Door};
 use crate::state::AppState;
 
@@ -55,7 +56,7 @@ impl FromRequestParts<Web> for ForgeCall {
 
 impl ForgeCall {
     /// The tenant, registering the installation on first sight and keeping its token.
-    async fn tenant(&self, state: &AppState) -> Result<String, ApiError> {
+    async fn tenant(&self, state: &AppState) -> Result<TenantKey, ApiError> {
         Ok(
             installations::tenant_for(state, &self.invocation, self.system_token.as_deref())
                 .await?,

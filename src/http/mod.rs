@@ -16,6 +16,7 @@ use axum::extract::FromRef;
 
 use crate::connect::Connect;
 use crate::forge::Forge;
+use crate::ids::TenantKey;
 use std::any::Any;
 use std::time::Instant;
 
@@ -229,7 +230,7 @@ const WEBHOOK_IDENTIFIER: &str = "x-atlassian-webhook-identifier";
 /// durable and deduplicated (on Jira's delivery id, else on the body) before the answer.
 pub(crate) async fn jira_webhook(
     state: &AppState,
-    tenant: String,
+    tenant: TenantKey,
     ingress: crate::ingress::Door,
     headers: &axum::http::HeaderMap,
     body: &[u8],

@@ -16,6 +16,7 @@ use crate::connect::auth::{QshRule, Verified};
 use crate::http::Web;
 use crate::http::connect;
 use crate::http::error::ApiError;
+use crate::ids::TenantKey;
 use crate::orgchart::AccountId;
 use crate::state::AppState;
 use crate::tenant::Product;
@@ -37,16 +38,23 @@ pub struct ReportParams {
 #[derive(Debug)]
 pub enum Reader {
     Operator,
-    SiteAdmin { tenant: String, account: AccountId },
+    SiteAdmin {
+        tenant: TenantKey,
+        account: AccountId,
+    },
 }
 
 impl Reader {
     /// The site a read is limited to: the administrator's own, or what the operator asked.
-    fn tenant(&self, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    fn tenant(&self, asked: Option<String>) -> Result<Option<TenantKey>, ApiError> {
+        let asked = asked
+            .map(|key| TenantKey::parse(&key))
+            .transpose()
+            .map_err(ApiError::BadRequest)?;
         match self {
             Self::Operator => Ok(asked),
             Self::SiteAdmin { tenant, .. } => match asked {
-                Some(other) if &other != tenant => Err(ApiError::Forbidden(
+                Some(other) if other != *tenant => Err(ApiError::Forbidden(
                     "a site's administrators read that site's reports only".into(),
                 )),
                 _ => Ok(Some(tenant.clone())),
@@ -58,7 +66,7 @@ impl Reader {
         match self {
             Self::Operator => tracing::info!(reader = "api token", what, "report read"),
             Self::SiteAdmin { tenant, account } => {
-                tracing::info!(reader = %account.0, tenant, what, "report read");
+                tracing::info!(reader = %account.0, tenant = %tenant, what, "report read");
             }
         }
     }
@@ -126,7 +134,7 @@ async fn site_admin(state: &AppState, verified: Verified) -> Result<Reader, ApiE
         return Err(ApiError::Forbidden("the token names no user".into()));
     };
     let site = state.site_of(&tenant).await.map_err(|e| {
-        tracing::warn!(error = %e, tenant = tenant.client_key, "no way to call the site");
+        tracing::warn!(error = %e, tenant = %tenant.client_key, "no way to call the site");
         ApiError::Unavailable("Jira cannot be called for this site now; try again".into())
     })?;
     match state.atlassian.is_jira_admin(&site, &account).await {
@@ -139,13 +147,13 @@ async fn site_admin(state: &AppState, verified: Verified) -> Result<Reader, ApiE
         )),
         Err(e) if !e.is_retryable() => {
             // Jira refused the question (an account it does not know): not an administrator.
-            tracing::warn!(error = %e, tenant = tenant.client_key, "admin check refused");
+            tracing::warn!(error = %e, tenant = %tenant.client_key, "admin check refused");
             Err(ApiError::Forbidden(
                 "Jira did not confirm that you are an administrator".into(),
             ))
         }
         Err(e) => {
-            tracing::warn!(error = %e, tenant = tenant.client_key, "admin check failed");
+            tracing::warn!(error = %e, tenant = %tenant.client_key, "admin check failed");
             Err(ApiError::Unavailable(
                 "Jira could not be asked whether you are an administrator; try again".into(),
             ))
@@ -228,7 +236,7 @@ pub async fn evidence(
     let tenant = reader.tenant(params.tenant)?;
     reader.log("evidence");
     let key = crate::audit::checkpoint::CheckpointKey::derive(&state.secret_key);
-    match evidence::bundle(&state.store, &key, tenant.as_deref(), &ticket).await {
+    match evidence::bundle(&state.store, &key, tenant.as_ref(), &ticket).await {
         Ok(bundle) => Ok(axum::Json(bundle)),
         Err(e @ EvidenceError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
         Err(e @ EvidenceError::Ambiguous(_)) => Err(ApiError::BadRequest(e.to_string())),

@@ -27,6 +27,9 @@ pub const QUEUE: &str = "tollgate.jobs";
 /// How often a job is tried before it stays failed.
 const MAX_ATTEMPTS: usize = 5;
 
+/// A job as the queue stores it (JSON). Tenant and ticket keys are kept as text here and
+/// parsed by the worker (`store::stored_ticket`): a job naming a key that does not parse is
+/// dropped with an error, where a typed payload would be one the queue cannot decode at all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Job {

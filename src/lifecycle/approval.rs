@@ -4,14 +4,16 @@
 use serde::{Deserialize, Serialize};
 
 use super::State;
+use crate::ids::AccountId;
 
 /// Someone who may approve a stage: their email (from the org chart) and, when it could be
 /// resolved, their Atlassian account (how their decisions in the ticket are recognised).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approver {
+    /// As the routing named them: someone outside the org chart is kept as written.
     pub email: String,
     pub name: String,
-    pub account: Option<String>,
+    pub account: Option<AccountId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,9 +89,9 @@ pub fn decide(
     state: State,
     plan: &Plan,
     stage: usize,
-    requesters: &[&str],
-    decided: &[&str],
-    account: &str,
+    requesters: &[&AccountId],
+    decided: &[AccountId],
+    account: &AccountId,
     verdict: Verdict,
 ) -> Result<Next, Refusal> {
     if state != State::Pending {
@@ -104,14 +106,14 @@ pub fn decide(
     if !current
         .approvers
         .iter()
-        .any(|a| a.account.as_deref() == Some(account))
+        .any(|a| a.account.as_ref() == Some(account))
     {
         return Err(Refusal::NotAnApprover {
             stage: current.name.clone(),
             approvers: current.approvers.iter().map(|a| a.name.clone()).collect(),
         });
     }
-    if decided.contains(&account) {
+    if decided.contains(account) {
         return Err(Refusal::AlreadyDecided);
     }
     if verdict == Verdict::Decline {
@@ -123,7 +125,7 @@ pub fn decide(
         .iter()
         .filter(|a| {
             a.account
-                .as_deref()
+                .as_ref()
                 .is_none_or(|acc| !requesters.contains(&acc))
         })
         .count();
@@ -164,11 +166,15 @@ impl TimerKind {
 mod tests {
     use super::*;
 
+    fn acc(id: &str) -> AccountId {
+        AccountId(id.to_string())
+    }
+
     fn approver(name: &str) -> Approver {
         Approver {
             email: format!("{name}@x.io"),
             name: name.into(),
-            account: Some(format!("acc-{name}")),
+            account: Some(acc(&format!("acc-{name}"))),
         }
     }
 
@@ -205,7 +211,16 @@ mod tests {
     fn stages_advance_past_skipped_ones_to_approval() {
         let p = plan();
         let go = |stage, decided: &[&str], who: &str, v| {
-            decide(State::Pending, &p, stage, &["acc-erin"], decided, who, v)
+            let decided: Vec<AccountId> = decided.iter().map(|d| acc(d)).collect();
+            decide(
+                State::Pending,
+                &p,
+                stage,
+                &[&acc("acc-erin")],
+                &decided,
+                &acc(who),
+                v,
+            )
         };
         assert_eq!(go(0, &[], "acc-dan", Verdict::Approve), Ok(Next::Stage(2)));
         // Erin asked for it: she is an owner but cannot approve, and `all` means the other two.
@@ -234,10 +249,26 @@ mod tests {
     fn declines_end_it_and_others_are_refused() {
         let p = plan();
         assert_eq!(
-            decide(State::Pending, &p, 0, &[], &[], "acc-dan", Verdict::Decline),
+            decide(
+                State::Pending,
+                &p,
+                0,
+                &[],
+                &[],
+                &acc("acc-dan"),
+                Verdict::Decline
+            ),
             Ok(Next::Declined)
         );
-        match decide(State::Pending, &p, 0, &[], &[], "acc-ola", Verdict::Approve) {
+        match decide(
+            State::Pending,
+            &p,
+            0,
+            &[],
+            &[],
+            &acc("acc-ola"),
+            Verdict::Approve,
+        ) {
             Err(Refusal::NotAnApprover { stage, approvers }) => {
                 assert_eq!(
                     (stage.as_str(), approvers),
@@ -253,7 +284,7 @@ mod tests {
                 0,
                 &[],
                 &[],
-                "acc-dan",
+                &acc("acc-dan"),
                 Verdict::Approve
             ),
             Err(Refusal::NotPending)

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::PersonId;
+use crate::ids::{PersonId, TargetKey};
 use crate::workflow::GrantTarget;
 
 /// The system a step changes, and how Tollgate authenticates to it.
@@ -112,13 +112,13 @@ impl Step {
     }
 
     /// `kind:name`, the same for two grants of the same thing (to find overlapping grants).
-    pub fn target_key(&self) -> String {
+    pub fn target_key(&self) -> TargetKey {
         target_key(&self.applied)
     }
 }
 
-pub fn target_key(target: &GrantTarget) -> String {
-    match target {
+pub fn target_key(target: &GrantTarget) -> TargetKey {
+    TargetKey(match target {
         GrantTarget::IdpGroup { group } => format!("idp_group:{group}"),
         GrantTarget::JiraGroup { group } => format!("jira_group:{group}"),
         GrantTarget::JiraProjectRole { project, role } => {
@@ -132,5 +132,5 @@ pub fn target_key(target: &GrantTarget) -> String {
             "atlassian_product:{}:{role}",
             crate::workflow::products::resource_product(product, role)
         ),
-    }
+    })
 }

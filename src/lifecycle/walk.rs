@@ -19,8 +19,8 @@ use super::step::{self, Claim, Phase, Progress, Settled, Status};
 
 const ACCOUNTS: usize = 6;
 
-fn account(i: usize) -> String {
-    format!("acc-{i}")
+fn account(i: usize) -> AccountId {
+    AccountId(format!("acc-{i}"))
 }
 
 /// How routing ends.
@@ -77,9 +77,9 @@ enum Move {
 struct World {
     request: Request,
     plan: Plan,
-    requesters: Vec<String>,
+    requesters: Vec<AccountId>,
     /// The approvals each stage counted, as `approval::decide` accepted them.
-    counted: Vec<Vec<String>>,
+    counted: Vec<Vec<AccountId>>,
     auto_approved: bool,
     steps: Vec<Progress>,
     keep_partial: bool,
@@ -100,7 +100,7 @@ fn new_request(duration_seconds: Option<i64>) -> Request {
             TenantKey::parse("jira:acme").expect("a tenant key"),
             TicketKey::parse("IT-1").expect("a ticket key"),
             "10001".into(),
-            AccountId(account(0)),
+            account(0),
             "v1".into(),
             start(),
         )
@@ -119,7 +119,7 @@ impl World {
                         .iter()
                         .map(|a| Approver {
                             email: format!("{}@x.io", account(*a)),
-                            name: account(*a),
+                            name: account(*a).to_string(),
                             account: Some(account(*a)),
                         })
                         .collect(),
@@ -228,12 +228,8 @@ impl World {
             Move::Decide { who, approve } => {
                 let who = account(who);
                 let stage = usize::try_from(self.request.stage).unwrap_or(usize::MAX);
-                let requesters: Vec<&str> = self.requesters.iter().map(String::as_str).collect();
-                let decided: Vec<&str> = self
-                    .counted
-                    .get(stage)
-                    .map(|c| c.iter().map(String::as_str).collect())
-                    .unwrap_or_default();
+                let requesters: Vec<&AccountId> = self.requesters.iter().collect();
+                let decided = self.counted.get(stage).cloned().unwrap_or_default();
                 let verdict = if approve {
                     Verdict::Approve
                 } else {
@@ -276,7 +272,7 @@ impl World {
                     .map(|i| Progress::planned(i as i64, None, now))
                     .collect();
                 self.must(Event::Planned {
-                    account: Some(AccountId(account(0))),
+                    account: Some(account(0)),
                 });
                 self.settle();
             }
@@ -358,21 +354,21 @@ impl World {
             if stage.skipped {
                 return true;
             }
-            let eligible = |a: &str| {
+            let eligible = |a: &AccountId| {
                 stage
                     .approvers
                     .iter()
-                    .any(|x| x.account.as_deref() == Some(a))
-                    && !self.requesters.iter().any(|r| r == a)
+                    .any(|x| x.account.as_ref() == Some(a))
+                    && !self.requesters.contains(a)
             };
             let eligible_count = stage
                 .approvers
                 .iter()
-                .filter(|a| a.account.as_deref().is_some_and(eligible))
+                .filter(|a| a.account.as_ref().is_some_and(eligible))
                 .count();
             let required = stage.required.min(eligible_count).max(1);
             let counted = &self.counted[i];
-            counted.iter().all(|a| eligible(a)) && counted.len() >= required
+            counted.iter().all(eligible) && counted.len() >= required
         })
     }
 

@@ -30,7 +30,7 @@ fn names(plan: &Plan, stage: usize) -> String {
         .unwrap_or_default()
 }
 
-fn participants(plan: &Plan, stage: usize) -> Vec<String> {
+fn participants(plan: &Plan, stage: usize) -> Vec<AccountId> {
     plan.stages
         .get(stage)
         .map(|s| {
@@ -336,10 +336,9 @@ pub async fn deliver(
         sent::sent(&state.store, key, state.clock.now()).await?;
     }
     if !notice.participants.is_empty() {
-        let accounts: Vec<AccountId> = notice.participants.iter().cloned().map(AccountId).collect();
         state
             .atlassian
-            .add_participants(&site, ticket_key, &accounts)
+            .add_participants(&site, ticket_key, &notice.participants)
             .await?;
         // JSM's Approvers field, where the intake mapping names one, shows the open stage.
         let field = state.workflows().and_then(|w| {
@@ -350,7 +349,7 @@ pub async fn deliver(
         if let Some(field) = field {
             state
                 .atlassian
-                .set_users_field(&site, ticket_key, &field, &accounts)
+                .set_users_field(&site, ticket_key, &field, &notice.participants)
                 .await?;
         }
     }

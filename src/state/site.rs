@@ -3,6 +3,7 @@
 
 use crate::atlassian::{AtlassianError, Site};
 use crate::failure::Failure;
+use crate::ids::TenantKey;
 use crate::store::tenants;
 use crate::tenant::Tenant;
 
@@ -14,11 +15,11 @@ const FORGE_TOKEN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 
 impl AppState {
     /// The tenant row and the site to call back.
-    pub async fn site(&self, client_key: &str) -> Result<(Tenant, Site), Failure> {
+    pub async fn site(&self, client_key: &TenantKey) -> Result<(Tenant, Site), Failure> {
         let tenant = tenants::get(&self.store, client_key)
             .await?
             .filter(|t| t.state.is_active())
-            .ok_or_else(|| Failure::Tenant(client_key.to_string()))?;
+            .ok_or_else(|| Failure::Tenant(client_key.clone()))?;
         let site = self.site_of(&tenant).await?;
         Ok((tenant, site))
     }
@@ -44,7 +45,7 @@ impl AppState {
             {
                 Ok(Ok(token)) => return Ok(Site::forge(tenant, &installation.api_base_url, token)),
                 _ => tracing::error!(
-                    tenant = tenant.client_key,
+                    tenant = %tenant.client_key,
                     "a Forge system token does not unseal: was TOLLGATE_SECRET_KEY changed?"
                 ),
             }

@@ -3,13 +3,14 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, Tx};
+use crate::ids::TenantKey;
 use crate::{on_db, on_tx};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installation {
     /// `ari:cloud:ecosystem::installation/…`
     pub installation_id: String,
-    pub tenant: String,
+    pub tenant: TenantKey,
     pub app_id: String,
     pub cloud_id: String,
     pub api_base_url: String,
@@ -47,7 +48,7 @@ macro_rules! select_installations {
     };
 }
 
-fn from_row(row: Row) -> Installation {
+fn from_row(row: Row) -> Result<Installation, StoreError> {
     let (
         installation_id,
         tenant,
@@ -59,7 +60,9 @@ fn from_row(row: Row) -> Installation {
         installed_at,
         uninstalled_at,
     ) = row;
-    Installation {
+    let tenant = TenantKey::parse(&tenant)
+        .map_err(|e| StoreError::corrupt(format!("Forge installation {installation_id}: {e}")))?;
+    Ok(Installation {
         installation_id,
         tenant,
         app_id,
@@ -69,7 +72,7 @@ fn from_row(row: Row) -> Installation {
         token_expires_at,
         installed_at,
         uninstalled_at,
-    }
+    })
 }
 
 pub async fn get_in(
@@ -82,7 +85,7 @@ pub async fn get_in(
             .fetch_optional(&mut *conn)
             .await
     })?;
-    Ok(row.map(from_row))
+    row.map(from_row).transpose()
 }
 
 pub async fn get(store: &Store, installation_id: &str) -> Result<Option<Installation>, StoreError> {
@@ -92,22 +95,25 @@ pub async fn get(store: &Store, installation_id: &str) -> Result<Option<Installa
             .fetch_optional(pool)
             .await
     })?;
-    Ok(row.map(from_row))
+    row.map(from_row).transpose()
 }
 
 /// The tenant's installation with the token that lasts longest (a site has one, but an app
 /// reinstalled gets a new installation id).
-pub async fn of_tenant(store: &Store, tenant: &str) -> Result<Option<Installation>, StoreError> {
+pub async fn of_tenant(
+    store: &Store,
+    tenant: &TenantKey,
+) -> Result<Option<Installation>, StoreError> {
     let row: Option<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(select_installations!(
             "WHERE tenant = $1 AND uninstalled_at IS NULL \
              ORDER BY token_expires_at IS NULL, token_expires_at DESC, installed_at DESC LIMIT 1"
         ))
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_optional(pool)
         .await
     })?;
-    Ok(row.map(from_row))
+    row.map(from_row).transpose()
 }
 
 /// Records a new installation (or one reinstalled after an uninstall).
@@ -121,7 +127,7 @@ pub async fn insert_in(tx: &mut Tx, installation: &Installation) -> Result<(), S
              token_expires_at = $7, updated_at = $8, uninstalled_at = NULL",
         )
         .bind(&installation.installation_id)
-        .bind(&installation.tenant)
+        .bind(installation.tenant.as_str())
         .bind(&installation.app_id)
         .bind(&installation.cloud_id)
         .bind(&installation.api_base_url)

@@ -78,7 +78,7 @@ pub async fn plan_id(tx: &mut Tx, step: &Step) -> Result<i64, StoreError> {
              ON CONFLICT (plan) DO NOTHING",
         )
         .bind(&plan)
-        .bind(&key)
+        .bind(key.as_str())
         .execute(&mut *conn)
         .await
         .map(|done| done.rows_affected())

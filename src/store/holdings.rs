@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{StoreError, Tx};
+use crate::ids::TargetKey;
 use crate::on_tx;
 
 /// The scope of organisation-wide targets (IdP groups, the organization's groups and product
@@ -21,7 +22,7 @@ pub const ORG_SCOPE: &str = "org";
 pub struct Holding {
     /// The tenant for targets that live in one site, else [`ORG_SCOPE`].
     pub scope: String,
-    pub target_key: String,
+    pub target_key: TargetKey,
     /// The IdP person id, or `email:<address>` for someone not in the org chart.
     pub person: String,
 }
@@ -146,7 +147,7 @@ macro_rules! on_holding {
         on_tx!($tx, |conn| {
             sqlx::query($sql)
                 .bind(&$h.scope)
-                .bind(&$h.target_key)
+                .bind($h.target_key.as_str())
                 .bind(&$h.person)
                 $(.bind($extra))*
                 .execute(&mut *conn)
@@ -170,7 +171,7 @@ async fn lock(tx: &mut Tx, h: &Holding, now: DateTime<Utc>) -> Result<Option<boo
              AND person = $3 RETURNING predates",
         )
         .bind(&h.scope)
-        .bind(&h.target_key)
+        .bind(h.target_key.as_str())
         .bind(&h.person)
         .fetch_optional(&mut *conn)
         .await
@@ -186,7 +187,7 @@ async fn holders(tx: &mut Tx, h: &Holding) -> Result<Vec<(Holder, i64)>, StoreEr
              WHERE h.scope = $1 AND h.target_key = $2 AND h.person = $3 ORDER BY h.since",
         )
         .bind(&h.scope)
-        .bind(&h.target_key)
+        .bind(h.target_key.as_str())
         .bind(&h.person)
         .fetch_all(&mut *conn)
         .await
@@ -389,7 +390,7 @@ pub async fn read(tx: &mut Tx, h: &Holding) -> Result<Option<Held>, StoreError> 
             "SELECT predates FROM holdings WHERE scope = $1 AND target_key = $2 AND person = $3",
         )
         .bind(&h.scope)
-        .bind(&h.target_key)
+        .bind(h.target_key.as_str())
         .bind(&h.person)
         .fetch_optional(&mut *conn)
         .await
@@ -448,10 +449,10 @@ mod tests {
     use super::rule::{join, leave, predates_after};
     use super::{Found, Holder, HolderState, Join, Leave};
 
-    fn holder(ticket: &str, state: HolderState) -> Holder {
+    fn holder(key: &str, state: HolderState) -> Holder {
         Holder {
-            request: format!("r-{ticket}"),
-            ticket: ticket.into(),
+            request: format!("r-{key}"),
+            ticket: key.into(),
             state,
         }
     }

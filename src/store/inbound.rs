@@ -24,7 +24,7 @@ impl Door {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// The tenant it was authenticated as.
-    pub tenant: String,
+    pub tenant: TenantKey,
     pub ingress: Door,
     /// The sender's id for this delivery, stable across its retries.
     pub delivery_id: String,
@@ -46,6 +46,7 @@ pub struct SignedBy {
 }
 
 use super::{Store, StoreError, Tx};
+use crate::ids::{TenantKey, TicketKey};
 use crate::{on_db, on_tx};
 
 /// What orders an event among its ticket's: the issue key and Jira's timestamp (ms), when
@@ -63,9 +64,10 @@ struct IssueKey {
     key: Option<String>,
 }
 
-fn ordering(payload: &str) -> (Option<String>, Option<i64>) {
+fn ordering(payload: &str) -> (Option<TicketKey>, Option<i64>) {
     let o: Ordering = serde_json::from_str(payload).unwrap_or_default();
-    (o.issue.and_then(|i| i.key), o.timestamp)
+    let key = o.issue.and_then(|i| i.key);
+    (key.and_then(|k| TicketKey::parse(&k).ok()), o.timestamp)
 }
 
 /// Inserts the delivery; `false` when the tenant already sent this delivery id.
@@ -132,13 +134,13 @@ pub async fn insert(tx: &mut Tx, id: Uuid, d: &Delivery) -> Result<bool, StoreEr
              ON CONFLICT (tenant, delivery_id) DO NOTHING",
         )
         .bind(id)
-        .bind(&d.tenant)
+        .bind(d.tenant.as_str())
         .bind(d.ingress.as_str())
         .bind(&d.delivery_id)
         .bind(&d.event_type)
         .bind(&d.payload)
         .bind(d.received_at)
-        .bind(&ticket)
+        .bind(ticket.as_deref())
         .bind(event_at)
         .execute(conn)
         .await
@@ -150,7 +152,7 @@ pub async fn insert(tx: &mut Tx, id: Uuid, d: &Delivery) -> Result<bool, StoreEr
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundEvent {
     pub id: Uuid,
-    pub tenant: String,
+    pub tenant: TenantKey,
     pub ingress: String,
     pub delivery_id: String,
     pub event_type: String,
@@ -165,7 +167,8 @@ pub struct InboundEvent {
     pub dead_at: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// The issue it is about, and Jira's timestamp (ms): the order among its ticket's events.
-    pub ticket_key: Option<String>,
+    /// A body naming no valid issue key has none (it is taken alone, and refused as malformed).
+    pub ticket_key: Option<TicketKey>,
     pub event_at: Option<i64>,
 }
 
@@ -192,10 +195,15 @@ const COLUMNS: &str = "id, tenant, ingress, delivery_id, event_type, payload, re
     processed_at, attempts, first_failed_at, last_error, dead_at, next_attempt_at, ticket_key, \
     event_at";
 
-fn from_row(r: Row) -> InboundEvent {
-    InboundEvent {
+/// A stored event. Its tenant was authenticated before it was written, so one that does not
+/// parse is damaged data; an issue key that does not parse (an older release kept any text)
+/// orders nothing, as when a body names none.
+fn from_row(r: Row) -> Result<InboundEvent, StoreError> {
+    let tenant = TenantKey::parse(&r.tenant)
+        .map_err(|e| StoreError::corrupt(format!("inbound event {}: {e}", r.id)))?;
+    Ok(InboundEvent {
         id: r.id,
-        tenant: r.tenant,
+        tenant,
         ingress: r.ingress,
         delivery_id: r.delivery_id,
         event_type: r.event_type,
@@ -207,9 +215,9 @@ fn from_row(r: Row) -> InboundEvent {
         last_error: r.last_error,
         dead_at: r.dead_at,
         next_attempt_at: r.next_attempt_at,
-        ticket_key: r.ticket_key,
+        ticket_key: r.ticket_key.and_then(|k| TicketKey::parse(&k).ok()),
         event_at: r.event_at,
-    }
+    })
 }
 
 /// Events matching `condition` (binds `$1`…), as listed.
@@ -226,7 +234,7 @@ async fn select(
             None => query.fetch_all(pool).await,
         }
     })?;
-    Ok(rows.into_iter().map(from_row).collect())
+    rows.into_iter().map(from_row).collect()
 }
 
 /// A failed try: counted, with its error and when the next is due. `None` when the event was
@@ -294,8 +302,8 @@ pub async fn stranded(
 /// timestamp, then arrival).
 pub async fn open_for_ticket(
     store: &Store,
-    tenant: &str,
-    ticket: &str,
+    tenant: &TenantKey,
+    ticket: &TicketKey,
 ) -> Result<Vec<InboundEvent>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM inbound_events WHERE tenant = $1 AND ticket_key = $2 \
@@ -303,20 +311,20 @@ pub async fn open_for_ticket(
     );
     let rows: Vec<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(tenant)
-            .bind(ticket)
+            .bind(tenant.as_str())
+            .bind(ticket.as_str())
             .fetch_all(pool)
             .await
     })?;
-    Ok(rows.into_iter().map(from_row).collect())
+    rows.into_iter().map(from_row).collect()
 }
 
 /// Takes the ticket's lease for `holder` until `until`, if it is free, ran out, or is already
 /// `holder`'s (a renewal); whether it was taken.
 pub async fn lease_ticket(
     store: &Store,
-    tenant: &str,
-    ticket: &str,
+    tenant: &TenantKey,
+    ticket: &TicketKey,
     holder: &str,
     now: DateTime<Utc>,
     until: DateTime<Utc>,
@@ -328,8 +336,8 @@ pub async fn lease_ticket(
              until = excluded.until \
              WHERE ticket_leases.until < $5 OR ticket_leases.holder = excluded.holder",
         )
-        .bind(tenant)
-        .bind(ticket)
+        .bind(tenant.as_str())
+        .bind(ticket.as_str())
         .bind(holder)
         .bind(until)
         .bind(now)
@@ -342,16 +350,16 @@ pub async fn lease_ticket(
 
 pub async fn release_ticket(
     store: &Store,
-    tenant: &str,
-    ticket: &str,
+    tenant: &TenantKey,
+    ticket: &TicketKey,
     holder: &str,
 ) -> Result<(), StoreError> {
     on_db!(store.db(), |pool| {
         sqlx::query(
             "DELETE FROM ticket_leases WHERE tenant = $1 AND ticket_key = $2 AND holder = $3",
         )
-        .bind(tenant)
-        .bind(ticket)
+        .bind(tenant.as_str())
+        .bind(ticket.as_str())
         .bind(holder)
         .execute(pool)
         .await
@@ -395,20 +403,23 @@ pub async fn get(store: &Store, id: Uuid) -> Result<Option<InboundEvent>, StoreE
             .fetch_optional(pool)
             .await
     })?;
-    Ok(row.map(from_row))
+    row.map(from_row).transpose()
 }
 
 /// Events of a tenant, oldest first.
-pub async fn list_for_tenant(store: &Store, tenant: &str) -> Result<Vec<InboundEvent>, StoreError> {
+pub async fn list_for_tenant(
+    store: &Store,
+    tenant: &TenantKey,
+) -> Result<Vec<InboundEvent>, StoreError> {
     let sql =
         format!("SELECT {COLUMNS} FROM inbound_events WHERE tenant = $1 ORDER BY received_at, id");
     let rows: Vec<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_all(pool)
             .await
     })?;
-    Ok(rows.into_iter().map(from_row).collect())
+    rows.into_iter().map(from_row).collect()
 }
 
 /// Marks the events processed, in one transaction; an event already marked keeps its first
@@ -434,4 +445,25 @@ pub async fn mark_processed(
     }
     tx.commit().await?;
     Ok(marked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_ordered_by_its_issue_key_only_when_the_key_is_one() {
+        let (key, at) = ordering(r#"{"issue": {"key": "IT-7"}, "timestamp": 5}"#);
+        assert_eq!((key.as_deref(), at), (Some("IT-7"), Some(5)));
+        // A body naming something else as its issue is taken alone (and refused later as
+        // malformed), never queued behind a real ticket's events under a made-up key.
+        for hostile in [
+            r#"{"issue": {"key": "IT-7/../../admin"}}"#,
+            r#"{"issue": {"key": ""}}"#,
+            r#"{"issue": {"key": 7}}"#,
+            "not json",
+        ] {
+            assert_eq!(ordering(hostile).0, None, "{hostile}");
+        }
+    }
 }

@@ -29,6 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
+use crate::ids::{TenantKey, TicketKey};
 
 /// Our migrations live in their own table: apalis's SQLite migrations use `_sqlx_migrations`,
 /// and two migrators sharing one table each see the other's rows as unknown versions.
@@ -54,6 +55,18 @@ pub enum StoreError {
     /// release wrote): waiting does not help, so it is not reported as an outage.
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
+}
+
+/// A tenant key as a row holds it, checked as when it came in: text that does not parse is
+/// damaged data, not an outage.
+pub fn stored_tenant(tenant: &str) -> Result<TenantKey, StoreError> {
+    TenantKey::parse(tenant).map_err(StoreError::corrupt)
+}
+
+/// A tenant and ticket as a row (or a queued job) holds them; see [`stored_tenant`].
+pub fn stored_ticket(tenant: &str, ticket: &str) -> Result<(TenantKey, TicketKey), StoreError> {
+    let ticket = TicketKey::parse(ticket).map_err(StoreError::corrupt)?;
+    Ok((stored_tenant(tenant)?, ticket))
 }
 
 impl StoreError {

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError};
+use crate::ids::{TenantKey, TicketKey};
 use crate::on_db;
 
 /// Where a notice's comment stands when a job is about to post it.
@@ -23,8 +24,8 @@ pub enum Posting {
 pub async fn queue(
     tx: &mut super::Tx,
     key: &str,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     crate::on_tx!(tx, |conn| {
@@ -36,8 +37,8 @@ pub async fn queue(
              ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
-        .bind(tenant)
-        .bind(ticket_key)
+        .bind(tenant.as_str())
+        .bind(ticket_key.as_str())
         .bind(at)
         .execute(&mut *conn)
         .await
@@ -73,8 +74,8 @@ pub async fn earlier_unsent(
 pub async fn begin(
     store: &Store,
     key: &str,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
     at: DateTime<Utc>,
 ) -> Result<Posting, StoreError> {
     let taken = on_db!(store.db(), |pool| {
@@ -98,8 +99,8 @@ pub async fn begin(
              VALUES ($1, $2, $3, $4, 'posting') ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
-        .bind(tenant)
-        .bind(ticket_key)
+        .bind(tenant.as_str())
+        .bind(ticket_key.as_str())
         .bind(at)
         .execute(pool)
         .await

@@ -52,6 +52,7 @@ pub(crate) const COLUMNS: &str = "id, tenant, ticket_key, issue_id, state, stage
 impl TryFrom<Row> for Request {
     type Error = StoreError;
     fn try_from(r: Row) -> Result<Self, StoreError> {
+        let (tenant, ticket_key) = super::stored_ticket(&r.tenant, &r.ticket_key)?;
         Ok(Request {
             id: Uuid::parse_str(&r.id)
                 .map_err(|e| StoreError::corrupt(format!("request id {}: {e}", r.id)))?,
@@ -83,10 +84,8 @@ impl TryFrom<Row> for Request {
             expires_at: r.expires_at,
             ended_at: r.ended_at,
             partial: r.partial,
-            tenant: TenantKey::parse(&r.tenant)
-                .map_err(|e| StoreError::corrupt(format!("request {}: {e}", r.id)))?,
-            ticket_key: TicketKey::parse(&r.ticket_key)
-                .map_err(|e| StoreError::corrupt(format!("request {}: {e}", r.id)))?,
+            tenant,
+            ticket_key,
             issue_id: r.issue_id,
             stage: r.stage,
             requester_account: AccountId(r.requester_account),
@@ -170,16 +169,16 @@ pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
 
 pub async fn by_ticket(
     store: &Store,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
 ) -> Result<Option<Request>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM requests WHERE tenant = $1 AND ticket_key = $2 AND parent_id IS NULL"
     );
     let row: Option<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(tenant)
-            .bind(ticket_key)
+            .bind(tenant.as_str())
+            .bind(ticket_key.as_str())
             .fetch_optional(pool)
             .await
     })?;
@@ -233,13 +232,13 @@ async fn lock_where(
 /// The ticket's request (not an extension of it), locked.
 pub async fn lock(
     tx: &mut Tx,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
 ) -> Result<Option<Request>, StoreError> {
     lock_where(
         tx,
         "tenant = $1 AND ticket_key = $2 AND parent_id IS NULL",
-        &[tenant, ticket_key],
+        &[tenant.as_str(), ticket_key.as_str()],
     )
     .await
 }
@@ -248,8 +247,8 @@ pub async fn lock(
 /// else the ticket's request.
 pub async fn lock_deciding(
     tx: &mut Tx,
-    tenant: &str,
-    ticket_key: &str,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
 ) -> Result<Option<Request>, StoreError> {
     let pending = State::Pending;
     lock_where(
@@ -258,7 +257,7 @@ pub async fn lock_deciding(
             "tenant = $1 AND ticket_key = $2 AND (parent_id IS NULL OR state = '{pending}') \
              ORDER BY CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END, created_at DESC LIMIT 1"
         ),
-        &[tenant, ticket_key],
+        &[tenant.as_str(), ticket_key.as_str()],
     )
     .await
 }
@@ -423,11 +422,11 @@ pub async fn update(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
 pub async fn rename_person(
     tx: &mut Tx,
     person: &PersonId,
-    email: &str,
-) -> Result<Vec<(String, String)>, StoreError> {
+    email: &Email,
+) -> Result<Vec<(TenantKey, TicketKey)>, StoreError> {
     // Ended requests keep the email they were decided and granted under.
     let over = State::sql_list(State::is_final);
-    let mut changed: Vec<(String, String)> = Vec::new();
+    let mut changed = Vec::new();
     for column in ["subject_email", "requester_email"] {
         // The person is the subject when one is named, else the requester.
         let which = if column == "subject_email" {
@@ -442,12 +441,14 @@ pub async fn rename_person(
         );
         let rows: Vec<(String, String)> = on_tx!(tx, |conn| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(email)
+                .bind(email.as_str())
                 .bind(&person.0)
                 .fetch_all(&mut *conn)
                 .await
         })?;
-        changed.extend(rows);
+        for (tenant, ticket) in rows {
+            changed.push(super::stored_ticket(&tenant, &ticket)?);
+        }
     }
     changed.sort();
     changed.dedup();
@@ -455,7 +456,7 @@ pub async fn rename_person(
 }
 
 /// Accounts that decided stage `stage`.
-pub async fn decided(tx: &mut Tx, request: Uuid, stage: i64) -> Result<Vec<String>, StoreError> {
+pub async fn decided(tx: &mut Tx, request: Uuid, stage: i64) -> Result<Vec<AccountId>, StoreError> {
     let rows: Vec<(String,)> = on_tx!(tx, |conn| {
         sqlx::query_as(
             "SELECT approver_account FROM decisions WHERE request_id = $1 AND stage = $2",
@@ -465,7 +466,7 @@ pub async fn decided(tx: &mut Tx, request: Uuid, stage: i64) -> Result<Vec<Strin
         .fetch_all(&mut *conn)
         .await
     })?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
+    Ok(rows.into_iter().map(|r| AccountId(r.0)).collect())
 }
 
 /// Whether this answer (a comment, a JSM approval) was already counted for the request.
@@ -487,7 +488,8 @@ pub async fn record_decision(
     tx: &mut Tx,
     request: Uuid,
     stage: i64,
-    account: &str,
+    account: &AccountId,
+    // As the routing named the approver (see `Approver::email`).
     email: &str,
     verdict: Verdict,
     via: &str,
@@ -503,7 +505,7 @@ pub async fn record_decision(
         )
         .bind(request.to_string())
         .bind(stage)
-        .bind(account)
+        .bind(account.as_str())
         .bind(email)
         .bind(verdict.as_str())
         .bind(via)

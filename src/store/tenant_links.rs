@@ -4,34 +4,40 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, Tx};
+use crate::ids::TenantKey;
 use crate::tenant::Tenant;
 use crate::{on_db, on_tx};
 
 /// The site tenant `alias` is linked to, if any.
-pub async fn site_of(store: &Store, alias: &str) -> Result<Option<String>, StoreError> {
-    Ok(on_db!(store.db(), |pool| {
+pub async fn site_of(store: &Store, alias: &TenantKey) -> Result<Option<TenantKey>, StoreError> {
+    let site: Option<String> = on_db!(store.db(), |pool| {
         sqlx::query_scalar("SELECT site_tenant FROM tenant_links WHERE alias = $1")
-            .bind(alias)
+            .bind(alias.as_str())
             .fetch_optional(pool)
             .await
-    })?)
+    })?;
+    site.as_deref().map(super::stored_tenant).transpose()
 }
 
 /// The tenants linked to `site`, oldest link first.
-pub async fn aliases_of(store: &Store, site: &str) -> Result<Vec<String>, StoreError> {
-    Ok(on_db!(store.db(), |pool| {
+pub async fn aliases_of(store: &Store, site: &TenantKey) -> Result<Vec<TenantKey>, StoreError> {
+    let aliases: Vec<String> = on_db!(store.db(), |pool| {
         sqlx::query_scalar(
             "SELECT alias FROM tenant_links WHERE site_tenant = $1 ORDER BY linked_at, alias",
         )
-        .bind(site)
+        .bind(site.as_str())
         .fetch_all(pool)
         .await
-    })?)
+    })?;
+    aliases
+        .iter()
+        .map(|key| super::stored_tenant(key))
+        .collect()
 }
 
 /// `site` and every tenant linked to it.
-pub async fn group_of(store: &Store, site: &str) -> Result<Vec<String>, StoreError> {
-    let mut group = vec![site.to_string()];
+pub async fn group_of(store: &Store, site: &TenantKey) -> Result<Vec<TenantKey>, StoreError> {
+    let mut group = vec![site.clone()];
     group.extend(aliases_of(store, site).await?);
     Ok(group)
 }
@@ -39,8 +45,8 @@ pub async fn group_of(store: &Store, site: &str) -> Result<Vec<String>, StoreErr
 /// Links `alias` to `site`; false when it already was linked (to any site).
 pub async fn link(
     tx: &mut Tx,
-    alias: &str,
-    site: &str,
+    alias: &TenantKey,
+    site: &TenantKey,
     at: DateTime<Utc>,
     by: &str,
 ) -> Result<bool, StoreError> {
@@ -49,8 +55,8 @@ pub async fn link(
             "INSERT INTO tenant_links (alias, site_tenant, linked_at, linked_by) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (alias) DO NOTHING",
         )
-        .bind(alias)
-        .bind(site)
+        .bind(alias.as_str())
+        .bind(site.as_str())
         .bind(at)
         .bind(by)
         .execute(&mut *conn)
@@ -78,16 +84,16 @@ pub async fn app_tenant_of_site(
         .await
     })?;
     match client_key {
-        Some(key) => super::tenants::get(store, &key).await,
+        Some(key) => super::tenants::get(store, &super::stored_tenant(&key)?).await,
         None => Ok(None),
     }
 }
 
 /// How many requests a tenant holds (a source with none joins its site without asking).
-pub async fn requests_of(store: &Store, tenant: &str) -> Result<i64, StoreError> {
+pub async fn requests_of(store: &Store, tenant: &TenantKey) -> Result<i64, StoreError> {
     Ok(on_db!(store.db(), |pool| {
         sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE tenant = $1")
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_one(pool)
             .await
     })?)

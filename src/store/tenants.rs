@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, Tx};
+use crate::ids::TenantKey;
 use crate::tenant::{Product, Tenant, TenantKind, TenantState};
 use crate::{on_db, on_tx};
 
@@ -52,6 +53,7 @@ fn from_row(row: Row) -> Result<Tenant, StoreError> {
     let corrupt = |what: &str, value: &str| {
         StoreError::corrupt(format!("tenant {client_key}: unknown {what} `{value}`"))
     };
+    let client_key = super::stored_tenant(&client_key)?;
     Ok(Tenant {
         product: Product::parse(&product).ok_or_else(|| corrupt("product", &product))?,
         state: TenantState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
@@ -71,20 +73,20 @@ fn from_row(row: Row) -> Result<Tenant, StoreError> {
 
 /// The tenant, read inside an open transaction (a read on another pooled connection while
 /// holding SQLite's write lock can deadlock against writers waiting for that lock).
-pub async fn get_in(tx: &mut Tx, client_key: &str) -> Result<Option<Tenant>, StoreError> {
+pub async fn get_in(tx: &mut Tx, client_key: &TenantKey) -> Result<Option<Tenant>, StoreError> {
     let row: Option<Row> = crate::on_tx!(tx, |conn| {
         sqlx::query_as(select_tenants!("WHERE client_key = $1"))
-            .bind(client_key)
+            .bind(client_key.as_str())
             .fetch_optional(&mut *conn)
             .await
     })?;
     row.map(from_row).transpose()
 }
 
-pub async fn get(store: &Store, client_key: &str) -> Result<Option<Tenant>, StoreError> {
+pub async fn get(store: &Store, client_key: &TenantKey) -> Result<Option<Tenant>, StoreError> {
     let row: Option<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(select_tenants!("WHERE client_key = $1"))
-            .bind(client_key)
+            .bind(client_key.as_str())
             .fetch_optional(pool)
             .await
     })?;
@@ -120,7 +122,7 @@ pub async fn upsert_install(tx: &mut Tx, tenant: &Tenant) -> Result<(), StoreErr
              host = $5, display_url = $6, shared_secret = $7, state = $8, updated_at = $10, \
              uninstalled_at = NULL, kind = $11, cloud_id = COALESCE($12, tenants.cloud_id)",
         )
-        .bind(&tenant.client_key)
+        .bind(tenant.client_key.as_str())
         .bind(tenant.product.as_str())
         .bind(&tenant.app_key)
         .bind(&tenant.base_url)
@@ -141,7 +143,7 @@ pub async fn upsert_install(tx: &mut Tx, tenant: &Tenant) -> Result<(), StoreErr
 
 pub async fn set_state(
     tx: &mut Tx,
-    client_key: &str,
+    client_key: &TenantKey,
     state: TenantState,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -151,7 +153,7 @@ pub async fn set_state(
             "UPDATE tenants SET state = $2, updated_at = $3, \
              uninstalled_at = COALESCE($4, uninstalled_at) WHERE client_key = $1",
         )
-        .bind(client_key)
+        .bind(client_key.as_str())
         .bind(state.as_str())
         .bind(at)
         .bind(uninstalled_at)
@@ -175,7 +177,7 @@ pub enum TokenUse {
 pub async fn record_install_token(
     tx: &mut Tx,
     token_hash: &str,
-    client_key: &str,
+    client_key: &TenantKey,
     body_hash: &str,
     at: DateTime<Utc>,
 ) -> Result<TokenUse, StoreError> {
@@ -195,7 +197,7 @@ pub async fn record_install_token(
                      VALUES ($1, $2, $3, $4)",
                 )
                 .bind(token_hash)
-                .bind(client_key)
+                .bind(client_key.as_str())
                 .bind(body_hash)
                 .bind(at)
                 .execute(conn)
@@ -218,7 +220,7 @@ pub async fn count(store: &Store) -> Result<i64, StoreError> {
 
 /// Client keys of the Jira Connect installs that are active (only Connect apps may read the
 /// failed-webhook list).
-pub async fn active_connect_jira(store: &Store) -> Result<Vec<String>, StoreError> {
+pub async fn active_connect_jira(store: &Store) -> Result<Vec<TenantKey>, StoreError> {
     let rows: Vec<(String,)> = on_db!(store.db(), |pool| {
         sqlx::query_as(
             "SELECT client_key FROM tenants WHERE product = 'jira' AND kind = 'connect' \
@@ -227,14 +229,19 @@ pub async fn active_connect_jira(store: &Store) -> Result<Vec<String>, StoreErro
         .fetch_all(pool)
         .await
     })?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
+    rows.into_iter()
+        .map(|r| super::stored_tenant(&r.0))
+        .collect()
 }
 
 /// Where reading a tenant's failed webhooks goes on from (epoch milliseconds).
-pub async fn recovery_after(store: &Store, client_key: &str) -> Result<Option<i64>, StoreError> {
+pub async fn recovery_after(
+    store: &Store,
+    client_key: &TenantKey,
+) -> Result<Option<i64>, StoreError> {
     let row: Option<(i64,)> = on_db!(store.db(), |pool| {
         sqlx::query_as("SELECT after_ms FROM webhook_recovery WHERE tenant = $1")
-            .bind(client_key)
+            .bind(client_key.as_str())
             .fetch_optional(pool)
             .await
     })?;
@@ -243,7 +250,7 @@ pub async fn recovery_after(store: &Store, client_key: &str) -> Result<Option<i6
 
 pub async fn set_recovery_after(
     store: &Store,
-    client_key: &str,
+    client_key: &TenantKey,
     after_ms: i64,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -252,7 +259,7 @@ pub async fn set_recovery_after(
             "INSERT INTO webhook_recovery (tenant, after_ms, checked_at) VALUES ($1, $2, $3) \
              ON CONFLICT (tenant) DO UPDATE SET after_ms = excluded.after_ms, checked_at = excluded.checked_at",
         )
-        .bind(client_key)
+        .bind(client_key.as_str())
         .bind(after_ms)
         .bind(now)
         .execute(pool)
@@ -287,13 +294,13 @@ pub async fn connect_jira_of_site_in(
 /// not name its site).
 pub async fn set_site(
     store: &Store,
-    client_key: &str,
+    client_key: &TenantKey,
     base_url: &str,
     host: &str,
 ) -> Result<(), StoreError> {
     on_db!(store.db(), |pool| {
         sqlx::query("UPDATE tenants SET base_url = $2, host = $3 WHERE client_key = $1")
-            .bind(client_key)
+            .bind(client_key.as_str())
             .bind(base_url)
             .bind(host)
             .execute(pool)

@@ -3,11 +3,12 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, Tx};
+use crate::ids::TenantKey;
 use crate::{on_db, on_tx};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
-    pub tenant: String,
+    pub tenant: TenantKey,
     pub api_email: Option<String>,
     /// Sealed with the context [`token_context`].
     pub api_token: Option<String>,
@@ -18,39 +19,39 @@ pub fn token_context(tenant: &str) -> String {
     format!("tenant:{tenant}:api_token")
 }
 
-type Row = (String, Option<String>, Option<String>, DateTime<Utc>);
+type Row = (Option<String>, Option<String>, DateTime<Utc>);
 
-fn from_row((tenant, api_email, api_token, created_at): Row) -> Source {
+fn from_row(tenant: &TenantKey, (api_email, api_token, created_at): Row) -> Source {
     Source {
-        tenant,
+        tenant: tenant.clone(),
         api_email,
         api_token,
         created_at,
     }
 }
 
-pub async fn get(store: &Store, tenant: &str) -> Result<Option<Source>, StoreError> {
+pub async fn get(store: &Store, tenant: &TenantKey) -> Result<Option<Source>, StoreError> {
     let row: Option<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(
-            "SELECT tenant, api_email, api_token, created_at FROM webhook_sources WHERE tenant = $1",
+            "SELECT api_email, api_token, created_at FROM webhook_sources WHERE tenant = $1",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_optional(pool)
         .await
     })?;
-    Ok(row.map(from_row))
+    Ok(row.map(|row| from_row(tenant, row)))
 }
 
-pub async fn get_in(tx: &mut Tx, tenant: &str) -> Result<Option<Source>, StoreError> {
+pub async fn get_in(tx: &mut Tx, tenant: &TenantKey) -> Result<Option<Source>, StoreError> {
     let row: Option<Row> = on_tx!(tx, |conn| {
         sqlx::query_as(
-            "SELECT tenant, api_email, api_token, created_at FROM webhook_sources WHERE tenant = $1",
+            "SELECT api_email, api_token, created_at FROM webhook_sources WHERE tenant = $1",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_optional(&mut *conn)
         .await
     })?;
-    Ok(row.map(from_row))
+    Ok(row.map(|row| from_row(tenant, row)))
 }
 
 /// Adds the source, or replaces its credential.
@@ -61,7 +62,7 @@ pub async fn upsert_in(tx: &mut Tx, source: &Source) -> Result<(), StoreError> {
              VALUES ($1, $2, $3, $4) ON CONFLICT (tenant) DO UPDATE SET api_email = $2, \
              api_token = $3",
         )
-        .bind(&source.tenant)
+        .bind(source.tenant.as_str())
         .bind(&source.api_email)
         .bind(&source.api_token)
         .bind(source.created_at)

@@ -3,6 +3,7 @@
 
 pub mod sites;
 
+use crate::ids::TenantKey;
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +98,7 @@ impl TenantKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
-    pub client_key: String,
+    pub client_key: TenantKey,
     pub kind: TenantKind,
     pub product: Product,
     /// The app key this install used: `iss` of our outbound tokens for it.
@@ -149,9 +150,20 @@ pub fn base_path(url: &str) -> &str {
 /// How a plain webhook source's tenant key starts: `jira-webhook:{name}`.
 pub const WEBHOOK_SOURCE_PREFIX: &str = "jira-webhook:";
 
-/// The tenant key of the plain webhook source `name`.
-pub fn webhook_source_key(name: &str) -> String {
-    format!("{WEBHOOK_SOURCE_PREFIX}{name}")
+/// The tenant key of the plain webhook source `name`; a source's name is part of its URL
+/// (`/webhooks/jira/{name}`), so only a-z, 0-9 and `-`, at most 40.
+pub fn webhook_source_key(name: &str) -> Result<TenantKey, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        return Err(format!(
+            "`{name}` is not a source name (a-z, 0-9 and -, at most 40)"
+        ));
+    }
+    TenantKey::parse(&format!("{WEBHOOK_SOURCE_PREFIX}{name}"))
 }
 
 #[cfg(test)]
@@ -171,5 +183,16 @@ mod tests {
         assert_eq!(host_of("not a url"), None);
         assert_eq!(base_path("https://acme.atlassian.net/wiki/"), "/wiki");
         assert_eq!(base_path("https://acme.atlassian.net"), "");
+    }
+
+    #[test]
+    fn source_names_are_url_safe() {
+        assert_eq!(
+            webhook_source_key("dc-prod-1").expect("a name"),
+            "jira-webhook:dc-prod-1"
+        );
+        for bad in ["", "Prod", "a/b", "a b", "a\n", &"x".repeat(41)] {
+            assert!(webhook_source_key(bad).is_err(), "{bad:?}");
+        }
     }
 }

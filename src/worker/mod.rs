@@ -363,13 +363,11 @@ async fn queue_again(state: &AppState, job: &Job, at: DateTime<Utc>) -> Result<(
 /// A job's tenant and ticket, as Tollgate stored them: one that does not parse is a damaged
 /// job, dropped with an error (retrying cannot mend it).
 fn stored_ticket(tenant: &str, ticket: &str) -> Option<(TenantKey, TicketKey)> {
-    match (TenantKey::parse(tenant), TicketKey::parse(ticket)) {
-        (Ok(tenant), Ok(ticket)) => Some((tenant, ticket)),
-        (Err(e), _) | (_, Err(e)) => {
+    crate::store::stored_ticket(tenant, ticket)
+        .inspect_err(|e| {
             tracing::error!(tenant, ticket, error = %e, "a stored job names no ticket; dropped");
-            None
-        }
-    }
+        })
+        .ok()
 }
 
 /// How long a ticket notice waiting behind an earlier one waits before looking again.

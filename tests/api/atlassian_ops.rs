@@ -19,6 +19,7 @@ use tollgate::workflow::products;
 use tollgate_fakes::atlassian::{Caller, FakeAtlassian, FakeKeys, FakeTenant, Fault, World};
 
 use crate::support;
+use crate::support::{tenant_key, ticket_key};
 
 const ERIN: &str = "5b10ac8d82e05b22cc7d4e01";
 const DAN: &str = "5b10ac8d82e05b22cc7d4e02";
@@ -53,13 +54,13 @@ pub async fn cloud_with(world: World, config: impl FnOnce(&str) -> AtlassianConf
         .expect("fake starts");
     let descriptors = Descriptors::render("https://tollgate.example", "io.tollgate.access", None);
     let jira = Site::connect(
-        "jira:acme",
+        &tenant_key("jira:acme"),
         "io.tollgate.access",
         b"jira-secret".to_vec(),
         &fake.site_url(),
     );
     let wiki = Site::connect(
-        "confluence:acme",
+        &tenant_key("confluence:acme"),
         "io.tollgate.access.confluence",
         b"wiki-secret".to_vec(),
         &fake.confluence_url(),
@@ -139,18 +140,24 @@ async fn jira_and_jsm_operations_with_connect_tokens() {
                       {"approver": {"accountId": OLA}, "approverDecision": "pending"}],
     })];
 
-    let issue = a.issue(site, "IT-1").await.expect("issue");
+    let issue = a.issue(site, &ticket_key("IT-1")).await.expect("issue");
     assert_eq!(issue.reporter, Some(id(ERIN)));
     assert_eq!(issue.project_key.as_deref(), Some("IT"));
     assert_eq!(issue.fields["customfield_10052"], "14d");
 
     let first = a
-        .comment(site, "IT-1", "Routed to **Dan Diaz**.", true, Some("r1:v1"))
+        .comment(
+            site,
+            &ticket_key("IT-1"),
+            "Routed to **Dan Diaz**.",
+            true,
+            Some("r1:v1"),
+        )
         .await
         .expect("internal comment");
     a.request_comment(
         site,
-        "IT-1",
+        &ticket_key("IT-1"),
         "Your request is with Dan.",
         Visibility::Public,
     )
@@ -170,32 +177,43 @@ async fn jira_and_jsm_operations_with_connect_tokens() {
     }
     // Read back: the listing carries the notice key; one comment is read by its id; an id
     // Jira does not have is `None`.
-    let listed = a.issue_comments(site, "IT-1").await.expect("comments");
+    let listed = a
+        .issue_comments(site, &ticket_key("IT-1"))
+        .await
+        .expect("comments");
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].notice.as_deref(), Some("r1:v1"));
     assert!(listed[0].by_app && listed[0].restricted);
     let first = tollgate::atlassian::comments::CommentId::from_json(&serde_json::json!(first))
         .expect("a comment id");
-    let one = a.issue_comment(site, "IT-1", &first).await.expect("read");
+    let one = a
+        .issue_comment(site, &ticket_key("IT-1"), &first)
+        .await
+        .expect("read");
     assert_eq!(one.map(|c| c.text), Some("Routed to Dan Diaz.".to_string()));
     let missing = tollgate::atlassian::comments::CommentId::from_json(&serde_json::json!(99_999))
         .expect("an id");
     assert_eq!(
-        a.issue_comment(site, "IT-1", &missing).await.expect("read"),
+        a.issue_comment(site, &ticket_key("IT-1"), &missing)
+            .await
+            .expect("read"),
         None
     );
 
     assert_eq!(
-        a.transition(site, "IT-1", "approved").await,
+        a.transition(site, &ticket_key("IT-1"), "approved").await,
         Ok(Change::Applied)
     );
     assert_eq!(cloud.fake.world().issues["IT-1"].status, "Approved");
     assert_eq!(
-        a.transition(site, "IT-1", "Approved").await,
+        a.transition(site, &ticket_key("IT-1"), "Approved").await,
         Ok(Change::AlreadyInPlace)
     );
 
-    let request = a.customer_request(site, "IT-1").await.expect("request");
+    let request = a
+        .customer_request(site, &ticket_key("IT-1"))
+        .await
+        .expect("request");
     assert_eq!(request.request_type_id.as_deref(), Some("12"));
     assert_eq!(request.reporter, Some(id(ERIN)));
     assert!(
@@ -206,19 +224,26 @@ async fn jira_and_jsm_operations_with_connect_tokens() {
     );
 
     assert_eq!(
-        a.add_participants(site, "IT-1", &[id(DAN), id(OLA)]).await,
+        a.add_participants(site, &ticket_key("IT-1"), &[id(DAN), id(OLA)])
+            .await,
         Ok(Change::Applied)
     );
     assert_eq!(
-        a.add_participants(site, "IT-1", &[id(OLA)]).await,
+        a.add_participants(site, &ticket_key("IT-1"), &[id(OLA)])
+            .await,
         Ok(Change::AlreadyInPlace)
     );
     assert_eq!(
-        a.participants(site, "IT-1").await.expect("participants"),
+        a.participants(site, &ticket_key("IT-1"))
+            .await
+            .expect("participants"),
         vec![id(DAN), id(OLA)]
     );
 
-    let approvals = a.approvals(site, "IT-1").await.expect("approvals");
+    let approvals = a
+        .approvals(site, &ticket_key("IT-1"))
+        .await
+        .expect("approvals");
     assert_eq!(approvals.len(), 1);
     assert_eq!(approvals[0].decision, Decision::Pending);
     let votes: Vec<(AccountId, Option<&str>, Decision)> = approvals[0]
@@ -595,7 +620,7 @@ async fn throttling_and_outages_are_waited_out() {
     cloud.fake.inject(Fault::unavailable("/admin/", 1));
     let issue = cloud
         .atlassian
-        .issue(&cloud.jira, "IT-1")
+        .issue(&cloud.jira, &ticket_key("IT-1"))
         .await
         .expect("after two 429s");
     assert_eq!(issue.key, "IT-1");
@@ -607,7 +632,11 @@ async fn throttling_and_outages_are_waited_out() {
     cloud
         .fake
         .inject(Fault::rate_limited("/rest/api/3/issue/", 10, 1));
-    match cloud.atlassian.issue(&cloud.jira, "IT-1").await {
+    match cloud
+        .atlassian
+        .issue(&cloud.jira, &ticket_key("IT-1"))
+        .await
+    {
         Err(
             e @ AtlassianError::Call(CallError::RateLimited {
                 retry_after: Some(_),
@@ -623,7 +652,7 @@ async fn throttling_and_outages_are_waited_out() {
 async fn permanent_errors_carry_the_vendors_message() {
     let cloud = cloud_with(World::sample(), all_credentials).await;
     let (a, site) = (&cloud.atlassian, &cloud.jira);
-    match a.issue(site, "NOPE-1").await {
+    match a.issue(site, &ticket_key("NOPE-1")).await {
         Err(AtlassianError::Call(CallError::NotFound(m))) => {
             assert_eq!(
                 m,
@@ -632,7 +661,7 @@ async fn permanent_errors_carry_the_vendors_message() {
         }
         other => panic!("expected NotFound, got {other:?}"),
     }
-    match a.transition(site, "IT-1", "Teleport").await {
+    match a.transition(site, &ticket_key("IT-1"), "Teleport").await {
         Err(AtlassianError::Refused(m)) => {
             assert!(
                 m.contains("no transition `Teleport`") && m.contains("Approve, Decline"),
@@ -654,7 +683,7 @@ async fn permanent_errors_carry_the_vendors_message() {
         other => panic!("expected Permanent, got {other:?}"),
     }
     assert!(
-        !a.issue(site, "NOPE-1")
+        !a.issue(site, &ticket_key("NOPE-1"))
             .await
             .expect_err("404")
             .is_retryable()
@@ -666,12 +695,12 @@ async fn the_fake_authenticates_and_enforces_scopes_like_atlassian() {
     let cloud = cloud_with(World::sample(), all_credentials).await;
     // A token signed with the wrong secret.
     let forged = Site::connect(
-        "jira:acme",
+        &tenant_key("jira:acme"),
         "io.tollgate.access",
         b"not-the-secret".to_vec(),
         &cloud.jira.base_url,
     );
-    match cloud.atlassian.issue(&forged, "IT-1").await {
+    match cloud.atlassian.issue(&forged, &ticket_key("IT-1")).await {
         Err(AtlassianError::Call(CallError::Unauthorized(m))) => {
             assert!(m.contains("signature"), "{m}")
         }
@@ -689,7 +718,7 @@ async fn the_fake_authenticates_and_enforces_scopes_like_atlassian() {
     });
     match cloud
         .atlassian
-        .comment(&cloud.jira, "IT-1", "hi", false, None)
+        .comment(&cloud.jira, &ticket_key("IT-1"), "hi", false, None)
         .await
     {
         Err(AtlassianError::Call(CallError::Forbidden(m))) => assert!(m.contains("Write"), "{m}"),

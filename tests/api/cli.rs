@@ -584,7 +584,7 @@ async fn a_key_rotation_keeps_every_secret_readable_and_every_checkpoint_verifia
         &mut tx,
         &tollgate::store::forge::Installation {
             installation_id: forge_id.into(),
-            tenant: forge_id.into(),
+            tenant: crate::support::tenant_key(forge_id),
             app_id: "app".into(),
             cloud_id: "cloud-1".into(),
             api_base_url: "https://api.atlassian.com/ex/jira/cloud-1".into(),

@@ -16,7 +16,7 @@ use tollgate_fakes::atlassian::connect::{
     FakeSite, InstallKeyServer, TEST_KEY_1, TEST_KEY_2, issue_created,
 };
 
-use crate::support::{TestApp, TestDatabase, eventually, spawn_app_on};
+use crate::support::{TestApp, TestDatabase, eventually, spawn_app_on, tenant_key};
 
 const BASE_URL: &str = "https://tollgate.example.com";
 const KID: &str = "key-1";
@@ -87,7 +87,7 @@ fn stored_secret(app: &TestApp, tenant: &tollgate::tenant::Tenant) -> Vec<u8> {
 }
 
 async fn events_of(app: &TestApp, client_key: &str) -> Vec<inbound::InboundEvent> {
-    inbound::list_for_tenant(&app.state.store, client_key)
+    inbound::list_for_tenant(&app.state.store, &tenant_key(client_key))
         .await
         .expect("read")
 }
@@ -170,7 +170,7 @@ async fn descriptors_name_only_urls_that_are_served() {
 async fn a_genuine_install_stores_the_tenant_with_its_secret_sealed() {
     let env = start().await;
     let site = installed_site(&env).await;
-    let tenant = tenants::get(&env.app.state.store, &site.client_key)
+    let tenant = tenants::get(&env.app.state.store, &tenant_key(&site.client_key))
         .await
         .expect("read")
         .expect("stored");
@@ -185,7 +185,7 @@ async fn a_genuine_install_stores_the_tenant_with_its_secret_sealed() {
     let mut again = site.clone();
     again.shared_secret = "rotated-secret".into();
     assert_eq!(again.install().await.expect("sent").status(), 204);
-    let tenant = tenants::get(&env.app.state.store, &site.client_key)
+    let tenant = tenants::get(&env.app.state.store, &tenant_key(&site.client_key))
         .await
         .expect("read")
         .expect("stored");
@@ -201,7 +201,7 @@ async fn confluence_installs_separately_and_links_by_host() {
     let jira = installed_site(&env).await;
     let confluence = FakeSite::confluence(&app_url(&env.app), "acme.atlassian.net", KID);
     assert_eq!(confluence.install().await.expect("sent").status(), 204);
-    let stored = tenants::get(&env.app.state.store, &confluence.client_key)
+    let stored = tenants::get(&env.app.state.store, &tenant_key(&confluence.client_key))
         .await
         .expect("read")
         .expect("stored");
@@ -306,7 +306,7 @@ async fn disabled_and_uninstalled_tenants_are_refused_and_reinstall_resumes() {
     assert_eq!(response.status(), 403);
 
     assert_eq!(site.lifecycle("enabled").await.expect("sent").status(), 204);
-    let first = tenants::get(&env.app.state.store, &site.client_key)
+    let first = tenants::get(&env.app.state.store, &tenant_key(&site.client_key))
         .await
         .expect("read")
         .expect("row");
@@ -328,7 +328,7 @@ async fn disabled_and_uninstalled_tenants_are_refused_and_reinstall_resumes() {
         .await
         .expect("sent");
     assert_eq!(late.status(), 204);
-    let gone = tenants::get(&env.app.state.store, &site.client_key)
+    let gone = tenants::get(&env.app.state.store, &tenant_key(&site.client_key))
         .await
         .expect("read")
         .expect("the row is kept");
@@ -340,7 +340,7 @@ async fn disabled_and_uninstalled_tenants_are_refused_and_reinstall_resumes() {
     assert_eq!(refused.status(), 403);
 
     assert_eq!(site.install().await.expect("sent").status(), 204);
-    let back = tenants::get(&env.app.state.store, &site.client_key)
+    let back = tenants::get(&env.app.state.store, &tenant_key(&site.client_key))
         .await
         .expect("read")
         .expect("row");
@@ -474,6 +474,22 @@ async fn forged_installs_are_refused_and_store_nothing() {
         .expect("sent");
     assert_eq!(response.status(), 400);
 
+    // A client key that cannot name a tenant (empty, a control character), signed as itself:
+    // refused for what it is, before anything is stored under it.
+    for bad in ["", "acme\u{7}jira", "acme\njira"] {
+        let mut odd = body.clone();
+        odd["clientKey"] = json!(bad);
+        let mut claims = genuine();
+        claims.iss = Some(bad.to_string());
+        let response = post_with_token(&env.app, path, &site.sign_install(&claims), &odd).await;
+        assert_eq!(response.status(), 400, "{bad:?}");
+        let said: Value = response.json().await.expect("json");
+        assert!(
+            said.to_string().contains("not a tenant key"),
+            "{bad:?}: {said}"
+        );
+    }
+
     assert_eq!(tenant_count(&env.app).await, 0, "nothing was stored");
 }
 
@@ -501,7 +517,7 @@ async fn a_replayed_install_token_with_another_body_is_refused() {
     let mut stolen = body.clone();
     stolen["sharedSecret"] = json!("attacker-knows-this");
     assert_unauthorized(post_with_token(&env.app, path, &token, &stolen).await).await;
-    let tenant = tenants::get(&env.app.state.store, &site.client_key)
+    let tenant = tenants::get(&env.app.state.store, &tenant_key(&site.client_key))
         .await
         .expect("read")
         .expect("row");
@@ -805,7 +821,7 @@ async fn a_secret_rotated_elsewhere_is_picked_up_despite_the_cache() {
     );
 
     let store = &env.app.state.store;
-    let mut tenant = tenants::get(store, &site.client_key)
+    let mut tenant = tenants::get(store, &tenant_key(&site.client_key))
         .await
         .expect("read")
         .expect("row");

@@ -15,7 +15,9 @@ use tollgate_fakes::slapd;
 
 use crate::support::database::postgres_admin_url;
 use crate::support::process::{Running, free_port, running, wait_ready};
-use crate::support::{TestDatabase, env, eventually, init, test_secret_key};
+use crate::support::{
+    TestDatabase, env, eventually, init, tenant_key, test_secret_key, ticket_key,
+};
 
 const TRIALS: usize = 10;
 const TICKETS_PER_TRIAL: usize = 5;
@@ -274,7 +276,7 @@ async fn burst_with_kills(shape: Shape) {
     let state_of = |n: usize| {
         let (store, tenant) = (store.clone(), tenant.clone());
         async move {
-            requests::by_ticket(&store, &tenant, &ticket(n))
+            requests::by_ticket(&store, &tenant_key(&tenant), &ticket_key(&ticket(n)))
                 .await
                 .ok()
                 .flatten()
@@ -339,7 +341,8 @@ async fn burst_with_kills(shape: Shape) {
             .collect();
         let mut why = String::new();
         if let Some((key, _)) = stuck.first()
-            && let Ok(Some(request)) = requests::by_ticket(&store, &tenant, key).await
+            && let Ok(Some(request)) =
+                requests::by_ticket(&store, &tenant_key(&tenant), &ticket_key(key)).await
         {
             let steps = tollgate::store::grants::read(&store, request.id).await;
             why = format!("{key}: steps {steps:#?}\n{}", diagnose(&store, key).await);

@@ -16,7 +16,7 @@ use tollgate_fakes::atlassian::connect::{
 };
 use tollgate_fakes::atlassian::{FakeAtlassian, FakeUser, World};
 
-use crate::support::{self, TestApp, TestDatabase, eventually};
+use crate::support::{self, TestApp, TestDatabase, eventually, tenant_key, ticket_key};
 
 const ERIN: (&str, &str) = ("acc-erin", "Erin Evans");
 const DAN: (&str, &str) = ("acc-dan", "Dan Diaz");
@@ -147,10 +147,14 @@ impl Env {
     }
 
     async fn request(&self) -> requests::Request {
-        requests::by_ticket(&self.app.state.store, &self.site.client_key, "IT-7")
-            .await
-            .expect("read")
-            .expect("a request for IT-7")
+        requests::by_ticket(
+            &self.app.state.store,
+            &tenant_key(&self.site.client_key),
+            &ticket_key("IT-7"),
+        )
+        .await
+        .expect("read")
+        .expect("a request for IT-7")
     }
 }
 
@@ -698,7 +702,12 @@ async fn a_ticket_whose_webhook_failed_is_recovered() {
             .expect("net"),
         1
     );
-    let taken = requests::by_ticket(&env.app.state.store, &env.site.client_key, "IT-8").await;
+    let taken = requests::by_ticket(
+        &env.app.state.store,
+        &tenant_key(&env.site.client_key),
+        &ticket_key("IT-8"),
+    )
+    .await;
     assert_eq!(taken.expect("read").map(|r| r.state), Some(State::Pending));
 }
 
@@ -825,7 +834,7 @@ async fn a_joiner_filing_before_a_worker_reloads_the_chart_is_routed() {
         matches!(waited, tollgate::engine::events::Processed::RetryAt(_)),
         "{waited:?}"
     );
-    let filed = requests::by_ticket(store, tenant, "IT-9")
+    let filed = requests::by_ticket(store, &tenant_key(tenant), &ticket_key("IT-9"))
         .await
         .expect("read");
     assert!(filed.is_none(), "not declined: {filed:?}");
@@ -835,7 +844,7 @@ async fn a_joiner_filing_before_a_worker_reloads_the_chart_is_routed() {
         .await
         .expect("processed");
     assert_eq!(done, tollgate::engine::events::Processed::Done);
-    let routed = requests::by_ticket(store, tenant, "IT-9")
+    let routed = requests::by_ticket(store, &tenant_key(tenant), &ticket_key("IT-9"))
         .await
         .expect("read")
         .expect("IT-9 is a request");
@@ -873,10 +882,14 @@ async fn a_decision_arriving_before_its_ticket_is_applied_after_taking_it_in() {
     )
     .await;
     let advanced = eventually(Duration::from_secs(10), || async {
-        requests::by_ticket(&env.app.state.store, &env.site.client_key, "IT-7")
-            .await
-            .expect("read")
-            .filter(|r| r.stage == 1)
+        requests::by_ticket(
+            &env.app.state.store,
+            &tenant_key(&env.site.client_key),
+            &ticket_key("IT-7"),
+        )
+        .await
+        .expect("read")
+        .filter(|r| r.stage == 1)
     })
     .await;
     assert!(advanced.is_some(), "taken in, then Dan's approval applied");
@@ -938,7 +951,7 @@ async fn a_decision_is_judged_on_the_facts_whatever_order_its_events_arrive_in()
                 t.to_string(),
             );
             async move {
-                requests::by_ticket(&store, &key, &t)
+                requests::by_ticket(&store, &tenant_key(&key), &ticket_key(&t))
                     .await
                     .expect("read")
                     .map(|r| (r.state, r.stage))
@@ -1122,16 +1135,11 @@ async fn an_earlier_comment_whose_webhook_is_late_is_applied_first() {
 /// in the ticket by the key it carries, and posts nothing either.
 #[tokio::test]
 async fn a_notice_is_posted_once_even_when_its_worker_died_after_posting() {
-    use tollgate::ids::{TenantKey, TicketKey};
     use tollgate::notices;
     use tollgate::store::notices::{self as sent, Posting};
     let env = start(TestDatabase::create().await).await;
     let state = &env.app.state;
-    let tenant = env.site.client_key.as_str();
-    let (tenant_key, ticket) = (
-        TenantKey::parse(tenant).expect("tenant"),
-        TicketKey::parse("IT-7").expect("ticket"),
-    );
+    let (tenant, ticket) = (tenant_key(&env.site.client_key), ticket_key("IT-7"));
     let notice = notices::refused(Some("Frank Fox"), "a test");
     let said = || {
         env.cloud.world().issues["IT-7"]
@@ -1140,43 +1148,43 @@ async fn a_notice_is_posted_once_even_when_its_worker_died_after_posting() {
             .filter(|c| c.contains("a test"))
             .count()
     };
-    notices::deliver(state, &tenant_key, &ticket, &notice, "k-1")
+    notices::deliver(state, &tenant, &ticket, &notice, "k-1")
         .await
         .expect("delivered");
-    notices::deliver(state, &tenant_key, &ticket, &notice, "k-1")
+    notices::deliver(state, &tenant, &ticket, &notice, "k-1")
         .await
         .expect("re-run");
     assert_eq!(said(), 1, "a re-run says nothing again");
     // A run that posted `k-2` and died before recording it.
     let now = state.clock.now();
     assert_eq!(
-        sent::begin(&state.store, "k-2", tenant, "IT-7", now)
+        sent::begin(&state.store, "k-2", &tenant, &ticket, now)
             .await
             .expect("begin"),
         Posting::New
     );
-    let (_, site) = state.site(tenant).await.expect("site");
+    let (_, site) = state.site(&tenant).await.expect("site");
     state
         .atlassian
-        .comment(&site, "IT-7", "Frank Fox: a test", false, Some("k-2"))
+        .comment(&site, &ticket, "Frank Fox: a test", false, Some("k-2"))
         .await
         .expect("posted");
     assert_eq!(said(), 2);
-    notices::deliver(state, &tenant_key, &ticket, &notice, "k-2")
+    notices::deliver(state, &tenant, &ticket, &notice, "k-2")
         .await
         .expect("re-run");
     assert_eq!(said(), 2, "found in the ticket, not posted again");
     assert_eq!(
-        sent::begin(&state.store, "k-2", tenant, "IT-7", now)
+        sent::begin(&state.store, "k-2", &tenant, &ticket, now)
             .await
             .expect("begin"),
         Posting::Sent
     );
     // A run that recorded `k-3` as being posted and died before the call: posted once now.
-    sent::begin(&state.store, "k-3", tenant, "IT-7", now)
+    sent::begin(&state.store, "k-3", &tenant, &ticket, now)
         .await
         .expect("begin");
-    notices::deliver(state, &tenant_key, &ticket, &notice, "k-3")
+    notices::deliver(state, &tenant, &ticket, &notice, "k-3")
         .await
         .expect("re-run");
     assert_eq!(said(), 3);

@@ -15,7 +15,7 @@ use tollgate_fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1,
 use tollgate_fakes::atlassian::{FakeAtlassian, World};
 use tollgate_fakes::forge::{FakeForge, bodies};
 
-use crate::support::{self, TestApp, TestDatabase};
+use crate::support::{self, TestApp, TestDatabase, tenant_key};
 
 const CLOUD_ID: &str = "7a0c-cloud-acme";
 
@@ -307,7 +307,7 @@ async fn a_site_moving_from_connect_to_forge_stays_one_tenant() {
         "the Connect tenant continues"
     );
     assert!(installation.system_token.is_some());
-    let tenant = tenants::get(store, &site.client_key)
+    let tenant = tenants::get(store, &tenant_key(&site.client_key))
         .await
         .expect("read")
         .expect("tenant");
@@ -334,7 +334,12 @@ async fn a_site_moving_from_connect_to_forge_stays_one_tenant() {
         Ok(2)
     );
     // Calls back now go through Forge's gateway with the system token.
-    let (_, outbound) = env.app.state.site(&site.client_key).await.expect("site");
+    let (_, outbound) = env
+        .app
+        .state
+        .site(&tenant_key(&site.client_key))
+        .await
+        .expect("site");
     assert!(outbound.base_url.ends_with(&format!("/ex/jira/{CLOUD_ID}")));
     assert!(!outbound.is_connect());
 }
@@ -361,7 +366,7 @@ async fn a_connect_site_without_a_cloud_id_is_found_by_its_host() {
         .expect("read")
         .expect("registered");
     assert_eq!(installation.tenant, site.client_key);
-    let tenant = tenants::get(&env.app.state.store, &site.client_key)
+    let tenant = tenants::get(&env.app.state.store, &tenant_key(&site.client_key))
         .await
         .expect("read")
         .expect("tenant");
@@ -380,12 +385,17 @@ async fn a_connect_site_without_a_cloud_id_is_found_by_its_host() {
         )
         .await;
     assert_eq!(response.status(), 204);
-    let tenant = tenants::get(&env.app.state.store, &site.client_key)
+    let tenant = tenants::get(&env.app.state.store, &tenant_key(&site.client_key))
         .await
         .expect("read")
         .expect("tenant");
     assert!(tenant.state.is_active());
-    let (_, outbound) = env.app.state.site(&site.client_key).await.expect("site");
+    let (_, outbound) = env
+        .app
+        .state
+        .site(&tenant_key(&site.client_key))
+        .await
+        .expect("site");
     assert!(outbound.is_connect(), "back to Connect JWTs");
 }
 
@@ -475,7 +485,7 @@ async fn a_forge_tenant_without_a_fresh_token_waits_for_the_next_invocation() {
         .await;
     assert_eq!(installed.status(), 204);
     let tenant = env.forge.installation_id.clone();
-    let stored = tenants::get(&env.app.state.store, &tenant)
+    let stored = tenants::get(&env.app.state.store, &tenant_key(&tenant))
         .await
         .expect("read")
         .expect("a tenant of its own");
@@ -484,7 +494,7 @@ async fn a_forge_tenant_without_a_fresh_token_waits_for_the_next_invocation() {
     // from Jira through the gateway.
     assert_eq!(stored.base_url, env.cloud.site_url());
     assert_eq!(stored.host, "127.0.0.1");
-    assert!(env.app.state.site(&tenant).await.is_ok());
+    assert!(env.app.state.site(&tenant_key(&tenant)).await.is_ok());
 
     let lapse = "UPDATE forge_installations SET token_expires_at = '2000-01-01T00:00:00Z'";
     match env.app.state.store.db() {
@@ -497,7 +507,7 @@ async fn a_forge_tenant_without_a_fresh_token_waits_for_the_next_invocation() {
         .map(|_| ()),
     }
     .expect("lapse");
-    match env.app.state.site(&tenant).await {
+    match env.app.state.site(&tenant_key(&tenant)).await {
         Err(e) => assert!(e.is_retryable(), "{e}"),
         Ok(site) => panic!("called with a lapsed token: {site:?}"),
     }
@@ -508,7 +518,12 @@ async fn a_forge_tenant_without_a_fresh_token_waits_for_the_next_invocation() {
             .status(),
         204
     );
-    let (_, site) = env.app.state.site(&tenant).await.expect("a fresh token");
+    let (_, site) = env
+        .app
+        .state
+        .site(&tenant_key(&tenant))
+        .await
+        .expect("a fresh token");
     assert!(!site.is_connect());
 }
 

@@ -209,7 +209,7 @@ async fn steps_stored_as_rows_move_into_their_requests() {
                     .bind(id.to_string())
                     .bind(step)
                     .bind(&text)
-                    .bind(plan.target_key())
+                    .bind(plan.target_key().to_string())
                     .bind(granted)
                     .bind(revoked)
                     .bind(attempts)

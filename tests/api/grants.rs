@@ -23,7 +23,7 @@ use tollgate_fakes::okta::FakeOkta;
 use tollgate_fakes::slapd;
 
 use crate::support::scim_server::{self, ScimServer};
-use crate::support::{self, TestApp, TestDatabase, env, eventually};
+use crate::support::{self, TestApp, TestDatabase, env, eventually, tenant_key, ticket_key};
 
 const DEV: (&str, &str) = ("acc-dev", "Dev Dean");
 const VP: (&str, &str) = ("acc-vp", "Vera Vance");
@@ -336,10 +336,14 @@ impl Env {
     }
 
     async fn request_of(&self, ticket: &str) -> requests::Request {
-        requests::by_ticket(&self.app.state.store, &self.site.client_key, ticket)
-            .await
-            .expect("read")
-            .unwrap_or_else(|| panic!("a request for {ticket}"))
+        requests::by_ticket(
+            &self.app.state.store,
+            &tenant_key(&self.site.client_key),
+            &ticket_key(ticket),
+        )
+        .await
+        .expect("read")
+        .unwrap_or_else(|| panic!("a request for {ticket}"))
     }
 
     async fn reaches(&self, state: State) -> requests::Request {
@@ -348,9 +352,13 @@ impl Env {
 
     async fn reaches_of(&self, ticket: &str, state: State) -> requests::Request {
         let found = eventually(Duration::from_secs(30), || async {
-            let request = requests::by_ticket(&self.app.state.store, &self.site.client_key, ticket)
-                .await
-                .expect("read")?;
+            let request = requests::by_ticket(
+                &self.app.state.store,
+                &tenant_key(&self.site.client_key),
+                &ticket_key(ticket),
+            )
+            .await
+            .expect("read")?;
             (request.state == state).then_some(request)
         })
         .await;
@@ -1402,7 +1410,7 @@ async fn across_two_sites_org_wide_access_is_shared_and_site_access_is_not() {
             let (store, key) = (env.app.state.store.clone(), site.client_key.clone());
             async move {
                 eventually(Duration::from_secs(30), || async {
-                    let r = requests::by_ticket(&store, &key, "IT-7")
+                    let r = requests::by_ticket(&store, &tenant_key(&key), &ticket_key("IT-7"))
                         .await
                         .expect("read")?;
                     (r.state == wanted).then_some(r)
@@ -1619,8 +1627,13 @@ async fn a_lost_event_is_swept_and_a_dead_one_retried() {
         "its job is keyed"
     );
     env.reaches(State::Pending).await;
-    let event = inbound::get(&state.store, lost).await.expect("read");
-    assert!(event.is_some_and(|e| e.processed_at.is_some()));
+    // The request is stored before its event is marked processed (a separate write).
+    let processed = eventually(Duration::from_secs(10), || async {
+        let event = inbound::get(&state.store, lost).await.expect("read");
+        event.filter(|e| e.processed_at.is_some())
+    })
+    .await;
+    assert!(processed.is_some(), "the swept event was processed");
 
     // IT-8's issue cannot be read (403, permanent): dead, with an alert.
     env.cloud.inject(Fault {
@@ -2046,7 +2059,7 @@ async fn a_database_the_previous_release_wrote_upgrades_and_runs_on() {
     .expect("tenants");
     let mut jira = None;
     for key in keys {
-        let tenant = tollgate::store::tenants::get(&state.store, &key)
+        let tenant = tollgate::store::tenants::get(&state.store, &tenant_key(&key))
             .await
             .expect("read")
             .expect("tenant");

@@ -19,7 +19,7 @@ use tollgate_fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1,
 use tollgate_fakes::atlassian::{Caller, FakeAtlassian, FakeKeys, FakeUser, World};
 use tollgate_fakes::forge::{FakeForge, bodies};
 
-use crate::support::{self, TestApp, TestDatabase, eventually};
+use crate::support::{self, TestApp, TestDatabase, eventually, tenant_key, ticket_key};
 
 const DEV: (&str, &str) = ("acc-dev", "Dev Dean");
 const VP: (&str, &str) = ("acc-vp", "Vera Vance");
@@ -150,7 +150,7 @@ async fn open(
                 secret: registered.secret,
                 url: app.url("/webhooks/jira/acme-plain"),
             };
-            (front, registered.tenant)
+            (front, registered.tenant.to_string())
         }
     }
 }
@@ -326,9 +326,13 @@ impl Env {
     }
 
     async fn request(&self) -> Option<requests::Request> {
-        requests::by_ticket(&self.app.state.store, &self.tenant, "IT-7")
-            .await
-            .expect("read")
+        requests::by_ticket(
+            &self.app.state.store,
+            &tenant_key(&self.tenant),
+            &ticket_key("IT-7"),
+        )
+        .await
+        .expect("read")
     }
 
     async fn reaches(&self, state: State) -> requests::Request {
@@ -624,10 +628,11 @@ async fn the_cli_registers_a_webhook_source_and_rotates_its_secret() {
         .expect("read");
         assert_eq!(found.is_some(), accepted, "secret {secret}");
     }
-    let source = tollgate::store::webhook_sources::get(&store, "jira-webhook:acme-plain")
-        .await
-        .expect("read")
-        .expect("source");
+    let source =
+        tollgate::store::webhook_sources::get(&store, &tenant_key("jira-webhook:acme-plain"))
+            .await
+            .expect("read")
+            .expect("source");
     assert_eq!(source.api_email.as_deref(), Some("bot@acme.example"));
     assert!(
         source
@@ -711,9 +716,10 @@ async fn the_same_ticket_through_all_three_doors_is_one_request() {
         "{comments:#?}"
     );
     let store = &env.app.state.store;
-    let linked = tollgate::store::tenant_links::site_of(store, "jira-webhook:acme-plain")
-        .await
-        .expect("read");
+    let linked =
+        tollgate::store::tenant_links::site_of(store, &tenant_key("jira-webhook:acme-plain"))
+            .await
+            .expect("read");
     assert_eq!(linked.as_deref(), Some(env.tenant.as_str()));
     for chain in [env.tenant.as_str(), "jira-webhook:acme-plain"] {
         let events = tollgate::audit::events(store, Some(chain), "tenant.linked")
@@ -762,7 +768,8 @@ async fn a_source_with_requests_is_linked_to_its_site_by_the_command() {
         "{said}"
     );
     let store = &env.app.state.store;
-    let site_of = || tollgate::store::tenant_links::site_of(store, "jira-webhook:acme-plain");
+    let source = tenant_key("jira-webhook:acme-plain");
+    let site_of = || tollgate::store::tenant_links::site_of(store, &source);
     assert_eq!(
         site_of().await.expect("read"),
         None,
@@ -770,7 +777,10 @@ async fn a_source_with_requests_is_linked_to_its_site_by_the_command() {
     );
     let said = run(false).await;
     assert!(said.contains("Linked."), "{said}");
-    assert_eq!(site_of().await.expect("read"), Some(site_tenant.clone()));
+    assert_eq!(
+        site_of().await.expect("read"),
+        Some(tenant_key(&site_tenant))
+    );
     let again = tollgate::engine::links::link_plan(store, "acme-plain").await;
     assert!(again.is_err(), "linked once");
     // The approval comes through Connect, for the site's tenant.
@@ -786,7 +796,7 @@ async fn a_source_with_requests_is_linked_to_its_site_by_the_command() {
     let bundle = tollgate::audit::evidence::bundle(
         store,
         &key,
-        Some(&site_tenant),
+        Some(&tenant_key(&site_tenant)),
         &tollgate::ids::TicketKey::parse("IT-7").expect("key"),
     )
     .await

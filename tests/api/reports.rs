@@ -444,6 +444,17 @@ async fn the_report_api_streams_to_an_admin_token_only() {
             .expect("body");
         assert_eq!(parse_csv(&body).len() - 1, expected, "{tenant}");
     }
+    // A tenant key no site can have is a bad request, not an empty report.
+    let response = app
+        .client
+        .get(format!("{url}&tenant=acme%0Ajira"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+    let said = response.text().await.expect("body");
+    assert!(said.contains("not a tenant key"), "{said}");
 
     let active: Value = app
         .client

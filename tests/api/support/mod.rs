@@ -90,6 +90,16 @@ pub fn test_config(db: &TestDatabase, overrides: &[(&str, &str)]) -> Config {
     Config::from_sources(None, &lookup).expect("test configuration is valid")
 }
 
+/// A tenant key a test names (one it made up, or the fake site's client key).
+pub fn tenant_key(text: &str) -> tollgate::ids::TenantKey {
+    tollgate::ids::TenantKey::parse(text).expect("a test's tenant key")
+}
+
+/// A ticket key a test names (`IT-7`).
+pub fn ticket_key(text: &str) -> tollgate::ids::TicketKey {
+    tollgate::ids::TicketKey::parse(text).expect("a test's ticket key")
+}
+
 pub fn test_secret_key() -> String {
     tollgate::secrets::SecretKey::generate()
         .expect("random")
@@ -184,7 +194,7 @@ pub async fn store_event(
     received_at: chrono::DateTime<chrono::Utc>,
 ) -> uuid::Uuid {
     let d = tollgate::ingress::Delivery {
-        tenant: tenant.to_string(),
+        tenant: tenant_key(tenant),
         ingress: tollgate::ingress::Door::Connect,
         delivery_id: delivery.into(),
         event_type: kind.into(),
