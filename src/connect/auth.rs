@@ -98,9 +98,8 @@ pub async fn verify_request(
     let claimed = unverified
         .client_key()
         .ok_or(TokenError::MissingClaim("iss"))?;
-    let client_key =
-        TenantKey::parse(&claimed).map_err(|_| TokenError::UnknownTenant(claimed.clone()))?;
     let unknown = || TokenError::UnknownTenant(claimed.clone());
+    let client_key = TenantKey::parse(&claimed).map_err(|_| unknown())?;
     let mut found = cache
         .get(store, secret_key, &client_key, false)
         .await?
