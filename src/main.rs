@@ -62,6 +62,16 @@ enum Command {
     /// The keys that seal stored secrets (TOLLGATE_SECRET_KEY).
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// The identity lifecycle: birthright access for joiners and movers.
+    #[command(subcommand)]
+    Lifecycle(LifecycleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LifecycleCommand {
+    /// Show, for the org chart, what the birthright policies give each person and by which
+    /// policy (text, or --format json). Changes nothing.
+    Plan(tollgate::cli::lifecycle::PlanArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -276,6 +286,7 @@ async fn main() -> ExitCode {
         Command::Worker => run(config, Mode::WorkerOnly).await,
         Command::Migrate => migrate(&config).await,
         Command::Workflows(command) => return workflows(command, &config).await,
+        Command::Lifecycle(command) => return lifecycle(command, &config).await,
         Command::Audit(AuditCommand::Verify { tenant }) => {
             let mut out = std::io::stdout().lock();
             return match tollgate::cli::audit_verify(&config, tenant.as_deref(), &mut out).await {
@@ -465,6 +476,49 @@ async fn report(command: ReportCommand, config: &Config) -> ExitCode {
     }
 }
 
+/// The synced org chart, unless the command names an org file (or none can be read: said, and
+/// the command looks for `org.yaml`).
+async fn synced_unless(
+    org: Option<&std::path::Path>,
+    config: &Config,
+) -> Option<(
+    tollgate::store::org::SnapshotInfo,
+    tollgate::orgchart::OrgSnapshot,
+)> {
+    if org.is_some() {
+        return None;
+    }
+    tollgate::cli::synced_org(config).await.unwrap_or_else(|e| {
+        eprintln!("tollgate: the synced org chart cannot be read ({e}); trying org.yaml");
+        None
+    })
+}
+
+async fn lifecycle(command: LifecycleCommand, config: &Config) -> ExitCode {
+    let LifecycleCommand::Plan(args) = command;
+    let synced = synced_unless(args.org.as_deref(), config).await;
+    let result = tollgate::cli::lifecycle::plan(
+        &args,
+        &config.workflows_dir,
+        synced,
+        tollgate::clock::wall(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr(),
+    );
+    exit_code(result)
+}
+
+fn exit_code(result: std::io::Result<i32>) -> ExitCode {
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn workflows(command: WorkflowsCommand, config: &Config) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let result = match command {
@@ -477,15 +531,7 @@ async fn workflows(command: WorkflowsCommand, config: &Config) -> ExitCode {
             tollgate::cli::jsm_options(&dir, &mut out)
         }
         WorkflowsCommand::Simulate(args) => {
-            let synced = match &args.org {
-                Some(_) => None,
-                None => tollgate::cli::synced_org(config).await.unwrap_or_else(|e| {
-                    eprintln!(
-                        "tollgate: the synced org chart cannot be read ({e}); trying org.yaml"
-                    );
-                    None
-                }),
-            };
+            let synced = synced_unless(args.org.as_deref(), config).await;
             tollgate::cli::simulate(
                 &args,
                 &config.workflows_dir,
@@ -495,12 +541,5 @@ async fn workflows(command: WorkflowsCommand, config: &Config) -> ExitCode {
             )
         }
     };
-    match result {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(e) => {
-            eprintln!("tollgate: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(result)
 }

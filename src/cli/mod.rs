@@ -1,6 +1,8 @@
 //! Command implementations that do not need the server: `workflows check` and
 //! `workflows simulate`. Output goes to the writers given, so tests can read it.
 
+pub mod lifecycle;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -45,11 +47,12 @@ pub fn check(dir: &Path, org: Option<&Path>, out: &mut dyn Write) -> std::io::Re
     match (&outcome.workflows, errors) {
         (Some(w), 0) => writeln!(
             out,
-            "{}: {} resources, {} workflows, {} intake mapping(s){}: OK, version {} ({warnings} warning(s))",
+            "{}: {} resources, {} workflows, {} intake mapping(s), {} birthright policies{}: OK, version {} ({warnings} warning(s))",
             dir.display(),
             w.catalog.resources().len(),
             w.workflows.len(),
             w.intake.len(),
+            w.birthright.len(),
             org_path
                 .as_ref()
                 .map(|p| format!(", checked against {}", p.display()))
@@ -119,38 +122,9 @@ pub fn simulate(
         writeln!(err, "tollgate: {message}")?;
         Ok(1)
     };
-    let snapshot = match (&args.org, synced) {
-        (None, Some((info, snapshot))) => {
-            writeln!(
-                err,
-                "org chart: the synced one (snapshot {} from {}, taken {})",
-                info.version,
-                info.source,
-                info.taken_at.format("%Y-%m-%d %H:%M UTC")
-            )?;
-            snapshot
-        }
-        (given, _) => {
-            let Some(org_path) = given.clone().or_else(|| find_org_file(dir)) else {
-                return fail(err, "an org chart is needed: pass --org ORG.yaml".into());
-            };
-            writeln!(err, "org chart: {}", org_path.display())?;
-            match org_file::load(&org_path) {
-                Ok((snapshot, _)) => snapshot,
-                Err(diagnostics) => return fail(err, render(&diagnostics)),
-            }
-        }
-    };
-    let index = OrgIndex::build(snapshot);
-    let outcome = workflow::load_dir(dir, Some(&index));
-    let Some(workflows) = outcome.workflows else {
-        return fail(
-            err,
-            format!(
-                "the workflows are invalid (run `tollgate workflows check`):\n{}",
-                render(&outcome.diagnostics)
-            ),
-        );
+    let (index, workflows) = match org_and_workflows(dir, args.org.as_deref(), synced, err)? {
+        Ok(loaded) => loaded,
+        Err(message) => return fail(err, message),
     };
     let requester = match Email::parse(&args.requester) {
         Ok(e) => e,
@@ -189,6 +163,48 @@ pub fn simulate(
         Format::Text => write_text(&routing, out)?,
     }
     Ok(0)
+}
+
+/// The org chart (the synced one, unless `org` names a file; else `dir`'s `org.yaml`) and the
+/// workflows of `dir` checked against it. Which chart was taken is said on `err`; what stops
+/// the command is the inner `Err`.
+fn org_and_workflows(
+    dir: &Path,
+    org: Option<&Path>,
+    synced: Option<(SnapshotInfo, OrgSnapshot)>,
+    err: &mut dyn Write,
+) -> std::io::Result<Result<(OrgIndex, workflow::Workflows), String>> {
+    let snapshot = match (org, synced) {
+        (None, Some((info, snapshot))) => {
+            writeln!(
+                err,
+                "org chart: the synced one (snapshot {} from {}, taken {})",
+                info.version,
+                info.source,
+                info.taken_at.format("%Y-%m-%d %H:%M UTC")
+            )?;
+            snapshot
+        }
+        (given, _) => {
+            let Some(org_path) = given.map(Path::to_path_buf).or_else(|| find_org_file(dir)) else {
+                return Ok(Err("an org chart is needed: pass --org ORG.yaml".into()));
+            };
+            writeln!(err, "org chart: {}", org_path.display())?;
+            match org_file::load(&org_path) {
+                Ok((snapshot, _)) => snapshot,
+                Err(diagnostics) => return Ok(Err(render(&diagnostics))),
+            }
+        }
+    };
+    let index = OrgIndex::build(snapshot);
+    let outcome = workflow::load_dir(dir, Some(&index));
+    Ok(match outcome.workflows {
+        Some(workflows) => Ok((index, workflows)),
+        None => Err(format!(
+            "the workflows are invalid (run `tollgate workflows check`):\n{}",
+            render(&outcome.diagnostics)
+        )),
+    })
 }
 
 fn render(diagnostics: &[Diagnostic]) -> String {

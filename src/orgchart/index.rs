@@ -214,6 +214,11 @@ impl OrgIndex {
         &self.problems
     }
 
+    /// Everyone in the chart, in snapshot order.
+    pub fn everyone(&self) -> impl Iterator<Item = PersonIdx> + '_ {
+        (0..self.people.len()).map(|i| PersonIdx(i as u32))
+    }
+
     pub fn person(&self, idx: PersonIdx) -> &Person {
         &self.people[idx.0 as usize]
     }

@@ -8,8 +8,13 @@ use std::sync::{Arc, LazyLock};
 use cel::{Context, Env, Program, Value};
 use chrono::{DateTime, Utc};
 
-/// The variables a condition may read.
+use crate::orgchart::{OrgIndex, PersonIdx};
+
+/// The variables a request's condition (`when`, `auto_approve`, `deny`) may read.
 pub const VARIABLES: &[&str] = &["requester", "resource", "request", "now"];
+
+/// The variables a birthright policy's `when` may read: the person, and the time.
+pub const PERSON_VARIABLES: &[&str] = &["person", "now"];
 
 /// Functions Tollgate adds to CEL's standard library.
 const OWN_FUNCTIONS: &[&str] = &["days"];
@@ -38,8 +43,18 @@ impl PartialEq for Condition {
 }
 
 impl Condition {
-    /// Compiles `source` and checks it names only known variables and functions.
+    /// Compiles a request's condition and checks it names only [`VARIABLES`] and known
+    /// functions.
     pub fn compile(source: &str) -> Result<Self, String> {
+        Self::compile_reading(source, VARIABLES)
+    }
+
+    /// Compiles a condition over a person alone ([`PERSON_VARIABLES`]).
+    pub fn compile_for_person(source: &str) -> Result<Self, String> {
+        Self::compile_reading(source, PERSON_VARIABLES)
+    }
+
+    fn compile_reading(source: &str, variables: &[&str]) -> Result<Self, String> {
         let program = ENV.compile(source).map_err(|e| {
             // The parser's message repeats the source with a caret; keep the first line.
             let text = e.to_string();
@@ -54,10 +69,10 @@ impl Condition {
         let references = program.references();
         let bound = bound_variables(source);
         for variable in references.variables() {
-            if !VARIABLES.contains(&variable) && !bound.iter().any(|b| b == variable) {
+            if !variables.contains(&variable) && !bound.iter().any(|b| b == variable) {
                 return Err(format!(
-                    "unknown variable `{variable}` (conditions can read {})",
-                    VARIABLES.join(", ")
+                    "unknown variable `{variable}` (this condition can read {})",
+                    variables.join(", ")
                 ));
             }
         }
@@ -79,13 +94,33 @@ impl Condition {
     /// Evaluates to a boolean; anything else (an error, a missing attribute, a non-boolean
     /// result) is an `Err` the caller decides how to treat.
     pub fn evaluate(&self, facts: &Facts) -> Result<bool, String> {
+        self.run(&[
+            ("requester", &facts.requester),
+            ("resource", &facts.resource),
+            ("request", &facts.request),
+            ("now", &facts.now),
+        ])
+    }
+
+    /// Evaluates a condition compiled with [`Condition::compile_for_person`].
+    pub fn evaluate_person(
+        &self,
+        person: &PersonFacts,
+        now: DateTime<Utc>,
+    ) -> Result<bool, String> {
+        self.run(&[
+            ("person", &person.value()),
+            ("now", &Value::Timestamp(now.fixed_offset())),
+        ])
+    }
+
+    fn run(&self, variables: &[(&str, &Value)]) -> Result<bool, String> {
         let mut context = Context::with_env(ENV.clone());
         // `days` cannot clash with the standard library: the load-time check proves it.
         let _ = context.add_function("days", |n: i64| Value::Duration(chrono::Duration::days(n)));
-        context.add_variable_from_value("requester", facts.requester.clone());
-        context.add_variable_from_value("resource", facts.resource.clone());
-        context.add_variable_from_value("request", facts.request.clone());
-        context.add_variable_from_value("now", facts.now.clone());
+        for (name, value) in variables {
+            context.add_variable_from_value(*name, (*value).clone());
+        }
         match self.program.execute(&context) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!(
@@ -182,6 +217,55 @@ pub struct PersonFacts {
     pub attributes: Vec<(String, String)>,
 }
 
+impl PersonFacts {
+    /// The person at `idx` of the org chart.
+    pub fn of(org: &OrgIndex, idx: PersonIdx) -> Self {
+        let person = org.person(idx);
+        Self {
+            id: person.id.0.clone(),
+            email: person.email.as_str().to_string(),
+            name: person.display_name.clone(),
+            title: person.title.clone().unwrap_or_default(),
+            department: person.department.clone().unwrap_or_default(),
+            cost_center: person.cost_center.clone().unwrap_or_default(),
+            manager: org
+                .manager_of(idx)
+                .map(|m| org.person(m).email.as_str().to_string())
+                .unwrap_or_default(),
+            groups: org.groups_of(idx).map(str::to_string).collect(),
+            employment_type: person.employment_type.as_str().to_string(),
+            active: person.active,
+            attributes: person
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// As CEL sees them (`requester` in a request's conditions, `person` in a birthright's).
+    fn value(&self) -> Value {
+        let attributes: HashMap<String, Value> = self
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), text(v)))
+            .collect();
+        map(vec![
+            ("id", text(&self.id)),
+            ("email", text(&self.email)),
+            ("name", text(&self.name)),
+            ("title", text(&self.title)),
+            ("department", text(&self.department)),
+            ("cost_center", text(&self.cost_center)),
+            ("manager", text(&self.manager)),
+            ("groups", list(self.groups.clone())),
+            ("employment_type", text(&self.employment_type)),
+            ("active", Value::Bool(self.active)),
+            ("attributes", Value::Map(attributes.into())),
+        ])
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ResourceFacts {
     pub id: String,
@@ -210,29 +294,12 @@ impl Facts {
         request: &RequestFacts,
         now: DateTime<Utc>,
     ) -> Self {
-        let attributes: HashMap<String, Value> = person
-            .attributes
-            .iter()
-            .map(|(k, v)| (k.clone(), text(v)))
-            .collect();
         let duration = match request.duration {
             Some(d) => chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX),
             None => chrono::Duration::days(PERMANENT_DAYS),
         };
         Self {
-            requester: map(vec![
-                ("id", text(&person.id)),
-                ("email", text(&person.email)),
-                ("name", text(&person.name)),
-                ("title", text(&person.title)),
-                ("department", text(&person.department)),
-                ("cost_center", text(&person.cost_center)),
-                ("manager", text(&person.manager)),
-                ("groups", list(person.groups.clone())),
-                ("employment_type", text(&person.employment_type)),
-                ("active", Value::Bool(person.active)),
-                ("attributes", Value::Map(attributes.into())),
-            ]),
+            requester: person.value(),
             resource: map(vec![
                 ("id", text(&resource.id)),
                 ("name", text(&resource.name)),

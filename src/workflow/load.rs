@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
+use super::birthright::{self, Approval, Entitlement};
 use super::condition::Condition;
 use super::definition::*;
 use super::model::*;
@@ -23,6 +24,8 @@ pub struct Workflows {
     pub intake: Vec<IntakeMapping>,
     /// Approvers of last resort when a stage and its own fallback leave too few.
     pub fallback_approvers: Vec<Selector>,
+    /// Birthright policies: what people are due for who they are, in file order.
+    pub birthright: Vec<birthright::Policy>,
     /// A hash of the loaded files: every routing decision records the version that made it.
     pub version: String,
 }
@@ -129,6 +132,15 @@ struct Parts {
     intake: Vec<(FileNo, IntakeYaml, IntakeMapping)>,
     fallback: Option<Vec<Selector>>,
     selectors: Vec<(FileNo, Pos, Selector)>,
+    birthright: Vec<PolicyPart>,
+}
+
+/// A birthright policy, with where its id and each of its grants were written.
+struct PolicyPart {
+    file: FileNo,
+    id: Pos,
+    grants: Vec<Pos>,
+    policy: birthright::Policy,
 }
 
 struct LevelRef {
@@ -177,6 +189,15 @@ pub fn load_sources(sources: &[(PathBuf, String)], org: Option<&OrgIndex>) -> Lo
                     parts.intake.push((file_no, file.intake, mapping));
                 }
             }
+            ["birthright"] => {
+                if let Some(file) = report.parse::<BirthrightFile>() {
+                    for yaml in &file.birthright {
+                        if let Some(part) = convert_policy(&mut report, file_no, yaml) {
+                            parts.birthright.push(part);
+                        }
+                    }
+                }
+            }
             ["defaults"] => {
                 if let Some(file) = report.parse::<DefaultsFile>()
                     && let Some(spec) = &file.defaults.fallback_approvers {
@@ -213,7 +234,7 @@ pub fn load_sources(sources: &[(PathBuf, String)], org: Option<&OrgIndex>) -> Lo
             }
             _ => report.error(
                 Pos { line: 1, column: 1 },
-                "unrecognised file: expected a top-level `resources` (catalog), `workflow`, `intake`, `defaults`, or `people`/`groups` (org chart)",
+                "unrecognised file: expected a top-level `resources` (catalog), `workflow`, `intake`, `defaults`, `birthright`, or `people`/`groups` (org chart)",
             ),
         }
     }
@@ -315,6 +336,67 @@ fn convert_grant(report: &mut Reporter, grant: &Spanned<GrantYaml>) -> Option<Gr
                 role: role.clone(),
             }
         }
+    })
+}
+
+fn convert_policy(
+    report: &mut Reporter,
+    file: FileNo,
+    yaml: &BirthrightYaml,
+) -> Option<PolicyPart> {
+    let before = report.diagnostics.len();
+    let id = yaml.id.value.trim();
+    let id_pos = Pos::of_spanned(&yaml.id);
+    if id.is_empty() || id.contains(char::is_whitespace) {
+        report.error(
+            id_pos,
+            format!("birthright id `{id}` must be one word (letters, digits, - or _)"),
+        );
+    }
+    let when = match Condition::compile_for_person(&yaml.when.value) {
+        Ok(when) => Some(when),
+        Err(message) => {
+            report.error(Pos::of_spanned(&yaml.when), message);
+            None
+        }
+    };
+    let approval = match &yaml.approval {
+        None => Approval::None,
+        Some(spanned) => Approval::parse(spanned.value.trim()).unwrap_or_else(|| {
+            report.error(
+                Pos::of_spanned(spanned),
+                format!("approval `{}` is not one of: none, manager", spanned.value),
+            );
+            Approval::None
+        }),
+    };
+    if yaml.grants.value.is_empty() {
+        report.error(
+            Pos::of_spanned(&yaml.grants),
+            format!("birthright `{id}` grants nothing"),
+        );
+    }
+    let grants = yaml
+        .grants
+        .value
+        .iter()
+        .map(|g| Entitlement {
+            resource: ResourceId(g.value.resource.trim().to_string()),
+            level: g.value.level.as_ref().map(|l| l.trim().to_string()),
+        })
+        .collect();
+    let when = when.filter(|_| report.diagnostics.len() == before)?;
+    Some(PolicyPart {
+        file,
+        id: id_pos,
+        grants: yaml.grants.value.iter().map(Pos::of_spanned).collect(),
+        policy: birthright::Policy {
+            id: id.to_string(),
+            description: yaml.description.clone(),
+            when,
+            grants,
+            approval,
+        },
     })
 }
 
@@ -821,11 +903,59 @@ fn cross_check(
         }
     }
 
+    let mut policy_ids = HashSet::new();
+    for part in &parts.birthright {
+        let mut report = reporter(sources, diagnostics, part.file);
+        if !policy_ids.insert(part.policy.id.as_str()) {
+            report.error(
+                part.id,
+                format!("birthright `{}` is defined twice", part.policy.id),
+            );
+        }
+        for (entitlement, pos) in part.policy.grants.iter().zip(&part.grants) {
+            if let Err(message) = entitled(&catalog, entitlement) {
+                report.error(*pos, message);
+            }
+        }
+    }
+
     Some(Workflows {
         catalog,
         workflows: parts.workflows.into_iter().map(|(_, _, w)| w).collect(),
         intake: parts.intake.into_iter().map(|(_, _, m)| m).collect(),
         fallback_approvers: parts.fallback.unwrap_or_default(),
+        birthright: parts.birthright.into_iter().map(|p| p.policy).collect(),
         version,
     })
+}
+
+/// Whether the catalog has what a birthright grant names: the resource, and a level exactly
+/// when the resource has levels.
+fn entitled(catalog: &Catalog, entitlement: &Entitlement) -> Result<(), String> {
+    let resource = &entitlement.resource;
+    let Some(found) = catalog.get(resource) else {
+        return Err(format!("birthright grants unknown resource `{resource}`"));
+    };
+    let levels = || {
+        found
+            .levels
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match &entitlement.level {
+        None if !found.levels.is_empty() => Err(format!(
+            "resource `{resource}` has levels ({}): name one with `level`",
+            levels()
+        )),
+        Some(level) if found.levels.is_empty() => Err(format!(
+            "resource `{resource}` has no levels, so not `{level}`"
+        )),
+        Some(level) if found.level(level).is_none() => Err(format!(
+            "resource `{resource}` has no level `{level}` (it has {})",
+            levels()
+        )),
+        _ => Ok(()),
+    }
 }

@@ -2,6 +2,7 @@
 //! writes as YAML, checked at load and turned into routing decisions. Pure: no database, no
 //! network (reading the directory is the one I/O, in [`load::load_dir`]).
 
+pub mod birthright;
 pub mod condition;
 pub mod definition;
 pub mod load;

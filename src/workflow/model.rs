@@ -118,6 +118,33 @@ pub struct IntakeFieldsYaml {
     pub approvers: Option<String>,
 }
 
+/// A file of birthright policies (`birthright:` at the top).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BirthrightFile {
+    pub birthright: Vec<BirthrightYaml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BirthrightYaml {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    /// CEL over `person` (and `now`).
+    pub when: Spanned<String>,
+    pub grants: Spanned<Vec<Spanned<BirthrightGrantYaml>>>,
+    /// `none` (the default) or `manager`.
+    pub approval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BirthrightGrantYaml {
+    pub resource: String,
+    pub level: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultsFile {

@@ -318,27 +318,7 @@ fn facts_for(
     level: Option<&str>,
     duration: Option<Duration>,
 ) -> Facts {
-    let person = org.person(subject);
-    let person_facts = PersonFacts {
-        id: person.id.0.clone(),
-        email: person.email.as_str().to_string(),
-        name: person.display_name.clone(),
-        title: person.title.clone().unwrap_or_default(),
-        department: person.department.clone().unwrap_or_default(),
-        cost_center: person.cost_center.clone().unwrap_or_default(),
-        manager: org
-            .manager_of(subject)
-            .map(|m| org.person(m).email.as_str().to_string())
-            .unwrap_or_default(),
-        groups: org.groups_of(subject).map(str::to_string).collect(),
-        employment_type: person.employment_type.as_str().to_string(),
-        active: person.active,
-        attributes: person
-            .attributes
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    };
+    let person_facts = PersonFacts::of(org, subject);
     let resource_facts = ResourceFacts {
         id: resource.id.0.clone(),
         name: resource.name.clone(),

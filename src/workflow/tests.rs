@@ -859,6 +859,7 @@ mod properties {
             }],
             intake: vec![],
             fallback_approvers: fallback,
+            birthright: vec![],
             version: "test".into(),
         }
     }
@@ -963,4 +964,108 @@ fn a_site_gets_its_own_intake_mapping_else_the_default() {
             .any(|e| e.contains("second default intake mapping")),
         "{twice:#?}"
     );
+}
+
+const BIRTHRIGHT: &str = "\
+birthright:
+  - id: finance-staff
+    description: Everyone in Finance reads the ledger.
+    when: person.department == \"Finance\" && person.employment_type != \"contractor\"
+    grants:
+      - { resource: ledger }
+      - { resource: wiki }
+  - id: engineers
+    when: person.department == \"Engineering\"
+    approval: manager
+    grants:
+      - { resource: prod, level: read }
+";
+
+#[test]
+fn birthright_policies_load_and_say_who_is_due_what() {
+    let workflows = load(&[
+        ("d.yaml", DEFAULT),
+        ("k.yaml", SKIP),
+        ("b.yaml", BIRTHRIGHT),
+    ]);
+    let policies = &workflows.birthright;
+    assert_eq!(
+        policies.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["finance-staff", "engineers"]
+    );
+    assert_eq!(policies[1].approval, birthright::Approval::Manager);
+    let org = org();
+    let due = |who: &str| {
+        let idx = org.by_email(&email(who)).expect("in the chart");
+        let (owed, problems) = birthright::due(policies, &org, idx, now());
+        assert!(problems.is_empty(), "{problems:?}");
+        owed.iter()
+            .map(|d| {
+                let e = &d.entitlement;
+                format!(
+                    "{}{}",
+                    e.resource,
+                    e.level
+                        .as_ref()
+                        .map(|l| format!(":{l}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(due("acc@x.io"), ["ledger", "wiki"]);
+    assert!(
+        due("temp@x.io").is_empty(),
+        "a contractor is not finance staff"
+    );
+    assert_eq!(due("dev@x.io"), ["prod:read"]);
+    assert!(due("em@x.io").is_empty(), "inactive");
+    assert!(due("it1@x.io").is_empty());
+}
+
+#[test]
+fn birthright_mistakes_are_reported_where_they_are_written() {
+    let cases = [
+        (
+            "birthright:\n  - id: a\n    when: requester.department == \"IT\"\n    grants: [{ resource: ledger }]\n",
+            "b.yaml:3:11: error: unknown variable `requester` (this condition can read person, now)",
+        ),
+        (
+            "birthright:\n  - id: a\n    when: 'true'\n    grants: [{ resource: ledgr }]\n",
+            "b.yaml:4:14: error: birthright grants unknown resource `ledgr`",
+        ),
+        (
+            "birthright:\n  - id: a\n    when: 'true'\n    grants:\n      - { resource: prod }\n",
+            "b.yaml:5:9: error: resource `prod` has levels (read, admin): name one with `level`",
+        ),
+        (
+            "birthright:\n  - id: a\n    when: 'true'\n    grants:\n      - { resource: prod, level: root }\n",
+            "b.yaml:5:9: error: resource `prod` has no level `root` (it has read, admin)",
+        ),
+        (
+            "birthright:\n  - id: a\n    when: 'true'\n    grants:\n      - { resource: ledger, level: read }\n",
+            "b.yaml:5:9: error: resource `ledger` has no levels, so not `read`",
+        ),
+        (
+            "birthright:\n  - id: a\n    when: 'true'\n    approval: owner\n    grants: [{ resource: ledger }]\n",
+            "b.yaml:4:15: error: approval `owner` is not one of: none, manager",
+        ),
+        (
+            "birthright:\n  - id: a\n    when: 'true'\n    grants: []\n",
+            "b.yaml:4:13: error: birthright `a` grants nothing",
+        ),
+        (
+            "birthright:\n  - id: a\n    when: 'true'\n    grants: [{ resource: ledger }]\n  - id: a\n    when: 'false'\n    grants: [{ resource: wiki }]\n",
+            "b.yaml:5:9: error: birthright `a` is defined twice",
+        ),
+        (
+            "birthright:\n  - id: a\n    when: 'true'\n    grant: [{ resource: ledger }]\n",
+            "b.yaml:4:5: error: unknown field `grant`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let errors = errors(&[("d.yaml", DEFAULT), ("k.yaml", SKIP), ("b.yaml", text)]);
+        assert_eq!(errors.len(), 1, "{text}\n{errors:#?}");
+        assert!(errors[0].starts_with(expected), "{text}\n{}", errors[0]);
+    }
 }

@@ -140,3 +140,100 @@ fn jsm_options_list_the_catalog_for_the_resource_field() {
     assert!(options.contains(&"NetSuite (finance ERP)"), "{text}");
     assert!(text.contains("# Datadog: read, admin"), "{text}");
 }
+
+fn plan(args: &[&str]) -> std::process::Output {
+    tollgate()
+        .args([
+            "lifecycle",
+            "plan",
+            "--dir",
+            "workflows",
+            "--org",
+            "workflows/org.yaml",
+        ])
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn due_of(person: &serde_json::Value) -> Vec<String> {
+    person["due"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|d| match d["level"].as_str() {
+            Some(level) => format!("{}:{level}", d["resource"].as_str().unwrap_or("?")),
+            None => d["resource"].as_str().unwrap_or("?").to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn lifecycle_plan_shows_what_each_person_is_due_and_by_which_policy() {
+    let output = plan(&["--format", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(
+        shown["policies"],
+        serde_json::json!(["all-staff", "engineering", "engineering-contractors"])
+    );
+    let person = |email: &str| {
+        shown["people"]
+            .as_array()
+            .expect("people")
+            .iter()
+            .find(|p| p["email"] == email)
+            .cloned()
+            .unwrap_or_else(|| panic!("{email} is not in the plan"))
+    };
+    let noah = person("noah.nash@acme.example");
+    assert_eq!(
+        due_of(&noah),
+        [
+            "zoom",
+            "confluence-licence",
+            "github",
+            "datadog:read",
+            "confluence-eng-docs"
+        ]
+    );
+    assert_eq!(
+        noah["due"][2]["policies"],
+        serde_json::json!(["engineering"])
+    );
+    assert_eq!(noah["due"][2]["approval"], "none");
+    // A contractor in engineering: no staff tools, and the source code after the manager agrees.
+    let pablo = person("pablo.perez@acme.example");
+    assert_eq!(due_of(&pablo), ["github"]);
+    assert_eq!(pablo["due"][0]["approval"], "manager");
+    // Someone inactive is due nothing; finance gets the staff tools only.
+    assert!(due_of(&person("quinn.quist@acme.example")).is_empty());
+    assert_eq!(
+        due_of(&person("erin.evans@acme.example")),
+        ["zoom", "confluence-licence"]
+    );
+}
+
+#[test]
+fn lifecycle_plan_for_one_person_reads_as_text() {
+    let output = plan(&["--person", "Pablo.Perez@acme.example"]);
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("pablo.perez@acme.example (Pablo Perez)\n  github: by engineering-contractors, approved by the manager first"),
+        "{text}"
+    );
+    assert!(!text.contains("noah"), "{text}");
+
+    let output = plan(&["--person", "nobody@acme.example"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("nobody@acme.example is not in the org chart"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,143 @@
+//! `tollgate lifecycle plan`: what the birthright policies give each person of the org chart,
+//! and by which policy, without changing anything.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Format, org_and_workflows};
+use crate::orgchart::{Email, OrgIndex, OrgSnapshot, PersonIdx};
+use crate::store::org::SnapshotInfo;
+use crate::workflow::birthright::{self, Approval, Due};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// Workflows directory [default: TOLLGATE_WORKFLOWS_DIR, else ./workflows].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Org chart [default: the synced one in the configured database, else DIR/org.yaml].
+    #[arg(long, value_name = "ORG.yaml")]
+    pub org: Option<PathBuf>,
+    /// Only this person (by email).
+    #[arg(long, value_name = "EMAIL")]
+    pub person: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// One person's part of the plan.
+#[derive(Debug, Serialize)]
+struct PersonPlan {
+    email: String,
+    name: String,
+    person_id: String,
+    active: bool,
+    due: Vec<Due>,
+    /// Policies whose condition could not be judged for this person.
+    problems: Vec<String>,
+}
+
+/// Exit status: 0 when a plan was made, 1 when the inputs or the files are invalid.
+pub fn plan(
+    args: &PlanArgs,
+    default_dir: &Path,
+    synced: Option<(SnapshotInfo, OrgSnapshot)>,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<i32> {
+    let dir = args.dir.as_deref().unwrap_or(default_dir);
+    let (org, workflows) = match org_and_workflows(dir, args.org.as_deref(), synced, err)? {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            writeln!(err, "tollgate: {message}")?;
+            return Ok(1);
+        }
+    };
+    let people: Vec<PersonIdx> = match &args.person {
+        None => org.everyone().collect(),
+        Some(text) => match Email::parse(text).map(|e| org.by_email(&e)) {
+            Ok(Some(idx)) => vec![idx],
+            Ok(None) => {
+                writeln!(err, "tollgate: {text} is not in the org chart")?;
+                return Ok(1);
+            }
+            Err(message) => {
+                writeln!(err, "tollgate: --person: {message}")?;
+                return Ok(1);
+            }
+        },
+    };
+    let plans: Vec<PersonPlan> = people
+        .into_iter()
+        .map(|idx| person_plan(&workflows.birthright, &org, idx, now))
+        .collect();
+    match args.format {
+        Format::Json => {
+            let shown = serde_json::json!({
+                "policies": workflows.birthright.iter().map(|p| &p.id).collect::<Vec<_>>(),
+                "people": plans,
+            });
+            serde_json::to_writer_pretty(&mut *out, &shown).map_err(std::io::Error::other)?;
+            writeln!(out)?;
+        }
+        Format::Text => write_text(&plans, workflows.birthright.len(), out)?,
+    }
+    Ok(0)
+}
+
+fn person_plan(
+    policies: &[birthright::Policy],
+    org: &OrgIndex,
+    idx: PersonIdx,
+    now: DateTime<Utc>,
+) -> PersonPlan {
+    let person = org.person(idx);
+    let (due, problems) = birthright::due(policies, org, idx, now);
+    PersonPlan {
+        email: person.email.to_string(),
+        name: person.display_name.clone(),
+        person_id: person.id.0.clone(),
+        active: person.active,
+        due,
+        problems,
+    }
+}
+
+fn write_text(plans: &[PersonPlan], policies: usize, out: &mut dyn Write) -> std::io::Result<()> {
+    let grants: usize = plans.iter().map(|p| p.due.len()).sum();
+    let people = plans.iter().filter(|p| !p.due.is_empty()).count();
+    writeln!(
+        out,
+        "{policies} birthright policies: {people} of {} people are due {grants} grants",
+        plans.len()
+    )?;
+    for plan in plans {
+        if plan.due.is_empty() && plan.problems.is_empty() {
+            continue;
+        }
+        writeln!(out, "\n{} ({})", plan.email, plan.name)?;
+        for due in &plan.due {
+            let entitlement = &due.entitlement;
+            let what = match &entitlement.level {
+                Some(level) => format!("{} at {level}", entitlement.resource),
+                None => entitlement.resource.to_string(),
+            };
+            let approval = match due.approval {
+                Approval::None => "",
+                Approval::Manager => ", approved by the manager first",
+            };
+            writeln!(out, "  {what}: by {}{approval}", due.policies.join(", "))?;
+        }
+        for problem in &plan.problems {
+            writeln!(out, "  not judged: {problem}")?;
+        }
+    }
+    let inactive = plans.iter().filter(|p| !p.active).count();
+    if inactive > 0 {
+        writeln!(out, "\n{inactive} inactive people are due nothing.")?;
+    }
+    Ok(())
+}
