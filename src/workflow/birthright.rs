@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::condition::{Condition, PersonFacts};
 use crate::ids::ResourceId;
-use crate::orgchart::{OrgIndex, PersonIdx};
+use crate::orgchart::{OrgIndex, Person, PersonIdx};
 
 /// One policy of a `birthright:` file, checked at load.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +99,46 @@ pub fn due(
         }
     }
     (owed, problems)
+}
+
+/// How a person's birthright changes from what they were due to what they are due now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Due now and not before: granted.
+    pub start: Vec<Due>,
+    /// Due before and not now: ended (after the grace period, for a mover).
+    pub end: Vec<Entitlement>,
+}
+
+impl Change {
+    pub fn is_empty(&self) -> bool {
+        self.start.is_empty() && self.end.is_empty()
+    }
+}
+
+/// The change from `before` to `after` (each what [`due`] said). An entitlement due under
+/// other policies now than before is kept: it neither ends nor starts again.
+pub fn change(before: &[Due], after: &[Due]) -> Change {
+    let had = |e: &Entitlement| before.iter().any(|d| d.entitlement == *e);
+    let has = |e: &Entitlement| after.iter().any(|d| d.entitlement == *e);
+    Change {
+        start: after
+            .iter()
+            .filter(|d| !had(&d.entitlement))
+            .cloned()
+            .collect(),
+        end: before
+            .iter()
+            .filter(|d| !has(&d.entitlement))
+            .map(|d| d.entitlement.clone())
+            .collect(),
+    }
+}
+
+/// Whether someone's move puts the access they asked for up for review (for resources that
+/// say `review_on_move`): a new manager, or a new department. A new title alone does not.
+pub fn moved_for_review(before: &Person, after: &Person) -> bool {
+    before.manager != after.manager || before.department != after.department
 }
 
 #[cfg(test)]
@@ -258,6 +298,79 @@ mod tests {
             problems[1].contains("birthright `by-department`")
                 && problems[1].contains("not true or false"),
             "{problems:?}"
+        );
+    }
+
+    /// Noah moves from Engineering to Finance: the engineering tools end, finance's start, and
+    /// what every employee has stays untouched.
+    #[test]
+    fn a_mover_ends_what_is_no_longer_due_and_starts_what_is_now() {
+        let policies = [
+            policy(
+                "all-staff",
+                r#"person.employment_type == "full_time""#,
+                &[("zoom", None)],
+                Approval::None,
+            ),
+            policy(
+                "engineering",
+                r#"person.department == "Engineering""#,
+                &[("github", None), ("datadog", Some("read"))],
+                Approval::None,
+            ),
+            policy(
+                "finance",
+                r#"person.department == "Finance""#,
+                &[("netsuite", None), ("datadog", Some("read"))],
+                Approval::Manager,
+            ),
+        ];
+        let before_org = org();
+        let noah = |org: &OrgIndex| {
+            org.by_email(&Email::parse("noah@acme.example").expect("email"))
+                .expect("Noah")
+        };
+        let now = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let (before, _) = due(&policies, &before_org, noah(&before_org), now);
+
+        let mut snapshot = OrgSnapshot {
+            people: before_org
+                .everyone()
+                .map(|i| before_org.person(i).clone())
+                .collect(),
+            ..Default::default()
+        };
+        let moved = snapshot
+            .people
+            .iter_mut()
+            .find(|p| p.email.as_str() == "noah@acme.example")
+            .expect("Noah");
+        let was = moved.clone();
+        moved.department = Some("Finance".into());
+        moved.manager = Some(crate::ids::PersonId("erin@acme.example".into()));
+        let now_is = moved.clone();
+        let after_org = OrgIndex::build(snapshot);
+        let (after, _) = due(&policies, &after_org, noah(&after_org), now);
+
+        let moved = change(&before, &after);
+        assert_eq!(names(&moved.start), ["netsuite"]);
+        assert_eq!(moved.start[0].approval, Approval::Manager);
+        assert_eq!(
+            moved.end,
+            [Entitlement {
+                resource: ResourceId("github".into()),
+                level: None
+            }]
+        );
+        // Datadog read is due by another policy now: kept, not ended and granted again.
+        assert!(!moved.is_empty());
+        assert!(change(&after, &after).is_empty());
+        assert!(moved_for_review(&was, &now_is));
+        let mut retitled = was.clone();
+        retitled.title = Some("Staff Engineer".into());
+        assert!(
+            !moved_for_review(&was, &retitled),
+            "a new title alone is not a move"
         );
     }
 }

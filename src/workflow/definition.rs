@@ -53,6 +53,9 @@ pub struct Resource {
     pub on_failure: FailurePolicy,
     /// How long a step that keeps failing on a vendor's outage is retried before it fails.
     pub give_up_after: Duration,
+    /// A requested grant of it is reviewed by the new manager when its holder moves (changes
+    /// manager or department); declined or unanswered, it ends.
+    pub review_on_move: bool,
 }
 
 /// How long a grant step is retried through a vendor's outage when the catalog does not say.

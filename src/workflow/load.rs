@@ -494,6 +494,7 @@ fn convert_resource(report: &mut Reporter, r: &ResourceYaml) -> Option<(Resource
                 grants,
                 on_failure: r.on_failure,
                 give_up_after,
+                review_on_move: r.review_on_move,
             },
             level_refs,
         )

@@ -38,6 +38,9 @@ pub struct ResourceYaml {
     pub on_failure: crate::workflow::definition::FailurePolicy,
     /// How long a step that keeps failing on a vendor's outage is retried (default 24h).
     pub give_up_after: Option<Spanned<String>>,
+    /// A requested grant of it goes to the new manager for re-approval when its holder moves.
+    #[serde(default)]
+    pub review_on_move: bool,
 }
 
 #[derive(Debug, Deserialize)]

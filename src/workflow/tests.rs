@@ -844,6 +844,7 @@ mod properties {
                 grants: vec![GrantTarget::IdpGroup { group: "X".into() }],
                 on_failure: Default::default(),
                 give_up_after: crate::workflow::definition::DEFAULT_GIVE_UP_AFTER,
+                review_on_move: false,
             }]),
             workflows: vec![Workflow {
                 id: "w".into(),
@@ -1068,4 +1069,17 @@ fn birthright_mistakes_are_reported_where_they_are_written() {
         assert_eq!(errors.len(), 1, "{text}\n{errors:#?}");
         assert!(errors[0].starts_with(expected), "{text}\n{}", errors[0]);
     }
+}
+
+#[test]
+fn a_resource_may_ask_for_review_when_its_holder_moves() {
+    let reviewed = "resources:\n  - { id: payroll, name: Payroll, permanent_allowed: true, review_on_move: true, grants: [{ idp_group: Payroll }] }\n";
+    let workflows = load(&[("d.yaml", DEFAULT), ("k.yaml", SKIP), ("r.yaml", reviewed)]);
+    let get = |id: &str| workflows.catalog.get(id).expect("in the catalog");
+    assert!(get("payroll").review_on_move);
+    assert!(!get("ledger").review_on_move, "off unless asked");
+    let typo = "resources:\n  - { id: payroll, name: Payroll, permanent_allowed: true, review_on_move: yes please }\n";
+    let errors = errors(&[("d.yaml", DEFAULT), ("k.yaml", SKIP), ("r.yaml", typo)]);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].starts_with("r.yaml:2:"), "{}", errors[0]);
 }
