@@ -931,32 +931,13 @@ fn cross_check(
 }
 
 /// Whether the catalog has what a birthright grant names: the resource, and a level exactly
-/// when the resource has levels.
+/// when the resource has levels (the rule a request's level follows).
 fn entitled(catalog: &Catalog, entitlement: &Entitlement) -> Result<(), String> {
     let resource = &entitlement.resource;
     let Some(found) = catalog.get(resource) else {
         return Err(format!("birthright grants unknown resource `{resource}`"));
     };
-    let levels = || {
-        found
-            .levels
-            .iter()
-            .map(|l| l.id.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match &entitlement.level {
-        None if !found.levels.is_empty() => Err(format!(
-            "resource `{resource}` has levels ({}): name one with `level`",
-            levels()
-        )),
-        Some(level) if found.levels.is_empty() => Err(format!(
-            "resource `{resource}` has no levels, so not `{level}`"
-        )),
-        Some(level) if found.level(level).is_none() => Err(format!(
-            "resource `{resource}` has no level `{level}` (it has {})",
-            levels()
-        )),
-        _ => Ok(()),
-    }
+    super::route::check_level(found, entitlement.level.as_deref())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -237,7 +237,9 @@ pub fn route(
     Ok(routing)
 }
 
-fn check_level<'r>(
+/// Whether `level` suits `resource`: one of its levels when it has any, none when it has none.
+/// The rule for a request, and for a birthright policy's grant.
+pub(super) fn check_level<'r>(
     resource: &'r Resource,
     level: Option<&str>,
 ) -> Result<Option<&'r str>, RouteError> {

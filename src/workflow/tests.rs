@@ -1037,15 +1037,15 @@ fn birthright_mistakes_are_reported_where_they_are_written() {
         ),
         (
             "birthright:\n  - id: a\n    when: 'true'\n    grants:\n      - { resource: prod }\n",
-            "b.yaml:5:9: error: resource `prod` has levels (read, admin): name one with `level`",
+            "b.yaml:5:9: error: resource `prod` has access levels (read, admin): say which one",
         ),
         (
             "birthright:\n  - id: a\n    when: 'true'\n    grants:\n      - { resource: prod, level: root }\n",
-            "b.yaml:5:9: error: resource `prod` has no level `root` (it has read, admin)",
+            "b.yaml:5:9: error: resource `prod` has no access level `root` (it has read, admin)",
         ),
         (
             "birthright:\n  - id: a\n    when: 'true'\n    grants:\n      - { resource: ledger, level: read }\n",
-            "b.yaml:5:9: error: resource `ledger` has no levels, so not `read`",
+            "b.yaml:5:9: error: resource `ledger` has no access levels, but one was given",
         ),
         (
             "birthright:\n  - id: a\n    when: 'true'\n    approval: owner\n    grants: [{ resource: ledger }]\n",
