@@ -25,6 +25,13 @@ pub enum Alert {
         active_before: usize,
         limit: usize,
     },
+    /// A sync showed more joiners at once than the brake believes: their birthright waits.
+    JoinerBrake {
+        version: i64,
+        joiners: usize,
+        active_before: usize,
+        limit: usize,
+    },
     /// The periodic org sync failed this many times in a row: the org chart is getting old.
     SyncFailing {
         source: String,
@@ -51,6 +58,7 @@ impl Alert {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::LeaverBrake { .. } => "leaver_brake",
+            Self::JoinerBrake { .. } => "joiner_brake",
             Self::SyncFailing { .. } => "sync_failing",
             Self::EventDead { .. } => "event_dead",
             Self::NoticeDead { .. } => "notice_dead",
@@ -69,6 +77,16 @@ impl Alert {
                 "org chart snapshot {version} would make {leavers} of {active_before} active \
                  people leavers (the brake allows {limit}) and revoke {grants} grants: their \
                  access stays until someone runs `tollgate org leavers --approve {version}`"
+            ),
+            Self::JoinerBrake {
+                version,
+                joiners,
+                active_before,
+                limit,
+            } => format!(
+                "org chart snapshot {version} shows {joiners} joiners among {active_before} \
+                 active people (the brake allows {limit}): their birthright access waits until \
+                 someone runs `tollgate lifecycle release {version}`"
             ),
             Self::SyncFailing {
                 source,
@@ -147,16 +165,10 @@ pub async fn open_ticket(
     kind: &str,
     summary: &str,
 ) -> Result<(), crate::failure::Failure> {
-    use crate::failure::Failure;
-    use crate::tenant::Product;
     let Some(ticket) = &state.config.alert_ticket else {
         return Ok(());
     };
-    let tenant = crate::store::tenants::linked(&state.store, &ticket.site, Product::Jira)
-        .await?
-        .filter(|t| t.state.is_active())
-        .ok_or_else(|| Failure::NoSite(ticket.site.clone()))?;
-    let site = state.site_of(&tenant).await?;
+    let (_, site) = state.jira_site_at(&ticket.site).await?;
     let key = state
         .atlassian
         .create_issue(

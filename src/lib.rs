@@ -19,6 +19,7 @@ pub mod failure;
 pub mod forge;
 pub mod grants;
 pub mod http;
+pub mod identity;
 pub mod idp;
 pub mod ids;
 pub mod ingress;

@@ -72,6 +72,20 @@ enum LifecycleCommand {
     /// Show, for the org chart, what the birthright policies give each person and by which
     /// policy (text, or --format json). Changes nothing.
     Plan(tollgate::cli::lifecycle::PlanArgs),
+    /// List the lifecycle runs (a joiner's birthright): their tickets and what became of them.
+    Runs {
+        /// Only this person's (by email).
+        #[arg(long, value_name = "EMAIL")]
+        person: Option<String>,
+    },
+    /// Let the joiners the brake held for one snapshot have their birthright (the VERSION
+    /// `tollgate lifecycle runs` shows).
+    Release {
+        version: i64,
+        /// Who releases them, for the audit log (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,7 +300,22 @@ async fn main() -> ExitCode {
         Command::Worker => run(config, Mode::WorkerOnly).await,
         Command::Migrate => migrate(&config).await,
         Command::Workflows(command) => return workflows(command, &config).await,
-        Command::Lifecycle(command) => return lifecycle(command, &config).await,
+        Command::Lifecycle(LifecycleCommand::Plan(args)) => {
+            return lifecycle_plan(args, &config).await;
+        }
+        Command::Lifecycle(LifecycleCommand::Runs { person }) => {
+            let mut out = std::io::stdout().lock();
+            tollgate::cli::lifecycle::runs(&config, person.as_deref(), &mut out)
+                .await
+                .map_err(Into::into)
+        }
+        Command::Lifecycle(LifecycleCommand::Release { version, by }) => {
+            let by = operator(by);
+            let mut out = std::io::stdout().lock();
+            tollgate::cli::lifecycle::release(&config, version, &by, &mut out)
+                .await
+                .map_err(Into::into)
+        }
         Command::Audit(AuditCommand::Verify { tenant }) => {
             let mut out = std::io::stdout().lock();
             return match tollgate::cli::audit_verify(&config, tenant.as_deref(), &mut out).await {
@@ -368,9 +397,7 @@ async fn main() -> ExitCode {
                 .map_err(Into::into)
         }
         Command::Org(OrgCommand::Leavers { approve, by }) => {
-            let by = by
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "operator".into());
+            let by = operator(by);
             let mut out = std::io::stdout().lock();
             tollgate::cli::org_leavers(&config, approve, &by, &mut out)
                 .await
@@ -383,9 +410,7 @@ async fn main() -> ExitCode {
                 .map_err(Into::into)
         }
         Command::Org(OrgCommand::Remap { dry_run, by }) => {
-            let by = by
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "operator".into());
+            let by = operator(by);
             let mut out = std::io::stdout().lock();
             tollgate::cli::org_remap(&config, dry_run, &by, &mut out)
                 .await
@@ -494,8 +519,13 @@ async fn synced_unless(
     })
 }
 
-async fn lifecycle(command: LifecycleCommand, config: &Config) -> ExitCode {
-    let LifecycleCommand::Plan(args) = command;
+/// Who runs an operator's command, for the audit log: `--by`, else the login name.
+fn operator(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".into())
+}
+
+async fn lifecycle_plan(args: tollgate::cli::lifecycle::PlanArgs, config: &Config) -> ExitCode {
     let synced = synced_unless(args.org.as_deref(), config).await;
     let result = tollgate::cli::lifecycle::plan(
         &args,

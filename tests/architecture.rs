@@ -188,6 +188,8 @@ const LAYERS: &[&[&str]] = &[
     &["alerts"],
     &["notices"],
     &["grants"],
+    // The identity lifecycle: joiners' birthright, through the grants.
+    &["identity"],
     &["engine"],
     // The doors.
     &["connect", "forge", "jira_webhooks"],

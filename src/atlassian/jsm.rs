@@ -28,6 +28,17 @@ pub struct CustomerRequest {
     pub status: Option<String>,
 }
 
+/// A request to raise (`createCustomerRequest`), on someone's behalf when an account is given.
+#[derive(Debug, Clone)]
+pub struct NewRequest<'a> {
+    pub service_desk: &'a str,
+    pub request_type: &'a str,
+    pub summary: &'a str,
+    /// Plain text (JSM's request fields are not ADF unless asked).
+    pub description: &'a str,
+    pub on_behalf_of: Option<&'a AccountId>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Approved,
@@ -104,6 +115,40 @@ impl Atlassian {
                 .unwrap_or_default(),
             status: text("/currentStatus/status"),
         })
+    }
+
+    /// Raises a request; returns its key and issue id. Not idempotent: a caller that may ask
+    /// twice looks for the first one before asking again.
+    pub async fn create_request(
+        &self,
+        site: &Site,
+        new: &NewRequest<'_>,
+    ) -> Result<(TicketKey, String), AtlassianError> {
+        let mut body = json!({
+            "serviceDeskId": new.service_desk,
+            "requestTypeId": new.request_type,
+            "requestFieldValues": {"summary": new.summary, "description": new.description},
+        });
+        if let Some(account) = new.on_behalf_of {
+            body["raiseOnBehalfOf"] = json!(account.0);
+        }
+        let value: Value = self
+            .on_site(
+                site,
+                Method::POST,
+                "/rest/servicedeskapi/request",
+                Some(body),
+            )
+            .await?
+            .json()?;
+        let key = value["issueKey"]
+            .as_str()
+            .and_then(|k| TicketKey::parse(k).ok())
+            .ok_or_else(|| {
+                AtlassianError::Refused(format!("JSM raised a request without a key: {value}"))
+            })?;
+        let id = value["issueId"].as_str().unwrap_or_default().to_string();
+        Ok((key, id))
     }
 
     /// A request comment in JSM's own format (plain text / wiki markup, not ADF).

@@ -21,6 +21,31 @@ pub enum Action {
     Alert(&'static str),
     /// What became of a leaver-brake hold (its raising is [`Action::Alert`]).
     LeaverBrake(HoldStep),
+    /// A step of an identity lifecycle run (a joiner's birthright).
+    Lifecycle(RunStep),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStep {
+    /// A sync showed the person's event; the run is queued (or held by the brake).
+    Recorded,
+    /// Held runs let go by an operator (`tollgate lifecycle release`).
+    Released,
+    /// The lifecycle ticket was raised (or found, after a crash).
+    TicketOpened,
+    /// The run finished: what it granted, or why nothing.
+    Finished,
+}
+
+impl RunStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Recorded => "recorded",
+            Self::Released => "released",
+            Self::TicketOpened => "ticket_opened",
+            Self::Finished => "finished",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +109,7 @@ impl Action {
             Self::PeopleMigrated => "migration.people_and_holders".into(),
             Self::Alert(kind) => format!("alert.{kind}"),
             Self::LeaverBrake(step) => format!("alert.leaver_brake.{}", step.as_str()),
+            Self::Lifecycle(step) => format!("lifecycle.{}", step.as_str()),
         }
     }
 }
@@ -125,6 +151,10 @@ mod tests {
             (
                 Action::Request(lifecycle::Action::GrantActive),
                 "grant.active",
+            ),
+            (
+                Action::Lifecycle(RunStep::TicketOpened),
+                "lifecycle.ticket_opened",
             ),
         ];
         for (action, name) in names {

@@ -141,3 +141,82 @@ fn write_text(plans: &[PersonPlan], policies: usize, out: &mut dyn Write) -> std
     }
     Ok(())
 }
+
+/// `tollgate lifecycle runs`: the newest runs (or one person's), with their tickets and what
+/// became of them; held waves say how to release them.
+pub async fn runs(
+    config: &crate::config::Config,
+    person: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    use crate::store::lifecycle_runs::{self as runs, RunState};
+    let store = super::migrated_store(config).await?;
+    let result = async {
+        let found = match person {
+            None => runs::recent(&store, 200).await,
+            Some(text) => {
+                let email = Email::parse(text).map_err(|e| format!("--person: {e}"))?;
+                let all = runs::recent(&store, i64::MAX).await;
+                all.map(|all| all.into_iter().filter(|r| r.email == email).collect())
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let io = |e: std::io::Error| e.to_string();
+        if found.is_empty() {
+            writeln!(out, "no lifecycle runs").map_err(io)?;
+        }
+        for run in &found {
+            let ticket = run
+                .ticket
+                .as_ref()
+                .map_or_else(|| "no ticket".to_string(), |t| t.1.to_string());
+            let what = match (run.state, &run.outcome) {
+                (RunState::Held, _) => format!(
+                    "held by the brake: `tollgate lifecycle release {}`",
+                    run.version
+                ),
+                (RunState::Queued, _) => "queued".to_string(),
+                (RunState::Done, outcome) => outcome.clone().unwrap_or_default(),
+            };
+            writeln!(
+                out,
+                "{}  {} {} <{}> (snapshot {}), {ticket}: {what}",
+                run.created_at.format("%Y-%m-%d %H:%M"),
+                run.event.as_str(),
+                run.name,
+                run.email,
+                run.version,
+            )
+            .map_err(io)?;
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+/// `tollgate lifecycle release VERSION`: lets the joiners the brake held for that snapshot
+/// have their birthright.
+pub async fn release(
+    config: &crate::config::Config,
+    version: i64,
+    by: &str,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let store = super::migrated_store(config).await?;
+    let released = crate::identity::joiners::release(&store, version, by, crate::clock::wall())
+        .await
+        .map_err(|e| e.to_string());
+    store.close().await;
+    match released? {
+        0 => Err(format!(
+            "no lifecycle runs are held for snapshot {version} (see `tollgate lifecycle runs`)"
+        )),
+        n => writeln!(
+            out,
+            "released {n} held runs of snapshot {version}: the service grants their birthright now"
+        )
+        .map_err(|e| e.to_string()),
+    }
+}

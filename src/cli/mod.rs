@@ -750,7 +750,9 @@ pub async fn webhook_source_link(
 }
 
 /// Opens and migrates the configured database.
-async fn migrated_store(config: &crate::config::Config) -> Result<crate::store::Store, String> {
+pub(crate) async fn migrated_store(
+    config: &crate::config::Config,
+) -> Result<crate::store::Store, String> {
     let store = crate::store::Store::connect(&config.database)
         .await
         .map_err(|e| e.to_string())?;

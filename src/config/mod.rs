@@ -185,6 +185,15 @@ pub struct AlertTicketConfig {
     pub issue_type: String,
 }
 
+/// Where the identity lifecycle opens its tickets: a JSM service desk and request type on a
+/// site Tollgate is installed in; each run's ticket is raised on the person's behalf.
+#[derive(Debug, Clone)]
+pub struct LifecycleTicketConfig {
+    pub site: String,
+    pub service_desk: String,
+    pub request_type: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub checkpoint_interval: Duration,
@@ -208,6 +217,47 @@ pub struct Config {
     pub audit: AuditConfig,
     pub forge: ForgeConfig,
     pub alert_ticket: Option<AlertTicketConfig>,
+    pub lifecycle_ticket: Option<LifecycleTicketConfig>,
+}
+
+/// Tenants are found by host, as the site's base URL names it.
+fn site_host(site: &str) -> String {
+    let bare = site.trim().trim_start_matches("https://");
+    let bare = bare.trim_start_matches("http://");
+    crate::tenant::host_of(&format!("https://{bare}")).unwrap_or_default()
+}
+
+/// `lifecycle.site`, `lifecycle.service_desk` and `lifecycle.request_type`: all three or none.
+fn lifecycle_ticket(raw: &RawSettings) -> Result<Option<LifecycleTicketConfig>, ConfigError> {
+    let keys = [
+        "lifecycle.site",
+        "lifecycle.service_desk",
+        "lifecycle.request_type",
+    ];
+    match keys.map(|k| raw.get(k).map(str::trim)) {
+        [None, None, None] => Ok(None),
+        [Some(site), Some(desk), Some(request_type)] => {
+            for (key, value) in keys[1..].iter().zip([desk, request_type]) {
+                if !value.chars().all(|c| c.is_ascii_digit()) || value.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        setting: describe(key, &Origin::Default),
+                        reason: format!("`{value}` is not a JSM id (a number)"),
+                    });
+                }
+            }
+            Ok(Some(LifecycleTicketConfig {
+                site: site_host(site),
+                service_desk: desk.to_string(),
+                request_type: request_type.to_string(),
+            }))
+        }
+        _ => Err(ConfigError::Invalid {
+            setting: describe("lifecycle.site", &Origin::Default),
+            reason: "TOLLGATE_LIFECYCLE_SITE, TOLLGATE_LIFECYCLE_SERVICE_DESK and \
+                     TOLLGATE_LIFECYCLE_REQUEST_TYPE go together"
+                .into(),
+        }),
+    }
 }
 
 impl Config {
@@ -339,12 +389,7 @@ impl Config {
             alert_ticket: match (raw.get("alerts.site"), raw.get("alerts.project")) {
                 (None, None) => None,
                 (Some(site), Some(project)) => Some(AlertTicketConfig {
-                    // Tenants are found by host, as the site's base URL names it.
-                    site: {
-                        let bare = site.trim().trim_start_matches("https://");
-                        let bare = bare.trim_start_matches("http://");
-                        crate::tenant::host_of(&format!("https://{bare}")).unwrap_or_default()
-                    },
+                    site: site_host(site),
                     project: project.trim().to_string(),
                     issue_type: raw.get("alerts.issue_type").unwrap_or("Task").to_string(),
                 }),
@@ -356,6 +401,7 @@ impl Config {
                     });
                 }
             },
+            lifecycle_ticket: lifecycle_ticket(raw)?,
             forge: ForgeConfig {
                 app_id: raw.parse("forge.app_id", |v| {
                     let id = v.strip_prefix(crate::ids::APP_ARI_PREFIX).unwrap_or(v);
@@ -528,6 +574,51 @@ mod tests {
         )
         .expect_err("not a key");
         assert!(err.to_string().contains("no PEM private key"), "{err}");
+    }
+
+    #[test]
+    fn the_lifecycle_ticket_needs_its_site_desk_and_request_type_together() {
+        let none = Config::from_sources(None, &env_of(&[])).expect("defaults");
+        assert!(none.lifecycle_ticket.is_none());
+        let all = Config::from_sources(
+            None,
+            &env_of(&[
+                ("TOLLGATE_LIFECYCLE_SITE", "https://acme.atlassian.net/"),
+                ("TOLLGATE_LIFECYCLE_SERVICE_DESK", "4"),
+                ("TOLLGATE_LIFECYCLE_REQUEST_TYPE", " 31 "),
+            ]),
+        )
+        .expect("all three");
+        let ticket = all.lifecycle_ticket.expect("configured");
+        assert_eq!(
+            (
+                ticket.site.as_str(),
+                ticket.service_desk.as_str(),
+                ticket.request_type.as_str()
+            ),
+            ("acme.atlassian.net", "4", "31")
+        );
+        let err = Config::from_sources(
+            None,
+            &env_of(&[("TOLLGATE_LIFECYCLE_SITE", "acme.atlassian.net")]),
+        )
+        .expect_err("the site alone");
+        assert!(err.to_string().contains("go together"), "{err}");
+        let err = Config::from_sources(
+            None,
+            &env_of(&[
+                ("TOLLGATE_LIFECYCLE_SITE", "acme.atlassian.net"),
+                ("TOLLGATE_LIFECYCLE_SERVICE_DESK", "IT"),
+                ("TOLLGATE_LIFECYCLE_REQUEST_TYPE", "31"),
+            ]),
+        )
+        .expect_err("a desk key, not its id");
+        let text = err.to_string();
+        assert!(
+            text.contains("TOLLGATE_LIFECYCLE_SERVICE_DESK")
+                && text.contains("`IT` is not a JSM id"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -284,6 +284,24 @@ pub const SETTINGS: &[Setting] = &[
         "The issue type of those alert issues.",
     ),
     setting(
+        "lifecycle.site",
+        "TOLLGATE_LIFECYCLE_SITE",
+        None,
+        "The Jira site (host) where the identity lifecycle opens a ticket per joiner, mover and leaver; with `lifecycle.service_desk` and `lifecycle.request_type`. Unset, birthright policies are only planned (`tollgate lifecycle plan`).",
+    ),
+    setting(
+        "lifecycle.service_desk",
+        "TOLLGATE_LIFECYCLE_SERVICE_DESK",
+        None,
+        "The JSM service desk id of those tickets.",
+    ),
+    setting(
+        "lifecycle.request_type",
+        "TOLLGATE_LIFECYCLE_REQUEST_TYPE",
+        None,
+        "The JSM request type id of those tickets (not one of the intake's access request types); raised on the person's behalf.",
+    ),
+    setting(
         "audit.checkpoint_interval",
         "TOLLGATE_AUDIT_CHECKPOINT_INTERVAL",
         Some("1h"),

@@ -1,6 +1,6 @@
 //! What a new org chart snapshot leads to, applied once whichever process wrote it (the
-//! periodic sync, `tollgate org sync`, a replica noticing it): leavers lose access, then open
-//! stages are routed again. A snapshot that would make too many people leavers at once is not
+//! periodic sync, `tollgate org sync`, a replica noticing it): leavers lose access, joiners'
+//! birthright runs are recorded, then open stages are routed again. A snapshot that would make too many people leavers at once is not
 //! believed: their removals are held, an alert is raised, and they wait for a person
 //! (`tollgate org leavers --approve VERSION`), or are dropped when the people come back.
 
@@ -10,6 +10,7 @@ use crate::alerts::{self, Alert};
 use crate::audit::HoldStep;
 use crate::failure::Failure;
 use crate::grants::leavers;
+use crate::identity;
 use crate::orgchart::{Email, OrgSnapshot, PersonId};
 use crate::state::AppState;
 use crate::store::org as org_store;
@@ -26,6 +27,8 @@ pub struct Applied {
     pub held: usize,
     /// Open stages routed again.
     pub rerouted: usize,
+    /// Joiners whose birthright run was recorded (queued, or held by the brake).
+    pub joiners: usize,
 }
 
 /// Applies the newest snapshot, if it (or an approval) is not applied yet.
@@ -145,13 +148,24 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
     }
     let touched = leavers::remove(state, &found).await?;
 
+    // Joiners are recorded with the snapshot's application: applied once, never twice.
+    let joined = match &previous {
+        Some((_, previous)) => identity::joiners::joined(previous, &latest),
+        None => Vec::new(),
+    };
     let mut tx = state.store.begin().await?;
     for hold in holds.iter().filter(|h| h.state == HoldState::Approved) {
         org_changes::update_hold(&mut tx, hold.version, &hold.people, HoldState::Done).await?;
         hold_event(&mut tx, hold.version, HoldStep::Done, now).await?;
     }
+    let joiners =
+        identity::joiners::record(&mut tx, state, info.version, &joined, active_before, now)
+            .await?;
     org_changes::set_applied(&mut tx, info.version, now).await?;
     tx.commit().await?;
+    if let Some(alert) = &joiners.alert {
+        alerts::announce(&state.metrics, alert);
+    }
     let rerouted = super::reresolve::after_org_change(state).await?;
     let waiting = holds.iter().filter(|h| h.state == HoldState::Held).count();
     state.metrics.set_open_alerts(waiting);
@@ -164,6 +178,7 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
             .map(|h| h.people.len())
             .sum(),
         rerouted,
+        joiners: joiners.runs,
     })
 }
 
@@ -383,7 +398,7 @@ async fn sync_failed(state: &AppState, source: &str, error: &str) -> Result<(), 
 /// [`apply`], saying what it did.
 pub async fn apply_logged(state: &AppState) -> Result<(), Failure> {
     let applied = apply(state).await?;
-    if applied.leavers > 0 || applied.held > 0 || applied.rerouted > 0 {
+    if applied.leavers > 0 || applied.held > 0 || applied.rerouted > 0 || applied.joiners > 0 {
         tracing::info!(?applied, "org chart applied");
     }
     Ok(())

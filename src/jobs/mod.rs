@@ -112,6 +112,14 @@ pub enum Job {
     AuditCheckpoint { chain: String, seq: i64 },
     /// Checkpoint every audit chain that moved, for one slot of `audit.checkpoint_interval`.
     AuditCheckpoints { slot: i64 },
+    /// Carry out one identity lifecycle run (a joiner's birthright); retried like `Provision`.
+    LifecycleRun {
+        run: Uuid,
+        #[serde(default)]
+        attempt: i64,
+        #[serde(default)]
+        since: i64,
+    },
     /// Tell a ticket about a change (comment, participants, transition); `key` makes it once-only.
     TicketNotice {
         tenant: String,
@@ -144,6 +152,7 @@ impl Job {
             Job::OrgSync { .. } => "org_sync",
             Job::OrgApply { .. } => "org_apply",
             Job::AlertTicket { .. } => "alert_ticket",
+            Job::LifecycleRun { .. } => "lifecycle_run",
             Job::RecoverWebhooks { .. } => "recover_webhooks",
             Job::TicketNotice { .. } => "ticket_notice",
             Job::StageTimer { .. } => "stage_timer",
@@ -171,6 +180,12 @@ impl Job {
             Job::OrgSync { slot } => Some(format!("org_sync:{slot}")),
             Job::OrgApply { why } => Some(format!("org_apply:{why}")),
             Job::AlertTicket { kind, raised, .. } => Some(format!("alert_ticket:{kind}:{raised}")),
+            Job::LifecycleRun {
+                run, attempt: 0, ..
+            } => Some(format!("lifecycle_run:{run}")),
+            Job::LifecycleRun { run, attempt, .. } => {
+                Some(format!("lifecycle_run:{run}:r{attempt}"))
+            }
             Job::RecoverWebhooks { slot } => Some(format!("recover_webhooks:{slot}")),
             Job::TicketNotice {
                 key,

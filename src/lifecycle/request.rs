@@ -413,6 +413,8 @@ pub struct Request {
     pub end_cause: Option<EndCause>,
     /// Active with only some steps applied (the resource's policy keeps partial access).
     pub partial: bool,
+    /// For a birthright grant: the identity lifecycle run that made it (on the run's ticket).
+    pub run_id: Option<Uuid>,
 }
 
 impl Request {
@@ -457,6 +459,7 @@ impl Request {
             ended_at: None,
             end_cause: None,
             partial: false,
+            run_id: None,
         }
     }
 

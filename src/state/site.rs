@@ -24,6 +24,17 @@ impl AppState {
         Ok((tenant, site))
     }
 
+    /// The Jira tenant installed on the site at `host` (a setting names it: alerts, the
+    /// lifecycle's tickets), and the site to call.
+    pub async fn jira_site_at(&self, host: &str) -> Result<(Tenant, Site), Failure> {
+        let tenant = tenants::linked(&self.store, host, crate::tenant::Product::Jira)
+            .await?
+            .filter(|t| t.state.is_active())
+            .ok_or_else(|| Failure::NoSite(host.to_string()))?;
+        let site = self.site_of(&tenant).await?;
+        Ok((tenant, site))
+    }
+
     /// How to call the tenant's site: through its Forge installation while that has a fresh system
     /// token, else with what the tenant came in with (its Connect secret, or the API token of a
     /// webhook source).

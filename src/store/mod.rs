@@ -9,6 +9,7 @@ pub mod forge;
 pub mod grants;
 pub mod holdings;
 pub mod inbound;
+pub mod lifecycle_runs;
 pub mod nodelay;
 pub mod notices;
 pub mod org;

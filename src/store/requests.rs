@@ -41,13 +41,14 @@ struct Row {
     ended_at: Option<DateTime<Utc>>,
     end_cause: Option<String>,
     partial: bool,
+    run_id: Option<String>,
 }
 
 pub(crate) const COLUMNS: &str = "id, tenant, ticket_key, issue_id, state, stage, \
     requester_account, requester_email, subject_email, resource, level, duration_seconds, \
     justification, workflow, workflow_version, routing, reason, version, created_at, updated_at, \
     stage_started_at, parent_id, subject_account, granted_at, expires_at, ended_at, end_cause, \
-    partial, subject_person";
+    partial, subject_person, run_id";
 
 impl TryFrom<Row> for Request {
     type Error = StoreError;
@@ -79,6 +80,12 @@ impl TryFrom<Row> for Request {
                 })?),
                 None => None,
             },
+            run_id: r
+                .run_id
+                .as_deref()
+                .map(Uuid::parse_str)
+                .transpose()
+                .map_err(|e| StoreError::corrupt(format!("request {} run: {e}", r.id)))?,
             subject_account: r.subject_account.map(AccountId),
             granted_at: r.granted_at,
             expires_at: r.expires_at,
@@ -123,7 +130,8 @@ fn routing_json(request: &Request) -> Result<Option<String>, StoreError> {
         .map_err(|e| StoreError::corrupt(format!("routing: {e}")))
 }
 
-/// Inserts a new request; `false` when the ticket already has one.
+/// Inserts a new request; `false` when the ticket already has one (or, for a birthright grant,
+/// when its run already made that resource and level).
 pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
     let routing = routing_json(r)?;
     let inserted = on_tx!(tx, |conn| {
@@ -131,10 +139,9 @@ pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
             "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, stage, requester_account, \
              requester_email, subject_email, resource, level, duration_seconds, justification, \
              workflow, workflow_version, routing, reason, version, created_at, updated_at, \
-             stage_started_at, parent_id, subject_account, subject_person) VALUES ($1, $2, $3, $4, \
-             $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
-             $23, $24) \
-             ON CONFLICT (tenant, ticket_key) WHERE parent_id IS NULL DO NOTHING",
+             stage_started_at, parent_id, subject_account, subject_person, run_id) VALUES ($1, $2, $3, \
+             $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+             $22, $23, $24, $25) ON CONFLICT DO NOTHING",
         )
         .bind(r.id.to_string())
         .bind(r.tenant.as_str())
@@ -160,6 +167,7 @@ pub async fn insert(tx: &mut Tx, r: &Request) -> Result<bool, StoreError> {
         .bind(r.parent_id.map(|p| p.to_string()))
         .bind(r.subject_account.as_deref())
         .bind(r.subject_person.as_ref().map(|p| p.0.as_str()))
+        .bind(r.run_id.map(|id| id.to_string()))
         .execute(&mut *conn)
         .await
         .map(|done| done.rows_affected() == 1)
@@ -173,7 +181,8 @@ pub async fn by_ticket(
     ticket_key: &TicketKey,
 ) -> Result<Option<Request>, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM requests WHERE tenant = $1 AND ticket_key = $2 AND parent_id IS NULL"
+        "SELECT {COLUMNS} FROM requests WHERE tenant = $1 AND ticket_key = $2 AND parent_id IS NULL \
+         AND run_id IS NULL"
     );
     let row: Option<Row> = on_db!(store.db(), |pool| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
@@ -237,7 +246,7 @@ pub async fn lock(
 ) -> Result<Option<Request>, StoreError> {
     lock_where(
         tx,
-        "tenant = $1 AND ticket_key = $2 AND parent_id IS NULL",
+        "tenant = $1 AND ticket_key = $2 AND parent_id IS NULL AND run_id IS NULL",
         &[tenant.as_str(), ticket_key.as_str()],
     )
     .await
@@ -254,7 +263,8 @@ pub async fn lock_deciding(
     lock_where(
         tx,
         &format!(
-            "tenant = $1 AND ticket_key = $2 AND (parent_id IS NULL OR state = '{pending}') \
+            "tenant = $1 AND ticket_key = $2 AND run_id IS NULL \
+             AND (parent_id IS NULL OR state = '{pending}') \
              ORDER BY CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END, created_at DESC LIMIT 1"
         ),
         &[tenant.as_str(), ticket_key.as_str()],
@@ -284,6 +294,26 @@ async fn select(
 
 pub async fn get(store: &Store, id: Uuid) -> Result<Option<Request>, StoreError> {
     Ok(select(store, "id = $1", &[&id.to_string()]).await?.pop())
+}
+
+/// The birthright grants made for `person` by any lifecycle run, oldest first.
+pub async fn birthright_of(store: &Store, person: &PersonId) -> Result<Vec<Request>, StoreError> {
+    select(
+        store,
+        "subject_person = $1 AND run_id IS NOT NULL ORDER BY created_at, id",
+        &[person.0.as_str()],
+    )
+    .await
+}
+
+/// The birthright grants one lifecycle run made, oldest first.
+pub async fn of_run(store: &Store, run: Uuid) -> Result<Vec<Request>, StoreError> {
+    select(
+        store,
+        "run_id = $1 ORDER BY created_at, id",
+        &[&run.to_string()],
+    )
+    .await
 }
 
 /// The extensions asked for on a grant, oldest first.

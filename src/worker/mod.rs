@@ -167,6 +167,30 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             engine_job(crate::engine::org_change::sync(state).await)
         }
         Job::OrgApply { .. } => engine_job(crate::engine::org_change::apply_logged(state).await),
+        Job::LifecycleRun {
+            run,
+            attempt,
+            since,
+        } => {
+            use crate::identity::run;
+            match run::execute(state, *run).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_retryable() => match next_try(state, *attempt, *since, &e) {
+                    Err(why) => engine_job(run::give_up(state, *run, &why).await),
+                    Ok(next) => {
+                        let again = Job::LifecycleRun {
+                            run: *run,
+                            attempt: attempt + 1,
+                            since: next.since,
+                        };
+                        queue_again(state, &again, next.at).await?;
+                        tracing::warn!(%run, error = %e, wait = ?next.wait, "a lifecycle run could not go on; retrying");
+                        Ok(())
+                    }
+                },
+                Err(e) => engine_job(run::give_up(state, *run, &e.to_string()).await),
+            }
+        }
         Job::AlertTicket { kind, summary, .. } => {
             engine_job(crate::alerts::open_ticket(state, kind, summary).await)
         }

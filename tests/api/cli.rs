@@ -232,6 +232,26 @@ async fn a_scheduled_job_survives_kill_9_and_a_restart() {
     store.close().await;
 }
 
+/// Runs one SQL statement on the SQLite database at `path` (what an earlier release, or a
+/// state the test needs, left there).
+fn execute_sql(path: &std::path::Path, sql: &str) {
+    let conn = format!("sqlite://{}?mode=rw", path.display());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut c = conn
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .expect("url")
+            .connect()
+            .await
+            .expect("open");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .expect("executed");
+    });
+}
+
 /// Runs the binary with `args`: whether it succeeded, its stdout and its stderr.
 fn run_cli(envs: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
     let output = tollgate(envs).args(args).output().expect("runs");
@@ -266,26 +286,13 @@ fn org_unmatched_and_remap_find_people_again_by_email() {
     let (ok, _, err) = run(&["org", "sync", "--full"]);
     assert!(ok, "{err}");
     // An active grant of Erin's as an earlier source knew her (another id).
-    let conn = format!("sqlite://{}?mode=rw", path.display());
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        use sqlx::ConnectOptions;
-        let mut c = conn
-            .parse::<sqlx::sqlite::SqliteConnectOptions>()
-            .expect("url")
-            .connect()
-            .await
-            .expect("open");
-        sqlx::query(
-            "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, requester_account, \
-             requester_email, version, created_at, updated_at, subject_person) VALUES \
-             ('0193a6d2-0000-7000-8000-000000000001', 'jira:acme', 'IT-1', '1', 'active', 'acc', 'erin@example.com', 1, \
-             '2026-12-01T09:00:00Z', '2026-12-01T09:00:00Z', 'uid=erin')",
-        )
-        .execute(&mut c)
-        .await
-        .expect("insert");
-    });
+    execute_sql(
+        &path,
+        "INSERT INTO requests (id, tenant, ticket_key, issue_id, state, requester_account, \
+         requester_email, version, created_at, updated_at, subject_person) VALUES \
+         ('0193a6d2-0000-7000-8000-000000000001', 'jira:acme', 'IT-1', '1', 'active', 'acc', 'erin@example.com', 1, \
+         '2026-12-01T09:00:00Z', '2026-12-01T09:00:00Z', 'uid=erin')",
+    );
     let (ok, out, err) = run(&["org", "unmatched"]);
     assert!(ok, "{err}");
     assert!(
@@ -705,4 +712,49 @@ async fn a_key_rotation_keeps_every_secret_readable_and_every_checkpoint_verifia
         .await
         .expect("sent");
     assert_eq!(response.status(), 204);
+}
+
+/// `tollgate lifecycle runs` lists a wave the joiner brake held and how to release it;
+/// `tollgate lifecycle release` lets it go (once), and says so when nothing is held.
+#[test]
+fn a_held_joiner_wave_is_listed_and_released_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("runs.db");
+    let db = format!("sqlite://{}", path.display());
+    let envs = [("DATABASE_URL", db.as_str())];
+    let run = |args: &[&str]| run_cli(&envs, args);
+    let (ok, out, err) = run(&["lifecycle", "runs"]);
+    assert!(ok && out.contains("no lifecycle runs"), "{out}{err}");
+    execute_sql(
+        &path,
+        "INSERT INTO lifecycle_runs (id, person, email, name, event, version, state, \
+         created_at, updated_at) VALUES \
+         ('0193a6d2-0000-7000-8000-0000000000a1', 'uid=gina', 'gina@example.com', 'Gina Gray', \
+         'joiner', 7, 'held', '2026-12-01T09:00:00Z', '2026-12-01T09:00:00Z')",
+    );
+    let (ok, out, err) = run(&["lifecycle", "runs", "--person", "gina@example.com"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "joiner Gina Gray <gina@example.com> (snapshot 7), no ticket: held by the brake: \
+             `tollgate lifecycle release 7`"
+        ),
+        "{out}"
+    );
+    let (ok, _, err) = run(&["lifecycle", "runs", "--person", "not an email"]);
+    assert!(!ok && err.contains("--person"), "{err}");
+    let (ok, _, err) = run(&["lifecycle", "release", "8"]);
+    assert!(
+        !ok && err.contains("no lifecycle runs are held for snapshot 8"),
+        "{err}"
+    );
+    let (ok, out, err) = run(&["lifecycle", "release", "7", "--by", "ana"]);
+    assert!(
+        ok && out.contains("released 1 held runs of snapshot 7"),
+        "{out}{err}"
+    );
+    let (_, out, _) = run(&["lifecycle", "runs"]);
+    assert!(out.contains("(snapshot 7), no ticket: queued"), "{out}");
+    let (ok, _, _) = run(&["lifecycle", "release", "7"]);
+    assert!(!ok, "a wave is released once");
 }

@@ -66,6 +66,13 @@ resources:
     grants:
       - idp_group: fin-tools
       - jira_group: no-such-group
+  - id: eng-tools
+    name: Engineering tools
+    owner: { user: ceo@example.com }
+    permanent_allowed: true
+    grants:
+      - idp_group: eng-tools
+      - jira_project_role: { project: FIN, role: Administrators }
   - id: lenient-tools
     name: Lenient tools
     owner: { user: ceo@example.com }
@@ -78,8 +85,11 @@ resources:
 
 const WORKFLOW: &str = "workflow: default\napplies_to: { default: true }\nstages:\n  - name: manager\n    approvers: manager\n";
 
-fn workflows() -> tempfile::TempDir {
+fn workflows(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("dir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("workflow file");
+    }
     let intake = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/intake.yaml");
     std::fs::copy(intake, dir.path().join("intake.yaml")).expect("intake");
     std::fs::write(dir.path().join("catalog.yaml"), CATALOG).expect("catalog");
@@ -110,6 +120,8 @@ fn directory() -> String {
     let mut ldif = slapd::seed(0);
     ldif.push('\n');
     ldif.push_str(&slapd::group("fin-tools", &["ceo"]));
+    ldif.push('\n');
+    ldif.push_str(&slapd::group("eng-tools", &["ceo"]));
     ldif
 }
 
@@ -187,11 +199,11 @@ impl Idp {
     }
 }
 
-struct Env {
-    app: TestApp,
-    cloud: FakeAtlassian,
-    site: FakeSite,
-    clock: ManualClock,
+pub(crate) struct Env {
+    pub(crate) app: TestApp,
+    pub(crate) cloud: FakeAtlassian,
+    pub(crate) site: FakeSite,
+    pub(crate) clock: ManualClock,
     idp: Idp,
     settings: Vec<(String, String)>,
     _workflows: tempfile::TempDir,
@@ -207,7 +219,17 @@ async fn start_on(idp: &str, resource: &str) -> Option<Env> {
 }
 
 async fn start_with(idp: &str, resource: &str, extra: &[(&'static str, &str)]) -> Option<Env> {
-    let parts = Parts::start(idp, resource, extra).await?;
+    start_with_files(idp, resource, extra, &[]).await
+}
+
+/// [`start_with`], with more workflow files (`(name, YAML)`).
+pub(crate) async fn start_with_files(
+    idp: &str,
+    resource: &str,
+    extra: &[(&'static str, &str)],
+    files: &[(&str, &str)],
+) -> Option<Env> {
+    let parts = Parts::start(idp, resource, extra, files).await?;
     // Whole seconds: PostgreSQL keeps microseconds, and the tests compare times it stored.
     let clock =
         ManualClock::new(chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("now"));
@@ -237,7 +259,12 @@ struct Parts {
 }
 
 impl Parts {
-    async fn start(idp: &str, resource: &str, extra: &[(&'static str, &str)]) -> Option<Self> {
+    async fn start(
+        idp: &str,
+        resource: &str,
+        extra: &[(&'static str, &str)],
+        files: &[(&str, &str)],
+    ) -> Option<Self> {
         let idp = Idp::start(idp).await?;
         let keys = InstallKeyServer::start().await.expect("key server");
         keys.publish("k1", TEST_KEY_1.1);
@@ -249,7 +276,7 @@ impl Parts {
         let cloud = FakeAtlassian::start(world(resource), fake_keys)
             .await
             .expect("cloud");
-        let workflows = workflows();
+        let workflows = workflows(files);
         let mut settings: Vec<(&str, String)> = idp.settings();
         settings.extend([
             ("TOLLGATE_BASE_URL", "https://tollgate.example.com".into()),
@@ -307,7 +334,7 @@ async fn spawn(db: TestDatabase, settings: &[(String, String)], clock: &ManualCl
 }
 
 impl Env {
-    async fn webhook(&self, path: &str, delivery: &str, body: &Value) {
+    pub(crate) async fn webhook(&self, path: &str, delivery: &str, body: &Value) {
         let response = self
             .site
             .send_webhook(path, delivery, body)
@@ -316,7 +343,7 @@ impl Env {
         assert_eq!(response.status(), 204);
     }
 
-    async fn comment(&self, delivery: &str, who: (&str, &str), text: &str) {
+    pub(crate) async fn comment(&self, delivery: &str, who: (&str, &str), text: &str) {
         self.webhook(
             "/connect/webhooks/comment-created",
             delivery,
@@ -460,7 +487,7 @@ impl Env {
     }
 
     /// The members of the IdP group, by uid / userName.
-    async fn members(&self, group: &str) -> Vec<String> {
+    pub(crate) async fn members(&self, group: &str) -> Vec<String> {
         let ldap = match &self.idp {
             Idp::Scim(server) => return server.members(group).await,
             Idp::Okta(server) => {
@@ -492,6 +519,35 @@ impl Env {
         members
     }
 
+    /// People join the directory (each an LDIF entry, as `slapd::person` writes them).
+    pub(crate) async fn add_people(&self, entries: &[String]) {
+        let mut ldap = self.idp.ldap().admin().await;
+        for ldif in entries {
+            let mut dn = String::new();
+            let mut attrs: Vec<(String, std::collections::HashSet<String>)> = Vec::new();
+            for line in ldif.lines() {
+                let Some((name, value)) = line.split_once(": ") else {
+                    continue;
+                };
+                if name == "dn" {
+                    dn = value.to_string();
+                } else {
+                    match attrs.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, values)) => {
+                            values.insert(value.to_string());
+                        }
+                        None => attrs.push((name.to_string(), [value.to_string()].into())),
+                    }
+                }
+            }
+            ldap.add(&dn, attrs)
+                .await
+                .expect("add")
+                .success()
+                .expect("added");
+        }
+    }
+
     /// People leave the directory (the entries are deleted).
     async fn delete_people(&self, uids: &[&str]) {
         let mut ldap = self.idp.ldap().admin().await;
@@ -505,7 +561,7 @@ impl Env {
     }
 
     /// A full sync, then its application (leavers, the brake): the snapshot and what happened.
-    async fn sync_and_apply(&self) -> (i64, tollgate::engine::org_change::Applied) {
+    pub(crate) async fn sync_and_apply(&self) -> (i64, tollgate::engine::org_change::Applied) {
         let state = &self.app.state;
         let connector = tollgate::idp::Connector::new(&state.config.idp.source);
         let report = tollgate::people::sync::sync(
@@ -1181,36 +1237,12 @@ async fn a_hold_is_dropped_when_its_people_come_back() {
         .expect("the first snapshot applied");
     env.delete_people(&["dev", "vp"]).await;
     assert_eq!(env.sync_and_apply().await.1.held, 2);
-    let mut ldap = env.idp.ldap().admin().await;
-    let entries = [
+    // A directory restored from a backup: both are back.
+    env.add_people(&[
         slapd::person("dev", Some("vp"), "Engineer", "ENG"),
         slapd::person("vp", Some("ceo"), "VP Engineering", "ENG"),
-    ];
-    // A directory restored from a backup: both are back.
-    for ldif in &entries {
-        let mut dn = String::new();
-        let mut attrs: Vec<(String, std::collections::HashSet<String>)> = Vec::new();
-        for line in ldif.lines() {
-            let Some((name, value)) = line.split_once(": ") else {
-                continue;
-            };
-            if name == "dn" {
-                dn = value.to_string();
-            } else {
-                match attrs.iter_mut().find(|(n, _)| n == name) {
-                    Some((_, values)) => {
-                        values.insert(value.to_string());
-                    }
-                    None => attrs.push((name.to_string(), [value.to_string()].into())),
-                }
-            }
-        }
-        ldap.add(&dn, attrs)
-            .await
-            .expect("add")
-            .success()
-            .expect("added");
-    }
+    ])
+    .await;
     let (_, applied) = env.sync_and_apply().await;
     assert_eq!(applied.held, 0, "{applied:?}");
     let holds = tollgate::store::org_changes::holds(&state.store)
@@ -2028,7 +2060,7 @@ async fn release_fixture() -> Fixture {
 /// comes, the waiting request is approved and granted, and the audit chain verifies.
 #[tokio::test]
 async fn a_database_the_previous_release_wrote_upgrades_and_runs_on() {
-    let Some(mut parts) = Parts::start("ldap", "fin-tools", &[]).await else {
+    let Some(mut parts) = Parts::start("ldap", "fin-tools", &[], &[]).await else {
         return;
     };
     let fixture = release_fixture().await;

@@ -21,6 +21,7 @@ mod idp;
 mod idp_rest;
 mod ingress;
 mod jobs;
+mod lifecycle;
 mod reports;
 mod store;
 mod workflows_cli;

@@ -701,13 +701,34 @@ fn created_window(jql: &str) -> (Option<chrono::Duration>, Option<chrono::Durati
     (age(">="), age("<="))
 }
 
-/// JQL search, understanding only what recovery asks (a `created` window), paged with an
-/// opaque `nextPageToken`.
+/// The phrase of a `text ~ "\"…\""` clause (Jira's full-text search of summary, description
+/// and comments), if the query has one.
+fn text_phrase(jql: &str) -> Option<String> {
+    let rest = jql.split("text ~ \"").nth(1)?;
+    let rest = rest.strip_prefix("\\\"").unwrap_or(rest);
+    let phrase: String = rest
+        .chars()
+        .take_while(|c| *c != '"' && *c != '\\')
+        .collect();
+    (!phrase.is_empty()).then(|| phrase.to_lowercase())
+}
+
+fn text_holds(issue: &super::FakeIssue, phrase: &str) -> bool {
+    let description = issue.custom.get("description").map(Value::to_string);
+    std::iter::once(issue.summary.clone())
+        .chain(description)
+        .chain(issue.comments.iter().map(|c| c.body.to_string()))
+        .any(|t| t.to_lowercase().contains(phrase))
+}
+
+/// JQL search, understanding only what recovery and the lifecycle ask (a `created` window, a
+/// `text ~` phrase), paged with an opaque `nextPageToken`.
 async fn search_jql(State(w): St, Query(q): Params) -> Response {
     let Some(jql) = q.get("jql").filter(|j| !j.trim().is_empty()) else {
         return jira_error(StatusCode::BAD_REQUEST, "The JQL query is required.");
     };
     let (newer_than, older_than) = created_window(jql);
+    let phrase = text_phrase(jql);
     let now = chrono::Utc::now();
     let world = w.world();
     let start: usize = q
@@ -721,6 +742,7 @@ async fn search_jql(State(w): St, Query(q): Params) -> Response {
         .values()
         .filter(|i| newer_than.is_none_or(|age| i.created >= now - age))
         .filter(|i| older_than.is_none_or(|age| i.created <= now - age))
+        .filter(|i| phrase.as_deref().is_none_or(|p| text_holds(i, p)))
         .map(|i| json!({"id": i.id, "key": i.key}))
         .collect();
     let (slice, last) = page(&issues, start, size);

@@ -23,6 +23,12 @@ pub fn ops() -> Ops {
         .op(Method::GET, R, Connect(Scope::Read), get_request)
         .op(
             Method::POST,
+            "/rest/servicedeskapi/request",
+            Connect(Scope::Write),
+            create_request,
+        )
+        .op(
+            Method::POST,
             "/rest/servicedeskapi/request/{issueIdOrKey}/comment",
             Connect(Scope::Write),
             add_comment,
@@ -114,6 +120,85 @@ async fn get_request(State(w): St, Path(key): Path<String>) -> Response {
         "currentStatus": {"status": issue.status},
     }))
     .into_response()
+}
+
+/// `createCustomerRequest`: a request of a known type in its service desk, raised by the app
+/// or on behalf of a known account; the summary is required. Each call raises a new request
+/// (JSM has no idempotency key).
+async fn create_request(State(w): St, Json(body): Json<Value>) -> Response {
+    let text = |pointer: &str| body.pointer(pointer).and_then(Value::as_str);
+    let (Some(desk), Some(type_id)) = (text("/serviceDeskId"), text("/requestTypeId")) else {
+        return jsm_error(
+            StatusCode::BAD_REQUEST,
+            "The serviceDeskId and requestTypeId are required.",
+        );
+    };
+    let Some(summary) = text("/requestFieldValues/summary").filter(|s| !s.trim().is_empty()) else {
+        return jsm_error(StatusCode::BAD_REQUEST, "Summary: You must enter a value.");
+    };
+    let mut world = w.world();
+    let Some((type_desk, type_name)) = world.request_types.get(type_id).cloned() else {
+        return jsm_error(
+            StatusCode::NOT_FOUND,
+            &format!("The request type {type_id} does not exist."),
+        );
+    };
+    if type_desk != desk {
+        return jsm_error(
+            StatusCode::BAD_REQUEST,
+            &format!("The request type {type_id} does not belong to service desk {desk}."),
+        );
+    }
+    let Some(project) = world
+        .issues
+        .values()
+        .find(|i| i.service_desk_id == desk)
+        .map(|i| i.project_key.clone())
+    else {
+        return jsm_error(
+            StatusCode::NOT_FOUND,
+            &format!("The service desk {desk} does not exist."),
+        );
+    };
+    let reporter = match text("/raiseOnBehalfOf") {
+        Some(account) if world.user(account).is_none() => {
+            return jsm_error(
+                StatusCode::BAD_REQUEST,
+                &format!("The user {account} does not exist or is not a customer."),
+            );
+        }
+        Some(account) => account.to_string(),
+        None => APP_ACCOUNT.0.to_string(),
+    };
+    let number = world
+        .issues
+        .values()
+        .filter(|i| i.project_key == project)
+        .count()
+        + 100;
+    let key = format!("{project}-{number}");
+    let issue = world.add_issue(&key, &reporter);
+    issue.summary = summary.to_string();
+    issue.status = "Open".into();
+    issue.custom = serde_json::Map::new();
+    if let Some(description) = text("/requestFieldValues/description") {
+        issue
+            .custom
+            .insert("description".into(), json!(description));
+    }
+    issue.request_type_id = type_id.to_string();
+    issue.request_type_name = type_name;
+    issue.service_desk_id = desk.to_string();
+    let (id, key) = (issue.id.clone(), issue.key.clone());
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "issueId": id, "issueKey": key, "requestTypeId": type_id, "serviceDeskId": desk,
+            "reporter": {"accountId": reporter},
+            "currentStatus": {"status": "Open"},
+        })),
+    )
+        .into_response()
 }
 
 async fn add_comment(State(w): St, Path(key): Path<String>, Json(body): Json<Value>) -> Response {

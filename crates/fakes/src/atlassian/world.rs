@@ -142,6 +142,9 @@ pub struct World {
     pub administrators: BTreeSet<String>,
     /// Overrides every listing's page size (tests set 1 to page through everything).
     pub page_size: Option<usize>,
+    /// JSM request types by id: (service desk id, name). The sample desk `1` (project IT) has
+    /// `12` *Request access* and `13` *Joiners, movers and leavers*.
+    pub request_types: BTreeMap<String, (String, String)>,
     next_id: u64,
 }
 
@@ -167,6 +170,13 @@ impl World {
             org_id: "org-acme".into(),
             cloud_id: "acme-cloud".into(),
             scim_directory_id: "dir-acme".into(),
+            request_types: BTreeMap::from([
+                ("12".into(), ("1".into(), "Request access".into())),
+                (
+                    "13".into(),
+                    ("1".into(), "Joiners, movers and leavers".into()),
+                ),
+            ]),
             ..World::default()
         };
         for (id, email, name, visible) in [

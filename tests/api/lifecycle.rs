@@ -1,0 +1,374 @@
+//! The identity lifecycle end to end: a real `slapd` as the IdP, the fake Jira and JSM. A
+//! joiner added to the directory gets their birthright (an LDAP group and a Jira project role)
+//! within one sync, in a lifecycle ticket raised on their behalf; the run survives a JSM outage
+//! and a crash between raising the ticket and storing it, is carried out once, and a wave the
+//! brake does not believe waits for a person.
+
+use std::time::Duration;
+
+use tollgate::audit::RunStep;
+use tollgate::lifecycle::State;
+use tollgate::store::lifecycle_runs::{self as runs, Run, RunState};
+use tollgate::store::requests;
+use tollgate_fakes::atlassian::{FakeUser, Fault};
+use tollgate_fakes::slapd;
+
+use crate::grants::{Env, start_with_files};
+use crate::support::eventually;
+
+/// Engineering's birthright, and one that needs the manager (for leads only).
+const BIRTHRIGHT: &str = r#"
+birthright:
+  - id: engineering
+    description: The engineering team's everyday tools.
+    when: person.department == "ENG"
+    grants:
+      - { resource: eng-tools }
+  - id: engineering-leads
+    when: person.department == "ENG" && person.title.contains("Lead")
+    approval: manager
+    grants:
+      - { resource: fin-tools }
+"#;
+
+const LIFECYCLE: &[(&str, &str)] = &[
+    ("TOLLGATE_LIFECYCLE_SITE", "{site-host}"),
+    ("TOLLGATE_LIFECYCLE_SERVICE_DESK", "1"),
+    ("TOLLGATE_LIFECYCLE_REQUEST_TYPE", "13"),
+    ("TOLLGATE_EVENTS_RETRY_BASE", "1s"),
+    ("TOLLGATE_EVENTS_RETRY_MAX", "2s"),
+];
+
+async fn start(extra: &[(&'static str, &str)]) -> Option<Env> {
+    let mut settings = LIFECYCLE.to_vec();
+    settings.extend_from_slice(extra);
+    let env = start_with_files(
+        "ldap",
+        "fin-tools",
+        &settings,
+        &[("birthright.yaml", BIRTHRIGHT)],
+    )
+    .await?;
+    // The chart as it stands is applied: from here on, new people are joiners.
+    tollgate::engine::org_change::apply(&env.app.state)
+        .await
+        .expect("the first snapshot applied");
+    Some(env)
+}
+
+impl Env {
+    /// `uid` joins engineering under the VP, with an Atlassian account `acc-<uid>`.
+    async fn hire(&self, uids: &[&str], title: &str) {
+        {
+            let mut world = self.cloud.world();
+            for uid in uids {
+                world.users.push(FakeUser {
+                    account_id: format!("acc-{uid}"),
+                    email: format!("{uid}@example.com"),
+                    display_name: format!("{uid} new"),
+                    active: true,
+                    email_visible: true,
+                });
+            }
+        }
+        let entries: Vec<String> = uids
+            .iter()
+            .map(|uid| slapd::person(uid, Some("vp"), title, "ENG"))
+            .collect();
+        self.add_people(&entries).await;
+    }
+
+    async fn runs_of(&self, uid: &str) -> Vec<Run> {
+        let person = tollgate::orgchart::PersonId(format!("uid={uid},ou=people,{}", slapd::BASE));
+        runs::of_person(&self.app.state.store, &person)
+            .await
+            .expect("runs")
+    }
+
+    /// Waits until `uid`'s run is finished; returns it.
+    async fn finished_run(&self, uid: &str) -> Run {
+        let done = eventually(Duration::from_secs(30), || async {
+            self.runs_of(uid)
+                .await
+                .into_iter()
+                .find(|r| r.state == RunState::Done)
+        })
+        .await;
+        match done {
+            Some(run) => run,
+            None => panic!("{uid}'s run never finished: {:?}", self.runs_of(uid).await),
+        }
+    }
+
+    /// The lifecycle tickets on the site (request type 13), by key.
+    fn lifecycle_tickets(&self) -> Vec<(String, String, String)> {
+        self.cloud
+            .world()
+            .issues
+            .values()
+            .filter(|i| i.request_type_id == "13")
+            .map(|i| {
+                let description = i
+                    .custom
+                    .get("description")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                (i.key.clone(), i.reporter.clone(), description)
+            })
+            .collect()
+    }
+
+    fn holds_fin_role(&self, account: &str) -> bool {
+        self.cloud.world().project_roles[&("FIN".to_string(), 10002)]
+            .0
+            .contains(account)
+    }
+
+    async fn grants_of(&self, run: &Run) -> Vec<requests::Request> {
+        requests::of_run(&self.app.state.store, run.id)
+            .await
+            .expect("requests")
+    }
+
+    /// Waits until every grant of `run` is active.
+    async fn all_active(&self, run: &Run) -> Vec<requests::Request> {
+        let active = eventually(Duration::from_secs(30), || async {
+            let grants = self.grants_of(run).await;
+            (!grants.is_empty() && grants.iter().all(|g| g.state == State::Active))
+                .then_some(grants)
+        })
+        .await;
+        match active {
+            Some(grants) => grants,
+            None => panic!("not all active: {:#?}", self.grants_of(run).await),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_joiner_gets_their_birthright_in_ldap_and_jira_within_one_sync() {
+    let Some(env) = start(&[]).await else {
+        return;
+    };
+    env.hire(&["gina"], "Engineer").await;
+    // The snapshot is applied once, by this call or by a worker that noticed it first.
+    let (version, _) = env.sync_and_apply().await;
+
+    let run = env.finished_run("gina").await;
+    assert_eq!(run.version, version);
+    assert_eq!(run.outcome.as_deref(), Some("granting eng-tools"));
+    let grants = env.all_active(&run).await;
+    assert_eq!(grants.len(), 1);
+    let grant = &grants[0];
+    assert_eq!(grant.resource.as_deref(), Some("eng-tools"));
+    assert_eq!(grant.justification, "birthright:engineering");
+    assert_eq!(grant.workflow.as_deref(), Some("birthright:engineering"));
+    assert_eq!(grant.expires_at, None, "birthright has no end date");
+    // Both targets: the LDAP group and the Jira project role.
+    assert!(env.members("eng-tools").await.contains(&"gina".to_string()));
+    assert!(env.holds_fin_role("acc-gina"));
+
+    // One ticket, raised on Gina's behalf, saying what is granted and carrying the reference.
+    let tickets = env.lifecycle_tickets();
+    assert_eq!(tickets.len(), 1, "{tickets:?}");
+    let (key, reporter, description) = &tickets[0];
+    assert_eq!(reporter, "acc-gina");
+    assert_eq!(
+        run.ticket.as_ref().map(|t| t.1.to_string()).as_ref(),
+        Some(key)
+    );
+    assert_eq!(grant.ticket_key.as_str(), key);
+    assert!(
+        description.contains("**eng-tools** (birthright: engineering)"),
+        "{description}"
+    );
+    assert!(!description.contains("manager"), "{description}");
+    assert!(
+        description.contains(&tollgate::identity::run::reference(run.id)),
+        "{description}"
+    );
+    // The grant tells the ticket, as any grant does.
+    let told = eventually(Duration::from_secs(20), || async {
+        let world = env.cloud.world();
+        world.issues[key]
+            .app_comments()
+            .into_iter()
+            .find(|c| c.contains("Access granted"))
+    })
+    .await;
+    assert!(told.is_some(), "no granted comment on {key}");
+
+    // The ticket is not an access request for the intake: its webhook changes nothing.
+    assert!(
+        requests::by_ticket(&env.app.state.store, &grant.tenant, &grant.ticket_key)
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // The audit log has the run's steps and the grant's.
+    let store = &env.app.state.store;
+    for step in [RunStep::Recorded, RunStep::TicketOpened, RunStep::Finished] {
+        let name = format!("lifecycle.{}", step.as_str());
+        let events = tollgate::audit::system_events(store, &name)
+            .await
+            .expect("read");
+        let on_tenant = tollgate::audit::events(store, Some(grant.tenant.as_str()), &name)
+            .await
+            .expect("read");
+        assert_eq!(events.len() + on_tenant.len(), 1, "{name}");
+    }
+
+    // Carried out again (a job delivered twice): nothing more is raised or granted.
+    tollgate::identity::run::execute(&env.app.state, run.id)
+        .await
+        .expect("a second run");
+    assert_eq!(env.lifecycle_tickets().len(), 1);
+    assert_eq!(env.grants_of(&run).await.len(), 1);
+
+    // The same chart applied again records no second run; the next sync neither.
+    let (_, again) = env.sync_and_apply().await;
+    assert_eq!(again.joiners, 0, "{again:?}");
+    assert_eq!(env.runs_of("gina").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_lead_is_told_what_waits_for_their_manager() {
+    let Some(env) = start(&[]).await else {
+        return;
+    };
+    env.hire(&["lena"], "Lead Engineer").await;
+    env.sync_and_apply().await;
+    let run = env.finished_run("lena").await;
+    assert_eq!(
+        run.outcome.as_deref(),
+        Some(
+            "granting eng-tools; needs the manager's approval (not requested: ask with an \
+             access request): fin-tools"
+        )
+    );
+    let grants = env.all_active(&run).await;
+    assert_eq!(grants.len(), 1, "only what needs no approval is granted");
+    let tickets = env.lifecycle_tickets();
+    let description = &tickets[0].2;
+    assert!(
+        description.contains("manager's approval first"),
+        "{description}"
+    );
+    assert!(
+        description.contains("**fin-tools** (birthright: engineering-leads)"),
+        "{description}"
+    );
+}
+
+#[tokio::test]
+async fn a_jsm_outage_is_waited_out_and_raises_one_ticket() {
+    let Some(env) = start(&[]).await else {
+        return;
+    };
+    // Every try within the first calls fails: the job backs off and tries again.
+    env.cloud
+        .inject(Fault::unavailable("/rest/servicedeskapi/request", 12));
+    env.hire(&["omar"], "Engineer").await;
+    env.sync_and_apply().await;
+    let run = env.finished_run("omar").await;
+    assert_eq!(run.outcome.as_deref(), Some("granting eng-tools"));
+    env.all_active(&run).await;
+    assert_eq!(env.lifecycle_tickets().len(), 1);
+}
+
+#[tokio::test]
+async fn a_ticket_raised_before_a_crash_is_found_not_raised_again() {
+    // No worker runs the job: the test plays the crashed worker and the one after it.
+    let Some(env) = start(&[("TOLLGATE_JOBS_POLL_INTERVAL", "1h")]).await else {
+        return;
+    };
+    env.hire(&["pia"], "Engineer").await;
+    env.sync_and_apply().await;
+    let run = env.runs_of("pia").await.pop().expect("a run");
+    assert_eq!(run.state, RunState::Queued);
+    // The crashed worker had marked the run and raised its ticket, and died before storing it.
+    let store = &env.app.state.store;
+    runs::opening(store, run.id, chrono::Utc::now())
+        .await
+        .expect("mark");
+    let raised = {
+        let mut world = env.cloud.world();
+        let issue = world.add_issue("IT-150", "acc-pia");
+        issue.request_type_id = "13".into();
+        issue.custom.insert(
+            "description".into(),
+            serde_json::json!(format!(
+                "Welcome. Reference: {}",
+                tollgate::identity::run::reference(run.id)
+            )),
+        );
+        issue.key.clone()
+    };
+    tollgate::identity::run::execute(&env.app.state, run.id)
+        .await
+        .expect("the run");
+    let run = runs::get(store, run.id).await.expect("read").expect("run");
+    assert_eq!(run.state, RunState::Done);
+    assert_eq!(
+        run.ticket.as_ref().map(|t| t.1.to_string()),
+        Some(raised.clone())
+    );
+    assert_eq!(env.lifecycle_tickets().len(), 1, "no second ticket");
+    let grants = env.grants_of(&run).await;
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].ticket_key.as_str(), raised);
+}
+
+#[tokio::test]
+async fn a_joiner_wave_the_brake_does_not_believe_waits_for_release() {
+    let Some(env) = start(&[("TOLLGATE_IDP_LEAVER_BRAKE_MIN", "1")]).await else {
+        return;
+    };
+    env.hire(&["quin", "rhea"], "Engineer").await;
+    let (version, _) = env.sync_and_apply().await;
+    for uid in ["quin", "rhea"] {
+        let runs = env.runs_of(uid).await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].state, RunState::Held, "{uid}");
+    }
+    let raised = tollgate::alerts::raised(&env.app.state.store, "joiner_brake")
+        .await
+        .expect("read");
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert!(
+        raised[0]["details"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains(&format!("tollgate lifecycle release {version}"))),
+        "{raised:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        env.lifecycle_tickets().is_empty(),
+        "nothing is raised while held"
+    );
+    assert!(!env.members("eng-tools").await.contains(&"quin".to_string()));
+
+    let store = &env.app.state.store;
+    let now = chrono::Utc::now();
+    assert_eq!(
+        tollgate::identity::joiners::release(store, version + 1, "test", now)
+            .await
+            .expect("release"),
+        0,
+        "nothing is held for another snapshot"
+    );
+    assert_eq!(
+        tollgate::identity::joiners::release(store, version, "test", now)
+            .await
+            .expect("release"),
+        2
+    );
+    for uid in ["quin", "rhea"] {
+        let run = env.finished_run(uid).await;
+        env.all_active(&run).await;
+        assert!(env.members("eng-tools").await.contains(&uid.to_string()));
+    }
+    assert_eq!(env.lifecycle_tickets().len(), 2);
+}
