@@ -27,12 +27,9 @@ use tollgate::store::Store;
 use tollgate::workflow::products::Assignment;
 use tollgate_fakes::atlassian::{FakeAtlassian, FakeKeys, FakeTenant, FakeUser, World};
 
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/knob.rs"]
+mod knob;
+use knob::knob;
 
 fn person(i: usize) -> Person {
     Person::new(

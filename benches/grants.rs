@@ -17,13 +17,10 @@
 //! (10000), `GRANTS_BENCH_SCHEDULED` (1000000), `GRANTS_BENCH_RATE` (100). Needs slapd.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use tollgate::app::{Application, Mode};
-use tollgate::clock::SystemClock;
-use tollgate::config::Config;
+use tollgate::app::Mode;
 use tollgate::grants::plan::{Step, Via};
 use tollgate::store::grants::{self, Progress, Status};
 use tollgate::store::{Db, Store};
@@ -32,12 +29,13 @@ use tollgate_fakes::atlassian::connect::{FakeSite, InstallKeyServer, TEST_KEY_1,
 use tollgate_fakes::atlassian::{FakeAtlassian, FakeUser, World};
 use tollgate_fakes::slapd;
 
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/app.rs"]
+mod app;
+use app::{config, install, run};
+
+#[path = "support/knob.rs"]
+mod knob;
+use knob::knob;
 
 fn uid(i: usize) -> String {
     format!("b{i:06}")
@@ -80,57 +78,6 @@ fn world(expiring: usize) -> World {
         .project_roles
         .insert(("FIN".into(), 10002), (actors, Default::default()));
     world
-}
-
-fn config(database: &str, extra: &[(&str, String)]) -> Config {
-    let mut vars: Vec<(String, String)> = vec![
-        ("TOLLGATE_BIND".into(), "127.0.0.1:0".into()),
-        ("DATABASE_URL".into(), database.into()),
-        ("TOLLGATE_BASE_URL".into(), "https://tollgate.bench".into()),
-        ("TOLLGATE_LOG".into(), "warn".into()),
-    ];
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    Config::from_sources(None, &lookup).expect("config")
-}
-
-struct Running {
-    app_state: tollgate::state::AppState,
-    url: String,
-    shutdown: tollgate::shutdown::Shutdown,
-    task: tokio::task::JoinHandle<Result<(), tollgate::app::StartError>>,
-}
-
-async fn run(config: Config, mode: Mode) -> Running {
-    let app = Application::build_with_clock(config, mode, Arc::new(SystemClock))
-        .await
-        .expect("app");
-    let url = format!("http://{}", app.local_addr().expect("addr"));
-    let app_state = app.state().clone();
-    let shutdown = app.shutdown_handle();
-    let task = tokio::spawn(app.run_until_stopped());
-    Running {
-        app_state,
-        url,
-        shutdown,
-        task,
-    }
-}
-
-impl Running {
-    async fn stop(self) {
-        self.shutdown.trigger();
-        let _ = self.task.await;
-    }
-}
-
-/// Installs the Jira site into the app at `url` (and the fake cloud).
-async fn install(url: &str, cloud: &FakeAtlassian) -> FakeSite {
-    let site = FakeSite::jira(url, "acme.atlassian.net", "k1").at(&cloud.site_url());
-    let descriptor = site.descriptor().await.expect("descriptor");
-    cloud.install(site.fake_tenant(&descriptor));
-    assert_eq!(site.install().await.expect("install").status(), 204);
-    site
 }
 
 /// The expiring grants hold `bench-tools` and the Administrators role; the others (for the

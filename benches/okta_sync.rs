@@ -29,12 +29,9 @@ use tollgate_fakes::okta::FakeOkta;
 const TOKEN: &str = "bench-token";
 const MEMBERS: usize = 20;
 
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/knob.rs"]
+mod knob;
+use knob::knob;
 
 /// The child: seeds the org, prints its address, answers `stats` on stdin, stops at EOF.
 async fn serve_fake(people: usize, groups: usize, limited: bool) {

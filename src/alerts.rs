@@ -25,10 +25,13 @@ pub enum Alert {
         active_before: usize,
         limit: usize,
     },
-    /// A sync showed more joiners at once than the brake believes: their birthright waits.
-    JoinerBrake {
+    /// A sync showed more joiners (or movers) at once than the brake believes: their
+    /// birthright changes wait.
+    LifecycleBrake {
         version: i64,
-        joiners: usize,
+        /// `joiner` or `mover`.
+        event: String,
+        people: usize,
         active_before: usize,
         limit: usize,
     },
@@ -58,7 +61,7 @@ impl Alert {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::LeaverBrake { .. } => "leaver_brake",
-            Self::JoinerBrake { .. } => "joiner_brake",
+            Self::LifecycleBrake { .. } => "lifecycle_brake",
             Self::SyncFailing { .. } => "sync_failing",
             Self::EventDead { .. } => "event_dead",
             Self::NoticeDead { .. } => "notice_dead",
@@ -78,14 +81,15 @@ impl Alert {
                  people leavers (the brake allows {limit}) and revoke {grants} grants: their \
                  access stays until someone runs `tollgate org leavers --approve {version}`"
             ),
-            Self::JoinerBrake {
+            Self::LifecycleBrake {
                 version,
-                joiners,
+                event,
+                people,
                 active_before,
                 limit,
             } => format!(
-                "org chart snapshot {version} shows {joiners} joiners among {active_before} \
-                 active people (the brake allows {limit}): their birthright access waits until \
+                "org chart snapshot {version} shows {people} {event}s among {active_before} \
+                 active people (the brake allows {limit}): their birthright changes wait until \
                  someone runs `tollgate lifecycle release {version}`"
             ),
             Self::SyncFailing {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::api::{Atlassian, AtlassianError, Change, segment, with_query};
 use super::client::Credential;
 use super::credentials::Operation;
+use super::errors::CallError;
 use super::jira::AtlassianUser;
 use crate::ids::{AccountId, Email};
 use crate::workflow::products::Assignment;
@@ -16,6 +17,14 @@ use crate::workflow::products::Assignment;
 /// The Atlassian SCIM extension carrying the account id of a provisioned user.
 const ATLASSIAN_SCIM_EXTENSION: &str = "urn:scim:schemas:extension:atlassian-external:1.0";
 const MAX_PAGES: usize = 10_000;
+
+/// What disabling an account did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disabled {
+    Disabled,
+    /// The organization does not manage the account: it cannot be disabled.
+    NotManaged,
+}
 
 impl Atlassian {
     /// Every item of an Admin API listing: `{data: [...], links: {next: CURSOR}}`.
@@ -155,6 +164,39 @@ impl Atlassian {
         self.on_api(credential, Method::POST, &path, Some(body))
             .await?;
         Ok(Change::Applied)
+    }
+
+    /// Disables a leaver's Atlassian account (user management; managed accounts only). An
+    /// account the organization does not manage is refused with 403: for it the caller removes
+    /// product access instead ([`Self::remove_product_access`]).
+    pub async fn disable_account(
+        &self,
+        account: &AccountId,
+        message: &str,
+    ) -> Result<Disabled, AtlassianError> {
+        let (_, credential) = self.credentials().admin_api(Operation::AccountLifecycle)?;
+        let path = format!("/users/{}/manage/lifecycle/disable", segment(&account.0));
+        let body = json!({"message": message});
+        match self
+            .on_api(credential, Method::POST, &path, Some(body))
+            .await
+        {
+            Ok(_) => Ok(Disabled::Disabled),
+            Err(CallError::Forbidden(_)) => Ok(Disabled::NotManaged),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes every product access of `account` in the organization (the account stays).
+    pub async fn remove_product_access(&self, account: &AccountId) -> Result<(), AtlassianError> {
+        let (org, credential) = self.credentials().admin_api(Operation::ProductAccess)?;
+        let path = format!(
+            "/admin/v1/orgs/{}/directory/users/{}",
+            segment(org),
+            segment(&account.0)
+        );
+        self.on_api(credential, Method::DELETE, &path, None).await?;
+        Ok(())
     }
 
     /// The account id the SCIM directory holds for a provisioned user, by email (`userName`).

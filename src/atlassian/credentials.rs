@@ -73,6 +73,7 @@ pub enum Operation {
     OrganizationUsers,
     SiteGroupMembership,
     ProductAccess,
+    AccountLifecycle,
     ScimUserLookup,
     ScimGroupLookup,
 }
@@ -81,9 +82,10 @@ impl Operation {
     pub fn credential(self) -> CredentialKind {
         match self {
             Self::JiraGroupMembership => CredentialKind::SiteAdmin,
-            Self::OrganizationUsers | Self::SiteGroupMembership | Self::ProductAccess => {
-                CredentialKind::AdminApi
-            }
+            Self::OrganizationUsers
+            | Self::SiteGroupMembership
+            | Self::ProductAccess
+            | Self::AccountLifecycle => CredentialKind::AdminApi,
             Self::ScimUserLookup | Self::ScimGroupLookup => CredentialKind::ScimDirectory,
             _ => CredentialKind::Connect,
         }
@@ -108,6 +110,7 @@ impl fmt::Display for Operation {
             Self::OrganizationUsers => "listing the organization's accounts",
             Self::SiteGroupMembership => "changing a site group's members",
             Self::ProductAccess => "changing product access",
+            Self::AccountLifecycle => "disabling an Atlassian account",
             Self::ScimUserLookup => "looking up an account in the SCIM directory",
             Self::ScimGroupLookup => "looking up a group in the SCIM directory",
         })

@@ -77,6 +77,14 @@ fn request_path(key: &TicketKey) -> String {
     format!("/rest/servicedeskapi/request/{}", segment(key))
 }
 
+/// A JSM organization's id as its listing gives it (a string of digits, or a number).
+pub(super) fn organization_id_of(organization: &Value) -> Option<u64> {
+    match &organization["id"] {
+        Value::String(id) => id.parse().ok(),
+        other => other.as_u64(),
+    }
+}
+
 fn organization_path(organization_id: u64) -> String {
     format!("/rest/servicedeskapi/organization/{organization_id}/user")
 }
@@ -259,6 +267,35 @@ impl Atlassian {
             .jsm_pages(site, &organization_path(organization_id))
             .await?;
         Ok(account_ids(&values, "/accountId"))
+    }
+
+    /// Takes `account` out of every JSM customer organization of the site; the names of those
+    /// it was in (a leaver's offboarding; none when it was in none).
+    pub async fn leave_organizations(
+        &self,
+        site: &Site,
+        account: &AccountId,
+    ) -> Result<Vec<String>, AtlassianError> {
+        let all = self
+            .jsm_pages(site, "/rest/servicedeskapi/organization")
+            .await?;
+        let mut left = Vec::new();
+        for organization in &all {
+            let Some(id) = organization_id_of(organization) else {
+                continue;
+            };
+            if !self.organization_users(site, id).await?.contains(account) {
+                continue;
+            }
+            self.set_organization_user(site, id, account, false).await?;
+            let name = organization["name"].as_str().unwrap_or_default();
+            left.push(if name.is_empty() {
+                id.to_string()
+            } else {
+                name.to_string()
+            });
+        }
+        Ok(left)
     }
 
     /// Adds to or removes from a JSM customer organization (Connect, ADMIN / DELETE).

@@ -132,10 +132,7 @@ impl Atlassian {
                     .as_str()
                     .is_some_and(|n| n.eq_ignore_ascii_case(name))
             })
-            .and_then(|o| match &o["id"] {
-                Value::String(id) => id.parse().ok(),
-                other => other.as_u64(),
-            }))
+            .and_then(super::jsm::organization_id_of))
     }
 
     /// Whether the Atlassian SCIM directory provisions a group called `name`: then the IdP

@@ -205,7 +205,7 @@ pub async fn release(
     out: &mut dyn Write,
 ) -> Result<(), String> {
     let store = super::migrated_store(config).await?;
-    let released = crate::identity::joiners::release(&store, version, by, crate::clock::wall())
+    let released = crate::identity::changes::release(&store, version, by, crate::clock::wall())
         .await
         .map_err(|e| e.to_string());
     store.close().await;

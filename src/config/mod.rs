@@ -194,6 +194,18 @@ pub struct LifecycleTicketConfig {
     pub request_type: String,
 }
 
+/// The identity lifecycle's settings.
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    /// Where runs open their tickets; unset, birthright is only planned.
+    pub ticket: Option<LifecycleTicketConfig>,
+    /// How long a mover keeps birthright access that is no longer due.
+    pub grace_period: Duration,
+    /// Whether a leaver's Atlassian account is disabled (managed accounts; the others lose
+    /// their product access instead).
+    pub deactivate_atlassian_account: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub checkpoint_interval: Duration,
@@ -217,7 +229,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub forge: ForgeConfig,
     pub alert_ticket: Option<AlertTicketConfig>,
-    pub lifecycle_ticket: Option<LifecycleTicketConfig>,
+    pub lifecycle: LifecycleConfig,
 }
 
 /// Tenants are found by host, as the site's base URL names it.
@@ -401,7 +413,12 @@ impl Config {
                     });
                 }
             },
-            lifecycle_ticket: lifecycle_ticket(raw)?,
+            lifecycle: LifecycleConfig {
+                ticket: lifecycle_ticket(raw)?,
+                grace_period: raw.require("lifecycle.grace_period", crate::duration::parse)?,
+                deactivate_atlassian_account: raw
+                    .require("leavers.deactivate_atlassian_account", parse_bool)?,
+            },
             forge: ForgeConfig {
                 app_id: raw.parse("forge.app_id", |v| {
                     let id = v.strip_prefix(crate::ids::APP_ARI_PREFIX).unwrap_or(v);
@@ -579,7 +596,8 @@ mod tests {
     #[test]
     fn the_lifecycle_ticket_needs_its_site_desk_and_request_type_together() {
         let none = Config::from_sources(None, &env_of(&[])).expect("defaults");
-        assert!(none.lifecycle_ticket.is_none());
+        assert!(none.lifecycle.ticket.is_none());
+        assert_eq!(none.lifecycle.grace_period, Duration::from_secs(7 * 86_400));
         let all = Config::from_sources(
             None,
             &env_of(&[
@@ -589,7 +607,7 @@ mod tests {
             ]),
         )
         .expect("all three");
-        let ticket = all.lifecycle_ticket.expect("configured");
+        let ticket = all.lifecycle.ticket.expect("configured");
         assert_eq!(
             (
                 ticket.site.as_str(),

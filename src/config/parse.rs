@@ -70,6 +70,14 @@ pub(super) fn parse_share(v: &str) -> Result<f64, String> {
     }
 }
 
+pub(super) fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(format!("`{v}` is not true or false")),
+    }
+}
+
 pub(super) fn parse_positive_duration(v: &str) -> Result<Duration, String> {
     match crate::duration::parse(v)? {
         d if d.is_zero() => Err("must be longer than zero".into()),

@@ -302,6 +302,18 @@ pub const SETTINGS: &[Setting] = &[
         "The JSM request type id of those tickets (not one of the intake's access request types); raised on the person's behalf.",
     ),
     setting(
+        "lifecycle.grace_period",
+        "TOLLGATE_LIFECYCLE_GRACE_PERIOD",
+        Some("7d"),
+        "How long someone who moved keeps birthright access their new role no longer brings (announced in their lifecycle ticket); 0s ends it at once.",
+    ),
+    setting(
+        "leavers.deactivate_atlassian_account",
+        "TOLLGATE_LEAVERS_DEACTIVATE_ATLASSIAN_ACCOUNT",
+        Some("false"),
+        "With the lifecycle ticket configured, also disable a leaver's Atlassian account (managed accounts, through the user-management API; the Admin API key needs `lifecycle.enablement`); an account the organization does not manage loses its product access instead.",
+    ),
+    setting(
         "audit.checkpoint_interval",
         "TOLLGATE_AUDIT_CHECKPOINT_INTERVAL",
         Some("1h"),

@@ -11,8 +11,9 @@ use crate::audit::HoldStep;
 use crate::failure::Failure;
 use crate::grants::leavers;
 use crate::identity;
-use crate::orgchart::{Email, OrgSnapshot, PersonId};
+use crate::orgchart::{Email, OrgSnapshot, Person, PersonId};
 use crate::state::AppState;
+use crate::store::lifecycle_runs::RunEvent;
 use crate::store::org as org_store;
 use crate::store::org_changes::{self, HeldPerson, Hold, HoldState};
 
@@ -27,8 +28,8 @@ pub struct Applied {
     pub held: usize,
     /// Open stages routed again.
     pub rerouted: usize,
-    /// Joiners whose birthright run was recorded (queued, or held by the brake).
-    pub joiners: usize,
+    /// Joiners' and movers' birthright runs recorded (queued, or held by the brake).
+    pub lifecycle_runs: usize,
 }
 
 /// Applies the newest snapshot, if it (or an approval) is not applied yet.
@@ -101,6 +102,15 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
     let limit = brake.limit(active_before);
     let tripped = trips(&brake, gone.len(), active_before, found.grants.len());
     let mut raised = None;
+    // Who leaves with this application: those the brake believes now, and those a person
+    // approved; their offboarding runs are recorded with it.
+    let mut leaving: Vec<HeldPerson> = if tripped { Vec::new() } else { gone.clone() };
+    leaving.extend(
+        holds
+            .iter()
+            .filter(|h| h.state == HoldState::Approved)
+            .flat_map(|h| h.people.iter().cloned()),
+    );
     let found = if tripped && !holds.iter().any(|h| h.version == info.version) {
         let mut people = gone;
         for grant in &found.grants {
@@ -148,22 +158,32 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
     }
     let touched = leavers::remove(state, &found).await?;
 
-    // Joiners are recorded with the snapshot's application: applied once, never twice.
-    let joined = match &previous {
-        Some((_, previous)) => identity::joiners::joined(previous, &latest),
+    // Joiners and movers are recorded with the snapshot's application: once, never twice.
+    let changed = match &previous {
+        Some((_, previous)) => identity_changes(state, previous, &latest, now),
         None => Vec::new(),
     };
+    let by_id: HashMap<&PersonId, &Person> = match changed.is_empty() {
+        true => HashMap::new(),
+        false => latest.people.iter().map(|p| (&p.id, p)).collect(),
+    };
+    let leavers: Vec<Person> = leaving.iter().filter_map(leaver).collect();
+    let changed: Vec<(&Person, RunEvent)> = changed
+        .iter()
+        .filter_map(|(id, event)| Some((*by_id.get(id)?, *event)))
+        .chain(leavers.iter().map(|p| (p, RunEvent::Leaver)))
+        .collect();
     let mut tx = state.store.begin().await?;
     for hold in holds.iter().filter(|h| h.state == HoldState::Approved) {
         org_changes::update_hold(&mut tx, hold.version, &hold.people, HoldState::Done).await?;
         hold_event(&mut tx, hold.version, HoldStep::Done, now).await?;
     }
-    let joiners =
-        identity::joiners::record(&mut tx, state, info.version, &joined, active_before, now)
+    let runs =
+        identity::changes::record(&mut tx, state, info.version, &changed, active_before, now)
             .await?;
     org_changes::set_applied(&mut tx, info.version, now).await?;
     tx.commit().await?;
-    if let Some(alert) = &joiners.alert {
+    for alert in &runs.alerts {
         alerts::announce(&state.metrics, alert);
     }
     let rerouted = super::reresolve::after_org_change(state).await?;
@@ -178,8 +198,46 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
             .map(|h| h.people.len())
             .sum(),
         rerouted,
-        joiners: joiners.runs,
+        lifecycle_runs: runs.runs,
     })
+}
+
+/// A leaver as the brake keeps them; someone whose stored email does not parse is logged and
+/// left out of offboarding (their grants are still revoked).
+fn leaver(held: &HeldPerson) -> Option<Person> {
+    let email = Email::parse(&held.email)
+        .inspect_err(|e| tracing::warn!(person = held.id, error = %e, "a leaver without a usable email: no offboarding run"))
+        .ok()?;
+    Some(Person::new(
+        PersonId(held.id.clone()),
+        email,
+        held.name.clone(),
+    ))
+}
+
+/// Who joined and who moved between two snapshots (by person id), when birthright policies are
+/// loaded: a mover is judged on the same policies in both charts.
+fn identity_changes(
+    state: &AppState,
+    before: &OrgSnapshot,
+    after: &OrgSnapshot,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<(PersonId, RunEvent)> {
+    let Some(workflows) = state.workflows().filter(|w| !w.birthright.is_empty()) else {
+        return Vec::new();
+    };
+    let mut changed: Vec<(PersonId, RunEvent)> = identity::changes::joined(before, after)
+        .into_iter()
+        .map(|p| (p.id.clone(), RunEvent::Joiner))
+        .collect();
+    let then = crate::orgchart::OrgIndex::build(before.clone());
+    let today = crate::orgchart::OrgIndex::build(after.clone());
+    changed.extend(
+        identity::changes::moved(&workflows.birthright, &then, &today, now)
+            .into_iter()
+            .map(|p| (p.id.clone(), RunEvent::Mover)),
+    );
+    changed
 }
 
 /// People whose email changed between two snapshots: `(id, from, to)`.
@@ -398,7 +456,8 @@ async fn sync_failed(state: &AppState, source: &str, error: &str) -> Result<(), 
 /// [`apply`], saying what it did.
 pub async fn apply_logged(state: &AppState) -> Result<(), Failure> {
     let applied = apply(state).await?;
-    if applied.leavers > 0 || applied.held > 0 || applied.rerouted > 0 || applied.joiners > 0 {
+    if applied.leavers > 0 || applied.held > 0 || applied.rerouted > 0 || applied.lifecycle_runs > 0
+    {
         tracing::info!(?applied, "org chart applied");
     }
     Ok(())

@@ -1,7 +1,10 @@
 //! The identity lifecycle, carried out. What a person is due is decided (purely) in
-//! `workflow::birthright`; here an applied org chart snapshot's joiners become runs
-//! ([`joiners`]), and each run ([`run`]) opens the person's lifecycle ticket and grants their
-//! birthright through the grant engine, as requests of the run on that ticket.
+//! `workflow::birthright`; here an applied org chart snapshot's joiners and movers become runs
+//! ([`changes`]), and each run ([`run`]) opens the person's lifecycle ticket, grants what they
+//! are newly due through the grant engine (requests of the run on that ticket), and schedules
+//! the end of what they are no longer due after the grace period; a leaver's run offboards
+//! them from Atlassian ([`offboard`]).
 
-pub mod joiners;
+pub mod changes;
+mod offboard;
 pub mod run;

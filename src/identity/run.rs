@@ -1,28 +1,28 @@
-//! One lifecycle run (the `LifecycleRun` job): what the person is due now, less what their
-//! birthright already holds, granted through the grant engine in their lifecycle ticket.
+//! One lifecycle run (the `LifecycleRun` job), whatever its event: what the person is due now
+//! is compared with what their birthright holds ([`changes`], pure); what is newly due is
+//! granted through the grant engine in their lifecycle ticket, what is no longer due ends after
+//! the grace period, and what was ending but is due again no longer ends.
 //!
 //! Each step can be repeated after a crash: the ticket is looked for before it is raised
 //! again (its description carries the run's reference), a run makes each resource and level
 //! once (the store's uniqueness), and the run is finished in the transaction that stores its
 //! grants, their audit events and their `Provision` jobs.
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::joiners::event;
+use super::changes::event_of;
 use crate::atlassian::Site;
 use crate::atlassian::jsm::NewRequest;
 use crate::audit::{self, Actor, RunStep};
 use crate::failure::Failure;
 use crate::ids::{AccountId, TenantKey, TicketKey};
-use crate::lifecycle::{self, Action, Event, Request};
+use crate::lifecycle::{self, Action, Event, Request, State};
 use crate::orgchart::Person;
 use crate::people::accounts;
 use crate::state::AppState;
-use crate::store::lifecycle_runs::{self as runs, Run, RunState};
+use crate::store::lifecycle_runs::{self as runs, Run, RunEvent, RunState};
 use crate::store::requests;
 use crate::workflow::birthright::{self, Approval, Due, Entitlement};
 
@@ -35,8 +35,72 @@ pub fn reference(run: Uuid) -> String {
     format!("tollgate-run-{}", run.simple())
 }
 
-/// What the run's ticket says: what is being granted, and what waits for the manager.
-pub fn description(name: &str, grants: &[&Due], approval: &[&Due], run: Uuid) -> String {
+/// A birthright grant the person holds, or is being given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub id: Uuid,
+    pub entitlement: Entitlement,
+    pub state: State,
+    /// When it ends: set once the person is no longer due it.
+    pub ends: Option<DateTime<Utc>>,
+}
+
+/// What a run does.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes<'a> {
+    /// Due, not held, no approval asked: granted now.
+    pub grant: Vec<&'a Due>,
+    /// Due, not held, behind the manager's approval: listed in the ticket.
+    pub approval: Vec<&'a Due>,
+    /// Held (active, no end yet) and no longer due: ends after the grace period.
+    pub end: Vec<&'a Held>,
+    /// Held and ending, and due again: no longer ends.
+    pub keep: Vec<&'a Held>,
+}
+
+impl Changes<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.grant.is_empty()
+            && self.approval.is_empty()
+            && self.end.is_empty()
+            && self.keep.is_empty()
+    }
+}
+
+/// What the person is `due`, against what their birthright `held`.
+pub fn changes<'a>(due: &'a [Due], held: &'a [Held]) -> Changes<'a> {
+    let holds = |d: &Due| held.iter().any(|h| h.entitlement == d.entitlement);
+    let is_due = |h: &Held| due.iter().any(|d| d.entitlement == h.entitlement);
+    let (grant, approval) = due
+        .iter()
+        .filter(|d| !holds(d))
+        .partition(|d| d.approval == Approval::None);
+    let active = |h: &&Held| h.state == State::Active;
+    Changes {
+        grant,
+        approval,
+        end: held
+            .iter()
+            .filter(active)
+            .filter(|h| h.ends.is_none() && !is_due(h))
+            .collect(),
+        keep: held
+            .iter()
+            .filter(active)
+            .filter(|h| h.ends.is_some() && is_due(h))
+            .collect(),
+    }
+}
+
+/// What the run's ticket says: what is being granted, what ends and when, what no longer ends,
+/// and what waits for the manager.
+pub fn description(
+    event: RunEvent,
+    name: &str,
+    changes: &Changes<'_>,
+    ends: DateTime<Utc>,
+    run: Uuid,
+) -> String {
     let list = |dues: &[&Due]| -> Vec<Value> {
         dues.iter()
             .map(|d| {
@@ -48,18 +112,33 @@ pub fn description(name: &str, grants: &[&Due], approval: &[&Due], run: Uuid) ->
             })
             .collect()
     };
+    let labels =
+        |held: &[&Held]| -> Vec<String> { held.iter().map(|h| label(&h.entitlement)).collect() };
     let context = json!({
+        "joiner": event == RunEvent::Joiner,
         "name": name,
-        "grants": list(grants),
-        "approval": list(approval),
+        "grants": list(&changes.grant),
+        "approval": list(&changes.approval),
+        "ending": labels(&changes.end),
+        "kept": labels(&changes.keep),
+        "ends": ends.format("%Y-%m-%d %H:%M").to_string(),
         "reference": reference(run),
     });
-    crate::notices::templates::render("joiner", &context).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "the joiner template did not render");
+    crate::notices::templates::render("lifecycle", &context).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the lifecycle template did not render");
         format!(
             "Birthright access for {name}. Reference: {}",
             reference(run)
         )
+    })
+}
+
+/// What a leaver's ticket says was done.
+pub fn leaver_description(name: &str, done: &[String], run: Uuid) -> String {
+    let context = json!({"leaver": true, "name": name, "done": done, "reference": reference(run)});
+    crate::notices::templates::render("lifecycle", &context).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the lifecycle template did not render");
+        format!("{name} has left. Reference: {}", reference(run))
     })
 }
 
@@ -72,6 +151,9 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
         return Ok(());
     }
     let now = state.clock.now();
+    if run.event == RunEvent::Leaver {
+        return super::offboard::offboard(state, &run, now).await;
+    }
     let Some(workflows) = state.workflows() else {
         return Err(Failure::NotReady("no workflows are loaded".into()));
     };
@@ -96,28 +178,33 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
         tracing::warn!(person = %person.email, %problem, "a birthright condition could not be judged");
     }
     let held = held(state, &run).await?;
-    let owed: Vec<&Due> = due
-        .iter()
-        .filter(|d| !held.contains(&d.entitlement))
-        .collect();
-    let (grants, approval): (Vec<&Due>, Vec<&Due>) =
-        owed.iter().partition(|d| d.approval == Approval::None);
-    if owed.is_empty() {
-        return finish(state, &run, "nothing granted: nothing more is due", now).await;
+    let changes = changes(&due, &held);
+    if changes.is_empty() {
+        return finish(
+            state,
+            &run,
+            "nothing changed: the birthright held is what is due",
+            now,
+        )
+        .await;
     }
-    let Some(config) = &state.config.lifecycle_ticket else {
+    let Some(config) = &state.config.lifecycle.ticket else {
         tracing::warn!(
             person = %person.email,
-            "birthright is due but no lifecycle ticket is configured (lifecycle.site, …): nothing granted"
+            "birthright changes but no lifecycle ticket is configured (lifecycle.site, …): nothing done"
         );
         return finish(
             state,
             &run,
-            "nothing granted: no lifecycle ticket is configured (lifecycle.site, lifecycle.service_desk, lifecycle.request_type)",
+            "nothing done: no lifecycle ticket is configured (lifecycle.site, lifecycle.service_desk, lifecycle.request_type)",
             now,
         )
         .await;
     };
+    let grace = chrono::TimeDelta::from_std(state.config.lifecycle.grace_period)
+        .unwrap_or(chrono::TimeDelta::days(7));
+    // A second try keeps the end the first announced.
+    let ends = run.created_at.max(now - grace) + grace;
     let (tenant, site) = state.jira_site_at(&config.site).await?;
     let account = accounts::account_for(
         &state.store,
@@ -127,47 +214,28 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
         &*state.clock,
     )
     .await?;
-    let ticket = match &run.ticket {
-        Some(ticket) => ticket.clone(),
-        None => {
-            let text = description(&person.display_name, &grants, &approval, run.id);
-            let opened = open_ticket(
-                state,
-                &run,
-                &site,
-                &tenant.client_key,
-                config,
-                account.as_ref(),
-                &text,
-            )
-            .await?;
-            let mut tx = state.store.begin().await?;
-            runs::opened(&mut tx, run.id, &opened, now).await?;
-            let with_ticket = Run {
-                ticket: Some(opened.clone()),
-                ..run.clone()
-            };
-            event(
-                &mut tx,
-                &with_ticket,
-                RunStep::TicketOpened,
-                json!({}),
-                actor(),
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            opened
-        }
-    };
-    let run = Run {
-        ticket: Some(ticket.clone()),
-        ..run
+    let text = description(run.event, &person.display_name, &changes, ends, run.id);
+    let run = open_ticket_once(
+        state,
+        &run,
+        &site,
+        &tenant.client_key,
+        config,
+        account.as_ref(),
+        &text,
+        now,
+    )
+    .await?;
+    let Some(ticket) = run.ticket.clone() else {
+        return Err(Failure::Conflict(format!(
+            "run {} has no ticket after opening one",
+            run.id
+        )));
     };
 
     let mut tx = state.store.begin().await?;
-    let mut made = Vec::new();
-    for due in &grants {
+    let mut done = Done::default();
+    for due in &changes.grant {
         let request = birthright_request(
             &run,
             &ticket,
@@ -196,16 +264,34 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
         )
         .await?;
         crate::grants::run::on_approved(&mut tx, &request).await?;
-        made.push(label(&due.entitlement));
+        done.granted.push(label(&due.entitlement));
     }
-    let waiting: Vec<String> = approval.iter().map(|d| label(&d.entitlement)).collect();
-    let outcome = outcome(&made, &waiting);
+    for held in &changes.end {
+        let why = json!({"run": run.id, "reason": "birthright no longer due", "ends": ends});
+        if reschedule(&mut tx, held, Event::EndScheduled { at: ends }, why, now).await? {
+            done.ending.push(label(&held.entitlement));
+        }
+    }
+    for held in &changes.keep {
+        let why = json!({"run": run.id, "reason": "birthright due again"});
+        if reschedule(&mut tx, held, Event::EndCancelled, why, now).await? {
+            done.kept.push(label(&held.entitlement));
+        }
+    }
+    done.waiting = changes
+        .approval
+        .iter()
+        .map(|d| label(&d.entitlement))
+        .collect();
+    let outcome = done.outcome(ends);
     if runs::finish(&mut tx, run.id, &outcome, now).await? {
-        let details =
-            json!({"granted": made, "needs_manager_approval": waiting, "outcome": outcome});
-        event(&mut tx, &run, RunStep::Finished, details, actor(), now).await?;
+        let details = json!({
+            "granted": done.granted, "ending": done.ending, "ends": ends, "kept": done.kept,
+            "needs_manager_approval": done.waiting, "outcome": outcome,
+        });
+        event_of(&mut tx, &run, RunStep::Finished, details, actor(), now).await?;
         tx.commit().await?;
-        tracing::info!(person = %run.email, granted = made.len(), "joiner's birthright granted");
+        tracing::info!(person = %run.email, event = run.event.as_str(), %outcome, "lifecycle run done");
     } else {
         // Another worker finished it meanwhile: what it made stands, nothing of this one does.
         tx.rollback().await?;
@@ -213,16 +299,79 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
     Ok(())
 }
 
-/// What the person's birthright grants already hold or are on the way to.
-async fn held(state: &AppState, run: &Run) -> Result<HashSet<Entitlement>, Failure> {
+/// Moves a held grant's end (scheduled or cancelled) if it is still as the run saw it; whether
+/// it did.
+async fn reschedule(
+    tx: &mut crate::store::Tx,
+    held: &Held,
+    event: Event,
+    details: Value,
+    now: DateTime<Utc>,
+) -> Result<bool, Failure> {
+    let Some(mut request) = requests::lock_id(tx, held.id).await? else {
+        return Ok(false);
+    };
+    if request.state != State::Active || request.expires_at != held.ends {
+        return Ok(false);
+    }
+    crate::grants::run::transition(tx, &mut request, event, actor(), details, now).await?;
+    Ok(true)
+}
+
+/// What a run did, for its outcome and its audit event.
+#[derive(Debug, Default)]
+struct Done {
+    granted: Vec<String>,
+    ending: Vec<String>,
+    kept: Vec<String>,
+    waiting: Vec<String>,
+}
+
+impl Done {
+    fn outcome(&self, ends: DateTime<Utc>) -> String {
+        let mut parts = Vec::new();
+        if !self.granted.is_empty() {
+            parts.push(format!("granting {}", self.granted.join(", ")));
+        }
+        if !self.ending.is_empty() {
+            parts.push(format!(
+                "ending {} on {}",
+                self.ending.join(", "),
+                ends.format("%Y-%m-%d %H:%M")
+            ));
+        }
+        if !self.kept.is_empty() {
+            parts.push(format!("no longer ending {}", self.kept.join(", ")));
+        }
+        if !self.waiting.is_empty() {
+            parts.push(format!(
+                "needs the manager's approval (not requested: ask with an access request): {}",
+                self.waiting.join(", ")
+            ));
+        }
+        if parts.is_empty() {
+            "nothing changed".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+/// What the person's birthright grants hold or are on the way to (not over).
+async fn held(state: &AppState, run: &Run) -> Result<Vec<Held>, Failure> {
     Ok(requests::birthright_of(&state.store, &run.person)
         .await?
         .into_iter()
         .filter(|r| !r.state.is_final())
         .filter_map(|r| {
-            Some(Entitlement {
-                resource: r.resource?,
-                level: r.level,
+            Some(Held {
+                id: r.id,
+                entitlement: Entitlement {
+                    resource: r.resource?,
+                    level: r.level,
+                },
+                state: r.state,
+                ends: r.expires_at,
             })
         })
         .collect())
@@ -233,21 +382,6 @@ fn label(e: &Entitlement) -> String {
         Some(level) => format!("{} ({level})", e.resource),
         None => e.resource.to_string(),
     }
-}
-
-fn outcome(made: &[String], waiting: &[String]) -> String {
-    let mut out = if made.is_empty() {
-        "nothing granted".to_string()
-    } else {
-        format!("granting {}", made.join(", "))
-    };
-    if !waiting.is_empty() {
-        out.push_str(&format!(
-            "; needs the manager's approval (not requested: ask with an access request): {}",
-            waiting.join(", ")
-        ));
-    }
-    out
 }
 
 /// A birthright grant: a request of the run on its ticket, approved by its policy.
@@ -290,8 +424,44 @@ fn birthright_request(
     Ok(request)
 }
 
-/// Raises the run's ticket on the person's behalf, unless an earlier attempt did (its
-/// reference is searched for first); returns it.
+/// The run with its ticket: the one it has, else one raised now (and kept, with its audit
+/// event), on `account`'s behalf when given.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn open_ticket_once(
+    state: &AppState,
+    run: &Run,
+    site: &Site,
+    tenant: &TenantKey,
+    config: &crate::config::LifecycleTicketConfig,
+    account: Option<&AccountId>,
+    description: &str,
+    now: DateTime<Utc>,
+) -> Result<Run, Failure> {
+    if run.ticket.is_some() {
+        return Ok(run.clone());
+    }
+    let opened = open_ticket(state, run, site, tenant, config, account, description).await?;
+    let mut tx = state.store.begin().await?;
+    runs::opened(&mut tx, run.id, &opened, now).await?;
+    let run = Run {
+        ticket: Some(opened),
+        ..run.clone()
+    };
+    event_of(
+        &mut tx,
+        &run,
+        RunStep::TicketOpened,
+        json!({}),
+        actor(),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(run)
+}
+
+/// Raises the run's ticket, unless an earlier attempt did (its reference is searched for
+/// first); returns it.
 async fn open_ticket(
     state: &AppState,
     run: &Run,
@@ -311,7 +481,11 @@ async fn open_ticket(
         }
     }
     runs::opening(&state.store, run.id, state.clock.now()).await?;
-    let summary = format!("Joiner: {} — starting access", run.name);
+    let summary = match run.event {
+        RunEvent::Joiner => format!("Joiner: {} — starting access", run.name),
+        RunEvent::Mover => format!("Mover: {} — access changes", run.name),
+        RunEvent::Leaver => format!("Leaver: {} — access removed", run.name),
+    };
     let (key, issue_id) = state
         .atlassian
         .create_request(
@@ -338,8 +512,8 @@ pub async fn give_up(state: &AppState, id: Uuid, why: &str) -> Result<(), Failur
     finish(state, &run, &format!("failed: {why}"), state.clock.now()).await
 }
 
-/// Finishes a run that granted nothing, with why.
-async fn finish(
+/// Finishes a run that granted nothing (or a leaver's), with why or what was done.
+pub(super) async fn finish(
     state: &AppState,
     run: &Run,
     outcome: &str,
@@ -347,7 +521,7 @@ async fn finish(
 ) -> Result<(), Failure> {
     let mut tx = state.store.begin().await?;
     if runs::finish(&mut tx, run.id, outcome, now).await? {
-        event(
+        event_of(
             &mut tx,
             run,
             RunStep::Finished,
@@ -377,14 +551,76 @@ mod tests {
         }
     }
 
+    fn held(resource: &str, state: State, ends: Option<DateTime<Utc>>) -> Held {
+        Held {
+            id: Uuid::now_v7(),
+            entitlement: Entitlement {
+                resource: ResourceId(resource.into()),
+                level: None,
+            },
+            state,
+            ends,
+        }
+    }
+
     #[test]
-    fn the_ticket_says_what_is_granted_what_waits_and_how_to_find_it() {
+    fn a_run_grants_the_new_ends_the_old_and_keeps_what_is_due_again() {
+        let soon: DateTime<Utc> = "2026-12-07T09:00:00Z".parse().expect("time");
+        let due = [
+            due("wiki", None, &["all-staff"], Approval::None),
+            due("netsuite", None, &["finance"], Approval::None),
+            due(
+                "ledger",
+                Some("admin"),
+                &["finance-leads"],
+                Approval::Manager,
+            ),
+            due("zoom", None, &["all-staff"], Approval::None),
+        ];
+        let held = [
+            // Held and still due: nothing to do.
+            held("wiki", State::Active, None),
+            // No longer due: ends.
+            held("github", State::Active, None),
+            // No longer due and already ending: left to end.
+            held("datadog", State::Active, Some(soon)),
+            // Ending, and due again: kept.
+            held("zoom", State::Active, Some(soon)),
+            // Still being granted: neither granted again nor ended.
+            held("figma", State::Provisioning, None),
+        ];
+        let found = changes(&due, &held);
+        let names = |dues: &[&Due]| -> Vec<String> {
+            dues.iter()
+                .map(|d| d.entitlement.resource.to_string())
+                .collect()
+        };
+        let ids = |held: &[&Held]| -> Vec<String> {
+            held.iter()
+                .map(|h| h.entitlement.resource.to_string())
+                .collect()
+        };
+        assert_eq!(names(&found.grant), ["netsuite"]);
+        assert_eq!(names(&found.approval), ["ledger"]);
+        assert_eq!(ids(&found.end), ["github"]);
+        assert_eq!(ids(&found.keep), ["zoom"]);
+        assert!(changes(&due[..1], &held[..1]).is_empty(), "nothing changes");
+    }
+
+    #[test]
+    fn the_ticket_says_what_is_granted_ends_waits_and_how_to_find_it() {
         let github = due("github", Some("write"), &["engineering"], Approval::None);
         let wiki = due("wiki", None, &["all-staff", "engineering"], Approval::None);
         let prod = due("prod-db", Some("read"), &["oncall"], Approval::Manager);
         let run = Uuid::now_v7();
-        let text = description("Gina Gray", &[&github, &wiki], &[&prod], run);
-        assert!(text.starts_with("Welcome, Gina Gray."), "{text}");
+        let ends = "2026-12-11T09:30:00Z".parse().expect("time");
+        let joiner = Changes {
+            grant: vec![&github, &wiki],
+            approval: vec![&prod],
+            ..Changes::default()
+        };
+        let text = description(RunEvent::Joiner, "Gina Gray", &joiner, ends, run);
+        assert!(text.starts_with("Welcome, Gina Gray. The access"), "{text}");
         assert!(
             text.contains("- **github (write)** (birthright: engineering)"),
             "{text}"
@@ -398,21 +634,46 @@ mod tests {
             text.contains("- **prod-db (read)** (birthright: oncall)"),
             "{text}"
         );
+        assert!(!text.contains("ends on"), "{text}");
         assert!(text.ends_with(&reference(run)), "{text}");
-        let alone = description("Gina Gray", &[&github], &[], run);
-        assert!(!alone.contains("manager"), "{alone}");
+
+        let old = held("datadog", State::Active, None);
+        let back = held("zoom", State::Active, Some(ends));
+        let mover = Changes {
+            grant: vec![&github],
+            end: vec![&old],
+            keep: vec![&back],
+            ..Changes::default()
+        };
+        let text = description(RunEvent::Mover, "Noah Nash", &mover, ends, run);
+        assert!(
+            text.starts_with("Noah Nash, your role has changed."),
+            "{text}"
+        );
+        assert!(
+            text.contains("this access ends on 2026-12-11 09:30 (UTC)"),
+            "{text}"
+        );
+        assert!(text.contains("- **datadog**"), "{text}");
+        assert!(text.contains("no longer ends:\n\n- **zoom**"), "{text}");
+        assert!(!text.contains("manager"), "{text}");
     }
 
     #[test]
-    fn the_outcome_names_what_was_granted_and_what_waits() {
-        assert_eq!(outcome(&[], &[]), "nothing granted");
+    fn the_outcome_names_each_change() {
+        let ends = "2026-12-11T09:30:00Z".parse().expect("time");
+        assert_eq!(Done::default().outcome(ends), "nothing changed");
+        let done = Done {
+            granted: vec!["github (write)".into(), "wiki".into()],
+            ending: vec!["datadog".into()],
+            kept: vec!["zoom".into()],
+            waiting: vec!["prod-db (read)".into()],
+        };
         assert_eq!(
-            outcome(
-                &["github (write)".into(), "wiki".into()],
-                &["prod-db (read)".into()]
-            ),
-            "granting github (write), wiki; needs the manager's approval (not requested: ask \
-             with an access request): prod-db (read)"
+            done.outcome(ends),
+            "granting github (write), wiki; ending datadog on 2026-12-11 09:30; no longer \
+             ending zoom; needs the manager's approval (not requested: ask with an access \
+             request): prod-db (read)"
         );
     }
 }

@@ -28,6 +28,10 @@ pub enum Action {
     GrantPartial,
     GrantFailed,
     GrantExtended,
+    /// A birthright grant no longer due will end after the grace period.
+    GrantEndScheduled,
+    /// A birthright grant due again before its end: it no longer ends.
+    GrantEndCancelled,
     GrantReminded,
     GrantDrift,
     GrantRevoking,
@@ -69,6 +73,8 @@ impl Action {
             Self::GrantPartial => "grant.partial",
             Self::GrantFailed => "grant.failed",
             Self::GrantExtended => "grant.extended",
+            Self::GrantEndScheduled => "grant.end_scheduled",
+            Self::GrantEndCancelled => "grant.end_cancelled",
             Self::GrantReminded => "grant.reminded",
             Self::GrantDrift => "grant.drift",
             Self::GrantRevoking => "grant.revoking",

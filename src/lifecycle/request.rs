@@ -209,6 +209,11 @@ pub enum Event {
         expires_at: DateTime<Utc>,
         total_seconds: i64,
     },
+    /// A birthright grant no longer due (its person moved): it ends at `at`, after the grace
+    /// period, unless they are due it again before then.
+    EndScheduled { at: DateTime<Utc> },
+    /// Due again before its scheduled end: it no longer ends.
+    EndCancelled,
     /// Every step settled and the access counts as granted (`partial`: only some steps, which
     /// the resource's policy keeps).
     Granted { partial: bool },
@@ -241,6 +246,8 @@ impl Event {
             Self::ExtensionFailed { .. } => "extension_failed",
             Self::ExtensionApplied { .. } => "extension_applied",
             Self::Extended { .. } => "extended",
+            Self::EndScheduled { .. } => "end_scheduled",
+            Self::EndCancelled => "end_cancelled",
             Self::Granted { .. } => "granted",
             Self::NothingApplied => "nothing_applied",
             Self::Revoke { .. } => "revoke",
@@ -289,6 +296,8 @@ pub fn next(from: State, event: &Event, end: Option<EndCause>) -> Result<Transit
         // The extension stays approved, applied (its grant records the change).
         (S::Approved, E::ExtensionApplied { .. }) => (S::Approved, Action::GrantExtended),
         (S::Active, E::Extended { .. }) => (S::Active, Action::GrantExtended),
+        (S::Active, E::EndScheduled { .. }) => (S::Active, Action::GrantEndScheduled),
+        (S::Active, E::EndCancelled) => (S::Active, Action::GrantEndCancelled),
         (S::Provisioning, E::Granted { partial: false }) => (S::Active, Action::GrantActive),
         (S::Provisioning, E::Granted { partial: true }) => (S::Active, Action::GrantPartial),
         (S::Provisioning, E::NothingApplied) => (S::Failed, Action::GrantFailed),
@@ -348,6 +357,9 @@ pub fn apply(
             request.expires_at = Some(expires_at);
             request.duration_seconds = Some(total_seconds);
         }
+        Event::EndScheduled { at } => request.expires_at = Some(at),
+        // Birthright has no end of its own: the grant is permanent again.
+        Event::EndCancelled => request.expires_at = None,
         Event::Granted { partial } => {
             request.partial = partial;
             // The clock of temporary access starts now, not when it was asked for.

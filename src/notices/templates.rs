@@ -49,7 +49,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("extended", include_str!("../../templates/extended.hbs")),
     ("drift", include_str!("../../templates/drift.hbs")),
-    ("joiner", include_str!("../../templates/joiner.hbs")),
+    ("lifecycle", include_str!("../../templates/lifecycle.hbs")),
 ];
 
 fn registry() -> &'static Handlebars<'static> {

@@ -14,18 +14,26 @@ use crate::{on_db, on_tx};
 pub enum RunEvent {
     /// Active in a snapshot, and not in the one applied before it.
     Joiner,
+    /// Active in both, and due other birthright now.
+    Mover,
+    /// Gone from, or inactive in, a snapshot (once the leaver brake lets them go).
+    Leaver,
 }
 
 impl RunEvent {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Joiner => "joiner",
+            Self::Mover => "mover",
+            Self::Leaver => "leaver",
         }
     }
 
     fn parse(text: &str) -> Option<Self> {
         match text {
             "joiner" => Some(Self::Joiner),
+            "mover" => Some(Self::Mover),
+            "leaver" => Some(Self::Leaver),
             _ => None,
         }
     }

@@ -296,6 +296,25 @@ pub async fn get(store: &Store, id: Uuid) -> Result<Option<Request>, StoreError>
     Ok(select(store, "id = $1", &[&id.to_string()]).await?.pop())
 }
 
+/// The grants of `person` (requested or birthright) that their leaving ends: held still, or
+/// already ended as a leaver's, oldest first.
+pub async fn ended_by_leaving(
+    store: &Store,
+    person: &PersonId,
+) -> Result<Vec<Request>, StoreError> {
+    let states = State::sql_list(State::holds_access);
+    let leaver = EndCause::Leaver.as_str();
+    select(
+        store,
+        &format!(
+            "subject_person = $1 AND (state IN ({states}) OR end_cause = '{leaver}') \
+             ORDER BY created_at, id"
+        ),
+        &[person.0.as_str()],
+    )
+    .await
+}
+
 /// The birthright grants made for `person` by any lifecycle run, oldest first.
 pub async fn birthright_of(store: &Store, person: &PersonId) -> Result<Vec<Request>, StoreError> {
     select(

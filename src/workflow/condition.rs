@@ -202,7 +202,7 @@ fn list(items: impl IntoIterator<Item = String>) -> Value {
 }
 
 /// The person the access is for, as conditions see them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PersonFacts {
     pub id: String,
     pub email: String,

@@ -73,6 +73,12 @@ resources:
     grants:
       - idp_group: eng-tools
       - jira_project_role: { project: FIN, role: Administrators }
+  - id: fin-birthright
+    name: Finance tools
+    owner: { user: ceo@example.com }
+    permanent_allowed: true
+    grants:
+      - idp_group: fin-tools
   - id: lenient-tools
     name: Lenient tools
     owner: { user: ceo@example.com }
@@ -353,7 +359,7 @@ impl Env {
     }
 
     /// Moves time on for the app and for the site that signs its webhooks.
-    fn advance(&self, by: TimeDelta) {
+    pub(crate) fn advance(&self, by: TimeDelta) {
         self.clock.advance(by);
         self.site.advance(by);
     }
@@ -521,35 +527,24 @@ impl Env {
 
     /// People join the directory (each an LDIF entry, as `slapd::person` writes them).
     pub(crate) async fn add_people(&self, entries: &[String]) {
+        self.idp.ldap().add(entries).await;
+    }
+
+    /// Sets one attribute of `uid`'s entry (a move, a rename).
+    pub(crate) async fn set_attribute(&self, uid: &str, attribute: &str, value: &str) {
         let mut ldap = self.idp.ldap().admin().await;
-        for ldif in entries {
-            let mut dn = String::new();
-            let mut attrs: Vec<(String, std::collections::HashSet<String>)> = Vec::new();
-            for line in ldif.lines() {
-                let Some((name, value)) = line.split_once(": ") else {
-                    continue;
-                };
-                if name == "dn" {
-                    dn = value.to_string();
-                } else {
-                    match attrs.iter_mut().find(|(n, _)| n == name) {
-                        Some((_, values)) => {
-                            values.insert(value.to_string());
-                        }
-                        None => attrs.push((name.to_string(), [value.to_string()].into())),
-                    }
-                }
-            }
-            ldap.add(&dn, attrs)
-                .await
-                .expect("add")
-                .success()
-                .expect("added");
-        }
+        ldap.modify(
+            &format!("uid={uid},ou=people,{}", slapd::BASE),
+            vec![ldap3::Mod::Replace(attribute, [value].into())],
+        )
+        .await
+        .expect("modify")
+        .success()
+        .expect("modified");
     }
 
     /// People leave the directory (the entries are deleted).
-    async fn delete_people(&self, uids: &[&str]) {
+    pub(crate) async fn delete_people(&self, uids: &[&str]) {
         let mut ldap = self.idp.ldap().admin().await;
         for uid in uids {
             ldap.delete(&format!("uid={uid},ou=people,{}", slapd::BASE))
@@ -1508,17 +1503,8 @@ async fn an_email_change_is_a_rename_not_a_leaver() {
     };
     let active = env.approved_and_active().await;
     assert!(active.subject_person.is_some(), "{active:?}");
-    {
-        let mut ldap = env.idp.ldap().admin().await;
-        ldap.modify(
-            &format!("uid=dev,ou=people,{}", slapd::BASE),
-            vec![ldap3::Mod::Replace("mail", ["dev.dean@example.org"].into())],
-        )
-        .await
-        .expect("modify")
-        .success()
-        .expect("renamed");
-    }
+    env.set_attribute("dev", "mail", "dev.dean@example.org")
+        .await;
     let (_, applied) = env.sync_and_apply().await;
     assert_eq!((applied.leavers, applied.held), (0, 0), "{applied:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;

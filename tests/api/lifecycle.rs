@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tollgate::audit::RunStep;
 use tollgate::lifecycle::State;
-use tollgate::store::lifecycle_runs::{self as runs, Run, RunState};
+use tollgate::store::lifecycle_runs::{self as runs, Run, RunEvent, RunState};
 use tollgate::store::requests;
 use tollgate_fakes::atlassian::{FakeUser, Fault};
 use tollgate_fakes::slapd;
@@ -24,6 +24,10 @@ birthright:
     when: person.department == "ENG"
     grants:
       - { resource: eng-tools }
+  - id: finance
+    when: person.department == "FIN"
+    grants:
+      - { resource: fin-birthright }
   - id: engineering-leads
     when: person.department == "ENG" && person.title.contains("Lead")
     approval: manager
@@ -85,13 +89,28 @@ impl Env {
             .expect("runs")
     }
 
+    /// `uid` joins engineering and gets its birthright: their run and its one grant, active.
+    async fn joined_engineering(&self, uid: &str) -> (Run, requests::Request) {
+        self.hire(&[uid], "Engineer").await;
+        self.sync_and_apply().await;
+        let joined = self.finished_run(uid).await;
+        let grant = self.all_active(&joined).await.remove(0);
+        (joined, grant)
+    }
+
     /// Waits until `uid`'s run is finished; returns it.
     async fn finished_run(&self, uid: &str) -> Run {
+        self.finished(uid, RunEvent::Joiner, 1).await
+    }
+
+    /// Waits until `uid`'s `nth` run of `event` is finished; returns it.
+    async fn finished(&self, uid: &str, event: RunEvent, nth: usize) -> Run {
         let done = eventually(Duration::from_secs(30), || async {
             self.runs_of(uid)
                 .await
                 .into_iter()
-                .find(|r| r.state == RunState::Done)
+                .filter(|r| r.event == event && r.state == RunState::Done)
+                .nth(nth - 1)
         })
         .await;
         match done {
@@ -117,6 +136,33 @@ impl Env {
                 (i.key.clone(), i.reporter.clone(), description)
             })
             .collect()
+    }
+
+    /// The description of the lifecycle ticket `key`.
+    fn description_of(&self, key: &str) -> String {
+        self.lifecycle_tickets()
+            .into_iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, _, d)| d)
+            .unwrap_or_else(|| panic!("no lifecycle ticket {key}"))
+    }
+
+    /// Waits until the grant `id` is in `state`; returns it.
+    async fn grant_reaches(&self, id: uuid::Uuid, state: State) -> requests::Request {
+        let found = eventually(Duration::from_secs(30), || async {
+            let grant = requests::get(&self.app.state.store, id)
+                .await
+                .expect("read")?;
+            (grant.state == state).then_some(grant)
+        })
+        .await;
+        match found {
+            Some(grant) => grant,
+            None => panic!(
+                "grant {id} never became {state:?}: {:?}",
+                requests::get(&self.app.state.store, id).await
+            ),
+        }
     }
 
     fn holds_fin_role(&self, account: &str) -> bool {
@@ -229,7 +275,7 @@ async fn a_joiner_gets_their_birthright_in_ldap_and_jira_within_one_sync() {
 
     // The same chart applied again records no second run; the next sync neither.
     let (_, again) = env.sync_and_apply().await;
-    assert_eq!(again.joiners, 0, "{again:?}");
+    assert_eq!(again.lifecycle_runs, 0, "{again:?}");
     assert_eq!(env.runs_of("gina").await.len(), 1);
 }
 
@@ -333,7 +379,7 @@ async fn a_joiner_wave_the_brake_does_not_believe_waits_for_release() {
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].state, RunState::Held, "{uid}");
     }
-    let raised = tollgate::alerts::raised(&env.app.state.store, "joiner_brake")
+    let raised = tollgate::alerts::raised(&env.app.state.store, "lifecycle_brake")
         .await
         .expect("read");
     assert_eq!(raised.len(), 1, "{raised:?}");
@@ -353,14 +399,14 @@ async fn a_joiner_wave_the_brake_does_not_believe_waits_for_release() {
     let store = &env.app.state.store;
     let now = chrono::Utc::now();
     assert_eq!(
-        tollgate::identity::joiners::release(store, version + 1, "test", now)
+        tollgate::identity::changes::release(store, version + 1, "test", now)
             .await
             .expect("release"),
         0,
         "nothing is held for another snapshot"
     );
     assert_eq!(
-        tollgate::identity::joiners::release(store, version, "test", now)
+        tollgate::identity::changes::release(store, version, "test", now)
             .await
             .expect("release"),
         2
@@ -372,3 +418,274 @@ async fn a_joiner_wave_the_brake_does_not_believe_waits_for_release() {
     }
     assert_eq!(env.lifecycle_tickets().len(), 2);
 }
+
+/// Gina joins engineering, then moves to finance: she gets finance's birthright at once, keeps
+/// engineering's through the grace period (her mover ticket says until when), and loses it
+/// after, in the LDAP group and the Jira project role both.
+#[tokio::test]
+async fn a_mover_gains_the_new_teams_birthright_and_loses_the_old_after_the_grace_period() {
+    let Some(env) = start(&[]).await else {
+        return;
+    };
+    let (joined, old) = env.joined_engineering("gina").await;
+
+    env.set_attribute("gina", "departmentNumber", "FIN").await;
+    env.sync_and_apply().await;
+    let moved = env.finished("gina", RunEvent::Mover, 1).await;
+    let ends = moved.created_at + chrono::TimeDelta::days(7);
+    assert_eq!(
+        moved.outcome.as_deref(),
+        Some(
+            format!(
+                "granting fin-birthright; ending eng-tools on {}",
+                ends.format("%Y-%m-%d %H:%M")
+            )
+            .as_str()
+        )
+    );
+    let (_, ticket, _) = moved.ticket.clone().expect("a mover ticket");
+    assert_ne!(
+        Some(&ticket),
+        joined.ticket.as_ref().map(|t| &t.1),
+        "a ticket per event"
+    );
+    let description = env.description_of(ticket.as_str());
+    assert!(
+        description.starts_with("gina, your role has changed."),
+        "{description}"
+    );
+    assert!(
+        description.contains("**fin-birthright** (birthright: finance)"),
+        "{description}"
+    );
+    assert!(
+        description.contains(&format!("ends on {} (UTC)", ends.format("%Y-%m-%d %H:%M"))),
+        "{description}"
+    );
+    assert!(description.contains("- **eng-tools**"), "{description}");
+    env.all_active(&moved).await;
+    assert!(env.members("fin-tools").await.contains(&"gina".to_string()));
+
+    // Through the grace period she keeps engineering's access.
+    let ending = env.grant_reaches(old.id, State::Active).await;
+    assert_eq!(ending.expires_at, Some(ends));
+    assert!(env.members("eng-tools").await.contains(&"gina".to_string()));
+    assert!(env.holds_fin_role("acc-gina"));
+    let scheduled = tollgate::audit::events(
+        &env.app.state.store,
+        Some(old.tenant.as_str()),
+        "grant.end_scheduled",
+    )
+    .await
+    .expect("read");
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+
+    // After it, it ends in both systems; finance's stays.
+    env.advance(chrono::TimeDelta::days(7) + chrono::TimeDelta::minutes(1));
+    tollgate::grants::expiry::queue_window(&env.app.state)
+        .await
+        .expect("window");
+    env.grant_reaches(old.id, State::Expired).await;
+    assert!(!env.members("eng-tools").await.contains(&"gina".to_string()));
+    assert!(!env.holds_fin_role("acc-gina"));
+    assert!(env.members("fin-tools").await.contains(&"gina".to_string()));
+
+    // Nothing more to do: a later sync makes no run.
+    let (_, again) = env.sync_and_apply().await;
+    assert_eq!(again.lifecycle_runs, 0, "{again:?}");
+}
+
+/// A move undone within the grace period: what was ending is kept, what the short move
+/// brought ends in its turn; a title change no policy reads makes no run.
+#[tokio::test]
+async fn a_move_undone_within_the_grace_period_keeps_the_access() {
+    let Some(env) = start(&[]).await else {
+        return;
+    };
+    let (_, old) = env.joined_engineering("gina").await;
+    env.set_attribute("gina", "departmentNumber", "FIN").await;
+    env.sync_and_apply().await;
+    let first = env.finished("gina", RunEvent::Mover, 1).await;
+    let brief = env.all_active(&first).await.remove(0);
+
+    env.advance(chrono::TimeDelta::days(2));
+    env.set_attribute("gina", "departmentNumber", "ENG").await;
+    env.sync_and_apply().await;
+    let back = env.finished("gina", RunEvent::Mover, 2).await;
+    let outcome = back.outcome.clone().unwrap_or_default();
+    assert!(
+        outcome.starts_with("ending fin-birthright on "),
+        "{outcome}"
+    );
+    assert!(
+        outcome.ends_with("; no longer ending eng-tools"),
+        "{outcome}"
+    );
+    let kept = env.grant_reaches(old.id, State::Active).await;
+    assert_eq!(kept.expires_at, None, "permanent again");
+    let cancelled = tollgate::audit::events(
+        &env.app.state.store,
+        Some(old.tenant.as_str()),
+        "grant.end_cancelled",
+    )
+    .await
+    .expect("read");
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    let ending = env.grant_reaches(brief.id, State::Active).await;
+    assert!(ending.expires_at.is_some());
+
+    env.set_attribute("gina", "title", "Senior Engineer").await;
+    let (_, retitled) = env.sync_and_apply().await;
+    assert_eq!(
+        retitled.lifecycle_runs, 0,
+        "no policy reads the title: {retitled:?}"
+    );
+}
+
+/// Gina's account is managed by the organization, Omar's is not: when both leave, Gina's is
+/// disabled and Omar's loses its product access; Gina leaves the JSM customer organization she
+/// was in; each gets a leaver ticket saying what was done, and their birthright is revoked.
+#[tokio::test]
+async fn a_leavers_managed_account_is_disabled_and_an_unmanaged_one_loses_product_access() {
+    let Some(env) = start(&[("TOLLGATE_LEAVERS_DEACTIVATE_ATLASSIAN_ACCOUNT", "true")]).await
+    else {
+        return;
+    };
+    env.hire(&["gina", "omar"], "Engineer").await;
+    env.sync_and_apply().await;
+    for uid in ["gina", "omar"] {
+        let run = env.finished_run(uid).await;
+        env.all_active(&run).await;
+    }
+    const PRODUCT: (&str, &str) = ("atlassian/user", "ari:cloud:confluence::site/acme-cloud");
+    {
+        let mut world = env.cloud.world();
+        world.managed_accounts.insert("acc-gina".into());
+        world
+            .organizations
+            .get_mut(&7)
+            .expect("Acme Finance")
+            .insert("acc-gina".into());
+        for account in ["acc-gina", "acc-omar"] {
+            world
+                .product_roles
+                .insert((account.into(), PRODUCT.0.into(), PRODUCT.1.into()));
+        }
+    }
+
+    env.delete_people(&["gina", "omar"]).await;
+    env.sync_and_apply().await;
+    let gina = env.finished("gina", RunEvent::Leaver, 1).await;
+    let omar = env.finished("omar", RunEvent::Leaver, 1).await;
+    let gina_outcome = gina.outcome.clone().unwrap_or_default();
+    assert!(
+        gina_outcome.starts_with(
+            "Atlassian account disabled; removed from the JSM customer organizations Acme Finance"
+        ),
+        "{gina_outcome}"
+    );
+    assert!(
+        gina_outcome.ends_with("1 grants Tollgate made end with their leaving"),
+        "{gina_outcome}"
+    );
+    let omar_outcome = omar.outcome.clone().unwrap_or_default();
+    assert!(
+        omar_outcome.starts_with("Atlassian account not managed by the organization (it cannot be disabled): its product access was removed"),
+        "{omar_outcome}"
+    );
+    {
+        let world = env.cloud.world();
+        let active = |id: &str| world.user(id).expect("account").active;
+        assert!(!active("acc-gina"), "the managed account is disabled");
+        assert!(active("acc-omar"), "the unmanaged account cannot be");
+        assert!(!world.organizations[&7].contains("acc-gina"));
+        assert!(
+            !world.product_roles.iter().any(|(a, _, _)| a == "acc-omar"),
+            "{:?}",
+            world.product_roles
+        );
+    }
+    // Each has a leaver ticket saying what was done, raised by the app (they have left).
+    for (run, said) in [
+        (&gina, "Atlassian account disabled"),
+        (&omar, "product access was removed"),
+    ] {
+        let key = run
+            .ticket
+            .as_ref()
+            .map(|t| t.1.to_string())
+            .expect("a ticket");
+        let tickets = env.lifecycle_tickets();
+        let (_, reporter, description) = tickets
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .expect("the leaver ticket");
+        assert_eq!(reporter, tollgate_fakes::atlassian::APP_ACCOUNT.0);
+        assert!(
+            description.contains("has left the organization"),
+            "{description}"
+        );
+        assert!(description.contains(said), "{description}");
+    }
+    // Their birthright is revoked by the leavers' own path.
+    let revoked = eventually(Duration::from_secs(30), || async {
+        let members = env.members("eng-tools").await;
+        (!members.contains(&"gina".to_string()) && !members.contains(&"omar".to_string()))
+            .then_some(())
+    })
+    .await;
+    assert!(revoked.is_some(), "{:?}", env.members("eng-tools").await);
+    // A leaver run done twice does nothing twice.
+    tollgate::identity::run::execute(&env.app.state, gina.id)
+        .await
+        .expect("again");
+    assert_eq!(
+        env.runs_of("gina").await.len(),
+        2,
+        "a joiner's and a leaver's"
+    );
+}
+
+/// Leavers the leaver brake holds are not offboarded until a person approves.
+#[tokio::test]
+async fn held_leavers_are_offboarded_only_once_approved() {
+    let Some(env) = start(&[
+        ("TOLLGATE_LEAVERS_DEACTIVATE_ATLASSIAN_ACCOUNT", "true"),
+        ("TOLLGATE_IDP_LEAVER_BRAKE_MIN", "1"),
+    ])
+    .await
+    else {
+        return;
+    };
+    env.cloud
+        .world()
+        .managed_accounts
+        .insert(DEV_ACCOUNT.into());
+    env.delete_people(&["dev", "vp"]).await;
+    let (version, applied) = env.sync_and_apply().await;
+    assert_eq!(applied.held, 2, "{applied:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(env.runs_of("dev").await.is_empty(), "held: no offboarding");
+    assert!(env.cloud.world().user(DEV_ACCOUNT).expect("dev").active);
+    let store = &env.app.state.store;
+    assert!(
+        tollgate::engine::org_change::approve(
+            store,
+            version,
+            "ana",
+            tollgate::clock::Clock::now(&env.clock)
+        )
+        .await
+        .expect("approve")
+    );
+    let run = env.finished("dev", RunEvent::Leaver, 1).await;
+    assert!(
+        run.outcome
+            .as_deref()
+            .is_some_and(|o| o.starts_with("Atlassian account disabled")),
+        "{run:?}"
+    );
+    assert!(!env.cloud.world().user(DEV_ACCOUNT).expect("dev").active);
+}
+
+const DEV_ACCOUNT: &str = "acc-dev";

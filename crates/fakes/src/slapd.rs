@@ -171,6 +171,36 @@ refint_attributes member manager
         ldap
     }
 
+    /// Adds entries written as LDIF (one entry each, as [`person`] and [`group`] write them),
+    /// online, as the directory's administrator: they show up to the next sync as joiners.
+    pub async fn add(&self, entries: &[String]) {
+        let mut ldap = self.admin().await;
+        for ldif in entries {
+            let mut dn = String::new();
+            let mut attrs: Vec<(String, std::collections::HashSet<String>)> = Vec::new();
+            for line in ldif.lines() {
+                let Some((name, value)) = line.split_once(": ") else {
+                    continue;
+                };
+                if name == "dn" {
+                    dn = value.to_string();
+                } else {
+                    match attrs.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, values)) => {
+                            values.insert(value.to_string());
+                        }
+                        None => attrs.push((name.to_string(), [value.to_string()].into())),
+                    }
+                }
+            }
+            ldap.add(&dn, attrs)
+                .await
+                .expect("add")
+                .success()
+                .expect("added");
+        }
+    }
+
     /// The `member` values of group `cn`, as stored.
     pub async fn members(&self, cn: &str) -> Vec<String> {
         let (entries, _) = self

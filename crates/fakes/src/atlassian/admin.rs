@@ -39,6 +39,18 @@ pub fn ops() -> Ops {
             product_role,
         )
         .op(
+            Method::DELETE,
+            "/admin/v1/orgs/{orgId}/directory/users/{accountId}",
+            AdminApiKey,
+            remove_from_directory,
+        )
+        .op(
+            Method::POST,
+            "/users/{account_id}/manage/lifecycle/disable",
+            AdminApiKey,
+            disable_account,
+        )
+        .op(
             Method::GET,
             "/scim/directory/{directoryId}/Groups",
             ScimKey,
@@ -252,6 +264,45 @@ async fn product_role(
             world.product_roles.remove(&entry);
         }
         _ => return admin_error(StatusCode::NOT_FOUND, "Not found"),
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `DELETE …/directory/users/{accountId}`: the account loses its product access in the
+/// organization (every product role); the account itself stays.
+async fn remove_from_directory(
+    State(w): St,
+    Path((org, account)): Path<(String, String)>,
+) -> Response {
+    let mut world = w.world();
+    if org != world.org_id {
+        return unknown_org();
+    }
+    if world.user(&account).is_none() {
+        return admin_error(StatusCode::NOT_FOUND, "User not found");
+    }
+    world
+        .product_roles
+        .retain(|(holder, _, _)| holder != &account);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// User management `POST /users/{account_id}/manage/lifecycle/disable` (`{message}`
+/// optional): 204 for a managed account, 403 for one the organization does not manage, 404 for
+/// an unknown one. Disabling twice is no error.
+async fn disable_account(State(w): St, Path(account): Path<String>) -> Response {
+    let mut world = w.world();
+    if world.user(&account).is_none() {
+        return admin_error(StatusCode::NOT_FOUND, "The user was not found.");
+    }
+    if !world.managed_accounts.contains(&account) {
+        return admin_error(
+            StatusCode::FORBIDDEN,
+            "The user is not managed by your organization.",
+        );
+    }
+    if let Some(user) = world.users.iter_mut().find(|u| u.account_id == account) {
+        user.active = false;
     }
     StatusCode::NO_CONTENT.into_response()
 }

@@ -145,6 +145,9 @@ pub struct World {
     /// JSM request types by id: (service desk id, name). The sample desk `1` (project IT) has
     /// `12` *Request access* and `13` *Joiners, movers and leavers*.
     pub request_types: BTreeMap<String, (String, String)>,
+    /// Accounts the organization manages (its verified domains): the user-management API
+    /// disables these, and refuses the others.
+    pub managed_accounts: BTreeSet<String>,
     next_id: u64,
 }
 

@@ -63,6 +63,9 @@ fn admin_document() -> Value {
             "/admin/v1/orgs/{orgId}/directory/groups/{groupId}/memberships/{accountId}": {
                 "delete": {"responses": {}, "parameters": [org, group, account]}
             },
+            "/admin/v1/orgs/{orgId}/directory/users/{accountId}": {
+                "delete": {"responses": {}, "parameters": [org, account]}
+            },
             "/admin/v1/orgs/{orgId}/users/{accountId}/roles/assign": {
                 "post": {"responses": {}, "parameters": [org, account], "requestBody": role}
             },
@@ -396,6 +399,12 @@ fn atlassian(dir: &Path) -> Result<Data, String> {
             "confluence-v1",
             "atlassian-confluence-v1.json",
             "/wiki/rest/api/",
+            "",
+        ),
+        (
+            "user-management",
+            "atlassian-user-management.json",
+            "/users/",
             "",
         ),
     ] {
