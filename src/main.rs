@@ -527,10 +527,23 @@ fn operator(by: Option<String>) -> String {
 
 async fn lifecycle_plan(args: tollgate::cli::lifecycle::PlanArgs, config: &Config) -> ExitCode {
     let synced = synced_unless(args.org.as_deref(), config).await;
+    // What people hold is compared only on the synced chart (a file's people hold nothing).
+    let held = match &synced {
+        None => Default::default(),
+        Some(_) => tollgate::cli::lifecycle::held_birthright(config)
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!(
+                    "tollgate: the birthright held cannot be read ({e}); planning as if none"
+                );
+                Default::default()
+            }),
+    };
     let result = tollgate::cli::lifecycle::plan(
         &args,
         &config.workflows_dir,
         synced,
+        &held,
         tollgate::clock::wall(),
         &mut std::io::stdout().lock(),
         &mut std::io::stderr(),

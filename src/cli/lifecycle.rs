@@ -1,6 +1,8 @@
 //! `tollgate lifecycle plan`: what the birthright policies give each person of the org chart,
-//! and by which policy, without changing anything.
+//! by which policy, and what a lifecycle run would do about it against the birthright they
+//! hold, without changing anything; `runs` and `release` for the runs themselves.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -8,9 +10,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Format, org_and_workflows};
-use crate::orgchart::{Email, OrgIndex, OrgSnapshot, PersonIdx};
+use crate::identity::run::{Held, changes};
+use crate::orgchart::{Email, OrgIndex, OrgSnapshot, PersonId, PersonIdx};
 use crate::store::org::SnapshotInfo;
-use crate::workflow::birthright::{self, Approval, Due};
+use crate::workflow::birthright::{self, Approval, Due, Entitlement};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
@@ -35,15 +38,25 @@ struct PersonPlan {
     person_id: String,
     active: bool,
     due: Vec<Due>,
+    /// What a lifecycle run for them would do now, against the birthright they hold: grant,
+    /// leave for the manager's approval, end after the grace period, keep from ending.
+    grant: Vec<Entitlement>,
+    needs_approval: Vec<Entitlement>,
+    end: Vec<Entitlement>,
+    keep: Vec<Entitlement>,
     /// Policies whose condition could not be judged for this person.
     problems: Vec<String>,
 }
+
+/// The birthright people hold, by person (what the dry run compares with what is due).
+pub type HeldBirthright = HashMap<PersonId, Vec<Held>>;
 
 /// Exit status: 0 when a plan was made, 1 when the inputs or the files are invalid.
 pub fn plan(
     args: &PlanArgs,
     default_dir: &Path,
     synced: Option<(SnapshotInfo, OrgSnapshot)>,
+    held: &HeldBirthright,
     now: DateTime<Utc>,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -72,7 +85,7 @@ pub fn plan(
     };
     let plans: Vec<PersonPlan> = people
         .into_iter()
-        .map(|idx| person_plan(&workflows.birthright, &org, idx, now))
+        .map(|idx| person_plan(&workflows.birthright, &org, idx, held, now))
         .collect();
     match args.format {
         Format::Json => {
@@ -92,17 +105,33 @@ fn person_plan(
     policies: &[birthright::Policy],
     org: &OrgIndex,
     idx: PersonIdx,
+    held: &HeldBirthright,
     now: DateTime<Utc>,
 ) -> PersonPlan {
     let person = org.person(idx);
     let (due, problems) = birthright::due(policies, org, idx, now);
+    let holds = held.get(&person.id).map_or(&[][..], Vec::as_slice);
+    let run = changes(&due, holds);
+    let of_due = |dues: &[&Due]| dues.iter().map(|d| d.entitlement.clone()).collect();
+    let of_held = |held: &[&Held]| held.iter().map(|h| h.entitlement.clone()).collect();
     PersonPlan {
         email: person.email.to_string(),
         name: person.display_name.clone(),
         person_id: person.id.0.clone(),
         active: person.active,
+        grant: of_due(&run.grant),
+        needs_approval: of_due(&run.approval),
+        end: of_held(&run.end),
+        keep: of_held(&run.keep),
         due,
         problems,
+    }
+}
+
+fn what(entitlement: &Entitlement) -> String {
+    match &entitlement.level {
+        Some(level) => format!("{} at {level}", entitlement.resource),
+        None => entitlement.resource.to_string(),
     }
 }
 
@@ -115,21 +144,38 @@ fn write_text(plans: &[PersonPlan], policies: usize, out: &mut dyn Write) -> std
         plans.len()
     )?;
     for plan in plans {
-        if plan.due.is_empty() && plan.problems.is_empty() {
+        if plan.due.is_empty() && plan.problems.is_empty() && plan.end.is_empty() {
             continue;
         }
         writeln!(out, "\n{} ({})", plan.email, plan.name)?;
         for due in &plan.due {
             let entitlement = &due.entitlement;
-            let what = match &entitlement.level {
-                Some(level) => format!("{} at {level}", entitlement.resource),
-                None => entitlement.resource.to_string(),
-            };
             let approval = match due.approval {
                 Approval::None => "",
                 Approval::Manager => ", approved by the manager first",
             };
-            writeln!(out, "  {what}: by {}{approval}", due.policies.join(", "))?;
+            let run = if plan.grant.contains(entitlement) {
+                "would be granted"
+            } else if plan.needs_approval.contains(entitlement) {
+                "would wait for the manager"
+            } else if plan.keep.contains(entitlement) {
+                "held, ending: would be kept"
+            } else {
+                "held"
+            };
+            writeln!(
+                out,
+                "  {}: by {}{approval} ({run})",
+                what(entitlement),
+                due.policies.join(", ")
+            )?;
+        }
+        for entitlement in &plan.end {
+            writeln!(
+                out,
+                "  {}: held, no longer due (would end after the grace period)",
+                what(entitlement)
+            )?;
         }
         for problem in &plan.problems {
             writeln!(out, "  not judged: {problem}")?;
@@ -219,4 +265,20 @@ pub async fn release(
         )
         .map_err(|e| e.to_string()),
     }
+}
+
+/// The birthright grants the configured database holds, by person.
+pub async fn held_birthright(config: &crate::config::Config) -> Result<HeldBirthright, String> {
+    let store = super::migrated_store(config).await?;
+    let open = crate::store::requests::birthright_open(&store).await;
+    store.close().await;
+    let mut held = HeldBirthright::new();
+    for request in open.map_err(|e| e.to_string())? {
+        if let Some(person) = request.subject_person.clone()
+            && let Some(grant) = Held::of(request)
+        {
+            held.entry(person).or_default().push(grant);
+        }
+    }
+    Ok(held)
 }

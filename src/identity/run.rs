@@ -45,6 +45,24 @@ pub struct Held {
     pub ends: Option<DateTime<Utc>>,
 }
 
+impl Held {
+    /// A birthright grant as stored; `None` once it is over (or names no resource).
+    pub fn of(request: Request) -> Option<Self> {
+        if request.state.is_final() {
+            return None;
+        }
+        Some(Self {
+            id: request.id,
+            entitlement: Entitlement {
+                resource: request.resource?,
+                level: request.level,
+            },
+            state: request.state,
+            ends: request.expires_at,
+        })
+    }
+}
+
 /// What a run does.
 #[derive(Debug, Default, PartialEq)]
 pub struct Changes<'a> {
@@ -362,18 +380,7 @@ async fn held(state: &AppState, run: &Run) -> Result<Vec<Held>, Failure> {
     Ok(requests::birthright_of(&state.store, &run.person)
         .await?
         .into_iter()
-        .filter(|r| !r.state.is_final())
-        .filter_map(|r| {
-            Some(Held {
-                id: r.id,
-                entitlement: Entitlement {
-                    resource: r.resource?,
-                    level: r.level,
-                },
-                state: r.state,
-                ends: r.expires_at,
-            })
-        })
+        .filter_map(Held::of)
         .collect())
 }
 

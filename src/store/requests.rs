@@ -325,6 +325,17 @@ pub async fn birthright_of(store: &Store, person: &PersonId) -> Result<Vec<Reque
     .await
 }
 
+/// Every birthright grant not over yet, oldest first (for the dry run).
+pub async fn birthright_open(store: &Store) -> Result<Vec<Request>, StoreError> {
+    let over = State::sql_list(State::is_final);
+    select(
+        store,
+        &format!("run_id IS NOT NULL AND state NOT IN ({over}) ORDER BY created_at, id"),
+        &[],
+    )
+    .await
+}
+
 /// The birthright grants one lifecycle run made, oldest first.
 pub async fn of_run(store: &Store, run: Uuid) -> Result<Vec<Request>, StoreError> {
     select(

@@ -273,6 +273,35 @@ async fn a_joiner_gets_their_birthright_in_ldap_and_jira_within_one_sync() {
     assert_eq!(env.lifecycle_tickets().len(), 1);
     assert_eq!(env.grants_of(&run).await.len(), 1);
 
+    // The dry run on the synced chart sees what she holds: a run would do nothing more.
+    let synced = tollgate::store::org::latest(store).await.expect("read");
+    let held = tollgate::cli::lifecycle::held_birthright(&env.app.state.config)
+        .await
+        .expect("held");
+    let args = tollgate::cli::lifecycle::PlanArgs {
+        dir: Some(env.app.state.config.workflows_dir.clone()),
+        org: None,
+        person: Some("gina@example.com".into()),
+        format: tollgate::cli::Format::Text,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = tollgate::cli::lifecycle::plan(
+        &args,
+        &args.dir.clone().expect("dir"),
+        synced,
+        &held,
+        chrono::Utc::now(),
+        &mut out,
+        &mut err,
+    )
+    .expect("plan");
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert!(
+        text.contains("  eng-tools: by engineering (held)"),
+        "{text}"
+    );
+
     // The same chart applied again records no second run; the next sync neither.
     let (_, again) = env.sync_and_apply().await;
     assert_eq!(again.lifecycle_runs, 0, "{again:?}");

@@ -210,6 +210,15 @@ fn lifecycle_plan_shows_what_each_person_is_due_and_by_which_policy() {
     let pablo = person("pablo.perez@acme.example");
     assert_eq!(due_of(&pablo), ["github"]);
     assert_eq!(pablo["due"][0]["approval"], "manager");
+    // Nobody holds anything in a file's chart: a run would grant what needs no approval, and
+    // leave the rest to the manager.
+    assert_eq!(pablo["grant"], serde_json::json!([]));
+    assert_eq!(
+        pablo["needs_approval"],
+        serde_json::json!([{"resource": "github", "level": null}])
+    );
+    assert_eq!(noah["grant"].as_array().map(Vec::len), Some(5));
+    assert_eq!(noah["end"], serde_json::json!([]));
     // Someone inactive is due nothing; finance gets the staff tools only.
     assert!(due_of(&person("quinn.quist@acme.example")).is_empty());
     assert_eq!(
@@ -224,7 +233,7 @@ fn lifecycle_plan_for_one_person_reads_as_text() {
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
-        text.contains("pablo.perez@acme.example (Pablo Perez)\n  github: by engineering-contractors, approved by the manager first"),
+        text.contains("pablo.perez@acme.example (Pablo Perez)\n  github: by engineering-contractors, approved by the manager first (would wait for the manager)"),
         "{text}"
     );
     assert!(!text.contains("noah"), "{text}");
