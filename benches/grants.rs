@@ -280,16 +280,8 @@ async fn main() {
     let scheduled = knob("GRANTS_BENCH_SCHEDULED", 1_000_000).max(total);
     let rate = knob("GRANTS_BENCH_RATE", 100) as u32;
     let dir = tempfile::tempdir().expect("dir");
-    let database = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}/bench.db", dir.path().display()));
-    let backend = if database.starts_with("postgres") {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    let secret = tollgate::secrets::SecretKey::generate()
-        .expect("key")
-        .to_base64();
+    let (database, backend) = app::database(dir.path());
+    let secret = app::secret_key();
 
     let started = Instant::now();
     let ldap = slapd::Slapd::start(&directory(expiring));

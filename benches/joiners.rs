@@ -97,16 +97,8 @@ async fn main() {
     let people = knob("JOINERS_BENCH_PEOPLE", 1_000);
     let rate = knob("JOINERS_BENCH_RATE", 100) as u32;
     let dir = tempfile::tempdir().expect("dir");
-    let database = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}/bench.db", dir.path().display()));
-    let backend = if database.starts_with("postgres") {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    let secret = tollgate::secrets::SecretKey::generate()
-        .expect("key")
-        .to_base64();
+    let (database, backend) = app::database(dir.path());
+    let secret = app::secret_key();
     let mut ldif = slapd::seed(0);
     ldif.push('\n');
     ldif.push_str(&slapd::group("eng-tools", &["ceo"]));

@@ -9,6 +9,26 @@ use tollgate::config::Config;
 use tollgate_fakes::atlassian::FakeAtlassian;
 use tollgate_fakes::atlassian::connect::FakeSite;
 
+/// The bench's database: `BENCH_DATABASE_URL` (an empty PostgreSQL database), else a SQLite
+/// file in `dir`; and its name for the report.
+pub fn database(dir: &std::path::Path) -> (String, &'static str) {
+    let url = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}/bench.db", dir.display()));
+    let backend = if url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    (url, backend)
+}
+
+/// A fresh `TOLLGATE_SECRET_KEY`.
+pub fn secret_key() -> String {
+    tollgate::secrets::SecretKey::generate()
+        .expect("key")
+        .to_base64()
+}
+
 /// The configuration of an app on `database`, listening on a free port, logging warnings.
 pub fn config(database: &str, extra: &[(&str, String)]) -> Config {
     let mut vars: Vec<(String, String)> = vec![

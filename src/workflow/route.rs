@@ -394,6 +394,22 @@ impl Resolver<'_> {
         }
     }
 
+    /// A person named as approver: themselves if they may approve; once they have left
+    /// (inactive), their approvals are handed to the first of their managers who may; anyone
+    /// else who may not (the requester) is left out.
+    fn named(&self, person: PersonIdx, found: &mut BTreeSet<PersonIdx>, notes: &mut Vec<String>) {
+        if self.org.person(person).active {
+            match self.excluded(person) {
+                None => {
+                    found.insert(person);
+                }
+                Some(why) => notes.push(why),
+            }
+        } else if let Some(p) = self.first_eligible_from(person, notes) {
+            found.insert(p);
+        }
+    }
+
     fn resolve(
         &self,
         selector: &Selector,
@@ -444,7 +460,7 @@ impl Resolver<'_> {
             },
             Selector::ResourceOwner => match &self.resource.owner {
                 Some(Owner::User(email)) => match org.by_email(email) {
-                    Some(p) => add_all(&[p], notes),
+                    Some(p) => self.named(p, found, notes),
                     None => notes.push(format!("owner {email} is not in the org chart")),
                 },
                 Some(Owner::Group(group)) => match org.group_members(group) {
@@ -454,7 +470,7 @@ impl Resolver<'_> {
                 None => notes.push(format!("{} has no owner", self.resource.id)),
             },
             Selector::User(email) => match org.by_email(email) {
-                Some(p) => add_all(&[p], notes),
+                Some(p) => self.named(p, found, notes),
                 None => notes.push(format!("{email} is not in the org chart")),
             },
             Selector::Group(group) => match org.group_members(group) {

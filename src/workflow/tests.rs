@@ -452,6 +452,40 @@ fn an_inactive_manager_is_skipped_for_the_next_one_up() {
     );
 }
 
+/// Someone named as approver who has left hands their approvals to their manager: a workflow's
+/// `user`, and a resource's owner.
+#[test]
+fn a_named_approver_who_left_hands_over_to_their_manager() {
+    const NAMED: &str = "workflow: named\napplies_to: { default: true }\nstages:\n  - { name: lead, approvers: { user: em@x.io } }\n";
+    let workflows = load(&[("n.yaml", NAMED), ("k.yaml", SKIP)]);
+    let routing = route_for(
+        &workflows,
+        "dev@x.io",
+        "wiki",
+        None,
+        RequestedDuration::Unspecified,
+    );
+    assert_eq!(approvers(&routing, 0), ["cto@x.io"]);
+    assert!(
+        routing.stages[0]
+            .why
+            .contains("em@x.io is inactive, so next up: cto@x.io"),
+        "{}",
+        routing.stages[0].why
+    );
+    // An active named approver is themselves, of course.
+    const ACTIVE: &str = "workflow: named\napplies_to: { default: true }\nstages:\n  - { name: lead, approvers: { user: cto@x.io } }\n";
+    let workflows = load(&[("n.yaml", ACTIVE), ("k.yaml", SKIP)]);
+    let routing = route_for(
+        &workflows,
+        "dev@x.io",
+        "wiki",
+        None,
+        RequestedDuration::Unspecified,
+    );
+    assert_eq!(approvers(&routing, 0), ["cto@x.io"]);
+}
+
 #[test]
 fn missing_cyclic_and_dangling_managers_never_loop_or_crash() {
     let workflows = load(&[("d.yaml", DEFAULT), ("k.yaml", SKIP)]);
