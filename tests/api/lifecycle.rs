@@ -273,6 +273,36 @@ async fn a_joiner_gets_their_birthright_in_ldap_and_jira_within_one_sync() {
     assert_eq!(env.lifecycle_tickets().len(), 1);
     assert_eq!(env.grants_of(&run).await.len(), 1);
 
+    // The birthright grant is in `report access` with every other grant: its lifecycle
+    // ticket, its reason, where it was granted.
+    let report = {
+        use tollgate::audit::report::{Format, Query, Report, Scope};
+        let query = Query {
+            scope: Scope::Active,
+            resource: None,
+            person: Some("gina@example.com".into()),
+            tenant: None,
+            tz: chrono_tz::Tz::UTC,
+        };
+        let mut report = Report::new(store.clone(), query, Format::Json);
+        let mut out = Vec::new();
+        while let Some(chunk) = report.next_chunk().await.expect("report") {
+            out.extend(chunk);
+        }
+        serde_json::from_slice::<serde_json::Value>(&out).expect("json")
+    };
+    let rows = report.as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{report:#}");
+    assert_eq!(rows[0]["ticket"], key.as_str());
+    assert_eq!(rows[0]["for"], "gina@example.com");
+    assert_eq!(rows[0]["justification"], "birthright:engineering");
+    assert_eq!(rows[0]["state"], "active");
+    assert_eq!(
+        rows[0]["granted_where"].as_array().map(Vec::len),
+        Some(2),
+        "{report:#}"
+    );
+
     // The dry run on the synced chart sees what she holds: a run would do nothing more.
     let synced = tollgate::store::org::latest(store).await.expect("read");
     let held = tollgate::cli::lifecycle::held_birthright(&env.app.state.config)
