@@ -748,3 +748,59 @@ async fn held_leavers_are_offboarded_only_once_approved() {
 }
 
 const DEV_ACCOUNT: &str = "acc-dev";
+
+/// A reorganisation the brake does not believe (more movers at once than it allows) waits for
+/// release like a joiner wave: nothing is granted or ended meanwhile.
+#[tokio::test]
+async fn a_mover_wave_the_brake_does_not_believe_waits_for_release() {
+    let Some(env) = start(&[("TOLLGATE_IDP_LEAVER_BRAKE_MIN", "1")]).await else {
+        return;
+    };
+    // Two joiners would trip it too: they join one at a time.
+    let (_, gina) = env.joined_engineering("gina").await;
+    let (_, omar) = env.joined_engineering("omar").await;
+    for uid in ["gina", "omar"] {
+        env.set_attribute(uid, "departmentNumber", "FIN").await;
+    }
+    let (version, _) = env.sync_and_apply().await;
+    for uid in ["gina", "omar"] {
+        let movers: Vec<Run> = env
+            .runs_of(uid)
+            .await
+            .into_iter()
+            .filter(|r| r.event == RunEvent::Mover)
+            .collect();
+        assert_eq!(movers.len(), 1, "{uid}");
+        assert_eq!(movers[0].state, RunState::Held, "{uid}");
+    }
+    let raised = tollgate::alerts::raised(&env.app.state.store, "lifecycle_brake")
+        .await
+        .expect("read");
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0]["details"]["event"], "mover");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for grant in [&gina, &omar] {
+        let held = env.grant_reaches(grant.id, State::Active).await;
+        assert_eq!(held.expires_at, None, "nothing ends while held");
+    }
+    assert!(!env.members("fin-tools").await.contains(&"gina".to_string()));
+
+    let released = tollgate::identity::changes::release(
+        &env.app.state.store,
+        version,
+        "test",
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("release");
+    assert_eq!(released, 2);
+    let moved = env.finished("gina", RunEvent::Mover, 1).await;
+    env.all_active(&moved).await;
+    assert!(env.members("fin-tools").await.contains(&"gina".to_string()));
+    assert!(
+        env.grant_reaches(gina.id, State::Active)
+            .await
+            .expires_at
+            .is_some()
+    );
+}
