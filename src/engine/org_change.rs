@@ -1,7 +1,7 @@
 //! What a new org chart snapshot leads to, applied once whichever process wrote it (the
-//! periodic sync, `tollgate org sync`, a replica noticing it): leavers lose access, joiners'
-//! birthright runs are recorded, then open stages are routed again. A snapshot that would make too many people leavers at once is not
-//! believed: their removals are held, an alert is raised, and they wait for a person
+//! periodic sync, `tollgate org sync`, a replica noticing it): leavers lose access, the runs
+//! of joiners, movers and leavers are recorded, then open stages are routed again. A snapshot
+//! that would make too many people leavers at once is not believed: their removals are held, an alert is raised, and they wait for a person
 //! (`tollgate org leavers --approve VERSION`), or are dropped when the people come back.
 
 use std::collections::{HashMap, HashSet};
@@ -28,7 +28,7 @@ pub struct Applied {
     pub held: usize,
     /// Open stages routed again.
     pub rerouted: usize,
-    /// Joiners' and movers' birthright runs recorded (queued, or held by the brake).
+    /// Lifecycle runs recorded for joiners, movers and leavers (queued, or held by the brake).
     pub lifecycle_runs: usize,
 }
 
@@ -159,20 +159,17 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
     let touched = leavers::remove(state, &found).await?;
 
     // Joiners and movers are recorded with the snapshot's application: once, never twice.
-    let changed = match &previous {
-        Some((_, previous)) => identity_changes(state, previous, &latest, now),
+    let mut changed = match &previous {
+        Some((_, previous)) => identity_changes(state, previous, &latest, info.version, now),
         None => Vec::new(),
     };
-    let by_id: HashMap<&PersonId, &Person> = match changed.is_empty() {
-        true => HashMap::new(),
-        false => latest.people.iter().map(|p| (&p.id, p)).collect(),
-    };
-    let leavers: Vec<Person> = leaving.iter().filter_map(leaver).collect();
-    let changed: Vec<(&Person, RunEvent)> = changed
-        .iter()
-        .filter_map(|(id, event)| Some((*by_id.get(id)?, *event)))
-        .chain(leavers.iter().map(|p| (p, RunEvent::Leaver)))
-        .collect();
+    changed.extend(
+        leaving
+            .iter()
+            .filter_map(leaver)
+            .map(|p| (p, RunEvent::Leaver)),
+    );
+    let changed: Vec<(&Person, RunEvent)> = changed.iter().map(|(p, e)| (p, *e)).collect();
     let mut tx = state.store.begin().await?;
     for hold in holds.iter().filter(|h| h.state == HoldState::Approved) {
         org_changes::update_hold(&mut tx, hold.version, &hold.people, HoldState::Done).await?;
@@ -215,27 +212,33 @@ fn leaver(held: &HeldPerson) -> Option<Person> {
     ))
 }
 
-/// Who joined and who moved between two snapshots (by person id), when birthright policies are
-/// loaded: a mover is judged on the same policies in both charts.
+/// Who joined and who moved between two snapshots, when birthright policies are loaded: a
+/// mover is judged on the same policies in both charts. The newest chart's index is the one
+/// the cache already holds when it is of `version` (it was refreshed just before); only the
+/// previous chart is indexed here.
 fn identity_changes(
     state: &AppState,
     before: &OrgSnapshot,
     after: &OrgSnapshot,
+    version: i64,
     now: chrono::DateTime<chrono::Utc>,
-) -> Vec<(PersonId, RunEvent)> {
+) -> Vec<(Person, RunEvent)> {
     let Some(workflows) = state.workflows().filter(|w| !w.birthright.is_empty()) else {
         return Vec::new();
     };
-    let mut changed: Vec<(PersonId, RunEvent)> = identity::changes::joined(before, after)
+    let mut changed: Vec<(Person, RunEvent)> = identity::changes::joined(before, after)
         .into_iter()
-        .map(|p| (p.id.clone(), RunEvent::Joiner))
+        .map(|p| (p.clone(), RunEvent::Joiner))
         .collect();
+    let today = match state.org.index() {
+        Some(index) if state.org.version() == Some(version) => index,
+        _ => std::sync::Arc::new(crate::orgchart::OrgIndex::build(after.clone())),
+    };
     let then = crate::orgchart::OrgIndex::build(before.clone());
-    let today = crate::orgchart::OrgIndex::build(after.clone());
     changed.extend(
         identity::changes::moved(&workflows.birthright, &then, &today, now)
             .into_iter()
-            .map(|p| (p.id.clone(), RunEvent::Mover)),
+            .map(|p| (p.clone(), RunEvent::Mover)),
     );
     changed
 }
