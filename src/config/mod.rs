@@ -201,9 +201,23 @@ pub struct LifecycleConfig {
     pub ticket: Option<LifecycleTicketConfig>,
     /// How long a mover keeps birthright access that is no longer due.
     pub grace_period: Duration,
+    /// How long a manager has to decide in a lifecycle ticket.
+    pub decide_within: Duration,
     /// Whether a leaver's Atlassian account is disabled (managed accounts; the others lose
     /// their product access instead).
     pub deactivate_atlassian_account: bool,
+}
+
+impl LifecycleConfig {
+    /// The clock of a decision asked in a lifecycle ticket: reminded halfway, declined at the
+    /// deadline, never escalated (the manager is who decides).
+    pub fn timeouts(&self) -> crate::workflow::Timeouts {
+        crate::workflow::Timeouts {
+            remind_after: Some(self.decide_within / 2),
+            escalate_after: None,
+            decline_after: Some(self.decide_within),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -416,6 +430,7 @@ impl Config {
             lifecycle: LifecycleConfig {
                 ticket: lifecycle_ticket(raw)?,
                 grace_period: raw.require("lifecycle.grace_period", crate::duration::parse)?,
+                decide_within: raw.require("lifecycle.decide_within", crate::duration::parse)?,
                 deactivate_atlassian_account: raw
                     .require("leavers.deactivate_atlassian_account", parse_bool)?,
             },
@@ -598,6 +613,10 @@ mod tests {
         let none = Config::from_sources(None, &env_of(&[])).expect("defaults");
         assert!(none.lifecycle.ticket.is_none());
         assert_eq!(none.lifecycle.grace_period, Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            none.lifecycle.decide_within,
+            Duration::from_secs(14 * 86_400)
+        );
         let all = Config::from_sources(
             None,
             &env_of(&[

@@ -308,6 +308,12 @@ pub const SETTINGS: &[Setting] = &[
         "How long someone who moved keeps birthright access their new role no longer brings (announced in their lifecycle ticket); 0s ends it at once.",
     ),
     setting(
+        "lifecycle.decide_within",
+        "TOLLGATE_LIFECYCLE_DECIDE_WITHIN",
+        Some("14d"),
+        "How long a manager has to decide in a lifecycle ticket (birthright that asks for `approval: manager`, a `review_on_move` re-approval): reminded halfway; undecided, the birthright is not granted and the reviewed access ends.",
+    ),
+    setting(
         "leavers.deactivate_atlassian_account",
         "TOLLGATE_LEAVERS_DEACTIVATE_ATLASSIAN_ACCOUNT",
         Some("false"),

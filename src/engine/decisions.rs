@@ -123,8 +123,6 @@ struct Ballot<'a> {
     quiet: bool,
 }
 
-/// Applies one decision: the request row is locked first, then (through the audit append)
-/// the chain head.
 /// Applies the ticket's JSM approvals, and the decisions in comments written before `before`
 /// (all of them when it is `None`), as Jira holds them now.
 async fn apply_earlier(
@@ -158,16 +156,47 @@ async fn apply_earlier(
     Ok(())
 }
 
+/// Applies `ballot` to what it decides: the ticket's request (or its extension waiting), or on
+/// a lifecycle ticket each request waiting for a decision in it. One comment decides them all;
+/// a refusal is told once.
 async fn apply(
     state: &AppState,
     tenant: &TenantKey,
     ticket_key: &TicketKey,
     ballot: &Ballot<'_>,
 ) -> Result<(), Failure> {
+    let waiting = requests::pending_of_runs(&state.store, tenant, ticket_key).await?;
+    if waiting.is_empty() {
+        return apply_to(state, tenant, ticket_key, ballot, None).await;
+    }
+    for (n, id) in waiting.into_iter().map(|r| r.id).enumerate() {
+        let ballot = Ballot {
+            quiet: ballot.quiet || n > 0,
+            answer: ballot.answer.clone(),
+            reason: ballot.reason.clone(),
+            ..*ballot
+        };
+        apply_to(state, tenant, ticket_key, &ballot, Some(id)).await?;
+    }
+    Ok(())
+}
+
+/// Applies one decision to the ticket's deciding request, or to request `id` of it.
+async fn apply_to(
+    state: &AppState,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
+    ballot: &Ballot<'_>,
+    id: Option<uuid::Uuid>,
+) -> Result<(), Failure> {
     let now = state.clock.now();
     let reason = ballot.reason.as_deref();
     let mut tx = state.store.begin().await?;
-    let Some(mut request) = requests::lock_deciding(&mut tx, tenant, ticket_key).await? else {
+    let locked = match id {
+        Some(id) => requests::lock_id(&mut tx, id).await?,
+        None => requests::lock_deciding(&mut tx, tenant, ticket_key).await?,
+    };
+    let Some(mut request) = locked else {
         tx.rollback().await?;
         return Ok(());
     };
@@ -245,7 +274,7 @@ async fn apply(
                 reason: ballot.reason.clone(),
                 ..*ballot
             };
-            return Box::pin(apply(state, tenant, ticket_key, &again)).await;
+            return Box::pin(apply_to(state, tenant, ticket_key, &again, id)).await;
         }
         // An earlier comment applied during a re-read: its own event judges it.
         Err(_) if ballot.quiet => {
@@ -312,6 +341,7 @@ async fn apply(
         Next::Approved => Event::Approved,
         Next::Declined => Event::Declined { reason: declined() },
     };
+    // The request row is locked first, then (through the audit append) the chain head.
     let action = crate::lifecycle::apply(&mut request, event, now)?.action;
     let notice = match next {
         Next::Waiting {
@@ -324,6 +354,10 @@ async fn apply(
     };
     // The row is locked, so a lost write is a bug; nothing half-applied is kept.
     crate::grants::run::save(&mut tx, &mut request).await?;
+    if matches!(next, Next::Declined) {
+        // Before the audit append: rows are locked before the chain head.
+        crate::grants::review::on_declined(&mut tx, state, &request, now).await?;
+    }
     audit::append(
         &mut tx,
         &approver_event(

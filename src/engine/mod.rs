@@ -157,8 +157,14 @@ pub async fn handle(state: &AppState, event: &InboundEvent) -> Result<(), Failur
             intake::ensure_request(state, tenant, key).await?;
         }
         "comment_created" => {
+            // A lifecycle ticket's requests are its run's (never the intake's): a comment there
+            // decides those waiting in it.
+            let waiting =
+                crate::store::requests::pending_of_runs(&state.store, tenant, key).await?;
+            if let Some(request) = waiting.first() {
+                on_comment(state, request, &payload["comment"]).await?;
             // Out of order: a comment may arrive before its ticket was taken in.
-            if let Some(request) = intake::ensure_request(state, tenant, key).await? {
+            } else if let Some(request) = intake::ensure_request(state, tenant, key).await? {
                 on_comment(state, &request, &payload["comment"]).await?;
             }
         }

@@ -11,11 +11,14 @@ use crate::audit::HoldStep;
 use crate::failure::Failure;
 use crate::grants::leavers;
 use crate::identity;
+use crate::identity::changes::Changed;
+use crate::ids::ResourceId;
 use crate::orgchart::{Email, OrgSnapshot, Person, PersonId};
 use crate::state::AppState;
 use crate::store::lifecycle_runs::RunEvent;
 use crate::store::org as org_store;
 use crate::store::org_changes::{self, HeldPerson, Hold, HoldState};
+use crate::store::requests;
 
 /// What one application did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,16 +163,16 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
 
     // Joiners and movers are recorded with the snapshot's application: once, never twice.
     let mut changed = match &previous {
-        Some((_, previous)) => identity_changes(state, previous, &latest, info.version, now),
+        Some((_, previous)) => {
+            identity_changes(state, previous, &latest, info.version, now).await?
+        }
         None => Vec::new(),
     };
-    changed.extend(
-        leaving
-            .iter()
-            .filter_map(leaver)
-            .map(|p| (p, RunEvent::Leaver)),
-    );
-    let changed: Vec<(&Person, RunEvent)> = changed.iter().map(|(p, e)| (p, *e)).collect();
+    changed.extend(leaving.iter().filter_map(leaver).map(|person| Changed {
+        person,
+        event: RunEvent::Leaver,
+        review: false,
+    }));
     let mut tx = state.store.begin().await?;
     for hold in holds.iter().filter(|h| h.state == HoldState::Approved) {
         org_changes::update_hold(&mut tx, hold.version, &hold.people, HoldState::Done).await?;
@@ -212,35 +215,61 @@ fn leaver(held: &HeldPerson) -> Option<Person> {
     ))
 }
 
-/// Who joined and who moved between two snapshots, when birthright policies are loaded: a
-/// mover is judged on the same policies in both charts. The newest chart's index is the one
-/// the cache already holds when it is of `version` (it was refreshed just before); only the
-/// previous chart is indexed here.
-fn identity_changes(
+/// Who joined and who moved between two snapshots, when birthright policies are loaded or
+/// resources ask for review on a move: a mover is judged on the same policies in both charts.
+/// The newest chart's index is the one the cache already holds when it is of `version` (it
+/// was refreshed just before); only the previous chart is indexed here.
+async fn identity_changes(
     state: &AppState,
     before: &OrgSnapshot,
     after: &OrgSnapshot,
     version: i64,
     now: chrono::DateTime<chrono::Utc>,
-) -> Vec<(Person, RunEvent)> {
-    let Some(workflows) = state.workflows().filter(|w| !w.birthright.is_empty()) else {
-        return Vec::new();
+) -> Result<Vec<Changed>, Failure> {
+    let Some(workflows) = state.workflows() else {
+        return Ok(Vec::new());
     };
-    let mut changed: Vec<(Person, RunEvent)> = identity::changes::joined(before, after)
-        .into_iter()
-        .map(|p| (p.clone(), RunEvent::Joiner))
+    let reviewed: Vec<ResourceId> = workflows
+        .catalog
+        .resources()
+        .iter()
+        .filter(|r| r.review_on_move)
+        .map(|r| r.id.clone())
         .collect();
+    if workflows.birthright.is_empty() && reviewed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let holders: HashSet<PersonId> = requests::requested_active(&state.store, &reviewed, None)
+        .await?
+        .into_iter()
+        .filter_map(|r| r.subject_person)
+        .collect();
+    let mut changed = Vec::new();
+    if !workflows.birthright.is_empty() {
+        changed.extend(
+            identity::changes::joined(before, after)
+                .into_iter()
+                .map(|p| Changed {
+                    person: p.clone(),
+                    event: RunEvent::Joiner,
+                    review: false,
+                }),
+        );
+    }
     let today = match state.org.index() {
         Some(index) if state.org.version() == Some(version) => index,
         _ => std::sync::Arc::new(crate::orgchart::OrgIndex::build(after.clone())),
     };
     let then = crate::orgchart::OrgIndex::build(before.clone());
-    changed.extend(
-        identity::changes::moved(&workflows.birthright, &then, &today, now)
-            .into_iter()
-            .map(|p| (p.clone(), RunEvent::Mover)),
-    );
-    changed
+    let moved = identity::changes::moved(&workflows.birthright, &then, &today, now, |id| {
+        holders.contains(id)
+    });
+    changed.extend(moved.into_iter().map(|(p, review)| Changed {
+        person: p.clone(),
+        event: RunEvent::Mover,
+        review,
+    }));
+    Ok(changed)
 }
 
 /// People whose email changed between two snapshots: `(id, from, to)`.

@@ -6,15 +6,12 @@
 //! and when it (re)started; a job that finds the request moved on does nothing.
 
 pub use crate::lifecycle::approval::TimerKind;
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::audit::{self, Actor};
 use crate::failure::Failure;
 use crate::ids::{TenantKey, TicketKey};
-use crate::jobs::{self, Job, JobError};
+use crate::jobs::{self, JobError};
 use crate::lifecycle::{Action, Approver, Event, State};
 use crate::notices::{self, Notice};
 use crate::orgchart::Email;
@@ -23,6 +20,10 @@ use crate::store::Tx;
 use crate::store::requests::{self, Request};
 
 fn timeouts(state: &AppState, request: &Request) -> crate::workflow::Timeouts {
+    // A lifecycle ticket's decisions (no workflow routed them) have the lifecycle's deadline.
+    if request.run_id.is_some() {
+        return state.config.lifecycle.timeouts();
+    }
     state
         .workflows()
         .and_then(|w| {
@@ -35,10 +36,6 @@ fn timeouts(state: &AppState, request: &Request) -> crate::workflow::Timeouts {
         .unwrap_or_default()
 }
 
-fn at(start: DateTime<Utc>, after: Duration) -> DateTime<Utc> {
-    start + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX)
-}
-
 /// Schedules the open stage's timers (`escalated`: only the reminder and escalation restart).
 pub async fn schedule(
     tx: &mut Tx,
@@ -46,33 +43,8 @@ pub async fn schedule(
     request: &Request,
     escalated: bool,
 ) -> Result<(), JobError> {
-    let Some(started) = request.stage_started_at else {
-        return Ok(());
-    };
-    if request.state != State::Pending {
-        return Ok(());
-    }
     let t = timeouts(state, request);
-    let mut due = vec![
-        (TimerKind::Remind, t.remind_after),
-        (TimerKind::Escalate, t.escalate_after),
-    ];
-    if !escalated {
-        due.push((TimerKind::Decline, t.decline_after));
-    }
-    for (kind, after) in due {
-        let Some(after) = after else { continue };
-        let job = Job::StageTimer {
-            tenant: request.tenant.to_string(),
-            ticket_key: request.ticket_key.to_string(),
-            request: request.id,
-            stage: request.stage,
-            epoch: started.timestamp_micros(),
-            kind,
-        };
-        jobs::schedule(tx, &job, jobs::wall(&*state.clock, at(started, after))).await?;
-    }
-    Ok(())
+    jobs::schedule_stage_timers(tx, &*state.clock, request, &t, escalated).await
 }
 
 /// Runs one timer, if the request is still where it was when the timer was set.
@@ -80,18 +52,21 @@ pub async fn fire(
     state: &AppState,
     tenant: &TenantKey,
     ticket_key: &TicketKey,
-    stage: i64,
-    epoch: i64,
+    id: uuid::Uuid,
+    (stage, epoch): (i64, i64),
     kind: TimerKind,
 ) -> Result<(), Failure> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
-    let Some(mut request) = requests::lock(&mut tx, tenant, ticket_key).await? else {
+    // By the request's id: a ticket may carry several (an extension, a lifecycle ticket's).
+    let Some(mut request) = requests::lock_id(&mut tx, id).await? else {
         tx.rollback().await?;
         return Ok(());
     };
     let current_epoch = request.stage_started_at.map(|s| s.timestamp_micros());
-    let stale = request.state != State::Pending
+    let stale = request.tenant != *tenant
+        || request.ticket_key != *ticket_key
+        || request.state != State::Pending
         || request.stage != stage
         || (kind != TimerKind::Decline && current_epoch != Some(epoch));
     if stale {
@@ -177,6 +152,10 @@ pub async fn fire(
         }
         if kind == TimerKind::Escalate {
             schedule(&mut tx, state, &request, true).await?;
+        }
+        if kind == TimerKind::Decline {
+            // A review left undecided ends the access it reviewed.
+            crate::grants::review::on_declined(&mut tx, state, &request, now).await?;
         }
     }
     audit::append(

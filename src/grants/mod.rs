@@ -17,6 +17,7 @@ pub mod notices;
 pub mod people_migration;
 pub mod plan;
 pub mod remap;
+pub mod review;
 pub mod run;
 pub mod sweep;
 

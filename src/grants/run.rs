@@ -184,13 +184,16 @@ async fn context_inputs(
 }
 
 /// The `Provision` job: plans the grant of an approved request and starts its steps (or, for
-/// an extension, moves the grant's expiry).
+/// an extension, moves the grant's expiry; for a review, keeps the access).
 pub async fn provision(state: &AppState, id: Uuid) -> Result<(), Failure> {
     let Some(request) = requests::get(&state.store, id).await? else {
         return Ok(());
     };
     if request.state != State::Approved {
         return Ok(());
+    }
+    if super::review::is_review(&request) {
+        return super::review::kept(state, id).await;
     }
     if request.parent_id.is_some() {
         return super::extend::apply_extension(state, id).await;

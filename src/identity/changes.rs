@@ -38,14 +38,17 @@ pub fn joined<'a>(before: &OrgSnapshot, after: &'a OrgSnapshot) -> Vec<&'a Perso
 }
 
 /// People active in both charts whose facts changed so that their birthright changes (a new
-/// department, title, group, attribute…): what they were due under `before` and are due under
-/// `after` differ. A change no policy reads makes nobody a mover.
+/// department, title, group, attribute…: what they were due under `before` and are due under
+/// `after` differ), or who hold access that asks for review on a move (`holds_reviewed`) and
+/// have a new manager or department. The flag says the latter: their run sends that access to
+/// the manager. A change nothing reads makes nobody a mover.
 pub fn moved<'a>(
     policies: &[Policy],
     before: &OrgIndex,
     after: &'a OrgIndex,
     now: DateTime<Utc>,
-) -> Vec<&'a Person> {
+    holds_reviewed: impl Fn(&PersonId) -> bool,
+) -> Vec<(&'a Person, bool)> {
     after
         .everyone()
         .filter_map(|idx| {
@@ -53,14 +56,29 @@ pub fn moved<'a>(
             let was = before
                 .by_id(&person.id)
                 .filter(|was| person.active && before.person(*was).active)?;
-            if PersonFacts::of(before, was) == PersonFacts::of(after, idx) {
+            let (then, today) = (PersonFacts::of(before, was), PersonFacts::of(after, idx));
+            if then == today {
                 return None;
             }
-            let (then, _) = birthright::due(policies, before, was, now);
-            let (today, _) = birthright::due(policies, after, idx, now);
-            (!birthright::change(&then, &today).is_empty()).then_some(person)
+            let review = (then.manager != today.manager || then.department != today.department)
+                && holds_reviewed(&person.id);
+            let birthright = !policies.is_empty() && {
+                let (then, _) = birthright::due(policies, before, was, now);
+                let (today, _) = birthright::due(policies, after, idx, now);
+                !birthright::change(&then, &today).is_empty()
+            };
+            (birthright || review).then_some((person, review))
         })
         .collect()
+}
+
+/// Someone a snapshot shows joining, moving or leaving.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub person: Person,
+    pub event: RunEvent,
+    /// A mover whose access that asks for review on a move goes to their manager.
+    pub review: bool,
 }
 
 /// What [`record`] did.
@@ -81,7 +99,7 @@ pub async fn record(
     tx: &mut Tx,
     state: &AppState,
     version: i64,
-    people: &[(&Person, RunEvent)],
+    people: &[Changed],
     active_before: usize,
     now: DateTime<Utc>,
 ) -> Result<Recorded, Failure> {
@@ -89,31 +107,35 @@ pub async fn record(
     let mut recorded = Recorded::default();
     let limit = state.config.idp.brake.limit(active_before);
     for event in [RunEvent::Joiner, RunEvent::Mover, RunEvent::Leaver] {
-        let wanted = match event {
-            RunEvent::Joiner | RunEvent::Mover => has_policies,
+        let wanted = |c: &Changed| match event {
+            RunEvent::Joiner => has_policies,
+            RunEvent::Mover => has_policies || c.review,
             RunEvent::Leaver => state.config.lifecycle.ticket.is_some(),
         };
-        let of_event: Vec<&Person> = people
+        let of_event: Vec<&Changed> = people
             .iter()
-            .filter(|(_, e)| wanted && *e == event)
-            .map(|(p, _)| *p)
+            .filter(|c| c.event == event && wanted(c))
             .collect();
         let held = event != RunEvent::Leaver && of_event.len() > limit;
         let mut stored = 0;
-        for person in &of_event {
+        for changed in &of_event {
+            let (person, review) = (&changed.person, changed.review);
             let state = if held {
                 RunState::Held
             } else {
                 RunState::Queued
             };
-            let run = Run::new(
-                person.id.clone(),
-                person.email.clone(),
-                person.display_name.clone(),
-                (event, state),
-                version,
-                now,
-            );
+            let run = Run {
+                review,
+                ..Run::new(
+                    person.id.clone(),
+                    person.email.clone(),
+                    person.display_name.clone(),
+                    (event, state),
+                    version,
+                    now,
+                )
+            };
             if !runs::insert(tx, &run).await? {
                 continue;
             }
@@ -122,7 +144,7 @@ pub async fn record(
                 tx,
                 &run,
                 RunStep::Recorded,
-                json!({"held": held}),
+                json!({"held": held, "review": review}),
                 Actor::System("org_sync".into()),
                 now,
             )
@@ -250,27 +272,62 @@ mod tests {
                 ),
                 test_person("cy@example.com", Some("ann@example.com"), "Engineer", "ENG"),
                 test_person("dee@example.com", Some("ann@example.com"), "Analyst", "FIN"),
+                test_person(
+                    "eli@example.com",
+                    Some("ann@example.com"),
+                    "Engineer",
+                    "ENG",
+                ),
             ],
             ..OrgSnapshot::default()
         };
         let mut after = before.clone();
         // Bob moves to finance (loses github); Cy gets a new title (same birthright); Dee moves
-        // to engineering (gains it); Ann leaves (a leaver, not a mover).
+        // to engineering (gains it); Eli gets a new manager (same birthright); Ann leaves (a
+        // leaver, not a mover).
         after.people[1].department = Some("FIN".into());
         after.people[2].title = Some("Staff Engineer".into());
         after.people[3].department = Some("ENG".into());
+        after.people[4].manager = Some(after.people[3].id.clone());
         after.people[0].active = false;
         let then = OrgIndex::build(before);
         let today = OrgIndex::build(after);
         let now = "2026-12-04T09:00:00Z".parse().expect("time");
-        let names: Vec<&str> = moved(std::slice::from_ref(&policy), &then, &today, now)
-            .iter()
-            .map(|p| p.email.as_str())
-            .collect();
-        assert_eq!(names, ["bob@example.com", "dee@example.com"]);
+        let names = |found: Vec<(&crate::orgchart::Person, bool)>| -> Vec<(String, bool)> {
+            found
+                .iter()
+                .map(|(p, review)| (p.email.to_string(), *review))
+                .collect()
+        };
+        let policies = std::slice::from_ref(&policy);
+        assert_eq!(
+            names(moved(policies, &then, &today, now, |_| false)),
+            [
+                ("bob@example.com".into(), false),
+                ("dee@example.com".into(), false)
+            ]
+        );
         assert!(
-            moved(&[], &then, &today, now).is_empty(),
-            "no policy, no mover"
+            moved(&[], &then, &today, now, |_| false).is_empty(),
+            "no policy and nothing to review: no mover"
+        );
+        // Everyone holds access up for review: a new manager or department sends it to review;
+        // a new title does not.
+        assert_eq!(
+            names(moved(policies, &then, &today, now, |_| true)),
+            [
+                ("bob@example.com".into(), true),
+                ("dee@example.com".into(), true),
+                ("eli@example.com".into(), true),
+            ]
+        );
+        assert_eq!(
+            names(moved(&[], &then, &today, now, |_| true)),
+            [
+                ("bob@example.com".into(), true),
+                ("dee@example.com".into(), true),
+                ("eli@example.com".into(), true),
+            ]
         );
     }
 

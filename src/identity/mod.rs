@@ -2,9 +2,11 @@
 //! `workflow::birthright`; here an applied org chart snapshot's joiners and movers become runs
 //! ([`changes`]), and each run ([`run`]) opens the person's lifecycle ticket, grants what they
 //! are newly due through the grant engine (requests of the run on that ticket), and schedules
-//! the end of what they are no longer due after the grace period; a leaver's run offboards
-//! them from Atlassian ([`offboard`]).
+//! the end of what they are no longer due after the grace period; what needs the manager
+//! (birthright behind an approval, access a move sends to review) is asked in that ticket
+//! ([`asks`]); a leaver's run offboards them from Atlassian ([`offboard`]).
 
+pub mod asks;
 pub mod changes;
 mod offboard;
 pub mod run;

@@ -12,12 +12,13 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::asks::{Ask, Asking};
 use super::changes::event_of;
 use crate::atlassian::Site;
 use crate::atlassian::jsm::NewRequest;
 use crate::audit::{self, Actor, RunStep};
 use crate::failure::Failure;
-use crate::ids::{AccountId, TenantKey, TicketKey};
+use crate::ids::{AccountId, ResourceId, TenantKey, TicketKey};
 use crate::lifecycle::{self, Action, Event, Request, State};
 use crate::orgchart::Person;
 use crate::people::accounts;
@@ -115,7 +116,8 @@ pub fn changes<'a>(due: &'a [Due], held: &'a [Held]) -> Changes<'a> {
 pub fn description(
     event: RunEvent,
     name: &str,
-    changes: &Changes<'_>,
+    (changes, reviewed): (&Changes<'_>, &[String]),
+    manager: Option<&str>,
     ends: DateTime<Utc>,
     run: Uuid,
 ) -> String {
@@ -139,6 +141,8 @@ pub fn description(
         "approval": list(&changes.approval),
         "ending": labels(&changes.end),
         "kept": labels(&changes.keep),
+        "reviewed": reviewed,
+        "manager": manager,
         "ends": ends.format("%Y-%m-%d %H:%M").to_string(),
         "reference": reference(run),
     });
@@ -197,7 +201,20 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
     }
     let held = held(state, &run).await?;
     let changes = changes(&due, &held);
-    if changes.is_empty() {
+    let reviews = match run.review {
+        true => {
+            let resources: Vec<ResourceId> = workflows
+                .catalog
+                .resources()
+                .iter()
+                .filter(|r| r.review_on_move)
+                .map(|r| r.id.clone())
+                .collect();
+            super::asks::reviewable(state, &run, &resources).await?
+        }
+        false => Vec::new(),
+    };
+    if changes.is_empty() && reviews.is_empty() {
         return finish(
             state,
             &run,
@@ -232,7 +249,28 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
         &*state.clock,
     )
     .await?;
-    let text = description(run.event, &person.display_name, &changes, ends, run.id);
+    let asks: Vec<Ask<'_>> = changes
+        .approval
+        .iter()
+        .map(|d| Ask::Birthright {
+            entitlement: &d.entitlement,
+            policies: &d.policies,
+        })
+        .chain(reviews.iter().map(Ask::Review))
+        .collect();
+    let manager = match asks.is_empty() {
+        true => None,
+        false => super::asks::manager(state, &site, &org, idx).await?,
+    };
+    let reviewed: Vec<String> = reviews.iter().map(|g| Ask::Review(g).label()).collect();
+    let text = description(
+        run.event,
+        &person.display_name,
+        (&changes, &reviewed),
+        manager.as_ref().map(|m| m.name.as_str()),
+        ends,
+        run.id,
+    );
     let run = open_ticket_once(
         state,
         &run,
@@ -296,16 +334,25 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
             done.kept.push(label(&held.entitlement));
         }
     }
-    done.waiting = changes
-        .approval
-        .iter()
-        .map(|d| label(&d.entitlement))
-        .collect();
+    match &manager {
+        Some(manager) => {
+            let asking = Asking {
+                run: &run,
+                ticket: &ticket,
+                person: &person,
+                account: account.as_ref(),
+                manager,
+                workflows_version: &workflows.version,
+            };
+            done.asked = super::asks::store(&mut tx, state, &asking, &asks, now).await?;
+        }
+        None => done.unasked = asks.iter().map(Ask::label).collect(),
+    }
     let outcome = done.outcome(ends);
     if runs::finish(&mut tx, run.id, &outcome, now).await? {
         let details = json!({
             "granted": done.granted, "ending": done.ending, "ends": ends, "kept": done.kept,
-            "needs_manager_approval": done.waiting, "outcome": outcome,
+            "asked_manager": done.asked, "no_manager_to_ask": done.unasked, "outcome": outcome,
         });
         event_of(&mut tx, &run, RunStep::Finished, details, actor(), now).await?;
         tx.commit().await?;
@@ -342,7 +389,10 @@ struct Done {
     granted: Vec<String>,
     ending: Vec<String>,
     kept: Vec<String>,
-    waiting: Vec<String>,
+    /// Asked of the manager in the ticket.
+    asked: Vec<String>,
+    /// Needing the manager, who could not be found (or has no Atlassian account).
+    unasked: Vec<String>,
 }
 
 impl Done {
@@ -361,10 +411,17 @@ impl Done {
         if !self.kept.is_empty() {
             parts.push(format!("no longer ending {}", self.kept.join(", ")));
         }
-        if !self.waiting.is_empty() {
+        if !self.asked.is_empty() {
             parts.push(format!(
-                "needs the manager's approval (not requested: ask with an access request): {}",
-                self.waiting.join(", ")
+                "asked the manager to decide: {}",
+                self.asked.join(", ")
+            ));
+        }
+        if !self.unasked.is_empty() {
+            parts.push(format!(
+                "needs a manager's decision, and no manager with an Atlassian account was \
+                 found (not asked): {}",
+                self.unasked.join(", ")
             ));
         }
         if parts.is_empty() {
@@ -626,7 +683,14 @@ mod tests {
             approval: vec![&prod],
             ..Changes::default()
         };
-        let text = description(RunEvent::Joiner, "Gina Gray", &joiner, ends, run);
+        let text = description(
+            RunEvent::Joiner,
+            "Gina Gray",
+            (&joiner, &[]),
+            Some("Maya Moss"),
+            ends,
+            run,
+        );
         assert!(text.starts_with("Welcome, Gina Gray. The access"), "{text}");
         assert!(
             text.contains("- **github (write)** (birthright: engineering)"),
@@ -636,7 +700,10 @@ mod tests {
             text.contains("- **wiki** (birthright: all-staff, engineering)"),
             "{text}"
         );
-        assert!(text.contains("manager's approval first"), "{text}");
+        assert!(
+            text.contains("which Maya Moss approves first, in this ticket"),
+            "{text}"
+        );
         assert!(
             text.contains("- **prod-db (read)** (birthright: oncall)"),
             "{text}"
@@ -652,7 +719,14 @@ mod tests {
             keep: vec![&back],
             ..Changes::default()
         };
-        let text = description(RunEvent::Mover, "Noah Nash", &mover, ends, run);
+        let text = description(
+            RunEvent::Mover,
+            "Noah Nash",
+            (&mover, &["payroll (admin)".to_string()]),
+            None,
+            ends,
+            run,
+        );
         assert!(
             text.starts_with("Noah Nash, your role has changed."),
             "{text}"
@@ -663,7 +737,11 @@ mod tests {
         );
         assert!(text.contains("- **datadog**"), "{text}");
         assert!(text.contains("no longer ends:\n\n- **zoom**"), "{text}");
-        assert!(!text.contains("manager"), "{text}");
+        assert!(
+            text.contains("is reviewed, and no manager with an Atlassian account was found: it stays:\n\n- **payroll (admin)**"),
+            "{text}"
+        );
+        assert!(!text.contains("approves first"), "{text}");
     }
 
     #[test]
@@ -674,13 +752,15 @@ mod tests {
             granted: vec!["github (write)".into(), "wiki".into()],
             ending: vec!["datadog".into()],
             kept: vec!["zoom".into()],
-            waiting: vec!["prod-db (read)".into()],
+            asked: vec!["prod-db (read)".into(), "payroll".into()],
+            unasked: vec!["ledger".into()],
         };
         assert_eq!(
             done.outcome(ends),
             "granting github (write), wiki; ending datadog on 2026-12-11 09:30; no longer \
-             ending zoom; needs the manager's approval (not requested: ask with an access \
-             request): prod-db (read)"
+             ending zoom; asked the manager to decide: prod-db (read), payroll; needs a \
+             manager's decision, and no manager with an Atlassian account was found (not \
+             asked): ledger"
         );
     }
 }

@@ -318,6 +318,45 @@ pub async fn schedule_new(tx: &mut Tx, jobs: &[(Job, DateTime<Utc>)]) -> Result<
 
 /// Enqueues `job` to run at `run_at` (1-second resolution) inside the open transaction.
 /// [`schedule`] to run as soon as a worker takes it.
+/// Schedules a pending request's open-stage timers under `timeouts`, counted from when the
+/// stage started (`escalated`: only the reminder and escalation restart, not the decline).
+pub async fn schedule_stage_timers(
+    tx: &mut Tx,
+    clock: &dyn crate::clock::Clock,
+    request: &crate::lifecycle::Request,
+    timeouts: &crate::workflow::Timeouts,
+    escalated: bool,
+) -> Result<(), JobError> {
+    use crate::lifecycle::approval::TimerKind;
+    let Some(started) = request.stage_started_at else {
+        return Ok(());
+    };
+    if request.state != crate::lifecycle::State::Pending {
+        return Ok(());
+    }
+    let mut due = vec![
+        (TimerKind::Remind, timeouts.remind_after),
+        (TimerKind::Escalate, timeouts.escalate_after),
+    ];
+    if !escalated {
+        due.push((TimerKind::Decline, timeouts.decline_after));
+    }
+    for (kind, after) in due {
+        let Some(after) = after else { continue };
+        let job = Job::StageTimer {
+            tenant: request.tenant.to_string(),
+            ticket_key: request.ticket_key.to_string(),
+            request: request.id,
+            stage: request.stage,
+            epoch: started.timestamp_micros(),
+            kind,
+        };
+        let at = started + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+        schedule(tx, &job, wall(clock, at)).await?;
+    }
+    Ok(())
+}
+
 pub async fn schedule_now(tx: &mut Tx, job: &Job) -> Result<Enqueued, JobError> {
     schedule(tx, job, crate::clock::wall()).await
 }

@@ -32,6 +32,8 @@ pub enum Action {
     GrantEndScheduled,
     /// A birthright grant due again before its end: it no longer ends.
     GrantEndCancelled,
+    /// Access up for review (its person moved) re-approved: it stays.
+    ReviewKept,
     GrantReminded,
     GrantDrift,
     GrantRevoking,
@@ -75,6 +77,7 @@ impl Action {
             Self::GrantExtended => "grant.extended",
             Self::GrantEndScheduled => "grant.end_scheduled",
             Self::GrantEndCancelled => "grant.end_cancelled",
+            Self::ReviewKept => "review.kept",
             Self::GrantReminded => "grant.reminded",
             Self::GrantDrift => "grant.drift",
             Self::GrantRevoking => "grant.revoking",

@@ -214,6 +214,9 @@ pub enum Event {
     EndScheduled { at: DateTime<Utc> },
     /// Due again before its scheduled end: it no longer ends.
     EndCancelled,
+    /// An approved review of access someone holds: the access stays (recorded on the review,
+    /// a child request of the grant, which is settled by it).
+    ReviewKept,
     /// Every step settled and the access counts as granted (`partial`: only some steps, which
     /// the resource's policy keeps).
     Granted { partial: bool },
@@ -248,6 +251,7 @@ impl Event {
             Self::Extended { .. } => "extended",
             Self::EndScheduled { .. } => "end_scheduled",
             Self::EndCancelled => "end_cancelled",
+            Self::ReviewKept => "review_kept",
             Self::Granted { .. } => "granted",
             Self::NothingApplied => "nothing_applied",
             Self::Revoke { .. } => "revoke",
@@ -298,6 +302,8 @@ pub fn next(from: State, event: &Event, end: Option<EndCause>) -> Result<Transit
         (S::Active, E::Extended { .. }) => (S::Active, Action::GrantExtended),
         (S::Active, E::EndScheduled { .. }) => (S::Active, Action::GrantEndScheduled),
         (S::Active, E::EndCancelled) => (S::Active, Action::GrantEndCancelled),
+        // Like an applied extension, the review stays approved, settled.
+        (S::Approved, E::ReviewKept) => (S::Approved, Action::ReviewKept),
         (S::Provisioning, E::Granted { partial: false }) => (S::Active, Action::GrantActive),
         (S::Provisioning, E::Granted { partial: true }) => (S::Active, Action::GrantPartial),
         (S::Provisioning, E::NothingApplied) => (S::Failed, Action::GrantFailed),
@@ -360,6 +366,7 @@ pub fn apply(
         Event::EndScheduled { at } => request.expires_at = Some(at),
         // Birthright has no end of its own: the grant is permanent again.
         Event::EndCancelled => request.expires_at = None,
+        Event::ReviewKept => request.granted_at = Some(now),
         Event::Granted { partial } => {
             request.partial = partial;
             // The clock of temporary access starts now, not when it was asked for.

@@ -106,7 +106,31 @@ pub fn auto_approved(request: &Request) -> Notice {
     }
 }
 
+/// A decision on one of a lifecycle ticket's requests: the ticket carries several, so it names
+/// which, and what follows (granted or not; for a review, kept or ended).
+fn decided_in_lifecycle(
+    request: &Request,
+    approved: bool,
+    approver: Option<&str>,
+    reason: Option<&str>,
+) -> Notice {
+    let mut context = base(request);
+    context["approved"] = json!(approved);
+    context["approver"] = json!(approver);
+    context["reason"] = json!(reason);
+    context["review"] = json!(request.parent_id.is_some());
+    Notice {
+        template: "lifecycle_decided".into(),
+        context,
+        participants: Vec::new(),
+        transition: None,
+    }
+}
+
 pub fn declined(request: &Request, approver: Option<&str>, reason: Option<&str>) -> Notice {
+    if request.run_id.is_some() {
+        return decided_in_lifecycle(request, false, approver, reason);
+    }
     let mut context = base(request);
     context["approver"] = json!(approver);
     context["reason"] = json!(reason);
@@ -119,6 +143,9 @@ pub fn declined(request: &Request, approver: Option<&str>, reason: Option<&str>)
 }
 
 pub fn approved(request: &Request, approver: &str, reason: Option<&str>) -> Notice {
+    if request.run_id.is_some() {
+        return decided_in_lifecycle(request, true, Some(approver), reason);
+    }
     let mut context = base(request);
     context["approver"] = json!(approver);
     context["reason"] = json!(reason);
@@ -195,6 +222,14 @@ pub async fn enqueue(
     notice: Notice,
     key: String,
 ) -> Result<(), JobError> {
+    // A lifecycle ticket carries several requests of one run: no one of them moves its status.
+    let notice = match request.run_id {
+        Some(_) => Notice {
+            transition: None,
+            ..notice
+        },
+        None => notice,
+    };
     // Due at once, on the wall clock the queue runs on; its place in the ticket's order is
     // taken in the same transaction.
     let now = crate::clock::wall();

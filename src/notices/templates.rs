@@ -50,6 +50,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("extended", include_str!("../../templates/extended.hbs")),
     ("drift", include_str!("../../templates/drift.hbs")),
     ("lifecycle", include_str!("../../templates/lifecycle.hbs")),
+    (
+        "lifecycle_decide",
+        include_str!("../../templates/lifecycle_decide.hbs"),
+    ),
+    (
+        "lifecycle_decided",
+        include_str!("../../templates/lifecycle_decided.hbs"),
+    ),
 ];
 
 fn registry() -> &'static Handlebars<'static> {

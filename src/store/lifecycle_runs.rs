@@ -84,6 +84,8 @@ pub struct Run {
     pub opening_at: Option<DateTime<Utc>>,
     pub outcome: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// A mover whose access that asks for review on a move goes to their manager.
+    pub review: bool,
 }
 
 impl Run {
@@ -108,6 +110,7 @@ impl Run {
             opening_at: None,
             outcome: None,
             created_at: now,
+            review: false,
         }
     }
 }
@@ -127,10 +130,11 @@ struct Row {
     opening_at: Option<DateTime<Utc>>,
     outcome: Option<String>,
     created_at: DateTime<Utc>,
+    review: bool,
 }
 
 const COLUMNS: &str = "id, person, email, name, event, version, state, tenant, ticket_key, \
-    issue_id, opening_at, outcome, created_at";
+    issue_id, opening_at, outcome, created_at, review";
 
 impl TryFrom<Row> for Run {
     type Error = StoreError;
@@ -155,6 +159,7 @@ impl TryFrom<Row> for Run {
             opening_at: r.opening_at,
             outcome: r.outcome,
             created_at: r.created_at,
+            review: r.review,
         })
     }
 }
@@ -164,7 +169,7 @@ pub async fn insert(tx: &mut Tx, run: &Run) -> Result<bool, StoreError> {
     on_tx!(tx, |conn| {
         sqlx::query(
             "INSERT INTO lifecycle_runs (id, person, email, name, event, version, state, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             created_at, updated_at, review) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) \
              ON CONFLICT (person, event, version) DO NOTHING",
         )
         .bind(run.id.to_string())
@@ -175,6 +180,7 @@ pub async fn insert(tx: &mut Tx, run: &Run) -> Result<bool, StoreError> {
         .bind(run.version)
         .bind(run.state.as_str())
         .bind(run.created_at)
+        .bind(run.review)
         .execute(&mut *conn)
         .await
         .map(|done| done.rows_affected() == 1)

@@ -272,6 +272,21 @@ pub async fn lock_deciding(
     .await
 }
 
+/// The requests of lifecycle runs waiting for a decision in the ticket (a lifecycle ticket
+/// carries several), oldest first.
+pub async fn pending_of_runs(
+    store: &Store,
+    tenant: &TenantKey,
+    ticket_key: &TicketKey,
+) -> Result<Vec<Request>, StoreError> {
+    let condition = format!(
+        "tenant = $1 AND ticket_key = $2 AND run_id IS NOT NULL AND state = '{}' \
+         ORDER BY created_at, id",
+        State::Pending
+    );
+    select(store, &condition, &[tenant.as_str(), ticket_key.as_str()]).await
+}
+
 pub async fn lock_id(tx: &mut Tx, id: Uuid) -> Result<Option<Request>, StoreError> {
     lock_where(tx, "id = $1", &[&id.to_string()]).await
 }
@@ -315,11 +330,13 @@ pub async fn ended_by_leaving(
     .await
 }
 
-/// The birthright grants made for `person` by any lifecycle run, oldest first.
+/// The birthright grants made for `person` by any lifecycle run (not its reviews), oldest
+/// first.
 pub async fn birthright_of(store: &Store, person: &PersonId) -> Result<Vec<Request>, StoreError> {
     select(
         store,
-        "subject_person = $1 AND run_id IS NOT NULL ORDER BY created_at, id",
+        "subject_person = $1 AND run_id IS NOT NULL AND parent_id IS NULL \
+         ORDER BY created_at, id",
         &[person.0.as_str()],
     )
     .await
@@ -330,10 +347,40 @@ pub async fn birthright_open(store: &Store) -> Result<Vec<Request>, StoreError> 
     let over = State::sql_list(State::is_final);
     select(
         store,
-        &format!("run_id IS NOT NULL AND state NOT IN ({over}) ORDER BY created_at, id"),
+        &format!(
+            "run_id IS NOT NULL AND parent_id IS NULL AND state NOT IN ({over}) \
+             ORDER BY created_at, id"
+        ),
         &[],
     )
     .await
+}
+
+/// Active grants people asked for (not birthright, not extensions) of any of `resources`,
+/// of `person` when given, oldest first: access that a move sends to review.
+pub async fn requested_active(
+    store: &Store,
+    resources: &[ResourceId],
+    person: Option<&PersonId>,
+) -> Result<Vec<Request>, StoreError> {
+    if resources.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds: Vec<&str> = resources.iter().map(|r| r.0.as_str()).collect();
+    let list = (1..=binds.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut condition = format!(
+        "state = '{}' AND run_id IS NULL AND parent_id IS NULL AND resource IN ({list})",
+        State::Active
+    );
+    if let Some(person) = person {
+        binds.push(person.0.as_str());
+        condition.push_str(&format!(" AND subject_person = ${}", binds.len()));
+    }
+    condition.push_str(" ORDER BY created_at, id");
+    select(store, &condition, &binds).await
 }
 
 /// The birthright grants one lifecycle run made, oldest first.

@@ -277,14 +277,15 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
         Job::StageTimer {
             tenant,
             ticket_key,
+            request,
             stage,
             epoch,
             kind,
-            ..
         } => match stored_ticket(tenant, ticket_key) {
             None => Ok(()),
             Some((tenant, ticket)) => {
-                match crate::engine::timers::fire(state, &tenant, &ticket, *stage, *epoch, *kind)
+                let at = (*stage, *epoch);
+                match crate::engine::timers::fire(state, &tenant, &ticket, *request, at, *kind)
                     .await
                 {
                     Ok(()) => Ok(()),

@@ -450,7 +450,7 @@ impl Env {
 
     /// Files IT-7 and, an hour later, has Dev's manager approve it; waits until the grant is
     /// active.
-    async fn approved_and_active(&self) -> requests::Request {
+    pub(crate) async fn approved_and_active(&self) -> requests::Request {
         self.webhook(
             "/connect/webhooks/issue-created",
             "d-1",

@@ -177,6 +177,42 @@ impl Env {
             .expect("requests")
     }
 
+    /// The one request of `run` waiting for a decision.
+    async fn pending_in(&self, run: &Run) -> requests::Request {
+        let waiting: Vec<requests::Request> = self
+            .grants_of(run)
+            .await
+            .into_iter()
+            .filter(|r| r.state == State::Pending)
+            .collect();
+        assert_eq!(waiting.len(), 1, "{waiting:#?}");
+        waiting.into_iter().next().expect("one")
+    }
+
+    /// `who` comments `text` on ticket `key` (the webhook delivered as `delivery`).
+    async fn comment_on(&self, key: &str, delivery: &str, who: (&str, &str), text: &str) {
+        let body = self.cloud.comment_by(key, who, text);
+        self.webhook("/connect/webhooks/comment-created", delivery, &body)
+            .await;
+    }
+
+    /// Waits for Tollgate's comment on ticket `key` containing `text`; returns it.
+    async fn lifecycle_comment(&self, key: &str, text: &str) -> String {
+        let found = eventually(Duration::from_secs(30), || async {
+            self.cloud.world().issues[key]
+                .app_comments()
+                .into_iter()
+                .find(|c| c.contains(text))
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "no comment with {text:?} on {key}: {:#?}",
+                self.cloud.world().issues[key].app_comments()
+            )
+        })
+    }
+
     /// Waits until every grant of `run` is active.
     async fn all_active(&self, run: &Run) -> Vec<requests::Request> {
         let active = eventually(Duration::from_secs(30), || async {
@@ -338,8 +374,11 @@ async fn a_joiner_gets_their_birthright_in_ldap_and_jira_within_one_sync() {
     assert_eq!(env.runs_of("gina").await.len(), 1);
 }
 
+/// A lead's birthright that asks for the manager waits in their lifecycle ticket: the lead
+/// cannot approve it, someone else is refused, their manager's `/approve` grants it (and moves
+/// no ticket status: the ticket carries the run's other grants too).
 #[tokio::test]
-async fn a_lead_is_told_what_waits_for_their_manager() {
+async fn a_leads_birthright_waits_for_their_manager_in_the_ticket_and_is_granted_once_approved() {
     let Some(env) = start(&[]).await else {
         return;
     };
@@ -348,23 +387,101 @@ async fn a_lead_is_told_what_waits_for_their_manager() {
     let run = env.finished_run("lena").await;
     assert_eq!(
         run.outcome.as_deref(),
-        Some(
-            "granting eng-tools; needs the manager's approval (not requested: ask with an \
-             access request): fin-tools"
-        )
+        Some("granting eng-tools; asked the manager to decide: fin-tools")
     );
-    let grants = env.all_active(&run).await;
-    assert_eq!(grants.len(), 1, "only what needs no approval is granted");
-    let tickets = env.lifecycle_tickets();
-    let description = &tickets[0].2;
+    let (_, key, _) = run.ticket.clone().expect("a ticket");
+    let key = key.to_string();
+    let description = env.description_of(&key);
     assert!(
-        description.contains("manager's approval first"),
+        description.contains("which vp approves first, in this ticket"),
         "{description}"
     );
     assert!(
         description.contains("**fin-tools** (birthright: engineering-leads)"),
         "{description}"
     );
+    let waiting = env.pending_in(&run).await;
+    assert_eq!(waiting.resource.as_deref(), Some("fin-tools"));
+    assert_eq!(waiting.justification, "birthright:engineering-leads");
+    // The manager is asked, and added to the ticket.
+    let asked = env
+        .lifecycle_comment(&key, "vp, please decide for lena")
+        .await;
+    assert!(
+        asked.contains("fin-tools: birthright (engineering-leads)"),
+        "{asked}"
+    );
+    assert!(
+        env.cloud.world().issues[&key]
+            .participants
+            .contains(&"acc-vp".to_string()),
+        "the manager is a participant"
+    );
+    let status = env.cloud.world().issues[&key].status.clone();
+
+    // Lena cannot approve her own; Dev is not her manager.
+    env.comment_on(&key, "l-1", ("acc-lena", "lena new"), "/approve")
+        .await;
+    env.lifecycle_comment(&key, "you cannot approve access you asked for")
+        .await;
+    env.comment_on(&key, "l-2", ("acc-dev", "Dev Dean"), "/approve")
+        .await;
+    env.lifecycle_comment(&key, "only vp may decide").await;
+    assert_eq!(
+        env.grant_reaches(waiting.id, State::Pending).await.state,
+        State::Pending
+    );
+
+    env.comment_on(
+        &key,
+        "l-3",
+        ("acc-vp", "Vera Vance"),
+        "/approve welcome aboard",
+    )
+    .await;
+    let granted = env.grant_reaches(waiting.id, State::Active).await;
+    assert_eq!(granted.expires_at, None, "birthright has no end date");
+    assert!(env.members("fin-tools").await.contains(&"lena".to_string()));
+    let told = env.lifecycle_comment(&key, "Approved by vp").await;
+    assert_eq!(
+        told,
+        "Approved by vp: \"welcome aboard\". FIN tools will be granted."
+    );
+    assert_eq!(
+        env.cloud.world().issues[&key].status,
+        status,
+        "no status moved"
+    );
+    // Recorded like any decision.
+    let decided = tollgate::audit::events(
+        &env.app.state.store,
+        Some(granted.tenant.as_str()),
+        "decision.approved",
+    )
+    .await
+    .expect("read");
+    assert_eq!(decided.len(), 1, "{decided:?}");
+}
+
+/// Undecided by the deadline (`lifecycle.decide_within`), birthright that needs the manager is
+/// not granted, and the ticket says so.
+#[tokio::test]
+async fn a_birthright_approval_left_undecided_is_not_granted() {
+    let Some(env) = start(&[("TOLLGATE_LIFECYCLE_DECIDE_WITHIN", "4s")]).await else {
+        return;
+    };
+    env.hire(&["lena"], "Lead Engineer").await;
+    env.sync_and_apply().await;
+    let run = env.finished_run("lena").await;
+    let waiting = env.pending_in(&run).await;
+    let (_, key, _) = run.ticket.clone().expect("a ticket");
+    let declined = env.grant_reaches(waiting.id, State::Declined).await;
+    assert_eq!(declined.reason.as_deref(), Some("no decision within 4s"));
+    let told = env
+        .lifecycle_comment(key.as_str(), "Not decided in time")
+        .await;
+    assert!(told.contains("FIN tools is not granted"), "{told}");
+    assert!(!env.members("fin-tools").await.contains(&"lena".to_string()));
 }
 
 #[tokio::test]
@@ -803,4 +920,143 @@ async fn a_mover_wave_the_brake_does_not_believe_waits_for_release() {
             .expires_at
             .is_some()
     );
+}
+
+/// A resource whose holders' access goes to their new manager when they move.
+const REVIEWED: &str = "resources:\n  - id: payroll\n    name: Payroll\n    owner: { user: ceo@example.com }\n    default_duration: 30d\n    review_on_move: true\n    grants:\n      - idp_group: fin-tools\n";
+
+/// Dev holds `payroll` (asked for in IT-7, approved by the VP), then reports to the CEO: their
+/// mover run sends it to the CEO in Dev's lifecycle ticket. Returns the review waiting and the
+/// ticket's key.
+async fn moved_with_payroll(env: &Env) -> (requests::Request, requests::Request, String) {
+    let grant = env.approved_and_active().await;
+    assert!(env.members("fin-tools").await.contains(&"dev".to_string()));
+    let ceo = format!("uid=ceo,ou=people,{}", slapd::BASE);
+    env.set_attribute("dev", "manager", &ceo).await;
+    env.sync_and_apply().await;
+    let moved = env.finished("dev", RunEvent::Mover, 1).await;
+    assert!(moved.review, "{moved:?}");
+    assert_eq!(
+        moved.outcome.as_deref(),
+        Some("granting eng-tools; asked the manager to decide: payroll")
+    );
+    let (_, key, _) = moved.ticket.clone().expect("a mover ticket");
+    let review = env.pending_in(&moved).await;
+    assert_eq!(review.parent_id, Some(grant.id));
+    assert_eq!(review.resource.as_deref(), Some("payroll"));
+    (grant, review, key.to_string())
+}
+
+async fn start_reviewing(extra: &[(&'static str, &str)]) -> Option<Env> {
+    let mut settings = LIFECYCLE.to_vec();
+    settings.extend_from_slice(extra);
+    let files = [("birthright.yaml", BIRTHRIGHT), ("reviewed.yaml", REVIEWED)];
+    let env = start_with_files("ldap", "payroll", &settings, &files).await?;
+    tollgate::engine::org_change::apply(&env.app.state)
+        .await
+        .expect("the first snapshot applied");
+    Some(env)
+}
+
+/// A new manager re-approves what their report asked for before the move: it stays. The old
+/// manager no longer decides it.
+#[tokio::test]
+async fn a_review_on_move_grant_re_approved_by_the_new_manager_stays() {
+    let Some(env) = start_reviewing(&[]).await else {
+        return;
+    };
+    let (grant, review, key) = moved_with_payroll(&env).await;
+    let description = env.description_of(&key);
+    assert!(
+        description.contains(
+            "is reviewed by ceo, in this ticket; it ends unless approved:\n\n- **payroll**"
+        ),
+        "{description}"
+    );
+    let asked = env
+        .lifecycle_comment(&key, "ceo, please decide for dev")
+        .await;
+    assert!(
+        asked.contains("payroll: asked for before the move"),
+        "{asked}"
+    );
+
+    env.comment_on(&key, "r-1", ("acc-vp", "Vera Vance"), "/decline")
+        .await;
+    env.lifecycle_comment(&key, "only ceo may decide").await;
+    env.comment_on(
+        &key,
+        "r-2",
+        ("acc-ceo", "Cleo Chase"),
+        "/approve still needed",
+    )
+    .await;
+    let kept = eventually(Duration::from_secs(30), || async {
+        let review = requests::get(&env.app.state.store, review.id)
+            .await
+            .expect("read")?;
+        review.granted_at.is_some().then_some(review)
+    })
+    .await
+    .expect("the review settled");
+    assert_eq!(kept.state, State::Approved);
+    env.lifecycle_comment(&key, "Payroll stays.").await;
+    let still = env.grant_reaches(grant.id, State::Active).await;
+    assert_eq!(still.expires_at, grant.expires_at, "its end is unchanged");
+    assert!(env.members("fin-tools").await.contains(&"dev".to_string()));
+    let audit = tollgate::audit::events(
+        &env.app.state.store,
+        Some(grant.tenant.as_str()),
+        "review.kept",
+    )
+    .await
+    .expect("read");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+
+    // Nothing more is reviewed on the next sync; a further move reviews it again.
+    let (_, again) = env.sync_and_apply().await;
+    assert_eq!(again.lifecycle_runs, 0, "{again:?}");
+}
+
+/// Declined by the new manager, the access ends at once in the IdP; the ticket it was asked
+/// in is told.
+#[tokio::test]
+async fn a_review_on_move_grant_declined_by_the_new_manager_ends() {
+    let Some(env) = start_reviewing(&[]).await else {
+        return;
+    };
+    let (grant, review, key) = moved_with_payroll(&env).await;
+    env.comment_on(
+        &key,
+        "r-1",
+        ("acc-ceo", "Cleo Chase"),
+        "/decline not in this team",
+    )
+    .await;
+    env.grant_reaches(review.id, State::Declined).await;
+    let ended = env.grant_reaches(grant.id, State::Revoked).await;
+    assert_eq!(
+        ended.reason.as_deref(),
+        Some("not re-approved in review (declined by ceo: not in this team)")
+    );
+    assert!(!env.members("fin-tools").await.contains(&"dev".to_string()));
+    let told = env.lifecycle_comment(&key, "Declined by ceo").await;
+    assert!(told.contains("Payroll ends now."), "{told}");
+}
+
+/// Left undecided by the deadline, reviewed access ends.
+#[tokio::test]
+async fn a_review_on_move_grant_left_undecided_ends_at_the_deadline() {
+    let Some(env) = start_reviewing(&[("TOLLGATE_LIFECYCLE_DECIDE_WITHIN", "4s")]).await else {
+        return;
+    };
+    let (grant, review, key) = moved_with_payroll(&env).await;
+    env.grant_reaches(review.id, State::Declined).await;
+    let ended = env.grant_reaches(grant.id, State::Revoked).await;
+    assert_eq!(
+        ended.reason.as_deref(),
+        Some("not re-approved in review (no decision within 4s)")
+    );
+    assert!(!env.members("fin-tools").await.contains(&"dev".to_string()));
+    env.lifecycle_comment(&key, "Not decided in time").await;
 }
