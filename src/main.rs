@@ -148,6 +148,19 @@ enum ReportCommand {
         #[command(flatten)]
         common: ReportArgs,
     },
+    /// Atlassian access the inactive-account policy found unused too long: who, which product,
+    /// last used, what the policy does (review or end), and what became of it.
+    Inactive {
+        /// Only this person (email).
+        #[arg(long)]
+        person: Option<String>,
+        /// Only what is still open (found, noticed, under review).
+        #[arg(long)]
+        open: bool,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -453,11 +466,43 @@ async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+async fn inactive_report(
+    config: &Config,
+    person: Option<&str>,
+    open: bool,
+    format: &str,
+) -> ExitCode {
+    let json = match format {
+        "csv" => false,
+        "json" => true,
+        other => {
+            eprintln!("tollgate: --format {other}: csv or json");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match tollgate::cli::lifecycle::inactive_report(config, person, open, json, &mut out).await {
+        Ok(rows) => {
+            eprintln!("{rows} rows");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn report(command: ReportCommand, config: &Config) -> ExitCode {
     use tollgate::audit::report::{self, Format, Query, Scope};
     let (period, common) = match command {
         ReportCommand::Access { from, to, common } => (Some((from, to)), common),
         ReportCommand::Active { common } => (None, common),
+        ReportCommand::Inactive {
+            person,
+            open,
+            format,
+        } => return inactive_report(config, person.as_deref(), open, &format).await,
     };
     let query = (|| -> Result<(Query, Format), String> {
         let tz = report::parse_tz(common.tz.as_deref())?;

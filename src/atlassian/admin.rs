@@ -26,12 +26,29 @@ pub enum Disabled {
     NotManaged,
 }
 
+/// When an account last used each product, as the Admin API answers (a day, delayed by up to
+/// 24 hours; a product the account never used is not listed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastActive {
+    pub products: Vec<(String, chrono::NaiveDate)>,
+}
+
 impl Atlassian {
     /// Every item of an Admin API listing: `{data: [...], links: {next: CURSOR}}`.
     async fn admin_pages(
         &self,
         credential: &Credential,
         path: &str,
+    ) -> Result<Vec<Value>, AtlassianError> {
+        self.admin_pages_at(credential, path, "/data").await
+    }
+
+    /// [`Self::admin_pages`], the items at `pointer` of each page.
+    async fn admin_pages_at(
+        &self,
+        credential: &Credential,
+        path: &str,
+        pointer: &str,
     ) -> Result<Vec<Value>, AtlassianError> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
@@ -44,7 +61,13 @@ impl Atlassian {
                 .on_api(credential.clone(), Method::GET, &url, None)
                 .await?
                 .json()?;
-            items.extend(page["data"].as_array().cloned().unwrap_or_default());
+            // A page without its list is not an empty page: it must not pass for the end.
+            let Some(found) = page.pointer(pointer).and_then(Value::as_array) else {
+                return Err(AtlassianError::Refused(format!(
+                    "a page of {path} has no `{pointer}` list"
+                )));
+            };
+            items.extend(found.iter().cloned());
             match page.pointer("/links/next").and_then(Value::as_str) {
                 Some(next) if !next.is_empty() && cursor.as_deref() != Some(next) => {
                     cursor = Some(next.to_string());
@@ -185,6 +208,46 @@ impl Atlassian {
             Err(CallError::Forbidden(_)) => Ok(Disabled::NotManaged),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// When `account` last used each product; `None` for an account the organization does not
+    /// have. An entry that names no product or no day is refused, not skipped: a date misread
+    /// would end someone's access.
+    pub async fn last_active(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<LastActive>, AtlassianError> {
+        let (org, credential) = self.credentials().admin_api(Operation::AccountActivity)?;
+        let path = format!(
+            "/admin/v1/orgs/{}/directory/users/{}/last-active-dates",
+            segment(org),
+            segment(&account.0)
+        );
+        let items = match self
+            .admin_pages_at(&credential, &path, "/data/product_access")
+            .await
+        {
+            Ok(items) => items,
+            Err(AtlassianError::Call(CallError::NotFound(_))) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut products = Vec::with_capacity(items.len());
+        for item in &items {
+            let key = item.get("key").and_then(Value::as_str);
+            let day = item.get("last_active").and_then(Value::as_str);
+            let (Some(key), Some(day)) = (key, day) else {
+                return Err(AtlassianError::Refused(format!(
+                    "a last-active entry of {account} without a product or a date: {item}"
+                )));
+            };
+            // A day, or a time of day (`2026-01-02T10:00:00Z`): the day is what counts.
+            let date = chrono::NaiveDate::parse_from_str(day.get(..10).unwrap_or(day), "%Y-%m-%d")
+                .map_err(|e| {
+                    AtlassianError::Refused(format!("last-active date `{day}` of {account}: {e}"))
+                })?;
+            products.push((key.to_string(), date));
+        }
+        Ok(Some(LastActive { products }))
     }
 
     /// Removes every product access of `account` in the organization (the account stays).

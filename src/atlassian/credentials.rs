@@ -74,6 +74,7 @@ pub enum Operation {
     SiteGroupMembership,
     ProductAccess,
     AccountLifecycle,
+    AccountActivity,
     ScimUserLookup,
     ScimGroupLookup,
 }
@@ -85,7 +86,8 @@ impl Operation {
             Self::OrganizationUsers
             | Self::SiteGroupMembership
             | Self::ProductAccess
-            | Self::AccountLifecycle => CredentialKind::AdminApi,
+            | Self::AccountLifecycle
+            | Self::AccountActivity => CredentialKind::AdminApi,
             Self::ScimUserLookup | Self::ScimGroupLookup => CredentialKind::ScimDirectory,
             _ => CredentialKind::Connect,
         }
@@ -111,6 +113,7 @@ impl fmt::Display for Operation {
             Self::SiteGroupMembership => "changing a site group's members",
             Self::ProductAccess => "changing product access",
             Self::AccountLifecycle => "disabling an Atlassian account",
+            Self::AccountActivity => "reading when an account last used each product",
             Self::ScimUserLookup => "looking up an account in the SCIM directory",
             Self::ScimGroupLookup => "looking up a group in the SCIM directory",
         })

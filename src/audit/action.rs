@@ -23,6 +23,8 @@ pub enum Action {
     LeaverBrake(HoldStep),
     /// A step of an identity lifecycle run (a joiner's birthright).
     Lifecycle(RunStep),
+    /// What became of access found unused too long (the case's new state).
+    Inactive(crate::store::inactive_cases::CaseState),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +112,7 @@ impl Action {
             Self::Alert(kind) => format!("alert.{kind}"),
             Self::LeaverBrake(step) => format!("alert.leaver_brake.{}", step.as_str()),
             Self::Lifecycle(step) => format!("lifecycle.{}", step.as_str()),
+            Self::Inactive(state) => format!("inactive.{}", state.as_str()),
         }
     }
 }
@@ -155,6 +158,10 @@ mod tests {
             (
                 Action::Lifecycle(RunStep::TicketOpened),
                 "lifecycle.ticket_opened",
+            ),
+            (
+                Action::Inactive(crate::store::inactive_cases::CaseState::Ended),
+                "inactive.ended",
             ),
         ];
         for (action, name) in names {

@@ -437,7 +437,7 @@ fn text(value: &Value) -> String {
 /// Written here rather than with the `csv` crate: quoting is these few lines, the formula
 /// guard would sit outside the crate anyway, and the report tests read the output back with an
 /// independent reader (Python's `csv`).
-fn csv_line(out: &mut Vec<u8>, cells: impl IntoIterator<Item = String>) {
+pub fn csv_line(out: &mut Vec<u8>, cells: impl IntoIterator<Item = String>) {
     for (i, cell) in cells.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');

@@ -282,3 +282,89 @@ pub async fn held_birthright(config: &crate::config::Config) -> Result<HeldBirth
     }
     Ok(held)
 }
+
+/// `tollgate report inactive`: access the inactive-account policy found unused too long, and
+/// what became of it, newest first (`open`: only what is still open).
+pub async fn inactive_report(
+    config: &crate::config::Config,
+    person: Option<&str>,
+    open: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<usize, String> {
+    use crate::store::inactive_cases;
+    use crate::store::lifecycle_runs as runs;
+    let person = person
+        .map(|p| Email::parse(p).map_err(|e| format!("--person: {e}")))
+        .transpose()?;
+    let store = super::migrated_store(config).await?;
+    let now = crate::clock::wall();
+    let result = async {
+        let cases = inactive_cases::all(&store)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut rows = Vec::new();
+        for case in cases {
+            if open && !case.state.is_open() || person.as_ref().is_some_and(|p| *p != case.email) {
+                continue;
+            }
+            let ticket = match case.run_id {
+                Some(run) => runs::get(&store, run)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .and_then(|r| r.ticket)
+                    .map(|t| t.1.to_string()),
+                None => None,
+            };
+            rows.push(serde_json::json!({
+                "email": case.email.as_str(),
+                "name": case.name,
+                "account": case.account.as_str(),
+                "product": case.product,
+                "last_used": case.since.to_string(),
+                "unused_days": (now.date_naive() - case.since).num_days(),
+                "action": case.action,
+                "state": case.state.as_str(),
+                "ends_at": case.ends_at,
+                "ticket": ticket,
+                "outcome": case.outcome,
+                "found_at": case.created_at,
+            }));
+        }
+        let io = |e: std::io::Error| e.to_string();
+        if json {
+            let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+            writeln!(out, "{text}").map_err(io)?;
+            return Ok(rows.len());
+        }
+        const COLUMNS: [&str; 12] = [
+            "email",
+            "name",
+            "account",
+            "product",
+            "last_used",
+            "unused_days",
+            "action",
+            "state",
+            "ends_at",
+            "ticket",
+            "outcome",
+            "found_at",
+        ];
+        let mut text = Vec::new();
+        crate::audit::report::csv_line(&mut text, COLUMNS.map(str::to_string));
+        for row in &rows {
+            let cells = COLUMNS.map(|c| match &row[c] {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            crate::audit::report::csv_line(&mut text, cells);
+        }
+        out.write_all(&text).map_err(io)?;
+        Ok(rows.len())
+    }
+    .await;
+    store.close().await;
+    result
+}

@@ -47,12 +47,16 @@ pub fn check(dir: &Path, org: Option<&Path>, out: &mut dyn Write) -> std::io::Re
     match (&outcome.workflows, errors) {
         (Some(w), 0) => writeln!(
             out,
-            "{}: {} resources, {} workflows, {} intake mapping(s), {} birthright policies{}: OK, version {} ({warnings} warning(s))",
+            "{}: {} resources, {} workflows, {} intake mapping(s), {} birthright policies, {}{}: OK, version {} ({warnings} warning(s))",
             dir.display(),
             w.catalog.resources().len(),
             w.workflows.len(),
             w.intake.len(),
             w.birthright.len(),
+            w.inactive.as_ref().map_or_else(
+                || "no inactive-account policy".to_string(),
+                |p| format!("an inactive-account policy on {} product(s)", p.rules.len())
+            ),
             org_path
                 .as_ref()
                 .map(|p| format!(", checked against {}", p.display()))

@@ -203,6 +203,8 @@ pub struct LifecycleConfig {
     pub grace_period: Duration,
     /// How long a manager has to decide in a lifecycle ticket.
     pub decide_within: Duration,
+    /// How often last-active dates are read and judged.
+    pub inactive_scan_interval: Duration,
     /// Whether a leaver's Atlassian account is disabled (managed accounts; the others lose
     /// their product access instead).
     pub deactivate_atlassian_account: bool,
@@ -431,6 +433,8 @@ impl Config {
                 ticket: lifecycle_ticket(raw)?,
                 grace_period: raw.require("lifecycle.grace_period", crate::duration::parse)?,
                 decide_within: raw.require("lifecycle.decide_within", crate::duration::parse)?,
+                inactive_scan_interval: raw
+                    .require("lifecycle.inactive_scan_interval", crate::duration::parse)?,
                 deactivate_atlassian_account: raw
                     .require("leavers.deactivate_atlassian_account", parse_bool)?,
             },

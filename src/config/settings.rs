@@ -314,6 +314,12 @@ pub const SETTINGS: &[Setting] = &[
         "How long a manager has to decide in a lifecycle ticket (birthright that asks for `approval: manager`, a `review_on_move` re-approval): reminded halfway; undecided, the birthright is not granted and the reviewed access ends.",
     ),
     setting(
+        "lifecycle.inactive_scan_interval",
+        "TOLLGATE_LIFECYCLE_INACTIVE_SCAN_INTERVAL",
+        Some("24h"),
+        "How often every active person's Atlassian last-active dates are read (one Admin API call each) and judged by the inactive-account policy (a workflow file whose top-level key is `inactive`).",
+    ),
+    setting(
         "leavers.deactivate_atlassian_account",
         "TOLLGATE_LEAVERS_DEACTIVATE_ATLASSIAN_ACCOUNT",
         Some("false"),

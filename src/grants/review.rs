@@ -8,21 +8,28 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::run;
-use crate::audit::Actor;
+use crate::audit::{self, Actor};
 use crate::failure::Failure;
+use crate::jobs::{self, Job};
 use crate::lifecycle::{EndCause, Event, Request, State};
 use crate::state::AppState;
 use crate::store::Tx;
+use crate::store::inactive_cases::{self as cases, CaseState};
 use crate::store::requests;
 
 fn actor() -> Actor {
     Actor::System("review".into())
 }
 
-/// Whether `request` reviews a grant (rather than extending it, or being one): a child request
-/// made by a lifecycle run, on the person's lifecycle ticket.
+pub use crate::lifecycle::{INACTIVE_REVIEW as INACTIVE, Reviewed};
+
+/// What `request` reviews, if it is a review.
+pub fn reviewed(request: &Request) -> Option<Reviewed> {
+    request.reviews()
+}
+
 pub fn is_review(request: &Request) -> bool {
-    request.parent_id.is_some() && request.run_id.is_some()
+    request.reviews().is_some()
 }
 
 /// An approved review (its `Provision` job): the access stays, and the review is settled once.
@@ -37,7 +44,7 @@ pub async fn kept(state: &AppState, id: Uuid) -> Result<(), Failure> {
         tx.rollback().await?;
         return Ok(());
     }
-    let details = json!({"grant": review.parent_id});
+    let details = json!({"grant": review.parent_id, "workflow": review.workflow});
     run::transition(
         &mut tx,
         &mut review,
@@ -47,8 +54,56 @@ pub async fn kept(state: &AppState, id: Uuid) -> Result<(), Failure> {
         now,
     )
     .await?;
+    if reviewed(&review) == Some(Reviewed::Inactive) {
+        settle_case(
+            &mut tx,
+            &review,
+            CaseState::Kept,
+            "kept by the manager",
+            now,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(())
+}
+
+/// Moves the inactive case `review` decides (reviewing → `to`), with its audit event; the job
+/// that ends the access is the caller's. The case moved, if it did.
+async fn settle_case(
+    tx: &mut Tx,
+    review: &Request,
+    to: CaseState,
+    outcome: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, Failure> {
+    let Some(case) = cases::of_request_in(tx, review.id).await? else {
+        return Ok(None);
+    };
+    let change = cases::Change {
+        outcome: Some(outcome),
+        ..Default::default()
+    };
+    if !cases::set(tx, case.id, &[CaseState::Reviewing], to, change, now).await? {
+        return Ok(None);
+    }
+    let details = json!({
+        "case": case.id, "product": case.product, "since": case.since.to_string(),
+        "outcome": outcome, "review": review.id,
+    });
+    let event = audit::Event {
+        at: now,
+        tenant: Some(review.tenant.to_string()),
+        request_id: Some(review.id),
+        ticket_key: Some(review.ticket_key.to_string()),
+        actor: actor(),
+        action: audit::Action::Inactive(to),
+        target: Some(case.account.to_string()),
+        details,
+        workflow_version: None,
+    };
+    audit::append(tx, &event).await?;
+    Ok(Some(case.id))
 }
 
 /// Called in the transaction that declines (or times out) `review`: the grant it reviewed
@@ -59,8 +114,17 @@ pub async fn on_declined(
     review: &Request,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    let (true, Some(parent)) = (is_review(review), review.parent_id) else {
-        return Ok(());
+    let parent = match reviewed(review) {
+        Some(Reviewed::Grant(parent)) => parent,
+        Some(Reviewed::Inactive) => {
+            let why = review.reason.as_deref().unwrap_or("declined");
+            let outcome = format!("not kept in review ({why})");
+            if let Some(case) = settle_case(tx, review, CaseState::Ending, &outcome, now).await? {
+                jobs::schedule_now(tx, &Job::InactiveEnd { case }).await?;
+            }
+            return Ok(());
+        }
+        None => return Ok(()),
     };
     let Some(mut grant) = requests::lock_id(tx, parent).await? else {
         return Ok(());

@@ -6,7 +6,7 @@
 //! (reminded halfway, declined at `lifecycle.decide_within`), and what follows is the grant
 //! engine's: an approved birthright is granted, a declined or undecided review ends the access.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -76,13 +76,17 @@ pub async fn reviewable(
     Ok(out)
 }
 
-/// One thing to ask: birthright not held yet, or a grant held.
+/// One thing to ask: birthright not held yet, a grant held, or product access unused.
 pub enum Ask<'a> {
     Birthright {
         entitlement: &'a Entitlement,
         policies: &'a [String],
     },
     Review(&'a Request),
+    Inactive {
+        product: &'a str,
+        since: NaiveDate,
+    },
 }
 
 impl Ask<'_> {
@@ -93,6 +97,7 @@ impl Ask<'_> {
                 Some(resource) => (resource, &grant.level),
                 None => return format!("grant {}", grant.id),
             },
+            Ask::Inactive { product, .. } => return format!("{product} (product access)"),
         };
         match level {
             Some(level) => format!("{resource} ({level})"),
@@ -109,6 +114,9 @@ impl Ask<'_> {
                 )
             }
             Ask::Review(_) => "asked for before the move; it ends unless approved".into(),
+            Ask::Inactive { since, .. } => {
+                format!("not used since {since}; it ends unless approved")
+            }
         }
     }
 }
@@ -124,18 +132,19 @@ pub struct Asking<'a> {
 }
 
 /// Stores a pending request per ask, with its audit events and its timers, and one notice
-/// asking the manager (added to the ticket) to decide; the labels of what was asked.
+/// asking the manager (added to the ticket) to decide; what was asked (its index in `asks`)
+/// and the request deciding it (an ask the run made before is left out).
 pub async fn store(
     tx: &mut Tx,
     state: &AppState,
     asking: &Asking<'_>,
     asks: &[Ask<'_>],
     now: DateTime<Utc>,
-) -> Result<Vec<String>, Failure> {
+) -> Result<Vec<(usize, Uuid)>, Failure> {
     let timeouts = state.config.lifecycle.timeouts();
     let mut asked = Vec::new();
     let mut first = None;
-    for ask in asks {
+    for (index, ask) in asks.iter().enumerate() {
         let request = pending(asking, ask, now)?;
         if !requests::insert(tx, &request).await? {
             continue;
@@ -153,7 +162,8 @@ pub async fn store(
             json!({"state": request.state.as_str(), "approver_email": asking.manager.email});
         audit::append(tx, &of(Action::RequestRouted, routed)).await?;
         crate::jobs::schedule_stage_timers(tx, &*state.clock, &request, &timeouts, false).await?;
-        asked.push((ask.label(), ask.why(), matches!(ask, Ask::Review(_))));
+        let review = !matches!(ask, Ask::Birthright { .. });
+        asked.push((ask.label(), ask.why(), review, (index, request.id)));
         first.get_or_insert(request);
     }
     let Some(first) = first else {
@@ -168,14 +178,14 @@ pub async fn store(
             "manager": asking.manager.name,
             "name": asking.person.display_name,
             "deadline": deadline.format("%Y-%m-%d %H:%M").to_string(),
-            "items": asked.iter().map(|(label, why, _)| json!({"label": label, "why": why})).collect::<Vec<_>>(),
-            "reviews": asked.iter().any(|(_, _, review)| *review),
+            "items": asked.iter().map(|(label, why, _, _)| json!({"label": label, "why": why})).collect::<Vec<_>>(),
+            "reviews": asked.iter().any(|(_, _, review, _)| *review),
         }),
         participants: asking.manager.account.iter().cloned().collect(),
         transition: None,
     };
     notices::enqueue(tx, &first, notice, format!("run:{}:decide", asking.run.id)).await?;
-    Ok(asked.into_iter().map(|(label, _, _)| label).collect())
+    Ok(asked.into_iter().map(|(_, _, _, asked)| asked).collect())
 }
 
 /// The pending request an ask makes: one stage, the manager's.
@@ -207,6 +217,10 @@ fn pending(asking: &Asking<'_>, ask: &Ask<'_>, now: DateTime<Utc>) -> Result<Req
             format!("review_on_move: {} moved", person.display_name),
             "the new manager reviews access asked for before the move",
         ),
+        Ask::Inactive { since, .. } => (
+            format!("inactive: not used since {since}"),
+            "the manager reviews access unused too long",
+        ),
     };
     let mut request = Request {
         requester_email: Some(person.email.clone()),
@@ -220,6 +234,9 @@ fn pending(asking: &Asking<'_>, ask: &Ask<'_>, now: DateTime<Utc>) -> Result<Req
                 policies.first().map(String::as_str).unwrap_or_default()
             ),
             Ask::Review(_) => "review_on_move".into(),
+            Ask::Inactive { product, .. } => {
+                format!("{}{product}", crate::grants::review::INACTIVE)
+            }
         }),
         justification: why.clone(),
         plan: Some(Plan {
@@ -244,6 +261,9 @@ fn pending(asking: &Asking<'_>, ask: &Ask<'_>, now: DateTime<Utc>) -> Result<Req
             request.level = grant.level.clone();
             request.parent_id = Some(grant.id);
             request.subject_account = grant.subject_account.clone().or(request.subject_account);
+        }
+        Ask::Inactive { product, .. } => {
+            request.resource = Some(ResourceId(product.to_string()));
         }
     }
     lifecycle::apply(&mut request, Event::Routed { stage: 0 }, now)?;

@@ -111,6 +111,8 @@ pub async fn record(
             RunEvent::Joiner => has_policies,
             RunEvent::Mover => has_policies || c.review,
             RunEvent::Leaver => state.config.lifecycle.ticket.is_some(),
+            // Recorded by the inactive-account scan, never by a snapshot.
+            RunEvent::Inactive => false,
         };
         let of_event: Vec<&Changed> = people
             .iter()

@@ -8,5 +8,6 @@
 
 pub mod asks;
 pub mod changes;
+pub mod inactive;
 mod offboard;
 pub mod run;

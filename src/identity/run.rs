@@ -173,8 +173,10 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
         return Ok(());
     }
     let now = state.clock.now();
-    if run.event == RunEvent::Leaver {
-        return super::offboard::offboard(state, &run, now).await;
+    match run.event {
+        RunEvent::Leaver => return super::offboard::offboard(state, &run, now).await,
+        RunEvent::Inactive => return super::inactive::execute(state, &run, now).await,
+        RunEvent::Joiner | RunEvent::Mover => {}
     }
     let Some(workflows) = state.workflows() else {
         return Err(Failure::NotReady("no workflows are loaded".into()));
@@ -344,7 +346,8 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
                 manager,
                 workflows_version: &workflows.version,
             };
-            done.asked = super::asks::store(&mut tx, state, &asking, &asks, now).await?;
+            let asked = super::asks::store(&mut tx, state, &asking, &asks, now).await?;
+            done.asked = asked.iter().map(|(i, _)| asks[*i].label()).collect();
         }
         None => done.unasked = asks.iter().map(Ask::label).collect(),
     }
@@ -549,6 +552,7 @@ async fn open_ticket(
         RunEvent::Joiner => format!("Joiner: {} — starting access", run.name),
         RunEvent::Mover => format!("Mover: {} — access changes", run.name),
         RunEvent::Leaver => format!("Leaver: {} — access removed", run.name),
+        RunEvent::Inactive => format!("Inactive: {} — unused access", run.name),
     };
     let (key, issue_id) = state
         .atlassian

@@ -120,6 +120,11 @@ pub enum Job {
         #[serde(default)]
         since: i64,
     },
+    /// Read every account's last-active dates and judge them by the inactive-account policy,
+    /// for one slot of `lifecycle.inactive_scan_interval`.
+    InactiveScan { slot: i64 },
+    /// End access found unused too long (its notice over, or its review declined or undecided).
+    InactiveEnd { case: Uuid },
     /// Tell a ticket about a change (comment, participants, transition); `key` makes it once-only.
     TicketNotice {
         tenant: String,
@@ -166,6 +171,8 @@ impl Job {
             Job::Reconcile { .. } => "reconcile",
             Job::AuditCheckpoint { .. } => "audit_checkpoint",
             Job::AuditCheckpoints { .. } => "audit_checkpoints",
+            Job::InactiveScan { .. } => "inactive_scan",
+            Job::InactiveEnd { .. } => "inactive_end",
         }
     }
 
@@ -254,6 +261,8 @@ impl Job {
             Job::Reconcile { slot } => Some(format!("reconcile:{slot}")),
             Job::AuditCheckpoint { chain, seq } => Some(format!("audit_checkpoint:{chain}:{seq}")),
             Job::AuditCheckpoints { slot } => Some(format!("audit_checkpoints:{slot}")),
+            Job::InactiveScan { slot } => Some(format!("inactive_scan:{slot}")),
+            Job::InactiveEnd { case } => Some(format!("inactive_end:{case}")),
         }
     }
 }

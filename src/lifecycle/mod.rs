@@ -21,4 +21,6 @@ mod walk;
 
 pub use action::Action;
 pub use approval::{Approver, Next, Plan, PlannedStage, Refusal, Verdict};
-pub use request::{Conflict, EndCause, Event, Request, State, Transition, apply};
+pub use request::{
+    Conflict, EndCause, Event, INACTIVE_REVIEW, Request, Reviewed, State, Transition, apply,
+};

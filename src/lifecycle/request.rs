@@ -390,6 +390,19 @@ pub fn apply(
     Ok(transition)
 }
 
+/// The workflow of a review of Atlassian product access unused too long:
+/// `inactive:<product>`.
+pub const INACTIVE_REVIEW: &str = "inactive:";
+
+/// What a review decides about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reviewed {
+    /// A grant the person holds (the review is its child request; `review_on_move`).
+    Grant(Uuid),
+    /// Atlassian product access unused too long (an inactive case).
+    Inactive,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub id: Uuid,
@@ -439,6 +452,21 @@ pub struct Request {
 impl Request {
     /// A request as its ticket brings it in: `received`, nothing resolved or decided yet (the
     /// only state a request is made in; routing moves it on before it is stored).
+    /// What this request reviews, if it is a review (rather than an extension, or a grant):
+    /// a request of a lifecycle run on the person's lifecycle ticket, of a grant (its child)
+    /// or of product access (its workflow says `inactive:`).
+    pub fn reviews(&self) -> Option<Reviewed> {
+        self.run_id?;
+        match self.parent_id {
+            Some(grant) => Some(Reviewed::Grant(grant)),
+            None => self
+                .workflow
+                .as_deref()
+                .is_some_and(|w| w.starts_with(INACTIVE_REVIEW))
+                .then_some(Reviewed::Inactive),
+        }
+    }
+
     pub fn received(
         id: Uuid,
         tenant: TenantKey,

@@ -118,7 +118,7 @@ fn decided_in_lifecycle(
     context["approved"] = json!(approved);
     context["approver"] = json!(approver);
     context["reason"] = json!(reason);
-    context["review"] = json!(request.parent_id.is_some());
+    context["review"] = json!(request.reviews().is_some());
     Notice {
         template: "lifecycle_decided".into(),
         context,
@@ -230,13 +230,23 @@ pub async fn enqueue(
         },
         None => notice,
     };
+    enqueue_on(tx, (&request.tenant, &request.ticket_key), notice, key).await
+}
+
+/// Queues `notice` for a ticket no request names (a lifecycle ticket's own news).
+pub async fn enqueue_on(
+    tx: &mut Tx,
+    (tenant, ticket_key): (&TenantKey, &TicketKey),
+    notice: Notice,
+    key: String,
+) -> Result<(), JobError> {
     // Due at once, on the wall clock the queue runs on; its place in the ticket's order is
     // taken in the same transaction.
     let now = crate::clock::wall();
-    crate::store::notices::queue(tx, &key, &request.tenant, &request.ticket_key, now).await?;
+    crate::store::notices::queue(tx, &key, tenant, ticket_key, now).await?;
     let job = Job::TicketNotice {
-        tenant: request.tenant.to_string(),
-        ticket_key: request.ticket_key.to_string(),
+        tenant: tenant.to_string(),
+        ticket_key: ticket_key.to_string(),
         notice,
         key,
         attempt: 0,

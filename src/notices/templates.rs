@@ -58,6 +58,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "lifecycle_decided",
         include_str!("../../templates/lifecycle_decided.hbs"),
     ),
+    ("inactive", include_str!("../../templates/inactive.hbs")),
+    (
+        "inactive_case",
+        include_str!("../../templates/inactive_case.hbs"),
+    ),
 ];
 
 fn registry() -> &'static Handlebars<'static> {

@@ -18,6 +18,8 @@ pub enum RunEvent {
     Mover,
     /// Gone from, or inactive in, a snapshot (once the leaver brake lets them go).
     Leaver,
+    /// Atlassian access they have not used for longer than the inactive-account policy allows.
+    Inactive,
 }
 
 impl RunEvent {
@@ -26,6 +28,7 @@ impl RunEvent {
             Self::Joiner => "joiner",
             Self::Mover => "mover",
             Self::Leaver => "leaver",
+            Self::Inactive => "inactive",
         }
     }
 
@@ -34,6 +37,7 @@ impl RunEvent {
             "joiner" => Some(Self::Joiner),
             "mover" => Some(Self::Mover),
             "leaver" => Some(Self::Leaver),
+            "inactive" => Some(Self::Inactive),
             _ => None,
         }
     }

@@ -383,6 +383,21 @@ pub async fn requested_active(
     select(store, &condition, &binds).await
 }
 
+/// The grants `person` holds now (requested or birthright; not extensions or reviews), oldest
+/// first.
+pub async fn held_by(store: &Store, person: &PersonId) -> Result<Vec<Request>, StoreError> {
+    let states = State::sql_list(State::holds_access);
+    select(
+        store,
+        &format!(
+            "subject_person = $1 AND parent_id IS NULL AND state IN ({states}) \
+             ORDER BY created_at, id"
+        ),
+        &[person.0.as_str()],
+    )
+    .await
+}
+
 /// The birthright grants one lifecycle run made, oldest first.
 pub async fn of_run(store: &Store, run: Uuid) -> Result<Vec<Request>, StoreError> {
     select(

@@ -167,6 +167,11 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             engine_job(crate::engine::org_change::sync(state).await)
         }
         Job::OrgApply { .. } => engine_job(crate::engine::org_change::apply_logged(state).await),
+        Job::InactiveScan { slot } => {
+            queue_following(state, Periodic::InactiveScan, *slot).await?;
+            engine_job(crate::identity::inactive::scan_logged(state).await)
+        }
+        Job::InactiveEnd { case } => engine_job(crate::identity::inactive::end(state, *case).await),
         Job::LifecycleRun {
             run,
             attempt,
@@ -460,6 +465,7 @@ enum Periodic {
     Reconcile,
     AuditCheckpoints,
     EventSweep,
+    InactiveScan,
 }
 
 impl Periodic {
@@ -478,6 +484,11 @@ impl Periodic {
                     .unwrap_or(i64::MAX)
                     .max(1)
             }
+            Self::InactiveScan => {
+                i64::try_from(state.config.lifecycle.inactive_scan_interval.as_secs())
+                    .unwrap_or(i64::MAX)
+                    .max(1)
+            }
         }
     }
 
@@ -489,6 +500,7 @@ impl Periodic {
             Self::Reconcile => Job::Reconcile { slot },
             Self::AuditCheckpoints => Job::AuditCheckpoints { slot },
             Self::EventSweep => Job::EventSweep { slot },
+            Self::InactiveScan => Job::InactiveScan { slot },
         }
     }
 
@@ -524,10 +536,13 @@ pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
         Periodic::Reconcile,
         Periodic::AuditCheckpoints,
         Periodic::EventSweep,
+        Periodic::InactiveScan,
     ] {
         let slot = periodic.current_slot(state);
         let run_now = match periodic {
             Periodic::OrgSync => no_org_chart,
+            // A day's scan is an Admin API call per person: at its slot, not at every start.
+            Periodic::InactiveScan => false,
             // A process that starts may have been down: catch up at once.
             Periodic::RecoverWebhooks
             | Periodic::ExpiryWindow

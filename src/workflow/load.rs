@@ -13,6 +13,7 @@ use super::birthright::{self, Approval, Entitlement};
 use super::condition::Condition;
 use super::definition::*;
 use super::model::*;
+use super::{inactive, products};
 use crate::orgchart::{Email, OrgIndex};
 use crate::yamlfile::{Diagnostic, Pos, Reporter, Severity, has_errors};
 
@@ -26,6 +27,8 @@ pub struct Workflows {
     pub fallback_approvers: Vec<Selector>,
     /// Birthright policies: what people are due for who they are, in file order.
     pub birthright: Vec<birthright::Policy>,
+    /// How long unused Atlassian product access may stay (`None`: no file says).
+    pub inactive: Option<inactive::InactivePolicy>,
     /// A hash of the loaded files: every routing decision records the version that made it.
     pub version: String,
 }
@@ -133,6 +136,7 @@ struct Parts {
     fallback: Option<Vec<Selector>>,
     selectors: Vec<(FileNo, Pos, Selector)>,
     birthright: Vec<PolicyPart>,
+    inactive: Option<inactive::InactivePolicy>,
 }
 
 /// A birthright policy, with where its id and each of its grants were written.
@@ -198,6 +202,16 @@ pub fn load_sources(sources: &[(PathBuf, String)], org: Option<&OrgIndex>) -> Lo
                     }
                 }
             }
+            ["inactive"] => {
+                if let Some(file) = report.parse::<InactiveFile>() {
+                    let pos = Pos::of_spanned(&file.inactive);
+                    let policy = convert_inactive(&mut report, &file.inactive.value);
+                    if parts.inactive.is_some() {
+                        report.error(pos, "the inactive-account policy is written in two files");
+                    }
+                    parts.inactive = policy.or(parts.inactive.take());
+                }
+            }
             ["defaults"] => {
                 if let Some(file) = report.parse::<DefaultsFile>()
                     && let Some(spec) = &file.defaults.fallback_approvers {
@@ -234,7 +248,7 @@ pub fn load_sources(sources: &[(PathBuf, String)], org: Option<&OrgIndex>) -> Lo
             }
             _ => report.error(
                 Pos { line: 1, column: 1 },
-                "unrecognised file: expected a top-level `resources` (catalog), `workflow`, `intake`, `defaults`, `birthright`, or `people`/`groups` (org chart)",
+                "unrecognised file: expected a top-level `resources` (catalog), `workflow`, `intake`, `defaults`, `birthright`, `inactive`, or `people`/`groups` (org chart)",
             ),
         }
     }
@@ -337,6 +351,82 @@ fn convert_grant(report: &mut Reporter, grant: &Spanned<GrantYaml>) -> Option<Gr
             }
         }
     })
+}
+
+/// The inactive-account policy as written, or `None` (with diagnostics) when any of it is wrong:
+/// a rule half understood could end access nobody meant to.
+fn convert_inactive(
+    report: &mut Reporter,
+    yaml: &InactiveYaml,
+) -> Option<inactive::InactivePolicy> {
+    use inactive::{Action, Exclusion, Rule};
+    let before = report.diagnostics.len();
+    let mut rules: Vec<Rule> = Vec::new();
+    for spanned in &yaml.products {
+        let rule = &spanned.value;
+        let product = rule.product.value.trim();
+        if products::roles(product).is_none() {
+            report.error(
+                Pos::of_spanned(&rule.product),
+                format!(
+                    "unknown Atlassian product `{product}`: one of {}",
+                    products::products().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+        if rules.iter().any(|r| r.product == product) {
+            report.error(
+                Pos::of_spanned(&rule.product),
+                format!("`{product}` has two rules"),
+            );
+        }
+        let Some(after) = duration(report, &rule.after) else {
+            if rule.after.is_none() {
+                report.error(
+                    Pos::of_spanned(spanned),
+                    format!("`{product}` says no `after` (how long unused access may stay)"),
+                );
+            }
+            continue;
+        };
+        let action = match rule.action.value.trim() {
+            "review" => {
+                if let Some(notice) = &rule.notice {
+                    report.error(
+                        Pos::of_spanned(notice),
+                        "`notice` goes with `action: end` (a review has the lifecycle deadline)",
+                    );
+                }
+                Action::Review
+            }
+            "end" => Action::End {
+                notice: match &rule.notice {
+                    Some(_) => duration(report, &rule.notice).unwrap_or_default(),
+                    None => Duration::from_secs(14 * 86_400),
+                },
+            },
+            other => {
+                report.error(
+                    Pos::of_spanned(&rule.action),
+                    format!("action `{other}` is not one of: review, end"),
+                );
+                continue;
+            }
+        };
+        rules.push(Rule {
+            product: product.to_string(),
+            after,
+            action,
+        });
+    }
+    let mut exclude = Vec::new();
+    for spanned in &yaml.exclude {
+        match Exclusion::parse(&spanned.value) {
+            Ok(x) => exclude.push(x),
+            Err(message) => report.error(Pos::of_spanned(spanned), message),
+        }
+    }
+    (report.diagnostics.len() == before).then_some(inactive::InactivePolicy { rules, exclude })
 }
 
 fn convert_policy(
@@ -926,6 +1016,7 @@ fn cross_check(
         intake: parts.intake.into_iter().map(|(_, _, m)| m).collect(),
         fallback_approvers: parts.fallback.unwrap_or_default(),
         birthright: parts.birthright.into_iter().map(|p| p.policy).collect(),
+        inactive: parts.inactive,
         version,
     })
 }

@@ -5,6 +5,7 @@
 pub mod birthright;
 pub mod condition;
 pub mod definition;
+pub mod inactive;
 pub mod load;
 mod model;
 pub mod products;

@@ -128,6 +128,32 @@ pub struct BirthrightFile {
     pub birthright: Vec<BirthrightYaml>,
 }
 
+/// A file whose top-level key is `inactive`: the inactive-account policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InactiveFile {
+    pub inactive: Spanned<InactiveYaml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InactiveYaml {
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    pub products: Vec<Spanned<InactiveRuleYaml>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InactiveRuleYaml {
+    pub product: Spanned<String>,
+    pub after: Option<Spanned<String>>,
+    /// `review` or `end`.
+    pub action: Spanned<String>,
+    /// With `end`: how long before it ends the person is told (default 14d).
+    pub notice: Option<Spanned<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BirthrightYaml {

@@ -895,6 +895,7 @@ mod properties {
             intake: vec![],
             fallback_approvers: fallback,
             birthright: vec![],
+            inactive: None,
             version: "test".into(),
         }
     }
@@ -1116,4 +1117,70 @@ fn a_resource_may_ask_for_review_when_its_holder_moves() {
     let errors = errors(&[("d.yaml", DEFAULT), ("k.yaml", SKIP), ("r.yaml", typo)]);
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert!(errors[0].starts_with("r.yaml:2:"), "{}", errors[0]);
+}
+
+#[test]
+fn the_inactive_account_policy_loads_and_its_mistakes_are_named_where_written() {
+    use crate::workflow::inactive::{Action, Exclusion};
+    let policy = "inactive:\n  exclude: [svc-ci@acme.example, \"*@bots.acme.example\", \"account:5b10ac\"]\n  products:\n    - { product: confluence, after: 90d, action: review }\n    - { product: jira-software, after: 180d, action: end, notice: 7d }\n    - { product: opsgenie, after: 30d, action: end }\n";
+    let workflows = load(&[("d.yaml", DEFAULT), ("k.yaml", SKIP), ("i.yaml", policy)]);
+    let loaded = workflows.inactive.expect("a policy");
+    assert_eq!(loaded.rules.len(), 3);
+    assert_eq!(loaded.rules[0].action, Action::Review);
+    assert_eq!(
+        loaded.rules[0].after,
+        std::time::Duration::from_secs(90 * 86_400)
+    );
+    assert_eq!(
+        loaded.rules[1].action,
+        Action::End {
+            notice: std::time::Duration::from_secs(7 * 86_400)
+        }
+    );
+    assert_eq!(
+        loaded.rules[2].action,
+        Action::End {
+            notice: std::time::Duration::from_secs(14 * 86_400)
+        },
+        "two weeks' notice unless said"
+    );
+    assert_eq!(
+        loaded.exclude[2],
+        Exclusion::Account(crate::ids::AccountId("5b10ac".into()))
+    );
+    assert!(
+        load(&[("d.yaml", DEFAULT), ("k.yaml", SKIP)])
+            .inactive
+            .is_none(),
+        "no file, no policy"
+    );
+
+    let wrong = "inactive:\n  exclude: [\"not an email\"]\n  products:\n    - { product: jira, after: 90d, action: review }\n    - { product: confluence, after: 0s, action: review }\n    - { product: compass, after: 9d, action: delete }\n    - { product: opsgenie, after: 9d, action: review, notice: 2d }\n    - { product: statuspage, action: end }\n";
+    let errors = errors(&[("d.yaml", DEFAULT), ("k.yaml", SKIP), ("i.yaml", wrong)]);
+    let at = |line: usize, text: &str| {
+        errors
+            .iter()
+            .any(|e| e.starts_with(&format!("i.yaml:{line}:")) && e.contains(text))
+    };
+    assert!(at(2, "is not an email"), "{errors:#?}");
+    assert!(at(4, "unknown Atlassian product `jira`"), "{errors:#?}");
+    assert!(at(5, "longer than zero"), "{errors:#?}");
+    assert!(
+        at(6, "action `delete` is not one of: review, end"),
+        "{errors:#?}"
+    );
+    assert!(at(7, "`notice` goes with `action: end`"), "{errors:#?}");
+    assert!(at(8, "says no `after`"), "{errors:#?}");
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+    let twice = [
+        ("d.yaml", DEFAULT),
+        ("k.yaml", SKIP),
+        ("i.yaml", policy),
+        ("j.yaml", policy),
+    ];
+    let errors = self::errors(&twice);
+    assert!(
+        errors.iter().any(|e| e.contains("written in two files")),
+        "{errors:#?}"
+    );
 }

@@ -1060,3 +1060,281 @@ async fn a_review_on_move_grant_left_undecided_ends_at_the_deadline() {
     assert!(!env.members("fin-tools").await.contains(&"dev".to_string()));
     env.lifecycle_comment(&key, "Not decided in time").await;
 }
+
+/// Confluence unused for 90 days goes to the manager; Jira Software unused for 30 days ends
+/// after a notice; the CEO's account is a service account here.
+const INACTIVE: &str = "inactive:\n  exclude: [ceo@example.com]\n  products:\n    - { product: confluence, after: 90d, action: review }\n    - { product: jira-software, after: 30d, action: end, notice: NOTICE }\n";
+
+const SEAT_CONFLUENCE: &str = "ari:cloud:confluence::site/acme-cloud";
+const SEAT_JIRA: &str = "ari:cloud:jira-software::site/acme-cloud";
+
+async fn start_inactive(notice: &str, extra: &[(&'static str, &str)]) -> Option<Env> {
+    let mut settings = LIFECYCLE.to_vec();
+    settings.extend_from_slice(extra);
+    let policy = INACTIVE.replace("NOTICE", notice);
+    let files = [
+        ("birthright.yaml", BIRTHRIGHT),
+        ("inactive.yaml", policy.as_str()),
+    ];
+    let env = start_with_files("ldap", "fin-tools", &settings, &files).await?;
+    tollgate::engine::org_change::apply(&env.app.state)
+        .await
+        .expect("the first snapshot applied");
+    // Dev last used Confluence 200 days ago and Jira 60; the VP used Confluence yesterday; the
+    // CEO (excluded) has not used it for a year.
+    let today = env.app.state.clock.now().date_naive();
+    let ago = |days: i64| today - chrono::TimeDelta::days(days);
+    {
+        let mut world = env.cloud.world();
+        for (account, product, days) in [
+            ("acc-dev", "confluence", 200),
+            ("acc-dev", "jira-software", 60),
+            ("acc-vp", "confluence", 1),
+            ("acc-ceo", "confluence", 365),
+        ] {
+            world
+                .last_active
+                .entry(account.into())
+                .or_default()
+                .insert(product.into(), ago(days));
+            let seat = format!("ari:cloud:{product}::site/acme-cloud");
+            world
+                .product_roles
+                .insert((account.into(), "atlassian/user".into(), seat));
+        }
+        // Pages of one product each: the reader must follow the cursor.
+        world.page_size = Some(1);
+    }
+    Some(env)
+}
+
+impl Env {
+    fn has_seat(&self, account: &str, seat: &str) -> bool {
+        self.cloud.world().product_roles.contains(&(
+            account.to_string(),
+            "atlassian/user".to_string(),
+            seat.to_string(),
+        ))
+    }
+
+    async fn case_of(&self, product: &str) -> tollgate::store::inactive_cases::Case {
+        tollgate::store::inactive_cases::all(&self.app.state.store)
+            .await
+            .expect("read")
+            .into_iter()
+            .find(|c| c.product == product)
+            .unwrap_or_else(|| panic!("no {product} case"))
+    }
+
+    async fn case_reaches(
+        &self,
+        product: &str,
+        state: tollgate::store::inactive_cases::CaseState,
+    ) -> tollgate::store::inactive_cases::Case {
+        let found = eventually(Duration::from_secs(30), || async {
+            let case = self.case_of(product).await;
+            (case.state == state).then_some(case)
+        })
+        .await;
+        match found {
+            Some(case) => case,
+            None => panic!(
+                "{product} never became {state:?}: {:?}",
+                self.case_of(product).await
+            ),
+        }
+    }
+}
+
+/// Inactive accounts end to end: the scan reads last-active dates through the Admin API,
+/// Dev's unused Confluence goes to their manager in a lifecycle ticket and, unanswered by the
+/// deadline, ends; their unused Jira ends after its notice; the VP (active) and the CEO
+/// (excluded) keep theirs; `report inactive` says what happened.
+#[tokio::test]
+async fn an_inactive_account_is_reviewed_and_unanswered_ended() {
+    use tollgate::store::inactive_cases::CaseState;
+    let Some(env) = start_inactive("3s", &[("TOLLGATE_LIFECYCLE_DECIDE_WITHIN", "4s")]).await
+    else {
+        return;
+    };
+    // Dev also holds FIN tools through Tollgate, which gives a Confluence seat among others.
+    let grant = env.approved_and_active().await;
+    let scanned = tollgate::identity::inactive::scan(&env.app.state)
+        .await
+        .expect("scan");
+    assert_eq!(
+        (scanned.found, scanned.runs, scanned.cleared),
+        (2, 1, 0),
+        "{scanned:?}"
+    );
+    let run = env.finished("dev", RunEvent::Inactive, 1).await;
+    let outcome = run.outcome.clone().unwrap_or_default();
+    assert!(
+        outcome.starts_with("confluence to review; jira-software ends on "),
+        "{outcome}"
+    );
+    let (_, key, _) = run.ticket.clone().expect("a ticket");
+    let key = key.to_string();
+    let description = env.description_of(&key);
+    let today = env.app.state.clock.now().date_naive();
+    let ago = |days: i64| (today - chrono::TimeDelta::days(days)).to_string();
+    assert!(
+        description.contains(&format!(
+            "vp decides in this ticket whether you keep it:\n\n- **confluence**: last used {}",
+            ago(200)
+        )),
+        "{description}"
+    );
+    assert!(
+        description.contains(&format!(
+            "- **jira-software**: last used {}; ends on",
+            ago(60)
+        )),
+        "{description}"
+    );
+    let review = env.pending_in(&run).await;
+    assert_eq!(review.resource.as_deref(), Some("confluence"));
+    env.lifecycle_comment(&key, "vp, please decide for dev")
+        .await;
+    assert_eq!(env.case_of("confluence").await.state, CaseState::Reviewing);
+
+    // Nobody decides: the review is declined at the deadline and the seat goes; the notice
+    // over, Jira's goes too.
+    env.grant_reaches(review.id, State::Declined).await;
+    let ended = env.case_reaches("confluence", CaseState::Ended).await;
+    assert_eq!(ended.outcome.as_deref(), Some("product access removed"));
+    env.case_reaches("jira-software", CaseState::Ended).await;
+    assert!(!env.has_seat("acc-dev", SEAT_CONFLUENCE));
+    assert!(!env.has_seat("acc-dev", SEAT_JIRA));
+    assert!(env.has_seat("acc-vp", SEAT_CONFLUENCE), "used yesterday");
+    assert!(env.has_seat("acc-ceo", SEAT_CONFLUENCE), "excluded");
+    // The grant that gave Confluence ended with it: no report says Dev holds what Atlassian
+    // no longer gives.
+    let revoked = env.grant_reaches(grant.id, State::Revoked).await;
+    assert_eq!(
+        revoked.reason,
+        Some(format!(
+            "confluence not used since {} (inactive-account policy)",
+            ago(200)
+        ))
+    );
+    env.lifecycle_comment(&key, "Your access to confluence has ended")
+        .await;
+    env.lifecycle_comment(&key, "Your access to jira-software has ended")
+        .await;
+
+    let store = &env.app.state.store;
+    let tenant = review.tenant.as_str();
+    for (name, count) in [
+        ("inactive.found", 2),
+        ("inactive.reviewing", 1),
+        ("inactive.ending", 1),
+        ("inactive.noticed", 1),
+        ("inactive.ended", 2),
+    ] {
+        let events = tollgate::audit::events(store, Some(tenant), name)
+            .await
+            .expect("read");
+        let system = tollgate::audit::system_events(store, name)
+            .await
+            .expect("read");
+        assert_eq!(
+            events.len() + system.len(),
+            count,
+            "{name}: {events:?} {system:?}"
+        );
+    }
+
+    // The same day's scan again: nothing new.
+    let again = tollgate::identity::inactive::scan(&env.app.state)
+        .await
+        .expect("scan");
+    assert_eq!((again.found, again.runs), (0, 0), "{again:?}");
+
+    // The report says what happened.
+    let (mut out, config) = (Vec::new(), env.app.state.config.clone());
+    let rows = tollgate::cli::lifecycle::inactive_report(
+        &config,
+        Some("dev@example.com"),
+        false,
+        true,
+        &mut out,
+    )
+    .await
+    .expect("report");
+    assert_eq!(rows, 2);
+    let report: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    let confluence = report
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["product"] == "confluence"))
+        .expect("a confluence row");
+    assert_eq!(confluence["state"], "ended");
+    assert_eq!(confluence["action"], "review");
+    assert_eq!(confluence["unused_days"], 200);
+    assert_eq!(confluence["ticket"], key.as_str());
+    let mut csv = Vec::new();
+    tollgate::cli::lifecycle::inactive_report(&config, None, true, false, &mut csv)
+        .await
+        .expect("report");
+    assert_eq!(
+        String::from_utf8_lossy(&csv).lines().count(),
+        1,
+        "--open: nothing open, the header alone"
+    );
+}
+
+/// Kept: the manager approves the review, and the seat stays; used again before its notice
+/// is over, the Jira seat stays too and the ticket is told.
+#[tokio::test]
+async fn inactive_access_kept_by_the_manager_or_used_again_stays() {
+    use tollgate::store::inactive_cases::CaseState;
+    let Some(env) = start_inactive("1h", &[]).await else {
+        return;
+    };
+    tollgate::identity::inactive::scan(&env.app.state)
+        .await
+        .expect("scan");
+    let run = env.finished("dev", RunEvent::Inactive, 1).await;
+    let (_, key, _) = run.ticket.clone().expect("a ticket");
+    let key = key.to_string();
+    let review = env.pending_in(&run).await;
+    env.comment_on(
+        &key,
+        "i-1",
+        ("acc-vp", "Vera Vance"),
+        "/approve still needed",
+    )
+    .await;
+    let kept = env.case_reaches("confluence", CaseState::Kept).await;
+    assert_eq!(kept.outcome.as_deref(), Some("kept by the manager"));
+    env.lifecycle_comment(&key, "confluence stays.").await;
+    assert_eq!(
+        requests::get(&env.app.state.store, review.id)
+            .await
+            .expect("read")
+            .map(|r| r.state),
+        Some(State::Approved)
+    );
+
+    // Dev opens Jira: the next scan clears the case, and its end does nothing.
+    let today = env.app.state.clock.now().date_naive();
+    env.cloud
+        .world()
+        .last_active
+        .entry("acc-dev".into())
+        .or_default()
+        .insert("jira-software".into(), today);
+    let scanned = tollgate::identity::inactive::scan(&env.app.state)
+        .await
+        .expect("scan");
+    assert_eq!((scanned.found, scanned.cleared), (0, 1), "{scanned:?}");
+    let cleared = env.case_reaches("jira-software", CaseState::Cleared).await;
+    env.lifecycle_comment(&key, "jira-software was used again: it stays")
+        .await;
+    env.advance(chrono::TimeDelta::hours(2));
+    tollgate::identity::inactive::end(&env.app.state, cleared.id)
+        .await
+        .expect("end");
+    assert!(env.has_seat("acc-dev", SEAT_CONFLUENCE));
+    assert!(env.has_seat("acc-dev", SEAT_JIRA));
+}

@@ -45,6 +45,12 @@ pub fn ops() -> Ops {
             remove_from_directory,
         )
         .op(
+            Method::GET,
+            "/admin/v1/orgs/{orgId}/directory/users/{accountId}/last-active-dates",
+            AdminApiKey,
+            last_active_dates,
+        )
+        .op(
             Method::POST,
             "/users/{account_id}/manage/lifecycle/disable",
             AdminApiKey,
@@ -285,6 +291,39 @@ async fn remove_from_directory(
         .product_roles
         .retain(|(holder, _, _)| holder != &account);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET …/directory/users/{accountId}/last-active-dates`: `{data: {product_access: [{id, key,
+/// last_active}], added_to_org}, links: {next}}`, the products paged by cursor (a product the
+/// account never used is not listed); 404 for an account the organization does not have.
+async fn last_active_dates(
+    State(w): St,
+    Path((org, account)): Path<(String, String)>,
+    Query(q): Params,
+) -> Response {
+    let world = w.world();
+    if org != world.org_id {
+        return unknown_org();
+    }
+    if world.user(&account).is_none() {
+        return admin_error(StatusCode::NOT_FOUND, "User not found");
+    }
+    let used: Vec<(String, chrono::NaiveDate)> = world
+        .last_active
+        .get(&account)
+        .map(|products| products.iter().map(|(p, d)| (p.clone(), *d)).collect())
+        .unwrap_or_default();
+    let page = cursor_page(
+        &world,
+        &used,
+        &q,
+        |(product, date)| json!({"id": format!("{product}-{}", world.cloud_id), "key": product, "last_active": date.to_string()}),
+    );
+    let body = json!({
+        "data": {"product_access": page["data"], "added_to_org": "2024-01-15"},
+        "links": page["links"],
+    });
+    Json(body).into_response()
 }
 
 /// User management `POST /users/{account_id}/manage/lifecycle/disable` (`{message}`

@@ -148,6 +148,9 @@ pub struct World {
     /// Accounts the organization manages (its verified domains): the user-management API
     /// disables these, and refuses the others.
     pub managed_accounts: BTreeSet<String>,
+    /// When each account last used each product (`jira-software`, `confluence`, …), as the
+    /// Admin API's last-active dates answer: a product never used is absent.
+    pub last_active: BTreeMap<String, BTreeMap<String, chrono::NaiveDate>>,
     next_id: u64,
 }
 

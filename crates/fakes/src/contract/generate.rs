@@ -66,6 +66,9 @@ fn admin_document() -> Value {
             "/admin/v1/orgs/{orgId}/directory/users/{accountId}": {
                 "delete": {"responses": {}, "parameters": [org, account]}
             },
+            "/admin/v1/orgs/{orgId}/directory/users/{accountId}/last-active-dates": {
+                "get": {"responses": {}, "parameters": [org, account, cursor]}
+            },
             "/admin/v1/orgs/{orgId}/users/{accountId}/roles/assign": {
                 "post": {"responses": {}, "parameters": [org, account], "requestBody": role}
             },

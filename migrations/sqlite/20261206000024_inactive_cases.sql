@@ -1,0 +1,26 @@
+-- Access the inactive-account policy found unused too long: one case per account, product and
+-- day last used (using it again and going quiet again is a new case). Its run raises the
+-- person's lifecycle ticket; the case says what became of it.
+CREATE TABLE inactive_cases (
+    id TEXT PRIMARY KEY,
+    person TEXT NOT NULL,
+    email TEXT NOT NULL,
+    name TEXT NOT NULL,
+    account TEXT NOT NULL,
+    product TEXT NOT NULL,
+    -- The day the product was last used (YYYY-MM-DD).
+    since TEXT NOT NULL,
+    -- review | end
+    action TEXT NOT NULL,
+    -- found | noticed | reviewing | kept | ending | ended | cleared
+    state TEXT NOT NULL,
+    ends_at TEXT,
+    run_id TEXT REFERENCES lifecycle_runs (id),
+    request_id TEXT,
+    outcome TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (account, product, since)
+);
+CREATE INDEX inactive_cases_run ON inactive_cases (run_id);
+CREATE INDEX inactive_cases_request ON inactive_cases (request_id);
