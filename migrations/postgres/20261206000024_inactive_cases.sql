@@ -24,3 +24,6 @@ CREATE TABLE inactive_cases (
 );
 CREATE INDEX inactive_cases_run ON inactive_cases (run_id);
 CREATE INDEX inactive_cases_request ON inactive_cases (request_id);
+CREATE INDEX inactive_cases_account ON inactive_cases (account, state);
+-- `tollgate lifecycle runs --person EMAIL`.
+CREATE INDEX lifecycle_runs_email ON lifecycle_runs (email, created_at);

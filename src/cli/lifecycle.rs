@@ -202,8 +202,7 @@ pub async fn runs(
             None => runs::recent(&store, 200).await,
             Some(text) => {
                 let email = Email::parse(text).map_err(|e| format!("--person: {e}"))?;
-                let all = runs::recent(&store, i64::MAX).await;
-                all.map(|all| all.into_iter().filter(|r| r.email == email).collect())
+                runs::of_email(&store, &email).await
             }
         }
         .map_err(|e| e.to_string())?;

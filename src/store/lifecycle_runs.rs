@@ -212,6 +212,16 @@ pub async fn of_person(store: &Store, person: &PersonId) -> Result<Vec<Run>, Sto
     select(store, "person = $1 ORDER BY created_at, id", &person.0).await
 }
 
+/// The runs of whoever has `email` (as each run recorded it), newest first.
+pub async fn of_email(store: &Store, email: &Email) -> Result<Vec<Run>, StoreError> {
+    select(
+        store,
+        "email = $1 ORDER BY created_at DESC, id DESC",
+        email.as_str(),
+    )
+    .await
+}
+
 /// Every run, newest first (for `tollgate lifecycle runs`).
 pub async fn recent(store: &Store, limit: i64) -> Result<Vec<Run>, StoreError> {
     let sql =

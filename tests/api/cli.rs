@@ -758,3 +758,57 @@ fn a_held_joiner_wave_is_listed_and_released_from_the_cli() {
     let (ok, _, _) = run(&["lifecycle", "release", "7"]);
     assert!(!ok, "a wave is released once");
 }
+
+/// `tollgate report inactive` lists the cases as CSV (or JSON), `--open` only those still open;
+/// an unknown format is refused.
+#[test]
+fn the_inactive_report_lists_cases_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("inactive.db");
+    let db = format!("sqlite://{}", path.display());
+    let envs = [("DATABASE_URL", db.as_str())];
+    let run = |args: &[&str]| run_cli(&envs, args);
+    let (ok, out, err) = run(&["report", "inactive"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim_end(),
+        "email,name,account,product,last_used,unused_days,action,state,ends_at,ticket,outcome,found_at"
+    );
+    for (id, product, state) in [
+        ("a1", "confluence", "ended"),
+        ("a2", "jira-software", "noticed"),
+    ] {
+        execute_sql(
+            &path,
+            &format!(
+                "INSERT INTO inactive_cases (id, person, email, name, account, product, since, \
+                 action, state, created_at, updated_at) VALUES \
+                 ('0193a6d2-0000-7000-8000-0000000000{id}', 'uid=gina', 'gina@example.com', \
+                 'Gina Gray', 'acc-gina', '{product}', '2026-01-05', 'end', '{state}', \
+                 '2026-12-01T09:00:00Z', '2026-12-01T09:00:00Z')"
+            ),
+        );
+    }
+    let (ok, out, err) = run(&["report", "inactive", "--open"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[1].starts_with("gina@example.com,Gina Gray,acc-gina,jira-software,2026-01-05,"),
+        "{out}"
+    );
+    assert!(lines[1].contains(",end,noticed,"), "{out}");
+    let (ok, out, err) = run(&[
+        "report",
+        "inactive",
+        "--format",
+        "json",
+        "--person",
+        "gina@example.com",
+    ]);
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(rows.as_array().map(Vec::len), Some(2), "{out}");
+    let (ok, _, err) = run(&["report", "inactive", "--format", "xml"]);
+    assert!(!ok && err.contains("csv or json"), "{err}");
+}

@@ -827,6 +827,31 @@ async fn extensions_are_routed_and_move_the_expiry_only_when_approved() {
     assert_eq!(kids.len(), 2);
 }
 
+/// An extension nobody decides is declined when its stage's time is up, like any request (its
+/// timers are found by the extension's own id, not the ticket's grant): the expiry stays.
+#[tokio::test]
+async fn an_extension_left_undecided_is_declined_by_its_timer() {
+    let timed = "workflow: fin\napplies_to: { resources: [fin-tools] }\ntimeouts: { decline_after: 5s }\nstages:\n  - name: manager\n    approvers: manager\n";
+    let Some(env) = start_with_files("ldap", "fin-tools", &[], &[("fin.yaml", timed)]).await else {
+        return;
+    };
+    let active = env.approved_and_active().await;
+    let first = active.expires_at.expect("expires");
+    env.comment("d-3", DEV, "/extend 7d quarter close").await;
+    env.comment_with("Extension requested").await;
+    let declined = eventually(Duration::from_secs(30), || async {
+        let kids = requests::children(&env.app.state.store, active.id)
+            .await
+            .ok()?;
+        kids.into_iter().find(|k| k.state == State::Declined)
+    })
+    .await
+    .expect("the extension is declined by its timer");
+    assert_eq!(declined.reason.as_deref(), Some("no decision within 5s"));
+    assert_eq!(env.request().await.expires_at, Some(first));
+    assert_eq!(env.request().await.state, State::Active);
+}
+
 #[tokio::test]
 async fn an_approver_may_revoke_early_and_the_requester_may_not() {
     let Some(env) = start("fin-tools").await else {

@@ -1338,3 +1338,55 @@ async fn inactive_access_kept_by_the_manager_or_used_again_stays() {
     assert!(env.has_seat("acc-dev", SEAT_CONFLUENCE));
     assert!(env.has_seat("acc-dev", SEAT_JIRA));
 }
+
+/// A last-active page that does not say what it should (no product list, an entry without its
+/// date) or an Admin API outage fails the scan: nothing is judged on it, nothing ends. The
+/// next scan, on good pages, finds what is unused.
+#[tokio::test]
+async fn a_broken_last_active_page_fails_the_scan_and_ends_nothing() {
+    let Some(env) = start_inactive("1h", &[]).await else {
+        return;
+    };
+    let path = "/admin/v1/orgs/org-acme/directory/users/acc-dev/last-active-dates";
+    let page = |body: serde_json::Value| Fault {
+        path_prefix: path.into(),
+        remaining: 1,
+        status: 200,
+        headers: Vec::new(),
+        body,
+    };
+    let broken = [
+        serde_json::json!({"data": {"added_to_org": "2024-01-15"}, "links": {}}),
+        serde_json::json!({"data": {"product_access": [{"id": "x", "key": "confluence"}]}, "links": {}}),
+        serde_json::json!({"data": {"product_access": [{"key": "confluence", "last_active": "last spring"}]}, "links": {}}),
+    ];
+    for body in broken {
+        env.cloud.inject(page(body.clone()));
+        let failed = tollgate::identity::inactive::scan(&env.app.state).await;
+        assert!(failed.is_err(), "{body}: {failed:?}");
+    }
+    env.cloud.inject(Fault::unavailable(path, 12));
+    let outage = tollgate::identity::inactive::scan(&env.app.state)
+        .await
+        .expect_err("an outage");
+    assert!(outage.is_retryable(), "{outage}");
+    let cases = tollgate::store::inactive_cases::all(&env.app.state.store)
+        .await
+        .expect("read");
+    assert!(cases.is_empty(), "{cases:?}");
+    assert!(env.has_seat("acc-dev", SEAT_CONFLUENCE));
+
+    // The outage's last failures are waited out by later scans (the job is retried).
+    let mut scanned = None;
+    for _ in 0..12 {
+        match tollgate::identity::inactive::scan(&env.app.state).await {
+            Ok(done) => {
+                scanned = Some(done);
+                break;
+            }
+            Err(e) => assert!(e.is_retryable(), "{e}"),
+        }
+    }
+    let scanned = scanned.expect("a scan after the outage");
+    assert_eq!(scanned.found, 2, "{scanned:?}");
+}
