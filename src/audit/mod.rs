@@ -96,6 +96,33 @@ impl Event {
             workflow_version: request.workflow_version.clone(),
         }
     }
+
+    /// An inactive case's move to `to`, on the chain of the lifecycle ticket it is told in
+    /// (`ticket`), naming the review deciding it when there is one; its case, product, day
+    /// last used and person are added to `details`.
+    pub fn of_case(
+        case: &crate::store::inactive_cases::Case,
+        ticket: Option<(&crate::ids::TenantKey, &crate::ids::TicketKey)>,
+        to: crate::store::inactive_cases::CaseState,
+        (actor, at): (Actor, DateTime<Utc>),
+        mut details: Value,
+    ) -> Self {
+        details["case"] = serde_json::json!(case.id);
+        details["product"] = serde_json::json!(case.product);
+        details["since"] = serde_json::json!(case.since.to_string());
+        details["email"] = serde_json::json!(case.email.as_str());
+        Self {
+            at,
+            tenant: ticket.map(|t| t.0.to_string()),
+            request_id: case.request_id,
+            ticket_key: ticket.map(|t| t.1.to_string()),
+            actor,
+            action: Action::Inactive(to),
+            target: Some(case.account.to_string()),
+            details,
+            workflow_version: None,
+        }
+    }
 }
 
 /// An appended event's place in its chain.

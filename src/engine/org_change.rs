@@ -12,7 +12,6 @@ use crate::failure::Failure;
 use crate::grants::leavers;
 use crate::identity;
 use crate::identity::changes::Changed;
-use crate::ids::ResourceId;
 use crate::orgchart::{Email, OrgSnapshot, Person, PersonId};
 use crate::state::AppState;
 use crate::store::lifecycle_runs::RunEvent;
@@ -229,13 +228,7 @@ async fn identity_changes(
     let Some(workflows) = state.workflows() else {
         return Ok(Vec::new());
     };
-    let reviewed: Vec<ResourceId> = workflows
-        .catalog
-        .resources()
-        .iter()
-        .filter(|r| r.review_on_move)
-        .map(|r| r.id.clone())
-        .collect();
+    let reviewed = workflows.catalog.reviewed_on_move();
     if workflows.birthright.is_empty() && reviewed.is_empty() {
         return Ok(Vec::new());
     }

@@ -87,21 +87,9 @@ async fn settle_case(
     if !cases::set(tx, case.id, &[CaseState::Reviewing], to, change, now).await? {
         return Ok(None);
     }
-    let details = json!({
-        "case": case.id, "product": case.product, "since": case.since.to_string(),
-        "outcome": outcome, "review": review.id,
-    });
-    let event = audit::Event {
-        at: now,
-        tenant: Some(review.tenant.to_string()),
-        request_id: Some(review.id),
-        ticket_key: Some(review.ticket_key.to_string()),
-        actor: actor(),
-        action: audit::Action::Inactive(to),
-        target: Some(case.account.to_string()),
-        details,
-        workflow_version: None,
-    };
+    let details = json!({"outcome": outcome, "review": review.id});
+    let ticket = Some((&review.tenant, &review.ticket_key));
+    let event = audit::Event::of_case(&case, ticket, to, (actor(), now), details);
     audit::append(tx, &event).await?;
     Ok(Some(case.id))
 }

@@ -17,7 +17,7 @@ use super::changes::event_of;
 use super::run::{finish, open_ticket_once};
 use crate::audit::{self, Actor, RunStep};
 use crate::failure::Failure;
-use crate::ids::{AccountId, TenantKey, TicketKey};
+use crate::ids::AccountId;
 use crate::jobs::{self, Job};
 use crate::lifecycle::{EndCause, Event, State};
 use crate::notices::{self, Notice};
@@ -34,6 +34,8 @@ use crate::workflow::{GrantTarget, products};
 fn actor() -> Actor {
     Actor::System("inactive".into())
 }
+
+const FOUND: &[CaseState] = &[CaseState::Found];
 
 /// What a scan did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -293,7 +295,7 @@ pub(super) async fn execute(
         manager.as_ref().map(|m| m.name.as_str()),
         run.id,
     );
-    let run = open_ticket_once(
+    let (run, ticket) = open_ticket_once(
         state,
         run,
         &site,
@@ -304,12 +306,6 @@ pub(super) async fn execute(
         now,
     )
     .await?;
-    let Some(ticket) = run.ticket.clone() else {
-        return Err(Failure::Conflict(format!(
-            "run {} has no ticket after opening one",
-            run.id
-        )));
-    };
 
     let mut tx = state.store.begin().await?;
     let mut outcome = Vec::new();
@@ -336,18 +332,9 @@ pub(super) async fn execute(
                     request: Some(request),
                     ..Change::default()
                 };
-                let moved = cases::set(
-                    &mut tx,
-                    case.id,
-                    &[CaseState::Found],
-                    CaseState::Reviewing,
-                    change,
-                    now,
-                )
-                .await?;
-                if moved {
-                    let details = json!({"request": request, "approver_email": manager.email});
-                    case_event(&mut tx, case, &run, CaseState::Reviewing, details, now).await?;
+                let details = json!({"request": request, "approver_email": manager.email});
+                let to = (FOUND, CaseState::Reviewing);
+                if move_case(&mut tx, (case, &run), to, change, details, now).await? {
                     outcome.push(format!("{} to review", case.product));
                 }
             }
@@ -359,25 +346,8 @@ pub(super) async fn execute(
                     outcome: Some(why),
                     ..Change::default()
                 };
-                if cases::set(
-                    &mut tx,
-                    case.id,
-                    &[CaseState::Found],
-                    CaseState::Kept,
-                    change,
-                    now,
-                )
-                .await?
-                {
-                    case_event(
-                        &mut tx,
-                        case,
-                        &run,
-                        CaseState::Kept,
-                        json!({"outcome": why}),
-                        now,
-                    )
-                    .await?;
+                let (to, details) = ((FOUND, CaseState::Kept), json!({"outcome": why}));
+                if move_case(&mut tx, (case, &run), to, change, details, now).await? {
                     outcome.push(format!("{} kept (no manager to review it)", case.product));
                 }
             }
@@ -388,25 +358,8 @@ pub(super) async fn execute(
             ends_at: Some(*at),
             ..Change::default()
         };
-        if cases::set(
-            &mut tx,
-            case.id,
-            &[CaseState::Found],
-            CaseState::Noticed,
-            change,
-            now,
-        )
-        .await?
-        {
-            case_event(
-                &mut tx,
-                case,
-                &run,
-                CaseState::Noticed,
-                json!({"ends_at": at}),
-                now,
-            )
-            .await?;
+        let (to, details) = ((FOUND, CaseState::Noticed), json!({"ends_at": at}));
+        if move_case(&mut tx, (case, &run), to, change, details, now).await? {
             let job = Job::InactiveEnd { case: case.id };
             jobs::schedule(&mut tx, &job, jobs::wall(&*state.clock, *at)).await?;
             outcome.push(format!(
@@ -600,6 +553,23 @@ async fn tell(tx: &mut Tx, case: &Case, run: &Run, ended: bool) -> Result<(), Fa
     Ok(())
 }
 
+/// Moves `case` from one of `from` to `to`, with its audit event on the run's ticket;
+/// whether it moved (it had moved on meanwhile, else).
+async fn move_case(
+    tx: &mut Tx,
+    (case, run): (&Case, &Run),
+    (from, to): (&[CaseState], CaseState),
+    change: Change<'_>,
+    details: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<bool, Failure> {
+    if !cases::set(tx, case.id, from, to, change, now).await? {
+        return Ok(false);
+    }
+    case_event(tx, case, run, to, details, now).await?;
+    Ok(true)
+}
+
 /// A case's audit event, on its run's ticket.
 async fn case_event(
     tx: &mut Tx,
@@ -609,26 +579,9 @@ async fn case_event(
     mut details: serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    details["case"] = json!(case.id);
-    details["product"] = json!(case.product);
-    details["since"] = json!(case.since.to_string());
-    details["email"] = json!(case.email.as_str());
     details["run"] = json!(run.id);
-    let ticket: Option<&(TenantKey, TicketKey, String)> = run.ticket.as_ref();
-    audit::append(
-        tx,
-        &audit::Event {
-            at: now,
-            tenant: ticket.map(|t| t.0.to_string()),
-            request_id: case.request_id,
-            ticket_key: ticket.map(|t| t.1.to_string()),
-            actor: actor(),
-            action: audit::Action::Inactive(to),
-            target: Some(case.account.to_string()),
-            details,
-            workflow_version: None,
-        },
-    )
-    .await?;
+    let ticket = run.ticket.as_ref().map(|(tenant, key, _)| (tenant, key));
+    let event = audit::Event::of_case(case, ticket, to, (actor(), now), details);
+    audit::append(tx, &event).await?;
     Ok(())
 }

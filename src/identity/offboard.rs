@@ -86,7 +86,7 @@ pub(super) async fn offboard(
         done.join("; ")
     };
     let description = super::run::leaver_description(&run.name, &done, run.id);
-    let run = open_ticket_once(
+    let (run, _) = open_ticket_once(
         state,
         run,
         &site,

@@ -18,7 +18,7 @@ use crate::atlassian::Site;
 use crate::atlassian::jsm::NewRequest;
 use crate::audit::{self, Actor, RunStep};
 use crate::failure::Failure;
-use crate::ids::{AccountId, ResourceId, TenantKey, TicketKey};
+use crate::ids::{AccountId, TenantKey, TicketKey};
 use crate::lifecycle::{self, Action, Event, Request, State};
 use crate::orgchart::Person;
 use crate::people::accounts;
@@ -205,13 +205,7 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
     let changes = changes(&due, &held);
     let reviews = match run.review {
         true => {
-            let resources: Vec<ResourceId> = workflows
-                .catalog
-                .resources()
-                .iter()
-                .filter(|r| r.review_on_move)
-                .map(|r| r.id.clone())
-                .collect();
+            let resources = workflows.catalog.reviewed_on_move();
             super::asks::reviewable(state, &run, &resources).await?
         }
         false => Vec::new(),
@@ -273,7 +267,7 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
         ends,
         run.id,
     );
-    let run = open_ticket_once(
+    let (run, ticket) = open_ticket_once(
         state,
         &run,
         &site,
@@ -284,12 +278,6 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
         now,
     )
     .await?;
-    let Some(ticket) = run.ticket.clone() else {
-        return Err(Failure::Conflict(format!(
-            "run {} has no ticket after opening one",
-            run.id
-        )));
-    };
 
     let mut tx = state.store.begin().await?;
     let mut done = Done::default();
@@ -491,6 +479,9 @@ fn birthright_request(
     Ok(request)
 }
 
+/// A run's lifecycle ticket: its tenant, key and issue id.
+pub type Ticket = (TenantKey, TicketKey, String);
+
 /// The run with its ticket: the one it has, else one raised now (and kept, with its audit
 /// event), on `account`'s behalf when given.
 #[allow(clippy::too_many_arguments)]
@@ -503,15 +494,15 @@ pub(super) async fn open_ticket_once(
     account: Option<&AccountId>,
     description: &str,
     now: DateTime<Utc>,
-) -> Result<Run, Failure> {
-    if run.ticket.is_some() {
-        return Ok(run.clone());
+) -> Result<(Run, Ticket), Failure> {
+    if let Some(ticket) = &run.ticket {
+        return Ok((run.clone(), ticket.clone()));
     }
     let opened = open_ticket(state, run, site, tenant, config, account, description).await?;
     let mut tx = state.store.begin().await?;
     runs::opened(&mut tx, run.id, &opened, now).await?;
     let run = Run {
-        ticket: Some(opened),
+        ticket: Some(opened.clone()),
         ..run.clone()
     };
     event_of(
@@ -524,7 +515,7 @@ pub(super) async fn open_ticket_once(
     )
     .await?;
     tx.commit().await?;
-    Ok(run)
+    Ok((run, opened))
 }
 
 /// Raises the run's ticket, unless an earlier attempt did (its reference is searched for

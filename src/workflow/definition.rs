@@ -111,6 +111,15 @@ impl Catalog {
     pub fn resources(&self) -> &[Resource] {
         &self.resources
     }
+
+    /// The resources whose holders' access is reviewed when they move.
+    pub fn reviewed_on_move(&self) -> Vec<ResourceId> {
+        self.resources
+            .iter()
+            .filter(|r| r.review_on_move)
+            .map(|r| r.id.clone())
+            .collect()
+    }
 }
 
 /// Who may approve a stage.
