@@ -1390,3 +1390,69 @@ async fn a_broken_last_active_page_fails_the_scan_and_ends_nothing() {
     let scanned = scanned.expect("a scan after the outage");
     assert_eq!(scanned.found, 2, "{scanned:?}");
 }
+
+/// One comment decides everything waiting in a lifecycle ticket: Dev moves to the CEO as a
+/// lead, so the CEO reviews `payroll` and approves the leads' birthright in one ticket; one
+/// `/approve`, delivered twice, decides each once.
+#[tokio::test]
+async fn one_comment_decides_everything_waiting_in_the_ticket_once() {
+    let Some(env) = start_reviewing(&[]).await else {
+        return;
+    };
+    let grant = env.approved_and_active().await;
+    let ceo = format!("uid=ceo,ou=people,{}", slapd::BASE);
+    env.set_attribute("dev", "manager", &ceo).await;
+    env.set_attribute("dev", "title", "Lead Engineer").await;
+    env.sync_and_apply().await;
+    let moved = env.finished("dev", RunEvent::Mover, 1).await;
+    assert_eq!(
+        moved.outcome.as_deref(),
+        Some("granting eng-tools; asked the manager to decide: fin-tools, payroll")
+    );
+    let (_, key, _) = moved.ticket.clone().expect("a ticket");
+    let key = key.to_string();
+    let waiting: Vec<requests::Request> = env
+        .grants_of(&moved)
+        .await
+        .into_iter()
+        .filter(|r| r.state == State::Pending)
+        .collect();
+    assert_eq!(waiting.len(), 2, "{waiting:#?}");
+    let asked = env.lifecycle_comment(&key, "ceo, please decide for dev").await;
+    assert!(asked.contains("fin-tools: birthright (engineering-leads)"), "{asked}");
+    assert!(asked.contains("payroll: asked for before the move"), "{asked}");
+
+    let body = env.cloud.comment_by(&key, ("acc-ceo", "Cleo Chase"), "/approve");
+    for delivery in ["m-1", "m-2"] {
+        env.webhook("/connect/webhooks/comment-created", delivery, &body)
+            .await;
+    }
+    let birthright = waiting
+        .iter()
+        .find(|r| r.parent_id.is_none())
+        .expect("the birthright");
+    env.grant_reaches(birthright.id, State::Active).await;
+    let review = waiting
+        .iter()
+        .find(|r| r.parent_id.is_some())
+        .expect("the review");
+    let kept = eventually(Duration::from_secs(30), || async {
+        let r = requests::get(&env.app.state.store, review.id).await.ok()??;
+        r.granted_at.is_some().then_some(r)
+    })
+    .await;
+    assert!(kept.is_some(), "the review was kept");
+    env.grant_reaches(grant.id, State::Active).await;
+    let decided = tollgate::audit::events(
+        &env.app.state.store,
+        Some(grant.tenant.as_str()),
+        "decision.approved",
+    )
+    .await
+    .expect("read");
+    let on_ticket: Vec<_> = decided
+        .iter()
+        .filter(|e| e["ticket_key"] == key.as_str())
+        .collect();
+    assert_eq!(on_ticket.len(), 2, "one decision each: {on_ticket:#?}");
+}
