@@ -1418,11 +1418,21 @@ async fn one_comment_decides_everything_waiting_in_the_ticket_once() {
         .filter(|r| r.state == State::Pending)
         .collect();
     assert_eq!(waiting.len(), 2, "{waiting:#?}");
-    let asked = env.lifecycle_comment(&key, "ceo, please decide for dev").await;
-    assert!(asked.contains("fin-tools: birthright (engineering-leads)"), "{asked}");
-    assert!(asked.contains("payroll: asked for before the move"), "{asked}");
+    let asked = env
+        .lifecycle_comment(&key, "ceo, please decide for dev")
+        .await;
+    assert!(
+        asked.contains("fin-tools: birthright (engineering-leads)"),
+        "{asked}"
+    );
+    assert!(
+        asked.contains("payroll: asked for before the move"),
+        "{asked}"
+    );
 
-    let body = env.cloud.comment_by(&key, ("acc-ceo", "Cleo Chase"), "/approve");
+    let body = env
+        .cloud
+        .comment_by(&key, ("acc-ceo", "Cleo Chase"), "/approve");
     for delivery in ["m-1", "m-2"] {
         env.webhook("/connect/webhooks/comment-created", delivery, &body)
             .await;
@@ -1437,7 +1447,9 @@ async fn one_comment_decides_everything_waiting_in_the_ticket_once() {
         .find(|r| r.parent_id.is_some())
         .expect("the review");
     let kept = eventually(Duration::from_secs(30), || async {
-        let r = requests::get(&env.app.state.store, review.id).await.ok()??;
+        let r = requests::get(&env.app.state.store, review.id)
+            .await
+            .ok()??;
         r.granted_at.is_some().then_some(r)
     })
     .await;
