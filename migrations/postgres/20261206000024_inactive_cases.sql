@@ -27,3 +27,5 @@ CREATE INDEX inactive_cases_request ON inactive_cases (request_id);
 CREATE INDEX inactive_cases_account ON inactive_cases (account, state);
 -- `tollgate lifecycle runs --person EMAIL`.
 CREATE INDEX lifecycle_runs_email ON lifecycle_runs (email, created_at);
+-- A comment on a lifecycle ticket decides the run's requests waiting in it.
+CREATE INDEX requests_run_ticket ON requests (tenant, ticket_key) WHERE run_id IS NOT NULL;
