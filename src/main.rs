@@ -481,7 +481,14 @@ async fn inactive_report(
         }
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match tollgate::cli::lifecycle::inactive_report(config, person, open, json, &mut out).await {
+    rows_written(
+        tollgate::cli::lifecycle::inactive_report(config, person, open, json, &mut out).await,
+    )
+}
+
+/// A report's exit: its row count on stderr (stdout is the report), or why it failed.
+fn rows_written(result: Result<impl std::fmt::Display, String>) -> ExitCode {
+    match result {
         Ok(rows) => {
             eprintln!("{rows} rows");
             ExitCode::SUCCESS
@@ -534,16 +541,7 @@ async fn report(command: ReportCommand, config: &Config) -> ExitCode {
         }
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match tollgate::cli::report(config, query, format, &mut out).await {
-        Ok(rows) => {
-            eprintln!("{rows} rows");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("tollgate: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    rows_written(tollgate::cli::report(config, query, format, &mut out).await)
 }
 
 /// The synced org chart, unless the command names an org file (or none can be read: said, and

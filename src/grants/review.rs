@@ -114,22 +114,9 @@ pub async fn on_declined(
         }
         None => return Ok(()),
     };
-    let Some(mut grant) = requests::lock_id(tx, parent).await? else {
-        return Ok(());
-    };
-    if !matches!(grant.state, State::Active | State::RevokeFailed) {
-        return Ok(());
-    }
     let why = review.reason.as_deref().unwrap_or("declined");
     let reason = format!("not re-approved in review ({why})");
-    run::begin_revoke(
-        tx,
-        state,
-        &mut grant,
-        EndCause::Revoked,
-        &reason,
-        actor(),
-        now,
-    )
-    .await
+    let cause = (EndCause::Revoked, reason.as_str());
+    run::revoke_held(tx, state, parent, cause, actor(), now).await?;
+    Ok(())
 }

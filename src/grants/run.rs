@@ -779,12 +779,28 @@ pub async fn revoke_now(
 ) -> Result<bool, Failure> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
-    let Some(mut request) = requests::lock_id(&mut tx, id).await? else {
+    if !revoke_held(&mut tx, state, id, (cause, reason), actor, now).await? {
         tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// [`revoke_now`] inside the caller's transaction (the request row locked there, before the
+/// audit chain head): `false` when there was nothing to revoke.
+pub async fn revoke_held(
+    tx: &mut Tx,
+    state: &AppState,
+    id: Uuid,
+    (cause, reason): (EndCause, &str),
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<bool, Failure> {
+    let Some(mut request) = requests::lock_id(tx, id).await? else {
         return Ok(false);
     };
     if !matches!(request.state, State::Active | State::RevokeFailed) {
-        tx.rollback().await?;
         return Ok(false);
     }
     // A retried revocation keeps the cause it started with.
@@ -798,8 +814,7 @@ pub async fn revoke_now(
     } else {
         reason.to_string()
     };
-    begin_revoke(&mut tx, state, &mut request, cause, &reason, actor, now).await?;
-    tx.commit().await?;
+    begin_revoke(tx, state, &mut request, cause, &reason, actor, now).await?;
     Ok(true)
 }
 

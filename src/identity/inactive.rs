@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::asks::{self, Ask, Asking};
 use super::changes::event_of;
-use super::run::{finish, open_ticket_once};
+use super::run::{finish, finish_in, open_ticket_once};
 use crate::audit::{self, Actor, RunStep};
 use crate::failure::Failure;
 use crate::ids::AccountId;
@@ -374,16 +374,7 @@ pub(super) async fn execute(
     } else {
         outcome.join("; ")
     };
-    if runs::finish(&mut tx, run.id, &outcome, now).await? {
-        event_of(
-            &mut tx,
-            &run,
-            RunStep::Finished,
-            json!({"outcome": outcome}),
-            actor(),
-            now,
-        )
-        .await?;
+    if finish_in(&mut tx, &run, &outcome, json!({}), now).await? {
         tx.commit().await?;
     } else {
         tx.rollback().await?;
@@ -479,20 +470,8 @@ pub async fn end(state: &AppState, id: Uuid) -> Result<(), Failure> {
         case.product, case.since
     );
     for id in giving {
-        if let Some(mut grant) = requests::lock_id(&mut tx, id).await?
-            && matches!(grant.state, State::Active | State::RevokeFailed)
-        {
-            crate::grants::run::begin_revoke(
-                &mut tx,
-                state,
-                &mut grant,
-                EndCause::Revoked,
-                &reason,
-                actor(),
-                now,
-            )
-            .await?;
-        }
+        let cause = (EndCause::Revoked, reason.as_str());
+        crate::grants::run::revoke_held(&mut tx, state, id, cause, actor(), now).await?;
     }
     let change = Change {
         outcome: Some("product access removed"),

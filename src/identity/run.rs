@@ -340,12 +340,11 @@ pub async fn execute(state: &AppState, id: Uuid) -> Result<(), Failure> {
         None => done.unasked = asks.iter().map(Ask::label).collect(),
     }
     let outcome = done.outcome(ends);
-    if runs::finish(&mut tx, run.id, &outcome, now).await? {
-        let details = json!({
-            "granted": done.granted, "ending": done.ending, "ends": ends, "kept": done.kept,
-            "asked_manager": done.asked, "no_manager_to_ask": done.unasked, "outcome": outcome,
-        });
-        event_of(&mut tx, &run, RunStep::Finished, details, actor(), now).await?;
+    let details = json!({
+        "granted": done.granted, "ending": done.ending, "ends": ends, "kept": done.kept,
+        "asked_manager": done.asked, "no_manager_to_ask": done.unasked,
+    });
+    if finish_in(&mut tx, &run, &outcome, details, now).await? {
         tx.commit().await?;
         tracing::info!(person = %run.email, event = run.event.as_str(), %outcome, "lifecycle run done");
     } else {
@@ -579,19 +578,26 @@ pub(super) async fn finish(
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
     let mut tx = state.store.begin().await?;
-    if runs::finish(&mut tx, run.id, outcome, now).await? {
-        event_of(
-            &mut tx,
-            run,
-            RunStep::Finished,
-            json!({"outcome": outcome}),
-            actor(),
-            now,
-        )
-        .await?;
-    }
+    finish_in(&mut tx, run, outcome, json!({}), now).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Finishes a queued run with `outcome` and its audit event (`details` and the outcome) in the
+/// caller's transaction; `false` when another worker finished it meanwhile.
+pub(super) async fn finish_in(
+    tx: &mut crate::store::Tx,
+    run: &Run,
+    outcome: &str,
+    mut details: Value,
+    now: DateTime<Utc>,
+) -> Result<bool, Failure> {
+    if !runs::finish(tx, run.id, outcome, now).await? {
+        return Ok(false);
+    }
+    details["outcome"] = json!(outcome);
+    event_of(tx, run, RunStep::Finished, details, actor(), now).await?;
+    Ok(true)
 }
 
 #[cfg(test)]
