@@ -411,12 +411,15 @@ async fn a_leads_birthright_waits_for_their_manager_in_the_ticket_and_is_granted
         asked.contains("fin-tools: birthright (engineering-leads)"),
         "{asked}"
     );
-    assert!(
+    // Participants are added after the comment, by the same notice job: wait for them too.
+    let added = eventually(Duration::from_secs(20), || async {
         env.cloud.world().issues[&key]
             .participants
-            .contains(&"acc-vp".to_string()),
-        "the manager is a participant"
-    );
+            .contains(&"acc-vp".to_string())
+            .then_some(())
+    })
+    .await;
+    assert!(added.is_some(), "the manager is a participant");
     let status = env.cloud.world().issues[&key].status.clone();
 
     // Lena cannot approve her own; Dev is not her manager.
