@@ -151,7 +151,7 @@ async fn main() {
     let before = cloud.recorded().len();
     rss::reset_peak();
     let t0 = Instant::now();
-    let connector = tollgate::idp::Connector::new(&state.config.idp.source);
+    let connector = tollgate::idp::Connector::new(&state.config.idp.source, &state.store);
     tollgate::people::sync::sync(
         &state.store,
         &connector,

@@ -32,6 +32,8 @@ pub mod notices;
 pub mod orgchart;
 pub mod outbound;
 pub mod people;
+pub mod scim;
+pub mod scim_push;
 pub mod secrets;
 pub mod shutdown;
 pub mod state;

@@ -65,6 +65,38 @@ enum Command {
     /// The identity lifecycle: birthright access for joiners and movers.
     #[command(subcommand)]
     Lifecycle(LifecycleCommand),
+    /// The SCIM 2.0 endpoint identity providers push people to (TOLLGATE_IDP_KIND=scim_push).
+    #[command(subcommand)]
+    ScimPush(ScimPushCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ScimPushCommand {
+    /// The bearer tokens identity providers push with.
+    #[command(subcommand)]
+    Token(ScimTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ScimTokenCommand {
+    /// Issue a token (shown once). To rotate: issue a new one, put it in the IdP, then revoke
+    /// the old one once `list` shows it no longer pushes.
+    Issue {
+        /// Which identity provider pushes with it, e.g. `okta` or `entra`.
+        #[arg(long)]
+        name: String,
+        /// Who issues it, for the audit log (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// List the tokens: when each last pushed, and which are revoked.
+    List,
+    /// Revoke a token by its id: pushes with it are refused at once.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -339,6 +371,19 @@ async fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             };
+        }
+        Command::ScimPush(ScimPushCommand::Token(command)) => {
+            let mut out = std::io::stdout().lock();
+            match command {
+                ScimTokenCommand::Issue { name, by } => {
+                    tollgate::cli::scim_push::issue(&config, &name, &operator(by), &mut out).await
+                }
+                ScimTokenCommand::List => tollgate::cli::scim_push::list(&config, &mut out).await,
+                ScimTokenCommand::Revoke { id, by } => {
+                    tollgate::cli::scim_push::revoke(&config, &id, &operator(by), &mut out).await
+                }
+            }
+            .map_err(Into::into)
         }
         Command::Secrets(SecretsCommand::Rotate { new_key }) => {
             let mut out = std::io::stdout().lock();

@@ -171,7 +171,14 @@ const LAYERS: &[&[&str]] = &[
     ],
     // The domain's model, pure: the org chart, workflows, a request's lifecycle, tenants, and
     // the sealing of secrets.
-    &["orgchart", "workflow", "lifecycle", "tenant", "secrets"],
+    &[
+        "orgchart",
+        "workflow",
+        "lifecycle",
+        "tenant",
+        "secrets",
+        "scim",
+    ],
     &["config", "telemetry"],
     &["store"],
     // What is stored to run later: the job queue, and the durable webhook writer.
@@ -192,7 +199,7 @@ const LAYERS: &[&[&str]] = &[
     &["identity"],
     &["engine"],
     // The doors.
-    &["connect", "forge", "jira_webhooks"],
+    &["connect", "forge", "jira_webhooks", "scim_push"],
     &["http", "worker"],
     &["cli", "app"],
 ];

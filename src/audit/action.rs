@@ -25,6 +25,34 @@ pub enum Action {
     Lifecycle(RunStep),
     /// What became of access found unused too long (the case's new state).
     Inactive(crate::store::inactive_cases::CaseState),
+    /// A change an identity provider pushed through SCIM, or its token's issue and revocation.
+    ScimPush(ScimStep),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScimStep {
+    Created(crate::scim::Kind),
+    Replaced(crate::scim::Kind),
+    Patched(crate::scim::Kind),
+    Deleted(crate::scim::Kind),
+    TokenIssued,
+    TokenRevoked,
+}
+
+impl ScimStep {
+    pub fn name(self) -> String {
+        let of = |kind: crate::scim::Kind, what: &str| {
+            format!("scim.{}.{what}", kind.name().to_ascii_lowercase())
+        };
+        match self {
+            Self::Created(kind) => of(kind, "created"),
+            Self::Replaced(kind) => of(kind, "replaced"),
+            Self::Patched(kind) => of(kind, "patched"),
+            Self::Deleted(kind) => of(kind, "deleted"),
+            Self::TokenIssued => "scim.token.issued".into(),
+            Self::TokenRevoked => "scim.token.revoked".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +141,7 @@ impl Action {
             Self::LeaverBrake(step) => format!("alert.leaver_brake.{}", step.as_str()),
             Self::Lifecycle(step) => format!("lifecycle.{}", step.as_str()),
             Self::Inactive(state) => format!("inactive.{}", state.as_str()),
+            Self::ScimPush(step) => step.name(),
         }
     }
 }
@@ -163,6 +192,15 @@ mod tests {
                 Action::Inactive(crate::store::inactive_cases::CaseState::Ended),
                 "inactive.ended",
             ),
+            (
+                Action::ScimPush(ScimStep::Patched(crate::scim::Kind::User)),
+                "scim.user.patched",
+            ),
+            (
+                Action::ScimPush(ScimStep::Deleted(crate::scim::Kind::Group)),
+                "scim.group.deleted",
+            ),
+            (Action::ScimPush(ScimStep::TokenIssued), "scim.token.issued"),
         ];
         for (action, name) in names {
             assert_eq!(action.name(), name);

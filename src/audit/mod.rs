@@ -15,7 +15,7 @@ pub mod evidence;
 pub mod report;
 pub mod verify;
 
-pub use action::{Action, HoldStep, RunStep, TenantAction};
+pub use action::{Action, HoldStep, RunStep, ScimStep, TenantAction};
 pub use verify::Break;
 
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -2,6 +2,7 @@
 //! `workflows simulate`. Output goes to the writers given, so tests can read it.
 
 pub mod lifecycle;
+pub mod scim_push;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -297,7 +298,7 @@ pub async fn org_sync(config: &crate::config::Config, full: bool) -> Result<(), 
         .await
         .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
-    let connector = Connector::new(&config.idp.source);
+    let connector = Connector::new(&config.idp.source, &store);
     let source = connector.source();
     eprintln!("syncing the org chart from {source}…");
     let progress = StderrProgress {

@@ -21,6 +21,14 @@ pub enum IdpSource {
     Okta(OktaConfig),
     Entra(GraphConfig),
     Google(GoogleConfig),
+    /// The identity provider pushes SCIM 2.0 to Tollgate's `/scim/v2`.
+    ScimPush(ScimPushConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScimPushConfig {
+    /// The pushed user's attribute that is the person's id.
+    pub person_key: crate::scim::PersonKey,
 }
 
 #[derive(Debug, Clone)]
@@ -28,6 +36,8 @@ pub struct IdpConfig {
     pub source: IdpSource,
     pub sync_interval: Duration,
     pub brake: LeaverBrake,
+    /// Leavers counted together for the brake (pushed changes come one person at a time).
+    pub brake_window: Duration,
 }
 
 /// When a sync's leavers are too many to be believed at once.
@@ -54,9 +64,9 @@ pub(super) fn idp_config(
 ) -> Result<IdpConfig, ConfigError> {
     use ScimConfig;
     let kind = raw.require("idp.kind", |v| match v {
-        "file" | "scim" | "ldap" | "okta" | "entra" | "google" => Ok(v.to_string()),
+        "file" | "scim" | "ldap" | "okta" | "entra" | "google" | "scim_push" => Ok(v.to_string()),
         _ => Err(format!(
-            "`{v}` is not one of file, scim, ldap, okta, entra, google"
+            "`{v}` is not one of file, scim, ldap, okta, entra, google, scim_push"
         )),
     })?;
     // A setting the chosen kind needs: its absence names the variable.
@@ -112,6 +122,9 @@ pub(super) fn idp_config(
             })
         }
         "okta" => IdpSource::Okta(okta_config(raw, &missing)?),
+        "scim_push" => IdpSource::ScimPush(ScimPushConfig {
+            person_key: raw.require("idp.scim_push_person_id", crate::scim::PersonKey::parse)?,
+        }),
         "google" => {
             let admin = needed("idp.google_admin")?;
             let customer = needed("idp.google_customer")?;
@@ -173,6 +186,7 @@ pub(super) fn idp_config(
             min_people: raw.require("idp.leaver_brake_min", parse_positive::<usize>)?,
             max_grants: raw.require("idp.leaver_brake_grants", parse_positive::<usize>)?,
         },
+        brake_window: raw.require("idp.leaver_brake_window", parse_positive_duration)?,
     })
 }
 

@@ -353,7 +353,13 @@ pub const SETTINGS: &[Setting] = &[
         "idp.kind",
         "TOLLGATE_IDP_KIND",
         Some("file"),
-        "Where the org chart comes from: `file` (org.yaml), `scim`, `ldap`, `okta`, `entra` or `google`.",
+        "Where the org chart comes from: `file` (org.yaml), `scim`, `ldap`, `okta`, `entra`, `google`, or `scim_push` (the identity provider pushes SCIM 2.0 to `/scim/v2`).",
+    ),
+    setting(
+        "idp.scim_push_person_id",
+        "TOLLGATE_IDP_SCIM_PUSH_PERSON_ID",
+        Some("externalId"),
+        "For `scim_push`: the pushed user's attribute that is the person's id (`externalId`, `userName`, `id` or `employeeNumber`); it must not change while the person stays.",
     ),
     setting(
         "idp.file",
@@ -390,6 +396,12 @@ pub const SETTINGS: &[Setting] = &[
         "TOLLGATE_IDP_LEAVER_BRAKE_MIN",
         Some("10"),
         "…but never for fewer leavers than this: below it, leavers lose access at once.",
+    ),
+    setting(
+        "idp.leaver_brake_window",
+        "TOLLGATE_IDP_LEAVER_BRAKE_WINDOW",
+        Some("1h"),
+        "Leavers are counted over this sliding window, so a mass removal that arrives one person at a time (pushed changes) trips the brake as one sync would.",
     ),
     setting(
         "idp.scim_url",

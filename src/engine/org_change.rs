@@ -102,7 +102,20 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
         renamed(state, previous, &latest, now).await?;
     }
     let limit = brake.limit(active_before);
-    let tripped = trips(&brake, gone.len(), active_before, found.grants.len());
+    // Leavers believed within the window count too: pushed changes bring them one at a time.
+    let window = chrono::TimeDelta::from_std(state.config.idp.brake_window)
+        .unwrap_or(chrono::TimeDelta::hours(1));
+    let recent = if gone.is_empty() {
+        0
+    } else {
+        org_changes::departures_since(&state.store, now - window).await?
+    };
+    let tripped = trips(
+        &brake,
+        gone.len() + recent,
+        active_before,
+        found.grants.len(),
+    );
     let mut raised = None;
     // Who leaves with this application: those the brake believes now, and those a person
     // approved; their offboarding runs are recorded with it.
@@ -113,7 +126,23 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
             .filter(|h| h.state == HoldState::Approved)
             .flat_map(|h| h.people.iter().cloned()),
     );
-    let found = if tripped && !holds.iter().any(|h| h.version == info.version) {
+    // A removal still waiting for a person takes in those who leave after it, so a mass
+    // removal pushed one person at a time is one hold, approved once.
+    let open_hold = holds
+        .iter()
+        .position(|h| h.state == HoldState::Held && now - h.created_at < window);
+    let found = if let (true, Some(at)) = (tripped && !gone.is_empty(), open_hold) {
+        let hold = &mut holds[at];
+        for person in gone {
+            if !hold.people.iter().any(|p| p.id == person.id) {
+                hold.people.push(person);
+            }
+        }
+        let mut tx = state.store.begin().await?;
+        org_changes::update_hold(&mut tx, hold.version, &hold.people, hold.state).await?;
+        tx.commit().await?;
+        found.without(&org_changes::people_held_by(&holds))
+    } else if tripped && !holds.iter().any(|h| h.version == info.version) {
         let mut people = gone;
         for grant in &found.grants {
             let id = grant.person.as_ref().map_or(&grant.email, |p| &p.0);
@@ -180,6 +209,14 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
     let runs =
         identity::changes::record(&mut tx, state, info.version, &changed, active_before, now)
             .await?;
+    if !tripped {
+        let believed: Vec<HeldPerson> = leaving
+            .iter()
+            .filter(|p| !holds.iter().any(|h| h.people.iter().any(|x| x.id == p.id)))
+            .cloned()
+            .collect();
+        org_changes::record_departures(&mut tx, &believed, info.version, now).await?;
+    }
     org_changes::set_applied(&mut tx, info.version, now).await?;
     tx.commit().await?;
     for alert in &runs.alerts {
@@ -408,7 +445,14 @@ fn trips(
 /// retrying cannot mend (bad settings, an empty source) is logged and waits for the next slot.
 pub async fn sync(state: &AppState) -> Result<(), Failure> {
     use crate::idp::{Connector, Directory};
-    let connector = Connector::new(&state.config.idp.source);
+    let connector = Connector::new(&state.config.idp.source, &state.store);
+    if matches!(connector, Connector::ScimPush(_))
+        && crate::store::scim_resources::current_seq(&state.store).await? == 0
+    {
+        // Nothing pushed yet is no failing source: the chart starts with the first push.
+        tracing::info!("waiting for the identity provider's first SCIM push");
+        return Ok(());
+    }
     let last_full = crate::store::org::last_full_sync(&state.store, &connector.source()).await?;
     let full = last_full.is_none_or(|at| state.clock.now() - at > FULL_SYNC_EVERY);
     let quiet = crate::people::sync::Quiet;

@@ -96,7 +96,7 @@ pub async fn apply(
             .idp_person
             .as_ref()
             .ok_or_else(|| StepFailure::Permanent("the person's IdP id is unknown".into()))?;
-        let connector = Connector::new(&state.config.idp.source);
+        let connector = Connector::new(&state.config.idp.source, &state.store);
         return Ok(connector.set_member(group, person, granted).await?);
     }
     let account = subject.account.ok_or_else(|| {

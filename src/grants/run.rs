@@ -217,9 +217,13 @@ pub async fn provision(state: &AppState, id: Uuid) -> Result<(), Failure> {
                     "the org chart comes from org.yaml, which Tollgate cannot change; connect an IdP (TOLLGATE_IDP_KIND=scim or ldap)"
                         .to_string(),
                 ),
+                crate::config::IdpSource::ScimPush(_) => Err(
+                    "the org chart is pushed by the identity provider (scim_push), whose groups Tollgate cannot change; grant the group in the IdP or use an Atlassian target"
+                        .to_string(),
+                ),
                 other => {
                     use crate::idp::Directory;
-                    Ok(crate::idp::Connector::new(other).source())
+                    Ok(crate::idp::Connector::new(other, &state.store).source())
                 }
             };
             let ctx = Context {

@@ -8,6 +8,7 @@ mod health;
 mod jira_webhooks;
 mod org;
 mod reports;
+mod scim;
 pub mod serve;
 
 use std::sync::Arc;
@@ -91,6 +92,7 @@ pub fn router(state: Web) -> Router {
         .route("/api/v1/evidence/{ticket}", get(reports::evidence))
         .route("/api/v1/org/holds", get(org::holds))
         .route("/api/v1/org/holds/{version}/approve", post(org::approve))
+        .nest("/scim/v2", scim::routes())
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()
@@ -159,16 +161,34 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
 /// Errors produced by middleware (body limit, timeout) come without our JSON body; give them one
 /// so every error a client sees has the same shape.
 async fn json_error_bodies(request: Request, next: Next) -> Response {
+    let is_scim = request.uri().path().starts_with("/scim/");
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json")
+                || v.as_bytes().starts_with(scim::CONTENT_TYPE.as_bytes())
+        });
     if !status.is_client_error() && !status.is_server_error() || is_json {
         return response;
     }
     let (parts, _) = response.into_parts();
+    if is_scim {
+        // An identity provider reads SCIM's error shape.
+        let detail = status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_lowercase();
+        let mut fixed = axum::response::IntoResponse::into_response(crate::scim::ScimError {
+            status: status.as_u16(),
+            scim_type: None,
+            detail,
+        });
+        keep_headers(&mut fixed, &parts.headers);
+        return fixed;
+    }
     if status.is_server_error() {
         let mut fixed = server_error(
             status,

@@ -12,6 +12,7 @@ pub mod okta;
 pub mod pacing;
 pub mod rest;
 pub mod scim;
+pub mod scim_push;
 
 use crate::change::Change;
 use crate::orgchart::PersonId;
@@ -93,10 +94,12 @@ pub enum Connector {
     Okta(Box<okta::OktaDirectory>),
     Graph(Box<graph::GraphDirectory>),
     Google(Box<google::GoogleDirectory>),
+    ScimPush(scim_push::ScimPushDirectory),
 }
 
 impl Connector {
-    pub fn new(source: &crate::config::IdpSource) -> Self {
+    /// The connector for `source`; a pushed chart is read from `store`.
+    pub fn new(source: &crate::config::IdpSource, store: &crate::store::Store) -> Self {
         use crate::config::IdpSource;
         match source {
             IdpSource::File(path) => Self::File(file::FileDirectory { path: path.clone() }),
@@ -111,6 +114,10 @@ impl Connector {
             IdpSource::Google(config) => {
                 Self::Google(Box::new(google::GoogleDirectory::new(config.clone())))
             }
+            IdpSource::ScimPush(config) => Self::ScimPush(scim_push::ScimPushDirectory {
+                store: store.clone(),
+                key: config.person_key,
+            }),
         }
     }
 }
@@ -124,6 +131,7 @@ impl Directory for Connector {
             Self::Okta(c) => c.source(),
             Self::Graph(c) => c.source(),
             Self::Google(c) => c.source(),
+            Self::ScimPush(c) => c.source(),
         }
     }
 
@@ -135,6 +143,7 @@ impl Directory for Connector {
             Self::Okta(c) => c.start_cursor().await,
             Self::Graph(c) => c.start_cursor().await,
             Self::Google(c) => c.start_cursor().await,
+            Self::ScimPush(c) => c.start_cursor().await,
         }
     }
 
@@ -146,6 +155,7 @@ impl Directory for Connector {
             Self::Okta(c) => c.read_page(resume).await,
             Self::Graph(c) => c.read_page(resume).await,
             Self::Google(c) => c.read_page(resume).await,
+            Self::ScimPush(c) => c.read_page(resume).await,
         }
     }
 
@@ -157,6 +167,7 @@ impl Directory for Connector {
             Self::Okta(c) => c.changes_since(cursor).await,
             Self::Graph(c) => c.changes_since(cursor).await,
             Self::Google(c) => c.changes_since(cursor).await,
+            Self::ScimPush(c) => c.changes_since(cursor).await,
         }
     }
 }
@@ -175,6 +186,7 @@ impl GroupWriter for Connector {
             Self::Okta(c) => c.set_member(group, person, member).await,
             Self::Graph(c) => c.set_member(group, person, member).await,
             Self::Google(c) => c.set_member(group, person, member).await,
+            Self::ScimPush(c) => c.set_member(group, person, member).await,
         }
     }
 }

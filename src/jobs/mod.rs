@@ -52,6 +52,9 @@ pub enum Job {
     /// Sync the org chart for one slot of `idp.sync_interval` (slots count from the epoch, so
     /// every replica names the same slot and only one job runs per slot).
     OrgSync { slot: i64 },
+    /// Read what an identity provider pushed (SCIM) into the org chart and apply it: one job
+    /// per slot of [`PUSH_SLOT_SECONDS`], so a burst of pushes is one sync.
+    PushSync { slot: i64 },
     /// Apply the newest org chart (leavers, the brake, re-routing); `why` names the occasion
     /// (`snapshot:7`, `hold:7:approved`) and keeps it to one job.
     OrgApply { why: String },
@@ -155,6 +158,7 @@ impl Job {
             Job::RetryInbound { .. } => "retry_inbound",
             Job::EventSweep { .. } => "event_sweep",
             Job::OrgSync { .. } => "org_sync",
+            Job::PushSync { .. } => "push_sync",
             Job::OrgApply { .. } => "org_apply",
             Job::AlertTicket { .. } => "alert_ticket",
             Job::LifecycleRun { .. } => "lifecycle_run",
@@ -185,6 +189,7 @@ impl Job {
             Job::RetryInbound { id, round } => Some(format!("inbound_retry:{id}:{round}")),
             Job::EventSweep { slot } => Some(format!("event_sweep:{slot}")),
             Job::OrgSync { slot } => Some(format!("org_sync:{slot}")),
+            Job::PushSync { slot } => Some(format!("push_sync:{slot}")),
             Job::OrgApply { why } => Some(format!("org_apply:{why}")),
             Job::AlertTicket { kind, raised, .. } => Some(format!("alert_ticket:{kind}:{raised}")),
             Job::LifecycleRun {
@@ -281,6 +286,17 @@ pub enum JobError {
 /// time at which the app's clock shows `at` (now, if that has passed).
 pub fn wall(clock: &dyn crate::clock::Clock, at: DateTime<Utc>) -> DateTime<Utc> {
     crate::clock::wall() + (at - clock.now()).max(chrono::TimeDelta::zero())
+}
+
+/// Pushed changes wait at most this long to be read together.
+pub const PUSH_SLOT_SECONDS: i64 = 2;
+
+/// Queues the sync of what was pushed in `tx`, at the end of the current slot of wall time.
+pub async fn schedule_push_sync(tx: &mut Tx) -> Result<Enqueued, JobError> {
+    let wall = crate::clock::wall();
+    let slot = wall.timestamp().div_euclid(PUSH_SLOT_SECONDS);
+    let due = DateTime::from_timestamp((slot + 1) * PUSH_SLOT_SECONDS, 0).unwrap_or(wall);
+    schedule(tx, &Job::PushSync { slot }, due).await
 }
 
 /// Whether [`schedule`] added the job or found it already queued under its idempotency key.

@@ -20,13 +20,17 @@ pub enum SyncError {
     /// A read that found nobody is not swapped in: an empty org would route nothing.
     #[error("the source returned no people; the current org chart is kept")]
     Empty,
+    /// Another sync of the same source moved its cursor while this one read: what this one read
+    /// may be older than what is applied, so it is dropped and tried again.
+    #[error("another sync of the same source finished first; reading again")]
+    Raced,
 }
 
 impl SyncError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Idp(e) => e.is_retryable(),
-            Self::Store(_) => true,
+            Self::Store(_) | Self::Raced => true,
             Self::Empty => false,
         }
     }
@@ -264,7 +268,10 @@ async fn incremental<D: Directory + Sync>(
             Some(org_store::save_snapshot(&mut tx, source, clock.now(), snapshot).await?)
         }
     };
-    org_store::set_cursor(&mut tx, source, &changes.cursor, clock.now()).await?;
+    if !org_store::advance_cursor(&mut tx, source, (cursor, &changes.cursor), clock.now()).await? {
+        tx.rollback().await?;
+        return Err(SyncError::Raced);
+    }
     org_store::record_incremental(&mut tx, source, started_at, clock.now()).await?;
     tx.commit().await?;
     Ok(SyncReport {

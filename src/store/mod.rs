@@ -16,6 +16,7 @@ pub mod notices;
 pub mod org;
 pub mod org_changes;
 pub mod requests;
+pub mod scim_resources;
 pub mod sealed;
 pub mod selfcheck;
 pub mod tenant_links;

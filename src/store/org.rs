@@ -384,6 +384,29 @@ pub async fn cursor(store: &Store, source: &str) -> Result<Option<String>, Store
     Ok(row.map(|r| r.0))
 }
 
+/// Moves the cursor from `from` to `to`; `false` when another sync moved it first (the caller
+/// then drops what it read from `from`).
+pub async fn advance_cursor(
+    tx: &mut Tx,
+    source: &str,
+    (from, to): (&str, &str),
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let moved = on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE org_sync_cursors SET cursor = $1, updated_at = $2 WHERE source = $3 AND cursor = $4",
+        )
+        .bind(to)
+        .bind(now)
+        .bind(source)
+        .bind(from)
+        .execute(&mut *conn)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(moved == 1)
+}
+
 pub async fn set_cursor(
     tx: &mut Tx,
     source: &str,

@@ -33,6 +33,41 @@ pub async fn set_applied(tx: &mut Tx, version: i64, now: DateTime<Utc>) -> Resul
     Ok(())
 }
 
+/// Records the people an application of `version` believed gone (not those a person approved).
+pub async fn record_departures(
+    tx: &mut Tx,
+    people: &[HeldPerson],
+    version: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for person in people {
+        on_tx!(tx, |conn| {
+            sqlx::query(
+                "INSERT INTO org_departures (person_id, version, left_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (person_id, version) DO NOTHING",
+            )
+            .bind(&person.id)
+            .bind(version)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+        })?;
+    }
+    Ok(())
+}
+
+/// How many people applications believed gone since `since`.
+pub async fn departures_since(store: &Store, since: DateTime<Utc>) -> Result<usize, StoreError> {
+    let count: i64 = on_db!(store.db(), |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM org_departures WHERE left_at > $1")
+            .bind(since)
+            .fetch_one(pool)
+            .await
+    })?;
+    Ok(usize::try_from(count).unwrap_or(0))
+}
+
 /// A person whose removal is held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldPerson {

@@ -33,6 +33,12 @@ const COLUMNS: &[Column] = &[
         column: "api_token",
         context: super::webhook_sources::token_context,
     },
+    Column {
+        table: "scim_tokens",
+        key: "id",
+        column: "token",
+        context: super::scim_resources::token_context,
+    },
 ];
 
 /// What a rotation did.

@@ -166,6 +166,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             queue_following(state, Periodic::OrgSync, *slot).await?;
             engine_job(crate::engine::org_change::sync(state).await)
         }
+        Job::PushSync { .. } => engine_job(crate::engine::org_change::sync(state).await),
         Job::OrgApply { .. } => engine_job(crate::engine::org_change::apply_logged(state).await),
         Job::InactiveScan { slot } => {
             queue_following(state, Periodic::InactiveScan, *slot).await?;

@@ -718,7 +718,7 @@ async fn an_org_change_while_pending_re_resolves_the_open_stage() {
     env.comments(1).await;
     move_erin_to_franks_team(&workflows);
     let state = &env.app.state;
-    let connector = tollgate::idp::Connector::new(&state.config.idp.source);
+    let connector = tollgate::idp::Connector::new(&state.config.idp.source, &state.store);
     tollgate::people::sync::sync(
         &state.store,
         &connector,

@@ -558,7 +558,7 @@ impl Env {
     /// A full sync, then its application (leavers, the brake): the snapshot and what happened.
     pub(crate) async fn sync_and_apply(&self) -> (i64, tollgate::engine::org_change::Applied) {
         let state = &self.app.state;
-        let connector = tollgate::idp::Connector::new(&state.config.idp.source);
+        let connector = tollgate::idp::Connector::new(&state.config.idp.source, &state.store);
         let report = tollgate::people::sync::sync(
             &state.store,
             &connector,

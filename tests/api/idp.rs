@@ -431,7 +431,8 @@ async fn serve_syncs_the_org_on_start_and_replicas_notice_new_snapshots() {
     assert!(replica.state.org.index().is_none());
     // …and a worker process on the same database: its first org sync runs at once.
     let store = support::store(&replica.db).await;
-    let worker = tollgate::idp::Connector::new(&replica.state.config.idp.source);
+    let worker =
+        tollgate::idp::Connector::new(&replica.state.config.idp.source, &replica.state.store);
     sync::sync(&store, &worker, &SystemClock, false, &Quiet)
         .await
         .expect("sync from org.yaml");
