@@ -73,6 +73,12 @@ resources:
     grants:
       - idp_group: eng-tools
       - jira_project_role: { project: FIN, role: Administrators }
+  - id: fin-reports
+    name: FIN reports
+    owner: { user: ceo@example.com }
+    default_duration: 7d
+    grants:
+      - jira_project_role: { project: FIN, role: Administrators }
   - id: fin-birthright
     name: Finance tools
     owner: { user: ceo@example.com }
@@ -136,6 +142,8 @@ enum Idp {
     Ldap(slapd::Slapd),
     Scim(ScimServer),
     Okta(FakeServer<FakeOkta>),
+    /// Tollgate's own SCIM endpoint: the test pushes the people (`Env::push`).
+    Pushed,
 }
 
 impl Idp {
@@ -155,6 +163,7 @@ impl Idp {
                 server.group("fin-tools", &[&ceo]).await;
                 Some(Self::Scim(server))
             }
+            "scim_push" => Some(Self::Pushed),
             "okta" => {
                 let server = FakeServer::start(FakeOkta::new().api_token("okta-token"))
                     .await
@@ -194,6 +203,7 @@ impl Idp {
                 ("TOLLGATE_IDP_OKTA_URL", server.url()),
                 ("TOLLGATE_IDP_OKTA_TOKEN", "okta-token".into()),
             ],
+            Self::Pushed => vec![("TOLLGATE_IDP_KIND", "scim_push".into())],
         }
     }
 
@@ -210,6 +220,8 @@ pub(crate) struct Env {
     pub(crate) cloud: FakeAtlassian,
     pub(crate) site: FakeSite,
     pub(crate) clock: ManualClock,
+    /// With a pushed chart: what pushes it.
+    pub(crate) push: Option<crate::scim_push::PushClient>,
     idp: Idp,
     settings: Vec<(String, String)>,
     _workflows: tempfile::TempDir,
@@ -249,9 +261,15 @@ pub(crate) async fn start_with_files(
     let descriptor = wiki.descriptor().await.expect("descriptor");
     parts.cloud.install(wiki.fake_tenant(&descriptor));
     assert_eq!(wiki.install().await.expect("install").status(), 204);
+    let push = match parts.idp {
+        Idp::Pushed => Some(crate::scim_push::PushClient::seeded(&app).await),
+        _ => None,
+    };
     let synced = eventually(Duration::from_secs(15), || async { app.state.org.index() }).await;
-    assert!(synced.is_some(), "the org chart was synced from slapd");
-    Some(parts.into_env(app, site, clock))
+    assert!(synced.is_some(), "the org chart was synced from its source");
+    let mut env = parts.into_env(app, site, clock);
+    env.push = push;
+    Some(env)
 }
 
 /// What a test's app runs against, before the app: the IdP, the install keys, the fake cloud,
@@ -323,6 +341,7 @@ impl Parts {
             cloud: self.cloud,
             site,
             clock,
+            push: None,
             idp: self.idp,
             settings: self.settings,
             _workflows: self.workflows,
@@ -379,7 +398,7 @@ impl Env {
         .unwrap_or_else(|| panic!("a request for {ticket}"))
     }
 
-    async fn reaches(&self, state: State) -> requests::Request {
+    pub(crate) async fn reaches(&self, state: State) -> requests::Request {
         self.reaches_of("IT-7", state).await
     }
 
@@ -410,7 +429,7 @@ impl Env {
     }
 
     /// Waits for a comment containing `text`; returns it.
-    async fn comment_with(&self, text: &str) -> String {
+    pub(crate) async fn comment_with(&self, text: &str) -> String {
         let found = eventually(Duration::from_secs(20), || async {
             self.comments().into_iter().find(|c| c.contains(text))
         })
@@ -510,6 +529,7 @@ impl Env {
                 return logins;
             }
             Idp::Ldap(ldap) => ldap,
+            Idp::Pushed => panic!("a pushed chart's groups are the identity provider's"),
         };
         let mut members: Vec<String> = ldap
             .members(group)
@@ -628,6 +648,7 @@ async fn a_grant_reaches_every_system_and_expires_after_a_restart() {
         cloud,
         site,
         clock,
+        push,
         idp,
         settings,
         _workflows,
@@ -642,6 +663,7 @@ async fn a_grant_reaches_every_system_and_expires_after_a_restart() {
         cloud,
         site,
         clock,
+        push,
         idp,
         settings,
         _workflows,

@@ -23,5 +23,6 @@ mod ingress;
 mod jobs;
 mod lifecycle;
 mod reports;
+mod scim_push;
 mod store;
 mod workflows_cli;
