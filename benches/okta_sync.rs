@@ -173,6 +173,7 @@ async fn run(dir: &std::path::Path, people: usize, groups: usize, limited: bool)
         manager: ManagerSource::ManagerId,
         page_size: 200,
         concurrency: 8,
+        hook_secret: None,
     });
     reset_peak();
     let base = peak_rss_mb();

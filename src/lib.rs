@@ -21,6 +21,7 @@ pub mod grants;
 pub mod http;
 pub mod identity;
 pub mod idp;
+pub mod idp_hooks;
 pub mod ids;
 pub mod ingress;
 pub mod jira_webhooks;

@@ -199,7 +199,13 @@ const LAYERS: &[&[&str]] = &[
     &["identity"],
     &["engine"],
     // The doors.
-    &["connect", "forge", "jira_webhooks", "scim_push"],
+    &[
+        "connect",
+        "forge",
+        "jira_webhooks",
+        "scim_push",
+        "idp_hooks",
+    ],
     &["http", "worker"],
     &["cli", "app"],
 ];

@@ -65,3 +65,16 @@ CREATE TABLE org_departures (
     PRIMARY KEY (person_id, version)
 );
 CREATE INDEX org_departures_left_at ON org_departures (left_at);
+
+-- Events an identity provider's hooks delivered (Okta event hooks, Graph change notifications),
+-- stored before they are acknowledged, once per event id; done when their re-read is applied.
+CREATE TABLE idp_events (
+    id TEXT PRIMARY KEY,
+    -- okta | entra
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    -- JSON: the people and groups to read again.
+    targets TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    done_at TEXT
+);

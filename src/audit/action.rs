@@ -27,6 +27,8 @@ pub enum Action {
     Inactive(crate::store::inactive_cases::CaseState),
     /// A change an identity provider pushed through SCIM, or its token's issue and revocation.
     ScimPush(ScimStep),
+    /// An identity provider's event hook delivered an event (its re-read follows).
+    IdpEventReceived,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +144,7 @@ impl Action {
             Self::Lifecycle(step) => format!("lifecycle.{}", step.as_str()),
             Self::Inactive(state) => format!("inactive.{}", state.as_str()),
             Self::ScimPush(step) => step.name(),
+            Self::IdpEventReceived => "idp.event_received".into(),
         }
     }
 }

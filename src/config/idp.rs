@@ -171,6 +171,7 @@ pub(super) fn idp_config(
             })?,
             concurrency: raw.require("idp.concurrency", parse_positive::<usize>)?,
             budget: raw.parse("idp.rate_limit", Budget::parse)?,
+            client_state: raw.get("idp.entra_client_state").map(Secret::new),
         }),
         _ => IdpSource::File(
             raw.get("idp.file")
@@ -216,6 +217,7 @@ fn okta_config(
         manager: raw.require("idp.okta_manager", ManagerSource::parse)?,
         page_size: raw.require("idp.okta_page_size", parse_positive)?,
         concurrency: raw.require("idp.concurrency", parse_positive::<usize>)?,
+        hook_secret: raw.get("idp.okta_hook_secret").map(Secret::new),
     })
 }
 
@@ -307,6 +309,8 @@ pub struct OktaConfig {
     pub page_size: u32,
     /// Requests in flight at once while reading groups (Okta's concurrent limit is per org).
     pub concurrency: usize,
+    /// The `Authorization` header value Okta's event hook sends; unset: `/hooks/okta` is closed.
+    pub hook_secret: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -323,6 +327,8 @@ pub struct GraphConfig {
     pub concurrency: usize,
     /// Graph announces no budget: the one to keep to (`TOLLGATE_IDP_RATE_LIMIT`).
     pub budget: Option<Budget>,
+    /// The `clientState` Graph's change notifications carry; unset: `/hooks/graph` is closed.
+    pub client_state: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]

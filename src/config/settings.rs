@@ -549,6 +549,16 @@ pub const SETTINGS: &[Setting] = &[
         None,
         "Token endpoint; default `https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`.",
     ),
+    secret(
+        "idp.entra_client_state",
+        "TOLLGATE_IDP_ENTRA_CLIENT_STATE",
+        "For `entra`: the `clientState` of the Graph change-notification subscriptions; set, `/hooks/graph` takes notifications (each re-reads the user or group it names).",
+    ),
+    secret(
+        "idp.okta_hook_secret",
+        "TOLLGATE_IDP_OKTA_HOOK_SECRET",
+        "For `okta`: the `Authorization` header value of the Okta event hook; set, `/hooks/okta` takes events (each re-reads the user or group it names).",
+    ),
     setting(
         "idp.entra_page_size",
         "TOLLGATE_IDP_ENTRA_PAGE_SIZE",

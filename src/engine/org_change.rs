@@ -481,6 +481,45 @@ pub async fn sync(state: &AppState) -> Result<(), Failure> {
     }
 }
 
+/// An identity provider's event (`idp_hooks`): the people and groups it names read again and
+/// written onto the chart, which is then applied; an event that names nobody (Graph's "missed
+/// notifications") runs the incremental sync instead. Done once: a redelivered job finds it done.
+pub async fn reread(state: &AppState, event: &str) -> Result<(), Failure> {
+    use crate::idp::{Connector, Directory};
+    let Some(stored) = crate::store::idp_events::get(&state.store, event).await? else {
+        return Ok(());
+    };
+    if stored.done_at.is_some() {
+        return Ok(());
+    }
+    if stored.targets.is_empty() {
+        sync(state).await?;
+    } else {
+        let connector = Connector::new(&state.config.idp.source, &state.store);
+        let mut deltas = Vec::new();
+        for target in &stored.targets {
+            let delta = connector
+                .reread(target)
+                .await
+                .map_err(crate::people::sync::SyncError::from)?;
+            deltas.push(delta);
+        }
+        let written = crate::people::sync::apply_reread(
+            &state.store,
+            &connector.source(),
+            deltas,
+            &*state.clock,
+        )
+        .await?;
+        tracing::info!(event, kind = stored.kind, snapshot = ?written, "an identity provider's event was read again");
+        if written.is_some() {
+            apply_logged(state).await?;
+        }
+    }
+    crate::store::idp_events::done(&state.store, event, state.clock.now()).await?;
+    Ok(())
+}
+
 /// Reads the organization's account list into the account index, with a full org sync and at
 /// most every `account_index_interval`. A failure keeps the index as it was (lookups that miss
 /// it make one targeted query meanwhile).

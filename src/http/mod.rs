@@ -5,6 +5,7 @@ mod connect;
 pub mod error;
 mod forge;
 mod health;
+mod idp_hooks;
 mod jira_webhooks;
 mod org;
 mod reports;
@@ -93,6 +94,8 @@ pub fn router(state: Web) -> Router {
         .route("/api/v1/org/holds", get(org::holds))
         .route("/api/v1/org/holds/{version}/approve", post(org::approve))
         .nest("/scim/v2", scim::routes())
+        .route("/hooks/okta", get(idp_hooks::okta_verify).post(idp_hooks::okta_events))
+        .route("/hooks/graph", post(idp_hooks::graph))
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()

@@ -9,6 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::events::Reread;
 use super::rest::{
     Credential, GROUPS, Grant, OAuth, Reply, RestClient, USERS, Vendor, error_message, resume_at,
 };
@@ -246,6 +247,22 @@ fn not_writable(group: &Value) -> Option<&'static str> {
         return Some("it is a distribution list, which Graph cannot change (use Exchange)");
     }
     None
+}
+
+impl GraphDirectory {
+    /// One user (with their manager) or one group (with members and owners), read again.
+    pub async fn reread(&self, target: &Reread) -> Result<Delta, IdpError> {
+        Ok(match target {
+            Reread::Person(id) => self
+                .user_by_id(id.clone())
+                .await?
+                .map_or_else(|| Delta::PersonGone(PersonId(id.clone())), Delta::Person),
+            Reread::Group(id) => self
+                .group_by_id(id.clone())
+                .await?
+                .map_or_else(|| Delta::GroupGone(id.clone()), Delta::Group),
+        })
+    }
 }
 
 impl Directory for GraphDirectory {

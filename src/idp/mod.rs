@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub mod events;
 pub mod file;
 pub mod google;
 pub mod graph;
@@ -118,6 +119,21 @@ impl Connector {
                 store: store.clone(),
                 key: config.person_key,
             }),
+        }
+    }
+}
+
+impl Connector {
+    /// Reads again the one person or group an event named: the delta it makes (gone when the
+    /// source no longer has it). Only the sources with event hooks read this way.
+    pub async fn reread(&self, target: &events::Reread) -> Result<Delta, IdpError> {
+        match self {
+            Self::Okta(c) => c.reread(target).await,
+            Self::Graph(c) => c.reread(target).await,
+            other => Err(IdpError::Config(format!(
+                "the {} source has no event hooks; its sync reads every change",
+                other.source()
+            ))),
         }
     }
 }

@@ -8,6 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde_json::Value;
 
+use super::events::Reread;
 use super::rest::{
     Credential, GROUPS, Grant, OAuth, Reply, RestClient, USERS, Vendor, error_message, resume_at,
 };
@@ -239,6 +240,36 @@ impl OktaDirectory {
             .into_iter()
             .find(|g| g["profile"]["name"].as_str() == Some(name))
             .ok_or_else(|| IdpError::NotFound(format!("Okta group `{name}`")))
+    }
+}
+
+impl OktaDirectory {
+    /// One user (with their manager) or one group (with members and owners), read again.
+    pub async fn reread(&self, target: &Reread) -> Result<Delta, IdpError> {
+        match target {
+            Reread::Person(id) => {
+                match self.read(&format!("/api/v1/users/{}", rfc3986(id))).await {
+                    Ok(reply) => Ok(self
+                        .people(std::slice::from_ref(&reply.body))
+                        .await?
+                        .into_iter()
+                        .next()
+                        .map_or_else(|| Delta::PersonGone(PersonId(id.clone())), Delta::Person)),
+                    Err(IdpError::NotFound(_)) => Ok(Delta::PersonGone(PersonId(id.clone()))),
+                    Err(e) => Err(e),
+                }
+            }
+            Reread::Group(id) => {
+                match self.read(&format!("/api/v1/groups/{}", rfc3986(id))).await {
+                    Ok(reply) => Ok(self
+                        .group(&reply.body)
+                        .await?
+                        .map_or_else(|| Delta::GroupGone(id.clone()), Delta::Group)),
+                    Err(IdpError::NotFound(_)) => Ok(Delta::GroupGone(id.clone())),
+                    Err(e) => Err(e),
+                }
+            }
+        }
     }
 }
 

@@ -55,6 +55,8 @@ pub enum Job {
     /// Read what an identity provider pushed (SCIM) into the org chart and apply it: one job
     /// per slot of [`PUSH_SLOT_SECONDS`], so a burst of pushes is one sync.
     PushSync { slot: i64 },
+    /// Read again the people and groups an identity provider's event named (`idp_events`).
+    IdpEvent { id: String },
     /// Apply the newest org chart (leavers, the brake, re-routing); `why` names the occasion
     /// (`snapshot:7`, `hold:7:approved`) and keeps it to one job.
     OrgApply { why: String },
@@ -159,6 +161,7 @@ impl Job {
             Job::EventSweep { .. } => "event_sweep",
             Job::OrgSync { .. } => "org_sync",
             Job::PushSync { .. } => "push_sync",
+            Job::IdpEvent { .. } => "idp_event",
             Job::OrgApply { .. } => "org_apply",
             Job::AlertTicket { .. } => "alert_ticket",
             Job::LifecycleRun { .. } => "lifecycle_run",
@@ -190,6 +193,7 @@ impl Job {
             Job::EventSweep { slot } => Some(format!("event_sweep:{slot}")),
             Job::OrgSync { slot } => Some(format!("org_sync:{slot}")),
             Job::PushSync { slot } => Some(format!("push_sync:{slot}")),
+            Job::IdpEvent { id } => Some(format!("idp_event:{id}")),
             Job::OrgApply { why } => Some(format!("org_apply:{why}")),
             Job::AlertTicket { kind, raised, .. } => Some(format!("alert_ticket:{kind}:{raised}")),
             Job::LifecycleRun {

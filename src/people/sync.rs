@@ -286,6 +286,40 @@ async fn incremental<D: Directory + Sync>(
     })
 }
 
+/// Writes the deltas of a targeted re-read (an event named someone) onto the newest snapshot,
+/// as a new one; the cursor stays where it is, so the next incremental sync still reads every
+/// change after it. `None` when the deltas change nothing, or no chart exists yet (the first
+/// sync will read everything). A snapshot written meanwhile by another sync is not overwritten:
+/// the deltas are applied again on top of it.
+pub async fn apply_reread(
+    store: &Store,
+    source: &str,
+    deltas: Vec<Delta>,
+    clock: &dyn Clock,
+) -> Result<Option<i64>, SyncError> {
+    for _ in 0..3 {
+        let Some((info, mut snapshot)) = org_store::latest(store).await? else {
+            return Ok(None);
+        };
+        let mut before = snapshot.clone();
+        // The same ordering on both sides: only what the deltas change differs.
+        apply(&mut before, Vec::new());
+        apply(&mut snapshot, deltas.clone());
+        if snapshot == before {
+            return Ok(None);
+        }
+        let mut tx = store.begin().await?;
+        if org_store::latest_version_in(&mut tx).await? != Some(info.version) {
+            tx.rollback().await?;
+            continue;
+        }
+        let version = org_store::save_snapshot(&mut tx, source, clock.now(), &snapshot).await?;
+        tx.commit().await?;
+        return Ok(Some(version));
+    }
+    Err(SyncError::Raced)
+}
+
 /// Applies deltas in order; a person or group that reappears replaces the old one.
 pub fn apply(snapshot: &mut OrgSnapshot, deltas: Vec<Delta>) {
     let mut people: BTreeMap<_, _> = std::mem::take(&mut snapshot.people)

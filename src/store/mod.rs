@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod forge;
 pub mod grants;
 pub mod holdings;
+pub mod idp_events;
 pub mod inactive_cases;
 pub mod inbound;
 pub mod lifecycle_runs;

@@ -29,6 +29,17 @@ pub async fn latest_version(store: &Store) -> Result<Option<i64>, StoreError> {
     Ok(row.0)
 }
 
+/// [`latest_version`], inside a write transaction (which holds SQLite's lock; on PostgreSQL the
+/// caller compares it with what it read before, and a newer one means it lost a race).
+pub async fn latest_version_in(tx: &mut Tx) -> Result<Option<i64>, StoreError> {
+    let row: (Option<i64>,) = on_tx!(tx, |conn| {
+        sqlx::query_as("SELECT MAX(version) FROM org_snapshots")
+            .fetch_one(&mut *conn)
+            .await
+    })?;
+    Ok(row.0)
+}
+
 type SnapshotRow = (i64, String, DateTime<Utc>, i64, i64, String);
 
 /// The newest snapshot, parsed.

@@ -167,6 +167,7 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
             engine_job(crate::engine::org_change::sync(state).await)
         }
         Job::PushSync { .. } => engine_job(crate::engine::org_change::sync(state).await),
+        Job::IdpEvent { id } => engine_job(crate::engine::org_change::reread(state, id).await),
         Job::OrgApply { .. } => engine_job(crate::engine::org_change::apply_logged(state).await),
         Job::InactiveScan { slot } => {
             queue_following(state, Periodic::InactiveScan, *slot).await?;

@@ -23,16 +23,16 @@ use tollgate_fakes::okta::{self, FakeOkta};
 use crate::idp::{Feed, People, sync_and_grant};
 use crate::support::{self, TestDatabase};
 
-const OKTA_TOKEN: &str = "00okta-api-token";
+pub(crate) const OKTA_TOKEN: &str = "00okta-api-token";
 
-struct OktaOrg {
-    server: Arc<FakeServer<FakeOkta>>,
-    people: People,
+pub(crate) struct OktaOrg {
+    pub(crate) server: Arc<FakeServer<FakeOkta>>,
+    pub(crate) people: People,
 }
 
 /// A CEO, a VP under them, a developer under the VP and five more engineers; two Okta groups,
 /// a group imported from AD and Okta's built-in one.
-async fn okta_org() -> OktaOrg {
+pub(crate) async fn okta_org() -> OktaOrg {
     support::init();
     let server = FakeServer::start(FakeOkta::new().api_token(OKTA_TOKEN))
         .await
@@ -76,6 +76,7 @@ fn okta_config(url: &str, page_size: u32) -> OktaConfig {
         manager: ManagerSource::ManagerId,
         page_size,
         concurrency: 8,
+        hook_secret: None,
     }
 }
 
@@ -338,14 +339,14 @@ async fn okta_deprovisioned_people_leave_the_full_read_and_turn_inactive_in_the_
     }
 }
 
-const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+pub(crate) const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 
-struct GraphOrg {
-    server: Arc<FakeServer<FakeGraph>>,
-    people: People,
+pub(crate) struct GraphOrg {
+    pub(crate) server: Arc<FakeServer<FakeGraph>>,
+    pub(crate) people: People,
 }
 
-async fn graph_org() -> GraphOrg {
+pub(crate) async fn graph_org() -> GraphOrg {
     support::init();
     let server = FakeServer::start(FakeGraph::new(TENANT).client("tollgate-app", "s3cret"))
         .await
@@ -394,6 +395,7 @@ fn graph_config(url: &str, page_size: u32) -> GraphConfig {
         page_size,
         concurrency: 8,
         budget: None,
+        client_state: None,
     }
 }
 

@@ -18,6 +18,7 @@ mod grant_steps;
 mod grants;
 mod health;
 mod idp;
+mod idp_hooks;
 mod idp_rest;
 mod ingress;
 mod jobs;

@@ -30,6 +30,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("GET", "/api/v1/users/{id}/groups"),
     ("GET", "/api/v1/users/{id}/linkedObjects/{relationshipName}"),
     ("GET", "/api/v1/groups"),
+    ("GET", "/api/v1/groups/{groupId}"),
     ("GET", "/api/v1/groups/{groupId}/users"),
     ("GET", "/api/v1/groups/{groupId}/owners"),
     ("PUT", "/api/v1/groups/{groupId}/users/{userId}"),
@@ -524,6 +525,10 @@ impl FakeOkta {
                 FakeResponse::json(200, Value::Array(links))
             }
             ("GET", ["groups"]) => self.list_groups(request),
+            ("GET", ["groups", id]) => match self.groups.get(*id) {
+                Some(g) => FakeResponse::json(200, Self::group_json(g, base)),
+                None => not_found(&format!("{id} (UserGroup)")),
+            },
             ("GET", ["groups", id, "users"]) => match self.groups.get(*id) {
                 Some(g) => Self::page(
                     request,
