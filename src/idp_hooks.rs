@@ -45,14 +45,11 @@ pub async fn record(
     let mut tx = state.store.begin().await?;
     let mut new = 0;
     for event in received {
-        if !idp_events::insert(&mut tx, hook.source(), event, now).await? {
+        let targets = serde_json::to_value(&event.targets).unwrap_or_default();
+        let key = (event.id.as_str(), event.kind.as_str());
+        if !idp_events::insert(&mut tx, hook.source(), key, &targets, now).await? {
             continue;
         }
-        let targets: Vec<serde_json::Value> = event
-            .targets
-            .iter()
-            .map(|t| serde_json::to_value(t).unwrap_or_default())
-            .collect();
         let target = event.targets.first().map(|t| match t {
             Reread::Person(id) | Reread::Group(id) => id.clone(),
         });

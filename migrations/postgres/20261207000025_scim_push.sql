@@ -78,3 +78,12 @@ CREATE TABLE idp_events (
     received_at TIMESTAMPTZ NOT NULL,
     done_at TIMESTAMPTZ
 );
+
+-- The change-notification subscriptions Tollgate holds with the identity provider (Graph's
+-- users and groups), renewed before they end.
+CREATE TABLE hook_subscriptions (
+    resource TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);

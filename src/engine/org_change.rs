@@ -492,12 +492,14 @@ pub async fn reread(state: &AppState, event: &str) -> Result<(), Failure> {
     if stored.done_at.is_some() {
         return Ok(());
     }
-    if stored.targets.is_empty() {
+    let targets: Vec<crate::idp::events::Reread> = serde_json::from_value(stored.targets)
+        .map_err(|e| crate::store::StoreError::Corrupt(format!("idp event {event}: {e}")))?;
+    if targets.is_empty() {
         sync(state).await?;
     } else {
         let connector = Connector::new(&state.config.idp.source, &state.store);
         let mut deltas = Vec::new();
-        for target in &stored.targets {
+        for target in &targets {
             let delta = connector
                 .reread(target)
                 .await
@@ -517,6 +519,55 @@ pub async fn reread(state: &AppState, event: &str) -> Result<(), Failure> {
         }
     }
     crate::store::idp_events::done(&state.store, event, state.clock.now()).await?;
+    Ok(())
+}
+
+/// How long a Graph subscription is asked for (Graph allows 41,760 minutes for users and groups).
+const SUBSCRIPTION_LIFE: chrono::TimeDelta = chrono::TimeDelta::days(28);
+/// A subscription ending sooner than this is renewed.
+const RENEW_WITHIN: chrono::TimeDelta = chrono::TimeDelta::days(3);
+
+/// Keeps Graph's change notifications coming, when an Entra source has a `clientState`: a
+/// subscription to users and one to groups, created (Graph validates `/hooks/graph` first),
+/// renewed before they end, and created again when Graph dropped one. Graph keeps time by its
+/// own clock, so the wall clock sets the dates.
+pub async fn keep_subscriptions(state: &AppState) -> Result<(), Failure> {
+    use crate::idp::graph::GraphDirectory;
+    use crate::store::idp_events::{self, HookSubscription};
+    let crate::config::IdpSource::Entra(config) = &state.config.idp.source else {
+        return Ok(());
+    };
+    let Some(client_state) = &config.client_state else {
+        return Ok(());
+    };
+    let graph = GraphDirectory::new(config.clone());
+    let url = format!(
+        "{}/hooks/graph",
+        state.config.server.base_url.trim_end_matches('/')
+    );
+    let held = idp_events::subscriptions(&state.store).await?;
+    let failed = |e| Failure::OrgSync(crate::people::sync::SyncError::Idp(e));
+    for resource in ["users", "groups"] {
+        let wall = crate::clock::wall();
+        let until = wall + SUBSCRIPTION_LIFE;
+        let subscribe = || graph.subscribe(resource, &url, client_state.expose(), until);
+        let got = match held.iter().find(|s| s.resource == resource) {
+            Some(s) if s.expires_at - wall > RENEW_WITHIN => continue,
+            Some(s) => match graph.renew(&s.id, until).await {
+                Err(crate::idp::IdpError::NotFound(_)) => subscribe().await,
+                other => other,
+            },
+            None => subscribe().await,
+        }
+        .map_err(failed)?;
+        tracing::info!(resource, id = got.id, expires = %got.expires, "Graph change notifications subscribed");
+        let subscription = HookSubscription {
+            resource: resource.to_string(),
+            id: got.id,
+            expires_at: got.expires,
+        };
+        idp_events::save_subscription(&state.store, &subscription, state.clock.now()).await?;
+    }
     Ok(())
 }
 

@@ -249,7 +249,84 @@ fn not_writable(group: &Value) -> Option<&'static str> {
     None
 }
 
+/// A change-notification subscription as Graph answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: String,
+    pub expires: chrono::DateTime<chrono::Utc>,
+}
+
 impl GraphDirectory {
+    /// Subscribes `notification_url` to changes of `resource` (`users`, `groups`) until
+    /// `expires`; Graph validates the URL (our `/hooks/graph` echoes its token) before it answers.
+    pub async fn subscribe(
+        &self,
+        resource: &str,
+        notification_url: &str,
+        client_state: &str,
+        expires: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Subscription, IdpError> {
+        let body = json!({
+            "changeType": "created,updated,deleted",
+            "notificationUrl": notification_url,
+            "resource": resource,
+            "expirationDateTime": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "clientState": client_state,
+        });
+        let reply = self
+            .client
+            .send(Method::POST, "/subscriptions", Some(&body), &[])
+            .await?;
+        Self::subscription(reply, &format!("subscribing to {resource}"))
+    }
+
+    /// Moves a subscription's end to `expires`; [`IdpError::NotFound`] when Graph dropped it.
+    pub async fn renew(
+        &self,
+        id: &str,
+        expires: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Subscription, IdpError> {
+        let body = json!({
+            "expirationDateTime": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        let reply = self
+            .client
+            .send(
+                Method::PATCH,
+                &format!("/subscriptions/{}", rfc3986(id)),
+                Some(&body),
+                &[],
+            )
+            .await?;
+        if reply.status == 404 {
+            return Err(IdpError::NotFound(format!("Graph subscription {id}")));
+        }
+        Self::subscription(reply, &format!("renewing subscription {id}"))
+    }
+
+    fn subscription(reply: super::rest::Reply, doing: &str) -> Result<Subscription, IdpError> {
+        if !matches!(reply.status, 200 | 201) {
+            return Err(IdpError::Refused(format!(
+                "{doing} ({}): {}",
+                reply.status,
+                error_message(&reply.body)
+            )));
+        }
+        let id = reply.body["id"].as_str().filter(|id| !id.is_empty());
+        let expires = reply.body["expirationDateTime"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        match (id, expires) {
+            (Some(id), Some(expires)) => Ok(Subscription {
+                id: id.to_string(),
+                expires: expires.with_timezone(&chrono::Utc),
+            }),
+            _ => Err(IdpError::Unreadable(format!(
+                "{doing}: the answer has no id or expiry"
+            ))),
+        }
+    }
+
     /// One user (with their manager) or one group (with members and owners), read again.
     pub async fn reread(&self, target: &Reread) -> Result<Delta, IdpError> {
         Ok(match target {

@@ -128,6 +128,8 @@ pub enum Job {
     /// Read every account's last-active dates and judge them by the inactive-account policy,
     /// for one slot of `lifecycle.inactive_scan_interval`.
     InactiveScan { slot: i64 },
+    /// Create or renew the identity provider's change-notification subscriptions (Graph).
+    HookSubscriptions { slot: i64 },
     /// End access found unused too long (its notice over, or its review declined or undecided).
     InactiveEnd { case: Uuid },
     /// Tell a ticket about a change (comment, participants, transition); `key` makes it once-only.
@@ -179,6 +181,7 @@ impl Job {
             Job::AuditCheckpoint { .. } => "audit_checkpoint",
             Job::AuditCheckpoints { .. } => "audit_checkpoints",
             Job::InactiveScan { .. } => "inactive_scan",
+            Job::HookSubscriptions { .. } => "hook_subscriptions",
             Job::InactiveEnd { .. } => "inactive_end",
         }
     }
@@ -271,6 +274,7 @@ impl Job {
             Job::AuditCheckpoint { chain, seq } => Some(format!("audit_checkpoint:{chain}:{seq}")),
             Job::AuditCheckpoints { slot } => Some(format!("audit_checkpoints:{slot}")),
             Job::InactiveScan { slot } => Some(format!("inactive_scan:{slot}")),
+            Job::HookSubscriptions { slot } => Some(format!("hook_subscriptions:{slot}")),
             Job::InactiveEnd { case } => Some(format!("inactive_end:{case}")),
         }
     }

@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
+use serde_json::Value;
+
 use super::{Store, StoreError, Tx};
-use crate::idp::events::{Received, Reread};
 use crate::{on_db, on_tx};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,28 +14,29 @@ pub struct StoredEvent {
     pub id: String,
     pub source: String,
     pub kind: String,
-    pub targets: Vec<Reread>,
+    /// What to read again, as `idp::events::Reread`s (the store does not read them).
+    pub targets: Value,
     pub received_at: DateTime<Utc>,
     pub done_at: Option<DateTime<Utc>>,
 }
 
-/// Stores an event; `false` when its id was stored before (a redelivery).
+/// Stores event `id` of `kind`; `false` when its id was stored before (a redelivery).
 pub async fn insert(
     tx: &mut Tx,
     source: &str,
-    event: &Received,
+    (id, kind): (&str, &str),
+    targets: &Value,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let targets = serde_json::to_string(&event.targets)
-        .map_err(|e| StoreError::Internal(format!("targets: {e}")))?;
+    let targets = targets.to_string();
     let added = on_tx!(tx, |conn| {
         sqlx::query(
             "INSERT INTO idp_events (id, source, kind, targets, received_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO NOTHING",
         )
-        .bind(&event.id)
+        .bind(id)
         .bind(source)
-        .bind(&event.kind)
+        .bind(kind)
         .bind(&targets)
         .bind(now)
         .execute(&mut *conn)
@@ -75,6 +77,53 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<StoredEvent>, StoreEr
         })
     })
     .transpose()
+}
+
+/// A change-notification subscription Tollgate holds with the identity provider (Graph).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookSubscription {
+    /// `users`, `groups`.
+    pub resource: String,
+    pub id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn subscriptions(store: &Store) -> Result<Vec<HookSubscription>, StoreError> {
+    let rows: Vec<(String, String, DateTime<Utc>)> = on_db!(store.db(), |pool| {
+        sqlx::query_as("SELECT resource, id, expires_at FROM hook_subscriptions ORDER BY resource")
+            .fetch_all(pool)
+            .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(resource, id, expires_at)| HookSubscription {
+            resource,
+            id,
+            expires_at,
+        })
+        .collect())
+}
+
+pub async fn save_subscription(
+    store: &Store,
+    subscription: &HookSubscription,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_db!(store.db(), |pool| {
+        sqlx::query(
+            "INSERT INTO hook_subscriptions (resource, id, expires_at, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (resource) DO UPDATE SET id = excluded.id, expires_at = excluded.expires_at, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&subscription.resource)
+        .bind(&subscription.id)
+        .bind(subscription.expires_at)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
 }
 
 pub async fn done(store: &Store, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -169,6 +169,10 @@ async fn dispatch(job: &Job, state: &AppState) -> Result<(), BoxDynError> {
         Job::PushSync { .. } => engine_job(crate::engine::org_change::sync(state).await),
         Job::IdpEvent { id } => engine_job(crate::engine::org_change::reread(state, id).await),
         Job::OrgApply { .. } => engine_job(crate::engine::org_change::apply_logged(state).await),
+        Job::HookSubscriptions { slot } => {
+            queue_following(state, Periodic::HookSubscriptions, *slot).await?;
+            engine_job(crate::engine::org_change::keep_subscriptions(state).await)
+        }
         Job::InactiveScan { slot } => {
             queue_following(state, Periodic::InactiveScan, *slot).await?;
             engine_job(crate::identity::inactive::scan_logged(state).await)
@@ -454,6 +458,9 @@ fn engine_job(result: Result<(), crate::failure::Failure>) -> Result<(), BoxDynE
     }
 }
 
+/// How often the identity provider's change-notification subscriptions are looked after.
+const HOOK_SUBSCRIPTIONS_EVERY_SECONDS: i64 = 12 * 3600;
+
 /// How often failed webhooks are read back from Jira (it keeps them about 72 hours).
 const RECOVERY_EVERY_SECONDS: i64 = 600;
 
@@ -468,6 +475,7 @@ enum Periodic {
     AuditCheckpoints,
     EventSweep,
     InactiveScan,
+    HookSubscriptions,
 }
 
 impl Periodic {
@@ -491,6 +499,7 @@ impl Periodic {
                     .unwrap_or(i64::MAX)
                     .max(1)
             }
+            Self::HookSubscriptions => HOOK_SUBSCRIPTIONS_EVERY_SECONDS,
         }
     }
 
@@ -503,6 +512,7 @@ impl Periodic {
             Self::AuditCheckpoints => Job::AuditCheckpoints { slot },
             Self::EventSweep => Job::EventSweep { slot },
             Self::InactiveScan => Job::InactiveScan { slot },
+            Self::HookSubscriptions => Job::HookSubscriptions { slot },
         }
     }
 
@@ -539,12 +549,15 @@ pub async fn schedule_periodic(state: &AppState) -> Result<(), JobError> {
         Periodic::AuditCheckpoints,
         Periodic::EventSweep,
         Periodic::InactiveScan,
+        Periodic::HookSubscriptions,
     ] {
         let slot = periodic.current_slot(state);
         let run_now = match periodic {
             Periodic::OrgSync => no_org_chart,
             // A day's scan is an Admin API call per person: at its slot, not at every start.
             Periodic::InactiveScan => false,
+            // Graph's subscriptions live 29 days at most: make sure of them at every start.
+            Periodic::HookSubscriptions => true,
             // A process that starts may have been down: catch up at once.
             Periodic::RecoverWebhooks
             | Periodic::ExpiryWindow

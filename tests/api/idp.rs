@@ -800,3 +800,66 @@ async fn a_sync_failing_three_times_in_a_row_raises_one_alert() {
             .contains(r#"tollgate_alerts_total{kind="sync_failing"} 1"#)
     );
 }
+
+/// A source whose incremental read is overtaken: while it reads, another sync of the same
+/// source finishes and moves the cursor on.
+struct Overtaken {
+    store: Store,
+}
+
+impl Directory for Overtaken {
+    fn source(&self) -> String {
+        "overtaken".into()
+    }
+    async fn start_cursor(&self) -> Result<String, IdpError> {
+        Ok("c1".into())
+    }
+    async fn read_page(&self, _: Option<&str>) -> Result<Page, IdpError> {
+        Ok(Page {
+            people: vec![repeated("Engineer")],
+            ..Page::default()
+        })
+    }
+    async fn changes_since(&self, _: &str) -> Result<Changes, IdpError> {
+        let mut tx = self.store.begin().await.expect("tx");
+        tollgate::store::org::set_cursor(&mut tx, "overtaken", "c9", chrono::Utc::now())
+            .await
+            .expect("the other sync's cursor");
+        tx.commit().await.expect("committed");
+        Ok(Changes {
+            deltas: vec![tollgate::idp::Delta::Person(repeated("Staff Engineer"))],
+            cursor: "c2".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_incremental_sync_overtaken_by_another_drops_what_it_read() {
+    let db = TestDatabase::create().await;
+    let store = support::store(&db).await;
+    let directory = Overtaken {
+        store: store.clone(),
+    };
+    sync::sync(&store, &directory, &SystemClock, true, &Quiet)
+        .await
+        .expect("the full read");
+    let raced = sync::sync(&store, &directory, &SystemClock, false, &Quiet).await;
+    assert!(
+        matches!(raced, Err(SyncError::Raced)),
+        "{raced:?}: an older read must not be written over a newer one"
+    );
+    assert!(raced.as_ref().is_err_and(SyncError::is_retryable));
+    let (_, chart) = tollgate::store::org::latest(&store)
+        .await
+        .expect("read")
+        .expect("a chart");
+    assert_eq!(chart.people[0].title.as_deref(), Some("Engineer"));
+    assert_eq!(
+        tollgate::store::org::cursor(&store, "overtaken")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("c9"),
+        "the other sync's cursor stands"
+    );
+}

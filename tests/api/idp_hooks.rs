@@ -28,6 +28,32 @@ async fn chart_has(
     assert!(shown.is_some(), "the chart never showed {what}");
 }
 
+/// A port to bind and the public URL naming it, known before the app starts.
+fn public_address() -> (String, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    (
+        format!("127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{port}"),
+    )
+}
+
+/// An Entra source with change notifications, its Graph the fake at `url`.
+fn entra_settings<'a>(graph_url: &'a str, token_url: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("TOLLGATE_IDP_KIND", "entra"),
+        ("TOLLGATE_IDP_ENTRA_TENANT", TENANT),
+        ("TOLLGATE_IDP_ENTRA_CLIENT_ID", "tollgate-app"),
+        ("TOLLGATE_IDP_ENTRA_CLIENT_SECRET", "s3cret"),
+        ("TOLLGATE_IDP_ENTRA_GRAPH_URL", graph_url),
+        ("TOLLGATE_IDP_ENTRA_TOKEN_URL", token_url),
+        ("TOLLGATE_IDP_ENTRA_CLIENT_STATE", "client-state-7"),
+        ("TOLLGATE_IDP_SYNC_INTERVAL", "24h"),
+    ]
+}
+
 async fn received(app: &TestApp) -> Vec<Value> {
     tollgate::audit::events(&app.state.store, None, "idp.event_received")
         .await
@@ -157,18 +183,18 @@ async fn a_graph_notification_with_a_wrong_client_state_is_refused_and_a_right_o
     let url = org.server.url();
     let graph_url = format!("{url}/v1.0");
     let token_url = format!("{url}/{TENANT}/oauth2/v2.0/token");
+    // Graph calls the service back at its public URL: known before it starts.
+    let (bind, base) = public_address();
     let app = support::spawn_app_with(
         Mode::All,
         &[
-            ("TOLLGATE_IDP_KIND", "entra"),
-            ("TOLLGATE_IDP_ENTRA_TENANT", TENANT),
-            ("TOLLGATE_IDP_ENTRA_CLIENT_ID", "tollgate-app"),
-            ("TOLLGATE_IDP_ENTRA_CLIENT_SECRET", "s3cret"),
-            ("TOLLGATE_IDP_ENTRA_GRAPH_URL", &graph_url),
-            ("TOLLGATE_IDP_ENTRA_TOKEN_URL", &token_url),
-            ("TOLLGATE_IDP_ENTRA_CLIENT_STATE", "client-state-7"),
-            ("TOLLGATE_IDP_SYNC_INTERVAL", "24h"),
-        ],
+            vec![
+                ("TOLLGATE_BIND", bind.as_str()),
+                ("TOLLGATE_BASE_URL", base.as_str()),
+            ],
+            entra_settings(&graph_url, &token_url),
+        ]
+        .concat(),
     )
     .await;
     let dev = org.people.dev.clone();
@@ -179,6 +205,21 @@ async fn a_graph_notification_with_a_wrong_client_state_is_refused_and_a_right_o
         &dev,
     )
     .await;
+    // At start the service subscribes to users and groups; Graph validated the URL first.
+    let subscribed = eventually(Duration::from_secs(20), || async {
+        let subscriptions = org.server.vendor().subscriptions.clone();
+        (subscriptions.len() == 2).then_some(subscriptions)
+    })
+    .await
+    .expect("two subscriptions");
+    let mut resources: Vec<&str> = subscribed.values().map(|s| s.resource.as_str()).collect();
+    resources.sort_unstable();
+    assert_eq!(resources, ["groups", "users"]);
+    for subscription in subscribed.values() {
+        assert_eq!(subscription.notification_url, format!("{base}/hooks/graph"));
+        assert_eq!(subscription.client_state.as_deref(), Some("client-state-7"));
+        assert!(subscription.expires > chrono::Utc::now() + chrono::TimeDelta::days(27));
+    }
     let http = reqwest::Client::new();
     let hook = app.url("/hooks/graph");
 
@@ -274,4 +315,103 @@ async fn hooks_are_closed_unless_configured() {
         .await
         .expect("sent");
     assert_eq!(graph.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn graph_subscriptions_are_renewed_before_they_end_and_made_again_when_dropped() {
+    let org = graph_org().await;
+    let url = org.server.url();
+    let (graph_url, token_url) = (
+        format!("{url}/v1.0"),
+        format!("{url}/{TENANT}/oauth2/v2.0/token"),
+    );
+    let (bind, base) = public_address();
+    let app = support::spawn_app_with(
+        Mode::All,
+        &[
+            vec![
+                ("TOLLGATE_BIND", bind.as_str()),
+                ("TOLLGATE_BASE_URL", base.as_str()),
+            ],
+            entra_settings(&graph_url, &token_url),
+        ]
+        .concat(),
+    )
+    .await;
+    let store = &app.state.store;
+    let held = eventually(Duration::from_secs(20), || async {
+        let held = tollgate::store::idp_events::subscriptions(store)
+            .await
+            .ok()?;
+        (held.len() == 2).then_some(held)
+    })
+    .await
+    .expect("both subscribed");
+    // Nothing to do while they have long to live.
+    let before = org.server.recorded().len();
+    tollgate::engine::org_change::keep_subscriptions(&app.state)
+        .await
+        .expect("kept");
+    assert!(
+        !org.server.recorded()[before..]
+            .iter()
+            .any(|r| r.path.contains("subscriptions")),
+        "no call while both live long"
+    );
+    // Both end tomorrow; Graph dropped the groups' one.
+    let soon = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    for subscription in &held {
+        let mut ending = subscription.clone();
+        ending.expires_at = soon;
+        tollgate::store::idp_events::save_subscription(store, &ending, soon)
+            .await
+            .expect("saved");
+    }
+    let groups = held
+        .iter()
+        .find(|s| s.resource == "groups")
+        .expect("groups");
+    let users = held.iter().find(|s| s.resource == "users").expect("users");
+    org.server.vendor().subscriptions.remove(&groups.id);
+    tollgate::engine::org_change::keep_subscriptions(&app.state)
+        .await
+        .expect("kept");
+    let now = tollgate::store::idp_events::subscriptions(store)
+        .await
+        .expect("read");
+    let users_now = now.iter().find(|s| s.resource == "users").expect("users");
+    let groups_now = now.iter().find(|s| s.resource == "groups").expect("groups");
+    assert_eq!(users_now.id, users.id, "renewed in place");
+    assert!(users_now.expires_at > chrono::Utc::now() + chrono::TimeDelta::days(27));
+    assert_ne!(groups_now.id, groups.id, "made again");
+    let fake = org.server.vendor().subscriptions.clone();
+    assert_eq!(fake.len(), 2);
+    assert!(fake.contains_key(&groups_now.id));
+    assert!(fake[&users.id].expires > chrono::Utc::now() + chrono::TimeDelta::days(27));
+}
+
+#[tokio::test]
+async fn a_subscription_graph_cannot_validate_is_not_made() {
+    let org = graph_org().await;
+    let url = org.server.url();
+    let (graph_url, token_url) = (
+        format!("{url}/v1.0"),
+        format!("{url}/{TENANT}/oauth2/v2.0/token"),
+    );
+    // The public URL names a port nobody answers on: Graph's validation call fails.
+    let mut settings = entra_settings(&graph_url, &token_url);
+    settings.push(("TOLLGATE_BASE_URL", "http://127.0.0.1:9"));
+    let app = support::spawn_app_with(Mode::WebOnly, &settings).await;
+    let refused = tollgate::engine::org_change::keep_subscriptions(&app.state).await;
+    let error = refused
+        .expect_err("Graph could not validate the URL")
+        .to_string();
+    assert!(error.contains("validation"), "{error}");
+    assert!(org.server.vendor().subscriptions.is_empty());
+    assert!(
+        tollgate::store::idp_events::subscriptions(&app.state.store)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }

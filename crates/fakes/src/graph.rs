@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::contract::Contract;
-use super::harness::{FakeRequest, FakeResponse, Fault, Vendor};
+use super::harness::{Callback, FakeRequest, FakeResponse, Fault, Vendor};
 
 #[derive(Debug, Clone)]
 pub struct GraphUser {
@@ -63,6 +63,36 @@ pub struct FakeGraph {
     /// Items per delta page, small so tests see `nextLink` in a delta.
     pub delta_page: usize,
     next_id: u64,
+    /// Change-notification subscriptions, by id.
+    pub subscriptions: BTreeMap<String, Subscription>,
+}
+
+/// A change-notification subscription (API-NOTES §4; Graph validates the notification URL
+/// before it answers, and keeps a user or group subscription at most 41,760 minutes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub id: String,
+    pub resource: String,
+    pub change_type: String,
+    pub notification_url: String,
+    pub client_state: Option<String>,
+    pub expires: DateTime<Utc>,
+}
+
+/// The longest a `users` or `groups` subscription may live.
+pub const MAX_SUBSCRIPTION_MINUTES: i64 = 41_760;
+
+impl Subscription {
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "resource": self.resource,
+            "changeType": self.change_type,
+            "notificationUrl": self.notification_url,
+            "clientState": self.client_state,
+            "expirationDateTime": self.expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })
+    }
 }
 
 pub fn graph_error(status: u16, code: &str, message: &str) -> FakeResponse {
@@ -95,6 +125,7 @@ impl FakeGraph {
             epoch: 0,
             delta_page: 2,
             next_id: 0,
+            subscriptions: BTreeMap::new(),
         }
     }
 
@@ -509,6 +540,32 @@ impl FakeGraph {
                 self.changes.push(Changed::Group(id.to_string()));
                 FakeResponse::empty(204)
             }
+            ("POST", ["subscriptions"]) => self.subscribe(request),
+            ("PATCH", ["subscriptions", id]) => {
+                let expires = request
+                    .body
+                    .as_ref()
+                    .and_then(|b| b["expirationDateTime"].as_str())
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                let Some(expires) = expires else {
+                    return graph_error(400, "InvalidRequest", "expirationDateTime is required.");
+                };
+                if let Some(refused) = too_far(expires) {
+                    return refused;
+                }
+                match self.subscriptions.get_mut(*id) {
+                    Some(subscription) => {
+                        subscription.expires = expires;
+                        FakeResponse::json(200, subscription.json())
+                    }
+                    None => graph_error(
+                        404,
+                        "ResourceNotFound",
+                        &format!("The object was not found: subscription '{id}'."),
+                    ),
+                }
+            }
             _ => graph_error(
                 400,
                 "BadRequest",
@@ -516,6 +573,69 @@ impl FakeGraph {
             ),
         }
     }
+
+    fn subscribe(&mut self, request: &FakeRequest) -> FakeResponse {
+        let body = request.body.clone().unwrap_or_default();
+        let text = |key: &str| body[key].as_str().unwrap_or_default().to_string();
+        let (resource, change_type, url) = (
+            text("resource"),
+            text("changeType"),
+            text("notificationUrl"),
+        );
+        if !matches!(resource.as_str(), "users" | "groups") {
+            return graph_error(
+                400,
+                "InvalidRequest",
+                "Resource not supported by this fake.",
+            );
+        }
+        if change_type.is_empty()
+            || change_type
+                .split(',')
+                .any(|c| !matches!(c, "created" | "updated" | "deleted"))
+        {
+            return graph_error(400, "InvalidRequest", "changeType is not valid.");
+        }
+        let expires = DateTime::parse_from_rfc3339(&text("expirationDateTime"))
+            .map(|t| t.with_timezone(&Utc));
+        let Ok(expires) = expires else {
+            return graph_error(400, "InvalidRequest", "expirationDateTime is required.");
+        };
+        if let Some(refused) = too_far(expires) {
+            return refused;
+        }
+        if request.callback_answered != Some(true) {
+            return graph_error(
+                400,
+                "ValidationError",
+                "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.",
+            );
+        }
+        let subscription = Subscription {
+            id: uuid::Uuid::new_v4().to_string(),
+            resource,
+            change_type,
+            notification_url: url,
+            client_state: body["clientState"].as_str().map(str::to_string),
+            expires,
+        };
+        let answer = subscription.json();
+        self.subscriptions
+            .insert(subscription.id.clone(), subscription);
+        FakeResponse::json(201, answer)
+    }
+}
+
+fn too_far(expires: DateTime<Utc>) -> Option<FakeResponse> {
+    (expires > Utc::now() + chrono::TimeDelta::minutes(MAX_SUBSCRIPTION_MINUTES)).then(|| {
+        graph_error(
+            400,
+            "InvalidRequest",
+            &format!(
+                "Subscription expiration can only be {MAX_SUBSCRIPTION_MINUTES} minutes in the future."
+            ),
+        )
+    })
 }
 
 impl Vendor for FakeGraph {
@@ -525,6 +645,19 @@ impl Vendor for FakeGraph {
 
     fn checked(&self, _: &str) -> bool {
         false
+    }
+
+    fn callback(&mut self, request: &FakeRequest) -> Option<Callback> {
+        if request.method != "POST" || request.path != "/v1.0/subscriptions" {
+            return None;
+        }
+        let url = request.body.as_ref()?["notificationUrl"]
+            .as_str()?
+            .to_string();
+        Some(Callback {
+            url,
+            token: format!("Validation: {}", uuid::Uuid::new_v4()),
+        })
     }
 
     fn handle(&mut self, request: &FakeRequest, now: DateTime<Utc>) -> FakeResponse {

@@ -32,6 +32,8 @@ pub struct FakeRequest {
     pub text: String,
     /// `http://127.0.0.1:PORT`, for links and token audiences.
     pub base_url: String,
+    /// Whether the vendor's call back (`Vendor::callback`) was answered well, when it made one.
+    pub callback_answered: Option<bool>,
 }
 
 impl FakeRequest {
@@ -94,6 +96,40 @@ pub trait Vendor: Send + 'static {
     /// Whether a path is one the spec covers (token endpoints, say, are not).
     fn checked(&self, path: &str) -> bool;
     fn handle(&mut self, request: &FakeRequest, now: DateTime<Utc>) -> FakeResponse;
+    /// A call the vendor makes back before it answers this request (Graph validating a
+    /// subscription's notification URL); its outcome is in `FakeRequest::callback_answered`.
+    fn callback(&mut self, _request: &FakeRequest) -> Option<Callback> {
+        None
+    }
+}
+
+/// A validation call back: `POST {url}?validationToken={token}`, answered well when it comes
+/// back `200` with the token as plain text within 10 seconds.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub url: String,
+    pub token: String,
+}
+
+async fn call_back(callback: &Callback) -> bool {
+    let mut url = match reqwest::Url::parse(&callback.url) {
+        Ok(url) => url,
+        Err(_) => return false,
+    };
+    url.query_pairs_mut()
+        .append_pair("validationToken", &callback.token);
+    let answer = reqwest::Client::new()
+        .post(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    match answer {
+        Ok(response) if response.status().as_u16() == 200 => response
+            .text()
+            .await
+            .is_ok_and(|text| text == callback.token),
+        _ => false,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -324,7 +360,14 @@ async fn serve<V: Vendor>(State(shared): State<Arc<Shared<V>>>, request: Request
         text,
         headers: parts.headers,
         base_url: shared.base_url.clone(),
+        callback_answered: None,
     };
+    let callback = lock(&shared.vendor).callback(&request);
+    let mut request = request;
+    if let Some(callback) = callback {
+        request.callback_answered = Some(call_back(&callback).await);
+    }
+    let request = request;
     let now = Utc::now();
     let started = Instant::now();
     let fault = {
