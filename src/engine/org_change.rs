@@ -34,11 +34,29 @@ pub struct Applied {
     pub lifecycle_runs: usize,
 }
 
-/// Applies the newest snapshot, if it (or an approval) is not applied yet.
+/// Applies the newest snapshot, if it (or an approval) is not applied yet. Two applications at
+/// once (a replica's, a test's, `tollgate org sync`'s) must not both judge against the same
+/// "before": one that finds another applied a snapshot meanwhile records nothing and starts
+/// again from the one now applied.
 pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
+    for _ in 0..APPLY_TRIES {
+        if let Some(applied) = apply_once(state).await? {
+            return Ok(applied);
+        }
+    }
+    Err(Failure::NotReady(
+        "the org chart kept being applied by another process; trying again later".into(),
+    ))
+}
+
+/// Applications overtaken in a row before [`apply`] gives up for now (its job retries).
+const APPLY_TRIES: usize = 5;
+
+/// One application; `None` when another one moved the applied snapshot while this one worked.
+async fn apply_once(state: &AppState) -> Result<Option<Applied>, Failure> {
     state.org.refresh(&state.store).await?;
     let Some((info, latest)) = org_store::latest(&state.store).await? else {
-        return Ok(Applied::default());
+        return Ok(Some(Applied::default()));
     };
     let applied = org_changes::applied(&state.store).await?;
     let now = state.clock.now();
@@ -202,6 +220,10 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
         review: false,
     }));
     let mut tx = state.store.begin().await?;
+    if org_changes::applied_in(&mut tx).await? != applied {
+        tx.rollback().await?;
+        return Ok(None);
+    }
     for hold in holds.iter().filter(|h| h.state == HoldState::Approved) {
         org_changes::update_hold(&mut tx, hold.version, &hold.people, HoldState::Done).await?;
         hold_event(&mut tx, hold.version, HoldStep::Done, now).await?;
@@ -225,7 +247,7 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
     let rerouted = super::reresolve::after_org_change(state).await?;
     let waiting = holds.iter().filter(|h| h.state == HoldState::Held).count();
     state.metrics.set_open_alerts(waiting);
-    Ok(Applied {
+    Ok(Some(Applied {
         version: Some(info.version),
         leavers: touched,
         held: holds
@@ -235,7 +257,7 @@ pub async fn apply(state: &AppState) -> Result<Applied, Failure> {
             .sum(),
         rerouted,
         lifecycle_runs: runs.runs,
-    })
+    }))
 }
 
 /// A leaver as the brake keeps them; someone whose stored email does not parse is logged and

@@ -17,6 +17,24 @@ pub async fn applied(store: &Store) -> Result<Option<i64>, StoreError> {
     Ok(row.map(|r| r.0))
 }
 
+/// [`applied`], inside the transaction that would move it, its row locked until the end
+/// (SQLite's write transaction holds the lock already).
+pub async fn applied_in(tx: &mut Tx) -> Result<Option<i64>, StoreError> {
+    let row: Option<(i64,)> = match tx {
+        Tx::Postgres(tx) => {
+            sqlx::query_as("SELECT version FROM org_applied WHERE id = 1 FOR UPDATE")
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+        Tx::Sqlite(tx) => {
+            sqlx::query_as("SELECT version FROM org_applied WHERE id = 1")
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+    };
+    Ok(row.map(|r| r.0))
+}
+
 pub async fn set_applied(tx: &mut Tx, version: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
     on_tx!(tx, |conn| {
         sqlx::query(

@@ -812,3 +812,60 @@ fn the_inactive_report_lists_cases_from_the_cli() {
     let (ok, _, err) = run(&["report", "inactive", "--format", "xml"]);
     assert!(!ok && err.contains("csv or json"), "{err}");
 }
+
+/// `tollgate scim-push token issue|list|revoke`: the token is printed once with where to push,
+/// stored sealed (the key file beside the SQLite database), listed without it, and revoked.
+#[test]
+fn scim_push_tokens_are_issued_listed_and_revoked_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("scim.db");
+    let db = format!("sqlite://{}", path.display());
+    let envs = [
+        ("DATABASE_URL", db.as_str()),
+        ("TOLLGATE_IDP_KIND", "scim_push"),
+        ("TOLLGATE_BASE_URL", "https://tollgate.example.com"),
+    ];
+    let run = |args: &[&str]| run_cli(&envs, args);
+    let (ok, out, err) = run(&[
+        "scim-push",
+        "token",
+        "issue",
+        "--name",
+        "entra",
+        "--by",
+        "ana",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("SCIM base URL: https://tollgate.example.com/scim/v2"),
+        "{out}"
+    );
+    let token = out
+        .lines()
+        .find(|l| l.starts_with("tgscim_"))
+        .expect("the token is printed")
+        .to_string();
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token ").and_then(|r| r.split(' ').next()))
+        .expect("its id")
+        .to_string();
+    let (ok, listed, err) = run(&["scim-push", "token", "list"]);
+    assert!(ok, "{err}");
+    assert!(listed.contains(&id) && listed.contains("entra"), "{listed}");
+    assert!(!listed.contains(&token), "the token is never shown again");
+    let raw = std::fs::read(&path).expect("the database file");
+    assert!(
+        !raw.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token is sealed at rest"
+    );
+    let (ok, out, err) = run(&["scim-push", "token", "revoke", &id, "--by", "ana"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("revoked"), "{out}");
+    let (ok, _, err) = run(&["scim-push", "token", "revoke", &id]);
+    assert!(!ok, "a revoked token cannot be revoked again");
+    assert!(err.contains("no active token"), "{err}");
+    let (ok, _, err) = run(&["scim-push", "token", "issue", "--name", " "]);
+    assert!(!ok);
+    assert!(err.contains("needs a name"), "{err}");
+}
