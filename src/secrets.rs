@@ -18,6 +18,17 @@ const SEALED_V1: &str = "v1:";
 /// `v2:<key id>:<base64 nonce and ciphertext>`: sealed under the key it names.
 const SEALED_V2: &str = "v2:";
 
+/// Whether a secret someone offered (a bearer token, a hook's header, a `clientState`) is the
+/// expected one, in constant time: both are hashed first, so their lengths do not show either.
+pub fn same_secret(offered: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(offered.as_bytes())
+        .as_slice()
+        .ct_eq(Sha256::digest(expected.as_bytes()).as_slice())
+        .into()
+}
+
 /// The keys that encrypt secrets at rest, newest first: the newest seals, every one unseals
 /// (and verifies the audit checkpoints it signed), so a key is rotated by putting a new one in
 /// front (`TOLLGATE_SECRET_KEY=new,old`), running `tollgate secrets rotate`, and keeping the old

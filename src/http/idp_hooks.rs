@@ -9,8 +9,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::config::IdpSource;
 use crate::http::error::ApiError;
@@ -39,13 +37,6 @@ impl From<Refused> for ApiError {
     }
 }
 
-fn same(a: &str, b: &str) -> bool {
-    Sha256::digest(a.as_bytes())
-        .as_slice()
-        .ct_eq(Sha256::digest(b.as_bytes()).as_slice())
-        .into()
-}
-
 /// Okta's hook is open when the source is Okta and its secret is set; the caller is who sends
 /// that secret as its `Authorization` header.
 fn okta_caller(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -65,7 +56,7 @@ fn okta_caller(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .ok_or_else(|| {
             ApiError::Unauthorized("the hook's Authorization header is required".into())
         })?;
-    if same(offered, secret.expose()) {
+    if crate::secrets::same_secret(offered, secret.expose()) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized(

@@ -6,7 +6,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// Someone or some group an event named, to be read again on its own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,11 +95,7 @@ pub fn graph(body: &Value, client_state: &str) -> Result<Vec<Received>, Refused>
     }
     for item in items {
         let state = text(item, "clientState").unwrap_or("");
-        let same: bool = Sha256::digest(state.as_bytes())
-            .as_slice()
-            .ct_eq(Sha256::digest(client_state.as_bytes()).as_slice())
-            .into();
-        if !same {
+        if !crate::secrets::same_secret(state, client_state) {
             return Err(Refused::WrongClientState);
         }
     }

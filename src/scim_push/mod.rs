@@ -180,12 +180,39 @@ impl Write<'_> {
     }
 }
 
+fn missing(kind: Kind, id: &str) -> ScimError {
+    ScimError::not_found(format!("no {} {id}", kind.name()))
+}
+
 /// What a write returns: the stored resource.
 pub async fn get(state: &AppState, kind: Kind, id: &str) -> Result<Row, ScimError> {
     key_of(state)?;
     stored::get(&state.store, kind, id)
         .await?
-        .ok_or_else(|| ScimError::not_found(format!("no {} {id}", kind.name())))
+        .ok_or_else(|| missing(kind, id))
+}
+
+/// Opens a write on the stored `id`: its number taken (the counter row held until the write
+/// ends), the resource read and checked against `If-Match`. A refusal rolls it back.
+async fn open_write(
+    state: &AppState,
+    kind: Kind,
+    id: &str,
+    if_match: Option<&str>,
+) -> Result<(Tx, i64, Row), ScimError> {
+    let mut tx = state.store.begin().await?;
+    let seq = stored::next_seq(&mut tx).await?;
+    let found = stored::get_in(&mut tx, kind, id)
+        .await?
+        .ok_or_else(|| missing(kind, id))
+        .and_then(|row| check_version(&row, if_match).map(|()| row));
+    match found {
+        Ok(row) => Ok((tx, seq, row)),
+        Err(e) => {
+            tx.rollback().await?;
+            Err(e)
+        }
+    }
 }
 
 pub async fn create(
@@ -282,14 +309,8 @@ async fn update(
         kind,
         now: state.clock.now(),
     };
-    let mut tx = state.store.begin().await?;
-    let seq = stored::next_seq(&mut tx).await?;
-    let Some(before) = stored::get_in(&mut tx, kind, id).await? else {
-        tx.rollback().await?;
-        return Err(ScimError::not_found(format!("no {} {id}", kind.name())));
-    };
+    let (mut tx, seq, before) = open_write(state, kind, id, if_match).await?;
     let outcome = async {
-        check_version(&before, if_match)?;
         let resource = make(&before.resource)?;
         let keys = write.put(&mut tx, seq, id, &resource).await?;
         let diff = changed(Some(&before.resource), &resource);
@@ -321,16 +342,7 @@ pub async fn delete(
         kind,
         now: state.clock.now(),
     };
-    let mut tx = state.store.begin().await?;
-    let seq = stored::next_seq(&mut tx).await?;
-    let Some(before) = stored::get_in(&mut tx, kind, id).await? else {
-        tx.rollback().await?;
-        return Err(ScimError::not_found(format!("no {} {id}", kind.name())));
-    };
-    if let Err(e) = check_version(&before, if_match) {
-        tx.rollback().await?;
-        return Err(e);
-    }
+    let (mut tx, seq, before) = open_write(state, kind, id, if_match).await?;
     let keys = keys(key, kind, id, &before.resource);
     let person = match kind {
         Kind::User => stored::person_of(&mut tx, id).await?,

@@ -5,8 +5,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor, ScimStep};
@@ -118,7 +116,6 @@ pub async fn authenticate(state: &AppState, offered: &str) -> Result<Pusher, Sci
             "no SCIM token is issued yet: run `tollgate scim-push token issue`",
         ));
     }
-    let offered = Sha256::digest(offered.as_bytes());
     let mut found = None;
     for token in tokens {
         let Ok(secret) = state
@@ -131,10 +128,8 @@ pub async fn authenticate(state: &AppState, offered: &str) -> Result<Pusher, Sci
             );
             continue;
         };
-        let same: bool = Sha256::digest(&secret)
-            .as_slice()
-            .ct_eq(offered.as_slice())
-            .into();
+        let same =
+            std::str::from_utf8(&secret).is_ok_and(|s| crate::secrets::same_secret(offered, s));
         if same && found.is_none() {
             found = Some(Pusher {
                 token: token.id,
