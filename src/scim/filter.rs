@@ -469,5 +469,8 @@ mod tests {
             assert_eq!(err.scim_type, Some("invalidFilter"), "{bad}: {err}");
         }
         assert!(Filter::parse(&format!("userName eq \"{}\"", "x".repeat(5_000))).is_err());
+        // Found by fuzzing: an attribute whose fourth byte is inside a multi-byte character.
+        assert!(Filter::parse("C?u\u{82}\n").is_err());
+        assert!(Filter::parse("urnä eq 1").is_err());
     }
 }

@@ -26,7 +26,10 @@ impl AttrPath {
                 sub: None,
             });
         }
-        let (schema, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
+        let urn = text
+            .get(..4)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("urn:"));
+        let (schema, rest) = if urn && text.len() > 4 {
             let (schema, rest) = text.rsplit_once(':').ok_or_else(bad)?;
             let schema = (!is_core_schema(schema)).then(|| schema.to_string());
             (schema, rest)
@@ -167,7 +170,17 @@ mod tests {
             (whole.schema, whole.attr.as_str()),
             (None, ENTERPRISE_SCHEMA)
         );
-        for bad in ["", ".x", "a..b", "a b", "urn:", "9lives", "a.b.c"] {
+        // The last found by fuzzing: a multi-byte character across the `urn:` prefix's end.
+        for bad in [
+            "",
+            ".x",
+            "a..b",
+            "a b",
+            "urn:",
+            "9lives",
+            "a.b.c",
+            "C?u\u{82}",
+        ] {
             assert!(AttrPath::parse(bad).is_err(), "{bad}");
         }
     }

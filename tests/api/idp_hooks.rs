@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tollgate::app::Mode;
 use tollgate::orgchart::PersonId;
 
-use crate::idp_rest::{OKTA_TOKEN, TENANT, graph_org, okta_org};
+use crate::idp_rest::{GraphOrg, OKTA_TOKEN, TENANT, graph_org, okta_org};
 use crate::support::{self, TestApp, eventually};
 
 async fn chart_has(
@@ -40,18 +40,27 @@ fn public_address() -> (String, String) {
     )
 }
 
-/// An Entra source with change notifications, its Graph the fake at `url`.
-fn entra_settings<'a>(graph_url: &'a str, token_url: &'a str) -> Vec<(&'static str, &'a str)> {
-    vec![
+/// An app on an Entra source with change notifications, its Graph the fake of `org`, answering
+/// at its public URL (`base`, else one that reaches it); returns the app and that URL.
+async fn entra_app(org: &GraphOrg, mode: Mode, base: Option<&str>) -> (TestApp, String) {
+    let url = org.server.url();
+    let graph_url = format!("{url}/v1.0");
+    let token_url = format!("{url}/{TENANT}/oauth2/v2.0/token");
+    let (bind, reachable) = public_address();
+    let base = base.map_or(reachable, str::to_string);
+    let settings = [
+        ("TOLLGATE_BIND", bind.as_str()),
+        ("TOLLGATE_BASE_URL", base.as_str()),
         ("TOLLGATE_IDP_KIND", "entra"),
         ("TOLLGATE_IDP_ENTRA_TENANT", TENANT),
         ("TOLLGATE_IDP_ENTRA_CLIENT_ID", "tollgate-app"),
         ("TOLLGATE_IDP_ENTRA_CLIENT_SECRET", "s3cret"),
-        ("TOLLGATE_IDP_ENTRA_GRAPH_URL", graph_url),
-        ("TOLLGATE_IDP_ENTRA_TOKEN_URL", token_url),
+        ("TOLLGATE_IDP_ENTRA_GRAPH_URL", graph_url.as_str()),
+        ("TOLLGATE_IDP_ENTRA_TOKEN_URL", token_url.as_str()),
         ("TOLLGATE_IDP_ENTRA_CLIENT_STATE", "client-state-7"),
         ("TOLLGATE_IDP_SYNC_INTERVAL", "24h"),
-    ]
+    ];
+    (support::spawn_app_with(mode, &settings).await, base)
 }
 
 async fn received(app: &TestApp) -> Vec<Value> {
@@ -180,23 +189,8 @@ async fn an_okta_hook_is_verified_and_a_deactivation_rereads_just_that_user() {
 #[tokio::test]
 async fn a_graph_notification_with_a_wrong_client_state_is_refused_and_a_right_one_rereads() {
     let org = graph_org().await;
-    let url = org.server.url();
-    let graph_url = format!("{url}/v1.0");
-    let token_url = format!("{url}/{TENANT}/oauth2/v2.0/token");
     // Graph calls the service back at its public URL: known before it starts.
-    let (bind, base) = public_address();
-    let app = support::spawn_app_with(
-        Mode::All,
-        &[
-            vec![
-                ("TOLLGATE_BIND", bind.as_str()),
-                ("TOLLGATE_BASE_URL", base.as_str()),
-            ],
-            entra_settings(&graph_url, &token_url),
-        ]
-        .concat(),
-    )
-    .await;
+    let (app, base) = entra_app(&org, Mode::All, None).await;
     let dev = org.people.dev.clone();
     chart_has(
         &app,
@@ -320,24 +314,7 @@ async fn hooks_are_closed_unless_configured() {
 #[tokio::test]
 async fn graph_subscriptions_are_renewed_before_they_end_and_made_again_when_dropped() {
     let org = graph_org().await;
-    let url = org.server.url();
-    let (graph_url, token_url) = (
-        format!("{url}/v1.0"),
-        format!("{url}/{TENANT}/oauth2/v2.0/token"),
-    );
-    let (bind, base) = public_address();
-    let app = support::spawn_app_with(
-        Mode::All,
-        &[
-            vec![
-                ("TOLLGATE_BIND", bind.as_str()),
-                ("TOLLGATE_BASE_URL", base.as_str()),
-            ],
-            entra_settings(&graph_url, &token_url),
-        ]
-        .concat(),
-    )
-    .await;
+    let (app, _) = entra_app(&org, Mode::All, None).await;
     let store = &app.state.store;
     let held = eventually(Duration::from_secs(20), || async {
         let held = tollgate::store::idp_events::subscriptions(store)
@@ -393,15 +370,8 @@ async fn graph_subscriptions_are_renewed_before_they_end_and_made_again_when_dro
 #[tokio::test]
 async fn a_subscription_graph_cannot_validate_is_not_made() {
     let org = graph_org().await;
-    let url = org.server.url();
-    let (graph_url, token_url) = (
-        format!("{url}/v1.0"),
-        format!("{url}/{TENANT}/oauth2/v2.0/token"),
-    );
     // The public URL names a port nobody answers on: Graph's validation call fails.
-    let mut settings = entra_settings(&graph_url, &token_url);
-    settings.push(("TOLLGATE_BASE_URL", "http://127.0.0.1:9"));
-    let app = support::spawn_app_with(Mode::WebOnly, &settings).await;
+    let (app, _) = entra_app(&org, Mode::WebOnly, Some("http://127.0.0.1:9")).await;
     let refused = tollgate::engine::org_change::keep_subscriptions(&app.state).await;
     let error = refused
         .expect_err("Graph could not validate the URL")
