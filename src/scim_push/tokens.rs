@@ -75,17 +75,19 @@ pub async fn revoke(
     by: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let mut tx = store.begin().await?;
-    if !stored::revoke_token(&mut tx, id, now).await? {
-        tx.rollback().await?;
-        return Ok(false);
-    }
+    // Read before the write transaction: a second connection wanted while it holds SQLite's
+    // write lock can wait on a pool the lock's other waiters have drained.
     let name = stored::tokens(store, false)
         .await?
         .into_iter()
         .find(|t| t.id == id)
         .map(|t| t.name)
         .unwrap_or_default();
+    let mut tx = store.begin().await?;
+    if !stored::revoke_token(&mut tx, id, now).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
     audit::append(&mut tx, &event(ScimStep::TokenRevoked, id, &name, by, now)).await?;
     tx.commit().await?;
     Ok(true)
