@@ -115,10 +115,10 @@ impl Connector {
             IdpSource::Google(config) => {
                 Self::Google(Box::new(google::GoogleDirectory::new(config.clone())))
             }
-            IdpSource::ScimPush(config) => Self::ScimPush(scim_push::ScimPushDirectory {
-                store: store.clone(),
-                key: config.person_key,
-            }),
+            IdpSource::ScimPush(config) => Self::ScimPush(scim_push::ScimPushDirectory::new(
+                store.clone(),
+                config.person_key,
+            )),
         }
     }
 }

@@ -16,10 +16,39 @@ use crate::store::{Store, StoreError};
 /// Users (then groups) per page of a full read.
 const PAGE: i64 = 500;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ScimPushDirectory {
-    pub store: Store,
-    pub key: PersonKey,
+    store: Store,
+    key: PersonKey,
+    /// Who each user is, as of a write number: a full read asks for every page, and the users'
+    /// keys are read again only when something was pushed since.
+    names: tokio::sync::Mutex<Option<(i64, std::sync::Arc<Names>)>>,
+}
+
+impl ScimPushDirectory {
+    pub fn new(store: Store, key: PersonKey) -> Self {
+        Self {
+            store,
+            key,
+            names: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// [`Names`] as of the last write.
+    async fn names(&self) -> Result<std::sync::Arc<Names>, IdpError> {
+        let seq = stored::current_seq(&self.store)
+            .await
+            .map_err(unavailable)?;
+        let mut held = self.names.lock().await;
+        if let Some((at, names)) = held.as_ref()
+            && *at == seq
+        {
+            return Ok(names.clone());
+        }
+        let names = std::sync::Arc::new(Names::read(&self.store).await?);
+        *held = Some((seq, names.clone()));
+        Ok(names)
+    }
 }
 
 fn unavailable(e: StoreError) -> IdpError {
@@ -28,6 +57,7 @@ fn unavailable(e: StoreError) -> IdpError {
 
 /// Who a manager reference or group member names: a user's SCIM id, else (for managers) what
 /// the IdP put there: another user's `externalId` or `userName`, else a person id as it is.
+#[derive(Debug)]
 struct Names {
     by_id: HashMap<String, Option<PersonId>>,
     by_other: HashMap<String, PersonId>,
@@ -130,7 +160,7 @@ impl Directory for ScimPushDirectory {
         let rows = stored::page(&self.store, kind, after, PAGE)
             .await
             .map_err(unavailable)?;
-        let names = Names::read(&self.store).await?;
+        let names = self.names().await?;
         let full = rows.len() as i64 == PAGE;
         let last = rows.last().map(|r| r.id.clone());
         let mut page = Page::default();
@@ -170,7 +200,7 @@ impl Directory for ScimPushDirectory {
         let changed = stored::changed(&self.store, from, upto)
             .await
             .map_err(unavailable)?;
-        let names = Names::read(&self.store).await?;
+        let names = self.names().await?;
         let mut deltas: Vec<(i64, Delta)> = Vec::new();
         for (seq, kind, key) in changed.gone {
             deltas.push((
