@@ -57,14 +57,6 @@ impl AttrPath {
         })
     }
 
-    /// The same attribute, without the sub-attribute.
-    pub fn parent(&self) -> Self {
-        Self {
-            sub: None,
-            ..self.clone()
-        }
-    }
-
     /// The object that holds the attribute: the resource, or its extension's object.
     pub fn holder<'a>(&self, resource: &'a Value) -> Option<&'a Map<String, Value>> {
         let root = resource.as_object()?;
